@@ -1,0 +1,31 @@
+/* cuda_common.cuh — shared by the .cu files: error checking that turns CUDA failures into
+ * lc_status values with file and line, bf16 helpers, launch checks. */
+#ifndef LONGCTX_CUDA_COMMON_CUH
+#define LONGCTX_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "common.h"
+
+/* Return LC_EDEVICE from the enclosing function when a CUDA call fails. */
+#define cuda_check(call)                                                                     \
+    do {                                                                                     \
+        cudaError_t cuda_check_e_ = (call);                                                  \
+        if (cuda_check_e_ != cudaSuccess)                                                    \
+            return lc_errorf(LC_EDEVICE, "%s:%d: %s failed: %s", __FILE__, __LINE__, #call,   \
+                             cudaGetErrorString(cuda_check_e_));                             \
+    } while (0)
+
+/* After every launch: configuration errors show here, asynchronous faults at the next sync. */
+#define cuda_check_launch(name)                                                              \
+    do {                                                                                     \
+        cudaError_t cuda_check_e_ = cudaGetLastError();                                      \
+        if (cuda_check_e_ != cudaSuccess)                                                    \
+            return lc_errorf(LC_EDEVICE, "%s:%d: launch of %s failed: %s", __FILE__, __LINE__, \
+                             name, cudaGetErrorString(cuda_check_e_));                        \
+    } while (0)
+
+static inline cudaStream_t lc_stream(void *s) { return (cudaStream_t)s; }
+
+#endif
