@@ -45,7 +45,7 @@ static const key_def keys[] = {
     {"model", "layers", K_LAYERS, F(layers_text), "swa*4", 0, 0, NULL, REL_ALWAYS, "layer list, bottom to top"},
     {"attn", "heads", K_INT, F(attn_heads), "8", 1, 4096, NULL, REL_ATTN, "query heads of swa/dense blocks"},
     {"attn", "kv_heads", K_INT, F(attn_kv_heads), "8", 1, 4096, NULL, REL_ATTN, "key/value heads (GQA)"},
-    {"attn", "dh", K_INT, F(attn_dh), "32", 2, 1024, NULL, REL_ATTN, "head dim"},
+    {"attn", "dh", K_INT, F(attn_dh), "32", 0, 1024, NULL, REL_ATTN, "head dim (0 = d/heads)"},
     {"attn", "W", K_INT, F(W), "128", 1, BIG, NULL, REL_SWA, "sliding window: keys t-W..t"},
     {"attn", "rope_theta", K_REAL, F(rope_theta), "10000", 1e-3, 1e12, NULL, REL_ATTN, "RoPE base"},
     {"attn", "qk_norm", K_BOOL, F(attn_qk_norm), "true", 0, 1, NULL, REL_ATTN, "per-head RMSNorm on q and k"},
@@ -58,11 +58,13 @@ static const key_def keys[] = {
     {"mamba", "conv", K_INT, F(mamba_conv), "4", 2, 64, NULL, REL_MAMBA, "causal conv1d width"},
     {"mamba", "ngroups", K_INT, F(mamba_ngroups), "1", 1, 1024, NULL, REL_MAMBA, "B/C groups"},
     {"mamba", "mlp", K_INT, F(mamba_mlp), "0", 0, 1 << 24, NULL, REL_MAMBA, "SwiGLU after the mixer (0 = none, as RAMba)"},
+    {"mamba", "segment_size", K_INT, F(mamba_segment), "0", 0, BIG, NULL, REL_MAMBA, "training: reset SSM state every N tokens (0 = never)"},
     {"encoder", "layers", K_INT, F(enc_layers), "1", 0, 64, NULL, REL_CHUNK, "bidirectional encoder blocks (0 = RMSNorm only)"},
     {"encoder", "cls", K_BOOL, F(enc_cls), "true", 0, 1, NULL, REL_CHUNK, "learned CLS slot appended; landmark from it (else mean)"},
     {"encoder", "heads", K_INT, F(enc_heads), "8", 1, 4096, NULL, REL_CHUNK, "encoder query heads"},
     {"encoder", "kv_heads", K_INT, F(enc_kv_heads), "8", 1, 4096, NULL, REL_CHUNK, "encoder key/value heads"},
-    {"encoder", "dh", K_INT, F(enc_dh), "32", 2, 1024, NULL, REL_CHUNK, "encoder head dim"},
+    {"encoder", "dh", K_INT, F(enc_dh), "32", 0, 1024, NULL, REL_CHUNK, "encoder head dim (0 = d/heads)"},
+    {"encoder", "rope_theta", K_REAL, F(enc_rope_theta), "10000", 1e-3, 1e12, NULL, REL_CHUNK, "RoPE base over in-chunk positions"},
     {"encoder", "mlp", K_INT, F(enc_mlp), "768", 1, 1 << 24, NULL, REL_CHUNK, "encoder SwiGLU intermediate"},
     {"encoder", "qkv_bias", K_BOOL, F(enc_qkv_bias), "true", 0, 1, NULL, REL_CHUNK, "q/k/v biases (Qwen2 style)"},
     {"encoder", "qk_norm", K_BOOL, F(enc_qk_norm), "true", 0, 1, NULL, REL_CHUNK, "per-head RMSNorm on q and k"},
@@ -73,7 +75,7 @@ static const key_def keys[] = {
     {"hsa", "retrieval_heads", K_ENUM, F(retrieval_heads), "single", 0, 0, w_rheads, REL_CHUNK, "single | per_kv (H_r = 1 or H)"},
     {"hsa", "HQ", K_INT, F(HQ), "16", 1, 4096, NULL, REL_CHUNK, "HSA query heads"},
     {"hsa", "H", K_INT, F(H), "1", 1, 4096, NULL, REL_CHUNK, "HSA key/value heads (chunk memory)"},
-    {"hsa", "dh", K_INT, F(dh), "32", 1, 1024, NULL, REL_CHUNK, "HSA head dim (NoPE)"},
+    {"hsa", "dh", K_INT, F(dh), "32", 0, 1024, NULL, REL_CHUNK, "HSA head dim, NoPE (0 = d/HQ)"},
     {"hsa", "weights", K_ENUM, F(weights), "softmax", 0, 0, w_weights, REL_CHUNK, "softmax | stickbreak fusion weights"},
     {"hsa", "off_by_one", K_BOOL, F(off_by_one), "false", 0, 1, NULL, REL_CHUNK, "softmax-off-by-one inside each chunk"},
     {"hsa", "gumbel", K_BOOL, F(gumbel), "false", 0, 1, NULL, REL_CHUNK, "Gumbel noise on selection (training)"},
@@ -369,9 +371,23 @@ static void value_text(const lc_config *c, int k, char *buf, size_t cap) {
 /* ---- validation of combinations ---------------------------------------------------------- */
 
 #define AT(sec, name) where(c, key_of(sec, name), w1, sizeof w1)
+/* dh = 0 means d / heads, which then must divide evenly (d = heads * dh). */
+static lc_status derive_dh(lc_config *c, int64_t *dh, int64_t heads, const char *sec, const char *hname) {
+    char w1[200];
+    if (*dh != 0) return LC_OK;
+    if (c->d % heads)
+        return lc_errorf(LC_EINVAL, "%s.dh = 0 asks for d / %s.%s, but model.d = %lld is not a multiple of %s.%s = %lld (%s)", sec, sec, hname,
+                         (long long)c->d, sec, hname, (long long)heads, where(c, key_of(sec, "dh"), w1, sizeof w1));
+    *dh = c->d / heads;
+    return LC_OK;
+}
+
 static lc_status validate(lc_config *c) {
     char w1[200], w2[200];
     int attn = key_relevant(c, key_of("attn", "heads")), chunk = has_kind(c, LC_LAYER_CHUNK);
+    if (attn) LC_TRY(derive_dh(c, &c->attn_dh, c->attn_heads, "attn", "heads"));
+    if (chunk) LC_TRY(derive_dh(c, &c->enc_dh, c->enc_heads, "encoder", "heads"));
+    if (chunk) LC_TRY(derive_dh(c, &c->dh, c->HQ, "hsa", "HQ"));
     if (attn && c->attn_heads % c->attn_kv_heads)
         return lc_errorf(LC_EINVAL, "attn.heads = %lld (%s) is not a multiple of attn.kv_heads = %lld (%s)", (long long)c->attn_heads,
                          AT("attn", "heads"), (long long)c->attn_kv_heads, where(c, key_of("attn", "kv_heads"), w2, sizeof w2));

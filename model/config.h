@@ -60,9 +60,10 @@ typedef struct {
     double rope_theta;
     int attn_qk_norm, attn_bias;
     /* [mamba] */
-    int64_t mamba_heads, mamba_dh, mamba_state, mamba_expand, mamba_conv, mamba_ngroups, mamba_mlp;
+    int64_t mamba_heads, mamba_dh, mamba_state, mamba_expand, mamba_conv, mamba_ngroups, mamba_mlp, mamba_segment;
     /* [encoder]: the bidirectional chunk encoder of the chunk layer */
     int64_t enc_layers, enc_heads, enc_kv_heads, enc_dh, enc_mlp;
+    double enc_rope_theta;
     int enc_cls, enc_qkv_bias, enc_qk_norm, enc_prenorm;
     /* [hsa] */
     int64_t S, K, d_r, HQ, H, dh, block_q, hsa_mlp;

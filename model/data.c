@@ -202,31 +202,28 @@ lc_status loader_init(lc_loader *l, const lc_tokens *t, int64_t B, int64_t T, in
     l->hi = hi;
     l->mode = mode;
     l->seed = seed;
-    loader_reset(l);
+    l->step = 0;
     return LC_OK;
 }
 
-void loader_reset(lc_loader *l) {
-    lc_rng_seed(&l->rng, l->seed);
-    l->cursor = l->lo;
-    l->epoch = 0;
-}
+void loader_seek(lc_loader *l, int64_t step) { l->step = step < 0 ? 0 : step; }
+
+static int64_t rows_per_pass(const lc_loader *l) { return (l->hi - l->lo - 1) / l->T; }
+
+int64_t loader_epoch(const lc_loader *l, int64_t step) { return step * l->B / rows_per_pass(l); }
 
 void loader_next(lc_loader *l, int32_t *out) {
-    const int64_t row = l->T + 1;
+    const int64_t row = l->T + 1, span = l->hi - l->lo - l->T, R = rows_per_pass(l);
     for (int64_t b = 0; b < l->B; b++) {
         int64_t start;
         if (l->mode == LC_LOADER_RANDOM) {
-            start = l->lo + (int64_t)lc_rng_below(&l->rng, (uint64_t)(l->hi - l->lo - l->T));
+            uint64_t u = lc_hash3(l->seed, (uint64_t)l->step, (uint64_t)b);
+            start = l->lo + (int64_t)(((unsigned __int128)u * (uint64_t)span) >> 64);
         } else {
-            if (l->cursor + row > l->hi) {
-                l->cursor = l->lo;
-                l->epoch++;
-            }
-            start = l->cursor;
-            l->cursor += l->T;
+            start = l->lo + ((l->step * l->B + b) % R) * l->T;
         }
         int32_t *o = out + b * row;
         for (int64_t j = 0; j < row; j++) o[j] = (int32_t)tokens_get(l->t, start + j);
     }
+    l->step++;
 }

@@ -10,11 +10,13 @@
  * against vocab (one pass), so batches never hold an out-of-range id.
  *
  * Batches are int32 [B, T+1]: row b holds T+1 consecutive tokens (inputs = [:, :T], targets =
- * [:, 1:]). Random mode: each row starts at a uniform offset in [lo, hi-T-1], from an
- * xoshiro stream seeded by `seed` (same seed, same batches, on every machine). Sequential mode:
- * rows tile [lo, hi) in order with a stride of T (each row's last token is the next row's
- * first), wrapping to lo when fewer than T+1 tokens remain; for evaluation over a held-out file
- * or range. The loader state (rng, cursor) is plain data, so a checkpoint can save it.
+ * [:, 1:]). A batch is a pure function of (seed, step): resuming at a checkpoint's step gives the
+ * batches an uninterrupted run would have seen, with no loader state to save.
+ *   Random mode: row b of step s starts at lo + floor(u * (hi - lo - T)), u = lc_hash3(seed, s,
+ *   b) / 2^64, so every start in [lo, hi-T-1] is possible and rows are independent.
+ *   Sequential mode (evaluation over a held-out file or range): global row g = s*B + b starts at
+ *   lo + (g mod R)*T with R = floor((hi - lo - 1) / T) rows per pass, so consecutive rows tile
+ *   [lo, hi) with stride T (a row's last token is the next row's first) and wrap after R rows.
  */
 #ifndef LONGCTX_DATA_H
 #define LONGCTX_DATA_H
@@ -61,17 +63,17 @@ typedef struct {
     int64_t B, T, lo, hi; /* rows, row length - 1, token range [lo, hi) */
     int mode;
     uint64_t seed;
-    lc_rng rng;
-    int64_t cursor; /* sequential: start of the next row */
-    int64_t epoch;  /* sequential: completed passes over [lo, hi) */
+    int64_t step; /* the batch loader_next returns next */
 } lc_loader;
 
-/* hi = 0 means the end of the file. Refuses ranges shorter than T+1 tokens. */
+/* hi = 0 means the end of the file. Refuses ranges shorter than T+1 tokens. Starts at step 0. */
 lc_status loader_init(lc_loader *l, const lc_tokens *t, int64_t B, int64_t T, int mode, uint64_t seed, int64_t lo, int64_t hi);
-/* Fill out[B * (T+1)] with the next batch. */
+/* Fill out[B * (T+1)] with batch `step` and advance. */
 void loader_next(lc_loader *l, int32_t *out);
-/* Back to the state right after loader_init. */
-void loader_reset(lc_loader *l);
+/* Jump to a step (0 = the start; a checkpoint's step to resume). */
+void loader_seek(lc_loader *l, int64_t step);
+/* Sequential mode: complete passes over [lo, hi) before batch `step`. */
+int64_t loader_epoch(const lc_loader *l, int64_t step);
 
 /* `longctx tokenize`: byte-level tokenizing of a text file into a token file; --info. */
 int cmd_tokenize(int argc, char **argv);

@@ -241,6 +241,13 @@ static void test_errors(void) {
     T_ERR2(lc_config_parse("layers = ()\n", "l.cfg", &c), "l.cfg:1", "empty '()'");
     T_ERR2(lc_config_parse("layers = swa, dense\n", "l.cfg", &c), "l.cfg:1", "unexpected ','");
 
+    t_begin("dh = 0 derives d / heads, and then d must divide");
+    T_OK(lc_config_parse(WITH("[attn]\ndh = 0\n[hsa]\ndh = 0\n"), "f.cfg", &c));
+    T_CHECK(c.attn_dh == 32 && c.dh == 16, "derived attn.dh %lld hsa.dh %lld", (long long)c.attn_dh, (long long)c.dh);
+    T_ERR2(lc_config_parse(WITH("[attn]\ndh = 0\nheads = 6\nkv_heads = 3\n"), "f.cfg", &c), "model.d = 256 is not a multiple of attn.heads = 6",
+           "f.cfg:5");
+    T_ERR2(lc_config_parse(WITH("[hsa]\ndh = 0\nHQ = 12\nH = 3\n"), "f.cfg", &c), "model.d = 256 is not a multiple of hsa.HQ = 12", "f.cfg:5");
+
     t_begin("defaults are valid; section.key form and trailing comments work");
     T_OK(lc_config_parse("", "empty", &c));
     T_CHECK(c.n_layers == 4 && c.layers[0].kind == LC_LAYER_SWA, "default layers");

@@ -179,7 +179,7 @@ static void test_loader(void) {
     }
     T_CHECK(smin < lo + 50 && smax > hi - T - 1 - 50, "starts span only [%lld, %lld]", (long long)smin, (long long)smax);
 
-    t_begin("same seed, same batches; another seed, other batches; reset replays");
+    t_begin("same seed, same batches; another seed, other batches; seek(0) replays");
     T_OK(loader_init(&a, &t, B, T, LC_LOADER_RANDOM, 7, 0, 0));
     T_OK(loader_init(&b, &t, B, T, LC_LOADER_RANDOM, 7, 0, 0));
     T_OK(loader_init(&c, &t, B, T, LC_LOADER_RANDOM, 8, 0, 0));
@@ -194,9 +194,9 @@ static void test_loader(void) {
         same_ac &= !memcmp(x, y, B * (T + 1) * sizeof *x);
     }
     T_CHECK(same_ab && !same_ac, "determinism: same seed %d, other seed %d", same_ab, same_ac);
-    loader_reset(&a);
+    loader_seek(&a, 0);
     loader_next(&a, x);
-    T_CHECK(!memcmp(x, first, sizeof first), "reset does not replay");
+    T_CHECK(!memcmp(x, first, sizeof first), "seek(0) does not replay");
     /* the state is plain data: a copy continues identically */
     b = a;
     loader_next(&a, x);
@@ -220,7 +220,17 @@ static void test_loader(void) {
             expect += T;
         }
     }
-    T_CHECK(wraps >= 2 && a.epoch == wraps, "wraps %lld epoch %lld", (long long)wraps, (long long)a.epoch);
+    T_CHECK(wraps >= 2 && loader_epoch(&a, a.step) == wraps, "wraps %lld epoch %lld", (long long)wraps, (long long)loader_epoch(&a, a.step));
+
+    t_begin("resume: seek(k) gives batch k of an uninterrupted run, in both modes");
+    for (int mode = 0; mode < 2; mode++) {
+        T_OK(loader_init(&a, &t, B, T, mode, 3, lo, hi));
+        T_OK(loader_init(&b, &t, B, T, mode, 3, lo, hi));
+        for (int step = 0; step < 13; step++) loader_next(&a, x);
+        loader_seek(&b, 12);
+        loader_next(&b, y);
+        T_CHECK(!memcmp(x, y, B * (T + 1) * sizeof *x) && a.step == 13 && b.step == 13, "mode %d: seek differs from running", mode);
+    }
 
     t_begin("loader refuses impossible shapes and ranges");
     T_ERR(loader_init(&a, &t, B, 5003, LC_LOADER_RANDOM, 0, 0, 0), "needs 5004");
