@@ -566,8 +566,11 @@ size_t lc_config_print(const lc_config *c, char *buf, size_t cap) {
             sb_printf(&b, "%-32s # %s\n", kv, keys[k].doc);
         }
     }
-    sb_printf(&b, "\n# derived: %d layers (%d below the chunk layer), %d groups, %d hsa layers", c->n_layers, c->n_lower, c->n_groups, c->n_hsa);
-    if (c->n_groups) sb_printf(&b, ", G = HQ/H = %lld, H_r = %lld", (long long)c->G, (long long)c->H_r);
+    if (c->n_groups)
+        sb_printf(&b, "\n# derived: %d layers (%d below the chunk layer), %d groups, %d hsa layers, G = HQ/H = %lld, H_r = %lld", c->n_layers,
+                  c->n_lower, c->n_groups, c->n_hsa, (long long)c->G, (long long)c->H_r);
+    else
+        sb_printf(&b, "\n# derived: %d layers, no chunk memory", c->n_layers);
     sb_printf(&b, "\n# parameters: %lld\n", (long long)lc_config_param_count(c));
     return b.len;
 }
