@@ -630,7 +630,7 @@ static void padd(plist *l, int init, float std, int64_t d0, int64_t d1, const ch
         p->numel = numel;
         p->offset = l->offset;
         p->init = init;
-        p->std = init == LC_INIT_NORMAL ? std : 0.0f;
+        p->std = init == LC_INIT_NORMAL || init == LC_INIT_UNIFORM ? std : 0.0f;
     }
     l->n++;
     l->offset += numel;
@@ -682,7 +682,8 @@ int64_t lc_config_tensors(const lc_config *c, lc_param *out, int64_t cap) {
             int64_t conv_dim = di + 2 * gN;
             padd(&l, LC_INIT_ONE, 0, d, 0, "%s.norm", p);
             padd(&l, LC_INIT_NORMAL, std, 2 * di + 2 * gN + nh, d, "%s.in_proj", p);
-            padd(&l, LC_INIT_NORMAL, std, conv_dim, c->mamba_conv, "%s.conv_w", p);
+            /* depthwise conv: PyTorch's default U(+-1/sqrt(fan_in)), fan_in = conv width */
+            padd(&l, LC_INIT_UNIFORM, (float)(1.0 / sqrt((double)c->mamba_conv)), conv_dim, c->mamba_conv, "%s.conv_w", p);
             padd(&l, LC_INIT_ZERO, 0, conv_dim, 0, "%s.conv_b", p);
             padd(&l, LC_INIT_MAMBA_DT_BIAS, 0, nh, 0, "%s.dt_bias", p);
             padd(&l, LC_INIT_MAMBA_A_LOG, 0, nh, 0, "%s.A_log", p);
@@ -749,6 +750,38 @@ int64_t lc_config_param_count(const lc_config *c) {
     int64_t total = n ? ps[n - 1].offset + ps[n - 1].numel : 0;
     free(ps);
     return total;
+}
+
+lc_status lc_config_init_params(const lc_config *c, uint64_t seed, float *params) {
+    int64_t nt = lc_config_tensors(c, NULL, 0);
+    lc_param *ps = lc_malloc((size_t)nt * sizeof *ps, "parameter list");
+    if (!ps) return LC_ENOMEM;
+    lc_config_tensors(c, ps, nt);
+    for (int64_t t = 0; t < nt; t++) {
+        lc_rng r;
+        lc_rng_seed(&r, lc_hash3(seed, (uint64_t)t, 0));
+        float *x = params + ps[t].offset;
+        const int64_t n = ps[t].numel;
+        switch (ps[t].init) {
+        case LC_INIT_NORMAL: lc_fill_normal(&r, x, (size_t)n, ps[t].std); break;
+        case LC_INIT_UNIFORM: lc_fill_uniform(&r, x, (size_t)n, -ps[t].std, ps[t].std); break;
+        case LC_INIT_ZERO: memset(x, 0, (size_t)n * sizeof *x); break;
+        case LC_INIT_ONE:
+            for (int64_t i = 0; i < n; i++) x[i] = 1.0f;
+            break;
+        case LC_INIT_MAMBA_A_LOG:
+            for (int64_t i = 0; i < n; i++) x[i] = (float)log(1.0 + 15.0 * lc_rng_uniform(&r));
+            break;
+        case LC_INIT_MAMBA_DT_BIAS:
+            for (int64_t i = 0; i < n; i++) {
+                double dt = exp(log(1e-3) + (log(0.1) - log(1e-3)) * lc_rng_uniform(&r));
+                x[i] = (float)(dt + log(-expm1(-dt))); /* softplus(x) = dt */
+            }
+            break;
+        }
+    }
+    free(ps);
+    return LC_OK;
 }
 
 double lc_config_oracle_prob(const lc_config *c, int64_t step) {

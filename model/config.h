@@ -86,7 +86,9 @@ typedef struct {
     int line[LC_CONFIG_NKEYS];
 } lc_config;
 
-enum lc_init { LC_INIT_NORMAL, LC_INIT_ZERO, LC_INIT_ONE, LC_INIT_MAMBA_A_LOG, LC_INIT_MAMBA_DT_BIAS };
+/* NORMAL: N(0, std^2). UNIFORM: U(-std, std) (std holds the bound). MAMBA_A_LOG: log U(1, 16).
+ * MAMBA_DT_BIAS: softplus^-1(dt), dt log-uniform in [1e-3, 0.1] (mamba_ssm's Mamba2 init). */
+enum lc_init { LC_INIT_NORMAL, LC_INIT_ZERO, LC_INIT_ONE, LC_INIT_MAMBA_A_LOG, LC_INIT_MAMBA_DT_BIAS, LC_INIT_UNIFORM };
 
 typedef struct {
     char name[64];
@@ -94,7 +96,7 @@ typedef struct {
     int64_t shape[3];
     int64_t numel, offset; /* offset in floats into the flat parameter buffer */
     int init;              /* enum lc_init */
-    float std;             /* for LC_INIT_NORMAL */
+    float std;             /* LC_INIT_NORMAL: std; LC_INIT_UNIFORM: bound */
 } lc_param;
 
 /* Defaults (every key), then `text` on top; validates. `source` names the text in messages. */
@@ -120,6 +122,10 @@ int lc_config_diff(const lc_config *a, const lc_config *b, char *buf, size_t cap
  * be NULL). */
 int64_t lc_config_tensors(const lc_config *cfg, lc_param *out, int64_t cap);
 int64_t lc_config_param_count(const lc_config *cfg);
+
+/* Fill params[lc_config_param_count(cfg)] by each tensor's init. Tensor i draws from its own
+ * stream lc_hash3(seed, i, 0), so adding a tensor does not change the others' values. */
+lc_status lc_config_init_params(const lc_config *cfg, uint64_t seed, float *params);
 
 /* Oracle-retrieval probability at a training step: prob for oracle_hold steps, then linearly to
  * 0 over oracle_decay steps; 0 when oracle = off. */

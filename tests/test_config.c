@@ -271,6 +271,51 @@ static void test_errors(void) {
 #undef WITH
 }
 
+static void test_init(void) {
+    t_begin("init_params follows each tensor's init: zeros, ones, std, Mamba A_log and dt_bias ranges");
+    const char *names[] = {"tiny-swa-hsa", "tiny-mamba-hsa"};
+    for (int k = 0; k < 2; k++) {
+        lc_config c;
+        T_OK(lc_config_preset(names[k], &c));
+        int64_t n = lc_config_param_count(&c), nt = lc_config_tensors(&c, NULL, 0);
+        float *x = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
+        lc_param *ps = malloc((size_t)nt * sizeof *ps);
+        lc_config_tensors(&c, ps, nt);
+        T_OK(lc_config_init_params(&c, 5, x));
+        T_OK(lc_config_init_params(&c, 5, y));
+        T_CHECK(!memcmp(x, y, (size_t)n * 4), "%s: same seed, different parameters", names[k]);
+        for (int64_t t = 0; t < nt; t++) {
+            const float *p = x + ps[t].offset;
+            double s1 = 0, s2 = 0, lo = 1e30, hi = -1e30;
+            for (int64_t i = 0; i < ps[t].numel; i++) {
+                s1 += p[i];
+                s2 += (double)p[i] * p[i];
+                lo = p[i] < lo ? p[i] : lo;
+                hi = p[i] > hi ? p[i] : hi;
+            }
+            double m = s1 / ps[t].numel, sd = sqrt(s2 / ps[t].numel - m * m);
+            switch (ps[t].init) {
+            case LC_INIT_ZERO: T_CHECK(lo == 0 && hi == 0, "%s not zero", ps[t].name); break;
+            case LC_INIT_ONE: T_CHECK(lo == 1 && hi == 1, "%s not one", ps[t].name); break;
+            case LC_INIT_NORMAL:
+                if (ps[t].numel >= 4096) T_CHECK(fabs(sd / ps[t].std - 1) < 0.05 && fabs(m) < 0.05 * ps[t].std + 3 * ps[t].std / sqrt((double)ps[t].numel),
+                                                  "%s: mean %g std %g, want std %g", ps[t].name, m, sd, ps[t].std);
+                else T_CHECK(sd > 0, "%s constant", ps[t].name);
+                break;
+            case LC_INIT_UNIFORM: T_CHECK(lo >= -ps[t].std && hi <= ps[t].std && hi - lo > ps[t].std, "%s: [%g, %g]", ps[t].name, lo, hi); break;
+            case LC_INIT_MAMBA_A_LOG: T_CHECK(lo >= 0 && hi <= log(16.0) + 1e-6 && hi > lo, "%s: [%g, %g]", ps[t].name, lo, hi); break;
+            case LC_INIT_MAMBA_DT_BIAS:
+                /* softplus(dt_bias) in [1e-3, 0.1] */
+                T_CHECK(log1p(exp(lo)) >= 0.999e-3 && log1p(exp(hi)) <= 0.1001, "%s: softplus range [%g, %g]", ps[t].name, log1p(exp(lo)), log1p(exp(hi)));
+                break;
+            }
+        }
+        free(x);
+        free(y);
+        free(ps);
+    }
+}
+
 static void test_oracle(void) {
     t_begin("oracle schedule: hold at prob, then linear decay to 0; off means 0");
     lc_config c;
@@ -323,6 +368,7 @@ int main(void) {
     test_round_trip();
     test_param_count();
     test_errors();
+    test_init();
     test_oracle();
     test_fuzz();
     return t_finish();
