@@ -784,6 +784,27 @@ lc_status lc_config_init_params(const lc_config *c, uint64_t seed, float *params
     return LC_OK;
 }
 
+int64_t lc_config_state_bytes(const lc_config *c, int64_t L, int elem_bytes) {
+    int64_t e = elem_bytes, total = 0, swa_keys = L < c->W ? L : c->W;
+    for (int i = 0; i < c->n_layers; i++) {
+        switch (c->layers[i].kind) {
+        case LC_LAYER_DENSE: total += 2 * L * c->attn_kv_heads * c->attn_dh * e; break;
+        case LC_LAYER_SWA: total += 2 * swa_keys * c->attn_kv_heads * c->attn_dh * e; break;
+        case LC_LAYER_HSA:
+            if (c->swa_inside) total += 2 * swa_keys * c->attn_kv_heads * c->attn_dh * e;
+            break;
+        case LC_LAYER_CHUNK: total += 2 * L * c->H * c->dh * e + (L / c->S) * (c->block_q == 1 ? c->d_r : c->d) * e; break;
+        case LC_LAYER_MAMBA: {
+            int64_t conv_dim = c->mamba_expand * c->d + 2 * c->mamba_ngroups * c->mamba_state;
+            total += (c->mamba_conv - 1) * conv_dim * 4 + c->mamba_heads * c->mamba_dh * c->mamba_state * 4;
+            break;
+        }
+        default: break;
+        }
+    }
+    return total;
+}
+
 double lc_config_oracle_prob(const lc_config *c, int64_t step) {
     if (c->oracle != LC_ORACLE_FORCE || step < 0) return 0.0;
     if (step < c->oracle_hold) return c->oracle_prob;

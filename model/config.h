@@ -127,6 +127,13 @@ int64_t lc_config_param_count(const lc_config *cfg);
  * stream lc_hash3(seed, i, 0), so adding a tensor does not change the others' values. */
 lc_status lc_config_init_params(const lc_config *cfg, uint64_t seed, float *params);
 
+/* Bytes of the inference state that persists across prefill segments for a context of L
+ * tokens, batch 1, caches stored with elem_bytes per value (2 = bf16): dense K/V (2*L*kv*dh per
+ * layer), SWA K/V (2*min(W, L)*kv*dh per layer, also for swa_inside), chunk memory K/V
+ * (2*L*H*dh) and landmarks (C*d_r, or C*d for GCA; C = L/S), Mamba conv tail and SSM state
+ * (fp32). Working buffers (scores, activations of a segment) are not included. */
+int64_t lc_config_state_bytes(const lc_config *cfg, int64_t L, int elem_bytes);
+
 /* Oracle-retrieval probability at a training step: prob for oracle_hold steps, then linearly to
  * 0 over oracle_decay steps; 0 when oracle = off. */
 double lc_config_oracle_prob(const lc_config *cfg, int64_t step);

@@ -8,13 +8,13 @@
 
 static void config_usage(FILE *f) {
     fprintf(f,
-            "usage: longctx config --list                 presets with layers and parameter counts\n"
+            "usage: longctx config --list                 presets: layers, parameters, inference state at 16M tokens (bf16)\n"
             "       longctx config NAME|FILE [--tensors]  the resolved config (parseable), optionally every tensor\n"
             "       longctx config NAME --raw             the preset file as written (model/presets/NAME.cfg)\n");
 }
 
 static int config_list(void) {
-    printf("%-16s %8s %14s  %s\n", "preset", "layers", "parameters", "layers (list)");
+    printf("%-16s %7s %12s %14s  %s\n", "preset", "layers", "parameters", "state@16M GiB", "layers (list)");
     for (int i = 0; i < lc_config_preset_count(); i++) {
         lc_config c;
         const char *name = lc_config_preset_name(i);
@@ -22,7 +22,8 @@ static int config_list(void) {
             fprintf(stderr, "longctx config: %s\n", lc_last_error());
             return 1;
         }
-        printf("%-16s %8d %14lld  %s\n", name, c.n_layers, (long long)lc_config_param_count(&c), c.layers_text);
+        printf("%-16s %7d %12lld %14.2f  %s\n", name, c.n_layers, (long long)lc_config_param_count(&c),
+               lc_config_state_bytes(&c, 16777216, 2) / 1073741824.0, c.layers_text);
     }
     return 0;
 }

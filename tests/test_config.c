@@ -316,6 +316,21 @@ static void test_init(void) {
     }
 }
 
+static void test_state_bytes(void) {
+    t_begin("inference state bytes = hand sums (tiny-swa-hsa at 16M tokens, dense, mamba)");
+    lc_config c;
+    T_OK(lc_config_preset("tiny-swa-hsa", &c));
+    const int64_t L = 16777216;
+    /* 4 SWA layers x K,V x W=128 keys x 8 kv heads x 32 + chunk K,V (L x 1 x 32) + landmarks (L/64 x 256), bf16 */
+    int64_t hand = (4 * 2 * 128 * 8 * 32 + 2 * L * 32 + (L / 64) * 256) * 2;
+    T_CHECK(lc_config_state_bytes(&c, L, 2) == hand, "%lld != %lld", (long long)lc_config_state_bytes(&c, L, 2), (long long)hand);
+    T_CHECK(lc_config_state_bytes(&c, 100, 2) == (4 * 2 * 100 * 8 * 32 + 2 * 100 * 32 + 1 * 256) * 2, "short context: window clipped to L");
+    T_OK(lc_config_preset("dense", &c));
+    T_CHECK(lc_config_state_bytes(&c, 4096, 2) == 12LL * 2 * 4096 * 12 * 64 * 2, "dense");
+    T_OK(lc_config_preset("tiny-mamba", &c));
+    T_CHECK(lc_config_state_bytes(&c, L, 2) == 4LL * (3 * (512 + 128) * 4 + 8 * 64 * 64 * 4), "mamba state does not grow with L");
+}
+
 static void test_oracle(void) {
     t_begin("oracle schedule: hold at prob, then linear decay to 0; off means 0");
     lc_config c;
@@ -369,6 +384,7 @@ int main(void) {
     test_param_count();
     test_errors();
     test_init();
+    test_state_bytes();
     test_oracle();
     test_fuzz();
     return t_finish();
