@@ -190,7 +190,9 @@ static inline double t_fd_check(t_loss_fn loss, void *ctx, double *param, int64_
         den += fd * fd;
     }
     free(cs);
-    return den > 0 ? sqrt(num / den) : sqrt(num);
+    /* Relative to the gradient's size, with a floor so an exactly-zero gradient (e.g. dq when each
+     * chunk softmax is over one key) is judged by its absolute error. */
+    return sqrt(num) / fmax(sqrt(den), 1e-6);
 }
 
 /* Largest |x| over n values (used to check a gradient is not trivially zero). */
