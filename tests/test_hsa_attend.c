@@ -341,5 +341,26 @@ int main(void) {
         s.gumbel = (int)(i % 3 == 0), s.gumbel_seed = 5 + i;
         check_causal(&s, 5000 + i);
     }
+    t_begin("no complete chunk (S > L): nothing is selected, o = 0, lse = -inf, gradients 0");
+    {
+        struct hsa_shape s = hsa_shape_make(2, 5, 4, 2, 3, 8, 3, 2, 4, 1, 1, HSA_STICK_BREAKING);
+        lc_rng rng;
+        lc_rng_seed(&rng, 6000);
+        struct inputs in = inputs_make(&s, &rng);
+        struct outputs out = outputs_make(&s);
+        float *R = t_randn(&rng, n_q(&s), 1), *dq = t_randn(&rng, n_q(&s), 1);
+        float *dk = t_randn(&rng, n_kv(&s), 1), *dv = t_randn(&rng, n_kv(&s), 1), *dw = t_randn(&rng, n_slots(&s), 1);
+        if (pipeline(&s, &in, &out) &&
+            T_OK(hsa_attend_backward_ref(&s, in.q, in.k, in.v, out.idx, out.w, out.lse, R, dq, dk, dv, dw))) {
+            int ok = 1;
+            for (int64_t i = 0; i < n_q(&s); i++) ok &= out.o[i] == 0 && dq[i] == 0;
+            for (int64_t i = 0; i < n_lse(&s); i++) ok &= isinf(out.lse[i]) && out.lse[i] < 0;
+            for (int64_t i = 0; i < n_kv(&s); i++) ok &= dk[i] == 0 && dv[i] == 0;
+            for (int64_t i = 0; i < n_slots(&s); i++) ok &= dw[i] == 0 && out.w[i] == 0 && out.idx[i] == 0;
+            T_CHECK(ok, "something was attended with no complete chunk");
+        }
+        inputs_free(&in), outputs_free(&out);
+        free(R), free(dq), free(dk), free(dv), free(dw);
+    }
     return t_finish();
 }
