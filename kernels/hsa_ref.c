@@ -11,14 +11,14 @@
  *    (what hsa_retrieve_ref writes), which gives w = 0 for both softmax and stick-breaking.
  *  - Valid idx entries are checked to name a visible chunk (0 <= c < hsa_num_visible(r)); a bad
  *    one is an error naming idx, never an out-of-bounds read.
- *  - Scores: s = (sum_i q_r[i] lmk[i]) / sqrt(dr), fp32, summed in index order. Top-k takes the k
- *    largest of s (+ Gumbel noise hsa_gumbel(seed, (b*Lr+row)*Hr+hr, c) when enabled), ties to the
- *    smaller chunk id; the chosen ids are then written most recent first with their noiseless s.
+ *  - Scores: s = (sum_i q_r[i] lmk[i]) * (1/sqrt(dr)), fp32, summed in index order. Top-k takes
+ *    the k largest of s (+ Gumbel noise hsa_gumbel(seed, (b*Lr+row)*Hr+hr, c) when enabled), ties
+ *    to the smaller chunk id; the chosen ids are then written most recent first, with noiseless s.
  *  - Stick-breaking uses softplus with threshold 15 (softplus(x) = x for x > 15), as the released
  *    code does: w_k = exp(s_k - sp(s_k) - sum_{j<k} sp(s_j)); its derivative uses sp'(x) =
  *    (x > 15 ? 1 : sigma(x)), so the backward is exact for the function actually computed.
- *  - Chunk softmax keeps a running max m (m >= 0 with softmax1, so the null logit exp(0 - m) never
- *    overflows); lse = m + log(sm_n e^{-m} + sum_j e^{z_j - m}).
+ *  - Chunk softmax subtracts the max m of the logits (and of 0 with softmax1, so the null logit's
+ *    exp(0 - m) never overflows); lse = m + log(sm_n e^{-m} + sum_j e^{z_j - m}).
  *  - Attend backward: pass 1 (parallel over tokens) gives dq, D_k = <o_k, dO> and per-token dw;
  *    pass 2 (parallel over (b, h, chunk)) scans the tokens that may see the chunk and accumulates
  *    dk, dv for every valid slot holding it, in token order, so results are deterministic.
