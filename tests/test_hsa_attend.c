@@ -5,6 +5,10 @@
  * differences; the S = 1 closed form; causality. */
 #include "test_hsa_util.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 struct inputs {
     float *q_r, *lmk, *q, *k, *v;
 };
@@ -50,7 +54,7 @@ static double a_loss(void *p) {
     return l;
 }
 
-static void check_attend(const struct hsa_shape *s, uint64_t seed) {
+static void check_attend(const struct hsa_shape *s, uint64_t seed, int64_t fd_coords) {
     lc_rng rng;
     lc_rng_seed(&rng, seed);
     const int64_t ns = n_slots(s), K = s->K, Lr = hsa_num_rows(s);
@@ -126,10 +130,10 @@ static void check_attend(const struct hsa_shape *s, uint64_t seed) {
                              (long long)t))
                     goto free_x;
             }
-    double eq = t_fd_check(a_loss, &x, x.q, n_q(s), dq, &rng, 300);
-    double ek = t_fd_check(a_loss, &x, x.k, n_kv(s), dk, &rng, 300);
-    double ev = t_fd_check(a_loss, &x, x.v, n_kv(s), dv, &rng, 300);
-    double ew = t_fd_check(a_loss, &x, x.w, ns, dw, &rng, 300);
+    double eq = t_fd_check(a_loss, &x, x.q, n_q(s), dq, &rng, fd_coords);
+    double ek = t_fd_check(a_loss, &x, x.k, n_kv(s), dk, &rng, fd_coords);
+    double ev = t_fd_check(a_loss, &x, x.v, n_kv(s), dv, &rng, fd_coords);
+    double ew = t_fd_check(a_loss, &x, x.w, ns, dw, &rng, fd_coords);
     T_CHECK(eq < 1e-4 && ek < 1e-4 && ev < 1e-4 && ew < 1e-4,
             "FD relative errors dq %.2e dk %.2e dv %.2e dw %.2e (G=%lld S=%lld K=%lld block_q=%lld "
             "sm1=%d)",
@@ -356,13 +360,13 @@ int main(void) {
     t_begin("attend forward, lse and backward (dq, dk, dv, dw) vs double / finite differences");
     for (size_t i = 0; i < ncases; i++) {
         struct hsa_shape s = SHAPE(cases[i], HSA_SOFTMAX);
-        check_attend(&s, 1000 + i);
+        check_attend(&s, 1000 + i, 300);
     }
     t_begin("attend with an explicit scale");
     {
         struct hsa_shape s = SHAPE(cases[1], HSA_SOFTMAX);
         s.scale = 0.9f;
-        check_attend(&s, 1100);
+        check_attend(&s, 1100, 300);
     }
 
     t_begin("retrieval -> softmax weights -> attention chain vs finite differences");
@@ -391,6 +395,49 @@ int main(void) {
         s.gumbel = (int)(i % 3 == 0), s.gumbel_seed = 5 + i;
         check_causal(&s, 5000 + i);
     }
+    t_begin("production-like chunk (S = 64, G = 16, K = 4) vs double and FD (sampled)");
+    {
+        struct hsa_shape s = hsa_shape_make(1, 140, 16, 1, 16, 64, 4, 1, 16, 1, 1, HSA_SOFTMAX);
+        check_attend(&s, 7000, 8);
+    }
+
+    t_begin("results do not depend on the thread count (bit-identical, 1 vs 2 threads)");
+    {
+        struct hsa_shape s = SHAPE(cases[7], HSA_STICK_BREAKING);
+        s.L = 61, s.B = 2;
+        lc_rng rng;
+        lc_rng_seed(&rng, 8000);
+        struct inputs in = inputs_make(&s, &rng);
+        float *R = t_randn(&rng, n_q(&s), 1), *res[2][5];
+        int32_t *idx[2];
+        for (int pass = 0; pass < 2; pass++) {
+#ifdef _OPENMP
+            omp_set_num_threads(pass == 0 ? 1 : 2);
+#endif
+            struct outputs out = outputs_make(&s);
+            float *dq = t_alloc(n_q(&s)), *dk = t_alloc(n_kv(&s)), *dv = t_alloc(n_kv(&s));
+            float *dw = t_alloc(n_slots(&s));
+            if (pipeline(&s, &in, &out))
+                T_OK(hsa_attend_backward_ref(&s, in.q, in.k, in.v, out.idx, out.w, out.lse, R, dq,
+                                             dk, dv, dw));
+            res[pass][0] = out.o, res[pass][1] = dq, res[pass][2] = dk, res[pass][3] = dv;
+            res[pass][4] = dw, idx[pass] = out.idx;
+            free(out.score), free(out.w), free(out.lse);
+        }
+        const int64_t n[5] = {n_q(&s), n_q(&s), n_kv(&s), n_kv(&s), n_slots(&s)};
+        const char *name[5] = {"o", "dq", "dk", "dv", "dw"};
+        for (int i = 0; i < 5; i++)
+            T_CHECK(memcmp(res[0][i], res[1][i], sizeof(float) * (size_t)n[i]) == 0,
+                    "%s differs between 1 and 2 threads", name[i]);
+        T_CHECK(memcmp(idx[0], idx[1], sizeof(int32_t) * (size_t)n_slots(&s)) == 0,
+                "idx differs between 1 and 2 threads");
+        for (int p = 0; p < 2; p++) {
+            for (int i = 0; i < 5; i++) free(res[p][i]);
+            free(idx[p]);
+        }
+        inputs_free(&in), free(R);
+    }
+
     t_begin("no complete chunk (S > L): nothing is selected, o = 0, lse = -inf, gradients 0");
     {
         struct hsa_shape s = hsa_shape_make(2, 5, 4, 2, 3, 8, 3, 2, 4, 1, 1, HSA_STICK_BREAKING);
