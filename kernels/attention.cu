@@ -542,6 +542,16 @@ lc_status launch_bwd(const bwd_params &p0, int64_t B, cudaStream_t st) {
     return LC_OK;
 }
 
+__global__ void attn_fill_kernel(bf16 *x, int64_t n, uint64_t seed, float scale) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        x[i] = __float2bfloat16(scale * (2.f * (float)(z >> 40) * (1.f / 16777216.f) - 1.f));
+    }
+}
+
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 } // namespace
@@ -565,6 +575,14 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     case 64: return launch_fwd<64, 64, 4, 2>(p, s->B, st);
     default: return launch_fwd<128, 64, 8, 1>(p, s->B, st);
     }
+}
+
+extern "C" lc_status attention_fill_random_cuda(bf16_t *x, size_t n, uint64_t seed, float scale, void *stream) {
+    LC_REQUIRE(x || n == 0, "attention_fill_random_cuda: x is NULL");
+    if (n == 0) return LC_OK;
+    attn_fill_kernel<<<132 * 16, 256, 0, lc_stream(stream)>>>(reinterpret_cast<bf16 *>(x), (int64_t)n, seed, scale);
+    cuda_check_launch("attn_fill_kernel");
+    return LC_OK;
 }
 
 extern "C" size_t attention_backward_workspace_cuda(const struct attn_shape *s) {

@@ -70,6 +70,9 @@ lc_status attention_backward_cuda(const struct attn_shape *s, const bf16_t *q, c
                                   const bf16_t *v, const bf16_t *o, const float *lse,
                                   const bf16_t *dout, bf16_t *dq, bf16_t *dk, bf16_t *dv,
                                   void *workspace, void *stream);
+/* Fill n bf16 device values with uniform noise in [-scale, scale) from a counter hash of
+ * (seed, index): benchmarks at L = 2^24 cannot afford host-side random numbers. */
+lc_status attention_fill_random_cuda(bf16_t *x, size_t n, uint64_t seed, float scale, void *stream);
 /* LC_EUNSUPPORTED with a message when the CUDA kernels cannot run this (valid) shape. */
 lc_status attention_cuda_supported(const struct attn_shape *s);
 
