@@ -21,6 +21,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "attention.h"
 #include "cuda_common.cuh"
@@ -36,6 +37,17 @@ __device__ __forceinline__ uint32_t smem_u32(const void *p) {
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool pred) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
                  "r"(pred ? 16 : 0));
+}
+/* 4-byte async copy (lse, D rows); pred false writes 0. */
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool pred) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
+                 "r"(pred ? 4 : 0));
+}
+/* 2^x on the SFU; -inf -> +0. */
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
@@ -203,14 +215,14 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
                 const float m_new = fmaxf(m[mt][r], mx * p.scale_log2);
                 const float m_use = m_new == -INFINITY ? 0.f : m_new;
-                const float alpha = exp2f(m[mt][r] - m_use);
+                const float alpha = ex2(m[mt][r] - m_use);
                 m[mt][r] = m_new;
                 float sum = 0.f;
 #pragma unroll
                 for (int n = 0; n < BN / 8; n++)
 #pragma unroll
                     for (int e = 2 * r; e < 2 * r + 2; e++) {
-                        const float pv = exp2f(S[mt][n][e] * p.scale_log2 - m_use);
+                        const float pv = ex2(fmaf(S[mt][n][e], p.scale_log2, -m_use));
                         S[mt][n][e] = pv;
                         sum += pv;
                     }
@@ -320,7 +332,7 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
     bf16 *sQ = sV + BN * P;     /* [2][BM][P] */
     bf16 *sdO = sQ + 2 * BM * P; /* [2][BM][P] */
     bf16 *sdS = sdO + 2 * BM * P; /* [BN][PS]: dS^T, keys x queries */
-    float *sL = reinterpret_cast<float *>(sdS + BN * PS); /* [2][BM] lse * log2(e) */
+    float *sL = reinterpret_cast<float *>(sdS + BN * PS); /* [2][BM] lse */
     float *sD = sL + 2 * BM;                              /* [2][BM] */
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
@@ -344,10 +356,11 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
         const int64_t a = h * G + it / nqt, q0 = (qt0 + it % nqt) * BM;
         load_rows<D, BM, NT>(sQ + buf * BM * P, p.q + (b * L * HQ + a) * D, qstride, q0, L, tid);
         load_rows<D, BM, NT>(sdO + buf * BM * P, p.dout + (b * L * HQ + a) * D, qstride, q0, L, tid);
-        for (int i = tid; i < BM; i += NT) {
-            const int64_t t = q0 + i;
-            sL[buf * BM + i] = t < L ? p.lse[(b * HQ + a) * L + t] * 1.4426950408889634f : 0.f;
-            sD[buf * BM + i] = t < L ? p.Dv[(b * HQ + a) * L + t] : 0.f;
+        for (int i = tid; i < 2 * BM; i += NT) {
+            const int64_t t = q0 + (i % BM);
+            const int64_t off = (b * HQ + a) * L + (t < L ? t : 0);
+            if (i < BM) cp_async4(sL + buf * BM + i, p.lse + off, t < L);
+            else cp_async4(sD + buf * BM + i - BM, p.Dv + off, t < L);
         }
     };
     issue(0, 0);
@@ -407,7 +420,7 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int qi = n * 8 + 2 * tg + (e & 1);
-                float pv = exp2f(St[n][e] * p.scale_log2 - cL[qi]);
+                float pv = ex2(fmaf(St[n][e], p.scale_log2, -cL[qi] * 1.4426950408889634f));
                 if (need_mask && !visible(q0 + qi, key_r0 + (e >= 2 ? 8 : 0), L, p.causal, W)) pv = 0.f;
                 St[n][e] = pv;
                 dPt[n][e] = pv * (dPt[n][e] - cD[qi]);
@@ -472,10 +485,8 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
                 if (t < L) {
                     float *dst = p.dq_acc + ((b * L + t) * HQ + a) * D + wd * DW + 2 * tg;
 #pragma unroll
-                    for (int n = 0; n < DW / 8; n++) {
-                        atomicAdd(dst + n * 8, dQ[n][2 * r]);
-                        atomicAdd(dst + n * 8 + 1, dQ[n][2 * r + 1]);
-                    }
+                    for (int n = 0; n < DW / 8; n++)
+                        atomicAdd(reinterpret_cast<float2 *>(dst + n * 8), make_float2(dQ[n][2 * r], dQ[n][2 * r + 1]));
                 }
             }
         }
@@ -552,6 +563,13 @@ __global__ void attn_fill_kernel(bf16 *x, int64_t n, uint64_t seed, float scale)
     }
 }
 
+/* Tile-configuration override for tuning runs (env LC_ATTN_FWD / LC_ATTN_BWD = variant number);
+ * 0 or unset = the shipped default. */
+int tuning_variant(const char *name) {
+    const char *e = getenv(name);
+    return e ? atoi(e) : 0;
+}
+
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 } // namespace
@@ -570,10 +588,23 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     p.causal = s->causal;
     p.scale_log2 = attention_scale(s) * 1.4426950408889634f;
     cudaStream_t st = lc_stream(stream);
+    const int var = tuning_variant("LC_ATTN_FWD");
     switch (s->dh) {
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
-    case 64: return launch_fwd<64, 64, 4, 2>(p, s->B, st);
-    default: return launch_fwd<128, 64, 8, 1>(p, s->B, st);
+    case 64:
+        switch (var) {
+        case 1: return launch_fwd<64, 64, 8, 1>(p, s->B, st);
+        case 2: return launch_fwd<64, 32, 8, 2>(p, s->B, st);
+        case 3: return launch_fwd<64, 64, 4, 1>(p, s->B, st);
+        default: return launch_fwd<64, 64, 4, 2>(p, s->B, st);
+        }
+    default:
+        switch (var) {
+        case 1: return launch_fwd<128, 32, 4, 2>(p, s->B, st);
+        case 2: return launch_fwd<128, 32, 8, 2>(p, s->B, st);
+        case 3: return launch_fwd<128, 64, 4, 2>(p, s->B, st);
+        default: return launch_fwd<128, 64, 8, 1>(p, s->B, st);
+        }
     }
 }
 
@@ -627,10 +658,11 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     p.scale = attention_scale(s);
     p.scale_log2 = p.scale * 1.4426950408889634f;
     lc_status r;
+    const int var = tuning_variant("LC_ATTN_BWD");
     switch (D) {
-    case 32: r = launch_bwd<32, 4, 64>(p, s->B, st); break;
-    case 64: r = launch_bwd<64, 4, 64>(p, s->B, st); break;
-    default: r = launch_bwd<128, 4, 32>(p, s->B, st); break;
+    case 32: r = var == 1 ? launch_bwd<32, 4, 64>(p, s->B, st) : launch_bwd<32, 8, 64>(p, s->B, st); break;
+    case 64: r = var == 1 ? launch_bwd<64, 4, 64>(p, s->B, st) : launch_bwd<64, 8, 64>(p, s->B, st); break;
+    default: r = var == 1 ? launch_bwd<128, 4, 32>(p, s->B, st) : launch_bwd<128, 8, 32>(p, s->B, st); break;
     }
     if (r != LC_OK) return r;
     const int64_t n4 = rows * D / 4;
