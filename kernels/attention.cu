@@ -564,10 +564,10 @@ __global__ void attn_fill_kernel(bf16 *x, int64_t n, uint64_t seed, float scale)
 }
 
 /* Tile-configuration override for tuning runs (env LC_ATTN_FWD / LC_ATTN_BWD = variant number);
- * 0 or unset = the shipped default. */
-int tuning_variant(const char *name) {
+ * unset = the shipped default for the shape. */
+int tuning_variant(const char *name, int dflt) {
     const char *e = getenv(name);
-    return e ? atoi(e) : 0;
+    return e && *e ? atoi(e) : dflt;
 }
 
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
@@ -588,7 +588,10 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     p.causal = s->causal;
     p.scale_log2 = attention_scale(s) * 1.4426950408889634f;
     cudaStream_t st = lc_stream(stream);
-    const int var = tuning_variant("LC_ATTN_FWD");
+    /* Defaults from the H100 tuning runs (results/notes-attn.md): 64-row query tiles for narrow
+     * windows at dh 64 (less masked work per tile), 128 rows otherwise. */
+    const bool narrow = s->causal && s->W > 0 && s->W <= 1024;
+    const int var = tuning_variant("LC_ATTN_FWD", s->dh == 64 ? (narrow ? 3 : 0) : 3);
     switch (s->dh) {
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
     case 64:
@@ -602,8 +605,8 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
         switch (var) {
         case 1: return launch_fwd<128, 32, 4, 2>(p, s->B, st);
         case 2: return launch_fwd<128, 32, 8, 2>(p, s->B, st);
-        case 3: return launch_fwd<128, 64, 4, 2>(p, s->B, st);
-        default: return launch_fwd<128, 64, 8, 1>(p, s->B, st);
+        case 0: return launch_fwd<128, 64, 8, 1>(p, s->B, st);
+        default: return launch_fwd<128, 64, 4, 2>(p, s->B, st);
         }
     }
 }
@@ -658,7 +661,8 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     p.scale = attention_scale(s);
     p.scale_log2 = p.scale * 1.4426950408889634f;
     lc_status r;
-    const int var = tuning_variant("LC_ATTN_BWD");
+    const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
+    const int var = tuning_variant("LC_ATTN_BWD", narrow ? 1 : 0);
     switch (D) {
     case 32: r = var == 1 ? launch_bwd<32, 4, 64>(p, s->B, st) : launch_bwd<32, 8, 64>(p, s->B, st); break;
     case 64: r = var == 1 ? launch_bwd<64, 4, 64>(p, s->B, st) : launch_bwd<64, 8, 64>(p, s->B, st); break;

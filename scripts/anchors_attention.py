@@ -143,6 +143,11 @@ def measure(out, sha):
         del q, k, v, g
         torch.cuda.empty_cache()
 
+    try:  # timing the backward alone needs retain_graph, which donated buffers forbid
+        import torch._functorch.config as fc
+        fc.donated_buffer = False
+    except Exception:
+        pass
     flex = torch.compile(flex_attention, dynamic=False)
     dh = 64
     for W, L in (SWA if which in ("all", "swa") else []):
