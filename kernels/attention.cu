@@ -25,6 +25,9 @@
 
 #include "attention.h"
 #include "cuda_common.cuh"
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#include "attention_wgmma.cuh"
+#endif
 
 namespace {
 
@@ -278,6 +281,188 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
                         sum > 0.f ? (m[mt][r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
             }
         }
+}
+
+
+/* ---------------------------------------------------------------------------------------------
+ * Forward on Hopper (sm_90a), dh = 64: the same algorithm with warpgroup MMAs. Each warpgroup owns
+ * 64 query rows; S = Q K^T is one wgmma chain with Q and K in 128-byte-swizzled shared memory
+ * (K-major), O += P V takes P from registers and V MN-major (row-major [key][d] as stored).
+ * Loads are cp.async (generic proxy), hence the proxy fence before the barrier. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ int sw128(int r, int chunk) { return r * 128 + ((chunk ^ (r & 7)) << 4); }
+
+template <int R, int NT>
+__device__ __forceinline__ void load_rows_sw(unsigned char *s, const bf16 *g, int64_t stride, int64_t r0, int64_t L,
+                                             int tid) {
+#pragma unroll
+    for (int c = tid; c < R * 8; c += NT) {
+        const int r = c >> 3, ch = c & 7;
+        const int64_t row = r0 + r;
+        const bool ok = row < L;
+        cp_async16(s + sw128(r, ch), g + (ok ? row : 0) * stride + ch * 8, ok);
+    }
+}
+
+__device__ __forceinline__ void reg_fence(float &x) { asm volatile("" : "+f"(x)::"memory"); }
+__device__ __forceinline__ void reg_fence(uint32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
+#endif
+
+__global__ void attn_probe_sm90a_kernel(int *out) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    *out = 1;
+#else
+    *out = 0;
+#endif
+}
+
+template <int BN, int NWG>
+__global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int D = 64, BM = 64 * NWG, NT = NWG * 128;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *sQ = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* 1024-aligned swizzle atoms */
+    unsigned char *sK = sQ + BM * 128; /* [2][BN rows x 128 B] */
+    unsigned char *sV = sK + 2 * BN * 128;
+
+    const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
+    int64_t idx = blockIdx.x;
+    const int64_t a = idx % p.HQ;
+    idx /= p.HQ;
+    const int64_t qr = idx % p.nqb, b = idx / p.nqb;
+    const int64_t qb = p.causal ? p.nqb - 1 - qr : qr;
+    const int64_t L = p.L, h = a / (p.HQ / p.H), W = p.W;
+    const int64_t q0 = qb * BM;
+    const int64_t qstride = p.HQ * D, kstride = p.H * D;
+    const bf16 *qg = p.q + (b * L * p.HQ + a) * D;
+    const bf16 *kg = p.k + (b * L * p.H + h) * D;
+    const bf16 *vg = p.v + (b * L * p.H + h) * D;
+
+    const int64_t kend = p.causal ? min(q0 + BM, L) : L;
+    const int64_t kstart = (p.causal && W > 0) ? max(q0 - W, (int64_t)0) : 0;
+    const int64_t jt0 = kstart / BN, jt1 = (kend - 1) / BN;
+
+    load_rows_sw<BM, NT>(sQ, qg, qstride, q0, L, tid);
+    load_rows_sw<BN, NT>(sK, kg, kstride, jt0 * BN, L, tid);
+    load_rows_sw<BN, NT>(sV, vg, kstride, jt0 * BN, L, tid);
+    cp_async_commit();
+
+    float acc[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; i++) acc[i] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    const uint32_t qaddr = smem_u32(sQ) + wg * 64 * 128;
+    const int64_t row_base = q0 + wg * 64 + warp * 16 + g;
+
+    for (int64_t jt = jt0; jt <= jt1; jt++) {
+        const int buf = (int)((jt - jt0) & 1);
+        if (jt < jt1) {
+            load_rows_sw<BN, NT>(sK + (buf ^ 1) * BN * 128, kg, kstride, (jt + 1) * BN, L, tid);
+            load_rows_sw<BN, NT>(sV + (buf ^ 1) * BN * 128, vg, kstride, (jt + 1) * BN, L, tid);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+        const uint32_t kaddr = smem_u32(sK + buf * BN * 128), vaddr = smem_u32(sV + buf * BN * 128);
+
+        float S[BN / 2];
+#pragma unroll
+        for (int i = 0; i < BN / 2; i++) S[i] = 0.f;
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const uint64_t da = wgmma_desc(qaddr + kk * 32, 16, 1024), db = wgmma_desc(kaddr + kk * 32, 16, 1024);
+            if constexpr (BN == 128) wgmma_ss_n128(S, da, db, 1);
+            else wgmma_ss_n64(S, da, db, 1);
+        }
+        wgmma_commit();
+        wgmma_wait0();
+#pragma unroll
+        for (int i = 0; i < BN / 2; i++) reg_fence(S[i]);
+
+        const int64_t k0 = jt * BN;
+        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < q0 + BM - 1 - W)));
+        if (need_mask) {
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int64_t row = row_base + (e >= 2 ? 8 : 0);
+                    const int64_t col = k0 + i * 8 + 2 * tg + (e & 1);
+                    if (!visible(row < L ? row : L - 1, col, L, p.causal, W)) S[4 * i + e] = -INFINITY;
+                }
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++) mx = fmaxf(mx, fmaxf(S[4 * i + 2 * r], S[4 * i + 2 * r + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+            const float m_new = fmaxf(m[r], mx * p.scale_log2);
+            const float m_use = m_new == -INFINITY ? 0.f : m_new;
+            const float alpha = ex2(m[r] - m_use);
+            m[r] = m_new;
+            float sum = 0.f;
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++)
+#pragma unroll
+                for (int e = 2 * r; e < 2 * r + 2; e++) {
+                    const float pv = ex2(fmaf(S[4 * i + e], p.scale_log2, -m_use));
+                    S[4 * i + e] = pv;
+                    sum += pv;
+                }
+            l[r] = l[r] * alpha + sum;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+                acc[4 * i + 2 * r] *= alpha;
+                acc[4 * i + 2 * r + 1] *= alpha;
+            }
+        }
+
+        uint32_t pa[BN / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            pa[kk][0] = pack_bf16(S[8 * kk + 0], S[8 * kk + 1]);
+            pa[kk][1] = pack_bf16(S[8 * kk + 2], S[8 * kk + 3]);
+            pa[kk][2] = pack_bf16(S[8 * kk + 4], S[8 * kk + 5]);
+            pa[kk][3] = pack_bf16(S[8 * kk + 6], S[8 * kk + 7]);
+        }
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) wgmma_rs_n64(acc, pa[kk], wgmma_desc(vaddr + kk * 16 * 128, 1024, 1024));
+        wgmma_commit();
+        wgmma_wait0();
+#pragma unroll
+        for (int i = 0; i < D / 2; i++) reg_fence(acc[i]);
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) reg_fence(pa[kk][j]);
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float sum = l[r];
+        sum += __shfl_xor_sync(0xffffffff, sum, 1);
+        sum += __shfl_xor_sync(0xffffffff, sum, 2);
+        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        const int64_t row = row_base + r * 8;
+        if (row < L) {
+            bf16 *orow = p.o + ((b * L + row) * p.HQ + a) * D;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++)
+                *reinterpret_cast<uint32_t *>(orow + i * 8 + 2 * tg) =
+                    pack_bf16(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv);
+            if (tg == 0)
+                p.lse[(b * p.HQ + a) * L + row] = sum > 0.f ? (m[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
+        }
+    }
+#endif
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -537,6 +722,43 @@ lc_status launch_fwd(const fwd_params &p0, int64_t B, cudaStream_t st) {
     return LC_OK;
 }
 
+
+template <int BN, int NWG>
+lc_status launch_fwd_wgmma(const fwd_params &p0, int64_t B, cudaStream_t st) {
+    constexpr int BM = 64 * NWG;
+    fwd_params p = p0;
+    p.nqb = (p.L + BM - 1) / BM;
+    const size_t smem = (size_t)(BM + 4 * BN) * 128 + 1024;
+    const int64_t blocks = p.nqb * p.HQ * B;
+    if (blocks > 0x7fffffffLL)
+        return lc_errorf(LC_EUNSUPPORTED, "attention_forward_cuda: B*HQ*ceil(L/%d) = %lld blocks exceed the grid", BM,
+                         (long long)blocks);
+    cuda_check(cudaFuncSetAttribute(attn_fwd_wgmma_kernel<BN, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_fwd_wgmma_kernel<BN, NWG><<<(unsigned)blocks, NWG * 128, smem, st>>>(p);
+    cuda_check_launch("attn_fwd_wgmma_kernel");
+    return LC_OK;
+}
+
+/* 1 when the code the driver loaded for this device is the sm_90a build (wgmma available). Probed
+ * once per process; the answer cannot change while it runs. */
+int have_sm90a() {
+    static int cached = -1;
+    if (cached >= 0) return cached;
+    int *d = NULL, h = 0;
+    if (cudaMalloc(&d, sizeof(int)) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    attn_probe_sm90a_kernel<<<1, 1>>>(d);
+    if (cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost) != cudaSuccess) {
+        cudaGetLastError();
+        h = 0;
+    }
+    cudaFree(d);
+    cached = h;
+    return h;
+}
+
 template <int D, int NW, int BM>
 lc_status launch_bwd(const bwd_params &p0, int64_t B, cudaStream_t st) {
     constexpr int BN = 16 * NW;
@@ -595,6 +817,15 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     switch (s->dh) {
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
     case 64:
+        if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+            switch (tuning_variant("LC_ATTN_WG", narrow ? 1 : 0)) {
+            case 1: return launch_fwd_wgmma<64, 1>(p, s->B, st);
+            case 2: return launch_fwd_wgmma<64, 2>(p, s->B, st);
+            case 3: return launch_fwd_wgmma<128, 1>(p, s->B, st);
+            case 4: return launch_fwd_wgmma<128, 3>(p, s->B, st);
+            default: return launch_fwd_wgmma<128, 2>(p, s->B, st);
+            }
+        }
         switch (var) {
         case 1: return launch_fwd<64, 64, 8, 1>(p, s->B, st);
         case 2: return launch_fwd<64, 32, 8, 2>(p, s->B, st);
