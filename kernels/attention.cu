@@ -692,6 +692,193 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
     }
 }
 
+
+/* Backward on Hopper (sm_90a), dh = 64: each warpgroup owns 64 keys. S^T = K Q^T and
+ * dP^T = V dO^T run with both operands in shared memory (K-major); dV += P^T dO and dK += dS^T Q
+ * take P^T, dS^T from registers and dO, Q MN-major; dS^T also goes to swizzled shared memory so
+ * the warpgroup's partial dQ = dS K (both operands MN-major) is a wgmma too, added to the fp32
+ * workspace with vector atomics. */
+template <int NWG>
+__global__ void __launch_bounds__(NWG * 128) attn_bwd_wgmma_kernel(const bwd_params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int D = 64, BN = 64 * NWG, BM = 64, NT = NWG * 128;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *sK = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
+    unsigned char *sV = sK + BN * 128;
+    unsigned char *sQ = sV + BN * 128;       /* [2][BM x 128 B] */
+    unsigned char *sdO = sQ + 2 * BM * 128;  /* [2][BM x 128 B] */
+    unsigned char *sdS = sdO + 2 * BM * 128; /* dS^T [BN keys x 64 queries] */
+    float *sL = reinterpret_cast<float *>(sdS + BN * 128);
+    float *sD = sL + 2 * BM;
+
+    const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
+    int64_t idx = blockIdx.x;
+    const int64_t h = idx % p.H;
+    idx /= p.H;
+    const int64_t kb = idx % p.nkb, b = idx / p.nkb;
+    const int64_t L = p.L, HQ = p.HQ, G = HQ / p.H, W = p.W;
+    const int64_t k0 = kb * BN;
+    const int64_t kstride = p.H * D, qstride = HQ * D;
+    const int64_t qlo = p.causal ? k0 : 0;
+    const int64_t qhi = (p.causal && W > 0) ? min(L, k0 + BN + W) : L;
+    const int64_t qt0 = qlo / BM, nqt = (qhi - 1) / BM - qt0 + 1;
+    const int64_t iters = G * nqt;
+
+    load_rows_sw<BN, NT>(sK, p.k + (b * L * p.H + h) * D, kstride, k0, L, tid);
+    load_rows_sw<BN, NT>(sV, p.v + (b * L * p.H + h) * D, kstride, k0, L, tid);
+    auto issue = [&](int64_t it, int buf) {
+        const int64_t a = h * G + it / nqt, q0 = (qt0 + it % nqt) * BM;
+        load_rows_sw<BM, NT>(sQ + buf * BM * 128, p.q + (b * L * HQ + a) * D, qstride, q0, L, tid);
+        load_rows_sw<BM, NT>(sdO + buf * BM * 128, p.dout + (b * L * HQ + a) * D, qstride, q0, L, tid);
+        for (int i = tid; i < 2 * BM; i += NT) {
+            const int64_t t = q0 + (i % BM);
+            const int64_t off = (b * HQ + a) * L + (t < L ? t : 0);
+            if (i < BM) cp_async4(sL + buf * BM + i, p.lse + off, t < L);
+            else cp_async4(sD + buf * BM + i - BM, p.Dv + off, t < L);
+        }
+    };
+    issue(0, 0);
+    cp_async_commit();
+
+    float dK[32], dV[32];
+#pragma unroll
+    for (int i = 0; i < 32; i++) dK[i] = dV[i] = 0.f;
+    const int64_t key_r0 = k0 + wg * 64 + warp * 16 + g;
+    const uint32_t kA = smem_u32(sK) + wg * 64 * 128, vA = smem_u32(sV) + wg * 64 * 128;
+    const uint32_t dsA = smem_u32(sdS) + wg * 64 * 128;
+    const int srow = wg * 64 + warp * 16 + g; /* this thread's dS^T rows: srow, srow + 8 */
+
+    for (int64_t it = 0; it < iters; it++) {
+        const int buf = (int)(it & 1);
+        if (it + 1 < iters) {
+            issue(it + 1, buf ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+        const int64_t a = h * G + it / nqt, q0 = (qt0 + it % nqt) * BM;
+        const uint32_t qB = smem_u32(sQ + buf * BM * 128), oB = smem_u32(sdO + buf * BM * 128);
+        const float *cL = sL + buf * BM, *cD = sD + buf * BM;
+
+        float St[32], dPt[32];
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            St[i] = dPt[i] = 0.f;
+            reg_fence(St[i]); /* materialise the zeros before the fence, not between the wgmmas */
+            reg_fence(dPt[i]);
+        }
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+            wgmma_ss_n64(St, wgmma_desc(kA + kk * 32, 16, 1024), wgmma_desc(qB + kk * 32, 16, 1024), 1);
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+            wgmma_ss_n64(dPt, wgmma_desc(vA + kk * 32, 16, 1024), wgmma_desc(oB + kk * 32, 16, 1024), 1);
+        wgmma_commit();
+        wgmma_wait0();
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            reg_fence(St[i]);
+            reg_fence(dPt[i]);
+        }
+
+        const bool need_mask = q0 + BM > L || k0 + BN > L ||
+                               (p.causal && (q0 < k0 + BN - 1 || (W > 0 && q0 + BM - 1 > k0 + W)));
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int qi = i * 8 + 2 * tg + (e & 1);
+                float pv = ex2(fmaf(St[4 * i + e], p.scale_log2, -cL[qi] * 1.4426950408889634f));
+                if (need_mask && !visible(q0 + qi, key_r0 + (e >= 2 ? 8 : 0), L, p.causal, W)) pv = 0.f;
+                St[4 * i + e] = pv;
+                dPt[4 * i + e] = pv * (dPt[4 * i + e] - cD[qi]);
+            }
+        uint32_t pa[4][4], sa[4][4];
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                pa[kk][j] = pack_bf16(St[8 * kk + 2 * j], St[8 * kk + 2 * j + 1]);
+                sa[kk][j] = pack_bf16(dPt[8 * kk + 2 * j], dPt[8 * kk + 2 * j + 1]);
+            }
+        /* dS^T rows to shared memory, 128-byte swizzle (chunk i = queries 8i .. 8i+7) */
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int off = ((i ^ (srow & 7)) << 4) + 4 * tg;
+            *reinterpret_cast<uint32_t *>(sdS + srow * 128 + off) = pack_bf16(dPt[4 * i], dPt[4 * i + 1]);
+            *reinterpret_cast<uint32_t *>(sdS + (srow + 8) * 128 + off) = pack_bf16(dPt[4 * i + 2], dPt[4 * i + 3]);
+        }
+        fence_proxy_async();
+        asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory"); /* this warpgroup's dS^T is in place */
+        float dQ[32];
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            dQ[i] = 0.f;
+            reg_fence(dQ[i]);
+        }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                reg_fence(pa[kk][j]);
+                reg_fence(sa[kk][j]);
+            }
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dV, pa[kk], wgmma_desc(oB + kk * 16 * 128, 1024, 1024));
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dK, sa[kk], wgmma_desc(qB + kk * 16 * 128, 1024, 1024));
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+            wgmma_ss_n64_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024), wgmma_desc(kA + kk * 16 * 128, 1024, 1024));
+        wgmma_commit();
+        wgmma_wait0();
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            reg_fence(dQ[i]);
+            reg_fence(dK[i]);
+            reg_fence(dV[i]);
+        }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                reg_fence(pa[kk][j]);
+                reg_fence(sa[kk][j]);
+            }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int64_t t = q0 + warp * 16 + g + r * 8;
+            if (t < L) {
+                float *dst = p.dq_acc + ((b * L + t) * HQ + a) * D + 2 * tg;
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    atomicAdd(reinterpret_cast<float2 *>(dst + i * 8), make_float2(dQ[4 * i + 2 * r], dQ[4 * i + 2 * r + 1]));
+            }
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int64_t key = key_r0 + r * 8;
+        if (key < L) {
+            bf16 *dkr = p.dk + ((b * L + key) * p.H + h) * D, *dvr = p.dv + ((b * L + key) * p.H + h) * D;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                *reinterpret_cast<uint32_t *>(dkr + i * 8 + 2 * tg) =
+                    pack_bf16(dK[4 * i + 2 * r] * p.scale, dK[4 * i + 2 * r + 1] * p.scale);
+                *reinterpret_cast<uint32_t *>(dvr + i * 8 + 2 * tg) = pack_bf16(dV[4 * i + 2 * r], dV[4 * i + 2 * r + 1]);
+            }
+        }
+    }
+#endif
+}
+
 /* Backward, step 3: dq = bf16(scale * dq_acc), 4 values per thread. */
 __global__ void attn_bwd_dq_kernel(const float *acc, bf16 *dq, int64_t n4, float scale) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -759,6 +946,22 @@ int have_sm90a() {
     return h;
 }
 
+
+template <int NWG>
+lc_status launch_bwd_wgmma(const bwd_params &p0, int64_t B, cudaStream_t st) {
+    constexpr int BN = 64 * NWG, BM = 64;
+    bwd_params p = p0;
+    p.nkb = (p.L + BN - 1) / BN;
+    const size_t smem = (size_t)(3 * BN + 4 * BM) * 128 + 4 * BM * sizeof(float) + 1024;
+    const int64_t blocks = p.nkb * p.H * B;
+    if (blocks > 0x7fffffffLL)
+        return lc_errorf(LC_EUNSUPPORTED, "attention_backward_cuda: too many blocks (%lld)", (long long)blocks);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_wgmma_kernel<NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_wgmma_kernel<NWG><<<(unsigned)blocks, NWG * 128, smem, st>>>(p);
+    cuda_check_launch("attn_bwd_wgmma_kernel");
+    return LC_OK;
+}
+
 template <int D, int NW, int BM>
 lc_status launch_bwd(const bwd_params &p0, int64_t B, cudaStream_t st) {
     constexpr int BN = 16 * NW;
@@ -818,7 +1021,8 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
     case 64:
         if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
-            switch (tuning_variant("LC_ATTN_WG", narrow ? 1 : 0)) {
+            const int dflt = narrow ? 1 : (s->causal && s->W > 0) ? 3 : 4;
+            switch (tuning_variant("LC_ATTN_WG", dflt)) {
             case 1: return launch_fwd_wgmma<64, 1>(p, s->B, st);
             case 2: return launch_fwd_wgmma<64, 2>(p, s->B, st);
             case 3: return launch_fwd_wgmma<128, 1>(p, s->B, st);
@@ -894,6 +1098,10 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     lc_status r;
     const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
     const int var = tuning_variant("LC_ATTN_BWD", narrow ? 1 : 0);
+    if (D == 64 && tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+        const int wv = tuning_variant("LC_ATTN_WGB", narrow ? 1 : 2);
+        r = wv == 1 ? launch_bwd_wgmma<1>(p, s->B, st) : launch_bwd_wgmma<2>(p, s->B, st);
+    } else
     switch (D) {
     case 32: r = var == 1 ? launch_bwd<32, 4, 64>(p, s->B, st) : launch_bwd<32, 8, 64>(p, s->B, st); break;
     case 64: r = var == 1 ? launch_bwd<64, 4, 64>(p, s->B, st) : launch_bwd<64, 8, 64>(p, s->B, st); break;
