@@ -285,22 +285,25 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
 
 
 /* ---------------------------------------------------------------------------------------------
- * Forward on Hopper (sm_90a), dh = 64: the same algorithm with warpgroup MMAs. Each warpgroup owns
+ * Forward on Hopper (sm_90a), dh = 64 or 128: the same algorithm with warpgroup MMAs. Each warpgroup owns
  * 64 query rows; S = Q K^T is one wgmma chain with Q and K in 128-byte-swizzled shared memory
  * (K-major), O += P V takes P from registers and V MN-major (row-major [key][d] as stored).
  * Loads are cp.async (generic proxy), hence the proxy fence before the barrier. */
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ int sw128(int r, int chunk) { return r * 128 + ((chunk ^ (r & 7)) << 4); }
 
-template <int R, int NT>
+/* Rows r0 .. r0+R-1 of a [*, D] bf16 tensor into D/64 column panels of R x 128 bytes each,
+ * 128-byte swizzled (the layout wgmma descriptors with swizzle mode 1 read). */
+template <int R, int NT, int D = 64>
 __device__ __forceinline__ void load_rows_sw(unsigned char *s, const bf16 *g, int64_t stride, int64_t r0, int64_t L,
                                              int tid) {
+    constexpr int CPR = D / 8;
 #pragma unroll
-    for (int c = tid; c < R * 8; c += NT) {
-        const int r = c >> 3, ch = c & 7;
+    for (int c = tid; c < R * CPR; c += NT) {
+        const int r = c / CPR, ch = c % CPR;
         const int64_t row = r0 + r;
         const bool ok = row < L;
-        cp_async16(s + sw128(r, ch), g + (ok ? row : 0) * stride + ch * 8, ok);
+        cp_async16(s + (ch >> 3) * R * 128 + sw128(r, ch & 7), g + (ok ? row : 0) * stride + ch * 8, ok);
     }
 }
 
@@ -316,14 +319,14 @@ __global__ void attn_probe_sm90a_kernel(int *out) {
 #endif
 }
 
-template <int BN, int NWG>
+template <int D, int BN, int NWG>
 __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int D = 64, BM = 64 * NWG, NT = NWG * 128;
+    constexpr int BM = 64 * NWG, NT = NWG * 128, NP = D / 64; /* NP column panels of 64 */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *sQ = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* 1024-aligned swizzle atoms */
-    unsigned char *sK = sQ + BM * 128; /* [2][BN rows x 128 B] */
-    unsigned char *sV = sK + 2 * BN * 128;
+    unsigned char *sK = sQ + BM * 2 * D; /* [2][NP panels][BN rows x 128 B] */
+    unsigned char *sV = sK + 2 * BN * 2 * D;
 
     const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
     int64_t idx = blockIdx.x;
@@ -342,9 +345,9 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
     const int64_t kstart = (p.causal && W > 0) ? max(q0 - W, (int64_t)0) : 0;
     const int64_t jt0 = kstart / BN, jt1 = (kend - 1) / BN;
 
-    load_rows_sw<BM, NT>(sQ, qg, qstride, q0, L, tid);
-    load_rows_sw<BN, NT>(sK, kg, kstride, jt0 * BN, L, tid);
-    load_rows_sw<BN, NT>(sV, vg, kstride, jt0 * BN, L, tid);
+    load_rows_sw<BM, NT, D>(sQ, qg, qstride, q0, L, tid);
+    load_rows_sw<BN, NT, D>(sK, kg, kstride, jt0 * BN, L, tid);
+    load_rows_sw<BN, NT, D>(sV, vg, kstride, jt0 * BN, L, tid);
     cp_async_commit();
 
     float acc[D / 2];
@@ -357,8 +360,8 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
     for (int64_t jt = jt0; jt <= jt1; jt++) {
         const int buf = (int)((jt - jt0) & 1);
         if (jt < jt1) {
-            load_rows_sw<BN, NT>(sK + (buf ^ 1) * BN * 128, kg, kstride, (jt + 1) * BN, L, tid);
-            load_rows_sw<BN, NT>(sV + (buf ^ 1) * BN * 128, vg, kstride, (jt + 1) * BN, L, tid);
+            load_rows_sw<BN, NT, D>(sK + (buf ^ 1) * BN * 2 * D, kg, kstride, (jt + 1) * BN, L, tid);
+            load_rows_sw<BN, NT, D>(sV + (buf ^ 1) * BN * 2 * D, vg, kstride, (jt + 1) * BN, L, tid);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -366,7 +369,7 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
         }
         fence_proxy_async();
         __syncthreads();
-        const uint32_t kaddr = smem_u32(sK + buf * BN * 128), vaddr = smem_u32(sV + buf * BN * 128);
+        const uint32_t kaddr = smem_u32(sK + buf * BN * 2 * D), vaddr = smem_u32(sV + buf * BN * 2 * D);
 
         float S[BN / 2];
 #pragma unroll
@@ -374,7 +377,9 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
-            const uint64_t da = wgmma_desc(qaddr + kk * 32, 16, 1024), db = wgmma_desc(kaddr + kk * 32, 16, 1024);
+            const int pn = kk / 4, ko = (kk % 4) * 32; /* panel, byte offset inside the 128-byte row */
+            const uint64_t da = wgmma_desc(qaddr + pn * BM * 128 + ko, 16, 1024);
+            const uint64_t db = wgmma_desc(kaddr + pn * BN * 128 + ko, 16, 1024);
             if constexpr (BN == 128) wgmma_ss_n128(S, da, db, 1);
             else wgmma_ss_n64(S, da, db, 1);
         }
@@ -433,7 +438,10 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
         }
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) wgmma_rs_n64(acc, pa[kk], wgmma_desc(vaddr + kk * 16 * 128, 1024, 1024));
+        for (int pn = 0; pn < NP; pn++) /* one n64 chain per 64-column panel of V and O */
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++)
+                wgmma_rs_n64(acc + pn * 32, pa[kk], wgmma_desc(vaddr + pn * BN * 128 + kk * 16 * 128, 1024, 1024));
         wgmma_commit();
         wgmma_wait0();
 #pragma unroll
@@ -910,18 +918,18 @@ lc_status launch_fwd(const fwd_params &p0, int64_t B, cudaStream_t st) {
 }
 
 
-template <int BN, int NWG>
+template <int D, int BN, int NWG>
 lc_status launch_fwd_wgmma(const fwd_params &p0, int64_t B, cudaStream_t st) {
     constexpr int BM = 64 * NWG;
     fwd_params p = p0;
     p.nqb = (p.L + BM - 1) / BM;
-    const size_t smem = (size_t)(BM + 4 * BN) * 128 + 1024;
+    const size_t smem = (size_t)(BM + 4 * BN) * 2 * D + 1024;
     const int64_t blocks = p.nqb * p.HQ * B;
     if (blocks > 0x7fffffffLL)
         return lc_errorf(LC_EUNSUPPORTED, "attention_forward_cuda: B*HQ*ceil(L/%d) = %lld blocks exceed the grid", BM,
                          (long long)blocks);
-    cuda_check(cudaFuncSetAttribute(attn_fwd_wgmma_kernel<BN, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_fwd_wgmma_kernel<BN, NWG><<<(unsigned)blocks, NWG * 128, smem, st>>>(p);
+    cuda_check(cudaFuncSetAttribute(attn_fwd_wgmma_kernel<D, BN, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_fwd_wgmma_kernel<D, BN, NWG><<<(unsigned)blocks, NWG * 128, smem, st>>>(p);
     cuda_check_launch("attn_fwd_wgmma_kernel");
     return LC_OK;
 }
@@ -1023,11 +1031,11 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
         if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
             const int dflt = narrow ? 1 : (s->causal && s->W > 0) ? 3 : 4;
             switch (tuning_variant("LC_ATTN_WG", dflt)) {
-            case 1: return launch_fwd_wgmma<64, 1>(p, s->B, st);
-            case 2: return launch_fwd_wgmma<64, 2>(p, s->B, st);
-            case 3: return launch_fwd_wgmma<128, 1>(p, s->B, st);
-            case 4: return launch_fwd_wgmma<128, 3>(p, s->B, st);
-            default: return launch_fwd_wgmma<128, 2>(p, s->B, st);
+            case 1: return launch_fwd_wgmma<64, 64, 1>(p, s->B, st);
+            case 2: return launch_fwd_wgmma<64, 64, 2>(p, s->B, st);
+            case 3: return launch_fwd_wgmma<64, 128, 1>(p, s->B, st);
+            case 4: return launch_fwd_wgmma<64, 128, 3>(p, s->B, st);
+            default: return launch_fwd_wgmma<64, 128, 2>(p, s->B, st);
             }
         }
         switch (var) {
@@ -1037,6 +1045,14 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
         default: return launch_fwd<64, 64, 4, 2>(p, s->B, st);
         }
     default:
+        if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+            switch (tuning_variant("LC_ATTN_WG", narrow ? 1 : 2)) {
+            case 1: return launch_fwd_wgmma<128, 64, 1>(p, s->B, st);
+            case 3: return launch_fwd_wgmma<128, 128, 1>(p, s->B, st);
+            case 4: return launch_fwd_wgmma<128, 64, 3>(p, s->B, st);
+            default: return launch_fwd_wgmma<128, 64, 2>(p, s->B, st);
+            }
+        }
         switch (var) {
         case 1: return launch_fwd<128, 32, 4, 2>(p, s->B, st);
         case 2: return launch_fwd<128, 32, 8, 2>(p, s->B, st);
@@ -1099,7 +1115,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
     const int var = tuning_variant("LC_ATTN_BWD", narrow ? 1 : 0);
     if (D == 64 && tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
-        const int wv = tuning_variant("LC_ATTN_WGB", narrow ? 1 : 2);
+        const int wv = tuning_variant("LC_ATTN_WGB", (s->causal && s->W > 0) ? 1 : 2);
         r = wv == 1 ? launch_bwd_wgmma<1>(p, s->B, st) : launch_bwd_wgmma<2>(p, s->B, st);
     } else
     switch (D) {
