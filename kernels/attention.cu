@@ -1046,11 +1046,11 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
         }
     default:
         if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
-            switch (tuning_variant("LC_ATTN_WG", narrow ? 1 : 2)) {
+            switch (tuning_variant("LC_ATTN_WG", narrow ? 1 : 4)) {
             case 1: return launch_fwd_wgmma<128, 64, 1>(p, s->B, st);
+            case 2: return launch_fwd_wgmma<128, 64, 2>(p, s->B, st);
             case 3: return launch_fwd_wgmma<128, 128, 1>(p, s->B, st);
-            case 4: return launch_fwd_wgmma<128, 64, 3>(p, s->B, st);
-            default: return launch_fwd_wgmma<128, 64, 2>(p, s->B, st);
+            default: return launch_fwd_wgmma<128, 64, 3>(p, s->B, st);
             }
         }
         switch (var) {
