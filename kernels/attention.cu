@@ -18,6 +18,13 @@
  *
  * Shared-memory rows are padded by 16 bytes so ldmatrix over 8 rows hits 8 distinct bank groups.
  * Every offset is 64-bit: L reaches 2^24.
+ *
+ * On sm_90a (the H100 build) the forward (dh 64, 128) and the dh-64 backward use warpgroup MMAs
+ * (wgmma) instead, with 128-byte-swizzled shared memory; a one-time probe kernel says whether the
+ * loaded code is the sm_90a build, and the mma.sync kernels above stay as the fallback (plain
+ * sm_90) and for the dh-128 / dh-32 backward. Tile shapes per shape class were picked on the H100
+ * (results/notes-attn.md). Environment overrides for tuning runs only: LC_ATTN_WGMMA=0 (force
+ * mma.sync), LC_ATTN_FWD / LC_ATTN_BWD / LC_ATTN_WG / LC_ATTN_WGB = variant number.
  */
 #include <math.h>
 #include <stdint.h>
