@@ -4,6 +4,7 @@
 #include "mamba.h"
 #include "mamba_conv.cuh"
 #include "mamba_scan.cuh"
+#include "mamba_ssd.cuh"
 
 /* ---------------- conv ---------------- */
 
@@ -91,7 +92,8 @@ static lc_status scan_args(const struct mamba_scan_shape *s, const char *fn) {
     if (!ok)
         return lc_errorf(LC_EUNSUPPORTED, "%s: (P, N) = (%lld, %lld): the CUDA scan supports (64, 128) and (32, 64)", fn,
                          (long long)s->P, (long long)s->N);
-    if (s->H > 65535 || s->B > 65535) return lc_errorf(LC_EUNSUPPORTED, "%s: H and B must be <= 65535", fn);
+    if (s->H > 65535 || s->B > 65535 || s->L / 64 >= 65535)
+        return lc_errorf(LC_EUNSUPPORTED, "%s: H, B and L/64 must be < 65535 (grid limits)", fn);
     return LC_OK;
 }
 
@@ -99,7 +101,7 @@ static lc_status scan_args(const struct mamba_scan_shape *s, const char *fn) {
  * short ones give parallelism; keep >= ~4 blocks per SM of an H100 (132 SMs). */
 static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
     int64_t T = 64;
-    const int64_t cap = backward ? mamba_scan::TMAX_BWD : 2048;
+    const int64_t cap = backward ? mamba_scan::TMAX_BWD : 8192;
     while (T < cap && s->B * s->H * ((s->L + 2 * T - 1) / (2 * T)) >= 528) T *= 2;
     return T;
 }
@@ -119,11 +121,26 @@ size_t mamba_scan_workspace_bytes(const struct mamba_scan_shape *s, int backward
 
 template <int P, int N>
 static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream_t st) {
-    dim3 grid((unsigned)a.nch, (unsigned)a.H, (unsigned)a.B);
-    mamba_scan::chunk_fwd<P, N, true><<<grid, P * 4, 0, st>>>(a);
-    cuda_check_launch("chunk_fwd<local>");
+    dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
     const int64_t PN = (int64_t)P * N;
     dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)a.H, (unsigned)a.B);
+    if (P == 64 && N == 128) { /* tensor-core path */
+        static bool attr = false;
+        if (!attr) {
+            cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
+            cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
+            attr = true;
+        }
+        mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
+        cuda_check_launch("ssd_fwd<local>");
+        mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, a.hT, a.H, a.nch, PN, 0);
+        cuda_check_launch("state_pass");
+        mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
+        cuda_check_launch("ssd_fwd");
+        return LC_OK;
+    }
+    mamba_scan::chunk_fwd<P, N, true><<<grid, P * 4, 0, st>>>(a);
+    cuda_check_launch("chunk_fwd<local>");
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, a.hT, a.H, a.nch, PN, 0);
     cuda_check_launch("state_pass");
     mamba_scan::chunk_fwd<P, N, false><<<grid, P * 4, 0, st>>>(a);
@@ -133,7 +150,7 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
 
 template <int P, int N>
 static lc_status scan_backward_t(mamba_scan::args &a, const float *h0, cudaStream_t st) {
-    dim3 grid((unsigned)a.nch, (unsigned)a.H, (unsigned)a.B);
+    dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
     const int64_t PN = (int64_t)P * N;
     dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)a.H, (unsigned)a.B);
     mamba_scan::chunk_fwd<P, N, true><<<grid, P * 4, 0, st>>>(a);

@@ -7,6 +7,8 @@
  *   chunk_dh_local      per (b, chunk, h): reverse recurrence of dh from zero (for the reverse pass)
  *   chunk_bwd           per (b, chunk, h): forward phase (ys, dz, dC, <g, ys>) then reverse phase
  *                       (dx, dB, <x, dh B>), then ddt, dA, ddt_bias from the identity below.
+ * Grids are (H, chunks, B) with the head fastest: the heads of one chunk run together and share
+ * its B and C rows (and the dB, dC atomics) in L2.
  * Thread layout: P*4 threads; thread (p, q) owns the state row p at columns
  * n = i*16 + q*4 + k (i < N/16, k < 4): float4 reads of B and C rows in shared memory are then
  * free of bank conflicts, and sums over n are a 4-lane shuffle.
@@ -133,7 +135,7 @@ __global__ void __launch_bounds__(P * 4) chunk_fwd(args a) {
     __shared__ __align__(16) float xs[TT][P], zs[TT][P], ys[TT][P], Bs[TT][N], Cs[TT][N];
     __shared__ float dtp[TT], dAv[TT];
     const int tid = threadIdx.x, p = tid >> 2, q = tid & 3;
-    const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
+    const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
     const int64_t t_begin = c * a.T, t_end = min(t_begin + a.T, a.L);
     float *stp = a.st + ((b * a.nch + c) * a.H + h) * (int64_t)(P * N);
     float hs[NV];
@@ -236,7 +238,7 @@ __global__ void __launch_bounds__(P * 4) chunk_dh_local(args a) {
     __shared__ __align__(16) float gs[TT][P], zs[TT][P], Cs[TT][N];
     __shared__ float dtp[TT], dAv[TT];
     const int tid = threadIdx.x, p = tid >> 2, q = tid & 3;
-    const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
+    const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
     const int64_t t_begin = c * a.T, t_end = min(t_begin + a.T, a.L);
     float dh[NV];
 #pragma unroll
@@ -294,7 +296,7 @@ __global__ void __launch_bounds__(P * 4) chunk_bwd(args a) {
     __shared__ float dtp[TT], dAv[TT];
     __shared__ float w1[TMAX_BWD], xdx[TMAX_BWD], dtpc[TMAX_BWD], sgc[TMAX_BWD], red[32];
     const int tid = threadIdx.x, p = tid >> 2, q = tid & 3, lane = tid & 31;
-    const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
+    const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
     const int64_t t_begin = c * a.T, t_end = min(t_begin + a.T, a.L);
     const int64_t PN = (int64_t)P * N, sidx = ((b * a.nch + c) * a.H + h) * PN;
     const float Dh = a.D ? a.D[h] : 0.0f, Ah = a.A[h];

@@ -2,7 +2,8 @@
  * inputs (bf16-rounded, so both sides see the same numbers), ragged L and channel counts:
  * conv forward / backward / decode / tail hand-off, scan forward / backward / decode, two
  * segments with carried state equal one run. Outputs are poisoned with NaN first, so an
- * unwritten element fails. Tolerances: bf16 outputs 1e-2 relative, fp32 outputs 2e-3. */
+ * unwritten element fails. Tolerances: bf16 outputs 1e-2 relative, fp32 outputs 2e-4 (hT of the
+ * tensor-core forward, P = 64: 1e-2, its state update takes bf16 operands). */
 #include "common.h"
 #include "device.h"
 #include "mamba.h"
@@ -100,8 +101,8 @@ static void test_conv(int64_t B, int64_t L, int64_t C, int64_t Kw) {
     T_OK(mamba_conv_backward_cuda(&s, dx_, dw_, dbias, dtail, ddy, ddto, gdx, gdw, gdb, gdt, NULL));
     T_OK(lc_cuda_sync());
     CMP16(gdx, rdx, nx, "conv dx");
-    CMP32(gdw, rdw, (size_t)(C * Kw), 2e-3, "conv dweight");
-    CMP32(gdb, rdb, (size_t)C, 2e-3, "conv dbias");
+    CMP32(gdw, rdw, (size_t)(C * Kw), 2e-4, "conv dweight");
+    CMP32(gdb, rdb, (size_t)C, 2e-4, "conv dbias");
     if (nt) CMP16(gdt, rdt, nt, "conv dtail_in");
 
     snprintf(name[k % 8], 128, "cuda conv decode steps (Kw=%lld)", (long long)Kw);
@@ -178,7 +179,8 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
     T_OK(mamba_scan_forward_cuda(&s, d.x, d.dt, d.dt_bias, d.A, d.Bm, d.Cm, d.D, d.z, d.h0, gy, ghT, NULL, NULL));
     T_OK(lc_cuda_sync());
     CMP16(gy, y, nx, "scan y");
-    CMP32(ghT, hT, ns, 2e-3, "scan hT");
+    /* P = 64 runs the tensor-core forward: the state update has bf16 operands */
+    CMP32(ghT, hT, ns, P == 64 ? 1e-2 : 2e-4, "scan hT");
 
     snprintf(name[k % 8], 160, "cuda scan backward (L=%lld P=%lld z=%d h0=%d)", (long long)L, (long long)P, with_z, with_h0);
     t_begin(name[k++ % 8]);
@@ -196,13 +198,13 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
         T_OK(lc_cuda_sync());
         CMP16(gdx, dx, nx, "scan dx");
         if (h.z) CMP16(gdz, dz, nx, "scan dz");
-        CMP32(gddt, ddt, ndt, 2e-3, "scan ddt");
-        CMP32(gdB, dB, nbc, 2e-3, "scan dBm");
-        CMP32(gdC, dC, nbc, 2e-3, "scan dCm");
-        CMP32(gdh0, dh0, ns, 2e-3, "scan dh0");
-        CMP32(gdA, dA, (size_t)H, 2e-3, "scan dA");
-        CMP32(gdD, dD, (size_t)H, 2e-3, "scan dD");
-        CMP32(gdb, dbias, (size_t)H, 2e-3, "scan ddt_bias");
+        CMP32(gddt, ddt, ndt, 2e-4, "scan ddt");
+        CMP32(gdB, dB, nbc, 2e-4, "scan dBm");
+        CMP32(gdC, dC, nbc, 2e-4, "scan dCm");
+        CMP32(gdh0, dh0, ns, 2e-4, "scan dh0");
+        CMP32(gdA, dA, (size_t)H, 2e-4, "scan dA");
+        CMP32(gdD, dD, (size_t)H, 2e-4, "scan dD");
+        CMP32(gdb, dbias, (size_t)H, 2e-4, "scan ddt_bias");
         free(dx), free(ddt), free(dB), free(dC), free(dz), free(dh0), free(dA), free(dD), free(dbias);
         lc_cuda_free(gdx), lc_cuda_free(gdz), lc_cuda_free(gddt), lc_cuda_free(gdB), lc_cuda_free(gdC);
         lc_cuda_free(gdh0), lc_cuda_free(gdA), lc_cuda_free(gdD), lc_cuda_free(gdb);
@@ -223,7 +225,7 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
                                      d.z ? d.z + L1 * HP : NULL, mid, gy2 + L1 * HP, ghT2, NULL, NULL));
         T_OK(lc_cuda_sync());
         CMP16(gy2, y, nx, "segmented y");
-        CMP32(ghT2, hT, ns, 2e-3, "segmented hT");
+        CMP32(ghT2, hT, ns, P == 64 ? 1e-2 : 2e-4, "segmented hT");
         lc_cuda_free(gy2), lc_cuda_free(mid), lc_cuda_free(ghT2);
     } else {
         t_skip("segments are tested with B = 1");
@@ -249,7 +251,7 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
             lc_cuda_free(gx), lc_cuda_free(gz), lc_cuda_free(gb), lc_cuda_free(gc), lc_cuda_free(gdt);
         }
         CMP16(gyt, yt, (size_t)(B * H * P), "decode y");
-        CMP32(gst, st, ns, 2e-3, "decode state");
+        CMP32(gst, st, ns, 2e-4, "decode state");
         free(st), free(yt);
         lc_cuda_free(gst), lc_cuda_free(gyt);
     }
