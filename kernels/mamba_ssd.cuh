@@ -41,16 +41,24 @@ constexpr int SMEM = OFF_S + 4 * Q * 4;
 typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc_t;
 
 /* rows [row0, row0 + nvalid) of a bf16 tensor (W wide, row stride `stride`) into smem rows of
- * pitch LD; rows past nvalid are zero (0 * garbage could be NaN). */
+ * pitch LD with cp.async (all copies of a sub-chunk in flight at once); rows past nvalid are
+ * zero-filled (0 * garbage could be NaN). Call cp_wait() before use. */
 template <int W, int LD>
 __device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int64_t row0, int64_t stride, int nvalid) {
     constexpr int V = W / 8;
-    for (int e = threadIdx.x; e < Q * V; e += THREADS) {
+#pragma unroll
+    for (int it = 0; it < (Q * V + THREADS - 1) / THREADS; it++) {
+        const int e = threadIdx.x + it * THREADS;
+        if (e >= Q * V) break;
         const int j = e / V, v = e % V;
-        uint4 u = make_uint4(0, 0, 0, 0);
-        if (j < nvalid) u = *reinterpret_cast<const uint4 *>(src + (row0 + j) * stride + v * 8);
-        *reinterpret_cast<uint4 *>(dst + j * LD + v * 8) = u;
+        const __nv_bfloat16 *g = src + (row0 + (j < nvalid ? j : 0)) * stride + v * 8;
+        const unsigned s = (unsigned)__cvta_generic_to_shared(dst + j * LD + v * 8);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(g), "r"(j < nvalid ? 16 : 0));
     }
+}
+__device__ __forceinline__ void cp_wait() {
+    asm volatile("cp.async.commit_group;\n" ::);
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 }
 
 /* dt' and the inclusive cumulative log decay c over the sub-chunk (warp 0). */
@@ -138,7 +146,17 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_fwd(mamba_scan::args a) {
         load_tile<P, LDP>(Xs, a.x + h * P, row0, a.H * P, nvalid);
         load_tile<N, LDN>(Bs, a.Bm + g * N, row0, a.G * N, nvalid);
         if (!LOCAL) load_tile<N, LDN>(Cs, a.Cm + g * N, row0, a.G * N, nvalid);
+        /* z for the epilogue (2 vectors of 8 per thread), in flight during the products */
+        constexpr int ZIT = Q * (P / 8) / THREADS;
+        uint4 zr[ZIT];
+#pragma unroll
+        for (int it = 0; it < ZIT; it++) {
+            const int e = tid + it * THREADS, i = e / (P / 8), v = e % (P / 8);
+            zr[it] = make_uint4(0, 0, 0, 0);
+            if (!LOCAL && a.z && i < nvalid) zr[it] = *reinterpret_cast<const uint4 *>(a.z + (row0 + i) * a.H * P + h * P + v * 8);
+        }
         decay_prefix(dtp, cum, a, row0, (int)h, nvalid);
+        cp_wait();
         __syncthreads();
         const float cend = cum[Q - 1];
         if (LOCAL) logdecay += cend;
@@ -204,12 +222,12 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_fwd(mamba_scan::args a) {
         __syncthreads();
         if (!LOCAL) {
             /* epilogue: y = (Y + D x) * silu(z), 8 values per thread-step, 16-byte stores */
-            for (int e = tid; e < Q * (P / 8); e += THREADS) {
-                const int i = e / (P / 8), v = e % (P / 8);
+#pragma unroll
+            for (int it = 0; it < ZIT; it++) {
+                const int e = tid + it * THREADS, i = e / (P / 8), v = e % (P / 8);
                 if (i >= nvalid) continue;
                 const int64_t off = (row0 + i) * a.H * P + h * P + v * 8;
-                uint4 zu = make_uint4(0, 0, 0, 0), out;
-                if (a.z) zu = *reinterpret_cast<const uint4 *>(a.z + off);
+                uint4 zu = zr[it], out;
                 const __nv_bfloat162 *x2 = reinterpret_cast<const __nv_bfloat162 *>(Xs + i * LDP + v * 8);
                 const __nv_bfloat162 *z2 = reinterpret_cast<const __nv_bfloat162 *>(&zu);
                 __nv_bfloat162 *o2 = reinterpret_cast<__nv_bfloat162 *>(&out);
