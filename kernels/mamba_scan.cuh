@@ -229,12 +229,21 @@ __global__ void state_pass(float *st, const float *decay, const float *init, flo
     const int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, h = blockIdx.y, b = blockIdx.z;
     if (e >= PN) return;
     float run = init ? init[(b * H + h) * PN + e] : 0.0f;
-    for (int64_t k = 0; k < nch; k++) {
-        const int64_t c = reverse ? nch - 1 - k : k;
-        float *p = st + ((b * nch + c) * H + h) * PN + e;
-        const float loc = *p;
-        *p = run;
-        run = decay[(b * nch + c) * H + h] * run + loc;
+    constexpr int U = 8; /* loads of U chunks in flight before the dependent updates */
+    for (int64_t k0 = 0; k0 < nch; k0 += U) {
+        float loc[U], dec[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int64_t k = k0 + u, c = reverse ? nch - 1 - k : k;
+            loc[u] = k < nch ? st[((b * nch + c) * H + h) * PN + e] : 0.0f;
+            dec[u] = k < nch ? decay[(b * nch + c) * H + h] : 1.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int64_t k = k0 + u, c = reverse ? nch - 1 - k : k;
+            if (k < nch) st[((b * nch + c) * H + h) * PN + e] = run;
+            run = dec[u] * run + loc[u];
+        }
     }
     if (fin) fin[(b * H + h) * PN + e] = run;
 }

@@ -29,11 +29,11 @@ constexpr int P = 64, N = 128, Q = 64;
 constexpr int LDN = N + 8, LDP = P + 8; /* bf16 rows padded by 16 B: ldmatrix without bank conflicts */
 constexpr int THREADS = 256;
 
-/* shared-memory carve-up (bytes, each a multiple of 128) */
-constexpr int OFF_C = 0;
-constexpr int OFF_B = OFF_C + Q * LDN * 2;
-constexpr int OFF_X = OFF_B + Q * LDN * 2;
-constexpr int OFF_H = OFF_X + Q * LDP * 2;
+/* shared-memory carve-up (bytes, each a multiple of 128): two buffers of the C, B, X tiles (the
+ * next sub-chunk's copies fly while this one computes), the bf16 state, small vectors */
+constexpr int TILE_C = Q * LDN * 2, TILE_B = Q * LDN * 2, TILE_X = Q * LDP * 2;
+constexpr int BUF = TILE_C + TILE_B + TILE_X;
+constexpr int OFF_H = 2 * BUF;
 constexpr int OFF_V = OFF_H + P * LDN * 2; /* dtp, cum, w, exp(cum) */
 constexpr int SMEM = OFF_V + 4 * Q * 4;
 
@@ -78,20 +78,26 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, const __nv_bfloat1
                      "r"(j < nvalid ? 16 : 0));
     }
 }
-__device__ __forceinline__ void cp_wait() {
-    asm volatile("cp.async.commit_group;\n" ::);
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int PENDING>
+__device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory"); }
+
+/* Warp 0: dt' of the sub-chunk at row0 (2 tokens per lane), read ahead of use. */
+__device__ __forceinline__ float2 dt_fetch(const mamba_scan::args &a, int64_t row0, int h, int nvalid) {
+    const int l = threadIdx.x;
+    float2 u = make_float2(0.0f, 0.0f);
+    if (2 * l < nvalid) u.x = a.dt[(row0 + 2 * l) * a.H + h];
+    if (2 * l + 1 < nvalid) u.y = a.dt[(row0 + 2 * l + 1) * a.H + h];
+    return u;
 }
 
 /* Warp 0: dt', the inclusive cumulative log decay c, w_j = exp(c_end - c_j) dt'_j, exp(c_i). */
-__device__ __forceinline__ void decay_prefix(float *vec, const mamba_scan::args &a, int64_t row0, int h, int nvalid) {
-    if (threadIdx.x >= 32) return;
+__device__ __forceinline__ void decay_prefix(float *vec, const mamba_scan::args &a, float2 raw, int h, int nvalid) {
     float *dtp = vec, *cum = vec + Q, *wv = vec + 2 * Q, *ec = vec + 3 * Q;
     const int l = threadIdx.x;
     const float Ah = a.A[h], bias = a.dt_bias ? a.dt_bias[h] : 0.0f;
-    float d0 = 0.0f, d1 = 0.0f;
-    if (2 * l < nvalid) d0 = mamba_scan::softplus(a.dt[(row0 + 2 * l) * a.H + h] + bias);
-    if (2 * l + 1 < nvalid) d1 = mamba_scan::softplus(a.dt[(row0 + 2 * l + 1) * a.H + h] + bias);
+    const float d0 = 2 * l < nvalid ? mamba_scan::softplus(raw.x + bias) : 0.0f;
+    const float d1 = 2 * l + 1 < nvalid ? mamba_scan::softplus(raw.y + bias) : 0.0f;
     const float v0 = d0 * Ah, v1 = d1 * Ah;
     float s = v0 + v1;
 #pragma unroll
@@ -137,8 +143,7 @@ __device__ __forceinline__ void state_update(float (&hacc)[8][4], const __nv_bfl
 template <bool LOCAL>
 __global__ void __launch_bounds__(THREADS, 2) ssd_fwd(mamba_scan::args a) {
     extern __shared__ __align__(128) unsigned char smem[];
-    __nv_bfloat16 *Cs = (__nv_bfloat16 *)(smem + OFF_C), *Bs = (__nv_bfloat16 *)(smem + OFF_B);
-    __nv_bfloat16 *Xs = (__nv_bfloat16 *)(smem + OFF_X), *Hs = (__nv_bfloat16 *)(smem + OFF_H);
+    __nv_bfloat16 *Hs = (__nv_bfloat16 *)(smem + OFF_H);
     float *vec = (float *)(smem + OFF_V), *dtp = vec, *cum = vec + Q, *wv = vec + 2 * Q, *ec = vec + 3 * Q;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t = lane & 3;
     const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
@@ -166,14 +171,33 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_fwd(mamba_scan::args a) {
         }
     const float Dh = a.D ? a.D[h] : 0.0f;
     float logdecay = 0.0f;
-    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q) {
+    /* sub-chunk k uses buffer k & 1; its copies were issued during sub-chunk k - 1 */
+    auto issue = [&](int64_t t0, int buf) {
+        const int nv = (int)min((int64_t)Q, t_end - t0);
+        const int64_t r0 = b * a.L + t0;
+        unsigned char *base = smem + buf * BUF;
+        load_tile<P, LDP>((__nv_bfloat16 *)(base + TILE_C + TILE_B), a.x + h * P, r0, a.H * P, nv);
+        load_tile<N, LDN>((__nv_bfloat16 *)(base + TILE_C), a.Bm + g * N, r0, a.G * N, nv);
+        if (!LOCAL) load_tile<N, LDN>((__nv_bfloat16 *)base, a.Cm + g * N, r0, a.G * N, nv);
+        cp_commit();
+    };
+    issue(t_begin, 0);
+    float2 dt_raw = make_float2(0.f, 0.f);
+    if (warp == 0) dt_raw = dt_fetch(a, b * a.L + t_begin, (int)h, (int)min((int64_t)Q, t_end - t_begin));
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1) {
         const int nvalid = (int)min((int64_t)Q, t_end - t0);
         const int64_t row0 = b * a.L + t0;
-        load_tile<P, LDP>(Xs, a.x + h * P, row0, a.H * P, nvalid);
-        load_tile<N, LDN>(Bs, a.Bm + g * N, row0, a.G * N, nvalid);
-        if (!LOCAL) load_tile<N, LDN>(Cs, a.Cm + g * N, row0, a.G * N, nvalid);
-        decay_prefix(vec, a, row0, (int)h, nvalid);
-        cp_wait();
+        __nv_bfloat16 *Cs = (__nv_bfloat16 *)(smem + buf * BUF), *Bs = (__nv_bfloat16 *)(smem + buf * BUF + TILE_C);
+        __nv_bfloat16 *Xs = (__nv_bfloat16 *)(smem + buf * BUF + TILE_C + TILE_B);
+        const bool more = t0 + Q < t_end;
+        if (more) issue(t0 + Q, buf ^ 1); /* that buffer was freed by the last barrier [B] */
+        if (warp == 0) {
+            decay_prefix(vec, a, dt_raw, (int)h, nvalid);
+            if (more) dt_raw = dt_fetch(a, row0 + Q, (int)h, (int)min((int64_t)Q, t_end - t0 - Q));
+        }
+        if (more) cp_wait<1>();
+        else cp_wait<0>();
         __syncthreads(); /* [A] tiles, vectors and Hs ready */
         const float cend = cum[Q - 1];
         if (LOCAL) logdecay += cend;
