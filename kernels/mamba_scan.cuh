@@ -320,7 +320,7 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
     return s;
 }
 
-constexpr int TMAX_BWD = 256; /* the backward's chunk length cap (per-token scalars in shared memory) */
+constexpr int TMAX_BWD = 512; /* the backward's chunk length cap (per-token scalars in shared memory) */
 
 /* Dynamic shared memory of chunk_bwd: per-warp partial sums over p of the tile's tokens,
  * stage[warp][TT][N] (vectors) and wst[warp][TT] (scalars). Each warp's reduce_over_p leaves
