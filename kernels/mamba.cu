@@ -5,6 +5,7 @@
 #include "mamba_conv.cuh"
 #include "mamba_scan.cuh"
 #include "mamba_ssd.cuh"
+#include "mamba_bwd.cuh"
 
 /* ---------------- conv ---------------- */
 
@@ -28,9 +29,9 @@ lc_status mamba_conv_forward_cuda(const struct mamba_conv_shape *s, const bf16_t
     LC_TRY(conv_args(s, "mamba_conv_forward_cuda"));
     LC_REQUIRE(x && weight && y, "mamba_conv_forward_cuda: x, weight and y must not be NULL");
     const int threads = 128;
-    dim3 grid((unsigned)((s->Cch + threads - 1) / threads), (unsigned)((s->L + mamba_conv::TOK - 1) / mamba_conv::TOK),
-              (unsigned)s->B);
-    LC_REQUIRE(grid.y <= 65535u * 1024u && s->B <= 65535, "mamba_conv_forward_cuda: L or B too large for the grid");
+    const int64_t nrun = (s->L + mamba_conv::TOK - 1) / mamba_conv::TOK;
+    dim3 grid((unsigned)((s->Cch + threads - 1) / threads), (unsigned)(nrun < 65535 ? nrun : 65535), (unsigned)s->B);
+    LC_REQUIRE(s->B <= 65535, "mamba_conv_forward_cuda: B = %lld too large for the grid", (long long)s->B);
 #define LAUNCH(K)                                                                                                 \
     mamba_conv::conv_fwd<K><<<grid, threads, 0, lc_stream(stream)>>>(                                            \
         (const __nv_bfloat16 *)x, weight, bias, (const __nv_bfloat16 *)tail_in, (__nv_bfloat16 *)y,                \
@@ -92,8 +93,7 @@ static lc_status scan_args(const struct mamba_scan_shape *s, const char *fn) {
     if (!ok)
         return lc_errorf(LC_EUNSUPPORTED, "%s: (P, N) = (%lld, %lld): the CUDA scan supports (64, 128) and (32, 64)", fn,
                          (long long)s->P, (long long)s->N);
-    if (s->H > 65535 || s->B > 65535 || s->L / 64 >= 65535)
-        return lc_errorf(LC_EUNSUPPORTED, "%s: H, B and L/64 must be < 65535 (grid limits)", fn);
+    if (s->H > 65535 || s->B > 65535) return lc_errorf(LC_EUNSUPPORTED, "%s: H and B must be <= 65535 (grid limits)", fn);
     return LC_OK;
 }
 
@@ -153,21 +153,21 @@ static lc_status scan_backward_t(mamba_scan::args &a, const float *h0, cudaStrea
     dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
     const int64_t PN = (int64_t)P * N;
     dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)a.H, (unsigned)a.B);
-    mamba_scan::chunk_fwd<P, N, true><<<grid, P * 4, 0, st>>>(a);
-    cuda_check_launch("chunk_fwd<local>");
+    mamba_bwd::h_local<P, N><<<grid, P * 4, 0, st>>>(a);
+    cuda_check_launch("h_local");
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, nullptr, a.H, a.nch, PN, 0);
     cuda_check_launch("state_pass");
-    mamba_scan::chunk_dh_local<P, N><<<grid, P * 4, 0, st>>>(a);
-    cuda_check_launch("chunk_dh_local");
+    mamba_bwd::dh_local<P, N><<<grid, P * 4, 0, st>>>(a);
+    cuda_check_launch("dh_local");
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.dst, a.decay, a.dhT, a.dh0, a.H, a.nch, PN, 1);
     cuda_check_launch("state_pass<reverse>");
-    constexpr int dyn = mamba_scan::bwd_dyn_smem<P, N>();
+    constexpr int dyn = mamba_bwd::dyn_smem<P, N>();
     static bool attr = false;
     if (!attr) {
-        cuda_check(cudaFuncSetAttribute(mamba_scan::chunk_bwd<P, N>, cudaFuncAttributeMaxDynamicSharedMemorySize, dyn));
+        cuda_check(cudaFuncSetAttribute(mamba_bwd::chunk_bwd<P, N>, cudaFuncAttributeMaxDynamicSharedMemorySize, dyn));
         attr = true;
     }
-    mamba_scan::chunk_bwd<P, N><<<grid, P * 4, dyn, st>>>(a);
+    mamba_bwd::chunk_bwd<P, N><<<grid, P * 4, dyn, st>>>(a);
     cuda_check_launch("chunk_bwd");
     return LC_OK;
 }
@@ -190,6 +190,11 @@ static lc_status scan_ws(const struct mamba_scan_shape *s, int backward, void *w
     a.dst = backward ? (float *)(p + decay_bytes + st_bytes) : nullptr;
     a.T = scan_chunk(s, backward);
     a.nch = (s->L + a.T - 1) / a.T;
+    if (a.nch > 65535) {
+        if (*owned) cudaFreeAsync(*owned, st);
+        return lc_errorf(LC_EUNSUPPORTED, "mamba scan: L = %lld needs %lld chunks (> 65535): run it in segments", (long long)s->L,
+                         (long long)a.nch);
+    }
     a.B = s->B, a.L = s->L, a.H = s->H, a.G = s->G;
     return LC_OK;
 }

@@ -33,24 +33,26 @@ __global__ void conv_fwd(const __nv_bfloat16 *__restrict__ x, const float *__res
     constexpr int K1 = KW - 1;
     const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.z;
     if (c >= C) return;
-    const int64_t t0 = (int64_t)blockIdx.y * TOK;
     float wk[KW], win[KW];
 #pragma unroll
     for (int k = 0; k < KW; k++) wk[k] = w[c * KW + k];
     const float bs = bias ? bias[c] : 0.0f;
+    const int64_t nrun = (L + TOK - 1) / TOK;
+    for (int64_t run = blockIdx.y; run < nrun; run += gridDim.y) { /* grid.y is capped at 65535 */
+        const int64_t t0 = run * TOK, t1 = min(t0 + TOK, L);
 #pragma unroll
-    for (int k = 0; k < K1; k++) win[k] = xx_at(x, tail_in, b, t0 - K1 + k, c, L, C, K1);
-    const int64_t t1 = min(t0 + TOK, L);
-    for (int64_t t = t0; t < t1; t++) {
-        win[K1] = __bfloat162float(x[(b * L + t) * C + c]);
-        float acc = bs;
+        for (int k = 0; k < K1; k++) win[k] = xx_at(x, tail_in, b, t0 - K1 + k, c, L, C, K1);
+        for (int64_t t = t0; t < t1; t++) {
+            win[K1] = __bfloat162float(x[(b * L + t) * C + c]);
+            float acc = bs;
 #pragma unroll
-        for (int k = 0; k < KW; k++) acc += wk[k] * win[k];
-        y[(b * L + t) * C + c] = __float2bfloat16(silu(acc));
+            for (int k = 0; k < KW; k++) acc += wk[k] * win[k];
+            y[(b * L + t) * C + c] = __float2bfloat16(silu(acc));
 #pragma unroll
-        for (int k = 0; k < K1; k++) win[k] = win[k + 1];
+            for (int k = 0; k < K1; k++) win[k] = win[k + 1];
+        }
     }
-    if (tail_out && t1 == L) /* the block holding the last token writes the tail */
+    if (tail_out && blockIdx.y == (nrun - 1) % gridDim.y) /* the block holding the last token writes the tail */
         for (int j = 0; j < K1; j++) {
             int64_t t = L - K1 + j;
             float v = xx_at(x, tail_in, b, t, c, L, C, K1);
