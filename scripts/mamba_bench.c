@@ -112,10 +112,14 @@ int main(int argc, char **argv) {
             size_t fr2 = 0;
             if (p.backend == BENCH_CUDA && lc_cuda_mem_info(&fr2, &tot) == LC_OK) peak = tot - fr2;
             else peak = c.alloc_bytes;
-            if (p.backend == BENCH_CUDA && L > ((long long)1 << 22) && strcmp(dir, "decode"))
-                snprintf(note, sizeof note,
-                         "segmented: %lld segments of 4194304 tokens reusing one device buffer set; state carried %s",
+            if (p.backend == BENCH_CUDA && L > ((long long)1 << 22) && strcmp(dir, "decode")) {
+                /* keep an error message in front of the description (a failed segmented run names both) */
+                char seg[200];
+                snprintf(seg, sizeof seg, "segmented: %lld segments of 4194304 tokens reusing one device buffer set; state carried %s",
                          L >> 22, strcmp(mixer, "mamba_conv") ? "hT->h0" : "tail_out->tail_in");
+                size_t used = strlen(note);
+                snprintf(note + used, sizeof note - used, "%s%s", used ? " | " : "", seg);
+            }
         }
         for (char *s = note; *s; s++)
             if (*s == ',' || *s == '\n') *s = ';';
