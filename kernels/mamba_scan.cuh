@@ -4,19 +4,21 @@
  *   state_pass          per (b, h, state element): walks the chunks in order (or in reverse for
  *                       the backward) and turns local states into each chunk's incoming state
  *   chunk_fwd<LOCAL=0>  per (b, chunk, h): the recurrence from the incoming state; writes y
- *   chunk_dh_local      per (b, chunk, h): reverse recurrence of dh from zero (for the reverse pass)
- *   chunk_bwd           per (b, chunk, h): forward phase (ys, dz, dC, <g, ys>) then reverse phase
- *                       (dx, dB, <x, dh B>), then ddt, dA, ddt_bias from the identity below.
+ *   scan_decode         one token with the state in place
+ * plus the helpers the other scan files share (tile loads, dt, sums). chunk_fwd is the fp32
+ * forward used for (P, N) = (32, 64); P = 64 runs the tensor-core forward of mamba_ssd.cuh, and
+ * the backward's chunk kernels are in mamba_bwd.cuh.
  * Grids are (H, chunks, B) with the head fastest: the heads of one chunk run together and share
  * its B and C rows (and the dB, dC atomics) in L2.
- * Thread layout: P*4 threads; thread (p, q) owns the state row p at columns
- * n = i*16 + q*4 + k (i < N/16, k < 4): float4 reads of B and C rows in shared memory are then
- * free of bank conflicts, and sums over n are a 4-lane shuffle.
+ * Thread layout of chunk_fwd and scan_decode: P*4 threads; thread (p, q) owns the state row p at
+ * columns n = i*16 + q*4 + k (i < N/16, k < 4): float4 reads of B and C rows in shared memory are
+ * then free of bank conflicts, and sums over n are a 4-lane shuffle.
  *
- * ddA without storing every state: with R_t = d loss / d log(dA_t) = <dh_t, dA_t h_{t-1}>,
- * u_t = dt'_t x_t B_t^T and ys_t = h_t C_t, one gets R_t = R_{t+1} + <g_t, ys_t> - <dh_t, u_t>,
- * and at the end of a chunk R_T = <dh_out, h_out>. So R is a suffix sum of two per-token scalars
- * that the forward and the reverse phase produce separately. Included by mamba.cu only. */
+ * The backward's ddA without storing every state: with R_t = d loss / d log(dA_t) =
+ * <dh_t, dA_t h_{t-1}>, u_t = dt'_t x_t B_t^T and ys_t = h_t C_t, one gets
+ * R_t = R_{t+1} + <g_t, ys_t> - <dh_t, u_t>, and at the end of a chunk R_T = <dh_out, h_out>. So R
+ * is a suffix sum of two per-token scalars that the forward and the reverse phase of a chunk
+ * produce separately (g = dy * silu(z) is the gradient into ys + D x). Included by mamba.cu only. */
 #ifndef LONGCTX_MAMBA_SCAN_CUH
 #define LONGCTX_MAMBA_SCAN_CUH
 
@@ -86,35 +88,6 @@ __device__ __forceinline__ void store_rows(__nv_bfloat16 *dst, const float *src,
         for (int k = 0; k < 4; k++) p2[k] = __floats2bfloat162_rn(s[2 * k], s[2 * k + 1]);
         *reinterpret_cast<uint4 *>(dst + (row0 + j) * stride + v * 8) = u;
     }
-}
-
-/* Sum over the 8 lanes of a warp that share q (lane bits 2..4) of v[NV]: halving exchanges, so
- * after three steps lane keeps NV/8 sums; returns them in v[0 .. NV/8) and their original
- * indices are i = sel * (NV/8) + j with sel = 4*bit4 + 2*bit3 + bit2 of the lane. */
-template <int HALF, int MASK, int NV>
-__device__ __forceinline__ void halve(float (&v)[NV]) {
-    const bool up = threadIdx.x & MASK;
-#pragma unroll
-    for (int j = 0; j < HALF; j++) {
-        const float lo = v[j], hi = v[j + HALF];
-        const float send = up ? lo : hi, keep = up ? hi : lo;
-        v[j] = keep + __shfl_xor_sync(0xffffffffu, send, MASK);
-    }
-}
-/* compile-time halves keep v in registers (a loop over the steps put it on the stack) */
-template <int NV>
-__device__ __forceinline__ void reduce_over_p(float (&v)[NV]) {
-    halve<NV / 2, 16>(v);
-    halve<NV / 4, 8>(v);
-    halve<NV / 8, 4>(v);
-}
-
-template <int NV>
-__device__ __forceinline__ int reduced_n(int j) {
-    const int lane = threadIdx.x & 31, q = lane & 3;
-    const int sel = ((lane >> 4) & 1) * 4 + ((lane >> 3) & 1) * 2 + ((lane >> 2) & 1);
-    const int i = sel * (NV / 8) + j;
-    return (i / 4) * 16 + q * 4 + (i % 4);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -248,65 +221,6 @@ __global__ void state_pass(float *st, const float *decay, const float *init, flo
     if (fin) fin[(b * H + h) * PN + e] = run;
 }
 
-/* g = dy * silu(z) (or dy) into gs[TT][P] from loaded dy (in gs) and z (in zs). */
-template <int P>
-__device__ __forceinline__ void gate_grad(float (*gs)[P], const float (*zs)[P], bool has_z) {
-    if (!has_z) return;
-    for (int e = threadIdx.x; e < TT * P; e += blockDim.x) {
-        const float zv = zs[e / P][e % P];
-        gs[e / P][e % P] *= zv * sigm(zv);
-    }
-}
-
-/* Reverse recurrence of dh over the chunk from zero: dh_t = g_t C_t^T + dA_{t+1} dh_{t+1};
- * writes dA_first * dh_first (the gradient into the state before the chunk). */
-template <int P, int N>
-__global__ void __launch_bounds__(P * 4) chunk_dh_local(args a) {
-    constexpr int NV = N / 4;
-    __shared__ __align__(16) float gs[TT][P], zs[TT][P], Cs[TT][N];
-    __shared__ float dtp[TT], dAv[TT];
-    const int tid = threadIdx.x, p = tid >> 2, q = tid & 3;
-    const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
-    const int64_t t_begin = c * a.T, t_end = min(t_begin + a.T, a.L);
-    float dh[NV];
-#pragma unroll
-    for (int i = 0; i < NV; i++) dh[i] = 0.0f;
-    const int64_t ntile = (t_end - t_begin + TT - 1) / TT;
-    for (int64_t k = ntile - 1; k >= 0; k--) {
-        const int64_t t0 = t_begin + k * TT;
-        const int nvalid = (int)min((int64_t)TT, t_end - t0);
-        const int64_t row0 = b * a.L + t0;
-        rows<P, P * 4> rg, rz;
-        rows<N, P * 4> rc;
-        rg.fetch(a.dy + h * P, row0, a.H * P, nvalid);
-        if (a.z) rz.fetch(a.z + h * P, row0, a.H * P, nvalid);
-        rc.fetch(a.Cm + g * N, row0, a.G * N, nvalid);
-        rg.put(&gs[0][0]);
-        if (a.z) rz.put(&zs[0][0]);
-        rc.put(&Cs[0][0]);
-        load_dt(dtp, dAv, nullptr, a, row0, (int)h, nvalid);
-        __syncthreads();
-        gate_grad<P>(gs, zs, a.z != nullptr);
-        __syncthreads();
-        for (int j = nvalid - 1; j >= 0; j--) {
-            const float gp = gs[j][p], dA = dAv[j];
-#pragma unroll
-            for (int i = 0; i < NV / 4; i++) {
-                const float4 cv = *reinterpret_cast<const float4 *>(&Cs[j][i * 16 + q * 4]);
-                dh[4 * i] = dA * (dh[4 * i] + gp * cv.x);
-                dh[4 * i + 1] = dA * (dh[4 * i + 1] + gp * cv.y);
-                dh[4 * i + 2] = dA * (dh[4 * i + 2] + gp * cv.z);
-                dh[4 * i + 3] = dA * (dh[4 * i + 3] + gp * cv.w);
-            }
-        }
-        __syncthreads();
-    }
-    float *o = a.dst + ((b * a.nch + c) * a.H + h) * (int64_t)(P * N);
-#pragma unroll
-    for (int i = 0; i < NV / 4; i++)
-        *reinterpret_cast<float4 *>(o + p * N + i * 16 + q * 4) = make_float4(dh[4 * i], dh[4 * i + 1], dh[4 * i + 2], dh[4 * i + 3]);
-}
-
 /* Block-wide sum (P*4 threads), result valid in every thread. red: >= 32 floats of shared memory. */
 __device__ __forceinline__ float block_sum(float v, float *red) {
     v = warp_sum(v);
@@ -321,209 +235,6 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
 }
 
 constexpr int TMAX_BWD = 512; /* the backward's chunk length cap (per-token scalars in shared memory) */
-
-/* Dynamic shared memory of chunk_bwd: per-warp partial sums over p of the tile's tokens,
- * stage[warp][TT][N] (vectors) and wst[warp][TT] (scalars). Each warp's reduce_over_p leaves
- * every n exactly once across its lanes, so partials are stored without atomics (shared-memory
- * float atomics are compare-and-swap loops) and summed over warps once per tile. */
-template <int P, int N>
-constexpr int bwd_dyn_smem() { return (P * 4 / 32) * TT * (N + 1) * 4; }
-
-template <int P, int N>
-__global__ void __launch_bounds__(P * 4, 2) chunk_bwd(args a) {
-    constexpr int NV = N / 4, NW = P * 4 / 32;
-    __shared__ __align__(16) float xs[TT][P], gs[TT][P], zs[TT][P], os[TT][P], Bs[TT][N], Cs[TT][N];
-    __shared__ float dtp[TT], dAv[TT];
-    __shared__ float w1[TMAX_BWD], xdx[TMAX_BWD], dtpc[TMAX_BWD], sgc[TMAX_BWD], red[32];
-    extern __shared__ __align__(16) float dyn[];
-    float *stage = dyn;                /* [NW][TT][N] */
-    float *wst = dyn + NW * TT * N;    /* [NW][TT] */
-    const int warp = threadIdx.x >> 5;
-    const int tid = threadIdx.x, p = tid >> 2, q = tid & 3, lane = tid & 31;
-    const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
-    const int64_t t_begin = c * a.T, t_end = min(t_begin + a.T, a.L);
-    const int64_t PN = (int64_t)P * N, sidx = ((b * a.nch + c) * a.H + h) * PN;
-    const float Dh = a.D ? a.D[h] : 0.0f, Ah = a.A[h];
-    const bool has_z = a.z != nullptr;
-    for (int i = tid; i < a.T; i += blockDim.x) w1[i] = 0.0f, xdx[i] = 0.0f;
-    float hs[NV];
-#pragma unroll
-    for (int i = 0; i < NV / 4; i++) {
-        float4 v = *reinterpret_cast<const float4 *>(a.st + sidx + p * N + i * 16 + q * 4);
-        hs[4 * i] = v.x, hs[4 * i + 1] = v.y, hs[4 * i + 2] = v.z, hs[4 * i + 3] = v.w;
-    }
-    float dD_acc = 0.0f;
-    const int64_t ntile = (t_end - t_begin + TT - 1) / TT;
-    /* ---- forward phase: ys, dz, dC, <g, ys> ---- */
-    for (int64_t k = 0; k < ntile; k++) {
-        const int64_t t0 = t_begin + k * TT;
-        const int nvalid = (int)min((int64_t)TT, t_end - t0);
-        const int64_t row0 = b * a.L + t0;
-        {
-            rows<P, P * 4> rx, rg, rz;
-            rows<N, P * 4> rb, rc;
-            rx.fetch(a.x + h * P, row0, a.H * P, nvalid);
-            rg.fetch(a.dy + h * P, row0, a.H * P, nvalid); /* dy for now */
-            if (has_z) rz.fetch(a.z + h * P, row0, a.H * P, nvalid);
-            rb.fetch(a.Bm + g * N, row0, a.G * N, nvalid);
-            rc.fetch(a.Cm + g * N, row0, a.G * N, nvalid);
-            rx.put(&xs[0][0]), rg.put(&gs[0][0]), rb.put(&Bs[0][0]), rc.put(&Cs[0][0]);
-            if (has_z) rz.put(&zs[0][0]);
-        }
-        load_dt(dtp, dAv, &sgc[k * TT], a, row0, (int)h, nvalid);
-        for (int j = tid; j < TT; j += blockDim.x) dtpc[k * TT + j] = 0.0f;
-        __syncthreads();
-        for (int j = tid; j < nvalid; j += blockDim.x) dtpc[k * TT + j] = dtp[j];
-        for (int j = 0; j < nvalid; j++) {
-            const float dA = dAv[j], xv = xs[j][p], xp = xv * dtp[j];
-            float acc = 0.0f;
-#pragma unroll
-            for (int i = 0; i < NV / 4; i++) {
-                const float4 bv = *reinterpret_cast<const float4 *>(&Bs[j][i * 16 + q * 4]);
-                const float4 cv = *reinterpret_cast<const float4 *>(&Cs[j][i * 16 + q * 4]);
-                hs[4 * i] = dA * hs[4 * i] + xp * bv.x;
-                hs[4 * i + 1] = dA * hs[4 * i + 1] + xp * bv.y;
-                hs[4 * i + 2] = dA * hs[4 * i + 2] + xp * bv.z;
-                hs[4 * i + 3] = dA * hs[4 * i + 3] + xp * bv.w;
-                acc += hs[4 * i] * cv.x + hs[4 * i + 1] * cv.y + hs[4 * i + 2] * cv.z + hs[4 * i + 3] * cv.w;
-            }
-            acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-            acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-            const float dyv = gs[j][p];
-            float gv = dyv;
-            if (has_z) {
-                const float zv = zs[j][p], sz = sigm(zv);
-                gv = dyv * zv * sz;
-                os[j][p] = dyv * (acc + Dh * xv) * sz * (1.0f + zv * (1.0f - sz)); /* dz */
-            }
-            /* <g, ys> and dD: one lane per p contributes */
-            float s1 = q == 0 ? gv * acc : 0.0f;
-            if (q == 0) dD_acc += gv * xv;
-            s1 = warp_sum(s1);
-            if (lane == 0) wst[warp * TT + j] = s1;
-            /* dC_t[n] = sum_p g[p] h[p, n] */
-            float v[NV];
-#pragma unroll
-            for (int i = 0; i < NV; i++) v[i] = gv * hs[i];
-            reduce_over_p<NV>(v);
-#pragma unroll
-            for (int jj = 0; jj < NV / 8; jj++) stage[(warp * TT + j) * N + reduced_n<NV>(jj)] = v[jj];
-        }
-        __syncthreads();
-        if (has_z) store_rows<P>(a.dz + h * P, &os[0][0], row0, a.H * P, nvalid);
-        for (int e = tid; e < nvalid * N; e += blockDim.x) {
-            const int j = e / N, n = e % N;
-            float sum = 0.0f;
-#pragma unroll
-            for (int w = 0; w < NW; w++) sum += stage[(w * TT + j) * N + n];
-            atomicAdd(a.dCm + (row0 + j) * a.G * N + g * N + n, sum);
-        }
-        for (int j = tid; j < nvalid; j += blockDim.x) {
-            float sum = 0.0f;
-#pragma unroll
-            for (int w = 0; w < NW; w++) sum += wst[w * TT + j];
-            w1[k * TT + j] = sum;
-        }
-        __syncthreads();
-    }
-    /* ---- reverse phase: dx, dB, <x, dh B>; E_out = <dh_out, h_out> ---- */
-    float dh[NV], e_part = 0.0f;
-#pragma unroll
-    for (int i = 0; i < NV / 4; i++) {
-        float4 v = *reinterpret_cast<const float4 *>(a.dst + sidx + p * N + i * 16 + q * 4);
-        dh[4 * i] = v.x, dh[4 * i + 1] = v.y, dh[4 * i + 2] = v.z, dh[4 * i + 3] = v.w;
-        e_part += v.x * hs[4 * i] + v.y * hs[4 * i + 1] + v.z * hs[4 * i + 2] + v.w * hs[4 * i + 3];
-    }
-    const float E_out = block_sum(e_part, red);
-    for (int64_t k = ntile - 1; k >= 0; k--) {
-        const int64_t t0 = t_begin + k * TT;
-        const int nvalid = (int)min((int64_t)TT, t_end - t0);
-        const int64_t row0 = b * a.L + t0;
-        {
-            rows<P, P * 4> rx, rg, rz;
-            rows<N, P * 4> rb, rc;
-            rx.fetch(a.x + h * P, row0, a.H * P, nvalid);
-            rg.fetch(a.dy + h * P, row0, a.H * P, nvalid);
-            if (has_z) rz.fetch(a.z + h * P, row0, a.H * P, nvalid);
-            rb.fetch(a.Bm + g * N, row0, a.G * N, nvalid);
-            rc.fetch(a.Cm + g * N, row0, a.G * N, nvalid);
-            rx.put(&xs[0][0]), rg.put(&gs[0][0]), rb.put(&Bs[0][0]), rc.put(&Cs[0][0]);
-            if (has_z) rz.put(&zs[0][0]);
-        }
-        load_dt(dtp, dAv, nullptr, a, row0, (int)h, nvalid);
-        __syncthreads();
-        gate_grad<P>(gs, zs, has_z);
-        __syncthreads();
-        for (int j = nvalid - 1; j >= 0; j--) {
-            const float gp = gs[j][p], xv = xs[j][p], dA = dAv[j], dtv = dtp[j];
-            float acc = 0.0f;
-#pragma unroll
-            for (int i = 0; i < NV / 4; i++) {
-                const float4 cv = *reinterpret_cast<const float4 *>(&Cs[j][i * 16 + q * 4]);
-                const float4 bv = *reinterpret_cast<const float4 *>(&Bs[j][i * 16 + q * 4]);
-                dh[4 * i] += gp * cv.x;
-                dh[4 * i + 1] += gp * cv.y;
-                dh[4 * i + 2] += gp * cv.z;
-                dh[4 * i + 3] += gp * cv.w;
-                acc += dh[4 * i] * bv.x + dh[4 * i + 1] * bv.y + dh[4 * i + 2] * bv.z + dh[4 * i + 3] * bv.w;
-            }
-            acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-            acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-            if (q == 0) os[j][p] = dtv * acc + Dh * gp; /* dx */
-            float s2 = q == 0 ? xv * acc : 0.0f;
-            s2 = warp_sum(s2);
-            if (lane == 0) wst[warp * TT + j] = s2;
-            float v[NV];
-#pragma unroll
-            for (int i = 0; i < NV; i++) v[i] = dtv * xv * dh[i];
-            reduce_over_p<NV>(v);
-#pragma unroll
-            for (int jj = 0; jj < NV / 8; jj++) stage[(warp * TT + j) * N + reduced_n<NV>(jj)] = v[jj];
-#pragma unroll
-            for (int i = 0; i < NV; i++) dh[i] *= dA;
-        }
-        __syncthreads();
-        store_rows<P>(a.dx + h * P, &os[0][0], row0, a.H * P, nvalid);
-        for (int e = tid; e < nvalid * N; e += blockDim.x) {
-            const int j = e / N, n = e % N;
-            float sum = 0.0f;
-#pragma unroll
-            for (int w = 0; w < NW; w++) sum += stage[(w * TT + j) * N + n];
-            atomicAdd(a.dBm + (row0 + j) * a.G * N + g * N + n, sum);
-        }
-        for (int j = tid; j < nvalid; j += blockDim.x) {
-            float sum = 0.0f;
-#pragma unroll
-            for (int w = 0; w < NW; w++) sum += wst[w * TT + j];
-            xdx[k * TT + j] = sum;
-        }
-        __syncthreads();
-    }
-    /* ---- per-token scalars: R_t suffix sums, ddt, dA, ddt_bias ---- */
-    const int nt = (int)(t_end - t_begin);
-    if (tid == 0) {
-        float R = E_out;
-        for (int t = nt - 1; t >= 0; t--) {
-            R += w1[t] - dtpc[t] * xdx[t];
-            w1[t] = R; /* now R_t */
-        }
-    }
-    __syncthreads();
-    float dA_part = 0.0f, db_part = 0.0f;
-    for (int t = tid; t < nt; t += blockDim.x) {
-        const float ddtp = xdx[t] + w1[t] * Ah;
-        const float dd = ddtp * sgc[t];
-        a.ddt[(b * a.L + t_begin + t) * a.H + h] = dd;
-        dA_part += w1[t] * dtpc[t];
-        db_part += dd;
-    }
-    const float sA = block_sum(dA_part, red), sb = block_sum(db_part, red), sD = block_sum(dD_acc, red);
-    if (tid == 0) {
-        if (a.dA) atomicAdd(a.dA + h, sA);
-        if (a.ddt_bias) atomicAdd(a.ddt_bias + h, sb);
-        if (a.dD) atomicAdd(a.dD + h, sD);
-    }
-}
 
 /* One token: state [B, H, P, N] in place; y [B, H, P]. Grid (H, B), P*4 threads. */
 template <int P, int N>
