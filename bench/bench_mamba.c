@@ -110,7 +110,9 @@ static size_t predict_impl(const struct bench_point *p, int conv) {
     struct mamba_ctx c;
     if (plan(p, conv, &c) != LC_OK) return 0;
     size_t t = total_bytes(&c);
-    /* the CPU reference backward of the scan keeps every state: (L+1)*P*N floats */
+    /* the CPU reference allocates too: the forward one state (P*N floats), the backward every
+     * state ((L+1)*P*N) plus dh and a row */
+    if (!conv && c.dir != DIR_DECODE && p->backend == BENCH_CPU) t += 4 * (size_t)(p->dh * p->N);
     if (!conv && c.dir == DIR_FWDBWD && p->backend == BENCH_CPU) t += 4 * (size_t)((p->L + 2) * p->dh * p->N + p->dh);
     return t;
 }
