@@ -9,7 +9,8 @@
  *   tail_in  [B, Kw-1, Cch]     the previous segment's last Kw-1 inputs, oldest first (NULL = 0)
  *   y        [B, L, Cch]        silu(pre)                          fp32 | bf16
  *   tail_out [B, Kw-1, Cch]     this segment's last Kw-1 inputs (NULL = not wanted); equals the
- *                               next segment's tail_in, so segments chain exactly
+ *                               next segment's tail_in, so segments chain exactly; it must not
+ *                               alias tail_in (keep two buffers and swap them)
  *   Let xx[t] = x[t] for t >= 0 and tail_in[Kw-1+t] for -(Kw-1) <= t < 0. Then
  *     pre[t, c] = bias[c] + sum_{k<Kw} weight[c, k] * xx[t - (Kw-1) + k, c],  y = pre * sigmoid(pre)
  *   Backward (dy, optional dtail_out = gradient flowing back into tail_out) gives dx, dweight,
