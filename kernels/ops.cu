@@ -77,6 +77,9 @@ unsigned grid_for(int64_t n, int threads) {
     return (unsigned)(b < 1 ? 1 : (b > 65535LL * 32 ? 65535LL * 32 : b));
 }
 
+/* Threads for a block that walks one row of n values. */
+unsigned row_threads(int64_t n) { return (unsigned)(n >= 256 ? 256 : (n + 31) / 32 * 32); }
+
 /* Reset the status word before a kernel that may report a bad row. */
 lc_status status_reset(ops_state *s, cudaStream_t st) {
     cuda_check(cudaMemsetAsync(s->d_status, 0xff, sizeof(unsigned long long), st));
@@ -134,7 +137,44 @@ __global__ void rmsnorm_bwd_dx_kernel(int64_t R, int64_t D, const T *x, const T 
     }
 }
 
-/* dweight partials: block (32 columns x 8 row lanes) sums a fixed chunk of rows; partial[c, j].
+/* Fused backward: block c owns the fixed row chunk [c*rows_per_chunk, ...); each warp takes rows
+ * warp, warp + nw, ... of it, writes dx and sums dy*xh into its own shared row of dweight
+ * partials (lane l always owns columns l, l+32, ...: no races); the warps' rows are then added
+ * in warp order into partial[c, :]. The chunking depends only on R: deterministic. */
+template <typename T>
+__global__ void rmsnorm_bwd_fused_kernel(int64_t R, int64_t D, int64_t rows_per_chunk, const T *x,
+                                         const T *w, const float *rstd, const T *dy, T *dx, int acc,
+                                         float *partial) {
+    extern __shared__ float sh_dw[]; /* [nw][D] */
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    float *mine = sh_dw + (int64_t)warp * D;
+    for (int64_t j = lane; j < D; j += 32) mine[j] = 0;
+    int64_t r0 = (int64_t)blockIdx.x * rows_per_chunk, r1 = r0 + rows_per_chunk;
+    if (r1 > R) r1 = R;
+    for (int64_t r = r0 + warp; r < r1; r += nw) {
+        const T *xr = x + r * D, *dyr = dy + r * D;
+        float rs = rstd[r];
+        float dot = 0;
+        for (int64_t j = lane; j < D; j += 32) dot += ld(w + j) * ld(dyr + j) * ld(xr + j);
+        float mean = warp_sum(dot) * rs / (float)D;
+        for (int64_t j = lane; j < D; j += 32) {
+            float xv = ld(xr + j), dv = ld(dyr + j);
+            float v = rs * (ld(w + j) * dv - xv * rs * mean);
+            if (acc) v += ld(dx + r * D + j);
+            st(dx + r * D + j, v);
+            mine[j] += dv * xv * rs;
+        }
+    }
+    __syncthreads();
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+        float t = 0;
+        for (int k = 0; k < nw; k++) t += sh_dw[(int64_t)k * D + j];
+        partial[(int64_t)blockIdx.x * D + j] = t;
+    }
+}
+
+/* Wide rows (D too large for the shared partials): dx per warp, then dweight partials in a
+ * second pass. Block (32 columns x 8 row lanes) sums a fixed chunk of rows; partial[c, j].
  * The chunking depends only on R, so the sum order (and the result) is fixed. */
 template <typename T>
 __global__ void rmsnorm_bwd_dw_partial(int64_t R, int64_t D, int64_t rows_per_chunk, const T *x,
@@ -155,82 +195,125 @@ __global__ void rmsnorm_bwd_dw_partial(int64_t R, int64_t D, int64_t rows_per_ch
     }
 }
 
+/* dweight[j] += sum over chunks of partial[c, j]: 32 columns x 32 chunk lanes per block (one
+ * thread per column looping over 1024 chunks was latency-bound: 150 us), fixed order. */
 __global__ void rmsnorm_bwd_dw_final(int64_t D, int64_t nchunk, const float *partial, float *dw) {
-    int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= D) return;
+    __shared__ float sh[32][33];
+    int64_t j = (int64_t)blockIdx.x * 32 + threadIdx.x;
     float s = 0;
-    for (int64_t c = 0; c < nchunk; c++) s += partial[c * D + j];
-    dw[j] += s;
+    if (j < D)
+        for (int64_t c = threadIdx.y; c < nchunk; c += 32) s += partial[c * D + j];
+    sh[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < D) {
+        float t = 0;
+        for (int k = 0; k < 32; k++) t += sh[k][threadIdx.x];
+        dw[j] += t;
+    }
 }
 
 /* ---- RoPE -------------------------------------------------------------------------------- */
 
-/* One thread per (position l, frequency i): the angle is computed once (in double, reduced mod
- * 2pi, see ops.h) and applied to every batch row and head. sign = -1 rotates back (backward). */
+/* Block (l, b-slice): the h angles of position l are computed once into shared memory (in
+ * double, reduced mod 2pi, see ops.h), then the block rotates every head of its batch rows, with
+ * consecutive threads on consecutive elements. sign = -1 rotates back (backward). */
 template <typename T>
-__global__ void rope_kernel(int64_t B, int64_t L, int64_t Hn, int64_t dh, int64_t pos0,
-                            double theta, const T *in, T *out, float sign) {
-    int64_t h = dh / 2;
-    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < L * h;
-         t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t l = t / h, i = t % h;
-        double f = pow(theta, -2.0 * (double)i / (double)dh);
-        double a = (double)(pos0 + l) * f;
-        const double two_pi = 6.283185307179586476925286766559;
-        a -= floor(a / two_pi) * two_pi;
-        float s, c;
-        sincosf((float)a, &s, &c);
-        s *= sign;
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t hh = 0; hh < Hn; hh++) {
-                int64_t o = ((b * L + l) * Hn + hh) * dh;
+__global__ void rope_kernel(int64_t B, int64_t L, int Hn, int dh, int64_t pos0, double theta,
+                            const T *in, T *out, float sign) {
+    extern __shared__ float sh_cs[]; /* cos [h], sin [h] */
+    int h = dh / 2, n = Hn * h;
+    const double two_pi = 6.283185307179586476925286766559;
+    for (int64_t l = blockIdx.x; l < L; l += gridDim.x) {
+        __syncthreads(); /* the last position's angles are no longer read */
+        for (int i = threadIdx.x; i < h; i += blockDim.x) {
+            double a = (double)(pos0 + l) * pow(theta, -2.0 * (double)i / (double)dh);
+            a -= floor(a / two_pi) * two_pi;
+            float s, c;
+            sincosf((float)a, &s, &c);
+            sh_cs[i] = c;
+            sh_cs[h + i] = s * sign;
+        }
+        __syncthreads();
+        for (int64_t b = blockIdx.y; b < B; b += gridDim.y) {
+            int64_t base = (b * L + l) * Hn * (int64_t)dh;
+            for (int e = threadIdx.x; e < n; e += blockDim.x) {
+                int hh = e / h, i = e - hh * h;
+                int64_t o = base + (int64_t)hh * dh;
+                float c = sh_cs[i], s = sh_cs[h + i];
                 float x1 = ld(in + o + i), x2 = ld(in + o + i + h);
                 st(out + o + i, x1 * c - x2 * s);
                 st(out + o + i + h, x2 * c + x1 * s);
             }
+        }
     }
 }
 
 /* ---- SwiGLU ------------------------------------------------------------------------------ */
 
+/* Rows over blocks, columns over threads: no 64-bit division per element (it was the
+ * bottleneck of a flat index). */
 template <typename T>
 __global__ void swiglu_fwd_kernel(int64_t R, int64_t F, int64_t ldg, const T *g, const T *u, T *y) {
-    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < R * F;
-         t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t r = t / F, j = t % F;
-        float gv = ld(g + r * ldg + j);
-        st(y + t, gv / (1.0f + expf(-gv)) * ld(u + r * ldg + j));
-    }
+    for (int64_t r = blockIdx.x; r < R; r += gridDim.x)
+        for (int64_t j = threadIdx.x; j < F; j += blockDim.x) {
+            float gv = ld(g + r * ldg + j);
+            st(y + r * F + j, gv / (1.0f + expf(-gv)) * ld(u + r * ldg + j));
+        }
 }
 
 template <typename T>
 __global__ void swiglu_bwd_kernel(int64_t R, int64_t F, int64_t ldg, const T *g, const T *u,
                                   const T *dy, T *dg, T *du) {
-    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < R * F;
-         t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t r = t / F, j = t % F, o = r * ldg + j;
-        float gv = ld(g + o), uv = ld(u + o), d = ld(dy + t);
-        float sg = 1.0f / (1.0f + expf(-gv));
-        st(dg + o, d * uv * sg * (1.0f + gv * (1.0f - sg)));
-        st(du + o, d * gv * sg);
-    }
+    for (int64_t r = blockIdx.x; r < R; r += gridDim.x)
+        for (int64_t j = threadIdx.x; j < F; j += blockDim.x) {
+            int64_t o = r * ldg + j, t = r * F + j;
+            float gv = ld(g + o), uv = ld(u + o), d = ld(dy + t);
+            float sg = 1.0f / (1.0f + expf(-gv));
+            st(dg + o, d * uv * sg * (1.0f + gv * (1.0f - sg)));
+            st(du + o, d * gv * sg);
+        }
 }
+
+/* bf16 pairs (F and ld even, 4-byte aligned): half the memory instructions of the scalar form. */
+typedef __nv_bfloat162 bf162;
+__device__ __forceinline__ float silu_f(float g) { return g / (1.0f + expf(-g)); }
+
+__global__ void swiglu_fwd_bf16x2(int64_t R, int64_t F2, int64_t ld2, const bf162 *g, const bf162 *u,
+                                  bf162 *y) {
+    for (int64_t r = blockIdx.x; r < R; r += gridDim.x)
+        for (int64_t j = threadIdx.x; j < F2; j += blockDim.x) {
+            float2 gv = __bfloat1622float2(g[r * ld2 + j]), uv = __bfloat1622float2(u[r * ld2 + j]);
+            y[r * F2 + j] = __floats2bfloat162_rn(silu_f(gv.x) * uv.x, silu_f(gv.y) * uv.y);
+        }
+}
+
+__global__ void swiglu_bwd_bf16x2(int64_t R, int64_t F2, int64_t ld2, const bf162 *g, const bf162 *u,
+                                  const bf162 *dy, bf162 *dg, bf162 *du) {
+    for (int64_t r = blockIdx.x; r < R; r += gridDim.x)
+        for (int64_t j = threadIdx.x; j < F2; j += blockDim.x) {
+            int64_t o = r * ld2 + j;
+            float2 gv = __bfloat1622float2(g[o]), uv = __bfloat1622float2(u[o]);
+            float2 d = __bfloat1622float2(dy[r * F2 + j]);
+            float s0 = 1.0f / (1.0f + expf(-gv.x)), s1 = 1.0f / (1.0f + expf(-gv.y));
+            dg[o] = __floats2bfloat162_rn(d.x * uv.x * s0 * (1.0f + gv.x * (1.0f - s0)),
+                                          d.y * uv.y * s1 * (1.0f + gv.y * (1.0f - s1)));
+            du[o] = __floats2bfloat162_rn(d.x * gv.x * s0, d.y * gv.y * s1);
+        }
+}
+
+static int aligned4(const void *p) { return ((uintptr_t)p & 3) == 0; }
 
 /* ---- embedding --------------------------------------------------------------------------- */
 
 template <typename T>
 __global__ void embedding_fwd_kernel(int64_t R, int64_t V, int64_t D, const int32_t *ids,
                                      const T *table, T *out, unsigned long long *status) {
-    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < R * D;
-         t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t r = t / D, j = t % D;
+    for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
         int32_t id = ids[r];
-        if (id < 0 || id >= V) {
-            if (j == 0) atomicMin(status, (unsigned long long)r);
-            st(out + t, 0.0f);
-            continue;
-        }
-        out[t] = table[(int64_t)id * D + j];
+        int bad = id < 0 || id >= V;
+        if (bad && threadIdx.x == 0) atomicMin(status, (unsigned long long)r);
+        for (int64_t j = threadIdx.x; j < D; j += blockDim.x)
+            out[r * D + j] = bad ? T(0.0f) : table[(int64_t)id * D + j];
     }
 }
 
@@ -448,7 +531,16 @@ extern "C" lc_status ops_rmsnorm_backward_cuda(int dt, int64_t R, int64_t D, con
     float *partial = NULL;
     cuda_check(cudaMallocAsync((void **)&partial, sizeof(float) * nchunk * D, st));
     dim3 pgrid((unsigned)((D + 31) / 32), (unsigned)nchunk), pblock(32, 8);
-    if (dt == OPS_BF16) {
+    /* fused path while 2+ warps' partial rows fit in 48 KiB of shared memory */
+    int64_t nw = (48 * 1024) / (4 * D);
+    if (nw > 8) nw = 8;
+    if (nw >= 2) {
+        size_t shb = sizeof(float) * (size_t)(nw * D);
+        if (dt == OPS_BF16)
+            rmsnorm_bwd_fused_kernel<bf16><<<(unsigned)nchunk, (unsigned)(32 * nw), shb, st>>>(R, D, rows_per_chunk, (const bf16 *)x, (const bf16 *)weight, rstd, (const bf16 *)dy, (bf16 *)dx, accumulate_dx, partial);
+        else
+            rmsnorm_bwd_fused_kernel<float><<<(unsigned)nchunk, (unsigned)(32 * nw), shb, st>>>(R, D, rows_per_chunk, (const float *)x, (const float *)weight, rstd, (const float *)dy, (float *)dx, accumulate_dx, partial);
+    } else if (dt == OPS_BF16) {
         rmsnorm_bwd_dx_kernel<bf16><<<grid, 256, 0, st>>>(R, D, (const bf16 *)x, (const bf16 *)weight, rstd, (const bf16 *)dy, (bf16 *)dx, accumulate_dx);
         rmsnorm_bwd_dw_partial<bf16><<<pgrid, pblock, 0, st>>>(R, D, rows_per_chunk, (const bf16 *)x, rstd, (const bf16 *)dy, partial);
     } else {
@@ -456,7 +548,7 @@ extern "C" lc_status ops_rmsnorm_backward_cuda(int dt, int64_t R, int64_t D, con
         rmsnorm_bwd_dw_partial<float><<<pgrid, pblock, 0, st>>>(R, D, rows_per_chunk, (const float *)x, rstd, (const float *)dy, partial);
     }
     cuda_check_launch("rmsnorm backward");
-    rmsnorm_bwd_dw_final<<<(unsigned)((D + 255) / 256), 256, 0, st>>>(D, nchunk, partial, dweight);
+    rmsnorm_bwd_dw_final<<<(unsigned)((D + 31) / 32), dim3(32, 32), 0, st>>>(D, nchunk, partial, dweight);
     cuda_check_launch("rmsnorm_bwd_dw_final");
     cuda_check(cudaFreeAsync(partial, st));
     return LC_OK;
@@ -475,12 +567,22 @@ static lc_status rope_cuda(const char *fn, int dt, int64_t B, int64_t L, int64_t
     LC_REQUIRE(theta > 1 && isfinite(theta), "%s: theta = %g must be finite and > 1", fn, theta);
     REQUIRE_PTR(fn, in);
     REQUIRE_PTR(fn, out);
+    LC_REQUIRE(dh <= 8192, "%s: dh = %lld must be <= 8192 (angles are staged in shared memory)", fn, (long long)dh);
+    LC_REQUIRE(Hn * dh < INT_MAX, "%s: Hn * dh = %lld must be < 2^31", fn, (long long)(Hn * dh));
     if (B == 0 || L == 0 || Hn == 0) return LC_OK;
-    unsigned grid = grid_for(L * (dh / 2), 256);
+    int64_t n = Hn * (dh / 2);
+    unsigned threads = (unsigned)(n >= 256 ? 256 : (n + 31) / 32 * 32);
+    /* one block per position covers every batch row (angles computed once); split the batch
+     * over grid.y only when there are too few positions to fill the card (decode) */
+    int64_t gy = (2048 + L - 1) / L;
+    if (gy > B) gy = B;
+    if (gy > 65535) gy = 65535;
+    dim3 grid((unsigned)(L < (1 << 24) ? L : (1 << 24)), (unsigned)gy);
+    size_t shb = sizeof(float) * (size_t)dh;
     if (dt == OPS_BF16)
-        rope_kernel<bf16><<<grid, 256, 0, lc_stream(stream)>>>(B, L, Hn, dh, pos0, theta, (const bf16 *)in, (bf16 *)out, sign);
+        rope_kernel<bf16><<<grid, threads, shb, lc_stream(stream)>>>(B, L, (int)Hn, (int)dh, pos0, theta, (const bf16 *)in, (bf16 *)out, sign);
     else
-        rope_kernel<float><<<grid, 256, 0, lc_stream(stream)>>>(B, L, Hn, dh, pos0, theta, (const float *)in, (float *)out, sign);
+        rope_kernel<float><<<grid, threads, shb, lc_stream(stream)>>>(B, L, (int)Hn, (int)dh, pos0, theta, (const float *)in, (float *)out, sign);
     cuda_check_launch("rope_kernel");
     return LC_OK;
 }
@@ -505,11 +607,13 @@ extern "C" lc_status ops_swiglu_forward_cuda(int dt, int64_t R, int64_t F, int64
     REQUIRE_PTR(fn, up);
     REQUIRE_PTR(fn, y);
     if (R == 0) return LC_OK;
-    unsigned grid = grid_for(R * F, 256);
-    if (dt == OPS_BF16)
-        swiglu_fwd_kernel<bf16><<<grid, 256, 0, lc_stream(stream)>>>(R, F, ld, (const bf16 *)gate, (const bf16 *)up, (bf16 *)y);
+    unsigned grid = (unsigned)(R < (1 << 24) ? R : (1 << 24)), threads = row_threads(F);
+    if (dt == OPS_BF16 && F % 2 == 0 && ld % 2 == 0 && aligned4(gate) && aligned4(up) && aligned4(y))
+        swiglu_fwd_bf16x2<<<grid, row_threads(F / 2), 0, lc_stream(stream)>>>(R, F / 2, ld / 2, (const bf162 *)gate, (const bf162 *)up, (bf162 *)y);
+    else if (dt == OPS_BF16)
+        swiglu_fwd_kernel<bf16><<<grid, threads, 0, lc_stream(stream)>>>(R, F, ld, (const bf16 *)gate, (const bf16 *)up, (bf16 *)y);
     else
-        swiglu_fwd_kernel<float><<<grid, 256, 0, lc_stream(stream)>>>(R, F, ld, (const float *)gate, (const float *)up, (float *)y);
+        swiglu_fwd_kernel<float><<<grid, threads, 0, lc_stream(stream)>>>(R, F, ld, (const float *)gate, (const float *)up, (float *)y);
     cuda_check_launch("swiglu_fwd_kernel");
     return LC_OK;
 }
@@ -528,11 +632,14 @@ extern "C" lc_status ops_swiglu_backward_cuda(int dt, int64_t R, int64_t F, int6
     REQUIRE_PTR(fn, dgate);
     REQUIRE_PTR(fn, dup);
     if (R == 0) return LC_OK;
-    unsigned grid = grid_for(R * F, 256);
-    if (dt == OPS_BF16)
-        swiglu_bwd_kernel<bf16><<<grid, 256, 0, lc_stream(stream)>>>(R, F, ld, (const bf16 *)gate, (const bf16 *)up, (const bf16 *)dy, (bf16 *)dgate, (bf16 *)dup);
+    unsigned grid = (unsigned)(R < (1 << 24) ? R : (1 << 24)), threads = row_threads(F);
+    if (dt == OPS_BF16 && F % 2 == 0 && ld % 2 == 0 && aligned4(gate) && aligned4(up) && aligned4(dy) &&
+        aligned4(dgate) && aligned4(dup))
+        swiglu_bwd_bf16x2<<<grid, row_threads(F / 2), 0, lc_stream(stream)>>>(R, F / 2, ld / 2, (const bf162 *)gate, (const bf162 *)up, (const bf162 *)dy, (bf162 *)dgate, (bf162 *)dup);
+    else if (dt == OPS_BF16)
+        swiglu_bwd_kernel<bf16><<<grid, threads, 0, lc_stream(stream)>>>(R, F, ld, (const bf16 *)gate, (const bf16 *)up, (const bf16 *)dy, (bf16 *)dgate, (bf16 *)dup);
     else
-        swiglu_bwd_kernel<float><<<grid, 256, 0, lc_stream(stream)>>>(R, F, ld, (const float *)gate, (const float *)up, (const float *)dy, (float *)dgate, (float *)dup);
+        swiglu_bwd_kernel<float><<<grid, threads, 0, lc_stream(stream)>>>(R, F, ld, (const float *)gate, (const float *)up, (const float *)dy, (float *)dgate, (float *)dup);
     cuda_check_launch("swiglu_bwd_kernel");
     return LC_OK;
 }
@@ -561,11 +668,11 @@ extern "C" lc_status ops_embedding_forward_cuda(int dt, int64_t R, int64_t V, in
     LC_TRY(state_get(&s));
     cudaStream_t st = lc_stream(stream);
     LC_TRY(status_reset(s, st));
-    unsigned grid = grid_for(R * D, 256);
+    unsigned grid = (unsigned)(R < (1 << 24) ? R : (1 << 24)), threads = row_threads(D);
     if (dt == OPS_BF16)
-        embedding_fwd_kernel<bf16><<<grid, 256, 0, st>>>(R, V, D, ids, (const bf16 *)table, (bf16 *)out, s->d_status);
+        embedding_fwd_kernel<bf16><<<grid, threads, 0, st>>>(R, V, D, ids, (const bf16 *)table, (bf16 *)out, s->d_status);
     else
-        embedding_fwd_kernel<float><<<grid, 256, 0, st>>>(R, V, D, ids, (const float *)table, (float *)out, s->d_status);
+        embedding_fwd_kernel<float><<<grid, threads, 0, st>>>(R, V, D, ids, (const float *)table, (float *)out, s->d_status);
     cuda_check_launch("embedding_fwd_kernel");
     int64_t bad;
     LC_TRY(status_read(s, st, &bad));

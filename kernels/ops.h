@@ -80,7 +80,8 @@ lc_status ops_rmsnorm_backward_cuda(int dt, int64_t R, int64_t D, const void *x,
  *   y[i+h] = x[i+h] c + x[i] s
  * Backward is the inverse rotation: dx[i] = dy[i] c + dy[i+h] s, dx[i+h] = dy[i+h] c - dy[i] s.
  * The angle is formed in double and reduced mod 2*pi before sin/cos, so positions up to 2^24
- * and beyond stay exact and CPU and GPU agree. In place (y == x, dx == dy) is allowed. */
+ * and beyond stay exact and CPU and GPU agree. In place (y == x, dx == dy) is allowed.
+ * CUDA: dh <= 8192 (the angles of a position are staged in shared memory). */
 lc_status ops_rope_forward_ref(int64_t B, int64_t L, int64_t Hn, int64_t dh, int64_t pos0,
                                float theta, const float *x, float *y);
 lc_status ops_rope_backward_ref(int64_t B, int64_t L, int64_t Hn, int64_t dh, int64_t pos0,

@@ -413,9 +413,12 @@ int main(int argc, char **argv) {
     for (int dt = 0; dt < 2; dt++) {
         test_rmsnorm(dt, 37, 200);
         test_rmsnorm(dt, 1000, 32);
+        test_rmsnorm(dt, 5, 7000); /* too wide for the fused backward: two-pass path */
         test_rope(dt, 2, 37, 3, 64, 1000);
         test_rope(dt, 1, 5, 2, 32, (1 << 24) - 3);
-        test_swiglu(dt, 45, 100, 200);
+        test_rope(dt, 3, 1, 16, 128, 77); /* decode: one position, 256-wide blocks */
+        test_swiglu(dt, 45, 100, 200); /* bf16: the paired path */
+        test_swiglu(dt, 7, 33, 66);    /* odd F: the scalar path */
         test_embedding(dt, 300, 50, 72);
         test_embedding(dt, 1000, 3000, 40);
         test_xent(dt, 70, 1000);
