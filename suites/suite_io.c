@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "qa.h"
 #include "sha256.h"
 
 static const char *family_name(enum suite_family f) {
@@ -39,6 +40,10 @@ void suite_sample_jsonl(const struct suite_spec *spec, const struct suite_sample
         jb_raw(b, "\"haystack_source\": ", 19);
         jb_cstr(b, spec->hay->name);
         jb_printf(b, ", \"haystack_sha256\": \"%s\", ", spec->hay->sha256);
+    } else if (!strcmp(s->haystack, "documents") && spec->qa) {
+        jb_raw(b, "\"haystack_source\": ", 19);
+        jb_cstr(b, spec->qa->path[0] ? spec->qa->path : "(in memory)");
+        jb_printf(b, ", \"haystack_sha256\": \"%s\", ", spec->qa->sha256);
     } else {
         jb_printf(b, "\"haystack_source\": \"%s\", ", s->haystack);
     }

@@ -9,6 +9,8 @@
 
 #include "common.h"
 #include "haystack.h"
+#include "jsonl.h"
+#include "qa.h"
 #include "sha256.h"
 #include "suite.h"
 #include "test.h"
@@ -292,6 +294,60 @@ static void test_long(void) {
     }
 }
 
+
+static void test_qa(void) {
+    t_begin("qa_1 (SQuAD format) and qa_2 (HotpotQA format): gold documents included, fits, answers");
+    /* a small SQuAD-shaped file: 2 articles, 3 paragraphs each, one unanswerable question */
+    struct jbuf j = {0};
+    jb_raw(&j, "{\"version\": \"v2.0\", \"data\": [", 29);
+    for (int a = 0; a < 2; a++) {
+        jb_printf(&j, "%s{\"title\": \"T%d\", \"paragraphs\": [", a ? ", " : "", a);
+        for (int p = 0; p < 3; p++)
+            jb_printf(&j, "%s{\"context\": \"Paragraph %d of article %d tells that the capital of place%d%d is city%d%d. Filler text here.\", "
+                          "\"qas\": [{\"question\": \"What is the capital of place%d%d?\", \"id\": \"q%d%d\", \"answers\": [{\"text\": \"city%d%d\", \"answer_start\": 1}], \"is_impossible\": false}, "
+                          "{\"question\": \"Unanswerable %d%d?\", \"id\": \"u%d%d\", \"answers\": [], \"is_impossible\": true}]}",
+                      p ? ", " : "", p, a, a, p, a, p, a, p, a, p, a, p, a, p, a, p);
+        jb_raw(&j, "]}", 2);
+    }
+    jb_raw(&j, "]}", 2);
+    struct qa_data sq, hp;
+    if (!T_OK(qa_parse(&sq, j.p, j.n, "squad-test", 1))) { free(j.p); return; }
+    T_CHECK(sq.n_docs == 6 && sq.n_items == 6 && sq.items[4].n_more == 2, "squad: %lld docs %lld items", (long long)sq.n_docs, (long long)sq.n_items);
+    for (int k = 0; k < 8; k++) {
+        struct suite_spec spec = {"qa_1", k < 4 ? 1024 : 300, k, 5, tokenizer_byte(), NULL, NULL, &sq, 0, 1, 0, 0, 0};
+        struct suite_sample s;
+        if (k >= 4) { T_ERR(suite_generate(&spec, &s), "cannot hold the gold"); continue; }
+        if (!T_OK(suite_generate(&spec, &s))) break;
+        check_common(&s, 1024, 200);
+        T_CHECK(s.n_needles == 1 && strstr(s.text + s.needles[0].byte0, s.outputs[0]) < s.text + s.needles[0].byte1,
+                "qa_1: gold paragraph span misses the answer");
+        T_CHECK(strstr(s.text, "Document 1:\n") && strstr(s.text + s.input_len, " Answer:"), "qa_1: template");
+        suite_sample_free(&s);
+    }
+    qa_free(&sq);
+    j.n = 0;
+    jb_raw(&j, "[", 1);
+    for (int i = 0; i < 3; i++)
+        jb_printf(&j, "%s{\"_id\": \"h%d\", \"question\": \"Who founded firm%d?\", \"answer\": \"person%d\", \"context\": "
+                      "[[\"Firm%d\", [\"Firm%d was founded \", \"by person%d.\"]], [\"Other%d\", [\"Unrelated text %d.\"]]]}",
+                  i ? ", " : "", i, i, i, i, i, i, i, i);
+    jb_raw(&j, "]", 1);
+    if (!T_OK(qa_parse(&hp, j.p, j.n, "hotpot-test", 2))) { free(j.p); return; }
+    T_CHECK(hp.n_docs == 6 && hp.n_items == 3 && hp.items[1].n_gold == 2, "hotpot: %lld docs", (long long)hp.n_docs);
+    struct suite_spec spec = {"qa_2", 2048, 1, 5, tokenizer_byte(), NULL, NULL, &hp, 0, 1, 0, 0, 0};
+    struct suite_sample s;
+    if (T_OK(suite_generate(&spec, &s))) {
+        check_common(&s, 2048, 200);
+        T_CHECK(s.n_needles == 2 && !strcmp(s.outputs[0], "person1") && strstr(s.text, "Firm1\nFirm1 was founded by person1."), "qa_2 gold");
+        suite_sample_free(&s);
+    }
+    qa_free(&hp);
+    T_ERR(qa_parse(&hp, "{\"data\": 3}", 11, "bad-squad", 1), "not a SQuAD file");
+    T_ERR(qa_parse(&hp, "[{\"context\": [1]}]", 18, "bad-hotpot", 2), "not [title, [sentences]]");
+    T_ERR(qa_load(&hp, "/nonexistent/dev-v2.0.json", 1), "cannot be read");
+    free(j.p);
+}
+
 static void test_regen(void) {
     t_begin("byte-identical regeneration from the same seed; other seeds differ");
     int nt;
@@ -366,6 +422,7 @@ int main(void) {
     test_vt_cwe_fwe();
     test_token_tasks();
     test_long();
+    test_qa();
     test_regen();
     test_errors();
     if (have_hay) haystack_free(&HAY);
