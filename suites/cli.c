@@ -36,7 +36,7 @@ static void gen_help(FILE *f) {
             "  --mqar-kv N       mqar key-value pairs (default 64); --mqar-queries N (default = kv)\n"
             "  --no-input        omit the input text (write input_sha256 instead): metadata only\n"
             "  --bench           generate (with token ids) and time each sample; write nothing;\n"
-            "                    print task, length, seconds, peak RSS\n",
+            "                    print task,length,index,seconds,tokens,text_bytes,peak_rss_kb\n",
             HAYSTACK_DEFAULT_PATH);
 }
 
@@ -220,8 +220,8 @@ static int cmd_gen(int argc, char **argv) {
                     break;
                 }
                 if (bench) {
-                    printf("%s,%lld,%lld,%.4f,%lld,%ld\n", t->name, (long long)lengths[li], (long long)k, g1 - g0,
-                           (long long)(s.n_ids ? s.n_ids : s.prompt_tokens), peak_rss_kb());
+                    printf("%s,%lld,%lld,%.4f,%lld,%lld,%ld\n", t->name, (long long)lengths[li], (long long)k, g1 - g0,
+                           (long long)(s.n_ids ? s.n_ids : s.prompt_tokens), (long long)s.text_len, peak_rss_kb());
                     fflush(stdout);
                 } else {
                     jb.n = 0;
