@@ -17,16 +17,19 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 sha=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 tasks="niah_single_1 niah_single_2 niah_single_3 niah_multikey_1 niah_multikey_2 niah_multikey_3 niah_multivalue niah_multiquery vt cwe fwe tok_sniah tok_mqniah tok_vt tok_fwe passkey mqar"
+mkdir -p "$(dirname "$OUT")"
 echo "task,length,tokens,text_bytes,samples,s_median,s_max,peak_rss_bytes,sample_bytes,rss_over_sample,cpu,git_sha,date" > "$OUT"
 for t in $tasks; do
     # one process per task, so the peak RSS is that task's
     lines=$($pin "$BIN" suite gen --task "$t" --length "$L" --samples "$N" --bench) || { echo "suite_timing: $t failed" >&2; continue; }
-    echo "$lines" | awk -F, -v t="$t" -v L="$L" -v n="$N" -v cpu="$cpu" -v sha="$sha" -v date="$date" '
-        { s[NR] = $4; tok = $5; tb = $6; rss = $7 > rss ? $7 : rss }
+    secs=$(echo "$lines" | cut -d, -f4 | sort -g | tr '\n' ' ')
+    echo "$lines" | awk -F, -v t="$t" -v L="$L" -v n="$N" -v cpu="$cpu" -v sha="$sha" -v date="$date" -v secs="$secs" '
+        { tok = $5; tb = $6; if ($7 > rss) rss = $7 }
         END {
-            asort(s); med = (NR % 2) ? s[(NR + 1) / 2] : (s[NR / 2] + s[NR / 2 + 1]) / 2
+            m = split(secs, s, " ")
+            med = (m % 2) ? s[(m + 1) / 2] : (s[m / 2] + s[m / 2 + 1]) / 2
             sb = 4 * tok + tb
-            printf "%s,%d,%d,%d,%d,%.4f,%.4f,%d,%d,%.3f,\"%s\",%s,%s\n", t, L, tok, tb, n, med, s[NR], rss * 1024, sb, rss * 1024 / sb, cpu, sha, date
+            printf "%s,%d,%d,%d,%d,%.4f,%.4f,%d,%d,%.3f,\"%s\",%s,%s\n", t, L, tok, tb, n, med, s[m], rss * 1024, sb, rss * 1024 / sb, cpu, sha, date
         }' >> "$OUT"
     tail -1 "$OUT" | cut -d, -f1,6,7,8,10
 done
