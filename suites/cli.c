@@ -209,6 +209,7 @@ static int cmd_gen(int argc, char **argv) {
                                           have_words ? &wl : NULL, t->needs_qa == 1 ? &qa1 : t->needs_qa == 2 ? &qa2 : NULL,
                                           (int)depths, bench, (int)mqar_kv, (int)mqar_q, 0};
                 if (!t->needs_qa) spec.qa = NULL;
+                if (!strcmp(t->name, "mqar")) spec.want_ids = 1; /* its JSONL carries input_ids */
                 struct suite_sample s;
                 double g0 = lc_now();
                 lc_status st = suite_generate(&spec, &s);
