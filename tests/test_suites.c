@@ -348,6 +348,71 @@ static void test_qa(void) {
     free(j.p);
 }
 
+
+/* A second tokenizer, to exercise the seam: one token per pair of bytes (ids 256 + (b0 << 8 | b1))
+ * and a single-byte token for an odd last byte. Counts differ from bytes, so every place that
+ * assumed tokens == bytes would break the length checks below. */
+static int64_t pair_encode(const struct tokenizer *t, const char *s, size_t n, int32_t *ids, size_t cap) {
+    (void)t;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i += 2, k++)
+        if (ids && k < cap) ids[k] = i + 1 < n ? 256 + (u[i] << 8 | u[i + 1]) : u[i];
+    return (int64_t)k;
+}
+static int64_t pair_decode(const struct tokenizer *t, const int32_t *ids, size_t n, char *out, size_t cap) {
+    (void)t;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 256) { if (out && k < cap) out[k] = (char)ids[i]; k++; }
+        else {
+            int v = ids[i] - 256;
+            if (out && k < cap) out[k] = (char)(v >> 8);
+            k++;
+            if (out && k < cap) out[k] = (char)(v & 255);
+            k++;
+        }
+    }
+    return (int64_t)k;
+}
+static const struct tokenizer PAIR_TOK = {"pairs-test", 256 + 65536, "test", 33, 127, '|', pair_encode, pair_decode, NULL};
+
+static void test_other_tokenizer(void) {
+    t_begin("a non-byte tokenizer: every task fits its length in that tokenizer's tokens, ids decode to the text");
+    struct haystack hp;
+    int have = have_hay && haystack_load(&hp, NULL, &PAIR_TOK) == LC_OK;
+    int nt;
+    const struct suite_task *t = suite_tasks(&nt);
+    const int64_t Ls[] = {4096, 9999};
+    for (int i = 0; i < nt; i++) {
+        if (t[i].needs_qa || (t[i].needs_prose && !have)) continue;
+        for (int li = 0; li < 2; li++) {
+            struct suite_spec spec = {t[i].name, Ls[li], li, 21, &PAIR_TOK, have ? &hp : NULL, &WL, NULL, 0, 1, 16, 0, 0};
+            struct suite_sample s;
+            if (!T_OK(suite_generate(&spec, &s))) continue;
+            int64_t L = Ls[li];
+            if (t[i].family == SUITE_RULER)
+                T_CHECK(s.prompt_tokens + t[i].tokens_to_generate <= L && L - s.prompt_tokens - t[i].tokens_to_generate <= 120,
+                        "%s L=%lld: %lld prompt tokens + %d", t[i].name, (long long)L, (long long)s.prompt_tokens, t[i].tokens_to_generate);
+            else
+                T_CHECK(s.prompt_tokens == L, "%s: %lld tokens, wanted %lld", t[i].name, (long long)s.prompt_tokens, (long long)L);
+            T_CHECK(s.n_ids == s.prompt_tokens, "%s: %lld ids", t[i].name, (long long)s.n_ids);
+            if (strcmp(t[i].name, "mqar")) {
+                int64_t m = PAIR_TOK.decode(&PAIR_TOK, s.ids, (size_t)s.n_ids, NULL, 0);
+                char *txt = malloc((size_t)m + 1);
+                PAIR_TOK.decode(&PAIR_TOK, s.ids, (size_t)s.n_ids, txt, (size_t)m);
+                T_CHECK(m == s.text_len && !memcmp(txt, s.text, (size_t)m), "%s: ids do not decode to the text", t[i].name);
+                free(txt);
+            }
+            int ok = 1;
+            for (int64_t j = 0; j < s.n_targets && strcmp(t[i].name, "mqar"); j++) ok &= s.ids[s.target_pos[j] + 1] == s.target_id[j];
+            T_CHECK(ok, "%s: targets are not the answer tokens", t[i].name);
+            suite_sample_free(&s);
+        }
+    }
+    if (have) haystack_free(&hp);
+}
+
 static void test_regen(void) {
     t_begin("byte-identical regeneration from the same seed; other seeds differ");
     int nt;
@@ -423,6 +488,7 @@ int main(void) {
     test_token_tasks();
     test_long();
     test_qa();
+    test_other_tokenizer();
     test_regen();
     test_errors();
     if (have_hay) haystack_free(&HAY);
