@@ -84,6 +84,7 @@ void emit_noise_items(struct gb *b, int64_t n, char *const *items, const int64_t
 /* Small open-addressing set of strings (for distinct pseudo-words) */
 struct strset { uint64_t *h; size_t cap, n; };
 int strset_add(struct strset *s, const char *w, size_t n); /* 1 if added, 0 if present, -1 no memory */
+int strset_has(const struct strset *s, const char *w, size_t n);
 void strset_free(struct strset *s);
 /* Seed of RULER's fixed-seed shuffles: the same for every sample of (task, length, seed) */
 uint64_t fixed_shuffle_seed(const struct suite_spec *spec);
