@@ -231,9 +231,11 @@ static int cmd_gen(int argc, char **argv) {
                     fwrite(jb.p, 1, jb.n, f);
                 }
                 suite_sample_free(&s);
-                if (samples > 1 && lc_now() - t0 > 5)
-                    fprintf(stderr, "\r%s L=%lld: %lld/%lld samples, %.2f s/sample", t->name, (long long)lengths[li],
-                            (long long)(k - start + 1), (long long)samples, (lc_now() - t0) / (double)(k - start + 1));
+                if (samples > 1 && lc_now() - t0 > 3) {
+                    double per = (lc_now() - t0) / (double)(k - start + 1);
+                    fprintf(stderr, "\r%s L=%lld: %lld/%lld samples, %.2f s/sample, ETA %.0f s   ", t->name, (long long)lengths[li],
+                            (long long)(k - start + 1), (long long)samples, per, per * (double)(start + samples - k - 1));
+                }
             }
             if (f != stdout) {
                 if (fclose(f)) { fprintf(stderr, "longctx suite gen: error writing '%s'\n", path); rc = 1; }

@@ -422,6 +422,47 @@ static void test_depth(void) {
     }
 }
 
+
+static void test_haystack_files(void) {
+    t_begin("a user haystack file (--haystack) is split into words and sentences; bad files are refused");
+    const char *path = "/tmp/lc_test_hay.txt";
+    FILE *f = fopen(path, "w");
+    fputs("First sentence here.  Dr. Smith\tsaid so! \"Quoted\" start? yes maybe. Last one", f);
+    fclose(f);
+    struct haystack h;
+    if (T_OK(haystack_load(&h, path, tokenizer_byte()))) {
+        /* words: First sentence here. Dr. Smith said so! "Quoted" start? yes maybe. Last one */
+        T_CHECK(h.n_words == 13, "%lld words", (long long)h.n_words);
+        /* ends: "here." (next 'Dr.'), "so!" (next '"Quoted"'), "start?" is followed by lowercase, "maybe." (next 'Last'),
+         * the last word; "Dr." is an abbreviation ("no." would be too) */
+        T_CHECK(h.n_sentences == 4 && h.sent_end[2] && !h.sent_end[3] && h.sent_end[6] && !h.sent_end[8] && h.sent_end[10],
+                "%lld sentences", (long long)h.n_sentences);
+        T_CHECK(h.cost[0] == 6 && h.cost0[0] == 5, "byte costs %d %d", h.cost[0], h.cost0[0]);
+        haystack_free(&h);
+    }
+    remove(path);
+    T_ERR(haystack_load(&h, "/nonexistent/corpus.txt", tokenizer_byte()), "cannot be read");
+    if (!have_hay) return;
+    /* a truncated copy of the gzip haystack is refused */
+    char *gz;
+    size_t n;
+    if (!T_OK(read_file_all(HAYSTACK_DEFAULT_PATH, &gz, &n))) return;
+    const char *tp = "/tmp/lc_test_trunc.txt.gz";
+    f = fopen(tp, "wb");
+    fwrite(gz, 1, n / 2, f);
+    fclose(f);
+    T_ERR(haystack_load(&h, tp, tokenizer_byte()), "truncated");
+    gz[n / 3] ^= 0x55; /* corrupt the middle: decoding fails or the length check does */
+    f = fopen(tp, "wb");
+    fwrite(gz, 1, n, f);
+    fclose(f);
+    lc_status st = haystack_load(&h, tp, tokenizer_byte());
+    T_CHECK(st != LC_OK, "a corrupted gzip haystack was accepted");
+    if (st == LC_OK) haystack_free(&h);
+    free(gz);
+    remove(tp);
+}
+
 static void test_regen(void) {
     t_begin("byte-identical regeneration from the same seed; other seeds differ");
     int nt;
@@ -493,6 +534,7 @@ int main(void) {
                 (long long)HAY.n_sentences);
     }
     test_niah();
+    test_haystack_files();
     test_depth();
     test_vt_cwe_fwe();
     test_token_tasks();
