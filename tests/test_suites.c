@@ -78,6 +78,10 @@ static void test_niah(void) {
                 T_CHECK(memmem(s.text + s.needles[0].byte0, (size_t)(s.needles[0].byte1 - s.needles[0].byte0), s.outputs[0],
                                strlen(s.outputs[0])) != NULL, "needle span misses the answer");
                 T_CHECK(s.ids[s.token_position_answer] == (unsigned char)s.outputs[0][0], "token_position_answer wrong");
+                int64_t c0, c1;
+                suite_needle_chunks(&s, 0, 64, &c0, &c1);
+                T_CHECK(c0 <= s.token_position_answer / 64 &&
+                            c1 >= s.token_position_answer / 64 && c1 - c0 <= 2, "needle chunks [%lld, %lld]", (long long)c0, (long long)c1);
                 if (ti > 0) {
                     /* the queried key: in the answer prefix after "for " */
                     const char *ap = s.text + s.input_len, *f = strstr(ap, " for ") + 5, *e = strstr(f, " mentioned");
