@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "haystack.h"
@@ -429,7 +430,9 @@ static void test_depth(void) {
 
 static void test_haystack_files(void) {
     t_begin("a user haystack file (--haystack) is split into words and sentences; bad files are refused");
-    const char *path = "/tmp/lc_test_hay.txt";
+    char path[64], tp[64];
+    snprintf(path, sizeof path, "/tmp/lc_test_hay_%d.txt", (int)getpid());
+    snprintf(tp, sizeof tp, "/tmp/lc_test_trunc_%d.txt.gz", (int)getpid());
     FILE *f = fopen(path, "w");
     fputs("First sentence here.  Dr. Smith\tsaid so! \"Quoted\" start? yes maybe. Last one", f);
     fclose(f);
@@ -451,7 +454,6 @@ static void test_haystack_files(void) {
     char *gz;
     size_t n;
     if (!T_OK(read_file_all(HAYSTACK_DEFAULT_PATH, &gz, &n))) return;
-    const char *tp = "/tmp/lc_test_trunc.txt.gz";
     f = fopen(tp, "wb");
     fwrite(gz, 1, n / 2, f);
     fclose(f);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "common.h"
@@ -54,7 +55,9 @@ int main(void) {
     T_CHECK(fabs(lo - 0.722467) < 1e-5 && fabs(hi - 1) < 1e-9, "p=1 n=10: %.6f %.6f", lo, hi);
 
     t_begin("suite score: per task, length and depth rows, RULER average, nulls");
-    const char *pred = "/tmp/lc_test_pred.jsonl", *out = "/tmp/lc_test_scores.csv";
+    char pred[64], out[64]; /* per-process names: test runs may overlap (make test, make test SAN=1) */
+    snprintf(pred, sizeof pred, "/tmp/lc_test_pred_%d.jsonl", (int)getpid());
+    snprintf(out, sizeof out, "/tmp/lc_test_scores_%d.csv", (int)getpid());
     remove(out);
     T_CHECK(write_file(pred,
                        "{\"index\": 0, \"pred\": \" 1234567 \", \"outputs\": [\"1234567\"], \"others\": {\"task\": \"niah_single_1\", \"max_seq_length\": 4096, \"depth_bin\": 0}}\n"
@@ -78,7 +81,7 @@ int main(void) {
 
     t_begin("malformed JSONL and unknown tasks are rejected, naming file and line");
     T_CHECK(write_file(pred, "{\"pred\": \"x\", \"outputs\": [\"x\"], \"others\": {\"task\": \"vt\", \"max_seq_length\": 4096}}\n{\"pred\": \"x\", \"outputs\": [\"x\"\n"), "write");
-    T_CHECK(run_score(pred, out) == 1 && strstr(lc_last_error(), "lc_test_pred.jsonl line 2") && strstr(lc_last_error(), "malformed JSON"),
+    T_CHECK(run_score(pred, out) == 1 && strstr(lc_last_error(), "jsonl line 2") && strstr(lc_last_error(), "malformed JSON"),
             "malformed line not reported: %s", lc_last_error());
     T_CHECK(write_file(pred, "{\"pred\": \"x\", \"outputs\": [\"x\"], \"others\": {\"task\": \"niah_single_7\", \"max_seq_length\": 4096}}\n"), "write");
     T_CHECK(run_score(pred, out) == 1 && strstr(lc_last_error(), "unknown task 'niah_single_7'") && strstr(lc_last_error(), "line 1"),
