@@ -62,17 +62,6 @@ static int parse_i64(const char *s, int64_t *out) {
     return 1;
 }
 
-static int mkdirs(const char *path) {
-    char tmp[1300];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) && errno != EEXIST) return 0;
-            *p = '/';
-        }
-    return !(mkdir(tmp, 0755) && errno != EEXIST);
-}
 
 static long peak_rss_kb(void) {
     struct rusage ru;
@@ -198,7 +187,7 @@ static int cmd_gen(int argc, char **argv) {
             char path[1200];
             if (out_dir && !bench) {
                 snprintf(path, sizeof path, "%s/%lld/data/%s", out_dir, (long long)lengths[li], t->name);
-                if (!mkdirs(path)) { fprintf(stderr, "longctx suite gen: cannot create '%s'\n", path); return 1; }
+                if (!suite_mkdirs(path)) { fprintf(stderr, "longctx suite gen: cannot create '%s'\n", path); return 1; }
                 strcat(path, "/validation.jsonl");
                 f = fopen(path, "w");
                 if (!f) { fprintf(stderr, "longctx suite gen: cannot write '%s'\n", path); return 1; }

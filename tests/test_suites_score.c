@@ -24,6 +24,15 @@ static int run_score(const char *pred, const char *out) {
     return cmd_score(7, argv);
 }
 
+static int read_text(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return 1;
+}
+
 int main(void) {
     t_begin("post-processing strips and maps control characters to newlines");
     char *p = score_postprocess("  \t hello\x01world\x1f \n");
@@ -78,6 +87,25 @@ int main(void) {
     T_CHECK(strstr(csv, "m1,ruler,niah_multivalue,4096,-1,string_match_all,2,75.00,"), "multivalue partial credit wrong");
     T_CHECK(strstr(csv, "m1,ruler-subset,average,4096,-1,mean_of_2_tasks,2,62.50,"), "average row wrong:\n%s", csv);
     T_CHECK(strstr(csv, "m1,probe,tok_sniah,65536,-1,teacher_forced,1,100.00,"), "teacher-forced row wrong");
+
+    t_begin("RULER's own summary.csv (Tasks / Score / Nulls)");
+    char dir[64], sum[128], txt[1024];
+    snprintf(dir, sizeof dir, "/tmp/lc_test_ruler_%d", (int)getpid());
+    char *rs_argv[] = {"score", "--pred", pred, "--out", out, "--ruler-summary", dir, NULL};
+    T_CHECK(cmd_score(7, rs_argv) == 0, "score --ruler-summary failed");
+    snprintf(sum, sizeof sum, "%s/4096/summary.csv", dir);
+    T_CHECK(read_text(sum, txt, sizeof txt) &&
+                !strcmp(txt, "Tasks,niah_multivalue,niah_single_1\nScore,75.00,50.00\nNulls,0/2,1/2\n"),
+            "summary.csv:\n%s", txt);
+    remove(sum);
+    snprintf(sum, sizeof sum, "%s/65536/summary.csv", dir);
+    T_CHECK(read_text(sum, txt, sizeof txt) && !strcmp(txt, "Tasks\nScore\nNulls\n"), "probe-only length: %s", txt);
+    remove(sum);
+    snprintf(sum, sizeof sum, "%s/4096", dir);
+    rmdir(sum);
+    snprintf(sum, sizeof sum, "%s/65536", dir);
+    rmdir(sum);
+    rmdir(dir);
 
     t_begin("malformed JSONL and unknown tasks are rejected, naming file and line");
     T_CHECK(write_file(pred, "{\"pred\": \"x\", \"outputs\": [\"x\"], \"others\": {\"task\": \"vt\", \"max_seq_length\": 4096}}\n{\"pred\": \"x\", \"outputs\": [\"x\"\n"), "write");
