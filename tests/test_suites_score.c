@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "jsonl.h"
 #include "score.h"
 #include "test.h"
 
@@ -34,6 +35,24 @@ static int read_text(const char *path, char *buf, size_t cap) {
 }
 
 int main(void) {
+    t_begin("JSON strings are written like Python's json.dumps(ensure_ascii=True) and parsed back");
+    struct jbuf jb = {0};
+    const char *in = "a\"b\\c\n\t\x01 \xc3\xa9 \xe2\x80\x9c \xf0\x9f\x98\x80 \xff";
+    jb_cstr(&jb, in);
+    const char *want = "\"a\\\"b\\\\c\\n\\t\\u0001 \\u00e9 \\u201c \\ud83d\\ude00 \\u00ff\"";
+    T_CHECK(jb.p && !strcmp(jb.p, want), "escaped as %s, want %s", jb.p, want);
+    struct jval v;
+    if (T_OK(json_parse(jb.p, jb.n, &v, "roundtrip"))) {
+        /* everything but the stray byte 0xff (written as U+00FF) comes back byte-identical */
+        T_CHECK(v.type == J_STR && !memcmp(v.str, in, strlen(in) - 1) && !strcmp(v.str + strlen(in) - 1, "\xc3\xbf"),
+                "round trip differs: %s", v.str);
+        json_free(&v);
+    }
+    free(jb.p);
+    T_ERR(json_parse("{\"a\": [1, 2,]}", 14, &v, "x.jsonl line 9"), "x.jsonl line 9: malformed JSON at column 13");
+    T_ERR(json_parse("{\"a\": \"\\q\"}", 11, &v, "y"), "bad escape");
+    T_ERR(json_parse("{\"a\": 1} x", 10, &v, "z"), "trailing characters");
+
     t_begin("post-processing strips and maps control characters to newlines");
     char *p = score_postprocess("  \t hello\x01world\x1f \n");
     T_CHECK(!strcmp(p, "hello\nworld"), "got '%s'", p);
