@@ -38,7 +38,7 @@ static inline int64_t rng_int(lc_rng *r, int64_t lo, int64_t hi_incl) {
 }
 void rng_shuffle_i64(lc_rng *r, int64_t *a, int64_t n);
 void rng_shuffle_i32(lc_rng *r, int32_t *a, int64_t n);
-/* k distinct values from [0, n), in draw order (Floyd + rejection, O(k^2) for small k, hash-free) */
+/* k distinct values from [0, n), in draw order (rejection; O(k^2), for small k) */
 void rng_sample(lc_rng *r, int64_t n, int k, int64_t *out);
 void rng_upper(lc_rng *r, char *buf, int n);  /* n random uppercase letters + NUL */
 void rng_lower(lc_rng *r, char *buf, int n);  /* n random lowercase letters + NUL */

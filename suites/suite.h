@@ -11,7 +11,7 @@
  *   probe:  tok_sniah, tok_mqniah (6 pairs, 2 queries), tok_vt (2 chains x 3 variables),
  *           tok_fwe — the HSA papers' token-level probes: the sequence is exactly L tokens,
  *           prompt + answer, scored by teacher-forced exact match of all answer tokens.
- *   other:  passkey (Landmark-attention text, 5-digit key, teacher-forced or string scored),
+ *   other:  passkey (Landmark-attention text, key in [1, 50000], teacher-forced or string scored),
  *           mqar (Zoology multi-query associative recall, token ids only, many queries).
  *
  * Layout of a generated sample:
