@@ -189,12 +189,12 @@ static void gib(char *buf, size_t cap, double bytes) { snprintf(buf, cap, "%.2f 
 static void run_point(const struct sweep_opts *o, const struct bench_family *fam, const struct bench_point *p,
                       struct series *se, double host_cap, struct row *r) {
     char a[48], b[48];
+    size_t pred = fam->predict_bytes(p);
+    fmt_int(r->v[C_PRED], 96, (int64_t)pred);
     if (se->over) {
         row_status(r, "skipped", "time budget: %s", se->why);
         return;
     }
-    size_t pred = fam->predict_bytes(p);
-    fmt_int(r->v[C_PRED], 96, (int64_t)pred);
     double cap = host_cap;
     const char *capwhat = "host memory cap (--mem-cap)";
     if (p->backend == BENCH_CUDA) {
@@ -265,10 +265,11 @@ static void run_point(const struct sweep_opts *o, const struct bench_family *fam
         if (per > 0 && (warm + reps) * per > left) {
             warm = 0;
             reps = (int)(left / per);
-            if (reps < 1) reps = 1;
             if (reps > o->reps) reps = o->reps;
         }
-        st = bench_time(&c, p->backend, warm, reps, &t);
+        /* no time left for another run: the probe (a cold first run) is the measurement */
+        if (reps < 1) t = probe;
+        else st = bench_time(&c, p->backend, warm, reps, &t);
     }
     double wall = lc_now() - t0;
     lc_nvtx_pop();

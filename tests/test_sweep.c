@@ -286,7 +286,7 @@ int main(void) {
     {
         /* The test's families first: the liar must be caught, so the measurement can fail. */
         snprintf(out, sizeof out, "%s/mem_test.csv", dir);
-        snprintf(args, sizeof args, "--mixer saxpy,liar --L 16K,64K --HQ 4 --reps 1 --warmup 0 --backend cpu --quiet --out %s", out);
+        snprintf(args, sizeof args, "--mixer saxpy,liar --L 8K,16K --HQ 4 --reps 1 --warmup 0 --backend cpu --quiet --out %s", out);
         T_CHECK(run_sweep(args) == 0, "sweep failed");
         int n = read_table(out, &tab);
         for (int i = 0; i < n; i++) {
@@ -308,8 +308,8 @@ int main(void) {
             t_skip("no kernel family in this build yet");
         } else {
             snprintf(out, sizeof out, "%s/mem_reg.csv", dir);
-            char *argv[] = {"sweep", "--L", "4K,16K", "--HQ", "4", "--H", "2", "--dh", "32", "--reps", "1", "--warmup", "0",
-                            "--backend", "cpu", "--budget-s", "4", "--quiet", "--out", out, NULL};
+            char *argv[] = {"sweep", "--L", "1K,2K", "--HQ", "4", "--H", "2", "--dh", "32", "--reps", "1", "--warmup", "0",
+                            "--backend", "cpu", "--budget-s", "2", "--quiet", "--out", out, NULL};
             T_CHECK(sweep_main(20, argv, reg, nr) == 0, "sweep over the registered families failed");
             int n = read_table(out, &tab), measured = 0;
             for (int i = 0; i < n; i++) {
