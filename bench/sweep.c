@@ -132,12 +132,21 @@ static double mem_available_bytes(void) {
 
 /* ---- one point ------------------------------------------------------------------------- */
 
+/* A series: the points that differ only in L. Once one exceeds the budget, larger L is not run. */
 struct series {
     struct bench_point key; /* the point with L = 0 */
-    int64_t last_L;         /* L of the last measured point of the series */
-    double ms, flop, bytes; /* its median time and work */
-    int over;               /* a point exceeded the budget */
+    int over;
     char why[256];
+};
+
+/* The last measured point of a kernel (mixer, direction, backend), whatever its shape: the time
+ * of the next point is predicted from it by the ratio of their flop (or bytes, if larger), so a
+ * point predicted over the budget is skipped before it runs (larger L, W or K alike). */
+struct recent {
+    char mixer[24], direction[8];
+    int backend;
+    double ms, flop, bytes;
+    char name[160];
 };
 
 static int same_series(const struct bench_point *a, const struct bench_point *b) {
@@ -187,7 +196,7 @@ static void gib(char *buf, size_t cap, double bytes) { snprintf(buf, cap, "%.2f 
 
 /* Measure one point into r (status ok, or why not). Updates the series' budget state. */
 static void run_point(const struct sweep_opts *o, const struct bench_family *fam, const struct bench_point *p,
-                      struct series *se, double host_cap, struct row *r) {
+                      struct series *se, struct recent *rc, double host_cap, struct row *r) {
     char a[48], b[48];
     size_t pred = fam->predict_bytes(p);
     fmt_int(r->v[C_PRED], 96, (int64_t)pred);
@@ -239,19 +248,19 @@ static void run_point(const struct sweep_opts *o, const struct bench_family *fam
     }
     fmt_num(r->v[C_FLOP], 96, c.flops);
     fmt_num(r->v[C_BYTES], 96, c.bytes);
-    /* predict from the previous L of the series, before spending a whole run on it */
-    if (se->ms > 0) {
+    /* predict from the kernel's last measured point, before spending a whole run on it */
+    if (rc->ms > 0) {
         double ratio = 1;
-        if (se->flop > 0 && c.flops > 0) ratio = c.flops / se->flop;
-        if (se->bytes > 0 && c.bytes > 0 && c.bytes / se->bytes > ratio) ratio = c.bytes / se->bytes;
-        double est_s = se->ms * ratio / 1e3;
+        if (rc->flop > 0 && c.flops > 0) ratio = c.flops / rc->flop;
+        if (rc->bytes > 0 && c.bytes > 0 && c.bytes / rc->bytes > ratio) ratio = c.bytes / rc->bytes;
+        double est_s = rc->ms * ratio / 1e3;
         if (est_s > o->budget_s) {
             lc_nvtx_pop();
             if (c.destroy) c.destroy(c.ctx);
-            snprintf(se->why, sizeof se->why, "L=%lld predicted %.1f s per run (scaled from L=%lld) > %.0f s budget",
-                     (long long)p->L, est_s, (long long)se->last_L, o->budget_s);
-            se->over = 1;
-            row_status(r, "skipped", "time budget: %s", se->why);
+            char why[512];
+            snprintf(why, sizeof why, "predicted %.1f s per run (scaled by work from %s: %.3g ms) > %.0f s budget",
+                     est_s, rc->name, rc->ms, o->budget_s);
+            row_status(r, "skipped", "time budget: %s", why);
             return;
         }
     }
@@ -303,10 +312,10 @@ static void run_point(const struct sweep_opts *o, const struct bench_family *fam
         fprintf(stderr, "sweep: warning: %s measured peak %s > predicted %s\n", name, a, b);
         snprintf(r->reason, sizeof r->reason, "measured peak %s exceeds the prediction %s", a, b);
     }
-    se->ms = t.ms_median;
-    se->flop = c.flops;
-    se->bytes = c.bytes;
-    se->last_L = p->L;
+    rc->ms = t.ms_median;
+    rc->flop = c.flops;
+    rc->bytes = c.bytes;
+    snprintf(rc->name, sizeof rc->name, "%s", name);
     if (wall > o->budget_s) {
         snprintf(se->why, sizeof se->why, "L=%lld took %.1f s > %.0f s budget, so larger L is not run",
                  (long long)p->L, wall, o->budget_s);
@@ -422,13 +431,14 @@ int sweep_main(int argc, char **argv, const struct bench_family *const *fams, in
         return 1;
     }
     struct series *se = calloc((size_t)npts, sizeof *se);
-    int nse = 0;
+    struct recent *recents = calloc((size_t)npts, sizeof *recents);
+    int nse = 0, nrc = 0;
     int64_t done = 0, present = 0, counts[4] = {0};
     double t_start = lc_now(), t_work = 0;
     int64_t nwork = 0;
     int rc = 0;
     struct row *r = malloc(sizeof *r);
-    if (!se || !r) {
+    if (!se || !recents || !r) {
         fprintf(stderr, "longctx sweep: out of memory\n");
         rc = 1;
     }
@@ -454,11 +464,22 @@ int sweep_main(int argc, char **argv, const struct bench_family *const *fams, in
             s->key = *p;
             s->key.L = 0;
         }
+        struct recent *k = NULL;
+        for (int j = 0; j < nrc; j++)
+            if (!strcmp(recents[j].mixer, p->mixer) && !strcmp(recents[j].direction, p->direction) &&
+                recents[j].backend == p->backend)
+                k = &recents[j];
+        if (!k) {
+            k = &recents[nrc++];
+            snprintf(k->mixer, sizeof k->mixer, "%s", p->mixer);
+            snprintf(k->direction, sizeof k->direction, "%s", p->direction);
+            k->backend = p->backend;
+        }
         const struct bench_family *fam = NULL;
         for (int j = 0; j < nfam; j++)
             if (!strcmp(fams[j]->mixer, p->mixer)) fam = fams[j];
         double t0 = lc_now();
-        run_point(&o, fam, p, s, host_cap, r);
+        run_point(&o, fam, p, s, k, host_cap, r);
         t_work += lc_now() - t0;
         nwork++;
         utc_now(date, sizeof date);
@@ -490,6 +511,7 @@ int sweep_main(int argc, char **argv, const struct bench_family *const *fams, in
                 (long long)counts[0], (long long)counts[1], (long long)counts[2], (long long)counts[3],
                 (long long)present, o.out);
     free(r);
+    free(recents);
     free(se);
     free(pts);
     return rc;
