@@ -15,6 +15,7 @@
  *   device git_sha date       provenance: driver's device name or CPU model, commit, UTC time
  *   reason                    why a point did not run (last column: it may hold commas)
  */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,6 +229,9 @@ static void run_point(const struct sweep_opts *o, const struct bench_family *fam
     if (p->backend == BENCH_CUDA) {
         lc_cuda_mem_info(&free0, &tot0);
     } else {
+        /* hand freed memory back to the kernel, or a point reusing the last one's resident
+         * pages would show no rise of RSS */
+        malloc_trim(0);
         hwm_ok = reset_peak_rss();
         rss0 = proc_status_kb("VmRSS");
     }
@@ -258,7 +262,7 @@ static void run_point(const struct sweep_opts *o, const struct bench_family *fam
             lc_nvtx_pop();
             if (c.destroy) c.destroy(c.ctx);
             char why[512];
-            snprintf(why, sizeof why, "predicted %.1f s per run (scaled by work from %s: %.3g ms) > %.0f s budget",
+            snprintf(why, sizeof why, "predicted %.1f s per run (scaled by work from %s: %.0f ms) > %.0f s budget",
                      est_s, rc->name, rc->ms, o->budget_s);
             row_status(r, "skipped", "time budget: %s", why);
             return;
@@ -421,6 +425,9 @@ int sweep_main(int argc, char **argv, const struct bench_family *const *fams, in
     cpu_model(cpu, sizeof cpu);
     const char *gpu = ngpu > 0 ? lc_device_name() : "cpu";
     if (!o.out[0]) default_out(gpu, o.backends[0], o.out, sizeof o.out);
+    /* a fixed mmap threshold: glibc otherwise raises it after each large free, and the next
+     * point's arrays would come from the (resident) heap, hiding them from the RSS measure */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     double host_cap = o.mem_cap_bytes > 0 ? o.mem_cap_bytes : 0.5 * mem_available_bytes();
     if (host_cap <= 0) host_cap = 4.0 * 1073741824.0;
 

@@ -14,6 +14,8 @@ do for [f in FILES] {
     unset label
     rall = rangeall(f, "L", "predicted_bytes")
     lo = gib(real(word(rall, 1))); hi = gib(real(word(rall, 2)))
+    rpk = range(f, "L", "peak_mem_bytes")
+    if (rpk ne "") { lo = (gib(real(word(rpk, 1))) < lo) ? gib(real(word(rpk, 1))) : lo }
     if (lim ne "") {
         hi = (gib(real(lim)) > hi) ? gib(real(lim)) : hi
         set arrow 1 from graph 0, first gib(real(lim)) to graph 1, first gib(real(lim)) nohead lw 2 dt 2 lc rgb "#444444"
@@ -24,11 +26,11 @@ do for [f in FILES] {
     out = sprintf("%s/memory_vs_L_%s.png", outdir, slug(f))
     set output out
     set bmargin keyrows(words(ks) + 2)
-    set title sprintf("Peak memory vs context length — %s", dev)
+    set title sprintf("Peak memory vs context length — %s", cardtitle(f))
     set xlabel "context length L (tokens)"
     set ylabel "memory (GiB)"
     set logscale xy
-    eval("set xtics " . L_TICS)
+    eval("set xtics " . ltics(real(word(rx, 1)), real(word(rx, 2))))
     set format y "%g"
     set yrange [lo / 3 : hi * 4]
     plot for [i=1:words(ks)] f using (isok("L", word(ks, i)) ? column("L") : NaN):(gib(column("peak_mem_bytes"))) \

@@ -4,7 +4,7 @@
 #   fit is an `oom` row, one over the 60 s budget stops its series), plus SWA time vs window
 #   (L = 1M, W = 256..64K) and HSA time vs top-k (L = 1M, K = 1..64), into
 #   results/kernels_<gpu-name>.csv.
-#   Without one: the C backend at small sizes (L = 1K..16K, HQ = 4, H = 1, dh = 64, a 10 s
+#   Without one: the C backend at small sizes (L = 1K..16K, HQ = 4, H = 1, dh = 64, swa W = 512, a 10 s
 #   budget per point; W = 32..2K at L = 4K; K = 1..32 at L = 8K) into results/kernels_cpu.csv:
 #   a few minutes on 2 cores.
 # Rows already in the CSV are skipped, so a rerun after an interruption continues where it
@@ -39,7 +39,7 @@ else
     lmax=16K
     [ "${RUN_QUICK:-0}" = 1 ] && lmax=4K
     small=(--backend cpu --HQ 4 --H 1 --dh 64 --budget-s 10 --reps 5 --warmup 1)
-    "$bin" sweep --tag L --L 1K..$lmax "${small[@]}" || status=1
+    "$bin" sweep --tag L --L 1K..$lmax --W 512 "${small[@]}" || status=1
     if has_mixer swa; then
         "$bin" sweep --tag W --mixer swa --L 4K --W 32..2K "${small[@]}" || status=1
     fi
