@@ -8,6 +8,7 @@
 #   -v what=device                           the device named most often
 #   -v what=limit -v device=D -v col=C       column C of device D in a limits file
 #   -v what=values -v sweep=S -v col=C       distinct values of C over rows of sweep S
+#   -v what=mixers -v sweep=S [-v prefix=P]  distinct mixers of rows of sweep S, in order
 BEGIN { FS = "," }
 NR == 1 { for (i = 1; i <= NF; i++) ix[$i] = i; next }
 function sz(x) { x += 0; if (x >= 1048576 && x % 1048576 == 0) return (x / 1048576) "M"; if (x >= 1024 && x % 1024 == 0) return (x / 1024) "K"; return x }
@@ -34,11 +35,14 @@ what == "range" && v("sweep") == sweep && inkey() && (all || v("status") == "ok"
 }
 what == "device" { d = v("device"); c[d]++; if (c[d] > best) { best = c[d]; dev = d } }
 what == "limit" && v("device") == device && lim == "" { lim = v(col) }
+what == "mixers" && v("sweep") == sweep && (prefix == "" || index(v("mixer"), prefix) == 1) {
+    x = v("mixer"); if (!(x in seen)) { seen[x] = 1; out = out (out == "" ? "" : " ") x }
+}
 what == "values" && v("sweep") == sweep {
     x = v(col); if (!(x in seen)) { seen[x] = 1; out = out (out == "" ? "" : " ") x }
 }
 END {
-    if (what == "keys" || what == "values") print out
+    if (what == "keys" || what == "values" || what == "mixers") print out
     else if (what == "label") print lab
     else if (what == "range") { if (n) print lo, hi; else print "" }
     else if (what == "device") print dev

@@ -5,6 +5,7 @@
 load "plots/common.inc"
 do for [f in FILES] {
     ks = keys(f, "L")
+    ms = mixers(f, "L", "")
     r = range(f, "L", "ms")
     if (ks eq "" || r eq "") { print sprintf("time_vs_L: %s has no measured L-sweep rows; skipped", f); continue }
     lo = real(word(r, 1)); hi = real(word(r, 2))
@@ -12,6 +13,7 @@ do for [f in FILES] {
     rx = rangeall(f, "L", "L")
     set xrange [real(word(rx, 1)) / 1.3 : real(word(rx, 2)) * 1.3]
     out = sprintf("%s/time_vs_L_%s.png", outdir, slug(f))
+    eval(TERM(words(ks) + 2))
     set output out
     set bmargin keyrows(words(ks) + 2)
     set title sprintf("Kernel time vs context length — %s", cardtitle(f))
@@ -22,11 +24,11 @@ do for [f in FILES] {
     set format y "%g"
     set yrange [ybot / 1.5 : hi * 3]
     plot for [i=1:words(ks)] f using (isok("L", word(ks, i)) ? column("L") : NaN):(column("ms")) \
-             with linespoints lt i ps 1.1 title label(f, "L", word(ks, i)), \
+             with linespoints lt mixlt(ms, word(ks, i)) dt dirdt(word(ks, i)) pt dirpt(word(ks, i)) ps 1.1 title label(f, "L", word(ks, i)), \
          for [i=1:words(ks)] f using (isoom("L", word(ks, i)) ? column("L") : NaN):(markrow(ybot, i)) \
-             with points lt i pt 2 ps 2 lw 2 notitle, \
+             with points lt mixlt(ms, word(ks, i)) pt 2 ps 2 lw 2 notitle, \
          for [i=1:words(ks)] f using (isskip("L", word(ks, i)) ? column("L") : NaN):(markrow(ybot, i)) \
-             with points lt i pt 1 ps 2 lw 2 notitle, \
+             with points lt mixlt(ms, word(ks, i)) pt 1 ps 2 lw 2 notitle, \
          NaN with points lc black pt 2 ps 2 lw 2 title "not run: out of memory", \
          NaN with points lc black pt 1 ps 2 lw 2 title "not run: over time budget / unsupported"
     unset output

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh — what `make run` runs: the default kernel sweep, then the figures.
 #   With a CUDA device: every mixer in the build, fwd and bwd, L = 4K..16M (a point that cannot
-#   fit is an `oom` row, one over the 60 s budget stops its series), plus SWA time vs window
+#   fit is an `oom` row, one over the 30 s budget stops its series), plus SWA time vs window
 #   (L = 1M, W = 256..64K) and HSA time vs top-k (L = 1M, K = 1..64), into
 #   results/kernels_<gpu-name>.csv.
 #   Without one: the C backend at small sizes (L = 1K..16K, HQ = 4, H = 1, dh = 64, swa W = 512, a 10 s
@@ -27,12 +27,12 @@ hsa=${hsa%,}
 status=0
 if gpu=$("$bin" info --has-gpu 2>/dev/null); then
     echo "run: CUDA sweep on $gpu over: $mixers"
-    "$bin" sweep --tag L --direction fwd,bwd --L 4K..16M --budget-s 60 || status=1
+    "$bin" sweep --tag L --direction fwd,bwd --L 4K..16M --budget-s 30 || status=1
     if has_mixer swa; then
-        "$bin" sweep --tag W --mixer swa --direction fwd,bwd --L 1M --W 256..64K --budget-s 60 || status=1
+        "$bin" sweep --tag W --mixer swa --direction fwd,bwd --L 1M --W 256..64K --budget-s 30 || status=1
     fi
     if [ -n "$hsa" ]; then
-        "$bin" sweep --tag K --mixer "$hsa" --direction fwd,bwd --L 1M --K 1..64 --budget-s 60 || status=1
+        "$bin" sweep --tag K --mixer "$hsa" --direction fwd,bwd --L 1M --K 1..64 --budget-s 30 || status=1
     fi
 else
     echo "run: C backend sweep (no GPU: $("$bin" info --has-gpu 2>&1 | head -1)) over: $mixers"
