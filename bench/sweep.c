@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -431,6 +432,14 @@ int sweep_main(int argc, char **argv, const struct bench_family *const *fams, in
     double host_cap = o.mem_cap_bytes > 0 ? o.mem_cap_bytes : 0.5 * mem_available_bytes();
     if (host_cap <= 0) host_cap = 4.0 * 1073741824.0;
 
+    /* the CSV's folder (results/ by default) may not exist yet in a fresh checkout */
+    char dir[sizeof o.out];
+    snprintf(dir, sizeof dir, "%s", o.out);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        mkdir(dir, 0777); /* an error shows up when the file is opened */
+    }
     struct csv_writer w;
     if (csv_open(&w, o.out, sweep_csv_cols, sweep_csv_ncols, sweep_csv_keycols) != LC_OK) {
         fprintf(stderr, "longctx sweep: %s\n", lc_last_error());
