@@ -9,6 +9,7 @@
  */
 #include <cub/cub.cuh>
 #include <math.h>
+#include <stdlib.h>
 
 #include "cuda_common.cuh"
 #include "hsa.h"
@@ -53,10 +54,17 @@ lc_status hsa_retrieve_cuda(const struct hsa_shape *s, const bf16_t *q_r, const 
     p.lmk = reinterpret_cast<const bf16 *>(lmk);
     p.idx = idx;
     p.score = score;
-    size_t sm = smem_bytes((int)s->K);
-    cuda_check(cudaFuncSetAttribute(retrieve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    /* retrieve_kernel2 ships; LONGCTX_HSA_RETRIEVE_V1=1 runs the first version (kept for comparison) */
+    const int v1 = getenv("LONGCTX_HSA_RETRIEVE_V1") != NULL;
+    size_t sm = v1 ? smem_bytes((int)s->K) : smem_bytes2((int)s->K);
     dim3 grid((unsigned)((p.Lr + RB - 1) / RB), (unsigned)(s->B * s->Hr));
-    retrieve_kernel<<<grid, NTHREADS, sm, lc_stream(stream)>>>(p);
+    if (v1) {
+        cuda_check(cudaFuncSetAttribute(retrieve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+        retrieve_kernel<<<grid, NTHREADS, sm, lc_stream(stream)>>>(p);
+    } else {
+        cuda_check(cudaFuncSetAttribute(retrieve_kernel2, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+        retrieve_kernel2<<<grid, NTHREADS, sm, lc_stream(stream)>>>(p);
+    }
     cuda_check_launch("retrieve_kernel");
     return LC_OK;
 }
@@ -248,7 +256,6 @@ static lc_status launch_tok(const hsa_attend::tok_params &p, const attend_cfg &c
 lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, const bf16_t *k, const bf16_t *v,
                                   const int32_t *idx, const float *w, bf16_t *o, float *lse, void *stream) {
     LC_TRY(cuda_shape_check(s, "hsa_attend_forward_cuda"));
-    if (!lse) return lc_errorf(LC_EINVAL, "hsa_attend_forward_cuda: lse must not be NULL");
     const int tpw = s->dh <= 64 ? 2 : 1;
     attend_cfg cfg;
     LC_TRY(attend_config(s, tpw, &cfg, "hsa_attend_forward_cuda"));

@@ -111,7 +111,7 @@ __global__ void attend_tok_kernel(const tok_params p) {
         } else {
             idx_s[e] = -1;
             w_s[e] = 0.f;
-            if (!BWD && t < p.L)
+            if (!BWD && t < p.L && p.lse)
                 for (int gg = 0; gg < G; gg++) p.lse[((b * p.L + t) * p.HQ + h * G + gg) * p.K + kk] = -INFINITY;
         }
     }
@@ -260,6 +260,7 @@ __global__ void attend_tok_kernel(const tok_params p) {
         float fac[TPW][2];
 #pragma unroll
         for (int i = 0; i < TPW; i++) {
+            fac[i][0] = fac[i][1] = 0.f;
             if (!act[i]) continue;
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
@@ -286,7 +287,7 @@ __global__ void attend_tok_kernel(const tok_params p) {
                     l += __shfl_xor_sync(0xffffffffu, l, 2);
                     if (p.softmax1) l += exp2f(-m);
                     fac[i][hh] = slot[i][hh] >= 0 ? wr[i][hh] / l : 0.f;
-                    if (slot[i][hh] >= 0 && tig == 0)
+                    if (slot[i][hh] >= 0 && tig == 0 && p.lse)
                         p.lse[((b * p.L + tok) * p.HQ + h * G + row % G) * p.K + slot[i][hh]] =
                             (m + __log2f(l)) * 0.6931471805599453f;
                 } else {

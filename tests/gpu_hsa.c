@@ -346,7 +346,7 @@ int main(int argc, char **argv) {
     test_weights(HSA_STICK_BREAKING);
 
     /* retrieval */
-    test_retrieve(mk(2, 1000, 1, 2, 64, 32, 8, 2, 64, 1, 0, 0), 1);
+    test_retrieve(mk(2, 1000, 2, 2, 64, 32, 8, 2, 64, 1, 0, 0), 1);
     {
         struct hsa_shape s = mk(1, 1500, 1, 1, 64, 32, 8, 1, 96, 1, 0, 0);
         s.gumbel = 1, s.gumbel_seed = 1234;
