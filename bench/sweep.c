@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <omp.h>
+
 #include "csv.h"
 #include "device.h"
 #include "nvtx.h"
@@ -131,6 +133,8 @@ static double mem_available_bytes(void) {
     fclose(f);
     return v;
 }
+
+size_t sweep_rss_slack(void) { return ((size_t)1 << 20) + ((size_t)256 << 10) * (size_t)omp_get_max_threads(); }
 
 /* ---- one point ------------------------------------------------------------------------- */
 
@@ -310,8 +314,7 @@ static void run_point(const struct sweep_opts *o, const struct bench_family *fam
     }
     fmt_int(r->v[C_PEAK], 96, (int64_t)peak);
     row_status(r, "ok", "%s", "");
-    /* 1 MiB slack: page rounding, malloc headers, the process's first-use allocations */
-    if (peak > pred + ((size_t)1 << 20)) {
+    if (peak > pred + sweep_rss_slack()) {
         snprintf(a, sizeof a, "%.1f MiB", peak / 1048576.0);
         snprintf(b, sizeof b, "%.1f MiB", pred / 1048576.0);
         fprintf(stderr, "sweep: warning: %s measured peak %s > predicted %s\n", name, a, b);

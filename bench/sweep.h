@@ -69,6 +69,11 @@ void sweep_point_name(const struct bench_point *p, char *buf, size_t cap);
 int sweep_main(int argc, char **argv, const struct bench_family *const *fams, int nfam);
 int cmd_sweep(int argc, char **argv);
 
+/* How far a CPU point's measured peak-RSS rise may exceed its prediction before the sweep warns
+ * (and tests fail): 1 MiB for page rounding and malloc headers, plus 256 KiB per OpenMP thread
+ * for the stack pages a kernel's parallel region touches the first time it runs. */
+size_t sweep_rss_slack(void);
+
 /* registry.c: every kernel family in this build; returns the count (at most max). */
 int bench_registry(const struct bench_family **out, int max);
 /* The CSV columns of a kernel sweep, and the columns that identify a point for resume. */
