@@ -20,7 +20,7 @@ do for [f in FILES] {
     if (lim ne "") {
         hi = (gib(real(lim)) > hi) ? gib(real(lim)) : hi
         set arrow 1 from graph 0, first gib(real(lim)) to graph 1, first gib(real(lim)) nohead lw 2 dt 2 lc rgb "#444444"
-        set label 1 sprintf("%s memory %.1f GiB", dev, gib(real(lim))) at graph 0.01, first gib(real(lim)) * 1.3 left textcolor rgb "#444444"
+        set label 1 sprintf("device memory %.1f GiB", gib(real(lim))) at graph 0.01, first gib(real(lim)) * 1.45 left textcolor rgb "#444444"
     }
     rx = rangeall(f, "L", "L")
     set xrange [real(word(rx, 1)) / 1.3 : real(word(rx, 2)) * 1.3]
