@@ -121,8 +121,13 @@ int cmd_bench(int argc, char **argv) {
             o.nbackends = 1;
             o.backends[0] = ngpu > 0 ? BENCH_CUDA : BENCH_CPU;
         }
+        for (int i = 0; i < o.nbackends; i++)
+            if (o.backends[i] == BENCH_CUDA && ngpu <= 0) {
+                fprintf(stderr, "longctx bench: --backend cuda: %s\n", why ? why : "no CUDA device");
+                rc = 2;
+            }
         if (o.L.n == 0) sweep_parse_list(o.backends[0] == BENCH_CUDA ? "4K..1M" : "1K..4K", &o.L);
-        n = sweep_points(&o, fams, nfam, NULL, 0);
+        n = rc ? 0 : sweep_points(&o, fams, nfam, NULL, 0);
         if (n < 0) {
             fprintf(stderr, "longctx bench: %s\n", lc_last_error());
             rc = 2;
