@@ -87,13 +87,8 @@ $(LIB): $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-# --whole-archive: longctx.o has weak fallbacks for the subcommands, and a weak definition
-# does not pull the archive member with the real one.
 $(BIN): $(BUILD)/model/longctx.o $(LIB)
 	$(CXX) $(BUILD)/model/longctx.o -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive -o $@ $(LDLIBS)
-
-# bench/registry.c lists the kernel families whose bench/bench_*.c exist (__has_include).
-$(BUILD)/bench/registry.o: $(wildcard bench/bench_*.c)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
 	@mkdir -p $(dir $@)
@@ -113,6 +108,11 @@ run: setup-run all
 plots:
 	@scripts/setup.sh plots
 	@for f in plots/*.gp; do echo "gnuplot $$f"; gnuplot -e "outdir='plots'" $$f || exit 1; done
+
+# bench/registry.c lists the kernel families whose bench/bench_*.c exist (__has_include).
+# (The binary links the library whole: longctx.o's weak subcommand fallbacks would otherwise
+# keep the archive members with the real ones out.)
+$(BUILD)/bench/registry.o: $(wildcard bench/bench_*.c)
 
 clean:
 	rm -rf build
