@@ -1,7 +1,7 @@
 # memory_vs_L.gp — peak memory of a kernel point vs L per mixer (measured: device memory in use
 # on CUDA, peak-RSS rise on the CPU; solid), the family's prediction (dotted, same colour), and
-# the card's memory from results/device_limits.csv. Points that ran out of memory are marked x
-# at their predicted size -> plots/memory_vs_L_<device>.png
+# the card's memory from results/device_limits.csv. Points that did not run are marked at their
+# predicted size: x = out of memory, + = time budget or unsupported -> plots/memory_vs_L_<device>.png
 load "plots/common.inc"
 gib(x) = x / 1073741824.0
 do for [f in FILES] {
@@ -25,9 +25,9 @@ do for [f in FILES] {
     rx = rangeall(f, "L", "L")
     set xrange [real(word(rx, 1)) / 1.3 : real(word(rx, 2)) * 1.3]
     out = sprintf("%s/memory_vs_L_%s.png", outdir, slug(f))
-    eval(TERM(words(ks) + 2))
+    eval(TERM(words(ks) + 3))
     set output out
-    set bmargin keyrows(words(ks) + 2)
+    set bmargin keyrows(words(ks) + 3)
     set title sprintf("Peak memory vs context length — %s", cardtitle(f))
     set xlabel "context length L (tokens)"
     set ylabel "memory (GiB)"
@@ -41,8 +41,11 @@ do for [f in FILES] {
              with lines lt mixlt(ms, word(ks, i)) dt 3 lw 1 notitle, \
          for [i=1:words(ks)] f using (isoom("L", word(ks, i)) ? column("L") : NaN):(gib(column("predicted_bytes"))) \
              with points lt mixlt(ms, word(ks, i)) pt 2 ps 2 lw 2 notitle, \
+         for [i=1:words(ks)] f using (isskip("L", word(ks, i)) ? column("L") : NaN):(gib(column("predicted_bytes"))) \
+             with points lt mixlt(ms, word(ks, i)) pt 1 ps 2 lw 2 notitle, \
          NaN with lines lc black dt 3 lw 1 title "predicted (dotted)", \
-         NaN with points lc black pt 2 ps 2 lw 2 title "out of memory (at its predicted size)"
+         NaN with points lc black pt 2 ps 2 lw 2 title "out of memory (at predicted size)", \
+         NaN with points lc black pt 1 ps 2 lw 2 title "over budget / unsupported (at predicted size)"
     unset output
     print "wrote " . out
 }
