@@ -64,7 +64,9 @@ static void git_sha(char *out, size_t cap) {
         return;
     }
     char dirty[8];
-    read_cmd("git status --porcelain --untracked-files=no 2>/dev/null | head -1 | cut -c1-3", dirty, sizeof dirty);
+    /* outputs (results/, plots/) do not make the code dirty: the sweep itself rewrites them */
+    read_cmd("git status --porcelain --untracked-files=no -- . ':!results' ':!plots' 2>/dev/null | head -1 | cut -c1-3",
+             dirty, sizeof dirty);
     if (dirty[0] && strlen(out) + 7 < cap) strcat(out, "-dirty");
 }
 
