@@ -199,7 +199,11 @@ static lc_status attend_config(const struct hsa_shape *s, int tpw, attend_cfg *c
     if (G > max_rows)
         return lc_errorf(LC_EUNSUPPORTED, "%s: G = %lld query heads per KV head exceeds %lld", what, (long long)G,
                          (long long)max_rows);
-    int64_t mt = 128 / G;
+    /* rows (token, head pairs) per CTA: 128 by default; LONGCTX_HSA_ROWS = 64 | 128 | 256 to tune */
+    int64_t rows = 128;
+    const char *env = getenv("LONGCTX_HSA_ROWS");
+    if (env && (atoi(env) == 64 || atoi(env) == 256)) rows = atoi(env);
+    int64_t mt = rows / G;
     if (mt < 1) mt = 1;
     if (mt > 32) mt = 32; /* one lane per token in the union merge */
     cfg->MT = (int)mt;

@@ -75,7 +75,7 @@ struct tok_smem {
 
 /* one warp per 16-row tile; blockDim = 32 * n_tiles */
 template <int S, int DH, bool BWD>
-__global__ void __launch_bounds__(256, 2) attend_tok_kernel(const tok_params p, const int NS) {
+__global__ void __launch_bounds__(512) attend_tok_kernel(const tok_params p, const int NS) {
     typedef tok_smem<S, DH, BWD> SM;
     constexpr int LD = SM::LD;
     constexpr int NT = S / 8;   /* n8 tiles of scores */
@@ -113,25 +113,20 @@ __global__ void __launch_bounds__(256, 2) attend_tok_kernel(const tok_params p, 
             if (BWD) *reinterpret_cast<uint4 *>(Ds + r * LD + sg * 8) = make_uint4(0, 0, 0, 0);
         }
     }
-    cp_async_commit();
-    /* token lists of the block */
-    for (int j = threadIdx.x; j < p.MT; j += blockDim.x) {
+    /* token lists of the block (cp.async, in flight together with the q rows) */
+    for (int e = threadIdx.x; e < p.MT * K; e += blockDim.x) {
+        int j = e / K, kk = e % K;
         int64_t t = t0 + j;
         int nv = 0;
         if (t < p.L) {
             int64_t n = num_visible(t / p.block_q, p.S, p.block_q, p.C);
             nv = (int)(n < p.K ? n : p.K);
         }
-        nv_s[j] = nv;
-    }
-    __syncthreads();
-    for (int e = threadIdx.x; e < p.MT * K; e += blockDim.x) {
-        int j = e / K, kk = e % K;
-        int64_t t = t0 + j;
-        if (kk < nv_s[j]) {
+        if (kk == 0) nv_s[j] = nv;
+        if (kk < nv) {
             int64_t off = ((b * p.Lr + t / p.block_q) * p.Hr + hr) * p.K + kk;
-            idx_s[e] = p.idx[off];
-            w_s[e] = p.w[off];
+            cp_async4(idx_s + e, p.idx + off);
+            cp_async4(w_s + e, p.w + off);
         } else {
             idx_s[e] = -1;
             w_s[e] = 0.f;
@@ -139,6 +134,8 @@ __global__ void __launch_bounds__(256, 2) attend_tok_kernel(const tok_params p, 
                 for (int gg = 0; gg < G; gg++) p.lse[((b * p.L + t) * p.HQ + h * G + gg) * p.K + kk] = -INFINITY;
         }
     }
+    cp_async_commit();
+    cp_async_wait<0>();
     __syncthreads();
     if (warp == 0) { /* union of the sorted-descending lists: repeated warp max */
         int ptr = 0, nv = lane < p.MT ? nv_s[lane] : 0, n = 0;
