@@ -1,4 +1,5 @@
-/* bench_hsa.c — benchmark family for HSA (mixers "hsa_retrieve", "hsa_attend", "hsa_attend_rand";
+/* bench_hsa.c — benchmark family for HSA (mixers "hsa_retrieve", "hsa_attend", "hsa_attend_rand",
+ * "hsa_attend_pool";
  * backends CPU = the C reference in fp32, CUDA = kernels/hsa.cu in bf16). Point fields: B, L, HQ,
  * H, dh, S, K, dr; Hr = H (one retrieval head per KV head), block_q = 1, softmax weights.
  *
@@ -10,9 +11,13 @@
  *                   in and dq, dk, dv, dw out) — K/V counted once although gathers re-read chunks.
  *  Index pattern of hsa_attend: token t keeps token t-1's chunk set except that each slot is
  *  replaced by a uniformly random visible chunk with probability 1/8 (neighbouring tokens share
- *  about 7/8 of their chunks, the overlap seen in trained models, see hsa.md Appendix A);
+ *  about 7/8 of their chunks; a drifting set, an assumption of this harness);
  *  hsa_attend_rand draws every token's K chunks uniformly at random (no overlap: worst case for
- *  chunk reuse). Both are sorted by chunk id descending as retrieval produces them.
+ *  chunk reuse); hsa_attend_pool follows the overlap statistics measured on a trained model
+ *  (hsa.md Appendix A, M = 16 token blocks, K = 32: a block's union is ~3.2 K chunks and 92.8% of
+ *  them already appear in the previous block): a pool of ceil(3.2 K) chunks, each member replaced
+ *  by a random visible chunk with probability 0.072/16 per token, every token taking a random K of
+ *  the pool. All are sorted by chunk id descending as retrieval produces them.
  * "bwd" runs the backward alone (the forward runs once in make to provide lse).
  */
 #include <stdlib.h>
@@ -23,7 +28,7 @@
 #include "hsa.h"
 
 enum dir { DIR_FWD, DIR_BWD, DIR_FWDBWD };
-enum kind { KIND_RETRIEVE, KIND_ATTEND, KIND_ATTEND_RAND };
+enum kind { KIND_RETRIEVE, KIND_ATTEND, KIND_ATTEND_RAND, KIND_ATTEND_POOL };
 
 struct hsa_ctx {
     struct hsa_shape s;
@@ -185,6 +190,58 @@ static lc_status fill_dev_bf16(void *d, size_t n, uint64_t seed) {
 }
 #endif
 
+/* the pool pattern (see the header comment) */
+static void make_indices_pool(const struct hsa_shape *s, int32_t *idx, float *w) {
+    const int64_t K = s->K, Lr = hsa_num_rows(s), P = (32 * K + 9) / 10;
+    lc_rng r;
+    lc_rng_seed(&r, 77);
+    int64_t *pool = malloc(sizeof(int64_t) * (size_t)P), *pick = malloc(sizeof(int64_t) * (size_t)P);
+    for (int64_t bh = 0; bh < s->B * s->Hr; bh++) {
+        const int64_t b = bh / s->Hr, hr = bh % s->Hr;
+        int64_t np = 0, nv_prev = -1;
+        for (int64_t t = 0; t < Lr; t++) {
+            const int64_t nv = hsa_num_visible(s, t);
+            if (nv <= P) { /* the pool is everything visible */
+                if (nv != nv_prev)
+                    for (np = 0; np < nv; np++) pool[np] = np;
+            } else {
+                if (np < P) /* grow to P with distinct random chunks */
+                    while (np < P) {
+                        int64_t c = (int64_t)lc_rng_below(&r, (uint64_t)nv), dup = 0;
+                        for (int64_t i = 0; i < np; i++) dup |= pool[i] == c;
+                        if (!dup) pool[np++] = c;
+                    }
+                for (int64_t i = 0; i < np; i++)
+                    if (lc_rng_uniform(&r) < 0.072 / 16.0) {
+                        int64_t c = (int64_t)lc_rng_below(&r, (uint64_t)nv), dup = 0;
+                        for (int64_t m = 0; m < np; m++) dup |= pool[m] == c;
+                        if (!dup) pool[i] = c;
+                    }
+            }
+            nv_prev = nv;
+            const int64_t n = np < K ? np : K;
+            for (int64_t i = 0; i < np; i++) pick[i] = pool[i];
+            for (int64_t i = 0; i < n; i++) { /* partial Fisher-Yates: a random n-subset */
+                int64_t j = i + (int64_t)lc_rng_below(&r, (uint64_t)(np - i));
+                int64_t x = pick[i];
+                pick[i] = pick[j], pick[j] = x;
+            }
+            for (int64_t i = 1; i < n; i++) /* sort descending */
+                for (int64_t m = i; m > 0 && pick[m] > pick[m - 1]; m--) {
+                    int64_t x = pick[m];
+                    pick[m] = pick[m - 1], pick[m - 1] = x;
+                }
+            int32_t *io = idx + ((b * Lr + t) * s->Hr + hr) * K;
+            float *wo = w + ((b * Lr + t) * s->Hr + hr) * K;
+            for (int64_t k = 0; k < K; k++) {
+                io[k] = k < n ? (int32_t)pick[k] : 0;
+                wo[k] = k < n ? 1.0f / (float)n : 0.0f;
+            }
+        }
+    }
+    free(pool), free(pick);
+}
+
 static lc_status make_kind(const struct bench_point *p, struct bench_case *out, int kind) {
     struct hsa_shape s = point_shape(p);
     LC_TRY(hsa_check(&s));
@@ -236,6 +293,7 @@ static lc_status make_kind(const struct bench_point *p, struct bench_case *out, 
             hidx = lc_malloc(4 * ni, "hsa bench idx");
             hw = lc_malloc(4 * ni, "hsa bench w");
             if (!hidx || !hw) st = LC_ENOMEM;
+            else if (kind == KIND_ATTEND_POOL) make_indices_pool(&s, hidx, hw);
             else make_indices(&s, kind == KIND_ATTEND_RAND, hidx, hw);
         }
     }
@@ -303,11 +361,13 @@ static lc_status make_kind(const struct bench_point *p, struct bench_case *out, 
 static lc_status make_retrieve(const struct bench_point *p, struct bench_case *c) { return make_kind(p, c, KIND_RETRIEVE); }
 static lc_status make_attend(const struct bench_point *p, struct bench_case *c) { return make_kind(p, c, KIND_ATTEND); }
 static lc_status make_attend_rand(const struct bench_point *p, struct bench_case *c) { return make_kind(p, c, KIND_ATTEND_RAND); }
+static lc_status make_attend_pool(const struct bench_point *p, struct bench_case *c) { return make_kind(p, c, KIND_ATTEND_POOL); }
 
 static const struct bench_family families[] = {
     {"hsa_retrieve", predict, make_retrieve},
     {"hsa_attend", predict, make_attend},
     {"hsa_attend_rand", predict, make_attend_rand},
+    {"hsa_attend_pool", predict, make_attend_pool},
 };
 
 const struct bench_family *bench_families_hsa(int *n) {

@@ -21,9 +21,13 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "attention.h"
 #include "cuda_common.cuh"
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#include "attention_wgmma.cuh"
+#endif
 
 namespace {
 
@@ -36,6 +40,17 @@ __device__ __forceinline__ uint32_t smem_u32(const void *p) {
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool pred) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
                  "r"(pred ? 16 : 0));
+}
+/* 4-byte async copy (lse, D rows); pred false writes 0. */
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool pred) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
+                 "r"(pred ? 4 : 0));
+}
+/* 2^x on the SFU; -inf -> +0. */
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
@@ -203,14 +218,14 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
                 const float m_new = fmaxf(m[mt][r], mx * p.scale_log2);
                 const float m_use = m_new == -INFINITY ? 0.f : m_new;
-                const float alpha = exp2f(m[mt][r] - m_use);
+                const float alpha = ex2(m[mt][r] - m_use);
                 m[mt][r] = m_new;
                 float sum = 0.f;
 #pragma unroll
                 for (int n = 0; n < BN / 8; n++)
 #pragma unroll
                     for (int e = 2 * r; e < 2 * r + 2; e++) {
-                        const float pv = exp2f(S[mt][n][e] * p.scale_log2 - m_use);
+                        const float pv = ex2(fmaf(S[mt][n][e], p.scale_log2, -m_use));
                         S[mt][n][e] = pv;
                         sum += pv;
                     }
@@ -268,6 +283,196 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
         }
 }
 
+
+/* ---------------------------------------------------------------------------------------------
+ * Forward on Hopper (sm_90a), dh = 64 or 128: the same algorithm with warpgroup MMAs. Each warpgroup owns
+ * 64 query rows; S = Q K^T is one wgmma chain with Q and K in 128-byte-swizzled shared memory
+ * (K-major), O += P V takes P from registers and V MN-major (row-major [key][d] as stored).
+ * Loads are cp.async (generic proxy), hence the proxy fence before the barrier. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ int sw128(int r, int chunk) { return r * 128 + ((chunk ^ (r & 7)) << 4); }
+
+/* Rows r0 .. r0+R-1 of a [*, D] bf16 tensor into D/64 column panels of R x 128 bytes each,
+ * 128-byte swizzled (the layout wgmma descriptors with swizzle mode 1 read). */
+template <int R, int NT, int D = 64>
+__device__ __forceinline__ void load_rows_sw(unsigned char *s, const bf16 *g, int64_t stride, int64_t r0, int64_t L,
+                                             int tid) {
+    constexpr int CPR = D / 8;
+#pragma unroll
+    for (int c = tid; c < R * CPR; c += NT) {
+        const int r = c / CPR, ch = c % CPR;
+        const int64_t row = r0 + r;
+        const bool ok = row < L;
+        cp_async16(s + (ch >> 3) * R * 128 + sw128(r, ch & 7), g + (ok ? row : 0) * stride + ch * 8, ok);
+    }
+}
+
+__device__ __forceinline__ void reg_fence(float &x) { asm volatile("" : "+f"(x)::"memory"); }
+__device__ __forceinline__ void reg_fence(uint32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
+#endif
+
+__global__ void attn_probe_sm90a_kernel(int *out) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    *out = 1;
+#else
+    *out = 0;
+#endif
+}
+
+template <int D, int BN, int NWG>
+__global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int BM = 64 * NWG, NT = NWG * 128, NP = D / 64; /* NP column panels of 64 */
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *sQ = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* 1024-aligned swizzle atoms */
+    unsigned char *sK = sQ + BM * 2 * D; /* [2][NP panels][BN rows x 128 B] */
+    unsigned char *sV = sK + 2 * BN * 2 * D;
+
+    const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
+    int64_t idx = blockIdx.x;
+    const int64_t a = idx % p.HQ;
+    idx /= p.HQ;
+    const int64_t qr = idx % p.nqb, b = idx / p.nqb;
+    const int64_t qb = p.causal ? p.nqb - 1 - qr : qr;
+    const int64_t L = p.L, h = a / (p.HQ / p.H), W = p.W;
+    const int64_t q0 = qb * BM;
+    const int64_t qstride = p.HQ * D, kstride = p.H * D;
+    const bf16 *qg = p.q + (b * L * p.HQ + a) * D;
+    const bf16 *kg = p.k + (b * L * p.H + h) * D;
+    const bf16 *vg = p.v + (b * L * p.H + h) * D;
+
+    const int64_t kend = p.causal ? min(q0 + BM, L) : L;
+    const int64_t kstart = (p.causal && W > 0) ? max(q0 - W, (int64_t)0) : 0;
+    const int64_t jt0 = kstart / BN, jt1 = (kend - 1) / BN;
+
+    load_rows_sw<BM, NT, D>(sQ, qg, qstride, q0, L, tid);
+    load_rows_sw<BN, NT, D>(sK, kg, kstride, jt0 * BN, L, tid);
+    load_rows_sw<BN, NT, D>(sV, vg, kstride, jt0 * BN, L, tid);
+    cp_async_commit();
+
+    float acc[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; i++) acc[i] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    const uint32_t qaddr = smem_u32(sQ) + wg * 64 * 128;
+    const int64_t row_base = q0 + wg * 64 + warp * 16 + g;
+
+    for (int64_t jt = jt0; jt <= jt1; jt++) {
+        const int buf = (int)((jt - jt0) & 1);
+        if (jt < jt1) {
+            load_rows_sw<BN, NT, D>(sK + (buf ^ 1) * BN * 2 * D, kg, kstride, (jt + 1) * BN, L, tid);
+            load_rows_sw<BN, NT, D>(sV + (buf ^ 1) * BN * 2 * D, vg, kstride, (jt + 1) * BN, L, tid);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+        const uint32_t kaddr = smem_u32(sK + buf * BN * 2 * D), vaddr = smem_u32(sV + buf * BN * 2 * D);
+
+        float S[BN / 2];
+#pragma unroll
+        for (int i = 0; i < BN / 2; i++) S[i] = 0.f;
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const int pn = kk / 4, ko = (kk % 4) * 32; /* panel, byte offset inside the 128-byte row */
+            const uint64_t da = wgmma_desc(qaddr + pn * BM * 128 + ko, 16, 1024);
+            const uint64_t db = wgmma_desc(kaddr + pn * BN * 128 + ko, 16, 1024);
+            if constexpr (BN == 128) wgmma_ss_n128(S, da, db, 1);
+            else wgmma_ss_n64(S, da, db, 1);
+        }
+        wgmma_commit();
+        wgmma_wait0();
+#pragma unroll
+        for (int i = 0; i < BN / 2; i++) reg_fence(S[i]);
+
+        const int64_t k0 = jt * BN;
+        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < q0 + BM - 1 - W)));
+        if (need_mask) {
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int64_t row = row_base + (e >= 2 ? 8 : 0);
+                    const int64_t col = k0 + i * 8 + 2 * tg + (e & 1);
+                    if (!visible(row < L ? row : L - 1, col, L, p.causal, W)) S[4 * i + e] = -INFINITY;
+                }
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++) mx = fmaxf(mx, fmaxf(S[4 * i + 2 * r], S[4 * i + 2 * r + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+            const float m_new = fmaxf(m[r], mx * p.scale_log2);
+            const float m_use = m_new == -INFINITY ? 0.f : m_new;
+            const float alpha = ex2(m[r] - m_use);
+            m[r] = m_new;
+            float sum = 0.f;
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++)
+#pragma unroll
+                for (int e = 2 * r; e < 2 * r + 2; e++) {
+                    const float pv = ex2(fmaf(S[4 * i + e], p.scale_log2, -m_use));
+                    S[4 * i + e] = pv;
+                    sum += pv;
+                }
+            l[r] = l[r] * alpha + sum;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+                acc[4 * i + 2 * r] *= alpha;
+                acc[4 * i + 2 * r + 1] *= alpha;
+            }
+        }
+
+        uint32_t pa[BN / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            pa[kk][0] = pack_bf16(S[8 * kk + 0], S[8 * kk + 1]);
+            pa[kk][1] = pack_bf16(S[8 * kk + 2], S[8 * kk + 3]);
+            pa[kk][2] = pack_bf16(S[8 * kk + 4], S[8 * kk + 5]);
+            pa[kk][3] = pack_bf16(S[8 * kk + 6], S[8 * kk + 7]);
+        }
+        wgmma_fence();
+#pragma unroll
+        for (int pn = 0; pn < NP; pn++) /* one n64 chain per 64-column panel of V and O */
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++)
+                wgmma_rs_n64(acc + pn * 32, pa[kk], wgmma_desc(vaddr + pn * BN * 128 + kk * 16 * 128, 1024, 1024));
+        wgmma_commit();
+        wgmma_wait0();
+#pragma unroll
+        for (int i = 0; i < D / 2; i++) reg_fence(acc[i]);
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) reg_fence(pa[kk][j]);
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float sum = l[r];
+        sum += __shfl_xor_sync(0xffffffff, sum, 1);
+        sum += __shfl_xor_sync(0xffffffff, sum, 2);
+        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        const int64_t row = row_base + r * 8;
+        if (row < L) {
+            bf16 *orow = p.o + ((b * L + row) * p.HQ + a) * D;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++)
+                *reinterpret_cast<uint32_t *>(orow + i * 8 + 2 * tg) =
+                    pack_bf16(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv);
+            if (tg == 0)
+                p.lse[(b * p.HQ + a) * L + row] = sum > 0.f ? (m[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
+        }
+    }
+#endif
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Backward, step 1: D[b, a, t] = <dO, O> in fp32; one group of D/8 lanes per row. */
 template <int D>
@@ -320,7 +525,7 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
     bf16 *sQ = sV + BN * P;     /* [2][BM][P] */
     bf16 *sdO = sQ + 2 * BM * P; /* [2][BM][P] */
     bf16 *sdS = sdO + 2 * BM * P; /* [BN][PS]: dS^T, keys x queries */
-    float *sL = reinterpret_cast<float *>(sdS + BN * PS); /* [2][BM] lse * log2(e) */
+    float *sL = reinterpret_cast<float *>(sdS + BN * PS); /* [2][BM] lse */
     float *sD = sL + 2 * BM;                              /* [2][BM] */
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
@@ -344,10 +549,11 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
         const int64_t a = h * G + it / nqt, q0 = (qt0 + it % nqt) * BM;
         load_rows<D, BM, NT>(sQ + buf * BM * P, p.q + (b * L * HQ + a) * D, qstride, q0, L, tid);
         load_rows<D, BM, NT>(sdO + buf * BM * P, p.dout + (b * L * HQ + a) * D, qstride, q0, L, tid);
-        for (int i = tid; i < BM; i += NT) {
-            const int64_t t = q0 + i;
-            sL[buf * BM + i] = t < L ? p.lse[(b * HQ + a) * L + t] * 1.4426950408889634f : 0.f;
-            sD[buf * BM + i] = t < L ? p.Dv[(b * HQ + a) * L + t] : 0.f;
+        for (int i = tid; i < 2 * BM; i += NT) {
+            const int64_t t = q0 + (i % BM);
+            const int64_t off = (b * HQ + a) * L + (t < L ? t : 0);
+            if (i < BM) cp_async4(sL + buf * BM + i, p.lse + off, t < L);
+            else cp_async4(sD + buf * BM + i - BM, p.Dv + off, t < L);
         }
     };
     issue(0, 0);
@@ -407,7 +613,7 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int qi = n * 8 + 2 * tg + (e & 1);
-                float pv = exp2f(St[n][e] * p.scale_log2 - cL[qi]);
+                float pv = ex2(fmaf(St[n][e], p.scale_log2, -cL[qi] * 1.4426950408889634f));
                 if (need_mask && !visible(q0 + qi, key_r0 + (e >= 2 ? 8 : 0), L, p.causal, W)) pv = 0.f;
                 St[n][e] = pv;
                 dPt[n][e] = pv * (dPt[n][e] - cD[qi]);
@@ -472,10 +678,8 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
                 if (t < L) {
                     float *dst = p.dq_acc + ((b * L + t) * HQ + a) * D + wd * DW + 2 * tg;
 #pragma unroll
-                    for (int n = 0; n < DW / 8; n++) {
-                        atomicAdd(dst + n * 8, dQ[n][2 * r]);
-                        atomicAdd(dst + n * 8 + 1, dQ[n][2 * r + 1]);
-                    }
+                    for (int n = 0; n < DW / 8; n++)
+                        atomicAdd(reinterpret_cast<float2 *>(dst + n * 8), make_float2(dQ[n][2 * r], dQ[n][2 * r + 1]));
                 }
             }
         }
@@ -494,6 +698,193 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
             }
         }
     }
+}
+
+
+/* Backward on Hopper (sm_90a), dh = 64: each warpgroup owns 64 keys. S^T = K Q^T and
+ * dP^T = V dO^T run with both operands in shared memory (K-major); dV += P^T dO and dK += dS^T Q
+ * take P^T, dS^T from registers and dO, Q MN-major; dS^T also goes to swizzled shared memory so
+ * the warpgroup's partial dQ = dS K (both operands MN-major) is a wgmma too, added to the fp32
+ * workspace with vector atomics. */
+template <int NWG>
+__global__ void __launch_bounds__(NWG * 128) attn_bwd_wgmma_kernel(const bwd_params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int D = 64, BN = 64 * NWG, BM = 64, NT = NWG * 128;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *sK = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
+    unsigned char *sV = sK + BN * 128;
+    unsigned char *sQ = sV + BN * 128;       /* [2][BM x 128 B] */
+    unsigned char *sdO = sQ + 2 * BM * 128;  /* [2][BM x 128 B] */
+    unsigned char *sdS = sdO + 2 * BM * 128; /* dS^T [BN keys x 64 queries] */
+    float *sL = reinterpret_cast<float *>(sdS + BN * 128);
+    float *sD = sL + 2 * BM;
+
+    const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
+    int64_t idx = blockIdx.x;
+    const int64_t h = idx % p.H;
+    idx /= p.H;
+    const int64_t kb = idx % p.nkb, b = idx / p.nkb;
+    const int64_t L = p.L, HQ = p.HQ, G = HQ / p.H, W = p.W;
+    const int64_t k0 = kb * BN;
+    const int64_t kstride = p.H * D, qstride = HQ * D;
+    const int64_t qlo = p.causal ? k0 : 0;
+    const int64_t qhi = (p.causal && W > 0) ? min(L, k0 + BN + W) : L;
+    const int64_t qt0 = qlo / BM, nqt = (qhi - 1) / BM - qt0 + 1;
+    const int64_t iters = G * nqt;
+
+    load_rows_sw<BN, NT>(sK, p.k + (b * L * p.H + h) * D, kstride, k0, L, tid);
+    load_rows_sw<BN, NT>(sV, p.v + (b * L * p.H + h) * D, kstride, k0, L, tid);
+    auto issue = [&](int64_t it, int buf) {
+        const int64_t a = h * G + it / nqt, q0 = (qt0 + it % nqt) * BM;
+        load_rows_sw<BM, NT>(sQ + buf * BM * 128, p.q + (b * L * HQ + a) * D, qstride, q0, L, tid);
+        load_rows_sw<BM, NT>(sdO + buf * BM * 128, p.dout + (b * L * HQ + a) * D, qstride, q0, L, tid);
+        for (int i = tid; i < 2 * BM; i += NT) {
+            const int64_t t = q0 + (i % BM);
+            const int64_t off = (b * HQ + a) * L + (t < L ? t : 0);
+            if (i < BM) cp_async4(sL + buf * BM + i, p.lse + off, t < L);
+            else cp_async4(sD + buf * BM + i - BM, p.Dv + off, t < L);
+        }
+    };
+    issue(0, 0);
+    cp_async_commit();
+
+    float dK[32], dV[32];
+#pragma unroll
+    for (int i = 0; i < 32; i++) dK[i] = dV[i] = 0.f;
+    const int64_t key_r0 = k0 + wg * 64 + warp * 16 + g;
+    const uint32_t kA = smem_u32(sK) + wg * 64 * 128, vA = smem_u32(sV) + wg * 64 * 128;
+    const uint32_t dsA = smem_u32(sdS) + wg * 64 * 128;
+    const int srow = wg * 64 + warp * 16 + g; /* this thread's dS^T rows: srow, srow + 8 */
+
+    for (int64_t it = 0; it < iters; it++) {
+        const int buf = (int)(it & 1);
+        if (it + 1 < iters) {
+            issue(it + 1, buf ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+        const int64_t a = h * G + it / nqt, q0 = (qt0 + it % nqt) * BM;
+        const uint32_t qB = smem_u32(sQ + buf * BM * 128), oB = smem_u32(sdO + buf * BM * 128);
+        const float *cL = sL + buf * BM, *cD = sD + buf * BM;
+
+        float St[32], dPt[32];
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            St[i] = dPt[i] = 0.f;
+            reg_fence(St[i]); /* materialise the zeros before the fence, not between the wgmmas */
+            reg_fence(dPt[i]);
+        }
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+            wgmma_ss_n64(St, wgmma_desc(kA + kk * 32, 16, 1024), wgmma_desc(qB + kk * 32, 16, 1024), 1);
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+            wgmma_ss_n64(dPt, wgmma_desc(vA + kk * 32, 16, 1024), wgmma_desc(oB + kk * 32, 16, 1024), 1);
+        wgmma_commit();
+        wgmma_wait0();
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            reg_fence(St[i]);
+            reg_fence(dPt[i]);
+        }
+
+        const bool need_mask = q0 + BM > L || k0 + BN > L ||
+                               (p.causal && (q0 < k0 + BN - 1 || (W > 0 && q0 + BM - 1 > k0 + W)));
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int qi = i * 8 + 2 * tg + (e & 1);
+                float pv = ex2(fmaf(St[4 * i + e], p.scale_log2, -cL[qi] * 1.4426950408889634f));
+                if (need_mask && !visible(q0 + qi, key_r0 + (e >= 2 ? 8 : 0), L, p.causal, W)) pv = 0.f;
+                St[4 * i + e] = pv;
+                dPt[4 * i + e] = pv * (dPt[4 * i + e] - cD[qi]);
+            }
+        uint32_t pa[4][4], sa[4][4];
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                pa[kk][j] = pack_bf16(St[8 * kk + 2 * j], St[8 * kk + 2 * j + 1]);
+                sa[kk][j] = pack_bf16(dPt[8 * kk + 2 * j], dPt[8 * kk + 2 * j + 1]);
+            }
+        /* dS^T rows to shared memory, 128-byte swizzle (chunk i = queries 8i .. 8i+7) */
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int off = ((i ^ (srow & 7)) << 4) + 4 * tg;
+            *reinterpret_cast<uint32_t *>(sdS + srow * 128 + off) = pack_bf16(dPt[4 * i], dPt[4 * i + 1]);
+            *reinterpret_cast<uint32_t *>(sdS + (srow + 8) * 128 + off) = pack_bf16(dPt[4 * i + 2], dPt[4 * i + 3]);
+        }
+        fence_proxy_async();
+        asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory"); /* this warpgroup's dS^T is in place */
+        float dQ[32];
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            dQ[i] = 0.f;
+            reg_fence(dQ[i]);
+        }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                reg_fence(pa[kk][j]);
+                reg_fence(sa[kk][j]);
+            }
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dV, pa[kk], wgmma_desc(oB + kk * 16 * 128, 1024, 1024));
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dK, sa[kk], wgmma_desc(qB + kk * 16 * 128, 1024, 1024));
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+            wgmma_ss_n64_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024), wgmma_desc(kA + kk * 16 * 128, 1024, 1024));
+        wgmma_commit();
+        wgmma_wait0();
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            reg_fence(dQ[i]);
+            reg_fence(dK[i]);
+            reg_fence(dV[i]);
+        }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                reg_fence(pa[kk][j]);
+                reg_fence(sa[kk][j]);
+            }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int64_t t = q0 + warp * 16 + g + r * 8;
+            if (t < L) {
+                float *dst = p.dq_acc + ((b * L + t) * HQ + a) * D + 2 * tg;
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    atomicAdd(reinterpret_cast<float2 *>(dst + i * 8), make_float2(dQ[4 * i + 2 * r], dQ[4 * i + 2 * r + 1]));
+            }
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int64_t key = key_r0 + r * 8;
+        if (key < L) {
+            bf16 *dkr = p.dk + ((b * L + key) * p.H + h) * D, *dvr = p.dv + ((b * L + key) * p.H + h) * D;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                *reinterpret_cast<uint32_t *>(dkr + i * 8 + 2 * tg) =
+                    pack_bf16(dK[4 * i + 2 * r] * p.scale, dK[4 * i + 2 * r + 1] * p.scale);
+                *reinterpret_cast<uint32_t *>(dvr + i * 8 + 2 * tg) = pack_bf16(dV[4 * i + 2 * r], dV[4 * i + 2 * r + 1]);
+            }
+        }
+    }
+#endif
 }
 
 /* Backward, step 3: dq = bf16(scale * dq_acc), 4 values per thread. */
@@ -526,6 +917,59 @@ lc_status launch_fwd(const fwd_params &p0, int64_t B, cudaStream_t st) {
     return LC_OK;
 }
 
+
+template <int D, int BN, int NWG>
+lc_status launch_fwd_wgmma(const fwd_params &p0, int64_t B, cudaStream_t st) {
+    constexpr int BM = 64 * NWG;
+    fwd_params p = p0;
+    p.nqb = (p.L + BM - 1) / BM;
+    const size_t smem = (size_t)(BM + 4 * BN) * 2 * D + 1024;
+    const int64_t blocks = p.nqb * p.HQ * B;
+    if (blocks > 0x7fffffffLL)
+        return lc_errorf(LC_EUNSUPPORTED, "attention_forward_cuda: B*HQ*ceil(L/%d) = %lld blocks exceed the grid", BM,
+                         (long long)blocks);
+    cuda_check(cudaFuncSetAttribute(attn_fwd_wgmma_kernel<D, BN, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_fwd_wgmma_kernel<D, BN, NWG><<<(unsigned)blocks, NWG * 128, smem, st>>>(p);
+    cuda_check_launch("attn_fwd_wgmma_kernel");
+    return LC_OK;
+}
+
+/* 1 when the code the driver loaded for this device is the sm_90a build (wgmma available). Probed
+ * once per process; the answer cannot change while it runs. */
+int have_sm90a() {
+    static int cached = -1;
+    if (cached >= 0) return cached;
+    int *d = NULL, h = 0;
+    if (cudaMalloc(&d, sizeof(int)) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    attn_probe_sm90a_kernel<<<1, 1>>>(d);
+    if (cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost) != cudaSuccess) {
+        cudaGetLastError();
+        h = 0;
+    }
+    cudaFree(d);
+    cached = h;
+    return h;
+}
+
+
+template <int NWG>
+lc_status launch_bwd_wgmma(const bwd_params &p0, int64_t B, cudaStream_t st) {
+    constexpr int BN = 64 * NWG, BM = 64;
+    bwd_params p = p0;
+    p.nkb = (p.L + BN - 1) / BN;
+    const size_t smem = (size_t)(3 * BN + 4 * BM) * 128 + 4 * BM * sizeof(float) + 1024;
+    const int64_t blocks = p.nkb * p.H * B;
+    if (blocks > 0x7fffffffLL)
+        return lc_errorf(LC_EUNSUPPORTED, "attention_backward_cuda: too many blocks (%lld)", (long long)blocks);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_wgmma_kernel<NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_wgmma_kernel<NWG><<<(unsigned)blocks, NWG * 128, smem, st>>>(p);
+    cuda_check_launch("attn_bwd_wgmma_kernel");
+    return LC_OK;
+}
+
 template <int D, int NW, int BM>
 lc_status launch_bwd(const bwd_params &p0, int64_t B, cudaStream_t st) {
     constexpr int BN = 16 * NW;
@@ -552,6 +996,13 @@ __global__ void attn_fill_kernel(bf16 *x, int64_t n, uint64_t seed, float scale)
     }
 }
 
+/* Tile-configuration override for tuning runs (env LC_ATTN_FWD / LC_ATTN_BWD = variant number);
+ * unset = the shipped default for the shape. */
+int tuning_variant(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : dflt;
+}
+
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 } // namespace
@@ -570,10 +1021,44 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     p.causal = s->causal;
     p.scale_log2 = attention_scale(s) * 1.4426950408889634f;
     cudaStream_t st = lc_stream(stream);
+    /* Defaults from the H100 tuning runs (results/notes-attn.md): 64-row query tiles for narrow
+     * windows at dh 64 (less masked work per tile), 128 rows otherwise. */
+    const bool narrow = s->causal && s->W > 0 && s->W <= 1024;
+    const int var = tuning_variant("LC_ATTN_FWD", s->dh == 64 ? (narrow ? 3 : 0) : 3);
     switch (s->dh) {
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
-    case 64: return launch_fwd<64, 64, 4, 2>(p, s->B, st);
-    default: return launch_fwd<128, 64, 8, 1>(p, s->B, st);
+    case 64:
+        if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+            const int dflt = narrow ? 1 : (s->causal && s->W > 0) ? 3 : 4;
+            switch (tuning_variant("LC_ATTN_WG", dflt)) {
+            case 1: return launch_fwd_wgmma<64, 64, 1>(p, s->B, st);
+            case 2: return launch_fwd_wgmma<64, 64, 2>(p, s->B, st);
+            case 3: return launch_fwd_wgmma<64, 128, 1>(p, s->B, st);
+            case 4: return launch_fwd_wgmma<64, 128, 3>(p, s->B, st);
+            default: return launch_fwd_wgmma<64, 128, 2>(p, s->B, st);
+            }
+        }
+        switch (var) {
+        case 1: return launch_fwd<64, 64, 8, 1>(p, s->B, st);
+        case 2: return launch_fwd<64, 32, 8, 2>(p, s->B, st);
+        case 3: return launch_fwd<64, 64, 4, 1>(p, s->B, st);
+        default: return launch_fwd<64, 64, 4, 2>(p, s->B, st);
+        }
+    default:
+        if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+            switch (tuning_variant("LC_ATTN_WG", narrow ? 1 : 4)) {
+            case 1: return launch_fwd_wgmma<128, 64, 1>(p, s->B, st);
+            case 2: return launch_fwd_wgmma<128, 64, 2>(p, s->B, st);
+            case 3: return launch_fwd_wgmma<128, 128, 1>(p, s->B, st);
+            default: return launch_fwd_wgmma<128, 64, 3>(p, s->B, st);
+            }
+        }
+        switch (var) {
+        case 1: return launch_fwd<128, 32, 4, 2>(p, s->B, st);
+        case 2: return launch_fwd<128, 32, 8, 2>(p, s->B, st);
+        case 0: return launch_fwd<128, 64, 8, 1>(p, s->B, st);
+        default: return launch_fwd<128, 64, 4, 2>(p, s->B, st);
+        }
     }
 }
 
@@ -627,10 +1112,16 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     p.scale = attention_scale(s);
     p.scale_log2 = p.scale * 1.4426950408889634f;
     lc_status r;
+    const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
+    const int var = tuning_variant("LC_ATTN_BWD", narrow ? 1 : 0);
+    if (D == 64 && tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+        const int wv = tuning_variant("LC_ATTN_WGB", (s->causal && s->W > 0) ? 1 : 2);
+        r = wv == 1 ? launch_bwd_wgmma<1>(p, s->B, st) : launch_bwd_wgmma<2>(p, s->B, st);
+    } else
     switch (D) {
-    case 32: r = launch_bwd<32, 4, 64>(p, s->B, st); break;
-    case 64: r = launch_bwd<64, 4, 64>(p, s->B, st); break;
-    default: r = launch_bwd<128, 4, 32>(p, s->B, st); break;
+    case 32: r = var == 1 ? launch_bwd<32, 4, 64>(p, s->B, st) : launch_bwd<32, 8, 64>(p, s->B, st); break;
+    case 64: r = var == 1 ? launch_bwd<64, 4, 64>(p, s->B, st) : launch_bwd<64, 8, 64>(p, s->B, st); break;
+    default: r = var == 1 ? launch_bwd<128, 4, 32>(p, s->B, st) : launch_bwd<128, 8, 32>(p, s->B, st); break;
     }
     if (r != LC_OK) return r;
     const int64_t n4 = rows * D / 4;

@@ -199,7 +199,11 @@ static lc_status attend_config(const struct hsa_shape *s, int tpw, attend_cfg *c
     if (G > max_rows)
         return lc_errorf(LC_EUNSUPPORTED, "%s: G = %lld query heads per KV head exceeds %lld", what, (long long)G,
                          (long long)max_rows);
-    int64_t mt = 128 / G;
+    /* rows (token, head pairs) per CTA: 128 by default; LONGCTX_HSA_ROWS = 64 | 128 | 256 to tune */
+    int64_t rows = 128;
+    const char *env = getenv("LONGCTX_HSA_ROWS");
+    if (env && (atoi(env) == 64 || atoi(env) == 256)) rows = atoi(env);
+    int64_t mt = rows / G;
     if (mt < 1) mt = 1;
     if (mt > 32) mt = 32; /* one lane per token in the union merge */
     cfg->MT = (int)mt;
@@ -229,13 +233,16 @@ static hsa_attend::tok_params tok_params_of(const struct hsa_shape *s, const att
     return p;
 }
 
-template <int S, int DH, int TPW, bool BWD>
+template <int S, int DH, bool BWD>
 static lc_status launch_tok(const hsa_attend::tok_params &p, const attend_cfg &cfg, cudaStream_t st) {
-    auto kern = hsa_attend::attend_tok_kernel<S, DH, TPW, BWD>;
-    size_t sm = hsa_attend::tok_smem<S, DH>::bytes(cfg.MT, (int)p.K);
+    typedef hsa_attend::tok_smem<S, DH, BWD> SM;
+    auto kern = hsa_attend::attend_tok_kernel<S, DH, BWD>;
+    const int rows = cfg.n_tiles * 16;
+    const int ns = SM::stages(cfg.MT, (int)p.K, rows);
+    size_t sm = SM::bytes(cfg.MT, (int)p.K, rows, ns);
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     dim3 grid((unsigned)((p.L + cfg.MT - 1) / cfg.MT), (unsigned)p.H, (unsigned)p.B);
-    kern<<<grid, cfg.nwarps * 32, sm, st>>>(p);
+    kern<<<grid, cfg.n_tiles * 32, sm, st>>>(p, ns);
     cuda_check_launch("attend_tok_kernel");
     return LC_OK;
 }
@@ -256,9 +263,8 @@ static lc_status launch_tok(const hsa_attend::tok_params &p, const attend_cfg &c
 lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, const bf16_t *k, const bf16_t *v,
                                   const int32_t *idx, const float *w, bf16_t *o, float *lse, void *stream) {
     LC_TRY(cuda_shape_check(s, "hsa_attend_forward_cuda"));
-    const int tpw = s->dh <= 64 ? 2 : 1;
     attend_cfg cfg;
-    LC_TRY(attend_config(s, tpw, &cfg, "hsa_attend_forward_cuda"));
+    LC_TRY(attend_config(s, 1, &cfg, "hsa_attend_forward_cuda"));
     hsa_attend::tok_params p = tok_params_of(s, cfg);
     p.q = reinterpret_cast<const bf16 *>(q);
     p.k = reinterpret_cast<const bf16 *>(k);
@@ -268,11 +274,7 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
     p.o = reinterpret_cast<bf16 *>(o);
     p.lse = lse;
     cudaStream_t st = lc_stream(stream);
-    if (tpw == 2) {
-        HSA_DISPATCH_S_DH(s->S, s->dh, if constexpr (DH <= 64) { LC_TRY((launch_tok<S, DH, 2, false>(p, cfg, st))); });
-    } else {
-        HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, 1, false>(p, cfg, st))));
-    }
+    HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, false>(p, cfg, st))));
     return LC_OK;
 }
 
@@ -406,7 +408,7 @@ lc_status hsa_attend_backward_cuda(const struct hsa_shape *s, const bf16_t *q, c
     p.lse_in = lse;
     p.dq = reinterpret_cast<bf16 *>(dq);
     p.D = ws.D;
-    HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, 1, true>(p, cfg, st))));
+    HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, true>(p, cfg, st))));
 
     /* 2. dw */
     {

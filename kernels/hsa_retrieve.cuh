@@ -281,6 +281,25 @@ static size_t smem_bytes2(int K) {
     return (stages > tile ? stages : tile) + (size_t)RB * K * 12 + (size_t)RB * 16 + (size_t)RB * 4 * 4;
 }
 
+/* Heap with the WORST entry at the root (order: better() reversed); restore from position j. */
+__device__ __forceinline__ void sift_down(float *lk, float *ls, int *li, int K, int j) {
+    float k0 = lk[j], s0 = ls[j];
+    int i0 = li[j];
+    for (;;) {
+        int ch = 2 * j + 1;
+        if (ch >= K) break;
+        if (ch + 1 < K && better(lk[ch], li[ch], lk[ch + 1], li[ch + 1])) ch++; /* the worse child */
+        if (!better(k0, i0, lk[ch], li[ch])) break; /* k0 is already worse than (or equal to) it */
+        lk[j] = lk[ch];
+        ls[j] = ls[ch];
+        li[j] = li[ch];
+        j = ch;
+    }
+    lk[j] = k0;
+    ls[j] = s0;
+    li[j] = i0;
+}
+
 __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel2(const params p) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int K = (int)p.K;
@@ -360,10 +379,10 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel2(const params p) 
         }
         for (int ks = 0; ks < nks; ks++) {
             const int st = ks % STAGES;
+            cp_async_wait<STAGES - 2>(); /* slice ks landed */
+            __syncthreads();              /* ... for everyone; slice ks-1's stage is free */
             if (ks + STAGES - 1 < nks) load(c0, ks + STAGES - 1, (ks + STAGES - 1) % STAGES);
             cp_async_commit();
-            cp_async_wait<STAGES - 1>();
-            __syncthreads();
             const bf16 *Qt = Qs + st * RB * LDS, *Lt = Ls + st * TN * LDS;
 #pragma unroll
             for (int kk = 0; kk < BK / 16; kk++) {
@@ -377,9 +396,9 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel2(const params p) 
                     mma16816(acc[2 * np + 1], a, bb[2], bb[3]);
                 }
             }
-            __syncthreads();
         }
         cp_async_wait<0>();
+        __syncthreads(); /* every warp is done with the stages: they become the score tile */
         /* candidates: visible values that beat the row's current worst entry */
         uint32_t mask[2] = {0u, 0u};
         float wk0[2];
@@ -430,24 +449,21 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel2(const params p) 
                     const int c = (int)(c0 + col);
                     const float sc = sct[rl * SLD + col];
                     const float key = p.gumbel ? sc + gumbel(p.seed, rh, (uint64_t)c) : sc;
-                    if (cnt < K) { /* list not full: append; the worst is found once it fills */
+                    if (cnt < K) { /* list not full: append; heapify once it fills */
                         lkr[cnt] = key;
                         lsr[cnt] = sc;
                         lir[cnt] = c;
                         cnt++;
                         if (cnt == K) {
-                            float bk = lkr[0];
-                            int bi = lir[0], bp = 0;
-                            for (int j = 1; j < K; j++)
-                                if (better(bk, bi, lkr[j], lir[j])) {
-                                    bk = lkr[j];
-                                    bi = lir[j];
-                                    bp = j;
-                                }
-                            wk = bk, wi = bi, wp = bp;
+                            for (int j = K / 2 - 1; j >= 0; j--) sift_down(lkr, lsr, lir, K, j);
+                            wk = lkr[0], wi = lir[0];
                         }
-                    } else if (better(key, c, wk, wi)) {
-                        insert_row(lkr, lsr, lir, K, key, sc, c, &wp, &wk, &wi);
+                    } else if (better(key, c, wk, wi)) { /* replace the root (worst) of the heap */
+                        lkr[0] = key;
+                        lsr[0] = sc;
+                        lir[0] = c;
+                        sift_down(lkr, lsr, lir, K, 0);
+                        wk = lkr[0], wi = lir[0];
                     }
                 }
             }

@@ -161,7 +161,13 @@ static lc_status scan_backward_t(mamba_scan::args &a, const float *h0, cudaStrea
     cuda_check_launch("chunk_dh_local");
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.dst, a.decay, a.dhT, a.dh0, a.H, a.nch, PN, 1);
     cuda_check_launch("state_pass<reverse>");
-    mamba_scan::chunk_bwd<P, N><<<grid, P * 4, 0, st>>>(a);
+    constexpr int dyn = mamba_scan::bwd_dyn_smem<P, N>();
+    static bool attr = false;
+    if (!attr) {
+        cuda_check(cudaFuncSetAttribute(mamba_scan::chunk_bwd<P, N>, cudaFuncAttributeMaxDynamicSharedMemorySize, dyn));
+        attr = true;
+    }
+    mamba_scan::chunk_bwd<P, N><<<grid, P * 4, dyn, st>>>(a);
     cuda_check_launch("chunk_bwd");
     return LC_OK;
 }

@@ -40,28 +40,37 @@ struct args {
 __device__ __forceinline__ float softplus(float v) { return v > 20.0f ? v : log1pf(__expf(v)); }
 __device__ __forceinline__ float sigm(float v) { return 1.0f / (1.0f + __expf(-v)); }
 
-/* rows [t0, t0+TT) of a [.., W] bf16 tensor with row stride `stride` elements, into dst[TT][W]
- * fp32; rows at or past t_end are zero. W % 8 == 0. */
-template <int W>
-__device__ __forceinline__ void load_rows(float *dst, const __nv_bfloat16 *src, int64_t row0, int64_t stride, int nvalid) {
-    constexpr int V = W / 8;
-    for (int e = threadIdx.x; e < TT * V; e += blockDim.x) {
-        const int j = e / V, v = e % V;
-        float *o = dst + j * W + v * 8;
-        if (j < nvalid) {
-            uint4 u = *reinterpret_cast<const uint4 *>(src + (row0 + j) * stride + v * 8);
-            const __nv_bfloat162 *p2 = reinterpret_cast<const __nv_bfloat162 *>(&u);
+/* rows [row0, row0+TT) of a [.., W] bf16 tensor with row stride `stride` elements, into
+ * dst[TT][W] fp32; rows at or past nvalid are zero. W % 8 == 0. In two halves: fetch() issues
+ * this thread's 16-byte loads into registers, put() converts and stores them, so a kernel can
+ * have the loads of every tensor of a tile in flight before the first store waits on one. */
+template <int W, int NT>
+struct rows {
+    static constexpr int V = W / 8, IT = (TT * V + NT - 1) / NT;
+    uint4 u[IT];
+    __device__ __forceinline__ void fetch(const __nv_bfloat16 *src, int64_t row0, int64_t stride, int nvalid) {
 #pragma unroll
-            for (int k = 0; k < 4; k++) {
-                float2 f = __bfloat1622float2(p2[k]);
-                o[2 * k] = f.x, o[2 * k + 1] = f.y;
-            }
-        } else {
-#pragma unroll
-            for (int k = 0; k < 8; k++) o[k] = 0.0f;
+        for (int it = 0; it < IT; it++) {
+            const int e = threadIdx.x + it * NT, j = e / V, v = e % V;
+            u[it] = make_uint4(0, 0, 0, 0);
+            if (e < TT * V && j < nvalid) u[it] = *reinterpret_cast<const uint4 *>(src + (row0 + j) * stride + v * 8);
         }
     }
-}
+    __device__ __forceinline__ void put(float *dst) const {
+#pragma unroll
+        for (int it = 0; it < IT; it++) {
+            const int e = threadIdx.x + it * NT, j = e / V, v = e % V;
+            if (e >= TT * V) break;
+            float *o = dst + j * W + v * 8;
+            const __nv_bfloat162 *p2 = reinterpret_cast<const __nv_bfloat162 *>(&u[it]);
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const float2 f = __bfloat1622float2(p2[k]);
+                o[2 * k] = f.x, o[2 * k + 1] = f.y;
+            }
+        }
+    }
+};
 
 /* dst[TT][W] fp32 -> bf16 rows */
 template <int W>
@@ -82,20 +91,22 @@ __device__ __forceinline__ void store_rows(__nv_bfloat16 *dst, const float *src,
 /* Sum over the 8 lanes of a warp that share q (lane bits 2..4) of v[NV]: halving exchanges, so
  * after three steps lane keeps NV/8 sums; returns them in v[0 .. NV/8) and their original
  * indices are i = sel * (NV/8) + j with sel = 4*bit4 + 2*bit3 + bit2 of the lane. */
+template <int HALF, int MASK, int NV>
+__device__ __forceinline__ void halve(float (&v)[NV]) {
+    const bool up = threadIdx.x & MASK;
+#pragma unroll
+    for (int j = 0; j < HALF; j++) {
+        const float lo = v[j], hi = v[j + HALF];
+        const float send = up ? lo : hi, keep = up ? hi : lo;
+        v[j] = keep + __shfl_xor_sync(0xffffffffu, send, MASK);
+    }
+}
+/* compile-time halves keep v in registers (a loop over the steps put it on the stack) */
 template <int NV>
 __device__ __forceinline__ void reduce_over_p(float (&v)[NV]) {
-    const int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int step = 0; step < 3; step++) {
-        const int mask = 16 >> step, half = NV >> (step + 1);
-        const bool up = lane & mask;
-#pragma unroll
-        for (int j = 0; j < half; j++) {
-            const float lo = v[j], hi = v[j + half];
-            const float send = up ? lo : hi, keep = up ? hi : lo;
-            v[j] = keep + __shfl_xor_sync(0xffffffffu, send, mask);
-        }
-    }
+    halve<NV / 2, 16>(v);
+    halve<NV / 4, 8>(v);
+    halve<NV / 8, 4>(v);
 }
 
 template <int NV>
@@ -150,11 +161,19 @@ __global__ void __launch_bounds__(P * 4) chunk_fwd(args a) {
     for (int64_t t0 = t_begin; t0 < t_end; t0 += TT) {
         const int nvalid = (int)min((int64_t)TT, t_end - t0);
         const int64_t row0 = b * a.L + t0;
-        load_rows<P>(&xs[0][0], a.x + h * P, row0, a.H * P, nvalid);
-        load_rows<N>(&Bs[0][0], a.Bm + g * N, row0, a.G * N, nvalid);
+        rows<P, P * 4> rx, rz;
+        rows<N, P * 4> rb, rc;
+        rx.fetch(a.x + h * P, row0, a.H * P, nvalid);
+        rb.fetch(a.Bm + g * N, row0, a.G * N, nvalid);
         if (!LOCAL) {
-            load_rows<N>(&Cs[0][0], a.Cm + g * N, row0, a.G * N, nvalid);
-            if (a.z) load_rows<P>(&zs[0][0], a.z + h * P, row0, a.H * P, nvalid);
+            rc.fetch(a.Cm + g * N, row0, a.G * N, nvalid);
+            if (a.z) rz.fetch(a.z + h * P, row0, a.H * P, nvalid);
+        }
+        rx.put(&xs[0][0]);
+        rb.put(&Bs[0][0]);
+        if (!LOCAL) {
+            rc.put(&Cs[0][0]);
+            if (a.z) rz.put(&zs[0][0]);
         }
         load_dt(dtp, dAv, nullptr, a, row0, (int)h, nvalid);
         __syncthreads();
@@ -210,12 +229,21 @@ __global__ void state_pass(float *st, const float *decay, const float *init, flo
     const int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, h = blockIdx.y, b = blockIdx.z;
     if (e >= PN) return;
     float run = init ? init[(b * H + h) * PN + e] : 0.0f;
-    for (int64_t k = 0; k < nch; k++) {
-        const int64_t c = reverse ? nch - 1 - k : k;
-        float *p = st + ((b * nch + c) * H + h) * PN + e;
-        const float loc = *p;
-        *p = run;
-        run = decay[(b * nch + c) * H + h] * run + loc;
+    constexpr int U = 8; /* loads of U chunks in flight before the dependent updates */
+    for (int64_t k0 = 0; k0 < nch; k0 += U) {
+        float loc[U], dec[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int64_t k = k0 + u, c = reverse ? nch - 1 - k : k;
+            loc[u] = k < nch ? st[((b * nch + c) * H + h) * PN + e] : 0.0f;
+            dec[u] = k < nch ? decay[(b * nch + c) * H + h] : 1.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int64_t k = k0 + u, c = reverse ? nch - 1 - k : k;
+            if (k < nch) st[((b * nch + c) * H + h) * PN + e] = run;
+            run = dec[u] * run + loc[u];
+        }
     }
     if (fin) fin[(b * H + h) * PN + e] = run;
 }
@@ -248,9 +276,14 @@ __global__ void __launch_bounds__(P * 4) chunk_dh_local(args a) {
         const int64_t t0 = t_begin + k * TT;
         const int nvalid = (int)min((int64_t)TT, t_end - t0);
         const int64_t row0 = b * a.L + t0;
-        load_rows<P>(&gs[0][0], a.dy + h * P, row0, a.H * P, nvalid);
-        if (a.z) load_rows<P>(&zs[0][0], a.z + h * P, row0, a.H * P, nvalid);
-        load_rows<N>(&Cs[0][0], a.Cm + g * N, row0, a.G * N, nvalid);
+        rows<P, P * 4> rg, rz;
+        rows<N, P * 4> rc;
+        rg.fetch(a.dy + h * P, row0, a.H * P, nvalid);
+        if (a.z) rz.fetch(a.z + h * P, row0, a.H * P, nvalid);
+        rc.fetch(a.Cm + g * N, row0, a.G * N, nvalid);
+        rg.put(&gs[0][0]);
+        if (a.z) rz.put(&zs[0][0]);
+        rc.put(&Cs[0][0]);
         load_dt(dtp, dAv, nullptr, a, row0, (int)h, nvalid);
         __syncthreads();
         gate_grad<P>(gs, zs, a.z != nullptr);
@@ -287,14 +320,25 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
     return s;
 }
 
-constexpr int TMAX_BWD = 256; /* the backward's chunk length cap (per-token scalars in shared memory) */
+constexpr int TMAX_BWD = 512; /* the backward's chunk length cap (per-token scalars in shared memory) */
+
+/* Dynamic shared memory of chunk_bwd: per-warp partial sums over p of the tile's tokens,
+ * stage[warp][TT][N] (vectors) and wst[warp][TT] (scalars). Each warp's reduce_over_p leaves
+ * every n exactly once across its lanes, so partials are stored without atomics (shared-memory
+ * float atomics are compare-and-swap loops) and summed over warps once per tile. */
+template <int P, int N>
+constexpr int bwd_dyn_smem() { return (P * 4 / 32) * TT * (N + 1) * 4; }
 
 template <int P, int N>
-__global__ void __launch_bounds__(P * 4) chunk_bwd(args a) {
-    constexpr int NV = N / 4;
-    __shared__ __align__(16) float xs[TT][P], gs[TT][P], zs[TT][P], os[TT][P], Bs[TT][N], Cs[TT][N], acc_n[TT][N];
+__global__ void __launch_bounds__(P * 4, 2) chunk_bwd(args a) {
+    constexpr int NV = N / 4, NW = P * 4 / 32;
+    __shared__ __align__(16) float xs[TT][P], gs[TT][P], zs[TT][P], os[TT][P], Bs[TT][N], Cs[TT][N];
     __shared__ float dtp[TT], dAv[TT];
     __shared__ float w1[TMAX_BWD], xdx[TMAX_BWD], dtpc[TMAX_BWD], sgc[TMAX_BWD], red[32];
+    extern __shared__ __align__(16) float dyn[];
+    float *stage = dyn;                /* [NW][TT][N] */
+    float *wst = dyn + NW * TT * N;    /* [NW][TT] */
+    const int warp = threadIdx.x >> 5;
     const int tid = threadIdx.x, p = tid >> 2, q = tid & 3, lane = tid & 31;
     const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
     const int64_t t_begin = c * a.T, t_end = min(t_begin + a.T, a.L);
@@ -302,7 +346,6 @@ __global__ void __launch_bounds__(P * 4) chunk_bwd(args a) {
     const float Dh = a.D ? a.D[h] : 0.0f, Ah = a.A[h];
     const bool has_z = a.z != nullptr;
     for (int i = tid; i < a.T; i += blockDim.x) w1[i] = 0.0f, xdx[i] = 0.0f;
-    for (int i = tid; i < TT * N; i += blockDim.x) (&acc_n[0][0])[i] = 0.0f;
     float hs[NV];
 #pragma unroll
     for (int i = 0; i < NV / 4; i++) {
@@ -316,11 +359,17 @@ __global__ void __launch_bounds__(P * 4) chunk_bwd(args a) {
         const int64_t t0 = t_begin + k * TT;
         const int nvalid = (int)min((int64_t)TT, t_end - t0);
         const int64_t row0 = b * a.L + t0;
-        load_rows<P>(&xs[0][0], a.x + h * P, row0, a.H * P, nvalid);
-        load_rows<P>(&gs[0][0], a.dy + h * P, row0, a.H * P, nvalid); /* dy for now */
-        if (has_z) load_rows<P>(&zs[0][0], a.z + h * P, row0, a.H * P, nvalid);
-        load_rows<N>(&Bs[0][0], a.Bm + g * N, row0, a.G * N, nvalid);
-        load_rows<N>(&Cs[0][0], a.Cm + g * N, row0, a.G * N, nvalid);
+        {
+            rows<P, P * 4> rx, rg, rz;
+            rows<N, P * 4> rb, rc;
+            rx.fetch(a.x + h * P, row0, a.H * P, nvalid);
+            rg.fetch(a.dy + h * P, row0, a.H * P, nvalid); /* dy for now */
+            if (has_z) rz.fetch(a.z + h * P, row0, a.H * P, nvalid);
+            rb.fetch(a.Bm + g * N, row0, a.G * N, nvalid);
+            rc.fetch(a.Cm + g * N, row0, a.G * N, nvalid);
+            rx.put(&xs[0][0]), rg.put(&gs[0][0]), rb.put(&Bs[0][0]), rc.put(&Cs[0][0]);
+            if (has_z) rz.put(&zs[0][0]);
+        }
         load_dt(dtp, dAv, &sgc[k * TT], a, row0, (int)h, nvalid);
         for (int j = tid; j < TT; j += blockDim.x) dtpc[k * TT + j] = 0.0f;
         __syncthreads();
@@ -351,21 +400,29 @@ __global__ void __launch_bounds__(P * 4) chunk_bwd(args a) {
             float s1 = q == 0 ? gv * acc : 0.0f;
             if (q == 0) dD_acc += gv * xv;
             s1 = warp_sum(s1);
-            if (lane == 0) atomicAdd(&w1[k * TT + j], s1);
+            if (lane == 0) wst[warp * TT + j] = s1;
             /* dC_t[n] = sum_p g[p] h[p, n] */
             float v[NV];
 #pragma unroll
             for (int i = 0; i < NV; i++) v[i] = gv * hs[i];
             reduce_over_p<NV>(v);
 #pragma unroll
-            for (int jj = 0; jj < NV / 8; jj++) atomicAdd(&acc_n[j][reduced_n<NV>(jj)], v[jj]);
+            for (int jj = 0; jj < NV / 8; jj++) stage[(warp * TT + j) * N + reduced_n<NV>(jj)] = v[jj];
         }
         __syncthreads();
         if (has_z) store_rows<P>(a.dz + h * P, &os[0][0], row0, a.H * P, nvalid);
         for (int e = tid; e < nvalid * N; e += blockDim.x) {
             const int j = e / N, n = e % N;
-            atomicAdd(a.dCm + (row0 + j) * a.G * N + g * N + n, acc_n[j][n]);
-            acc_n[j][n] = 0.0f;
+            float sum = 0.0f;
+#pragma unroll
+            for (int w = 0; w < NW; w++) sum += stage[(w * TT + j) * N + n];
+            atomicAdd(a.dCm + (row0 + j) * a.G * N + g * N + n, sum);
+        }
+        for (int j = tid; j < nvalid; j += blockDim.x) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int w = 0; w < NW; w++) sum += wst[w * TT + j];
+            w1[k * TT + j] = sum;
         }
         __syncthreads();
     }
@@ -382,11 +439,17 @@ __global__ void __launch_bounds__(P * 4) chunk_bwd(args a) {
         const int64_t t0 = t_begin + k * TT;
         const int nvalid = (int)min((int64_t)TT, t_end - t0);
         const int64_t row0 = b * a.L + t0;
-        load_rows<P>(&xs[0][0], a.x + h * P, row0, a.H * P, nvalid);
-        load_rows<P>(&gs[0][0], a.dy + h * P, row0, a.H * P, nvalid);
-        if (has_z) load_rows<P>(&zs[0][0], a.z + h * P, row0, a.H * P, nvalid);
-        load_rows<N>(&Bs[0][0], a.Bm + g * N, row0, a.G * N, nvalid);
-        load_rows<N>(&Cs[0][0], a.Cm + g * N, row0, a.G * N, nvalid);
+        {
+            rows<P, P * 4> rx, rg, rz;
+            rows<N, P * 4> rb, rc;
+            rx.fetch(a.x + h * P, row0, a.H * P, nvalid);
+            rg.fetch(a.dy + h * P, row0, a.H * P, nvalid);
+            if (has_z) rz.fetch(a.z + h * P, row0, a.H * P, nvalid);
+            rb.fetch(a.Bm + g * N, row0, a.G * N, nvalid);
+            rc.fetch(a.Cm + g * N, row0, a.G * N, nvalid);
+            rx.put(&xs[0][0]), rg.put(&gs[0][0]), rb.put(&Bs[0][0]), rc.put(&Cs[0][0]);
+            if (has_z) rz.put(&zs[0][0]);
+        }
         load_dt(dtp, dAv, nullptr, a, row0, (int)h, nvalid);
         __syncthreads();
         gate_grad<P>(gs, zs, has_z);
@@ -409,13 +472,13 @@ __global__ void __launch_bounds__(P * 4) chunk_bwd(args a) {
             if (q == 0) os[j][p] = dtv * acc + Dh * gp; /* dx */
             float s2 = q == 0 ? xv * acc : 0.0f;
             s2 = warp_sum(s2);
-            if (lane == 0) atomicAdd(&xdx[k * TT + j], s2);
+            if (lane == 0) wst[warp * TT + j] = s2;
             float v[NV];
 #pragma unroll
             for (int i = 0; i < NV; i++) v[i] = dtv * xv * dh[i];
             reduce_over_p<NV>(v);
 #pragma unroll
-            for (int jj = 0; jj < NV / 8; jj++) atomicAdd(&acc_n[j][reduced_n<NV>(jj)], v[jj]);
+            for (int jj = 0; jj < NV / 8; jj++) stage[(warp * TT + j) * N + reduced_n<NV>(jj)] = v[jj];
 #pragma unroll
             for (int i = 0; i < NV; i++) dh[i] *= dA;
         }
@@ -423,8 +486,16 @@ __global__ void __launch_bounds__(P * 4) chunk_bwd(args a) {
         store_rows<P>(a.dx + h * P, &os[0][0], row0, a.H * P, nvalid);
         for (int e = tid; e < nvalid * N; e += blockDim.x) {
             const int j = e / N, n = e % N;
-            atomicAdd(a.dBm + (row0 + j) * a.G * N + g * N + n, acc_n[j][n]);
-            acc_n[j][n] = 0.0f;
+            float sum = 0.0f;
+#pragma unroll
+            for (int w = 0; w < NW; w++) sum += stage[(w * TT + j) * N + n];
+            atomicAdd(a.dBm + (row0 + j) * a.G * N + g * N + n, sum);
+        }
+        for (int j = tid; j < nvalid; j += blockDim.x) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int w = 0; w < NW; w++) sum += wst[w * TT + j];
+            xdx[k * TT + j] = sum;
         }
         __syncthreads();
     }

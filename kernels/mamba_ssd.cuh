@@ -1,66 +1,103 @@
-/* mamba_ssd.cuh — tensor-core (bf16 WMMA, fp32 accumulate) forward of the Mamba-2 scan in the
- * chunked state-space-duality form, for P = 64, N = 128. Same passes as mamba_scan.cuh (local
- * chunk states, state_pass, outputs), but inside a chunk the tokens go by sub-chunks of Q = 64
- * and every product is a matrix product. For a sub-chunk with within-sub-chunk cumulative log
- * decay c_i = sum_{k<=i} dt'_k A, incoming state h (P x N) and tokens i, j < Q:
+/* mamba_ssd.cuh — tensor-core (mma.sync m16n8k16 bf16, fp32 accumulate) forward of the Mamba-2
+ * scan in the chunked state-space-duality form, for P = 64, N = 128. Same passes as
+ * mamba_scan.cuh (local chunk states, state_pass, outputs), but inside a chunk the tokens go by
+ * sub-chunks of Q = 64 and every product is a matrix product. For a sub-chunk with
+ * within-sub-chunk cumulative log decay c_i = sum_{k<=i} dt'_k A, incoming state h (P x N):
  *   S   = C B^T                                   (Q x Q, K = N)
- *   M   = S o [j <= i] exp(c_i - c_j) dt'_j         (decay mask, elementwise)
+ *   M   = S o [j <= i] exp(c_i - c_j) dt'_j         (decay mask, in registers)
  *   Y   = diag(exp(c)) C h^T + M X                (Q x P; K = N, then K = Q)
- *   h  <- exp(c_end) h + X^T diag(exp(c_end - c) dt') B        (P x N, K = Q)
+ *   h  <- exp(c_end) h + (X diag(w))^T B,  w_j = exp(c_end - c_j) dt'_j      (P x N, K = Q)
  *   y   = (Y + D x) * silu(z)
- * The fp32 state lives in WMMA accumulators across sub-chunks; a bf16 copy in shared memory
- * feeds the C h^T product. Operands are rounded to bf16 (the decay weights folded into C, B and
- * M first), so y and hT carry bf16-level error (~1e-3 relative). Blocks run (head, chunk, batch)
- * with the head fastest, so the heads sharing a chunk's B and C read them from L2 together.
+ * Warp w owns output rows 16*(w%4).. and head-dim columns 32*(w/4).. of Y, so S and M of its rows
+ * stay in registers (the accumulator of S is re-packed as the A operand of M X, as in
+ * FlashAttention-2); it also owns state rows 16*(w%4).. and columns 64*(w/4).. in fp32
+ * accumulators across sub-chunks. A bf16 copy of the state in shared memory feeds C h^T.
+ * Operands are rounded to bf16 (decay weights folded into M and X first), so y and hT carry
+ * bf16-level error (~2e-3 relative). Blocks run (head, chunk, batch) with the head fastest, so
+ * the heads sharing a chunk's B and C read them from L2 together. The first version used the
+ * WMMA API with shared-memory round trips for S, M and the state (2.3 ms at L = 64K on an H100,
+ * issue-bound on shared-memory traffic); see results/notes-mamba.md.
  * Included by mamba.cu only. */
 #ifndef LONGCTX_MAMBA_SSD_CUH
 #define LONGCTX_MAMBA_SSD_CUH
 
-#include <mma.h>
-
 #include "mamba_scan.cuh"
 
 namespace mamba_ssd {
-using namespace nvcuda;
 
 constexpr int P = 64, N = 128, Q = 64;
-constexpr int LDN = N + 8, LDP = P + 8, LDQ = Q + 8; /* bf16 rows padded by 16 B: no ldmatrix bank conflicts */
-constexpr int LDR = N + 4;                            /* fp32 staging rows */
+constexpr int LDN = N + 8, LDP = P + 8; /* bf16 rows padded by 16 B: ldmatrix without bank conflicts */
 constexpr int THREADS = 256;
 
-/* shared-memory carve-up (bytes, each a multiple of 128) */
-constexpr int OFF_C = 0;
-constexpr int OFF_B = OFF_C + Q * LDN * 2;
-constexpr int OFF_X = OFF_B + Q * LDN * 2;
-constexpr int OFF_M = OFF_X + Q * LDP * 2;
-constexpr int OFF_H = OFF_M + Q * LDQ * 2;
-constexpr int OFF_R = OFF_H + P * LDN * 2;
-constexpr int OFF_S = OFF_R + P * LDR * 4; /* small vectors */
-constexpr int SMEM = OFF_S + 4 * Q * 4;
+/* shared-memory carve-up (bytes, each a multiple of 128): two buffers of the C, B, X tiles (the
+ * next sub-chunk's copies fly while this one computes), the bf16 state, small vectors */
+constexpr int TILE_C = Q * LDN * 2, TILE_B = Q * LDN * 2, TILE_X = Q * LDP * 2;
+constexpr int BUF = TILE_C + TILE_B + TILE_X;
+constexpr int OFF_H = 2 * BUF;
+constexpr int OFF_V = OFF_H + P * LDN * 2; /* dtp, cum, w, exp(cum) */
+constexpr int SMEM = OFF_V + 4 * Q * 4;
 
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc_t;
+__device__ __forceinline__ unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+__device__ __forceinline__ uint32_t scale2(uint32_t v, float lo, float hi) {
+    const float2 f = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 *>(&v));
+    return pack(f.x * lo, f.y * hi);
+}
 
 /* rows [row0, row0 + nvalid) of a bf16 tensor (W wide, row stride `stride`) into smem rows of
- * pitch LD; rows past nvalid are zero (0 * garbage could be NaN). */
+ * pitch LD with cp.async; rows past nvalid are zero-filled (0 * garbage could be NaN). */
 template <int W, int LD>
 __device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int64_t row0, int64_t stride, int nvalid) {
     constexpr int V = W / 8;
-    for (int e = threadIdx.x; e < Q * V; e += THREADS) {
+#pragma unroll
+    for (int it = 0; it < (Q * V + THREADS - 1) / THREADS; it++) {
+        const int e = threadIdx.x + it * THREADS;
+        if (e >= Q * V) break;
         const int j = e / V, v = e % V;
-        uint4 u = make_uint4(0, 0, 0, 0);
-        if (j < nvalid) u = *reinterpret_cast<const uint4 *>(src + (row0 + j) * stride + v * 8);
-        *reinterpret_cast<uint4 *>(dst + j * LD + v * 8) = u;
+        const __nv_bfloat16 *g = src + (row0 + (j < nvalid ? j : 0)) * stride + v * 8;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst + j * LD + v * 8)), "l"(g),
+                     "r"(j < nvalid ? 16 : 0));
     }
 }
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int PENDING>
+__device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory"); }
 
-/* dt' and the inclusive cumulative log decay c over the sub-chunk (warp 0). */
-__device__ __forceinline__ void decay_prefix(float *dtp, float *cum, const mamba_scan::args &a, int64_t row0, int h, int nvalid) {
-    if (threadIdx.x >= 32) return;
+/* Warp 0: dt' of the sub-chunk at row0 (2 tokens per lane), read ahead of use. */
+__device__ __forceinline__ float2 dt_fetch(const mamba_scan::args &a, int64_t row0, int h, int nvalid) {
+    const int l = threadIdx.x;
+    float2 u = make_float2(0.0f, 0.0f);
+    if (2 * l < nvalid) u.x = a.dt[(row0 + 2 * l) * a.H + h];
+    if (2 * l + 1 < nvalid) u.y = a.dt[(row0 + 2 * l + 1) * a.H + h];
+    return u;
+}
+
+/* Warp 0: dt', the inclusive cumulative log decay c, w_j = exp(c_end - c_j) dt'_j, exp(c_i). */
+__device__ __forceinline__ void decay_prefix(float *vec, const mamba_scan::args &a, float2 raw, int h, int nvalid) {
+    float *dtp = vec, *cum = vec + Q, *wv = vec + 2 * Q, *ec = vec + 3 * Q;
     const int l = threadIdx.x;
     const float Ah = a.A[h], bias = a.dt_bias ? a.dt_bias[h] : 0.0f;
-    float d0 = 0.0f, d1 = 0.0f;
-    if (2 * l < nvalid) d0 = mamba_scan::softplus(a.dt[(row0 + 2 * l) * a.H + h] + bias);
-    if (2 * l + 1 < nvalid) d1 = mamba_scan::softplus(a.dt[(row0 + 2 * l + 1) * a.H + h] + bias);
+    const float d0 = 2 * l < nvalid ? mamba_scan::softplus(raw.x + bias) : 0.0f;
+    const float d1 = 2 * l + 1 < nvalid ? mamba_scan::softplus(raw.y + bias) : 0.0f;
     const float v0 = d0 * Ah, v1 = d1 * Ah;
     float s = v0 + v1;
 #pragma unroll
@@ -68,182 +105,198 @@ __device__ __forceinline__ void decay_prefix(float *dtp, float *cum, const mamba
         const float t = __shfl_up_sync(0xffffffffu, s, o);
         if (l >= o) s += t;
     }
+    const float cend = __shfl_sync(0xffffffffu, s, 31), c0 = s - v1, c1 = s;
     dtp[2 * l] = d0, dtp[2 * l + 1] = d1;
-    cum[2 * l] = s - v1, cum[2 * l + 1] = s;
+    cum[2 * l] = c0, cum[2 * l + 1] = c1;
+    wv[2 * l] = __expf(cend - c0) * d0, wv[2 * l + 1] = __expf(cend - c1) * d1;
+    ec[2 * l] = __expf(c0), ec[2 * l + 1] = __expf(c1);
 }
 
-/* h <- exp(c_end) h + X^T Bw for this warp's 4 accumulator tiles (rows tp, cols nt0..nt0+3). */
-__device__ __forceinline__ void state_update(acc_t (&hacc)[4], const __nv_bfloat16 *Xs, const __nv_bfloat16 *Bs, float decay_all,
-                                             int tp, int nt0) {
+/* h <- exp(c_end) h + (X diag(w))^T B for this warp's state tile: rows 16*tp.., cols 64*nh.. */
+__device__ __forceinline__ void state_update(float (&hacc)[8][4], const __nv_bfloat16 *Xs, const __nv_bfloat16 *Bs,
+                                             const float *wv, float decay_all, int tp, int nh) {
+    const int lane = threadIdx.x & 31, t = lane & 3, m = lane >> 3;
 #pragma unroll
-    for (int f = 0; f < 4; f++)
+    for (int f = 0; f < 8; f++)
 #pragma unroll
-        for (int e = 0; e < hacc[f].num_elements; e++) hacc[f].x[e] *= decay_all;
+        for (int e = 0; e < 4; e++) hacc[f][e] *= decay_all;
 #pragma unroll
-    for (int k = 0; k < Q / 16; k++) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major> xa;
-        wmma::load_matrix_sync(xa, Xs + k * 16 * LDP + tp * 16, LDP);
+    for (int kk = 0; kk < Q / 16; kk++) {
+        uint32_t xa[4];
+        /* A = X^T: stored Xs[j][p]; matrices (p 0-7, j 0-7), (p 8-15, j 0-7), (p 0-7, j 8-15), (p 8-15, j 8-15) */
+        ldsm_x4_t(xa, Xs + (kk * 16 + (lane & 7) + (m >> 1) * 8) * LDP + tp * 16 + (m & 1) * 8);
+        const int j = kk * 16 + 2 * t;
+        xa[0] = scale2(xa[0], wv[j], wv[j + 1]);
+        xa[1] = scale2(xa[1], wv[j], wv[j + 1]);
+        xa[2] = scale2(xa[2], wv[j + 8], wv[j + 9]);
+        xa[3] = scale2(xa[3], wv[j + 8], wv[j + 9]);
 #pragma unroll
-        for (int f = 0; f < 4; f++) {
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> bb;
-            wmma::load_matrix_sync(bb, Bs + k * 16 * LDN + (nt0 + f) * 16, LDN);
-            wmma::mma_sync(hacc[f], xa, bb, hacc[f]);
+        for (int q = 0; q < 4; q++) {
+            uint32_t bb[4]; /* B = Bs[j][n], k = j rows: transposed load, two n8 tiles */
+            ldsm_x4_t(bb, Bs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDN + nh * 64 + q * 16 + (lane >> 4) * 8);
+            mma(hacc[2 * q], xa, bb[0], bb[1]);
+            mma(hacc[2 * q + 1], xa, bb[2], bb[3]);
         }
-    }
-}
-
-/* Bs[j][n] *= exp(c_end - c_j) dt'_j (then Bw); rows past nvalid are zero already. */
-__device__ __forceinline__ void weight_B(__nv_bfloat16 *Bs, const float *dtp, const float *cum) {
-    const float cend = cum[Q - 1];
-    for (int e = threadIdx.x; e < Q * (N / 2); e += THREADS) {
-        const int j = e / (N / 2), n2 = e % (N / 2);
-        const float w = __expf(cend - cum[j]) * dtp[j];
-        __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(Bs + j * LDN) + n2;
-        float2 f = __bfloat1622float2(*p);
-        *p = __floats2bfloat162_rn(f.x * w, f.y * w);
     }
 }
 
 template <bool LOCAL>
 __global__ void __launch_bounds__(THREADS, 2) ssd_fwd(mamba_scan::args a) {
     extern __shared__ __align__(128) unsigned char smem[];
-    __nv_bfloat16 *Cs = (__nv_bfloat16 *)(smem + OFF_C), *Bs = (__nv_bfloat16 *)(smem + OFF_B);
-    __nv_bfloat16 *Xs = (__nv_bfloat16 *)(smem + OFF_X), *Ms = (__nv_bfloat16 *)(smem + OFF_M);
     __nv_bfloat16 *Hs = (__nv_bfloat16 *)(smem + OFF_H);
-    float *R = (float *)(smem + OFF_R), *dtp = (float *)(smem + OFF_S), *cum = dtp + Q;
-    const int tid = threadIdx.x, warp = tid >> 5;
+    float *vec = (float *)(smem + OFF_V), *dtp = vec, *cum = vec + Q, *wv = vec + 2 * Q, *ec = vec + 3 * Q;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t = lane & 3;
     const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
     const int64_t t_begin = c * a.T, t_end = min(t_begin + a.T, a.L);
     float *stp = a.st + ((b * a.nch + c) * a.H + h) * (int64_t)(P * N);
-    const int tp = warp & 3, nt0 = (warp >> 2) * 4; /* state tiles of this warp */
-    acc_t hacc[4];
-    if (LOCAL) {
+    const int tp = warp & 3, nh = warp >> 2; /* state tile */
+    const int it = warp & 3, ph = warp >> 2; /* output rows 16*it.., columns 32*ph.. */
+    float hacc[8][4];
 #pragma unroll
-        for (int f = 0; f < 4; f++) wmma::fill_fragment(hacc[f], 0.0f);
-    } else {
-#pragma unroll
-        for (int f = 0; f < 4; f++) wmma::load_matrix_sync(hacc[f], stp + tp * 16 * N + (nt0 + f) * 16, N, wmma::mem_row_major);
+    for (int f = 0; f < 8; f++) {
+        float2 lo = make_float2(0.f, 0.f), hi = make_float2(0.f, 0.f);
+        if (!LOCAL) {
+            const float *s0 = stp + (tp * 16 + g8) * N + nh * 64 + f * 8 + 2 * t;
+            lo = *reinterpret_cast<const float2 *>(s0);
+            hi = *reinterpret_cast<const float2 *>(s0 + 8 * N);
+        }
+        hacc[f][0] = lo.x, hacc[f][1] = lo.y, hacc[f][2] = hi.x, hacc[f][3] = hi.y;
+    }
+    if (!LOCAL)
         for (int e = tid; e < P * N / 4; e += THREADS) { /* bf16 copy of the incoming state */
             const int p = e / (N / 4), n4 = e % (N / 4);
             const float4 v = *reinterpret_cast<const float4 *>(stp + p * N + n4 * 4);
-            __nv_bfloat162 *o = reinterpret_cast<__nv_bfloat162 *>(Hs + p * LDN + n4 * 4);
-            o[0] = __floats2bfloat162_rn(v.x, v.y), o[1] = __floats2bfloat162_rn(v.z, v.w);
+            uint2 u = make_uint2(pack(v.x, v.y), pack(v.z, v.w));
+            *reinterpret_cast<uint2 *>(Hs + p * LDN + n4 * 4) = u;
         }
-    }
     const float Dh = a.D ? a.D[h] : 0.0f;
     float logdecay = 0.0f;
-    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q) {
+    /* sub-chunk k uses buffer k & 1; its copies were issued during sub-chunk k - 1 */
+    auto issue = [&](int64_t t0, int buf) {
+        const int nv = (int)min((int64_t)Q, t_end - t0);
+        const int64_t r0 = b * a.L + t0;
+        unsigned char *base = smem + buf * BUF;
+        load_tile<P, LDP>((__nv_bfloat16 *)(base + TILE_C + TILE_B), a.x + h * P, r0, a.H * P, nv);
+        load_tile<N, LDN>((__nv_bfloat16 *)(base + TILE_C), a.Bm + g * N, r0, a.G * N, nv);
+        if (!LOCAL) load_tile<N, LDN>((__nv_bfloat16 *)base, a.Cm + g * N, r0, a.G * N, nv);
+        cp_commit();
+    };
+    issue(t_begin, 0);
+    float2 dt_raw = make_float2(0.f, 0.f);
+    if (warp == 0) dt_raw = dt_fetch(a, b * a.L + t_begin, (int)h, (int)min((int64_t)Q, t_end - t_begin));
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1) {
         const int nvalid = (int)min((int64_t)Q, t_end - t0);
         const int64_t row0 = b * a.L + t0;
-        load_tile<P, LDP>(Xs, a.x + h * P, row0, a.H * P, nvalid);
-        load_tile<N, LDN>(Bs, a.Bm + g * N, row0, a.G * N, nvalid);
-        if (!LOCAL) load_tile<N, LDN>(Cs, a.Cm + g * N, row0, a.G * N, nvalid);
-        decay_prefix(dtp, cum, a, row0, (int)h, nvalid);
-        __syncthreads();
+        __nv_bfloat16 *Cs = (__nv_bfloat16 *)(smem + buf * BUF), *Bs = (__nv_bfloat16 *)(smem + buf * BUF + TILE_C);
+        __nv_bfloat16 *Xs = (__nv_bfloat16 *)(smem + buf * BUF + TILE_C + TILE_B);
+        const bool more = t0 + Q < t_end;
+        if (more) issue(t0 + Q, buf ^ 1); /* that buffer was freed by the last barrier [B] */
+        if (warp == 0) {
+            decay_prefix(vec, a, dt_raw, (int)h, nvalid);
+            if (more) dt_raw = dt_fetch(a, row0 + Q, (int)h, (int)min((int64_t)Q, t_end - t0 - Q));
+        }
+        if (more) cp_wait<1>();
+        else cp_wait<0>();
+        __syncthreads(); /* [A] tiles, vectors and Hs ready */
         const float cend = cum[Q - 1];
         if (LOCAL) logdecay += cend;
         if (!LOCAL) {
-            /* S = C B^T, the causal tiles only (2 per warp) */
-            const int ti = warp >> 1;
+            const int i0 = it * 16, r_lo = i0 + g8, r_hi = r_lo + 8;
+            float sacc[8][4], yacc[4][4];
 #pragma unroll
-            for (int u = 0; u < 2; u++) {
-                const int tj = (warp & 1) * 2 + u;
-                if (tj > ti) continue;
-                acc_t s;
-                wmma::fill_fragment(s, 0.0f);
+            for (int f = 0; f < 8; f++)
 #pragma unroll
-                for (int k = 0; k < N / 16; k++) {
-                    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> ca;
-                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> bb;
-                    wmma::load_matrix_sync(ca, Cs + ti * 16 * LDN + k * 16, LDN);
-                    wmma::load_matrix_sync(bb, Bs + tj * 16 * LDN + k * 16, LDN);
-                    wmma::mma_sync(s, ca, bb, s);
+                for (int e = 0; e < 4; e++) sacc[f][e] = 0.0f;
+#pragma unroll
+            for (int f = 0; f < 4; f++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) yacc[f][e] = 0.0f;
+            /* S = C B^T (causal n8 tiles) and Y = C h^T share the A fragments of C */
+#pragma unroll
+            for (int kk = 0; kk < N / 16; kk++) {
+                uint32_t ca[4];
+                ldsm_x4(ca, Cs + (i0 + (lane & 15)) * LDN + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+                for (int jp = 0; jp < 4; jp++) {
+                    if (jp > it) continue;
+                    uint32_t bb[4]; /* rows j of B, k = n contiguous: two n8 tiles */
+                    ldsm_x4(bb, Bs + (jp * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDN + kk * 16 + ((lane >> 3) & 1) * 8);
+                    mma(sacc[2 * jp], ca, bb[0], bb[1]);
+                    mma(sacc[2 * jp + 1], ca, bb[2], bb[3]);
                 }
-                wmma::store_matrix_sync(R + ti * 16 * LDR + tj * 16, s, LDR, wmma::mem_row_major);
-            }
-            __syncthreads();
-            /* M = S o decay o dt' (bf16); C <- diag(exp(c)) C */
-            for (int e = tid; e < Q * Q; e += THREADS) {
-                const int i = e / Q, j = e % Q;
-                const float v = j <= i ? R[i * LDR + j] * __expf(cum[i] - cum[j]) * dtp[j] : 0.0f;
-                Ms[i * LDQ + j] = __float2bfloat16(v);
-            }
-            for (int e = tid; e < Q * (N / 2); e += THREADS) {
-                const int i = e / (N / 2), n2 = e % (N / 2);
-                const float w = __expf(cum[i]);
-                __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(Cs + i * LDN) + n2;
-                const float2 f = __bfloat1622float2(*p);
-                *p = __floats2bfloat162_rn(f.x * w, f.y * w);
-            }
-            __syncthreads();
-            /* Y = Ce h^T + M X (2 tiles per warp), staged in R as [Q][LDR] */
 #pragma unroll
-            for (int u = 0; u < 2; u++) {
-                const int ti = warp >> 1, tq = (warp & 1) * 2 + u;
-                acc_t y;
-                wmma::fill_fragment(y, 0.0f);
-#pragma unroll
-                for (int k = 0; k < N / 16; k++) {
-                    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> ca;
-                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> hb;
-                    wmma::load_matrix_sync(ca, Cs + ti * 16 * LDN + k * 16, LDN);
-                    wmma::load_matrix_sync(hb, Hs + tq * 16 * LDN + k * 16, LDN);
-                    wmma::mma_sync(y, ca, hb, y);
+                for (int pp = 0; pp < 2; pp++) {
+                    uint32_t hb[4]; /* rows p of the state, k = n contiguous */
+                    ldsm_x4(hb, Hs + (ph * 32 + pp * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDN + kk * 16 + ((lane >> 3) & 1) * 8);
+                    mma(yacc[2 * pp], ca, hb[0], hb[1]);
+                    mma(yacc[2 * pp + 1], ca, hb[2], hb[3]);
                 }
-                for (int k = 0; k <= ti; k++) {
-                    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> ma;
-                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> xb;
-                    wmma::load_matrix_sync(ma, Ms + ti * 16 * LDQ + k * 16, LDQ);
-                    wmma::load_matrix_sync(xb, Xs + k * 16 * LDP + tq * 16, LDP);
-                    wmma::mma_sync(y, ma, xb, y);
-                }
-                wmma::store_matrix_sync(R + ti * 16 * LDR + tq * 16, y, LDR, wmma::mem_row_major);
             }
-        }
-        weight_B(Bs, dtp, cum); /* B is no longer needed unweighted (S was taken above) */
-        __syncthreads();
-        if (!LOCAL) {
-            /* epilogue: y = (Y + D x) * silu(z), 8 values per thread-step, 16-byte stores */
-            for (int e = tid; e < Q * (P / 8); e += THREADS) {
-                const int i = e / (P / 8), v = e % (P / 8);
-                if (i >= nvalid) continue;
-                const int64_t off = (row0 + i) * a.H * P + h * P + v * 8;
-                uint4 zu = make_uint4(0, 0, 0, 0), out;
-                if (a.z) zu = *reinterpret_cast<const uint4 *>(a.z + off);
-                const __nv_bfloat162 *x2 = reinterpret_cast<const __nv_bfloat162 *>(Xs + i * LDP + v * 8);
-                const __nv_bfloat162 *z2 = reinterpret_cast<const __nv_bfloat162 *>(&zu);
-                __nv_bfloat162 *o2 = reinterpret_cast<__nv_bfloat162 *>(&out);
+            const float e_lo = ec[r_lo], e_hi = ec[r_hi], c_lo = cum[r_lo], c_hi = cum[r_hi];
 #pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    const float2 xf = __bfloat1622float2(x2[k]);
-                    float y0 = R[i * LDR + v * 8 + 2 * k] + Dh * xf.x, y1 = R[i * LDR + v * 8 + 2 * k + 1] + Dh * xf.y;
+            for (int f = 0; f < 4; f++) yacc[f][0] *= e_lo, yacc[f][1] *= e_lo, yacc[f][2] *= e_hi, yacc[f][3] *= e_hi;
+            /* Y += M X, M packed from the S accumulators */
+#pragma unroll
+            for (int kk = 0; kk < Q / 16; kk++) {
+                if (kk > it) continue;
+                uint32_t ma[4];
+#pragma unroll
+                for (int half = 0; half < 2; half++) {
+                    const int f = 2 * kk + half, j = f * 8 + 2 * t;
+                    const float w0 = dtp[j], w1 = dtp[j + 1], cj0 = cum[j], cj1 = cum[j + 1];
+                    const float m00 = j <= r_lo ? sacc[f][0] * __expf(c_lo - cj0) * w0 : 0.0f;
+                    const float m01 = j + 1 <= r_lo ? sacc[f][1] * __expf(c_lo - cj1) * w1 : 0.0f;
+                    const float m10 = j <= r_hi ? sacc[f][2] * __expf(c_hi - cj0) * w0 : 0.0f;
+                    const float m11 = j + 1 <= r_hi ? sacc[f][3] * __expf(c_hi - cj1) * w1 : 0.0f;
+                    ma[2 * half] = pack(m00, m01);
+                    ma[2 * half + 1] = pack(m10, m11);
+                }
+#pragma unroll
+                for (int pp = 0; pp < 2; pp++) {
+                    uint32_t xb[4]; /* B = Xs[j][p], k = j rows: transposed load */
+                    ldsm_x4_t(xb, Xs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDP + ph * 32 + pp * 16 + (lane >> 4) * 8);
+                    mma(yacc[2 * pp], ma, xb[0], xb[1]);
+                    mma(yacc[2 * pp + 1], ma, xb[2], xb[3]);
+                }
+            }
+            /* y = (Y + D x) * silu(z) */
+#pragma unroll
+            for (int f = 0; f < 4; f++) {
+                const int p = ph * 32 + f * 8 + 2 * t;
+#pragma unroll
+                for (int hv = 0; hv < 2; hv++) {
+                    const int i = hv ? r_hi : r_lo;
+                    if (i >= nvalid) continue;
+                    const int64_t off = (row0 + i) * a.H * P + h * P + p;
+                    const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(Xs + i * LDP + p));
+                    float y0 = yacc[f][2 * hv] + Dh * xf.x, y1 = yacc[f][2 * hv + 1] + Dh * xf.y;
                     if (a.z) {
-                        const float2 zf = __bfloat1622float2(z2[k]);
+                        const float2 zf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(a.z + off));
                         y0 *= zf.x * mamba_scan::sigm(zf.x), y1 *= zf.y * mamba_scan::sigm(zf.y);
                     }
-                    o2[k] = __floats2bfloat162_rn(y0, y1);
+                    *reinterpret_cast<__nv_bfloat162 *>(a.y + off) = __floats2bfloat162_rn(y0, y1);
                 }
-                *reinterpret_cast<uint4 *>(a.y + off) = out;
             }
         }
-        state_update(hacc, Xs, Bs, __expf(cend), tp, nt0);
-        __syncthreads(); /* R, Xs, Bs, Hs free */
+        state_update(hacc, Xs, Bs, wv, __expf(cend), tp, nh);
+        __syncthreads(); /* [B] Xs, Bs, Cs, Hs and the vectors are free */
         if (!LOCAL && t0 + Q < t_end) {
-            /* the bf16 copy of the new state for the next sub-chunk's C h^T */
 #pragma unroll
-            for (int f = 0; f < 4; f++) wmma::store_matrix_sync(R + tp * 16 * LDR + (nt0 + f) * 16, hacc[f], LDR, wmma::mem_row_major);
-            __syncthreads();
-            for (int e = tid; e < P * (N / 2); e += THREADS) {
-                const int p = e / (N / 2), n2 = e % (N / 2);
-                reinterpret_cast<__nv_bfloat162 *>(Hs + p * LDN)[n2] =
-                    __floats2bfloat162_rn(R[p * LDR + 2 * n2], R[p * LDR + 2 * n2 + 1]);
+            for (int f = 0; f < 8; f++) {
+                __nv_bfloat16 *o = Hs + (tp * 16 + g8) * LDN + nh * 64 + f * 8 + 2 * t;
+                *reinterpret_cast<uint32_t *>(o) = pack(hacc[f][0], hacc[f][1]);
+                *reinterpret_cast<uint32_t *>(o + 8 * LDN) = pack(hacc[f][2], hacc[f][3]);
             }
-            /* the next iteration's loads touch Xs, Bs, Cs only; its first barrier orders Hs */
         }
     }
     if (LOCAL) {
 #pragma unroll
-        for (int f = 0; f < 4; f++) wmma::store_matrix_sync(stp + tp * 16 * N + (nt0 + f) * 16, hacc[f], N, wmma::mem_row_major);
+        for (int f = 0; f < 8; f++) {
+            float *s0 = stp + (tp * 16 + g8) * N + nh * 64 + f * 8 + 2 * t;
+            *reinterpret_cast<float2 *>(s0) = make_float2(hacc[f][0], hacc[f][1]);
+            *reinterpret_cast<float2 *>(s0 + 8 * N) = make_float2(hacc[f][2], hacc[f][3]);
+        }
         if (tid == 0) a.decay[(b * a.nch + c) * a.H + h] = __expf(logdecay);
     }
 }

@@ -2,7 +2,8 @@
  * inputs rounded to bf16: ragged L (not a multiple of any tile), W larger than L, dh 32/64/128,
  * GQA, the non-causal form, L = 1; outputs poisoned with NaN before each run so an element the
  * kernel forgets to write fails; a 2^24-token case whose tensors pass 2^31 elements (64-bit
- * offsets) checked on its last rows; unsupported shapes rejected. */
+ * offsets) checked on its last rows; the mma.sync fallback of the paths that use warpgroup MMAs
+ * on sm_90a; unsupported shapes rejected. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,14 @@ int main(int argc, char **argv) {
         check_case("SWA dh 64, L=2049 W=511 HQ=2 H=1", (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0}, 10);
         check_case("SWA dh 128, L=700 W=1 HQ=4 H=4", (struct attn_shape){1, 700, 4, 4, 128, 1, 1, 0}, 11);
         check_huge();
+        /* the forward (dh 64, 128) and the dh-64 backward run on warpgroup MMAs where the sm_90a
+         * build is loaded; check the mma.sync fallback (plain sm_90) on some of the same shapes */
+        setenv("LC_ATTN_WGMMA", "0", 1);
+        check_case("fallback path: dense causal dh 64, B=2 L=300 HQ=4 H=2", (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0}, 1);
+        check_case("fallback path: SWA dh 64, L=1100 W=64 HQ=8 H=2", (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0}, 9);
+        check_case("fallback path: non-causal dh 64, L=200", (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f}, 5);
+        check_case("fallback path: SWA dh 128, L=517 W=100", (struct attn_shape){1, 517, 2, 1, 128, 100, 1, 0}, 2);
+        unsetenv("LC_ATTN_WGMMA");
     }
     t_begin("unsupported shapes are rejected with a message");
     {

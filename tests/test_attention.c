@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "bench.h"
 #include "common.h"
 #include "test.h"
 
@@ -248,6 +249,31 @@ int main(void) {
         T_CHECK(attention_pairs(&s) == 55, "W=L-1: %g", attention_pairs(&s));
         s.W = 0, s.causal = 0;
         T_CHECK(attention_pairs(&s) == 100, "non-causal: %g", attention_pairs(&s));
+    }
+
+    t_begin("bench family: dense and swa cases on the CPU, FLOPs the FlashAttention way");
+    {
+        int n = 0;
+        const struct bench_family *f = bench_families_attention(&n);
+        T_CHECK(n == 2 && !strcmp(f[0].mixer, "dense") && !strcmp(f[1].mixer, "swa"), "families: %d", n);
+        struct bench_point p;
+        memset(&p, 0, sizeof p);
+        snprintf(p.mixer, sizeof p.mixer, "swa");
+        snprintf(p.direction, sizeof p.direction, "fwdbwd");
+        p.backend = BENCH_CPU, p.B = 1, p.L = 100, p.HQ = 2, p.H = 1, p.dh = 16, p.W = 10;
+        struct bench_case bc;
+        if (n == 2 && T_OK(f[1].make(&p, &bc))) {
+            /* pairs: rows 0..10 see 1..11 keys (66), rows 11..99 see 11 (979) */
+            const double want = 3.5 * 4 * 2 * 16 * (66 + 89 * 11);
+            T_CHECK(fabs(bc.flops - want) < 1e-6 * want, "flops %g, want %g", bc.flops, want);
+            T_CHECK(bc.bytes > 0 && bc.alloc_bytes == f[1].predict_bytes(&p), "bytes %g alloc %zu", bc.bytes, bc.alloc_bytes);
+            T_OK(bc.run(bc.ctx));
+            bc.destroy(bc.ctx);
+        }
+        p.W = 0;
+        T_ERR(f[1].make(&p, &bc), "must be > 0 for swa");
+        snprintf(p.direction, sizeof p.direction, "decode");
+        T_ERR(f[0].make(&p, &bc), "direction");
     }
 
     t_begin("bad shapes are rejected with a message naming the field");
