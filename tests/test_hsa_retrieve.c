@@ -53,22 +53,27 @@ static void check_retrieve(const struct hsa_shape *s, uint64_t seed) {
                     }
                     const int64_t c = ix[k];
                     /* visible, most recent first, distinct */
-                    if (!T_CHECK(c >= 0 && c < nv, "row %lld slot %lld: chunk %lld not visible (%lld)",
-                                 (long long)r, (long long)k, (long long)c, (long long)nv))
+                    if (!T_CHECK(c >= 0 && c < nv,
+                                 "row %lld slot %lld: chunk %lld not visible (%lld)", (long long)r,
+                                 (long long)k, (long long)c, (long long)nv))
                         goto done;
-                    if (k > 0 && !T_CHECK(ix[k - 1] > c, "row %lld: ids not strictly descending", (long long)r))
+                    if (k > 0 && !T_CHECK(ix[k - 1] > c, "row %lld: ids not strictly descending",
+                                          (long long)r))
                         goto done;
                     /* noiseless score of that chunk */
-                    double sd = dot_d(qv, lmk + ((b * C + c) * Hr + hr) * dr, dr) / sqrt((double)dr);
-                    if (!T_CHECK(fabs(so[k] - sd) <= 1e-5 * (1 + fabs(sd)), "score %g vs %g", so[k], sd))
+                    double sd =
+                        dot_d(qv, lmk + ((b * C + c) * Hr + hr) * dr, dr) / sqrt((double)dr);
+                    if (!T_CHECK(fabs(so[k] - sd) <= 1e-5 * (1 + fabs(sd)), "score %g vs %g", so[k],
+                                 sd))
                         goto done;
                 }
-                /* top-k: the selected scores, sorted, equal the nk largest visible scores (exact ids
-                 * agree except within a float near-tie). */
+                /* top-k: the selected scores, sorted, equal the nk largest visible scores (exact
+                 * ids agree except within a float near-tie). */
                 double sel[64];
                 int64_t m = 0;
                 for (int64_t k = 0; k < nk && m < 64; k++)
-                    sel[m++] = dot_d(qv, lmk + ((b * C + ix[k]) * Hr + hr) * dr, dr) / sqrt((double)dr);
+                    sel[m++] =
+                        dot_d(qv, lmk + ((b * C + ix[k]) * Hr + hr) * dr, dr) / sqrt((double)dr);
                 for (int64_t i = 1; i < m; i++)
                     for (int64_t j = i; j > 0 && sel[j] > sel[j - 1]; j--) {
                         double x = sel[j];
@@ -76,8 +81,9 @@ static void check_retrieve(const struct hsa_shape *s, uint64_t seed) {
                         sel[j - 1] = x;
                     }
                 for (int64_t i = 0; i < m; i++)
-                    if (!T_CHECK(fabs(sel[i] - all[i].s) <= 1e-5, "row %lld rank %lld: selected %g, true %g",
-                                 (long long)r, (long long)i, sel[i], all[i].s))
+                    if (!T_CHECK(fabs(sel[i] - all[i].s) <= 1e-5,
+                                 "row %lld rank %lld: selected %g, true %g", (long long)r,
+                                 (long long)i, sel[i], all[i].s))
                         goto done;
             }
 done:
@@ -147,8 +153,12 @@ static void check_scores_backward(const struct hsa_shape *s, uint64_t seed) {
     if (!T_OK(hsa_scores_backward_ref(s, q_r, lmk, idx, g, dq, dl))) goto done;
     for (int64_t i = 0; i < n_qr(s); i++) dq[i] -= pre_q[i];
     for (int64_t i = 0; i < n_lmk(s); i++) dl[i] -= pre_l[i];
-    struct sb_ctx x = {s, t_to_d(q_r, n_qr(s)), t_to_d(lmk, n_lmk(s)), t_to_d(g, n_slots(s)),
-                       t_alloc_d(n_slots(s)), idx};
+    struct sb_ctx x = {s,
+                       t_to_d(q_r, n_qr(s)),
+                       t_to_d(lmk, n_lmk(s)),
+                       t_to_d(g, n_slots(s)),
+                       t_alloc_d(n_slots(s)),
+                       idx};
     double eq = t_fd_check(sb_loss, &x, x.q_r, n_qr(s), dq, &rng, 300);
     double el = t_fd_check(sb_loss, &x, x.lmk, n_lmk(s), dl, &rng, 300);
     T_CHECK(eq < 1e-4, "dq_r relative error %.3e", eq);
@@ -156,15 +166,16 @@ static void check_scores_backward(const struct hsa_shape *s, uint64_t seed) {
     T_CHECK(t_max_abs(dl, n_lmk(s)) > 0 && t_max_abs(dq, n_qr(s)) > 0, "gradients are all zero");
     free(x.q_r), free(x.lmk), free(x.g), free(x.sc);
 done:
-    free(q_r), free(lmk), free(g), free(pre_q), free(pre_l), free(dq), free(dl), free(idx), free(score);
+    free(q_r), free(lmk), free(g), free(pre_q), free(pre_l), free(dq), free(dl), free(idx),
+        free(score);
 }
 
 static void check_args(void) {
     struct hsa_shape ok = hsa_shape_make(1, 16, 4, 2, 8, 4, 2, 2, 8, 1, 0, HSA_SOFTMAX), s;
     T_OK(hsa_check(&ok));
-#define BAD(field, value, needle) \
-    s = ok;                       \
-    s.field = value;              \
+#define BAD(field, value, needle)                                                                  \
+    s = ok;                                                                                        \
+    s.field = value;                                                                               \
     T_ERR(hsa_check(&s), needle)
     BAD(B, 0, "B");
     BAD(L, 0, "L");
@@ -208,14 +219,16 @@ static void check_args(void) {
     T_ERR(hsa_weights_backward_ref(&ok, buf, buf, NULL, buf), "dw");
     T_ERR(hsa_scores_backward_ref(&ok, buf, buf, ix, buf, NULL, buf), "dq_r");
     T_ERR(hsa_attend_forward_ref(&ok, buf, buf, buf, ix, buf, NULL, NULL), "o");
-    T_ERR(hsa_attend_backward_ref(&ok, buf, buf, buf, ix, buf, NULL, buf, buf, buf, NULL, buf), "dv");
+    T_ERR(hsa_attend_backward_ref(&ok, buf, buf, buf, ix, buf, NULL, buf, buf, buf, NULL, buf),
+          "dv");
     s = ok;
     s.K = 0;
     T_ERR(hsa_attend_forward_ref(&s, buf, buf, buf, ix, buf, buf, NULL), "K");
     /* token 15 (row 15) sees chunks 0..2 (S = 4): idx 3 in a valid slot is rejected */
     ix[(15 * 2 + 1) * 2 + 0] = 3;
     T_ERR(hsa_attend_forward_ref(&ok, buf, buf, buf, ix, buf, buf, NULL), "idx");
-    T_ERR(hsa_attend_backward_ref(&ok, buf, buf, buf, ix, buf, NULL, buf, buf, buf, buf, buf), "idx");
+    T_ERR(hsa_attend_backward_ref(&ok, buf, buf, buf, ix, buf, NULL, buf, buf, buf, buf, buf),
+          "idx");
     T_ERR(hsa_scores_backward_ref(&ok, buf, buf, ix, buf, buf, buf), "idx");
     ix[(15 * 2 + 1) * 2 + 0] = -1;
     T_ERR(hsa_attend_forward_ref(&ok, buf, buf, buf, ix, buf, buf, NULL), "idx");
@@ -242,14 +255,16 @@ int main(void) {
     t_begin("top-k equals a full sort of the visible scores; preprocessing layout");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int64_t *v = shapes[i];
-        struct hsa_shape s = hsa_shape_make(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0, 0);
+        struct hsa_shape s =
+            hsa_shape_make(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0, 0);
         check_retrieve(&s, 100 + i);
     }
 
     t_begin("visibility: no token sees its own chunk or a later one; GCA rows see chunks < r-1");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int64_t *v = shapes[i];
-        struct hsa_shape s = hsa_shape_make(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0, 0);
+        struct hsa_shape s =
+            hsa_shape_make(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0, 0);
         check_visibility(&s, 200 + i);
         s.gumbel = 1, s.gumbel_seed = 9;
         check_visibility(&s, 300 + i);
@@ -262,9 +277,11 @@ int main(void) {
             T_CHECK(hsa_num_visible(&a, r) == t_visible(&a, r), "HSA row %lld", (long long)r);
         for (int64_t r = 0; r < hsa_num_rows(&g); r++)
             T_CHECK(hsa_num_visible(&g, r) == t_visible(&g, r), "GCA row %lld", (long long)r);
-        T_CHECK(hsa_num_visible(&a, 3) == 0 && hsa_num_visible(&a, 4) == 1 && hsa_num_visible(&a, 28) == 7,
+        T_CHECK(hsa_num_visible(&a, 3) == 0 && hsa_num_visible(&a, 4) == 1 &&
+                    hsa_num_visible(&a, 28) == 7,
                 "HSA: token 3 sees none, token 4 sees chunk 0, token 28 sees 7 complete chunks");
-        T_CHECK(hsa_num_visible(&g, 1) == 0 && hsa_num_visible(&g, 2) == 1 && hsa_num_visible(&g, 7) == 6,
+        T_CHECK(hsa_num_visible(&g, 1) == 0 && hsa_num_visible(&g, 2) == 1 &&
+                    hsa_num_visible(&g, 7) == 6,
                 "GCA: row 1 sees none, row 2 sees chunk 0, row 7 (ragged last) sees 0..5");
     }
 
@@ -309,13 +326,15 @@ int main(void) {
         }
         T_CHECK(differ > 0, "noise never changed the selection");
         T_CHECK(differ_seed > 0, "another seed gave the same selection");
-        T_CHECK(memcmp(i1, i2, sizeof(int32_t) * ns) == 0 && memcmp(s1, s2, sizeof(float) * ns) == 0,
+        T_CHECK(memcmp(i1, i2, sizeof(int32_t) * ns) == 0 &&
+                    memcmp(s1, s2, sizeof(float) * ns) == 0,
                 "same seed gave a different selection");
         /* Scores stay noiseless: each selected score equals the plain score of its chunk. */
         for (int64_t i = 0; i < ns; i++) {
             if (isinf(s1[i])) continue;
             int64_t row = i / s.K, hr = row % s.Hr, b = row / s.Hr / Lr;
-            double sd = dot_d(q_r + row * s.dr, lmk + ((b * C + i1[i]) * s.Hr + hr) * s.dr, s.dr) / sqrt(8.0);
+            double sd = dot_d(q_r + row * s.dr, lmk + ((b * C + i1[i]) * s.Hr + hr) * s.dr, s.dr) /
+                        sqrt(8.0);
             if (!T_CHECK(fabs(s1[i] - sd) < 1e-5, "slot %lld: score %g is not the noiseless %g",
                          (long long)i, s1[i], sd))
                 break;
@@ -325,24 +344,31 @@ int main(void) {
         for (int64_t b = 0; b < s.B; b++)
             for (int64_t r = 0; r < Lr; r++)
                 for (int64_t hr = 0; hr < s.Hr; hr++) {
-                    int64_t off = (b * Lr + r) * s.Hr + hr, nv = t_visible(&s, r), nk = nv < s.K ? nv : s.K;
+                    int64_t off = (b * Lr + r) * s.Hr + hr, nv = t_visible(&s, r),
+                            nk = nv < s.K ? nv : s.K;
                     if (nv <= s.K) continue; /* everything selected: nothing to rank */
                     rows++;
                     double lo = INFINITY, hi = -INFINITY;
                     for (int64_t c = 0; c < nv; c++) {
-                        double key = dot_d(q_r + off * s.dr, lmk + ((b * C + c) * s.Hr + hr) * s.dr, s.dr) / sqrt(8.0) +
-                                     hsa_gumbel(s.gumbel_seed, (uint64_t)off, (uint64_t)c);
+                        double key =
+                            dot_d(q_r + off * s.dr, lmk + ((b * C + c) * s.Hr + hr) * s.dr, s.dr) /
+                                sqrt(8.0) +
+                            hsa_gumbel(s.gumbel_seed, (uint64_t)off, (uint64_t)c);
                         int chosen = 0;
                         for (int64_t k = 0; k < nk; k++) chosen |= i1[off * s.K + k] == c;
-                        if (chosen) lo = fmin(lo, key);
-                        else hi = fmax(hi, key);
+                        if (chosen)
+                            lo = fmin(lo, key);
+                        else
+                            hi = fmax(hi, key);
                     }
-                    if (!T_CHECK(lo >= hi - 1e-5, "row %lld: a chosen key %g is below an unchosen %g",
-                                 (long long)r, lo, hi))
+                    if (!T_CHECK(lo >= hi - 1e-5,
+                                 "row %lld: a chosen key %g is below an unchosen %g", (long long)r,
+                                 lo, hi))
                         break;
                 }
         T_CHECK(rows > 10, "too few rows with a real choice (%lld)", (long long)rows);
-        free(q_r), free(lmk), free(i0), free(i1), free(i2), free(i3), free(s0), free(s1), free(s2), free(s3);
+        free(q_r), free(lmk), free(i0), free(i1), free(i2), free(i3), free(s0), free(s1), free(s2),
+            free(s3);
     }
     t_begin("Gumbel noise is Gumbel(0,1): mean 0.5772, variance pi^2/6");
     {
@@ -353,13 +379,15 @@ int main(void) {
             m += x, m2 += x * x;
         }
         m /= n, m2 = m2 / n - m * m;
-        T_CHECK(fabs(m - 0.5772157) < 0.01 && fabs(m2 - 1.6449341) < 0.03, "mean %.4f var %.4f", m, m2);
+        T_CHECK(fabs(m - 0.5772157) < 0.01 && fabs(m2 - 1.6449341) < 0.03, "mean %.4f var %.4f", m,
+                m2);
     }
 
     t_begin("scores backward matches central differences (accumulating)");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int64_t *v = shapes[i];
-        struct hsa_shape s = hsa_shape_make(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0, 0);
+        struct hsa_shape s =
+            hsa_shape_make(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0, 0);
         check_scores_backward(&s, 400 + i);
     }
     return t_finish();

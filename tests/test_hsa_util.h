@@ -28,11 +28,17 @@ static inline struct hsa_shape hsa_shape_make(int64_t B, int64_t L, int64_t HQ, 
     return s;
 }
 
-static inline int64_t n_qr(const struct hsa_shape *s) { return s->B * hsa_num_rows(s) * s->Hr * s->dr; }
-static inline int64_t n_lmk(const struct hsa_shape *s) { return s->B * hsa_num_chunks(s) * s->Hr * s->dr; }
+static inline int64_t n_qr(const struct hsa_shape *s) {
+    return s->B * hsa_num_rows(s) * s->Hr * s->dr;
+}
+static inline int64_t n_lmk(const struct hsa_shape *s) {
+    return s->B * hsa_num_chunks(s) * s->Hr * s->dr;
+}
 static inline int64_t n_q(const struct hsa_shape *s) { return s->B * s->L * s->HQ * s->dh; }
 static inline int64_t n_kv(const struct hsa_shape *s) { return s->B * s->L * s->H * s->dh; }
-static inline int64_t n_slots(const struct hsa_shape *s) { return s->B * hsa_num_rows(s) * s->Hr * s->K; }
+static inline int64_t n_slots(const struct hsa_shape *s) {
+    return s->B * hsa_num_rows(s) * s->Hr * s->K;
+}
 static inline int64_t n_lse(const struct hsa_shape *s) { return s->B * s->L * s->HQ * s->K; }
 
 /* Visible chunk count from the rule itself (not hsa_num_visible): block_q = 1: chunks with
@@ -51,7 +57,9 @@ static inline int64_t t_nvalid(const struct hsa_shape *s, int64_t r) {
 }
 
 static inline float *t_alloc(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
-static inline double *t_alloc_d(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(double)); }
+static inline double *t_alloc_d(int64_t n) {
+    return calloc((size_t)(n > 0 ? n : 1), sizeof(double));
+}
 static inline float *t_randn(lc_rng *r, int64_t n, float scale) {
     float *x = t_alloc(n);
     lc_fill_normal(r, x, (size_t)n, scale);
@@ -100,7 +108,8 @@ static inline void dref_weights(const struct hsa_shape *s, const double *score, 
         if (s->weighting == HSA_SOFTMAX) {
             double sum = 0;
             for (int64_t k = 0; k < K; k++) sum += isfinite(sc[k]) ? exp(sc[k]) : 0;
-            for (int64_t k = 0; k < K; k++) wo[k] = isfinite(sc[k]) && sum > 0 ? exp(sc[k]) / sum : 0;
+            for (int64_t k = 0; k < K; k++)
+                wo[k] = isfinite(sc[k]) && sum > 0 ? exp(sc[k]) / sum : 0;
         } else {
             double rest = 1; /* prod_{j<k} (1 - sigma(s_j)) */
             for (int64_t k = 0; k < K; k++) {
@@ -140,14 +149,16 @@ static inline void dref_attend(const struct hsa_shape *s, const double *q, const
                     double den = s->softmax1 ? 1 : 0;
                     for (int64_t j = 0; j < S; j++) {
                         double z = 0;
-                        for (int64_t i = 0; i < dh; i++) z += qv[i] * k[((b * L + c * S + j) * H + h) * dh + i];
+                        for (int64_t i = 0; i < dh; i++)
+                            z += qv[i] * k[((b * L + c * S + j) * H + h) * dh + i];
                         e[j] = exp(z * scale);
                         den += e[j];
                     }
                     if (lse) lse[((b * L + t) * HQ + a) * K + kk] = log(den);
                     for (int64_t j = 0; j < S; j++)
                         for (int64_t i = 0; i < dh; i++)
-                            ov[i] += w[off * K + kk] * e[j] / den * v[((b * L + c * S + j) * H + h) * dh + i];
+                            ov[i] += w[off * K + kk] * e[j] / den *
+                                     v[((b * L + c * S + j) * H + h) * dh + i];
                 }
             }
     free(e);

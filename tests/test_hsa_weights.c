@@ -45,7 +45,8 @@ static void check_weights(const struct hsa_shape *s, uint64_t seed, float spread
         int64_t nvalid = 0;
         for (int64_t k = 0; k < K; k++) {
             if (isinf(sc[row * K + k])) {
-                if (!T_CHECK(w[row * K + k] == 0, "invalid slot has weight %g", w[row * K + k])) goto done;
+                if (!T_CHECK(w[row * K + k] == 0, "invalid slot has weight %g", w[row * K + k]))
+                    goto done;
             } else {
                 nvalid++;
                 if (!T_CHECK(w[row * K + k] >= 0, "negative weight")) goto done;
@@ -55,7 +56,9 @@ static void check_weights(const struct hsa_shape *s, uint64_t seed, float spread
         /* softmax sums to 1 (0 on all-invalid rows); stick-breaking leaves mass 1 - sum >= 0 for
          * "attend to nothing", equal to prod (1 - sigma(s_k)). */
         if (s->weighting == HSA_SOFTMAX) {
-            if (!T_CHECK(fabs(sum - (nvalid ? 1.0 : 0.0)) < 1e-5, "row %lld sums to %g", (long long)row, sum)) goto done;
+            if (!T_CHECK(fabs(sum - (nvalid ? 1.0 : 0.0)) < 1e-5, "row %lld sums to %g",
+                         (long long)row, sum))
+                goto done;
         } else {
             double rest = 1;
             for (int64_t k = 0; k < nvalid; k++) rest *= 1 - dref_sigmoid(sc[row * K + k]);
@@ -97,11 +100,13 @@ int main(void) {
     /* B, L, Hr, K, S, block_q; rows = B * ceil(L/block_q) * Hr, each with 0..K valid slots */
     const int64_t shapes[][6] = {{2, 13, 2, 5, 4, 1}, {1, 30, 1, 8, 3, 3}, {3, 7, 1, 1, 2, 1}};
     for (int wt = 0; wt < 2; wt++) {
-        t_begin(wt == HSA_SOFTMAX ? "softmax weights: forward identities and backward vs FD"
-                                  : "stick-breaking weights: forward identities and backward vs FD");
+        t_begin(wt == HSA_SOFTMAX
+                    ? "softmax weights: forward identities and backward vs FD"
+                    : "stick-breaking weights: forward identities and backward vs FD");
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
             const int64_t *v = shapes[i];
-            struct hsa_shape s = hsa_shape_make(v[0], v[1], v[2], v[2], 4, v[4], v[3], v[2], 4, v[5], 0, wt);
+            struct hsa_shape s =
+                hsa_shape_make(v[0], v[1], v[2], v[2], 4, v[4], v[3], v[2], 4, v[5], 0, wt);
             check_weights(&s, 10 * i + wt, 1.0f);
             check_weights(&s, 10 * i + wt + 100, 4.0f);
         }
