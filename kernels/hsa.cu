@@ -54,17 +54,10 @@ lc_status hsa_retrieve_cuda(const struct hsa_shape *s, const bf16_t *q_r, const 
     p.lmk = reinterpret_cast<const bf16 *>(lmk);
     p.idx = idx;
     p.score = score;
-    /* retrieve_kernel2 ships; LONGCTX_HSA_RETRIEVE_V1=1 runs the first version (kept for comparison) */
-    const int v1 = getenv("LONGCTX_HSA_RETRIEVE_V1") != NULL;
-    size_t sm = v1 ? smem_bytes((int)s->K) : smem_bytes2((int)s->K);
+    size_t sm = smem_bytes((int)s->K);
     dim3 grid((unsigned)((p.Lr + RB - 1) / RB), (unsigned)(s->B * s->Hr));
-    if (v1) {
-        cuda_check(cudaFuncSetAttribute(retrieve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
-        retrieve_kernel<<<grid, NTHREADS, sm, lc_stream(stream)>>>(p);
-    } else {
-        cuda_check(cudaFuncSetAttribute(retrieve_kernel2, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
-        retrieve_kernel2<<<grid, NTHREADS, sm, lc_stream(stream)>>>(p);
-    }
+    cuda_check(cudaFuncSetAttribute(retrieve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    retrieve_kernel<<<grid, NTHREADS, sm, lc_stream(stream)>>>(p);
     cuda_check_launch("retrieve_kernel");
     return LC_OK;
 }
