@@ -68,9 +68,3 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
 }
-
-/* Fallbacks while the suites and bench parts are being built; the real definitions in
- * suites/cli.c and bench/ replace them at link time. */
-__attribute__((weak)) int cmd_suite(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "longctx suite: not in this build\n"); return 2; }
-__attribute__((weak)) int cmd_sweep(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "longctx sweep: not in this build\n"); return 2; }
-__attribute__((weak)) int cmd_bench(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "longctx bench: not in this build\n"); return 2; }

@@ -30,7 +30,16 @@ done
 
 line="apt-get install -y --no-install-recommends ${need[*]}"
 installed=0
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+# A machine with no route to its package registry (e.g. the lent GPU machines) answers the
+# name lookup at once with a failure: do not spend minutes on apt-get there.
+registry_reachable() {
+    local host
+    host=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+        grep -oE '^(deb|URIs:)[^#]*https?://[^/ ]+' |
+        grep -oE 'https?://[^/ ]+' | head -1 | sed 's|.*://||')
+    [ -n "$host" ] && timeout 5 getent hosts "$host" >/dev/null 2>&1
+}
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && registry_reachable; then
     echo "setup: installing ${need[*]}" >&2
     if timeout 120 apt-get update -qq >/dev/null 2>&1 &&
         DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
