@@ -23,7 +23,7 @@ timeout $((total * 3 / 5)) "$bin" sweep --tag L --direction fwd,bwd --L 4K..16M 
 timeout $((total / 5)) "$bin" sweep --tag W --mixer swa --direction fwd,bwd --L 1M --W 256..64K --budget-s 20 --reps 5 2>"$out/sweep_W.log" | tail -3
 hsa=$("$bin" sweep --dry-run --L 4K 2>/dev/null | cut -d. -f1 | sort -u | grep '^hsa' | paste -sd, -)
 timeout $((total / 5)) "$bin" sweep --tag K --mixer "$hsa" --direction fwd,bwd --L 1M --K 1..64 --budget-s 20 --reps 5 2>"$out/sweep_K.log" | tail -3
-cp "$csv" "$out/" 2>/dev/null
+cp results/kernels_*.csv "$out/" 2>/dev/null
 for f in "$out"/sweep_*.log; do tail -2 "$f"; done
 echo "tests: exit $test_rc; csv: $csv ($(wc -l <"$csv") lines)"
 exit $test_rc
