@@ -33,6 +33,12 @@
  *   o_k   = sum_j exp(z_j) v[c*S+j, h] / (sm_n + sum_j exp(z_j))   (sm_n = softmax1 ? 1 : 0)
  *   o[t,a]= sum_k w_k o_k
  * Invalid slots contribute nothing. No gradient flows through idx.
+ *
+ * Slot validity (every function that takes idx): slot k of row r is valid iff
+ * k < min(K, hsa_num_visible(r)); this does not depend on w or on what an invalid slot's idx holds
+ * (a valid slot whose weight underflowed to 0 still gets dw = D_k). Valid idx entries must name a
+ * visible chunk, else LC_EINVAL naming idx. The weight functions see only scores: there a slot is
+ * invalid iff its score is -INFINITY. S = 1 with block_q = 1 is HSA (the rule (c+1)*S <= t).
  */
 #ifndef LONGCTX_HSA_H
 #define LONGCTX_HSA_H
@@ -90,13 +96,15 @@ lc_status hsa_scores_backward_ref(const struct hsa_shape *s, const float *q_r, c
                                   const int32_t *idx, const float *dscore, float *dq_r, float *dlmk);
 /* Fusion weights over the K slots of each row (softmax or stick-breaking). */
 lc_status hsa_weights_forward_ref(const struct hsa_shape *s, const float *score, float *w);
+/* Overwrites dscore (0 at invalid slots). */
 lc_status hsa_weights_backward_ref(const struct hsa_shape *s, const float *score, const float *w,
                                    const float *dw, float *dscore);
 /* Chunk attention + weighted fusion. lse may be NULL in the forward. */
 lc_status hsa_attend_forward_ref(const struct hsa_shape *s, const float *q, const float *k,
                                  const float *v, const int32_t *idx, const float *w, float *o,
                                  float *lse);
-/* Overwrites dq, dk, dv (same shapes as q, k, v) and dw [B, Lr, Hr, K]. */
+/* Overwrites dq, dk, dv (same shapes as q, k, v) and dw [B, Lr, Hr, K]; dw sums D_k over the G
+ * heads, the row's block_q tokens and (Hr == 1) the H KV heads. lse may be NULL (recomputed). */
 lc_status hsa_attend_backward_ref(const struct hsa_shape *s, const float *q, const float *k,
                                   const float *v, const int32_t *idx, const float *w,
                                   const float *lse, const float *dout, float *dq, float *dk,
