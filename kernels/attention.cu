@@ -1,0 +1,640 @@
+/* attention.cu — CUDA causal dense / sliding-window / non-causal attention, forward and backward,
+ * FlashAttention-2 style on mma.sync m16n8k16 bf16 tensor cores (sm_80+, runs on sm_90).
+ * Layouts and math: attention.h.
+ *
+ * Forward: one block per (batch, query head, BM-row query tile); each warp owns 16*MT query rows.
+ * K/V tiles of BN keys stream through double-buffered shared memory (cp.async); S = Q K^T and
+ * O += P V run on tensor cores, P is reused from the S accumulators as the A operand (no trip
+ * through shared memory); online softmax in the exp2 domain with fp32 row max / sum. Only key
+ * tiles inside [t-W, t] of the tile's rows are visited, so SWA costs ~L*W; only tiles that cut
+ * the causal diagonal, the window edge or the end of the sequence are masked element-wise.
+ *
+ * Backward: D = rowsum(dO*O) first; then one block per (batch, KV head, BN-key tile) with each
+ * warp owning 16 keys. It visits every query tile that sees its keys, for each of the G query
+ * heads of the KV head (so dk, dv accumulate in registers, no atomics), recomputing
+ * P^T = exp(S^T - lse); dV += P^T dO, dP^T = V dO^T, dS^T = P^T (dP^T - D), dK += dS^T Q;
+ * dS goes through shared memory for dQ = dS K, accumulated in fp32 with atomics in the
+ * workspace, and converted to bf16 (times scale) at the end.
+ *
+ * Shared-memory rows are padded by 16 bytes so ldmatrix over 8 rows hits 8 distinct bank groups.
+ * Every offset is 64-bit: L reaches 2^24.
+ */
+#include <math.h>
+#include <stdint.h>
+
+#include "attention.h"
+#include "cuda_common.cuh"
+
+namespace {
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+/* 16-byte async copy; pred false zero-fills the destination (rows past L). */
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool pred) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
+                 "r"(pred ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+/* c += a (16x16, row) * b (16x8, col), bf16 in, fp32 accumulate. */
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+
+/* Copy rows r0 .. r0+R-1 (row stride `stride` elements, D columns) into padded shared memory;
+ * rows at or past L become zeros. */
+template <int D, int R, int NT>
+__device__ __forceinline__ void load_rows(bf16 *s, const bf16 *g, int64_t stride, int64_t r0, int64_t L,
+                                          int tid) {
+    constexpr int CPR = D / 8;
+#pragma unroll
+    for (int c = tid; c < R * CPR; c += NT) {
+        const int r = c / CPR, cc = c % CPR;
+        const int64_t row = r0 + r;
+        const bool ok = row < L;
+        cp_async16(s + r * (D + 8) + cc * 8, g + (ok ? row : 0) * stride + cc * 8, ok);
+    }
+}
+
+__device__ __forceinline__ bool visible(int64_t q, int64_t k, int64_t L, int causal, int64_t W) {
+    return q < L && k < L && (!causal || (k <= q && (W == 0 || q - k <= W)));
+}
+
+struct fwd_params {
+    const bf16 *q, *k, *v;
+    bf16 *o;
+    float *lse;
+    int64_t L, HQ, H, W, nqb;
+    int causal;
+    float scale_log2; /* scale * log2(e) */
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Forward. Block = NW warps, BM = 16*NW*MT query rows, BN keys per tile. */
+template <int D, int BN, int NW, int MT>
+__global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
+    constexpr int BM = 16 * NW * MT, NT = NW * 32, P = D + 8;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *sQ = reinterpret_cast<bf16 *>(smem_raw);
+    bf16 *sK = sQ + BM * P; /* [2][BN][P] */
+    bf16 *sV = sK + 2 * BN * P;
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
+    /* 1D grid: heads fastest, then query tiles (heaviest causal tiles first), then batch. */
+    int64_t idx = blockIdx.x;
+    const int64_t a = idx % p.HQ;
+    idx /= p.HQ;
+    const int64_t qr = idx % p.nqb, b = idx / p.nqb;
+    const int64_t qb = p.causal ? p.nqb - 1 - qr : qr;
+    const int64_t L = p.L, h = a / (p.HQ / p.H), W = p.W;
+    const int64_t q0 = qb * BM;
+    const int64_t qstride = p.HQ * D, kstride = p.H * D;
+    const bf16 *qg = p.q + (b * L * p.HQ + a) * D;
+    const bf16 *kg = p.k + (b * L * p.H + h) * D;
+    const bf16 *vg = p.v + (b * L * p.H + h) * D;
+
+    const int64_t kend = p.causal ? min(q0 + BM, L) : L; /* exclusive */
+    const int64_t kstart = (p.causal && W > 0) ? max(q0 - W, (int64_t)0) : 0;
+    const int64_t jt0 = kstart / BN, jt1 = (kend - 1) / BN;
+
+    load_rows<D, BM, NT>(sQ, qg, qstride, q0, L, tid);
+    load_rows<D, BN, NT>(sK, kg, kstride, jt0 * BN, L, tid);
+    load_rows<D, BN, NT>(sV, vg, kstride, jt0 * BN, L, tid);
+    cp_async_commit();
+
+    float acc[MT][D / 8][4];
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int n = 0; n < D / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mt][n][e] = 0.f;
+        m[mt][0] = m[mt][1] = -INFINITY;
+        l[mt][0] = l[mt][1] = 0.f;
+    }
+
+    for (int64_t jt = jt0; jt <= jt1; jt++) {
+        const int buf = (int)((jt - jt0) & 1);
+        if (jt < jt1) {
+            load_rows<D, BN, NT>(sK + (buf ^ 1) * BN * P, kg, kstride, (jt + 1) * BN, L, tid);
+            load_rows<D, BN, NT>(sV + (buf ^ 1) * BN * P, vg, kstride, (jt + 1) * BN, L, tid);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const bf16 *cK = sK + buf * BN * P, *cV = sV + buf * BN * P;
+
+        float S[MT][BN / 8][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) S[mt][n][e] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t qa[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+                ldsm_x4(qa[mt], sQ + ((warp * MT + mt) * 16 + (lane % 16)) * P + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+            for (int nn = 0; nn < BN / 16; nn++) {
+                uint32_t kb[4];
+                ldsm_x4(kb, cK + (nn * 16 + (lane % 8) + (lane / 16) * 8) * P + kk * 16 + ((lane / 8) % 2) * 8);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(S[mt][2 * nn], qa[mt], kb[0], kb[1]);
+                    mma16816(S[mt][2 * nn + 1], qa[mt], kb[2], kb[3]);
+                }
+            }
+        }
+
+        const int64_t k0 = jt * BN;
+        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < q0 + BM - 1 - W)));
+        if (need_mask) {
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int64_t row = q0 + (warp * MT + mt) * 16 + g + (e >= 2 ? 8 : 0);
+                        const int64_t col = k0 + n * 8 + 2 * tg + (e & 1);
+                        /* rows past L keep their keys (they are never stored) so no row is empty */
+                        if (!visible(row < L ? row : L - 1, col, L, p.causal, W)) S[mt][n][e] = -INFINITY;
+                    }
+        }
+
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float mx = -INFINITY;
+#pragma unroll
+                for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(S[mt][n][2 * r], S[mt][n][2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+                const float m_new = fmaxf(m[mt][r], mx * p.scale_log2);
+                const float m_use = m_new == -INFINITY ? 0.f : m_new;
+                const float alpha = exp2f(m[mt][r] - m_use);
+                m[mt][r] = m_new;
+                float sum = 0.f;
+#pragma unroll
+                for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+                    for (int e = 2 * r; e < 2 * r + 2; e++) {
+                        const float pv = exp2f(S[mt][n][e] * p.scale_log2 - m_use);
+                        S[mt][n][e] = pv;
+                        sum += pv;
+                    }
+                l[mt][r] = l[mt][r] * alpha + sum;
+#pragma unroll
+                for (int n = 0; n < D / 8; n++) {
+                    acc[mt][n][2 * r] *= alpha;
+                    acc[mt][n][2 * r + 1] *= alpha;
+                }
+            }
+
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            uint32_t pa[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                pa[mt][0] = pack_bf16(S[mt][2 * kk][0], S[mt][2 * kk][1]);
+                pa[mt][1] = pack_bf16(S[mt][2 * kk][2], S[mt][2 * kk][3]);
+                pa[mt][2] = pack_bf16(S[mt][2 * kk + 1][0], S[mt][2 * kk + 1][1]);
+                pa[mt][3] = pack_bf16(S[mt][2 * kk + 1][2], S[mt][2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int dn = 0; dn < D / 16; dn++) {
+                uint32_t vb[4];
+                ldsm_x4_t(vb, cV + (kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * P + dn * 16 + (lane / 16) * 8);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(acc[mt][2 * dn], pa[mt], vb[0], vb[1]);
+                    mma16816(acc[mt][2 * dn + 1], pa[mt], vb[2], vb[3]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float sum = l[mt][r];
+            sum += __shfl_xor_sync(0xffffffff, sum, 1);
+            sum += __shfl_xor_sync(0xffffffff, sum, 2);
+            const float inv = sum > 0.f ? 1.f / sum : 0.f;
+            const int64_t row = q0 + (warp * MT + mt) * 16 + g + r * 8;
+            if (row < L) {
+                bf16 *orow = p.o + ((b * L + row) * p.HQ + a) * D;
+#pragma unroll
+                for (int n = 0; n < D / 8; n++)
+                    *reinterpret_cast<uint32_t *>(orow + n * 8 + 2 * tg) =
+                        pack_bf16(acc[mt][n][2 * r] * inv, acc[mt][n][2 * r + 1] * inv);
+                if (tg == 0)
+                    p.lse[(b * p.HQ + a) * L + row] =
+                        sum > 0.f ? (m[mt][r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
+            }
+        }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Backward, step 1: D[b, a, t] = <dO, O> in fp32; one group of D/8 lanes per row. */
+template <int D>
+__global__ void attn_bwd_dot_kernel(const bf16 *o, const bf16 *dout, float *Dv, int64_t rows, int64_t L,
+                                    int64_t HQ) {
+    constexpr int LPR = D / 8; /* lanes per row, 16 bytes each */
+    const int64_t gtid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t row = gtid / LPR;
+    const int part = (int)(gtid % LPR);
+    float s = 0.f;
+    if (row < rows) {
+        const uint4 x = *reinterpret_cast<const uint4 *>(o + row * D + part * 8);
+        const uint4 y = *reinterpret_cast<const uint4 *>(dout + row * D + part * 8);
+        const __nv_bfloat162 *xa = reinterpret_cast<const __nv_bfloat162 *>(&x);
+        const __nv_bfloat162 *ya = reinterpret_cast<const __nv_bfloat162 *>(&y);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float2 xf = __bfloat1622float2(xa[i]), yf = __bfloat1622float2(ya[i]);
+            s += xf.x * yf.x + xf.y * yf.y;
+        }
+    }
+#pragma unroll
+    for (int off = LPR / 2; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffff, s, off);
+    if (row < rows && part == 0) {
+        /* row = (b*L + t)*HQ + a  ->  [b, a, t] */
+        const int64_t a = row % HQ, bt = row / HQ, t = bt % L, b = bt / L;
+        Dv[(b * HQ + a) * L + t] = s;
+    }
+}
+
+struct bwd_params {
+    const bf16 *q, *k, *v, *dout;
+    const float *lse, *Dv;
+    float *dq_acc;
+    bf16 *dk, *dv;
+    int64_t L, HQ, H, W, nkb;
+    int causal;
+    float scale, scale_log2;
+};
+
+/* Backward, step 2. Block = NW warps over BN = 16*NW keys; query tiles of BM rows. */
+template <int D, int NW, int BM>
+__global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
+    constexpr int BN = 16 * NW, NT = NW * 32, P = D + 8, PS = BM + 8;
+    constexpr int WQ = BM / 16, WD = NW / WQ, DW = D / WD; /* dQ: warps over (queries, dh) */
+    static_assert(NW % WQ == 0 && DW % 16 == 0, "bad backward tiling");
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *sK = reinterpret_cast<bf16 *>(smem_raw);
+    bf16 *sV = sK + BN * P;
+    bf16 *sQ = sV + BN * P;     /* [2][BM][P] */
+    bf16 *sdO = sQ + 2 * BM * P; /* [2][BM][P] */
+    bf16 *sdS = sdO + 2 * BM * P; /* [BN][PS]: dS^T, keys x queries */
+    float *sL = reinterpret_cast<float *>(sdS + BN * PS); /* [2][BM] lse * log2(e) */
+    float *sD = sL + 2 * BM;                              /* [2][BM] */
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
+    int64_t idx = blockIdx.x;
+    const int64_t h = idx % p.H;
+    idx /= p.H;
+    const int64_t kb = idx % p.nkb, b = idx / p.nkb;
+    const int64_t L = p.L, HQ = p.HQ, G = HQ / p.H, W = p.W;
+    const int64_t k0 = kb * BN;
+    const int64_t kstride = p.H * D, qstride = HQ * D;
+
+    const int64_t qlo = p.causal ? k0 : 0;
+    const int64_t qhi = (p.causal && W > 0) ? min(L, k0 + BN + W) : L; /* exclusive */
+    const int64_t qt0 = qlo / BM, nqt = (qhi - 1) / BM - qt0 + 1;
+    const int64_t iters = G * nqt;
+
+    load_rows<D, BN, NT>(sK, p.k + (b * L * p.H + h) * D, kstride, k0, L, tid);
+    load_rows<D, BN, NT>(sV, p.v + (b * L * p.H + h) * D, kstride, k0, L, tid);
+
+    auto issue = [&](int64_t it, int buf) {
+        const int64_t a = h * G + it / nqt, q0 = (qt0 + it % nqt) * BM;
+        load_rows<D, BM, NT>(sQ + buf * BM * P, p.q + (b * L * HQ + a) * D, qstride, q0, L, tid);
+        load_rows<D, BM, NT>(sdO + buf * BM * P, p.dout + (b * L * HQ + a) * D, qstride, q0, L, tid);
+        for (int i = tid; i < BM; i += NT) {
+            const int64_t t = q0 + i;
+            sL[buf * BM + i] = t < L ? p.lse[(b * HQ + a) * L + t] * 1.4426950408889634f : 0.f;
+            sD[buf * BM + i] = t < L ? p.Dv[(b * HQ + a) * L + t] : 0.f;
+        }
+    };
+    issue(0, 0);
+    cp_async_commit();
+
+    float dK[D / 8][4], dV[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dK[n][e] = dV[n][e] = 0.f;
+
+    const int64_t key_r0 = k0 + warp * 16 + g; /* keys of this thread's accumulator rows: +0, +8 */
+
+    for (int64_t it = 0; it < iters; it++) {
+        const int buf = (int)(it & 1);
+        if (it + 1 < iters) {
+            issue(it + 1, buf ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const int64_t a = h * G + it / nqt, q0 = (qt0 + it % nqt) * BM;
+        const bf16 *cQ = sQ + buf * BM * P, *cdO = sdO + buf * BM * P;
+        const float *cL = sL + buf * BM, *cD = sD + buf * BM;
+
+        /* S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x BM queries */
+        float St[BM / 8][4], dPt[BM / 8][4];
+#pragma unroll
+        for (int n = 0; n < BM / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) St[n][e] = dPt[n][e] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t ka[4], va[4];
+            ldsm_x4(ka, sK + (warp * 16 + (lane % 16)) * P + kk * 16 + (lane / 16) * 8);
+            ldsm_x4(va, sV + (warp * 16 + (lane % 16)) * P + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+            for (int nn = 0; nn < BM / 16; nn++) {
+                uint32_t qb[4], ob[4];
+                const int off = (nn * 16 + (lane % 8) + (lane / 16) * 8) * P + kk * 16 + ((lane / 8) % 2) * 8;
+                ldsm_x4(qb, cQ + off);
+                ldsm_x4(ob, cdO + off);
+                mma16816(St[2 * nn], ka, qb[0], qb[1]);
+                mma16816(St[2 * nn + 1], ka, qb[2], qb[3]);
+                mma16816(dPt[2 * nn], va, ob[0], ob[1]);
+                mma16816(dPt[2 * nn + 1], va, ob[2], ob[3]);
+            }
+        }
+
+        const bool need_mask = q0 + BM > L || k0 + BN > L ||
+                               (p.causal && (q0 < k0 + BN - 1 || (W > 0 && q0 + BM - 1 > k0 + W)));
+        /* P^T and dS^T in place */
+#pragma unroll
+        for (int n = 0; n < BM / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int qi = n * 8 + 2 * tg + (e & 1);
+                float pv = exp2f(St[n][e] * p.scale_log2 - cL[qi]);
+                if (need_mask && !visible(q0 + qi, key_r0 + (e >= 2 ? 8 : 0), L, p.causal, W)) pv = 0.f;
+                St[n][e] = pv;
+                dPt[n][e] = pv * (dPt[n][e] - cD[qi]);
+            }
+
+        /* dS^T to shared memory (bf16) for dQ */
+#pragma unroll
+        for (int n = 0; n < BM / 8; n++) {
+            *reinterpret_cast<uint32_t *>(sdS + (warp * 16 + g) * PS + n * 8 + 2 * tg) = pack_bf16(dPt[n][0], dPt[n][1]);
+            *reinterpret_cast<uint32_t *>(sdS + (warp * 16 + g + 8) * PS + n * 8 + 2 * tg) = pack_bf16(dPt[n][2], dPt[n][3]);
+        }
+
+        /* dV += P^T dO, dK += dS^T Q (queries are the reduction dimension) */
+#pragma unroll
+        for (int kk = 0; kk < BM / 16; kk++) {
+            uint32_t pa[4], sa[4];
+            pa[0] = pack_bf16(St[2 * kk][0], St[2 * kk][1]);
+            pa[1] = pack_bf16(St[2 * kk][2], St[2 * kk][3]);
+            pa[2] = pack_bf16(St[2 * kk + 1][0], St[2 * kk + 1][1]);
+            pa[3] = pack_bf16(St[2 * kk + 1][2], St[2 * kk + 1][3]);
+            sa[0] = pack_bf16(dPt[2 * kk][0], dPt[2 * kk][1]);
+            sa[1] = pack_bf16(dPt[2 * kk][2], dPt[2 * kk][3]);
+            sa[2] = pack_bf16(dPt[2 * kk + 1][0], dPt[2 * kk + 1][1]);
+            sa[3] = pack_bf16(dPt[2 * kk + 1][2], dPt[2 * kk + 1][3]);
+#pragma unroll
+            for (int dn = 0; dn < D / 16; dn++) {
+                uint32_t ob[4], qb[4];
+                const int off = (kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * P + dn * 16 + (lane / 16) * 8;
+                ldsm_x4_t(ob, cdO + off);
+                ldsm_x4_t(qb, cQ + off);
+                mma16816(dV[2 * dn], pa, ob[0], ob[1]);
+                mma16816(dV[2 * dn + 1], pa, ob[2], ob[3]);
+                mma16816(dK[2 * dn], sa, qb[0], qb[1]);
+                mma16816(dK[2 * dn + 1], sa, qb[2], qb[3]);
+            }
+        }
+        __syncthreads(); /* sdS complete */
+
+        /* dQ (BM x D) = dS (BM x BN) K (BN x D): warp (wq, wd) owns 16 queries x DW columns */
+        {
+            const int wq = warp % WQ, wd = warp / WQ;
+            float dQ[DW / 8][4];
+#pragma unroll
+            for (int n = 0; n < DW / 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) dQ[n][e] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++) {
+                uint32_t da[4];
+                ldsm_x4_t(da, sdS + (kk * 16 + (lane % 8) + ((lane / 8) / 2) * 8) * PS + wq * 16 + ((lane / 8) % 2) * 8);
+#pragma unroll
+                for (int dn = 0; dn < DW / 16; dn++) {
+                    uint32_t kb2[4];
+                    ldsm_x4_t(kb2, sK + (kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * P + wd * DW + dn * 16 + (lane / 16) * 8);
+                    mma16816(dQ[2 * dn], da, kb2[0], kb2[1]);
+                    mma16816(dQ[2 * dn + 1], da, kb2[2], kb2[3]);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int64_t t = q0 + wq * 16 + g + r * 8;
+                if (t < L) {
+                    float *dst = p.dq_acc + ((b * L + t) * HQ + a) * D + wd * DW + 2 * tg;
+#pragma unroll
+                    for (int n = 0; n < DW / 8; n++) {
+                        atomicAdd(dst + n * 8, dQ[n][2 * r]);
+                        atomicAdd(dst + n * 8 + 1, dQ[n][2 * r + 1]);
+                    }
+                }
+            }
+        }
+        __syncthreads(); /* buffers and sdS free for the next iteration */
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int64_t key = key_r0 + r * 8;
+        if (key < L) {
+            bf16 *dkr = p.dk + ((b * L + key) * p.H + h) * D, *dvr = p.dv + ((b * L + key) * p.H + h) * D;
+#pragma unroll
+            for (int n = 0; n < D / 8; n++) {
+                *reinterpret_cast<uint32_t *>(dkr + n * 8 + 2 * tg) = pack_bf16(dK[n][2 * r] * p.scale, dK[n][2 * r + 1] * p.scale);
+                *reinterpret_cast<uint32_t *>(dvr + n * 8 + 2 * tg) = pack_bf16(dV[n][2 * r], dV[n][2 * r + 1]);
+            }
+        }
+    }
+}
+
+/* Backward, step 3: dq = bf16(scale * dq_acc), 4 values per thread. */
+__global__ void attn_bwd_dq_kernel(const float *acc, bf16 *dq, int64_t n4, float scale) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n4) {
+        const float4 x = reinterpret_cast<const float4 *>(acc)[i];
+        uint2 y;
+        y.x = pack_bf16(x.x * scale, x.y * scale);
+        y.y = pack_bf16(x.z * scale, x.w * scale);
+        reinterpret_cast<uint2 *>(dq)[i] = y;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Launchers */
+template <int D, int BN, int NW, int MT>
+lc_status launch_fwd(const fwd_params &p0, int64_t B, cudaStream_t st) {
+    constexpr int BM = 16 * NW * MT;
+    fwd_params p = p0;
+    p.nqb = (p.L + BM - 1) / BM;
+    const size_t smem = (size_t)(BM + 4 * BN) * (D + 8) * sizeof(bf16);
+    const int64_t blocks = p.nqb * p.HQ * B;
+    if (blocks > 0x7fffffffLL)
+        return lc_errorf(LC_EUNSUPPORTED, "attention_forward_cuda: B*HQ*ceil(L/%d) = %lld blocks exceed the grid", BM,
+                         (long long)blocks);
+    cuda_check(cudaFuncSetAttribute(attn_fwd_kernel<D, BN, NW, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_fwd_kernel<D, BN, NW, MT><<<(unsigned)blocks, NW * 32, smem, st>>>(p);
+    cuda_check_launch("attn_fwd_kernel");
+    return LC_OK;
+}
+
+template <int D, int NW, int BM>
+lc_status launch_bwd(const bwd_params &p0, int64_t B, cudaStream_t st) {
+    constexpr int BN = 16 * NW;
+    bwd_params p = p0;
+    p.nkb = (p.L + BN - 1) / BN;
+    const size_t smem = (size_t)(2 * BN + 4 * BM) * (D + 8) * sizeof(bf16) + (size_t)BN * (BM + 8) * sizeof(bf16) +
+                        4 * BM * sizeof(float);
+    const int64_t blocks = p.nkb * p.H * B;
+    if (blocks > 0x7fffffffLL)
+        return lc_errorf(LC_EUNSUPPORTED, "attention_backward_cuda: too many blocks (%lld)", (long long)blocks);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_kernel<D, NW, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_kernel<D, NW, BM><<<(unsigned)blocks, NW * 32, smem, st>>>(p);
+    cuda_check_launch("attn_bwd_kernel");
+    return LC_OK;
+}
+
+__global__ void attn_fill_kernel(bf16 *x, int64_t n, uint64_t seed, float scale) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        x[i] = __float2bfloat16(scale * (2.f * (float)(z >> 40) * (1.f / 16777216.f) - 1.f));
+    }
+}
+
+size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+} // namespace
+
+extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf16_t *q, const bf16_t *k,
+                                            const bf16_t *v, bf16_t *o, float *lse, void *stream) {
+    LC_TRY(attention_cuda_supported(s));
+    LC_REQUIRE(q && k && v && o && lse, "attention_forward_cuda: q, k, v, o and lse must be non-NULL");
+    fwd_params p;
+    p.q = reinterpret_cast<const bf16 *>(q);
+    p.k = reinterpret_cast<const bf16 *>(k);
+    p.v = reinterpret_cast<const bf16 *>(v);
+    p.o = reinterpret_cast<bf16 *>(o);
+    p.lse = lse;
+    p.L = s->L, p.HQ = s->HQ, p.H = s->H, p.W = s->causal ? s->W : 0, p.nqb = 0;
+    p.causal = s->causal;
+    p.scale_log2 = attention_scale(s) * 1.4426950408889634f;
+    cudaStream_t st = lc_stream(stream);
+    switch (s->dh) {
+    case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
+    case 64: return launch_fwd<64, 64, 4, 2>(p, s->B, st);
+    default: return launch_fwd<128, 64, 8, 1>(p, s->B, st);
+    }
+}
+
+extern "C" lc_status attention_fill_random_cuda(bf16_t *x, size_t n, uint64_t seed, float scale, void *stream) {
+    LC_REQUIRE(x || n == 0, "attention_fill_random_cuda: x is NULL");
+    if (n == 0) return LC_OK;
+    attn_fill_kernel<<<132 * 16, 256, 0, lc_stream(stream)>>>(reinterpret_cast<bf16 *>(x), (int64_t)n, seed, scale);
+    cuda_check_launch("attn_fill_kernel");
+    return LC_OK;
+}
+
+extern "C" size_t attention_backward_workspace_cuda(const struct attn_shape *s) {
+    const size_t rows = (size_t)s->B * (size_t)s->L * (size_t)s->HQ;
+    return align256(rows * (size_t)s->dh * sizeof(float)) + align256(rows * sizeof(float));
+}
+
+extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const bf16_t *q, const bf16_t *k,
+                                             const bf16_t *v, const bf16_t *o, const float *lse,
+                                             const bf16_t *dout, bf16_t *dq, bf16_t *dk, bf16_t *dv,
+                                             void *workspace, void *stream) {
+    LC_TRY(attention_cuda_supported(s));
+    LC_REQUIRE(q && k && v && o && lse && dout && dq && dk && dv,
+               "attention_backward_cuda: every tensor argument must be non-NULL");
+    LC_REQUIRE(workspace, "attention_backward_cuda: workspace is NULL (needs attention_backward_workspace_cuda bytes)");
+    cudaStream_t st = lc_stream(stream);
+    const int64_t rows = s->B * s->L * s->HQ, D = s->dh;
+    float *dq_acc = static_cast<float *>(workspace);
+    float *Dv = reinterpret_cast<float *>(static_cast<char *>(workspace) + align256((size_t)rows * D * sizeof(float)));
+    cuda_check(cudaMemsetAsync(dq_acc, 0, (size_t)rows * D * sizeof(float), st));
+    {
+        const int64_t threads = rows * (D / 8);
+        const unsigned grid = (unsigned)((threads + 255) / 256);
+        const bf16 *po = reinterpret_cast<const bf16 *>(o), *pg = reinterpret_cast<const bf16 *>(dout);
+        if (D == 32) attn_bwd_dot_kernel<32><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ);
+        else if (D == 64) attn_bwd_dot_kernel<64><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ);
+        else attn_bwd_dot_kernel<128><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ);
+        cuda_check_launch("attn_bwd_dot_kernel");
+    }
+    bwd_params p;
+    p.q = reinterpret_cast<const bf16 *>(q);
+    p.k = reinterpret_cast<const bf16 *>(k);
+    p.v = reinterpret_cast<const bf16 *>(v);
+    p.dout = reinterpret_cast<const bf16 *>(dout);
+    p.lse = lse;
+    p.Dv = Dv;
+    p.dq_acc = dq_acc;
+    p.dk = reinterpret_cast<bf16 *>(dk);
+    p.dv = reinterpret_cast<bf16 *>(dv);
+    p.L = s->L, p.HQ = s->HQ, p.H = s->H, p.W = s->causal ? s->W : 0, p.nkb = 0;
+    p.causal = s->causal;
+    p.scale = attention_scale(s);
+    p.scale_log2 = p.scale * 1.4426950408889634f;
+    lc_status r;
+    switch (D) {
+    case 32: r = launch_bwd<32, 4, 64>(p, s->B, st); break;
+    case 64: r = launch_bwd<64, 4, 64>(p, s->B, st); break;
+    default: r = launch_bwd<128, 4, 32>(p, s->B, st); break;
+    }
+    if (r != LC_OK) return r;
+    const int64_t n4 = rows * D / 4;
+    attn_bwd_dq_kernel<<<(unsigned)((n4 + 255) / 256), 256, 0, st>>>(dq_acc, reinterpret_cast<bf16 *>(dq), n4, p.scale);
+    cuda_check_launch("attn_bwd_dq_kernel");
+    return LC_OK;
+}

@@ -1,0 +1,210 @@
+/* gpu_attention.c — CUDA attention (forward and backward) against the C reference on random
+ * inputs rounded to bf16: ragged L (not a multiple of any tile), W larger than L, dh 32/64/128,
+ * GQA, the non-causal form, L = 1; outputs poisoned with NaN before each run so an element the
+ * kernel forgets to write fails; a 2^24-token case whose tensors pass 2^31 elements (64-bit
+ * offsets) checked on its last rows; unsupported shapes rejected. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention.h"
+#include "common.h"
+#include "device.h"
+#include "test.h"
+
+struct dev {
+    bf16_t *q, *k, *v, *o, *g, *dq, *dk, *dv;
+    float *lse;
+    void *ws;
+};
+
+static void dev_free(struct dev *d) {
+    lc_cuda_free(d->q), lc_cuda_free(d->k), lc_cuda_free(d->v), lc_cuda_free(d->o), lc_cuda_free(d->g);
+    lc_cuda_free(d->dq), lc_cuda_free(d->dk), lc_cuda_free(d->dv), lc_cuda_free(d->lse), lc_cuda_free(d->ws);
+    memset(d, 0, sizeof *d);
+}
+
+static int dev_alloc(struct dev *d, const struct attn_shape *s) {
+    size_t nq = (size_t)(s->B * s->L * s->HQ * s->dh), nk = (size_t)(s->B * s->L * s->H * s->dh);
+    size_t nl = (size_t)(s->B * s->HQ * s->L);
+    memset(d, 0, sizeof *d);
+    d->q = lc_cuda_malloc(2 * nq, "q"), d->k = lc_cuda_malloc(2 * nk, "k"), d->v = lc_cuda_malloc(2 * nk, "v");
+    d->o = lc_cuda_malloc(2 * nq, "o"), d->g = lc_cuda_malloc(2 * nq, "dout"), d->dq = lc_cuda_malloc(2 * nq, "dq");
+    d->dk = lc_cuda_malloc(2 * nk, "dk"), d->dv = lc_cuda_malloc(2 * nk, "dv"), d->lse = lc_cuda_malloc(4 * nl, "lse");
+    d->ws = lc_cuda_malloc(attention_backward_workspace_cuda(s), "workspace");
+    if (!(d->q && d->k && d->v && d->o && d->g && d->dq && d->dk && d->dv && d->lse && d->ws)) {
+        dev_free(d);
+        return 0;
+    }
+    return 1;
+}
+
+/* Random normal values rounded to bf16: the reference sees exactly what the GPU sees. */
+static float *rnd_bf16(lc_rng *r, size_t n, float scale, bf16_t **as_bf16) {
+    float *x = malloc(sizeof(float) * n);
+    bf16_t *y = malloc(sizeof(bf16_t) * n);
+    lc_fill_normal(r, x, n, scale);
+    f32_to_bf16_array(x, y, n);
+    bf16_to_f32_array(y, x, n);
+    *as_bf16 = y;
+    return x;
+}
+
+static float *download_bf16(const bf16_t *d, size_t n) {
+    bf16_t *h = malloc(2 * n);
+    float *f = malloc(4 * n);
+    if (lc_cuda_memcpy_d2h(h, d, 2 * n) != LC_OK) memset(h, 0xff, 2 * n);
+    bf16_to_f32_array(h, f, n);
+    free(h);
+    return f;
+}
+
+/* Max |a-b| / max|b| over rows where b is finite: for lse (values near log L). */
+static double max_abs_err(const float *a, const float *b, size_t n) {
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        double d = fabs((double)a[i] - b[i]);
+        if (d > e) e = d;
+    }
+    return e;
+}
+
+static void check_case(const char *name, struct attn_shape s, uint64_t seed) {
+    t_begin(name);
+    lc_rng rng;
+    lc_rng_seed(&rng, seed);
+    const size_t nq = (size_t)(s.B * s.L * s.HQ * s.dh), nk = (size_t)(s.B * s.L * s.H * s.dh);
+    const size_t nl = (size_t)(s.B * s.HQ * s.L);
+    bf16_t *qb, *kb, *vb, *gb;
+    float *q = rnd_bf16(&rng, nq, 1.0f, &qb), *k = rnd_bf16(&rng, nk, 1.0f, &kb);
+    float *v = rnd_bf16(&rng, nk, 1.0f, &vb), *g = rnd_bf16(&rng, nq, 1.0f, &gb);
+    float *o = malloc(4 * nq), *lse = malloc(4 * nl), *dq = malloc(4 * nq), *dk = malloc(4 * nk), *dv = malloc(4 * nk);
+    struct dev d;
+    if (!T_CHECK(dev_alloc(&d, &s), "device allocation: %s", lc_last_error())) goto out;
+    T_OK(attention_forward_ref(&s, q, k, v, o, lse));
+    T_OK(attention_backward_ref(&s, q, k, v, o, lse, g, dq, dk, dv));
+    T_OK(lc_cuda_memcpy_h2d(d.q, qb, 2 * nq));
+    T_OK(lc_cuda_memcpy_h2d(d.k, kb, 2 * nk));
+    T_OK(lc_cuda_memcpy_h2d(d.v, vb, 2 * nk));
+    T_OK(lc_cuda_memcpy_h2d(d.g, gb, 2 * nq));
+    /* poison: 0xff bytes are NaN in bf16 and fp32 */
+    T_OK(lc_cuda_memset(d.o, 0xff, 2 * nq));
+    T_OK(lc_cuda_memset(d.lse, 0xff, 4 * nl));
+    T_OK(lc_cuda_memset(d.dq, 0xff, 2 * nq));
+    T_OK(lc_cuda_memset(d.dk, 0xff, 2 * nk));
+    T_OK(lc_cuda_memset(d.dv, 0xff, 2 * nk));
+    T_OK(lc_cuda_memset(d.ws, 0xff, attention_backward_workspace_cuda(&s)));
+    if (!T_OK(attention_forward_cuda(&s, d.q, d.k, d.v, d.o, d.lse, NULL)) || !T_OK(lc_cuda_sync())) goto freed;
+    float *og = download_bf16(d.o, nq), *lg = malloc(4 * nl);
+    T_OK(lc_cuda_memcpy_d2h(lg, d.lse, 4 * nl));
+    T_CLOSE(og, o, nq, 1e-2, "o");
+    double le = max_abs_err(lg, lse, nl);
+    T_CHECK(le < 2e-2, "lse: max abs error %.3e", le);
+    if (T_OK(attention_backward_cuda(&s, d.q, d.k, d.v, d.o, d.lse, d.g, d.dq, d.dk, d.dv, d.ws, NULL)) &&
+        T_OK(lc_cuda_sync())) {
+        float *dqg = download_bf16(d.dq, nq), *dkg = download_bf16(d.dk, nk), *dvg = download_bf16(d.dv, nk);
+        T_CLOSE(dqg, dq, nq, 2e-2, "dq");
+        T_CLOSE(dkg, dk, nk, 2e-2, "dk");
+        T_CLOSE(dvg, dv, nk, 2e-2, "dv");
+        free(dqg), free(dkg), free(dvg);
+    }
+    free(og), free(lg);
+freed:
+    dev_free(&d);
+out:
+    free(q), free(k), free(v), free(g), free(qb), free(kb), free(vb), free(gb);
+    free(o), free(lse), free(dq), free(dk), free(dv);
+}
+
+/* L = 2^24, HQ = H = 2, dh = 64: q has 2^31 elements. Everything but the last `n` tokens is a
+ * constant (memset); the last n tokens are random. With window W, rows t >= L-n+W (and keys
+ * j >= L-n+W for dk, dv) depend only on the random slice, so a reference run on the slice
+ * checks them. */
+static void check_huge(void) {
+    t_begin("L = 2^24, dh 64, HQ = H = 2, W = 32: 64-bit offsets (last rows vs reference)");
+    struct attn_shape s = {1, (int64_t)1 << 24, 2, 2, 64, 32, 1, 0};
+    const int64_t n = 700, W = s.W, row = s.HQ * s.dh;
+    size_t nq = (size_t)(s.L * row), need = 2 * nq * 8 + 4 * nq + (size_t)(s.L * 2 * 4 * 2) + ((size_t)1 << 30);
+    size_t free_b = 0, total_b = 0;
+    if (lc_cuda_mem_info(&free_b, &total_b) != LC_OK || free_b < need) {
+        t_skip("not enough device memory");
+        return;
+    }
+    struct dev d;
+    if (!T_CHECK(dev_alloc(&d, &s), "device allocation: %s", lc_last_error())) return;
+    struct attn_shape ss = s;
+    ss.L = n;
+    const size_t ns = (size_t)(n * row), off = nq - ns;
+    lc_rng rng;
+    lc_rng_seed(&rng, 99);
+    bf16_t *qb, *kb, *vb, *gb;
+    float *q = rnd_bf16(&rng, ns, 1, &qb), *k = rnd_bf16(&rng, ns, 1, &kb), *v = rnd_bf16(&rng, ns, 1, &vb);
+    float *g = rnd_bf16(&rng, ns, 1, &gb);
+    bf16_t **ptrs[4] = {&d.q, &d.k, &d.v, &d.g};
+    bf16_t *hs[4] = {qb, kb, vb, gb};
+    for (int i = 0; i < 4; i++) {
+        T_OK(lc_cuda_memset(*ptrs[i], 0x3c, 2 * nq)); /* 0x3c3c: a small positive bf16 */
+        T_OK(lc_cuda_memcpy_h2d(*ptrs[i] + off, hs[i], 2 * ns));
+    }
+    T_OK(lc_cuda_memset(d.o, 0xff, 2 * nq));
+    T_OK(lc_cuda_memset(d.dq, 0xff, 2 * nq));
+    T_OK(lc_cuda_memset(d.dk, 0xff, 2 * nq));
+    T_OK(lc_cuda_memset(d.dv, 0xff, 2 * nq));
+    float *o = malloc(4 * ns), *lse = malloc(4 * (size_t)(2 * n)), *dq = malloc(4 * ns), *dk = malloc(4 * ns),
+          *dv = malloc(4 * ns);
+    T_OK(attention_forward_ref(&ss, q, k, v, o, lse));
+    T_OK(attention_backward_ref(&ss, q, k, v, o, lse, g, dq, dk, dv));
+    if (T_OK(attention_forward_cuda(&s, d.q, d.k, d.v, d.o, d.lse, NULL)) &&
+        T_OK(attention_backward_cuda(&s, d.q, d.k, d.v, d.o, d.lse, d.g, d.dq, d.dk, d.dv, d.ws, NULL)) &&
+        T_OK(lc_cuda_sync())) {
+        const size_t skip = (size_t)(W * row), m = ns - skip;
+        float *og = download_bf16(d.o + off + skip, m), *dqg = download_bf16(d.dq + off + skip, m);
+        float *dkg = download_bf16(d.dk + off + skip, m), *dvg = download_bf16(d.dv + off + skip, m);
+        T_CLOSE(og, o + skip, m, 1e-2, "o (last rows)");
+        T_CLOSE(dqg, dq + skip, m, 2e-2, "dq (last rows)");
+        T_CLOSE(dkg, dk + skip, m, 2e-2, "dk (last rows)");
+        T_CLOSE(dvg, dv + skip, m, 2e-2, "dv (last rows)");
+        /* the first rows were written too (constant inputs: o = v = the constant) */
+        float *o0 = download_bf16(d.o, (size_t)row);
+        T_CHECK(fabsf(o0[0] - bf16_to_f32(0x3c3c)) < 1e-3f && isfinite(o0[row - 1]), "row 0: o = %g", o0[0]);
+        free(og), free(dqg), free(dkg), free(dvg), free(o0);
+    }
+    dev_free(&d);
+    free(q), free(k), free(v), free(g), free(qb), free(kb), free(vb), free(gb);
+    free(o), free(lse), free(dq), free(dk), free(dv);
+}
+
+int main(int argc, char **argv) {
+    const char *why = NULL;
+    int small = argc > 1 && strcmp(argv[1], "--small") == 0; /* for compute-sanitizer */
+    if (lc_cuda_device_count(&why) == 0) {
+        t_begin("cuda attention");
+        t_skip(why);
+        return t_finish();
+    }
+    check_case("dense causal dh 64, B=2 L=300 HQ=4 H=2 (ragged, GQA)", (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0}, 1);
+    check_case("SWA dh 128, L=517 W=100, HQ=2 H=1", (struct attn_shape){1, 517, 2, 1, 128, 100, 1, 0}, 2);
+    check_case("SWA dh 32, B=3 L=129 W=1000 > L", (struct attn_shape){3, 129, 2, 2, 32, 1000, 1, 0}, 3);
+    check_case("L = 1, dh 64", (struct attn_shape){1, 1, 2, 1, 64, 0, 1, 0}, 4);
+    if (!small) {
+        check_case("non-causal dh 64, L=200 HQ=2 H=1, scale 0.2", (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f}, 5);
+        check_case("non-causal dh 128, L=77 HQ=2 H=2", (struct attn_shape){2, 77, 2, 2, 128, 0, 0, 0}, 6);
+        check_case("dense causal dh 128, L=1000 HQ=2 H=2", (struct attn_shape){1, 1000, 2, 2, 128, 0, 1, 0}, 7);
+        check_case("dense causal dh 32, L=1500 HQ=3 H=1", (struct attn_shape){1, 1500, 3, 1, 32, 0, 1, 0}, 8);
+        check_case("SWA dh 64, L=1100 W=64 HQ=8 H=2 (G=4)", (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0}, 9);
+        check_case("SWA dh 64, L=2049 W=511 HQ=2 H=1", (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0}, 10);
+        check_case("SWA dh 128, L=700 W=1 HQ=4 H=4", (struct attn_shape){1, 700, 4, 4, 128, 1, 1, 0}, 11);
+        check_huge();
+    }
+    t_begin("unsupported shapes are rejected with a message");
+    {
+        struct attn_shape s = {1, 64, 2, 1, 96, 0, 1, 0};
+        T_ERR(attention_forward_cuda(&s, (bf16_t *)8, (bf16_t *)8, (bf16_t *)8, (bf16_t *)8, (float *)8, NULL), "dh = 96");
+        s.dh = 64, s.HQ = 3, s.H = 2;
+        T_ERR(attention_backward_cuda(&s, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), "multiple of H");
+        s.HQ = 2, s.H = 1;
+        T_ERR(attention_forward_cuda(&s, NULL, NULL, NULL, NULL, NULL, NULL), "non-NULL");
+    }
+    return t_finish();
+}
