@@ -88,7 +88,7 @@ $(LIB): $(OBJ)
 	ar rcs $@ $^
 
 $(BIN): $(BUILD)/model/longctx.o $(LIB)
-	$(CXX) $^ -o $@ $(LDLIBS)
+	$(CXX) $(BUILD)/model/longctx.o -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
 	@mkdir -p $(dir $@)

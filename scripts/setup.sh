@@ -13,8 +13,8 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 command -v gcc >/dev/null || { echo "setup: gcc is missing: apt-get install -y build-essential" >&2; exit 1; }
 case $mode in
-    test) want=(libbenchmark-dev gnuplot-nox bible-kjv-text) ;;
-    run)  want=(gnuplot-nox libbenchmark-dev bible-kjv-text) ;;
+    test) want=(libbenchmark-dev gnuplot-nox jargon-text) ;;
+    run)  want=(gnuplot-nox libbenchmark-dev jargon-text) ;;
     plots) want=(gnuplot-nox) ;;
     *) echo "setup.sh: unknown mode '$mode' (test | run | plots)" >&2; exit 2 ;;
 esac
