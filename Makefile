@@ -87,8 +87,13 @@ $(LIB): $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# --whole-archive: longctx.o has weak fallbacks for the subcommands, and a weak definition
+# does not pull the archive member with the real one.
 $(BIN): $(BUILD)/model/longctx.o $(LIB)
 	$(CXX) $(BUILD)/model/longctx.o -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive -o $@ $(LDLIBS)
+
+# bench/registry.c lists the kernel families whose bench/bench_*.c exist (__has_include).
+$(BUILD)/bench/registry.o: $(wildcard bench/bench_*.c)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
 	@mkdir -p $(dir $@)
