@@ -1,0 +1,458 @@
+/* hsa.cu — CUDA Hierarchical Sparse Attention: streaming retrieval top-k, fusion weights,
+ * chunk attention forward and backward. Layouts and math: hsa.h. Kernels:
+ *   hsa_retrieve.cuh  retrieval scores on tensor cores + running top-k, never an L x C matrix
+ *   hsa_attend.cuh    chunk attention over the union of a token block's chunks (forward, dq pass)
+ *                     and dK/dV per chunk through a radix-sorted reverse index
+ *   this file         fusion weights, dw reduction, reverse-index build, host entry points.
+ * bf16 storage, fp32 accumulation; every result is deterministic except dlmk in
+ * hsa_scores_backward_cuda (fp32 atomics, documented there).
+ */
+#include <cub/cub.cuh>
+#include <math.h>
+
+#include "cuda_common.cuh"
+#include "hsa.h"
+#include "hsa_attend.cuh"
+#include "hsa_retrieve.cuh"
+
+typedef __nv_bfloat16 bf16;
+
+static lc_status cuda_shape_check(const struct hsa_shape *s, const char *what) {
+    LC_TRY(hsa_check(s));
+    if (s->K > 64) return lc_errorf(LC_EUNSUPPORTED, "%s: K = %lld > 64 is not supported by the CUDA kernels", what, (long long)s->K);
+    return LC_OK;
+}
+
+/* ---------------- retrieval ---------------- */
+
+size_t hsa_retrieve_workspace_cuda(const struct hsa_shape *s) {
+    (void)s;
+    return 0;
+}
+
+lc_status hsa_retrieve_cuda(const struct hsa_shape *s, const bf16_t *q_r, const bf16_t *lmk, int32_t *idx,
+                            float *score, void *workspace, void *stream) {
+    (void)workspace;
+    LC_TRY(cuda_shape_check(s, "hsa_retrieve_cuda"));
+    if (s->dr % 32)
+        return lc_errorf(LC_EUNSUPPORTED, "hsa_retrieve_cuda: dr = %lld must be a multiple of 32", (long long)s->dr);
+    using namespace hsa_retrieve;
+    params p;
+    p.B = s->B;
+    p.Lr = hsa_num_rows(s);
+    p.Hr = s->Hr;
+    p.dr = s->dr;
+    p.S = s->S;
+    p.K = s->K;
+    p.C = hsa_num_chunks(s);
+    p.block_q = s->block_q;
+    p.gumbel = s->gumbel;
+    p.seed = s->gumbel_seed;
+    p.inv_sqrt_dr = 1.0f / sqrtf((float)s->dr); /* as the C reference */
+    p.qr = reinterpret_cast<const bf16 *>(q_r);
+    p.lmk = reinterpret_cast<const bf16 *>(lmk);
+    p.idx = idx;
+    p.score = score;
+    size_t sm = smem_bytes((int)s->K);
+    cuda_check(cudaFuncSetAttribute(retrieve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    dim3 grid((unsigned)((p.Lr + RB - 1) / RB), (unsigned)(s->B * s->Hr));
+    retrieve_kernel<<<grid, NTHREADS, sm, lc_stream(stream)>>>(p);
+    cuda_check_launch("retrieve_kernel");
+    return LC_OK;
+}
+
+/* ---------------- scores backward (to q_r and landmarks) ---------------- */
+
+/* One block per (b, row, hr). dq_r is owned by the block (deterministic); dlmk rows are shared by
+ * every row that selected the chunk and accumulate with fp32 atomicAdd (order not fixed). */
+__global__ void scores_backward_kernel(int64_t Lr, int64_t Hr, int64_t dr, int64_t K, int64_t S, int64_t C,
+                                       int64_t block_q, float inv, const bf16 *q_r, const bf16 *lmk,
+                                       const int32_t *idx, const float *dscore, float *dq_r, float *dlmk) {
+    const int64_t row = blockIdx.x, hr = blockIdx.y, b = blockIdx.z;
+    const int64_t nv = hsa_attend::num_visible(row, S, block_q, C);
+    const int64_t nvalid = nv < K ? nv : K;
+    const int64_t ro = ((b * Lr + row) * Hr + hr);
+    for (int64_t d = threadIdx.x; d < dr; d += blockDim.x) {
+        float acc = 0.f;
+        const float qd = __bfloat162float(q_r[ro * dr + d]);
+        for (int64_t k = 0; k < nvalid; k++) {
+            const int64_t c = idx[ro * K + k];
+            const float ds = dscore[ro * K + k] * inv;
+            const int64_t lo = ((b * C + c) * Hr + hr) * dr + d;
+            acc += ds * __bfloat162float(lmk[lo]);
+            atomicAdd(dlmk + lo, ds * qd);
+        }
+        dq_r[ro * dr + d] += acc;
+    }
+}
+
+lc_status hsa_scores_backward_cuda(const struct hsa_shape *s, const bf16_t *q_r, const bf16_t *lmk,
+                                   const int32_t *idx, const float *dscore, float *dq_r, float *dlmk,
+                                   void *stream) {
+    LC_TRY(cuda_shape_check(s, "hsa_scores_backward_cuda"));
+    dim3 grid((unsigned)hsa_num_rows(s), (unsigned)s->Hr, (unsigned)s->B);
+    scores_backward_kernel<<<grid, 128, 0, lc_stream(stream)>>>(
+        hsa_num_rows(s), s->Hr, s->dr, s->K, s->S, hsa_num_chunks(s), s->block_q, (float)(1.0 / sqrt((double)s->dr)),
+        reinterpret_cast<const bf16 *>(q_r), reinterpret_cast<const bf16 *>(lmk), idx, dscore, dq_r, dlmk);
+    cuda_check_launch("scores_backward_kernel");
+    return LC_OK;
+}
+
+/* ---------------- fusion weights ---------------- */
+
+__device__ __forceinline__ float softplus15(float x) { return x > 15.f ? x : log1pf(expf(x)); }
+
+__global__ void weights_forward_kernel(int64_t rows, int K, int stick, const float *score, float *w) {
+    int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    const float *s = score + r * K;
+    float *o = w + r * K;
+    if (!stick) {
+        float m = -INFINITY;
+        for (int k = 0; k < K; k++) m = fmaxf(m, s[k]);
+        if (m == -INFINITY) {
+            for (int k = 0; k < K; k++) o[k] = 0.f;
+            return;
+        }
+        float sum = 0.f;
+        for (int k = 0; k < K; k++) sum += s[k] == -INFINITY ? 0.f : expf(s[k] - m);
+        for (int k = 0; k < K; k++) o[k] = s[k] == -INFINITY ? 0.f : expf(s[k] - m) / sum;
+    } else {
+        float cum = 0.f;
+        for (int k = 0; k < K; k++) {
+            if (s[k] == -INFINITY) {
+                o[k] = 0.f;
+                continue;
+            }
+            const float sp = softplus15(s[k]);
+            o[k] = expf(s[k] - sp - cum);
+            cum += sp;
+        }
+    }
+}
+
+__global__ void weights_backward_kernel(int64_t rows, int K, int stick, const float *score, const float *w,
+                                        const float *dw, float *ds) {
+    int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    const float *s = score + r * K, *wr = w + r * K, *g = dw + r * K;
+    float *o = ds + r * K;
+    if (!stick) {
+        float dot = 0.f;
+        for (int k = 0; k < K; k++)
+            if (s[k] != -INFINITY) dot += wr[k] * g[k];
+        for (int k = 0; k < K; k++) o[k] = s[k] == -INFINITY ? 0.f : wr[k] * (g[k] - dot);
+    } else {
+        float suffix = 0.f;
+        for (int k = K - 1; k >= 0; k--) {
+            if (s[k] == -INFINITY) {
+                o[k] = 0.f;
+                continue;
+            }
+            suffix += wr[k] * g[k];
+            float sig = s[k] > 15.f ? 1.f : 1.f / (1.f + expf(-s[k])); /* derivative of softplus15 */
+            o[k] = wr[k] * g[k] - sig * suffix;
+        }
+    }
+}
+
+lc_status hsa_weights_forward_cuda(const struct hsa_shape *s, const float *score, float *w, void *stream) {
+    LC_TRY(cuda_shape_check(s, "hsa_weights_forward_cuda"));
+    int64_t rows = s->B * hsa_num_rows(s) * s->Hr;
+    weights_forward_kernel<<<(unsigned)((rows + 255) / 256), 256, 0, lc_stream(stream)>>>(
+        rows, (int)s->K, s->weighting == HSA_STICK_BREAKING, score, w);
+    cuda_check_launch("weights_forward_kernel");
+    return LC_OK;
+}
+
+lc_status hsa_weights_backward_cuda(const struct hsa_shape *s, const float *score, const float *w, const float *dw,
+                                    float *dscore, void *stream) {
+    LC_TRY(cuda_shape_check(s, "hsa_weights_backward_cuda"));
+    int64_t rows = s->B * hsa_num_rows(s) * s->Hr;
+    weights_backward_kernel<<<(unsigned)((rows + 255) / 256), 256, 0, lc_stream(stream)>>>(
+        rows, (int)s->K, s->weighting == HSA_STICK_BREAKING, score, w, dw, dscore);
+    cuda_check_launch("weights_backward_kernel");
+    return LC_OK;
+}
+
+/* ---------------- chunk attention ---------------- */
+
+struct attend_cfg {
+    int MT, n_tiles, nwarps;
+};
+
+static lc_status attend_config(const struct hsa_shape *s, int tpw, attend_cfg *cfg, const char *what) {
+    if (s->S != 32 && s->S != 64 && s->S != 128)
+        return lc_errorf(LC_EUNSUPPORTED, "%s: S = %lld (CUDA supports 32, 64, 128)", what, (long long)s->S);
+    if (s->dh != 32 && s->dh != 64 && s->dh != 128)
+        return lc_errorf(LC_EUNSUPPORTED, "%s: dh = %lld (CUDA supports 32, 64, 128)", what, (long long)s->dh);
+    const int64_t G = s->HQ / s->H;
+    const int64_t max_rows = 16LL * tpw * 8;
+    if (G > max_rows)
+        return lc_errorf(LC_EUNSUPPORTED, "%s: G = %lld query heads per KV head exceeds %lld", what, (long long)G,
+                         (long long)max_rows);
+    int64_t mt = 128 / G;
+    if (mt < 1) mt = 1;
+    if (mt > 32) mt = 32; /* one lane per token in the union merge */
+    cfg->MT = (int)mt;
+    cfg->n_tiles = (int)((mt * G + 15) / 16);
+    cfg->nwarps = (cfg->n_tiles + tpw - 1) / tpw;
+    return LC_OK;
+}
+
+static hsa_attend::tok_params tok_params_of(const struct hsa_shape *s, const attend_cfg &cfg) {
+    hsa_attend::tok_params p;
+    memset(&p, 0, sizeof p);
+    p.B = s->B;
+    p.L = s->L;
+    p.HQ = s->HQ;
+    p.H = s->H;
+    p.G = s->HQ / s->H;
+    p.K = s->K;
+    p.Hr = s->Hr;
+    p.Lr = hsa_num_rows(s);
+    p.block_q = s->block_q;
+    p.S = s->S;
+    p.C = hsa_num_chunks(s);
+    p.softmax1 = s->softmax1;
+    p.scale = s->scale > 0 ? s->scale : (float)(1.0 / sqrt((double)s->dh));
+    p.MT = cfg.MT;
+    p.n_tiles = cfg.n_tiles;
+    return p;
+}
+
+template <int S, int DH, int TPW, bool BWD>
+static lc_status launch_tok(const hsa_attend::tok_params &p, const attend_cfg &cfg, cudaStream_t st) {
+    auto kern = hsa_attend::attend_tok_kernel<S, DH, TPW, BWD>;
+    size_t sm = hsa_attend::tok_smem<S, DH>::bytes(cfg.MT, (int)p.K);
+    cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    dim3 grid((unsigned)((p.L + cfg.MT - 1) / cfg.MT), (unsigned)p.H, (unsigned)p.B);
+    kern<<<grid, cfg.nwarps * 32, sm, st>>>(p);
+    cuda_check_launch("attend_tok_kernel");
+    return LC_OK;
+}
+
+#define HSA_DISPATCH_S_DH(S_, DH_, CALL)                                                              \
+    do {                                                                                            \
+        if (S_ == 32 && DH_ == 32) { constexpr int S = 32, DH = 32; CALL; }                         \
+        else if (S_ == 32 && DH_ == 64) { constexpr int S = 32, DH = 64; CALL; }                    \
+        else if (S_ == 32 && DH_ == 128) { constexpr int S = 32, DH = 128; CALL; }                  \
+        else if (S_ == 64 && DH_ == 32) { constexpr int S = 64, DH = 32; CALL; }                    \
+        else if (S_ == 64 && DH_ == 64) { constexpr int S = 64, DH = 64; CALL; }                    \
+        else if (S_ == 64 && DH_ == 128) { constexpr int S = 64, DH = 128; CALL; }                  \
+        else if (S_ == 128 && DH_ == 32) { constexpr int S = 128, DH = 32; CALL; }                  \
+        else if (S_ == 128 && DH_ == 64) { constexpr int S = 128, DH = 64; CALL; }                  \
+        else { constexpr int S = 128, DH = 128; CALL; }                                             \
+    } while (0)
+
+lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, const bf16_t *k, const bf16_t *v,
+                                  const int32_t *idx, const float *w, bf16_t *o, float *lse, void *stream) {
+    LC_TRY(cuda_shape_check(s, "hsa_attend_forward_cuda"));
+    if (!lse) return lc_errorf(LC_EINVAL, "hsa_attend_forward_cuda: lse must not be NULL");
+    const int tpw = s->dh <= 64 ? 2 : 1;
+    attend_cfg cfg;
+    LC_TRY(attend_config(s, tpw, &cfg, "hsa_attend_forward_cuda"));
+    hsa_attend::tok_params p = tok_params_of(s, cfg);
+    p.q = reinterpret_cast<const bf16 *>(q);
+    p.k = reinterpret_cast<const bf16 *>(k);
+    p.v = reinterpret_cast<const bf16 *>(v);
+    p.idx = idx;
+    p.w = w;
+    p.o = reinterpret_cast<bf16 *>(o);
+    p.lse = lse;
+    cudaStream_t st = lc_stream(stream);
+    if (tpw == 2) {
+        HSA_DISPATCH_S_DH(s->S, s->dh, if constexpr (DH <= 64) { LC_TRY((launch_tok<S, DH, 2, false>(p, cfg, st))); });
+    } else {
+        HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, 1, false>(p, cfg, st))));
+    }
+    return LC_OK;
+}
+
+/* ---- backward ---- */
+
+static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+struct bwd_ws {
+    float *D;
+    int32_t *keys_in, *keys_out, *vals_in, *vals_out, *off;
+    void *cub_tmp;
+    size_t cub_bytes;
+};
+
+static size_t bwd_layout(const struct hsa_shape *s, void *base, bwd_ws *ws) {
+    const int64_t N = s->B * s->Hr * s->L * s->K;
+    const int64_t nkeys = s->B * s->Hr * hsa_num_chunks(s) + 1;
+    size_t cub_bytes = 0;
+    cub::DeviceRadixSort::SortPairs((void *)NULL, cub_bytes, (int32_t *)NULL, (int32_t *)NULL, (int32_t *)NULL,
+                                    (int32_t *)NULL, (int)N, 0, 32);
+    size_t sizes[7] = {align256((size_t)(s->B * s->L * s->HQ * s->K) * sizeof(float)),
+                       align256((size_t)N * 4),
+                       align256((size_t)N * 4),
+                       align256((size_t)N * 4),
+                       align256((size_t)N * 4),
+                       align256((size_t)(nkeys + 1) * 4),
+                       align256(cub_bytes)};
+    size_t total = 0;
+    char *p = (char *)base;
+    void *ptrs[7];
+    for (int i = 0; i < 7; i++) {
+        ptrs[i] = p ? p + total : NULL;
+        total += sizes[i];
+    }
+    if (ws) {
+        ws->D = (float *)ptrs[0];
+        ws->keys_in = (int32_t *)ptrs[1];
+        ws->keys_out = (int32_t *)ptrs[2];
+        ws->vals_in = (int32_t *)ptrs[3];
+        ws->vals_out = (int32_t *)ptrs[4];
+        ws->off = (int32_t *)ptrs[5];
+        ws->cub_tmp = ptrs[6];
+        ws->cub_bytes = sizes[6];
+    }
+    return total;
+}
+
+size_t hsa_attend_backward_workspace_cuda(const struct hsa_shape *s) { return bwd_layout(s, NULL, NULL); }
+
+/* (chunk key, t*K + slot) for every (b, hr, t, slot); invalid slots get the sentinel key. The
+ * input order is (b, hr, t, slot), so the stable sort leaves each chunk's pairs in token order. */
+__global__ void pairs_kernel(int64_t N, int64_t L, int64_t Hr, int64_t K, int64_t Lr, int64_t S, int64_t C,
+                             int64_t block_q, int32_t sentinel, const int32_t *idx, int32_t *keys, int32_t *vals) {
+    int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= N) return;
+    int64_t k = e % K, t = (e / K) % L, bh = e / (K * L);
+    int64_t b = bh / Hr, hr = bh % Hr;
+    int64_t r = t / block_q;
+    int64_t nv = hsa_attend::num_visible(r, S, block_q, C);
+    int32_t key = sentinel;
+    if (k < nv) key = (int32_t)(bh * C + idx[((b * Lr + r) * Hr + hr) * K + k]);
+    keys[e] = key;
+    vals[e] = (int32_t)(t * K + k);
+}
+
+/* off[key] = first position of key in the sorted keys (empty keys get the next start). */
+__global__ void offsets_kernel(int64_t N, int32_t nkeys, const int32_t *keys, int32_t *off) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i > N) return;
+    int32_t prev = i == 0 ? -1 : keys[i - 1];
+    int32_t cur = i == N ? nkeys : keys[i];
+    for (int32_t kk = prev + 1; kk <= cur; kk++) off[kk] = (int32_t)i;
+}
+
+/* dw[b, r, hr, k] = sum over the row's tokens, the KV heads of hr and their G query heads of D. */
+__global__ void dw_kernel(int64_t B, int64_t L, int64_t HQ, int64_t H, int64_t K, int64_t Hr, int64_t Lr,
+                          int64_t S, int64_t C, int64_t block_q, const float *D, float *dw) {
+    int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= B * Lr * Hr * K) return;
+    int64_t k = e % K, hr = (e / K) % Hr, r = (e / (K * Hr)) % Lr, b = e / (K * Hr * Lr);
+    int64_t nv = hsa_attend::num_visible(r, S, block_q, C);
+    float acc = 0.f;
+    if (k < nv) {
+        const int64_t G = HQ / H;
+        int64_t h0 = Hr == 1 ? 0 : hr, h1 = Hr == 1 ? H : hr + 1;
+        int64_t ta = r * block_q, tb = ta + block_q < L ? ta + block_q : L;
+        for (int64_t t = ta; t < tb; t++)
+            for (int64_t h = h0; h < h1; h++)
+                for (int64_t g = 0; g < G; g++) acc += D[((b * L + t) * HQ + h * G + g) * K + k];
+    }
+    dw[e] = acc;
+}
+
+template <int S, int DH>
+static lc_status launch_dkdv(const hsa_attend::dkdv_params &p, cudaStream_t st) {
+    constexpr int R = DH <= 64 ? 64 : 32;
+    auto kern = hsa_attend::attend_dkdv_kernel<S, DH, R>;
+    size_t sm = hsa_attend::dkdv_smem<S, DH, R>::bytes;
+    cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    if (p.C > 0) {
+        dim3 grid((unsigned)p.C, (unsigned)p.H, (unsigned)p.B);
+        kern<<<grid, (S / 16) * 32, sm, st>>>(p);
+        cuda_check_launch("attend_dkdv_kernel");
+    }
+    return LC_OK;
+}
+
+lc_status hsa_attend_backward_cuda(const struct hsa_shape *s, const bf16_t *q, const bf16_t *k, const bf16_t *v,
+                                   const int32_t *idx, const float *w, const float *lse, const bf16_t *dout,
+                                   bf16_t *dq, bf16_t *dk, bf16_t *dv, float *dw, void *workspace, void *stream) {
+    LC_TRY(cuda_shape_check(s, "hsa_attend_backward_cuda"));
+    attend_cfg cfg;
+    LC_TRY(attend_config(s, 1, &cfg, "hsa_attend_backward_cuda"));
+    const int64_t N = s->B * s->Hr * s->L * s->K;
+    if (N >= INT32_MAX || s->L * s->K >= INT32_MAX)
+        return lc_errorf(LC_EUNSUPPORTED, "hsa_attend_backward_cuda: B*Hr*L*K = %lld pairs exceed 2^31", (long long)N);
+    if (!workspace) return lc_errorf(LC_EINVAL, "hsa_attend_backward_cuda: workspace is NULL (size from hsa_attend_backward_workspace_cuda)");
+    cudaStream_t st = lc_stream(stream);
+    bwd_ws ws;
+    bwd_layout(s, workspace, &ws);
+    const int64_t C = hsa_num_chunks(s), Lr = hsa_num_rows(s);
+
+    /* 1. dq and D (per token, head, slot) */
+    hsa_attend::tok_params p = tok_params_of(s, cfg);
+    p.q = reinterpret_cast<const bf16 *>(q);
+    p.k = reinterpret_cast<const bf16 *>(k);
+    p.v = reinterpret_cast<const bf16 *>(v);
+    p.idx = idx;
+    p.w = w;
+    p.dout = reinterpret_cast<const bf16 *>(dout);
+    p.lse_in = lse;
+    p.dq = reinterpret_cast<bf16 *>(dq);
+    p.D = ws.D;
+    HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, 1, true>(p, cfg, st))));
+
+    /* 2. dw */
+    {
+        int64_t n = s->B * Lr * s->Hr * s->K;
+        dw_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(s->B, s->L, s->HQ, s->H, s->K, s->Hr, Lr, s->S, C,
+                                                               s->block_q, ws.D, dw);
+        cuda_check_launch("dw_kernel");
+    }
+
+    /* 3. reverse index: stable radix sort of (chunk, token*K + slot) pairs */
+    const int32_t nkeys = (int32_t)(s->B * s->Hr * C);
+    pairs_kernel<<<(unsigned)((N + 255) / 256), 256, 0, st>>>(N, s->L, s->Hr, s->K, Lr, s->S, C, s->block_q, nkeys,
+                                                              idx, ws.keys_in, ws.vals_in);
+    cuda_check_launch("pairs_kernel");
+    int end_bit = 1;
+    while (end_bit < 32 && ((int64_t)1 << end_bit) <= (int64_t)nkeys) end_bit++;
+    size_t cub_bytes = ws.cub_bytes;
+    cuda_check(cub::DeviceRadixSort::SortPairs(ws.cub_tmp, cub_bytes, ws.keys_in, ws.keys_out, ws.vals_in,
+                                               ws.vals_out, (int)N, 0, end_bit, st));
+    offsets_kernel<<<(unsigned)((N + 1 + 255) / 256), 256, 0, st>>>(N, nkeys, ws.keys_out, ws.off);
+    cuda_check_launch("offsets_kernel");
+
+    /* 4. dK, dV per chunk; rows past the last complete chunk get no gradient */
+    const size_t row_bytes = (size_t)(s->H * s->dh) * sizeof(bf16_t);
+    if (s->L > C * s->S)
+        for (int64_t b = 0; b < s->B; b++) {
+            cuda_check(cudaMemsetAsync(dk + (b * s->L + C * s->S) * s->H * s->dh, 0, (size_t)(s->L - C * s->S) * row_bytes, st));
+            cuda_check(cudaMemsetAsync(dv + (b * s->L + C * s->S) * s->H * s->dh, 0, (size_t)(s->L - C * s->S) * row_bytes, st));
+        }
+    hsa_attend::dkdv_params d;
+    d.B = s->B;
+    d.L = s->L;
+    d.HQ = s->HQ;
+    d.H = s->H;
+    d.G = s->HQ / s->H;
+    d.K = s->K;
+    d.Hr = s->Hr;
+    d.Lr = Lr;
+    d.block_q = s->block_q;
+    d.S = s->S;
+    d.C = C;
+    d.scale = p.scale;
+    d.q = p.q;
+    d.k = p.k;
+    d.v = p.v;
+    d.dout = p.dout;
+    d.w = w;
+    d.lse = lse;
+    d.D = ws.D;
+    d.off = ws.off;
+    d.pairs = ws.vals_out;
+    d.dk = reinterpret_cast<bf16 *>(dk);
+    d.dv = reinterpret_cast<bf16 *>(dv);
+    HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_dkdv<S, DH>(d, st))));
+    return LC_OK;
+}
