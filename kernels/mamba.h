@@ -112,6 +112,11 @@ lc_status mamba_scan_decode_cuda(const struct mamba_scan_shape *s, const bf16_t 
                                  const float *dt_bias, const float *A, const bf16_t *Bm, const bf16_t *Cm,
                                  const float *D, const bf16_t *z, float *state, bf16_t *y, void *stream);
 
+/* Fill n device values with uniform noise in [lo, hi) from a counter hash of (seed, index):
+ * bf16 (is_bf16 = 1) or fp32. For benchmarks, where host-side random numbers for 2^24 tokens
+ * cost minutes. */
+lc_status mamba_fill_random_cuda(void *x, size_t n, int is_bf16, uint64_t seed, float lo, float hi, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -53,3 +53,7 @@ lc_status mamba_scan_decode_cuda(const struct mamba_scan_shape *s, const bf16_t 
     (void)y, (void)stream;
     NO_CUDA("mamba_scan_decode_cuda");
 }
+lc_status mamba_fill_random_cuda(void *x, size_t n, int is_bf16, uint64_t seed, float lo, float hi, void *stream) {
+    (void)x, (void)n, (void)is_bf16, (void)seed, (void)lo, (void)hi, (void)stream;
+    NO_CUDA("mamba_fill_random_cuda");
+}

@@ -1,0 +1,279 @@
+/* mamba.cu — CUDA entry points of the Mamba-2 mixer (mamba.h): argument checks, workspace,
+ * launches. The kernels live in mamba_conv.cuh (conv1d + SiLU) and mamba_scan.cuh (the
+ * chunk-parallel scan; its header comment gives the passes and the ddA identity). */
+#include "mamba.h"
+#include "mamba_conv.cuh"
+#include "mamba_scan.cuh"
+#include "mamba_ssd.cuh"
+
+/* ---------------- conv ---------------- */
+
+static lc_status conv_args(const struct mamba_conv_shape *s, const char *fn) {
+    LC_TRY(mamba_check(s, NULL));
+    if (s->Kw < 1 || s->Kw > 4) return lc_errorf(LC_EUNSUPPORTED, "%s: Kw = %lld: the CUDA conv supports 1..4", fn, (long long)s->Kw);
+    return LC_OK;
+}
+
+#define CONV_DISPATCH(KWV, launch) \
+    switch (KWV) {                 \
+    case 1: launch(1); break;      \
+    case 2: launch(2); break;      \
+    case 3: launch(3); break;      \
+    default: launch(4); break;     \
+    }
+
+lc_status mamba_conv_forward_cuda(const struct mamba_conv_shape *s, const bf16_t *x, const float *weight,
+                                  const float *bias, const bf16_t *tail_in, bf16_t *y, bf16_t *tail_out,
+                                  void *stream) {
+    LC_TRY(conv_args(s, "mamba_conv_forward_cuda"));
+    LC_REQUIRE(x && weight && y, "mamba_conv_forward_cuda: x, weight and y must not be NULL");
+    const int threads = 128;
+    dim3 grid((unsigned)((s->Cch + threads - 1) / threads), (unsigned)((s->L + mamba_conv::TOK - 1) / mamba_conv::TOK),
+              (unsigned)s->B);
+    LC_REQUIRE(grid.y <= 65535u * 1024u && s->B <= 65535, "mamba_conv_forward_cuda: L or B too large for the grid");
+#define LAUNCH(K)                                                                                                 \
+    mamba_conv::conv_fwd<K><<<grid, threads, 0, lc_stream(stream)>>>(                                            \
+        (const __nv_bfloat16 *)x, weight, bias, (const __nv_bfloat16 *)tail_in, (__nv_bfloat16 *)y,                \
+        (__nv_bfloat16 *)tail_out, s->L, s->Cch)
+    CONV_DISPATCH(s->Kw, LAUNCH);
+#undef LAUNCH
+    cuda_check_launch("conv_fwd");
+    return LC_OK;
+}
+
+lc_status mamba_conv_backward_cuda(const struct mamba_conv_shape *s, const bf16_t *x, const float *weight,
+                                   const float *bias, const bf16_t *tail_in, const bf16_t *dy,
+                                   const bf16_t *dtail_out, bf16_t *dx, float *dweight, float *dbias,
+                                   bf16_t *dtail_in, void *stream) {
+    LC_TRY(conv_args(s, "mamba_conv_backward_cuda"));
+    LC_REQUIRE(x && weight && dy && dx && dweight && dbias,
+               "mamba_conv_backward_cuda: x, weight, dy, dx, dweight and dbias must not be NULL");
+    cudaStream_t st = lc_stream(stream);
+    cuda_check(cudaMemsetAsync(dweight, 0, sizeof(float) * (size_t)(s->Cch * s->Kw), st));
+    cuda_check(cudaMemsetAsync(dbias, 0, sizeof(float) * (size_t)s->Cch, st));
+    const int threads = 128;
+    const int64_t nrun = (s->L + mamba_conv::TOK - 1) / mamba_conv::TOK;
+    /* enough runs in flight to fill the card; each thread then loops over nrun / gy runs */
+    const int64_t gy = nrun < 256 ? nrun : 256;
+    dim3 grid((unsigned)((s->Cch + threads - 1) / threads), (unsigned)gy, (unsigned)s->B);
+#define LAUNCH(K)                                                                                                 \
+    mamba_conv::conv_bwd<K><<<grid, threads, 0, st>>>(                                                          \
+        (const __nv_bfloat16 *)x, weight, bias, (const __nv_bfloat16 *)tail_in, (const __nv_bfloat16 *)dy,         \
+        (const __nv_bfloat16 *)dtail_out, (__nv_bfloat16 *)dx, dweight, dbias, (__nv_bfloat16 *)dtail_in, s->L,    \
+        s->Cch)
+    CONV_DISPATCH(s->Kw, LAUNCH);
+#undef LAUNCH
+    cuda_check_launch("conv_bwd");
+    return LC_OK;
+}
+
+lc_status mamba_conv_decode_cuda(const struct mamba_conv_shape *s, const bf16_t *x, const float *weight,
+                                 const float *bias, bf16_t *tail, bf16_t *y, void *stream) {
+    struct mamba_conv_shape one = *s;
+    one.L = 1;
+    LC_TRY(conv_args(&one, "mamba_conv_decode_cuda"));
+    LC_REQUIRE(x && weight && y && (tail || s->Kw == 1), "mamba_conv_decode_cuda: x, weight, tail and y must not be NULL");
+    const int threads = 128;
+    dim3 grid((unsigned)((s->Cch + threads - 1) / threads), (unsigned)s->B);
+#define LAUNCH(K)                                                                                                 \
+    mamba_conv::conv_decode<K><<<grid, threads, 0, lc_stream(stream)>>>(                                         \
+        (const __nv_bfloat16 *)x, weight, bias, (__nv_bfloat16 *)tail, (__nv_bfloat16 *)y, s->Cch)
+    CONV_DISPATCH(s->Kw, LAUNCH);
+#undef LAUNCH
+    cuda_check_launch("conv_decode");
+    return LC_OK;
+}
+
+/* ---------------- scan ---------------- */
+
+static lc_status scan_args(const struct mamba_scan_shape *s, const char *fn) {
+    LC_TRY(mamba_check(NULL, s));
+    const bool ok = (s->P == 64 && s->N == 128) || (s->P == 32 && s->N == 64);
+    if (!ok)
+        return lc_errorf(LC_EUNSUPPORTED, "%s: (P, N) = (%lld, %lld): the CUDA scan supports (64, 128) and (32, 64)", fn,
+                         (long long)s->P, (long long)s->N);
+    if (s->H > 65535 || s->B > 65535 || s->L / 64 >= 65535)
+        return lc_errorf(LC_EUNSUPPORTED, "%s: H, B and L/64 must be < 65535 (grid limits)", fn);
+    return LC_OK;
+}
+
+/* Chunk length: long chunks cut the state traffic of the passes (P*N fp32 per chunk and head),
+ * short ones give parallelism; keep >= ~4 blocks per SM of an H100 (132 SMs). */
+static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
+    int64_t T = 64;
+    const int64_t cap = backward ? mamba_scan::TMAX_BWD : 8192;
+    while (T < cap && s->B * s->H * ((s->L + 2 * T - 1) / (2 * T)) >= 528) T *= 2;
+    return T;
+}
+
+static size_t scan_ws_parts(const struct mamba_scan_shape *s, int backward, size_t *st_bytes, size_t *decay_bytes) {
+    const int64_t T = scan_chunk(s, backward), nch = (s->L + T - 1) / T;
+    *st_bytes = sizeof(float) * (size_t)(s->B * nch * s->H * s->P * s->N);
+    *decay_bytes = (sizeof(float) * (size_t)(s->B * nch * s->H) + 255) / 256 * 256;
+    return *st_bytes * (backward ? 2 : 1) + *decay_bytes;
+}
+
+size_t mamba_scan_workspace_bytes(const struct mamba_scan_shape *s, int backward) {
+    if (mamba_check(NULL, s) != LC_OK) return 0;
+    size_t a, b;
+    return scan_ws_parts(s, backward, &a, &b);
+}
+
+template <int P, int N>
+static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream_t st) {
+    dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
+    const int64_t PN = (int64_t)P * N;
+    dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)a.H, (unsigned)a.B);
+    if (P == 64 && N == 128) { /* tensor-core path */
+        static bool attr = false;
+        if (!attr) {
+            cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
+            cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
+            attr = true;
+        }
+        mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
+        cuda_check_launch("ssd_fwd<local>");
+        mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, a.hT, a.H, a.nch, PN, 0);
+        cuda_check_launch("state_pass");
+        mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
+        cuda_check_launch("ssd_fwd");
+        return LC_OK;
+    }
+    mamba_scan::chunk_fwd<P, N, true><<<grid, P * 4, 0, st>>>(a);
+    cuda_check_launch("chunk_fwd<local>");
+    mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, a.hT, a.H, a.nch, PN, 0);
+    cuda_check_launch("state_pass");
+    mamba_scan::chunk_fwd<P, N, false><<<grid, P * 4, 0, st>>>(a);
+    cuda_check_launch("chunk_fwd");
+    return LC_OK;
+}
+
+template <int P, int N>
+static lc_status scan_backward_t(mamba_scan::args &a, const float *h0, cudaStream_t st) {
+    dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
+    const int64_t PN = (int64_t)P * N;
+    dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)a.H, (unsigned)a.B);
+    mamba_scan::chunk_fwd<P, N, true><<<grid, P * 4, 0, st>>>(a);
+    cuda_check_launch("chunk_fwd<local>");
+    mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, nullptr, a.H, a.nch, PN, 0);
+    cuda_check_launch("state_pass");
+    mamba_scan::chunk_dh_local<P, N><<<grid, P * 4, 0, st>>>(a);
+    cuda_check_launch("chunk_dh_local");
+    mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.dst, a.decay, a.dhT, a.dh0, a.H, a.nch, PN, 1);
+    cuda_check_launch("state_pass<reverse>");
+    mamba_scan::chunk_bwd<P, N><<<grid, P * 4, 0, st>>>(a);
+    cuda_check_launch("chunk_bwd");
+    return LC_OK;
+}
+
+/* Workspace: the caller's, or a stream-ordered allocation freed after the launches. */
+static lc_status scan_ws(const struct mamba_scan_shape *s, int backward, void *ws, cudaStream_t st, mamba_scan::args &a,
+                         void **owned) {
+    size_t st_bytes, decay_bytes;
+    const size_t total = scan_ws_parts(s, backward, &st_bytes, &decay_bytes);
+    *owned = NULL;
+    if (!ws) {
+        cudaError_t e = cudaMallocAsync(&ws, total, st);
+        if (e != cudaSuccess)
+            return lc_errorf(LC_ENOMEM, "mamba scan: workspace of %zu bytes: %s", total, cudaGetErrorString(e));
+        *owned = ws;
+    }
+    char *p = (char *)ws;
+    a.decay = (float *)p;
+    a.st = (float *)(p + decay_bytes);
+    a.dst = backward ? (float *)(p + decay_bytes + st_bytes) : nullptr;
+    a.T = scan_chunk(s, backward);
+    a.nch = (s->L + a.T - 1) / a.T;
+    a.B = s->B, a.L = s->L, a.H = s->H, a.G = s->G;
+    return LC_OK;
+}
+
+lc_status mamba_scan_forward_cuda(const struct mamba_scan_shape *s, const bf16_t *x, const float *dt,
+                                  const float *dt_bias, const float *A, const bf16_t *Bm, const bf16_t *Cm,
+                                  const float *D, const bf16_t *z, const float *h0, bf16_t *y, float *hT,
+                                  void *ws, void *stream) {
+    LC_TRY(scan_args(s, "mamba_scan_forward_cuda"));
+    LC_REQUIRE(x && dt && A && Bm && Cm && y, "mamba_scan_forward_cuda: x, dt, A, Bm, Cm and y must not be NULL");
+    cudaStream_t st = lc_stream(stream);
+    mamba_scan::args a = {};
+    a.x = (const __nv_bfloat16 *)x, a.Bm = (const __nv_bfloat16 *)Bm, a.Cm = (const __nv_bfloat16 *)Cm;
+    a.z = (const __nv_bfloat16 *)z, a.dt = dt, a.dt_bias = dt_bias, a.A = A, a.D = D, a.h0 = h0;
+    a.y = (__nv_bfloat16 *)y, a.hT = hT;
+    void *owned = NULL;
+    LC_TRY(scan_ws(s, 0, ws, st, a, &owned));
+    lc_status r = s->P == 64 ? scan_forward_t<64, 128>(a, h0, st) : scan_forward_t<32, 64>(a, h0, st);
+    if (owned) cudaFreeAsync(owned, st);
+    return r;
+}
+
+lc_status mamba_scan_backward_cuda(const struct mamba_scan_shape *s, const bf16_t *x, const float *dt,
+                                   const float *dt_bias, const float *A, const bf16_t *Bm, const bf16_t *Cm,
+                                   const float *D, const bf16_t *z, const float *h0, const bf16_t *dy,
+                                   const float *dhT, bf16_t *dx, float *ddt, float *dBm, float *dCm,
+                                   bf16_t *dz, float *dh0, float *dA, float *dD, float *ddt_bias,
+                                   void *ws, void *stream) {
+    LC_TRY(scan_args(s, "mamba_scan_backward_cuda"));
+    LC_REQUIRE(x && dt && A && Bm && Cm && dy && dx && ddt && dBm && dCm,
+               "mamba_scan_backward_cuda: x, dt, A, Bm, Cm, dy, dx, ddt, dBm and dCm must not be NULL");
+    LC_REQUIRE(!z || dz, "mamba_scan_backward_cuda: dz must not be NULL when z is given");
+    cudaStream_t st = lc_stream(stream);
+    const size_t nbc = sizeof(float) * (size_t)(s->B * s->L * s->G * s->N);
+    cuda_check(cudaMemsetAsync(dBm, 0, nbc, st));
+    cuda_check(cudaMemsetAsync(dCm, 0, nbc, st));
+    if (dA) cuda_check(cudaMemsetAsync(dA, 0, sizeof(float) * (size_t)s->H, st));
+    if (dD) cuda_check(cudaMemsetAsync(dD, 0, sizeof(float) * (size_t)s->H, st));
+    if (ddt_bias) cuda_check(cudaMemsetAsync(ddt_bias, 0, sizeof(float) * (size_t)s->H, st));
+    mamba_scan::args a = {};
+    a.x = (const __nv_bfloat16 *)x, a.Bm = (const __nv_bfloat16 *)Bm, a.Cm = (const __nv_bfloat16 *)Cm;
+    a.z = (const __nv_bfloat16 *)z, a.dy = (const __nv_bfloat16 *)dy, a.dt = dt, a.dt_bias = dt_bias, a.A = A;
+    a.D = D, a.h0 = h0, a.dhT = dhT, a.dx = (__nv_bfloat16 *)dx, a.dz = (__nv_bfloat16 *)dz, a.ddt = ddt;
+    a.dBm = dBm, a.dCm = dCm, a.dh0 = dh0, a.dA = dA, a.dD = dD, a.ddt_bias = ddt_bias;
+    void *owned = NULL;
+    LC_TRY(scan_ws(s, 1, ws, st, a, &owned));
+    lc_status r = s->P == 64 ? scan_backward_t<64, 128>(a, h0, st) : scan_backward_t<32, 64>(a, h0, st);
+    if (owned) cudaFreeAsync(owned, st);
+    return r;
+}
+
+lc_status mamba_scan_decode_cuda(const struct mamba_scan_shape *s, const bf16_t *x, const float *dt,
+                                 const float *dt_bias, const float *A, const bf16_t *Bm, const bf16_t *Cm,
+                                 const float *D, const bf16_t *z, float *state, bf16_t *y, void *stream) {
+    struct mamba_scan_shape one = *s;
+    one.L = 1;
+    LC_TRY(scan_args(&one, "mamba_scan_decode_cuda"));
+    LC_REQUIRE(x && dt && A && Bm && Cm && state && y,
+               "mamba_scan_decode_cuda: x, dt, A, Bm, Cm, state and y must not be NULL");
+    dim3 grid((unsigned)s->H, (unsigned)s->B);
+    if (s->P == 64)
+        mamba_scan::scan_decode<64, 128><<<grid, 256, 0, lc_stream(stream)>>>(
+            (const __nv_bfloat16 *)x, dt, dt_bias, A, (const __nv_bfloat16 *)Bm, (const __nv_bfloat16 *)Cm, D,
+            (const __nv_bfloat16 *)z, state, (__nv_bfloat16 *)y, s->H, s->G);
+    else
+        mamba_scan::scan_decode<32, 64><<<grid, 128, 0, lc_stream(stream)>>>(
+            (const __nv_bfloat16 *)x, dt, dt_bias, A, (const __nv_bfloat16 *)Bm, (const __nv_bfloat16 *)Cm, D,
+            (const __nv_bfloat16 *)z, state, (__nv_bfloat16 *)y, s->H, s->G);
+    cuda_check_launch("scan_decode");
+    return LC_OK;
+}
+
+/* ---------------- benchmark fill ---------------- */
+
+__global__ void mamba_fill_kernel(void *x, int64_t n, int is_bf16, uint64_t seed, float lo, float hi) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        const float v = lo + (hi - lo) * (float)(z >> 40) * (1.0f / 16777216.0f);
+        if (is_bf16) ((__nv_bfloat16 *)x)[i] = __float2bfloat16(v);
+        else ((float *)x)[i] = v;
+    }
+}
+
+lc_status mamba_fill_random_cuda(void *x, size_t n, int is_bf16, uint64_t seed, float lo, float hi, void *stream) {
+    LC_REQUIRE(x || n == 0, "mamba_fill_random_cuda: x is NULL");
+    if (n == 0) return LC_OK;
+    mamba_fill_kernel<<<132 * 16, 256, 0, lc_stream(stream)>>>(x, (int64_t)n, is_bf16, seed, lo, hi);
+    cuda_check_launch("mamba_fill_kernel");
+    return LC_OK;
+}

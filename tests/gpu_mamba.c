@@ -1,0 +1,291 @@
+/* gpu_mamba.c — the CUDA Mamba-2 mixer (kernels/mamba.cu) against the C reference on random
+ * inputs (bf16-rounded, so both sides see the same numbers), ragged L and channel counts:
+ * conv forward / backward / decode / tail hand-off, scan forward / backward / decode, two
+ * segments with carried state equal one run. Outputs are poisoned with NaN first, so an
+ * unwritten element fails. Tolerances: bf16 outputs 1e-2 relative, fp32 outputs 2e-4 (hT of the
+ * tensor-core forward, P = 64: 1e-2, its state update takes bf16 operands). */
+#include "common.h"
+#include "device.h"
+#include "mamba.h"
+#include "test.h"
+
+static lc_rng rng;
+static int verbose = 1;
+
+/* ---- host <-> device helpers ---- */
+static float *rnd(size_t n, float lo, float hi) {
+    float *p = malloc(sizeof(float) * (n ? n : 1));
+    lc_fill_uniform(&rng, p, n, lo, hi);
+    return p;
+}
+/* round a host array to bf16 in place and upload it as bf16 */
+static bf16_t *up16(float *h, size_t n) {
+    bf16_t *t = malloc(sizeof(bf16_t) * (n ? n : 1));
+    f32_to_bf16_array(h, t, n);
+    bf16_to_f32_array(t, h, n);
+    bf16_t *d = lc_cuda_malloc(sizeof(bf16_t) * (n ? n : 1), "test bf16 buffer");
+    lc_cuda_memcpy_h2d(d, t, sizeof(bf16_t) * n);
+    free(t);
+    return d;
+}
+static float *up32(const float *h, size_t n) {
+    float *d = lc_cuda_malloc(sizeof(float) * (n ? n : 1), "test fp32 buffer");
+    lc_cuda_memcpy_h2d(d, h, sizeof(float) * n);
+    return d;
+}
+static void *poisoned(size_t bytes) {
+    void *d = lc_cuda_malloc(bytes ? bytes : 4, "test output");
+    lc_cuda_memset(d, 0xff, bytes); /* NaN in bf16 and fp32 */
+    return d;
+}
+static float *down16(const bf16_t *d, size_t n) {
+    bf16_t *t = malloc(sizeof(bf16_t) * (n ? n : 1));
+    float *h = malloc(sizeof(float) * (n ? n : 1));
+    lc_cuda_memcpy_d2h(t, d, sizeof(bf16_t) * n);
+    bf16_to_f32_array(t, h, n);
+    free(t);
+    return h;
+}
+static float *down32(const float *d, size_t n) {
+    float *h = malloc(sizeof(float) * (n ? n : 1));
+    lc_cuda_memcpy_d2h(h, d, sizeof(float) * n);
+    return h;
+}
+static int close_report(const float *got, const float *want, size_t n, double tol, const char *what) {
+    double e = t_rel_err(got, want, n);
+    if (verbose) printf("  %-28s rel err %.2e (tol %.0e)\n", what, e, tol);
+    return T_CHECK(e <= tol, "%s: relative error %.3e > %.1e", what, e, tol);
+}
+#define CMP16(dptr, ref, n, what)                      \
+    do {                                               \
+        float *g_ = down16((dptr), (n));               \
+        close_report(g_, (ref), (n), 1e-2, (what));    \
+        free(g_);                                      \
+    } while (0)
+#define CMP32(dptr, ref, n, tol, what)                 \
+    do {                                               \
+        float *g_ = down32((dptr), (n));               \
+        close_report(g_, (ref), (n), (tol), (what));   \
+        free(g_);                                      \
+    } while (0)
+
+/* ---------------- conv ---------------- */
+static void test_conv(int64_t B, int64_t L, int64_t C, int64_t Kw) {
+    static char name[8][128];
+    static int k = 0;
+    struct mamba_conv_shape s = {B, L, C, Kw};
+    const int64_t K1 = Kw - 1;
+    size_t nx = (size_t)(B * L * C), nt = (size_t)(B * K1 * C);
+    float *x = rnd(nx, -2, 2), *w = rnd((size_t)(C * Kw), -1, 1), *bias = rnd((size_t)C, -.5f, .5f);
+    float *tail = rnd(nt, -2, 2), *dy = rnd(nx, -1, 1), *dto = rnd(nt, -1, 1);
+    bf16_t *dx_ = up16(x, nx), *dtail = up16(tail, nt), *ddy = up16(dy, nx), *ddto = up16(dto, nt);
+    float *dw_ = up32(w, (size_t)(C * Kw)), *dbias = up32(bias, (size_t)C);
+    float *y = malloc(sizeof(float) * nx), *to = malloc(sizeof(float) * (nt ? nt : 1));
+    snprintf(name[k % 8], 128, "cuda conv forward and tail (B=%lld L=%lld C=%lld Kw=%lld)", (long long)B, (long long)L,
+             (long long)C, (long long)Kw);
+    t_begin(name[k++ % 8]);
+    T_OK(mamba_conv_forward_ref(&s, x, w, bias, tail, y, to));
+    bf16_t *gy = poisoned(2 * nx), *gto = poisoned(2 * nt);
+    T_OK(mamba_conv_forward_cuda(&s, dx_, dw_, dbias, dtail, gy, gto, NULL));
+    T_OK(lc_cuda_sync());
+    CMP16(gy, y, nx, "conv y");
+    if (nt) CMP16(gto, to, nt, "conv tail_out");
+
+    snprintf(name[k % 8], 128, "cuda conv backward (L=%lld Kw=%lld)", (long long)L, (long long)Kw);
+    t_begin(name[k++ % 8]);
+    float *rdx = malloc(sizeof(float) * nx), *rdw = malloc(sizeof(float) * (size_t)(C * Kw)), *rdb = malloc(sizeof(float) * (size_t)C);
+    float *rdt = malloc(sizeof(float) * (nt ? nt : 1));
+    T_OK(mamba_conv_backward_ref(&s, x, w, bias, tail, dy, dto, rdx, rdw, rdb, rdt));
+    bf16_t *gdx = poisoned(2 * nx), *gdt = poisoned(2 * nt);
+    float *gdw = poisoned(4 * (size_t)(C * Kw)), *gdb = poisoned(4 * (size_t)C);
+    T_OK(mamba_conv_backward_cuda(&s, dx_, dw_, dbias, dtail, ddy, ddto, gdx, gdw, gdb, gdt, NULL));
+    T_OK(lc_cuda_sync());
+    CMP16(gdx, rdx, nx, "conv dx");
+    CMP32(gdw, rdw, (size_t)(C * Kw), 2e-4, "conv dweight");
+    CMP32(gdb, rdb, (size_t)C, 2e-4, "conv dbias");
+    if (nt) CMP16(gdt, rdt, nt, "conv dtail_in");
+
+    snprintf(name[k % 8], 128, "cuda conv decode steps (Kw=%lld)", (long long)Kw);
+    t_begin(name[k++ % 8]);
+    {
+        float *ht = malloc(sizeof(float) * (nt ? nt : 1)), *xt = rnd((size_t)(B * C), -2, 2), *yt = malloc(sizeof(float) * (size_t)(B * C));
+        memcpy(ht, tail, sizeof(float) * nt);
+        bf16_t *gtail = up16(ht, nt), *gy1 = poisoned(2 * (size_t)(B * C));
+        for (int step = 0; step < 3; step++) {
+            lc_fill_uniform(&rng, xt, (size_t)(B * C), -2, 2);
+            bf16_t *gx = up16(xt, (size_t)(B * C));
+            T_OK(mamba_conv_decode_ref(&s, xt, w, bias, ht, yt));
+            T_OK(mamba_conv_decode_cuda(&s, gx, dw_, dbias, gtail, gy1, NULL));
+            T_OK(lc_cuda_sync());
+            lc_cuda_free(gx);
+        }
+        CMP16(gy1, yt, (size_t)(B * C), "conv decode y");
+        if (nt) CMP16(gtail, ht, nt, "conv decode tail");
+        free(ht), free(xt), free(yt);
+        lc_cuda_free(gtail), lc_cuda_free(gy1);
+    }
+    free(x), free(w), free(bias), free(tail), free(dy), free(dto), free(y), free(to), free(rdx), free(rdw), free(rdb), free(rdt);
+    lc_cuda_free(dx_), lc_cuda_free(dtail), lc_cuda_free(ddy), lc_cuda_free(ddto), lc_cuda_free(dw_), lc_cuda_free(dbias);
+    lc_cuda_free(gy), lc_cuda_free(gto), lc_cuda_free(gdx), lc_cuda_free(gdt), lc_cuda_free(gdw), lc_cuda_free(gdb);
+}
+
+/* ---------------- scan ---------------- */
+struct scan_host {
+    float *x, *dt, *dt_bias, *A, *Bm, *Cm, *D, *z, *h0, *dy, *dhT;
+};
+struct scan_dev {
+    bf16_t *x, *Bm, *Cm, *z, *dy;
+    float *dt, *dt_bias, *A, *D, *h0, *dhT;
+};
+
+static void scan_make(const struct mamba_scan_shape *s, int with_z, int with_h0, struct scan_host *h, struct scan_dev *d) {
+    size_t nx = (size_t)(s->B * s->L * s->H * s->P), nbc = (size_t)(s->B * s->L * s->G * s->N);
+    size_t ns = (size_t)(s->B * s->H * s->P * s->N), ndt = (size_t)(s->B * s->L * s->H);
+    h->x = rnd(nx, -1, 1), h->dt = rnd(ndt, -4.0f, 0.0f), h->dt_bias = rnd((size_t)s->H, -.5f, .5f);
+    h->A = rnd((size_t)s->H, -4.0f, -0.1f), h->Bm = rnd(nbc, -1, 1), h->Cm = rnd(nbc, -1, 1);
+    h->D = rnd((size_t)s->H, .5f, 1.5f), h->z = with_z ? rnd(nx, -2, 2) : NULL, h->h0 = with_h0 ? rnd(ns, -1, 1) : NULL;
+    h->dy = rnd(nx, -1, 1), h->dhT = rnd(ns, -1, 1);
+    d->x = up16(h->x, nx), d->Bm = up16(h->Bm, nbc), d->Cm = up16(h->Cm, nbc);
+    d->z = h->z ? up16(h->z, nx) : NULL, d->dy = up16(h->dy, nx);
+    d->dt = up32(h->dt, ndt), d->dt_bias = up32(h->dt_bias, (size_t)s->H), d->A = up32(h->A, (size_t)s->H);
+    d->D = up32(h->D, (size_t)s->H), d->h0 = h->h0 ? up32(h->h0, ns) : NULL, d->dhT = up32(h->dhT, ns);
+}
+static void scan_release(struct scan_host *h, struct scan_dev *d) {
+    free(h->x), free(h->dt), free(h->dt_bias), free(h->A), free(h->Bm), free(h->Cm), free(h->D), free(h->z), free(h->h0);
+    free(h->dy), free(h->dhT);
+    lc_cuda_free(d->x), lc_cuda_free(d->Bm), lc_cuda_free(d->Cm), lc_cuda_free(d->z), lc_cuda_free(d->dy);
+    lc_cuda_free(d->dt), lc_cuda_free(d->dt_bias), lc_cuda_free(d->A), lc_cuda_free(d->D), lc_cuda_free(d->h0);
+    lc_cuda_free(d->dhT);
+}
+
+static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int with_z, int with_h0) {
+    static char name[8][160];
+    static int k = 0;
+    struct mamba_scan_shape s = {B, L, H, P, G, N};
+    struct scan_host h;
+    struct scan_dev d;
+    scan_make(&s, with_z, with_h0, &h, &d);
+    size_t nx = (size_t)(B * L * H * P), nbc = (size_t)(B * L * G * N), ns = (size_t)(B * H * P * N), ndt = (size_t)(B * L * H);
+    printf("scan B=%lld L=%lld H=%lld P=%lld G=%lld N=%lld z=%d h0=%d workspace fwd %zu bwd %zu bytes\n", (long long)B,
+           (long long)L, (long long)H, (long long)P, (long long)G, (long long)N, with_z, with_h0,
+           mamba_scan_workspace_bytes(&s, 0), mamba_scan_workspace_bytes(&s, 1));
+    snprintf(name[k % 8], 160, "cuda scan forward (B=%lld L=%lld H=%lld P=%lld G=%lld N=%lld z=%d h0=%d)", (long long)B,
+             (long long)L, (long long)H, (long long)P, (long long)G, (long long)N, with_z, with_h0);
+    t_begin(name[k++ % 8]);
+    float *y = malloc(sizeof(float) * nx), *hT = malloc(sizeof(float) * ns);
+    T_OK(mamba_scan_forward_ref(&s, h.x, h.dt, h.dt_bias, h.A, h.Bm, h.Cm, h.D, h.z, h.h0, y, hT));
+    bf16_t *gy = poisoned(2 * nx);
+    float *ghT = poisoned(4 * ns);
+    T_OK(mamba_scan_forward_cuda(&s, d.x, d.dt, d.dt_bias, d.A, d.Bm, d.Cm, d.D, d.z, d.h0, gy, ghT, NULL, NULL));
+    T_OK(lc_cuda_sync());
+    CMP16(gy, y, nx, "scan y");
+    /* P = 64 runs the tensor-core forward: the state update has bf16 operands */
+    CMP32(ghT, hT, ns, P == 64 ? 1e-2 : 2e-4, "scan hT");
+
+    snprintf(name[k % 8], 160, "cuda scan backward (L=%lld P=%lld z=%d h0=%d)", (long long)L, (long long)P, with_z, with_h0);
+    t_begin(name[k++ % 8]);
+    {
+        float *dx = malloc(sizeof(float) * nx), *ddt = malloc(sizeof(float) * ndt), *dB = malloc(sizeof(float) * nbc);
+        float *dC = malloc(sizeof(float) * nbc), *dz = malloc(sizeof(float) * nx), *dh0 = malloc(sizeof(float) * ns);
+        float *dA = malloc(sizeof(float) * (size_t)H), *dD = malloc(sizeof(float) * (size_t)H), *dbias = malloc(sizeof(float) * (size_t)H);
+        T_OK(mamba_scan_backward_ref(&s, h.x, h.dt, h.dt_bias, h.A, h.Bm, h.Cm, h.D, h.z, h.h0, h.dy, h.dhT, dx, ddt, dB,
+                                     dC, h.z ? dz : NULL, dh0, dA, dD, dbias));
+        bf16_t *gdx = poisoned(2 * nx), *gdz = poisoned(2 * nx);
+        float *gddt = poisoned(4 * ndt), *gdB = poisoned(4 * nbc), *gdC = poisoned(4 * nbc), *gdh0 = poisoned(4 * ns);
+        float *gdA = poisoned(4 * (size_t)H), *gdD = poisoned(4 * (size_t)H), *gdb = poisoned(4 * (size_t)H);
+        T_OK(mamba_scan_backward_cuda(&s, d.x, d.dt, d.dt_bias, d.A, d.Bm, d.Cm, d.D, d.z, d.h0, d.dy, d.dhT, gdx, gddt,
+                                      gdB, gdC, d.z ? gdz : NULL, gdh0, gdA, gdD, gdb, NULL, NULL));
+        T_OK(lc_cuda_sync());
+        CMP16(gdx, dx, nx, "scan dx");
+        if (h.z) CMP16(gdz, dz, nx, "scan dz");
+        CMP32(gddt, ddt, ndt, 2e-4, "scan ddt");
+        CMP32(gdB, dB, nbc, 2e-4, "scan dBm");
+        CMP32(gdC, dC, nbc, 2e-4, "scan dCm");
+        CMP32(gdh0, dh0, ns, 2e-4, "scan dh0");
+        CMP32(gdA, dA, (size_t)H, 2e-4, "scan dA");
+        CMP32(gdD, dD, (size_t)H, 2e-4, "scan dD");
+        CMP32(gdb, dbias, (size_t)H, 2e-4, "scan ddt_bias");
+        free(dx), free(ddt), free(dB), free(dC), free(dz), free(dh0), free(dA), free(dD), free(dbias);
+        lc_cuda_free(gdx), lc_cuda_free(gdz), lc_cuda_free(gddt), lc_cuda_free(gdB), lc_cuda_free(gdC);
+        lc_cuda_free(gdh0), lc_cuda_free(gdA), lc_cuda_free(gdD), lc_cuda_free(gdb);
+    }
+
+    snprintf(name[k % 8], 160, "cuda scan two segments with carried state equal one run (L=%lld)", (long long)L);
+    t_begin(name[k++ % 8]);
+    if (B == 1) {
+        /* with B = 1 a segment is a plain offset into each [L, ...] tensor */
+        int64_t L1 = L / 3 + 5;
+        struct mamba_scan_shape s1 = s, s2 = s;
+        s1.L = L1, s2.L = L - L1;
+        bf16_t *gy2 = poisoned(2 * nx);
+        float *mid = poisoned(4 * ns), *ghT2 = poisoned(4 * ns);
+        const int64_t HP = H * P, GN = G * N;
+        T_OK(mamba_scan_forward_cuda(&s1, d.x, d.dt, d.dt_bias, d.A, d.Bm, d.Cm, d.D, d.z, d.h0, gy2, mid, NULL, NULL));
+        T_OK(mamba_scan_forward_cuda(&s2, d.x + L1 * HP, d.dt + L1 * H, d.dt_bias, d.A, d.Bm + L1 * GN, d.Cm + L1 * GN, d.D,
+                                     d.z ? d.z + L1 * HP : NULL, mid, gy2 + L1 * HP, ghT2, NULL, NULL));
+        T_OK(lc_cuda_sync());
+        CMP16(gy2, y, nx, "segmented y");
+        CMP32(ghT2, hT, ns, P == 64 ? 1e-2 : 2e-4, "segmented hT");
+        lc_cuda_free(gy2), lc_cuda_free(mid), lc_cuda_free(ghT2);
+    } else {
+        t_skip("segments are tested with B = 1");
+    }
+
+    snprintf(name[k % 8], 160, "cuda scan decode steps continue the scan (P=%lld)", (long long)P);
+    t_begin(name[k++ % 8]);
+    {
+        float *st = malloc(sizeof(float) * ns), *yt = malloc(sizeof(float) * (size_t)(B * H * P));
+        memcpy(st, hT, sizeof(float) * ns);
+        float *gst = up32(st, ns);
+        bf16_t *gyt = poisoned(2 * (size_t)(B * H * P));
+        for (int step = 0; step < 3; step++) {
+            float *xt = rnd((size_t)(B * H * P), -1, 1), *zt = rnd((size_t)(B * H * P), -2, 2), *dtt = rnd((size_t)(B * H), -4, 0);
+            float *bt = rnd((size_t)(B * G * N), -1, 1), *ct = rnd((size_t)(B * G * N), -1, 1);
+            bf16_t *gx = up16(xt, (size_t)(B * H * P)), *gz = up16(zt, (size_t)(B * H * P)), *gb = up16(bt, (size_t)(B * G * N));
+            bf16_t *gc = up16(ct, (size_t)(B * G * N));
+            float *gdt = up32(dtt, (size_t)(B * H));
+            T_OK(mamba_scan_decode_ref(&s, xt, dtt, h.dt_bias, h.A, bt, ct, h.D, with_z ? zt : NULL, st, yt));
+            T_OK(mamba_scan_decode_cuda(&s, gx, gdt, d.dt_bias, d.A, gb, gc, d.D, with_z ? gz : NULL, gst, gyt, NULL));
+            T_OK(lc_cuda_sync());
+            free(xt), free(zt), free(dtt), free(bt), free(ct);
+            lc_cuda_free(gx), lc_cuda_free(gz), lc_cuda_free(gb), lc_cuda_free(gc), lc_cuda_free(gdt);
+        }
+        CMP16(gyt, yt, (size_t)(B * H * P), "decode y");
+        CMP32(gst, st, ns, 2e-4, "decode state");
+        free(st), free(yt);
+        lc_cuda_free(gst), lc_cuda_free(gyt);
+    }
+    free(y), free(hT);
+    lc_cuda_free(gy), lc_cuda_free(ghT);
+    scan_release(&h, &d);
+}
+
+int main(int argc, char **argv) {
+    const char *why = NULL;
+    lc_rng_seed(&rng, 777);
+    if (argc > 1 && !strcmp(argv[1], "--quiet")) verbose = 0;
+    int small = argc > 1 && !strcmp(argv[argc - 1], "--small"); /* for compute-sanitizer */
+    if (lc_cuda_device_count(&why) == 0) {
+        t_begin("cuda mamba");
+        t_skip(why ? why : "no CUDA device");
+        return t_finish();
+    }
+    test_conv(2, 333, 200, 4);
+    test_conv(1, 2, 130, 4); /* L < Kw-1 */
+    if (!small) test_conv(3, 1000, 2304, 4);
+    test_conv(2, 70, 64, 2);
+    test_scan(2, 300, 4, 64, 2, 128, 1, 1);
+    test_scan(1, 77, 3, 32, 1, 64, 0, 0);
+    if (!small) {
+        test_scan(1, 1500, 6, 64, 1, 128, 1, 1);
+        test_scan(1, 9000, 8, 64, 1, 128, 1, 0); /* long chunks (T = 128) */
+    }
+    t_begin("cuda scan rejects unsupported (P, N) with a message");
+    {
+        struct mamba_scan_shape bad = {1, 8, 2, 48, 1, 128};
+        T_ERR(mamba_scan_forward_cuda(&bad, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), "(P, N)");
+        struct mamba_conv_shape badc = {1, 8, 16, 6};
+        T_ERR(mamba_conv_forward_cuda(&badc, NULL, NULL, NULL, NULL, NULL, NULL, NULL), "Kw");
+    }
+    return t_finish();
+}
