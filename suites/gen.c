@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+static uint64_t name_hash(const char *s);
+
 const char *const NOISE_UNIT = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
 
 static const struct suite_task TASKS[] = {
@@ -276,11 +278,6 @@ double spec_depth(const struct suite_spec *spec, int *bin) {
 
 /* ---- driver ---- */
 
-static uint64_t name_hash(const char *s) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
 
 void suite_sample_free(struct suite_sample *s) {
     free(s->text);
@@ -382,4 +379,69 @@ int suite_score_tf(const struct suite_sample *s, const int32_t *pred_next, int64
 void suite_loss_weights(const struct suite_sample *s, float *w) {
     memset(w, 0, sizeof(float) * (size_t)s->n_ids);
     for (int64_t j = 0; j < s->n_targets; j++) w[s->target_pos[j]] = 1.0f;
+}
+
+void emit_noise_items(struct gb *b, int64_t n, char *const *items, const int64_t *pos, int k, struct suite_span *spans) {
+    size_t ul = strlen(NOISE_UNIT);
+    int first = 1, j = 0;
+    for (int64_t u = 0; u <= n; u++) {
+        while (j < k && pos[j] == u) {
+            if (!first) gb_emit(b, "\n", 1);
+            first = 0;
+            spans[j].tok0 = b->ntok;
+            spans[j].byte0 = (int64_t)b->len;
+            gb_emits(b, items[j]);
+            spans[j].tok1 = b->ntok;
+            spans[j].byte1 = (int64_t)b->len;
+            j++;
+        }
+        if (u == n) break;
+        if (!first) gb_emit(b, "\n", 1);
+        first = 0;
+        gb_emit(b, NOISE_UNIT, ul);
+    }
+}
+
+/* 64-bit FNV-1a of the word as its identity (collisions at 2^-64 per pair are ignored) */
+int strset_add(struct strset *s, const char *w, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)w[i]) * 1099511628211ull;
+    h |= 1; /* 0 marks an empty slot */
+    if (2 * (s->n + 1) > s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 1024;
+        uint64_t *t = calloc(cap, sizeof *t);
+        if (!t) return -1;
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->h[i]) {
+                size_t k = (size_t)(s->h[i] * 0x9e3779b97f4a7c15ull) & (cap - 1);
+                while (t[k]) k = (k + 1) & (cap - 1);
+                t[k] = s->h[i];
+            }
+        free(s->h);
+        s->h = t;
+        s->cap = cap;
+    }
+    size_t k = (size_t)(h * 0x9e3779b97f4a7c15ull) & (s->cap - 1);
+    while (s->h[k]) {
+        if (s->h[k] == h) return 0;
+        k = (k + 1) & (s->cap - 1);
+    }
+    s->h[k] = h;
+    s->n++;
+    return 1;
+}
+
+void strset_free(struct strset *s) {
+    free(s->h);
+    memset(s, 0, sizeof *s);
+}
+
+uint64_t fixed_shuffle_seed(const struct suite_spec *spec) {
+    return lc_hash3(spec->seed ^ 0x5eed5eedull, name_hash(spec->task), (uint64_t)spec->length);
+}
+
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
 }

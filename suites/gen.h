@@ -77,3 +77,15 @@ lc_status gen_mqar(const struct suite_spec *spec, lc_rng *rng, int64_t target, s
 double spec_depth(const struct suite_spec *spec, int *bin);
 
 #endif
+
+/* Emit n noise units joined by "\n", with item i inserted before unit pos[i] (pos ascending, in
+ * [0, n]; items in order), recording each item's span. */
+void emit_noise_items(struct gb *b, int64_t n, char *const *items, const int64_t *pos, int k, struct suite_span *spans);
+/* Small open-addressing set of strings (for distinct pseudo-words) */
+struct strset { uint64_t *h; size_t cap, n; };
+int strset_add(struct strset *s, const char *w, size_t n); /* 1 if added, 0 if present, -1 no memory */
+void strset_free(struct strset *s);
+/* Seed of RULER's fixed-seed shuffles: the same for every sample of (task, length, seed) */
+uint64_t fixed_shuffle_seed(const struct suite_spec *spec);
+lc_status fwe_build(const struct suite_spec *spec, lc_rng *rng, int64_t budget_text, int64_t V, int wlen, const char *head,
+                    const char *tail, struct gb *b, char outs[3][8], int64_t *n_entries);

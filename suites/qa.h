@@ -15,8 +15,10 @@ struct qa_item {
     char *question;
     char **answers;
     int n_answers;
-    int64_t *gold; /* document indices */
+    int64_t *gold; /* document indices: the gold paragraph(s) */
     int n_gold;
+    int64_t *more; /* SQuAD: the other paragraphs of the same article */
+    int n_more;
 };
 
 struct qa_data {
@@ -25,12 +27,15 @@ struct qa_data {
     char sha256[65];
     char **docs;
     int64_t n_docs;
-    int32_t *doc_cost; /* tokens of "Document {j}:\n{doc}" minus the number (filled per tokenizer lazily) */
     struct qa_item *items;
     int64_t n_items;
 };
 
+/* Load a SQuAD v2 (kind 1) or HotpotQA (kind 2) JSON file; errors name the file and what is
+ * missing. The file's sha256 is kept for the samples' provenance. */
 lc_status qa_load(struct qa_data *q, const char *path, int kind);
+/* Parse from memory (tests) */
+lc_status qa_parse(struct qa_data *q, const char *json, size_t n, const char *what, int kind);
 void qa_free(struct qa_data *q);
 
 #endif

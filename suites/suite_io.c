@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "qa.h"
 #include "sha256.h"
 
 static const char *family_name(enum suite_family f) {
@@ -20,7 +21,9 @@ void suite_sample_jsonl(const struct suite_spec *spec, const struct suite_sample
     }
     jb_printf(b, "], \"length\": %lld, \"length_w_model_temp\": %lld, \"answer_prefix\": ", (long long)s->length,
               (long long)s->length);
-    jb_str(b, s->text + s->input_len, (size_t)(s->text_len - s->input_len));
+    /* teacher-forced tasks: the answer follows the input directly (no prefix) */
+    if (s->task->metric == METRIC_TF) jb_raw(b, "\"\"", 2);
+    else jb_str(b, s->text + s->input_len, (size_t)(s->text_len - s->input_len));
     jb_printf(b, ", \"token_position_answer\": %lld, \"others\": {\"id\": %lld, \"task\": ", (long long)s->token_position_answer,
               (long long)spec->index);
     jb_cstr(b, s->task->name);
@@ -37,6 +40,10 @@ void suite_sample_jsonl(const struct suite_spec *spec, const struct suite_sample
         jb_raw(b, "\"haystack_source\": ", 19);
         jb_cstr(b, spec->hay->name);
         jb_printf(b, ", \"haystack_sha256\": \"%s\", ", spec->hay->sha256);
+    } else if (!strcmp(s->haystack, "documents") && spec->qa) {
+        jb_raw(b, "\"haystack_source\": ", 19);
+        jb_cstr(b, spec->qa->path[0] ? spec->qa->path : "(in memory)");
+        jb_printf(b, ", \"haystack_sha256\": \"%s\", ", spec->qa->sha256);
     } else {
         jb_printf(b, "\"haystack_source\": \"%s\", ", s->haystack);
     }

@@ -9,6 +9,8 @@
 
 #include "common.h"
 #include "haystack.h"
+#include "jsonl.h"
+#include "qa.h"
 #include "sha256.h"
 #include "suite.h"
 #include "test.h"
@@ -54,7 +56,8 @@ static void check_common(struct suite_sample *s, int64_t L, int64_t slack) {
 static void check_answers_once(struct suite_sample *s) {
     for (int i = 0; i < s->n_outputs; i++) {
         int64_t c = count_occ(s->text, (size_t)s->input_len, s->outputs[i]);
-        T_CHECK(c == 1, "%s: answer '%s' occurs %lld times in the context", s->task->name, s->outputs[i], (long long)c);
+        /* the passkey line states the key twice: "The pass key is K. Remember it. K is the pass key." */
+        T_CHECK(c == (strcmp(s->task->name, "passkey") ? 1 : 2), "%s: answer '%s' occurs %lld times in the context", s->task->name, s->outputs[i], (long long)c);
     }
 }
 
@@ -113,12 +116,244 @@ static void test_niah(void) {
     }
 }
 
+
+static int64_t count_word(const char *txt, size_t n, const char *w) {
+    /* occurrences of w as a whole space/newline-delimited word */
+    int64_t c = 0;
+    size_t m = strlen(w);
+    for (const char *p = txt; (p = memmem(p, n - (size_t)(p - txt), w, m)); p++)
+        if ((p == txt || p[-1] == ' ' || p[-1] == '\n') && (p + m == txt + n || p[m] == ' ' || p[m] == '\n')) c++;
+    return c;
+}
+
+static void test_vt_cwe_fwe(void) {
+    t_begin("vt: fits, 5 distinct names, the value occurs once in the task context");
+    for (int k = 0; k < 6; k++) {
+        struct suite_sample s;
+        int64_t L = k < 3 ? 4096 : 20000 + 77 * k;
+        if (!gen("vt", L, k, 5, 0, &s)) return;
+        check_common(&s, L, 92);
+        T_CHECK(s.n_outputs == 5, "vt: %d outputs", s.n_outputs);
+        for (int i = 0; i < 5; i++)
+            for (int j = 0; j < i; j++) T_CHECK(strcmp(s.outputs[i], s.outputs[j]), "vt: duplicate name %s", s.outputs[i]);
+        const char *task = strstr(s.text, "\n\nMemorize") + 2; /* after the one-shot example */
+        size_t tn = (size_t)(s.text + s.input_len - task);
+        const char *q = strstr(task, "the value ") + 10;
+        char val[16], stmt[64];
+        snprintf(val, sizeof val, "%.5s", q);
+        snprintf(stmt, sizeof stmt, "VAR %s = %s", s.outputs[0], val);
+        T_CHECK(count_occ(task, tn, stmt) == 1 && count_occ(task, tn, val) == 2, "vt: '%s' not unique", stmt);
+        for (int i = 1; i < 5; i++) {
+            snprintf(stmt, sizeof stmt, "VAR %s = VAR %s ", s.outputs[i], s.outputs[i - 1]);
+            T_CHECK(count_occ(task, tn, stmt) == 1, "vt: chain link '%s' missing or repeated", stmt);
+        }
+        suite_sample_free(&s);
+    }
+    t_begin("cwe: fits, common words exactly 30x (small config 6x), others exactly 3x (1x)");
+    const int64_t Ls[] = {4096, 8192, 600000};
+    for (int li = 0; li < 3; li++) {
+        struct suite_sample s;
+        if (!gen("cwe", Ls[li], li, 5, 0, &s)) return;
+        check_common(&s, Ls[li], 40);
+        int small = strstr(s.deviations, "cwe_small_config") != NULL;
+        T_CHECK(li < 1 || !small, "cwe at %lld used the small config", (long long)Ls[li]);
+        T_CHECK(li < 2 || strstr(s.deviations, "cwe_pseudo_words"), "cwe at 600000 needs pseudo-words");
+        const char *task = s.text;
+        for (const char *p; (p = strstr(task + 1, "Below is a numbered list"));) task = p;
+        size_t tn = (size_t)(s.text + s.input_len - task);
+        for (int i = 0; i < 10; i++) {
+            int64_t c = count_word(task, tn, s.outputs[i]);
+            T_CHECK(c == (small ? 6 : 30), "cwe: common word %s appears %lld times", s.outputs[i], (long long)c);
+        }
+        /* every other entry word appears exactly 3 (1) times: check the first 200 entries */
+        const char *p = strchr(task, '\n') + 1;
+        for (int e = 0; e < 200 && p < s.text + s.input_len; e++) {
+            const char *dot = strstr(p, ". ");
+            const char *w = dot + 2, *nx = strstr(w, " ");
+            const char *num = nx ? nx + 1 : NULL;
+            /* the word runs to the next " <digits>." (multi-word nouns contain spaces) */
+            while (num && !(num[0] >= '0' && num[0] <= '9' && strchr(num, '.') && strspn(num, "0123456789") == (size_t)(strchr(num, '.') - num)))
+                num = strchr(num, ' ') ? strchr(num, ' ') + 1 : NULL;
+            if (!num || num > s.text + s.input_len) break;
+            char word[64];
+            snprintf(word, sizeof word, "%.*s", (int)(num - 1 - w), w);
+            if (strchr(word, '\n')) break;
+            int common = 0;
+            for (int i = 0; i < 10; i++) common |= !strcmp(word, s.outputs[i]);
+            int64_t c = count_word(task, tn, word);
+            if (!common && !strchr(word, ' ')) T_CHECK(c == (small ? 1 : 3), "cwe: word '%s' appears %lld times", word, (long long)c);
+            p = num;
+        }
+        suite_sample_free(&s);
+    }
+    t_begin("fwe: fits, ranks 2-4 strictly ordered and above every other word");
+    for (int li = 0; li < 3; li++) {
+        struct suite_sample s;
+        int64_t L = li == 2 ? 100000 : Ls[li];
+        if (!gen("fwe", L, li, 5, 0, &s)) return;
+        check_common(&s, L, 8);
+        const char *ctx = strstr(s.text, "coded words. ") + 13;
+        size_t n = (size_t)(strstr(ctx, "\nQuestion:") - ctx);
+        int64_t c1 = count_word(ctx, n, s.outputs[0]), c2 = count_word(ctx, n, s.outputs[1]), c3 = count_word(ctx, n, s.outputs[2]);
+        T_CHECK(c1 > c2 && c2 > c3 && c3 > 0, "fwe counts %lld %lld %lld not ordered", (long long)c1, (long long)c2, (long long)c3);
+        T_CHECK(count_word(ctx, n, "...") > c1, "fwe: '...' is not the most frequent");
+        /* the word after rank 4: every other word appears fewer times than rank 4 */
+        int64_t maxother = 0;
+        for (const char *p = ctx; p < ctx + n;) {
+            const char *e = memchr(p, ' ', (size_t)(ctx + n - p));
+            if (!e) e = ctx + n;
+            char w[16];
+            snprintf(w, sizeof w, "%.*s", (int)(e - p), p);
+            if (strcmp(w, "...") && strcmp(w, s.outputs[0]) && strcmp(w, s.outputs[1]) && strcmp(w, s.outputs[2])) {
+                int64_t c = count_word(ctx, n, w);
+                if (c > maxother) maxother = c;
+            }
+            p = e + 1;
+            if (p - ctx > 20000) break; /* a prefix is enough to meet the frequent words */
+        }
+        T_CHECK(maxother < c3, "fwe: another word appears %lld times, rank 4 only %lld", (long long)maxother, (long long)c3);
+        suite_sample_free(&s);
+    }
+}
+
+static void test_token_tasks(void) {
+    t_begin("passkey and mqar: exact length, targets in place, teacher-forced scoring");
+    const int64_t Ls[] = {4096, 70001};
+    for (int li = 0; li < 2; li++) {
+        struct suite_sample s;
+        if (!gen("passkey", Ls[li], li, 3, 0, &s)) return;
+        check_common(&s, Ls[li], 0);
+        check_answers_once(&s);
+        T_CHECK(s.n_targets >= 2, "passkey targets");
+        int32_t *pred = malloc(sizeof(int32_t) * (size_t)s.n_ids);
+        for (int64_t t = 0; t + 1 < s.n_ids; t++) pred[t] = s.ids[t + 1];
+        pred[s.n_ids - 1] = 0;
+        int64_t nc;
+        T_CHECK(suite_score_tf(&s, pred, &nc) == 1 && nc == s.n_targets, "perfect predictions not scored 1");
+        pred[s.target_pos[s.n_targets - 1]] ^= 1;
+        T_CHECK(suite_score_tf(&s, pred, &nc) == 0 && nc == s.n_targets - 1, "one wrong token not scored 0");
+        free(pred);
+        suite_sample_free(&s);
+
+        struct suite_spec spec = {"mqar", Ls[li], li, 3, tokenizer_byte(), NULL, NULL, NULL, 0, 1, 32, 200, 0};
+        if (!T_OK(suite_generate(&spec, &s))) return;
+        T_CHECK(s.n_ids == Ls[li] && s.n_targets == 200, "mqar: %lld ids %lld targets", (long long)s.n_ids, (long long)s.n_targets);
+        int ok = 1;
+        for (int64_t j = 0; j < s.n_targets; j++) {
+            int32_t key = s.ids[s.target_pos[j]];
+            int found = 0;
+            for (int i = 0; i < 32; i++) found |= s.ids[2 * i] == key && s.ids[2 * i + 1] == s.target_id[j];
+            ok &= found && key >= 1 && key < 128 && s.target_id[j] >= 128;
+            for (int64_t m = 0; m < j; m++) ok &= s.target_pos[m] != s.target_pos[j];
+        }
+        for (int i = 0; i < 32; i++)
+            for (int m = 0; m < i; m++) ok &= s.ids[2 * i] != s.ids[2 * m];
+        T_CHECK(ok, "mqar: a query key is not paired with its target value, or keys repeat");
+        float *w = malloc(sizeof(float) * (size_t)s.n_ids);
+        suite_loss_weights(&s, w);
+        double sw = 0;
+        for (int64_t t = 0; t < s.n_ids; t++) sw += w[t];
+        T_CHECK(sw == 200, "loss weights sum %.0f", sw);
+        free(w);
+        suite_sample_free(&s);
+    }
+    t_begin("token probes: exact length, answer tokens are the targets, needles hold the answers");
+    if (!have_hay) { t_skip("prose haystack not installed (apt-get install jargon-text; scripts/setup.sh test)"); return; }
+    const char *pr[] = {"tok_sniah", "tok_mqniah", "tok_vt", "tok_fwe"};
+    for (int ti = 0; ti < 4; ti++)
+        for (int li = 0; li < 2; li++) {
+            struct suite_sample s;
+            if (!gen(pr[ti], Ls[li], li, 4, ti == 0 ? 5 : 0, &s)) return;
+            check_common(&s, Ls[li], 0);
+            int ok = s.n_targets > 0 && s.target_pos[s.n_targets - 1] == s.n_ids - 2;
+            for (int64_t j = 0; j < s.n_targets; j++) ok &= s.ids[s.target_pos[j] + 1] == s.target_id[j];
+            T_CHECK(ok, "%s: targets are not the final answer tokens", pr[ti]);
+            if (ti < 2)
+                for (int i = 0; i < s.n_outputs; i++)
+                    T_CHECK(memmem(s.text + s.needles[i].byte0, (size_t)(s.needles[i].byte1 - s.needles[i].byte0), s.outputs[i],
+                                   strlen(s.outputs[i])) && count_occ(s.text, (size_t)s.input_len, s.outputs[i]) == 1,
+                            "%s: answer %s not once, in its needle", pr[ti], s.outputs[i]);
+            if (ti == 2) {
+                char stmt[64];
+                snprintf(stmt, sizeof stmt, "|VAR %s = ", s.outputs[0]);
+                T_CHECK(count_occ(s.text, (size_t)s.input_len, stmt) == 1, "tok_vt: chain head not unique");
+            }
+            suite_sample_free(&s);
+        }
+}
+
+static void test_long(void) {
+    t_begin("1M-token samples fit and hold their answers once");
+    const char *ts[] = {"niah_single_1", "niah_multikey_2", "passkey"};
+    for (int i = 0; i < 3; i++) {
+        struct suite_sample s;
+        if (!gen(ts[i], 1 << 20, 1, 8, 0, &s)) return;
+        check_common(&s, 1 << 20, 120);
+        check_answers_once(&s);
+        suite_sample_free(&s);
+    }
+}
+
+
+static void test_qa(void) {
+    t_begin("qa_1 (SQuAD format) and qa_2 (HotpotQA format): gold documents included, fits, answers");
+    /* a small SQuAD-shaped file: 2 articles, 3 paragraphs each, one unanswerable question */
+    struct jbuf j = {0};
+    jb_raw(&j, "{\"version\": \"v2.0\", \"data\": [", 29);
+    for (int a = 0; a < 2; a++) {
+        jb_printf(&j, "%s{\"title\": \"T%d\", \"paragraphs\": [", a ? ", " : "", a);
+        for (int p = 0; p < 3; p++)
+            jb_printf(&j, "%s{\"context\": \"Paragraph %d of article %d tells that the capital of place%d%d is city%d%d. Filler text here.\", "
+                          "\"qas\": [{\"question\": \"What is the capital of place%d%d?\", \"id\": \"q%d%d\", \"answers\": [{\"text\": \"city%d%d\", \"answer_start\": 1}], \"is_impossible\": false}, "
+                          "{\"question\": \"Unanswerable %d%d?\", \"id\": \"u%d%d\", \"answers\": [], \"is_impossible\": true}]}",
+                      p ? ", " : "", p, a, a, p, a, p, a, p, a, p, a, p, a, p, a, p);
+        jb_raw(&j, "]}", 2);
+    }
+    jb_raw(&j, "]}", 2);
+    struct qa_data sq, hp;
+    if (!T_OK(qa_parse(&sq, j.p, j.n, "squad-test", 1))) { free(j.p); return; }
+    T_CHECK(sq.n_docs == 6 && sq.n_items == 6 && sq.items[4].n_more == 2, "squad: %lld docs %lld items", (long long)sq.n_docs, (long long)sq.n_items);
+    for (int k = 0; k < 8; k++) {
+        struct suite_spec spec = {"qa_1", k < 4 ? 1024 : 300, k, 5, tokenizer_byte(), NULL, NULL, &sq, 0, 1, 0, 0, 0};
+        struct suite_sample s;
+        if (k >= 4) { T_ERR(suite_generate(&spec, &s), "cannot hold the gold"); continue; }
+        if (!T_OK(suite_generate(&spec, &s))) break;
+        check_common(&s, 1024, 200);
+        T_CHECK(s.n_needles == 1 && strstr(s.text + s.needles[0].byte0, s.outputs[0]) < s.text + s.needles[0].byte1,
+                "qa_1: gold paragraph span misses the answer");
+        T_CHECK(strstr(s.text, "Document 1:\n") && strstr(s.text + s.input_len, " Answer:"), "qa_1: template");
+        suite_sample_free(&s);
+    }
+    qa_free(&sq);
+    j.n = 0;
+    jb_raw(&j, "[", 1);
+    for (int i = 0; i < 3; i++)
+        jb_printf(&j, "%s{\"_id\": \"h%d\", \"question\": \"Who founded firm%d?\", \"answer\": \"person%d\", \"context\": "
+                      "[[\"Firm%d\", [\"Firm%d was founded \", \"by person%d.\"]], [\"Other%d\", [\"Unrelated text %d.\"]]]}",
+                  i ? ", " : "", i, i, i, i, i, i, i, i);
+    jb_raw(&j, "]", 1);
+    if (!T_OK(qa_parse(&hp, j.p, j.n, "hotpot-test", 2))) { free(j.p); return; }
+    T_CHECK(hp.n_docs == 6 && hp.n_items == 3 && hp.items[1].n_gold == 2, "hotpot: %lld docs", (long long)hp.n_docs);
+    struct suite_spec spec = {"qa_2", 2048, 1, 5, tokenizer_byte(), NULL, NULL, &hp, 0, 1, 0, 0, 0};
+    struct suite_sample s;
+    if (T_OK(suite_generate(&spec, &s))) {
+        check_common(&s, 2048, 200);
+        T_CHECK(s.n_needles == 2 && !strcmp(s.outputs[0], "person1") && strstr(s.text, "Firm1\nFirm1 was founded by person1."), "qa_2 gold");
+        suite_sample_free(&s);
+    }
+    qa_free(&hp);
+    T_ERR(qa_parse(&hp, "{\"data\": 3}", 11, "bad-squad", 1), "not a SQuAD file");
+    T_ERR(qa_parse(&hp, "[{\"context\": [1]}]", 18, "bad-hotpot", 2), "not [title, [sentences]]");
+    T_ERR(qa_load(&hp, "/nonexistent/dev-v2.0.json", 1), "cannot be read");
+    free(j.p);
+}
+
 static void test_regen(void) {
     t_begin("byte-identical regeneration from the same seed; other seeds differ");
     int nt;
     const struct suite_task *t = suite_tasks(&nt);
     for (int i = 0; i < nt; i++) {
-        if (t[i].needs_qa || (t[i].needs_prose && !have_hay) || strncmp(t[i].name, "niah", 4)) continue;
+        if (t[i].needs_qa || (t[i].needs_prose && !have_hay)) continue;
         struct suite_sample a, b, c;
         if (!gen(t[i].name, 6000, 3, 11, 0, &a) || !gen(t[i].name, 6000, 3, 11, 0, &b) || !gen(t[i].name, 6000, 3, 12, 0, &c)) return;
         T_CHECK(a.text_len == b.text_len && !memcmp(a.text, b.text, (size_t)a.text_len), "%s: regeneration differs", t[i].name);
@@ -184,6 +419,10 @@ int main(void) {
                 (long long)HAY.n_sentences);
     }
     test_niah();
+    test_vt_cwe_fwe();
+    test_token_tasks();
+    test_long();
+    test_qa();
     test_regen();
     test_errors();
     if (have_hay) haystack_free(&HAY);
