@@ -92,7 +92,8 @@ extern "C" lc_status backend_cuda_sumsq_f32(int64_t n, const float *x, double *o
 extern "C" lc_status backend_cuda_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
                                          size_t rows) {
     if (!rows || !width) return LC_OK;
-    cudaError_t e = cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice, 0);
+    cudaError_t e = rows == 1 ? cudaMemcpyAsync(dst, src, width, cudaMemcpyDeviceToDevice, 0)
+                              : cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice, 0);
     if (e != cudaSuccess) return lc_errorf(LC_EDEVICE, "copy2d (%zu rows of %zu bytes): %s", rows, width, cudaGetErrorString(e));
     return LC_OK;
 }
