@@ -20,6 +20,15 @@ static const char *tiny_hsa =
     "[hsa]\nS = 8\nK = 4\nd_r = 16\nretrieval_heads = single\nHQ = 4\nH = 2\ndh = 8\nweights = softmax\nqk_norm = true\nmlp = 40\nresidual = bypass\n"
     "[init]\nzero_hsa_out = false\nzero_encoder_out = false\nstd = 0.2\n";
 
+/* the other options: dense layers, stick-breaking weights, off-by-one softmax, reset residual,
+ * per-KV-head retrieval, tied embeddings */
+static const char *tiny_variants =
+    "[model]\nvocab = 32\nd = 32\ncontext = 32\ntied_embeddings = true\nlayers = dense chunk (retrieval hsa hsa)*1 dense\n"
+    "[attn]\nheads = 2\nkv_heads = 2\ndh = 16\nmlp = 40\nqk_norm = false\n"
+    "[encoder]\nlayers = 2\nheads = 2\nkv_heads = 1\ndh = 8\nmlp = 40\ncls = true\nqkv_bias = false\nqk_norm = false\n"
+    "[hsa]\nS = 4\nK = 8\nd_r = 16\nretrieval_heads = per_kv\nHQ = 4\nH = 2\ndh = 8\nweights = stickbreak\noff_by_one = true\nqk_norm = false\nmlp = 40\nresidual = reset\n"
+    "[init]\nzero_hsa_out = false\nzero_encoder_out = false\nstd = 0.2\n";
+
 static const char *tiny_mamba =
     "[model]\nvocab = 32\nd = 16\ncontext = 16\ntied_embeddings = true\nlayers = mamba*2\n"
     "[mamba]\nheads = 2\nhead_dim = 8\nstate = 4\nexpand = 1\nconv = 4\nngroups = 1\n"
@@ -165,6 +174,7 @@ static void ckpt_roundtrip(void) {
 
 int main(void) {
     grad_check("model_gradcheck_tiny_swa_hsa", tiny_hsa, 2, 32);
+    grad_check("model_gradcheck_tiny_variants", tiny_variants, 2, 30);
     grad_check("model_gradcheck_tiny_mamba", tiny_mamba, 2, 16);
     overfit();
     ckpt_roundtrip();
