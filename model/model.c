@@ -979,3 +979,22 @@ lc_status model_adamw(lc_model *m, const struct ops_adamw *h) {
     if (!m->adam_v && !(m->adam_v = m->be->alloc(pb, "AdamW v"))) return LC_ENOMEM;
     return m->be->adamw(m->n_params, m->master, m->grad, m->adam_m, m->adam_v, m->w != m->master ? m->w : NULL, h);
 }
+
+lc_status model_argmax(const lc_model *m, int32_t *host) {
+    LC_REQUIRE(m->arena, "model_argmax: no forward has run");
+    struct shared *s = (struct shared *)(m->layers + m->cfg.n_layers);
+    const int64_t R = m->B * m->T, V = m->cfg.vocab;
+    float *lg = lc_malloc((size_t)(R * V) * sizeof(float), "logits");
+    if (!lg) return LC_ENOMEM;
+    lc_status st = m->be->act_to_f32(R * V, s->logits, s->f[3]);
+    if (st == LC_OK) st = m->be->download(lg, s->f[3], (size_t)(R * V) * sizeof(float));
+    for (int64_t r = 0; st == LC_OK && r < R; r++) {
+        const float *row = lg + r * V;
+        int32_t best = 0;
+        for (int64_t v = 1; v < V; v++)
+            if (row[v] > row[best]) best = (int32_t)v;
+        host[r] = best;
+    }
+    free(lg);
+    return st;
+}

@@ -71,6 +71,10 @@ lc_status model_step(lc_model *m, int64_t B, int64_t T, const int32_t *tokens, c
 /* Per-token NLL [B, T] of the last model_step (host). */
 lc_status model_row_loss(const lc_model *m, float *host);
 
+/* Argmax of the logits of the last forward-only model_step (backward overwrites the logits with
+ * their gradient), [B, T] int32 (host): the next-token predictions. */
+lc_status model_argmax(const lc_model *m, int32_t *host);
+
 /* Retrieval diagnostics of the last forward for group g: idx and w [B, T, H_r, K] (host). */
 lc_status model_retrieval(const lc_model *m, int g, int32_t *idx, float *w);
 
