@@ -11,6 +11,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "model.h"
+#include "runlog.h"
 #include "suite.h"
 #include "train.h"
 
@@ -133,8 +134,10 @@ int cmd_eval(int argc, char **argv) {
         }
         fseek(cf, 0, SEEK_END);
         if (ftell(cf) == 0)
-            fprintf(cf, "config,backend,ckpt,mode,task,L,n,loss,ppl,exact_match,answer_in_topk,answer_top1,answer_weight,tokens_per_s\n");
+            fprintf(cf, "config,backend,ckpt,mode,task,L,n,loss,ppl,exact_match,answer_in_topk,answer_top1,answer_weight,tokens_per_s,device,git_sha,date\n");
     }
+    struct runlog_prov pv;
+    runlog_provenance(be->is_cuda, &pv);
     for (int li = 0; li < nl; li++) {
         const int64_t T = L[li];
         if (have_toks) {
@@ -161,8 +164,8 @@ int cmd_eval(int argc, char **argv) {
             printf("ppl  L=%-8lld loss %.4f  ppl %.3f  (%lld x %lld tokens, %.0f tok/s)\n", (long long)T, loss, exp(loss),
                    (long long)batches, (long long)(batch * T), tps);
             if (cf)
-                fprintf(cf, "%s,%s,%s,ppl,,%lld,%lld,%.6f,%.6f,,,,,%.1f\n", config, be->name, ckpt ? ckpt : "init", (long long)T,
-                        (long long)(batches * batch), loss, exp(loss), tps);
+                fprintf(cf, "%s,%s,%s,ppl,,%lld,%lld,%.6f,%.6f,,,,,%.1f,%s,%s,%s\n", config, be->name, ckpt ? ckpt : "init", (long long)T,
+                        (long long)(batches * batch), loss, exp(loss), tps, pv.device, pv.git_sha, pv.date);
         }
         if (task) {
             int64_t n_ok = 0, dn = 0, dhit = 0, dtop = 0;
@@ -230,9 +233,9 @@ int cmd_eval(int argc, char **argv) {
                            (double)dtop / dn, dw / dn);
             printf("\n");
             if (cf)
-                fprintf(cf, "%s,%s,%s,task,%s,%lld,%lld,,,%.4f,%.4f,%.4f,%.4f,%.1f\n", config, be->name, ckpt ? ckpt : "init", task,
+                fprintf(cf, "%s,%s,%s,task,%s,%lld,%lld,,,%.4f,%.4f,%.4f,%.4f,%.1f,%s,%s,%s\n", config, be->name, ckpt ? ckpt : "init", task,
                         (long long)T, (long long)samples, (double)n_ok / samples, dn ? (double)dhit / dn : 0.0,
-                        dn ? (double)dtop / dn : 0.0, dn ? dw / dn : 0.0, tps);
+                        dn ? (double)dtop / dn : 0.0, dn ? dw / dn : 0.0, tps, pv.device, pv.git_sha, pv.date);
         }
         if (cf) fflush(cf);
     }

@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "data.h"
 #include "model.h"
+#include "runlog.h"
 #include "suite.h"
 #include "train.h"
 
@@ -262,7 +263,7 @@ int cmd_train(int argc, char **argv) {
         }
         fseek(cf, 0, SEEK_END);
         if (ftell(cf) == 0)
-            fprintf(cf, "config,backend,step,loss,lr,grad_norm,tokens_per_s,task,diag_n,answer_in_topk,answer_top1,answer_weight,B,T,params\n");
+            fprintf(cf, "config,backend,step,loss,lr,grad_norm,tokens_per_s,mfu_6n,task,diag_n,answer_in_topk,answer_top1,answer_weight,B,T,params,device,git_sha,date\n");
     }
     fprintf(stderr, "longctx train: %s on %s, %lld parameters, batch %lld x %lld, %lld steps\n", config, be->name,
             (long long)m.n_params, (long long)B, (long long)T, (long long)steps);
@@ -339,17 +340,23 @@ int cmd_train(int argc, char **argv) {
         if ((s + 1) % log_every == 0 || s + 1 == steps) {
             be->sync();
             double now = lc_now(), tps = tok_acc / (now - t_last);
+            /* MFU from parameter FLOPs only (6 N per token; attention, HSA and scan FLOPs excluded)
+             * against ~800 TFLOP/s dense bf16 (H100); 0 on the cpu */
+            double mfu = be->is_cuda ? 6.0 * (double)m.n_params * tps / 800e12 : 0.0;
             fprintf(stderr, "step %6lld  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s", (long long)(s + 1), loss_acc / n_acc,
                     h.lr, gn_last, tps);
+            if (be->is_cuda) fprintf(stderr, "  mfu(6N) %.3f", mfu);
             if (dg.n)
                 fprintf(stderr, "  answer chunk: in top-%lld %.2f, top-1 %.2f, weight %.3f (n=%lld)", (long long)cfg.K,
                         (double)dg.hit / dg.n, (double)dg.top / dg.n, dg.w / dg.n, (long long)dg.n);
             fprintf(stderr, "\n");
             if (cf) {
-                fprintf(cf, "%s,%s,%lld,%.6f,%.6g,%.6g,%.1f,%s,%lld,%.4f,%.4f,%.4f,%lld,%lld,%lld\n", config, be->name,
-                        (long long)(s + 1), loss_acc / n_acc, h.lr, gn_last, tps, task ? task : "", (long long)dg.n,
+                struct runlog_prov pv;
+                runlog_provenance(be->is_cuda, &pv);
+                fprintf(cf, "%s,%s,%lld,%.6f,%.6g,%.6g,%.1f,%.4f,%s,%lld,%.4f,%.4f,%.4f,%lld,%lld,%lld,%s,%s,%s\n", config, be->name,
+                        (long long)(s + 1), loss_acc / n_acc, h.lr, gn_last, tps, mfu, task ? task : "", (long long)dg.n,
                         dg.n ? (double)dg.hit / dg.n : 0.0, dg.n ? (double)dg.top / dg.n : 0.0, dg.n ? dg.w / dg.n : 0.0,
-                        (long long)B, (long long)T, (long long)m.n_params);
+                        (long long)B, (long long)T, (long long)m.n_params, pv.device, pv.git_sha, pv.date);
                 fflush(cf);
             }
             t_last = lc_now();
