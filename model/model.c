@@ -998,3 +998,94 @@ lc_status model_argmax(const lc_model *m, int32_t *host) {
     free(lg);
     return st;
 }
+
+/* Download n act values as f32 into a host buffer. */
+static lc_status act_host(const lc_model *m, const void *src, int64_t n, float *host) {
+    float *dev = m->be->alloc((size_t)n * sizeof(float), "diagnostics");
+    if (!dev) return LC_ENOMEM;
+    lc_status st = m->be->act_to_f32(n, src, dev);
+    if (st == LC_OK) st = m->be->download(host, dev, (size_t)n * sizeof(float));
+    m->be->free(dev);
+    return st;
+}
+
+/* ||mean row||^2 / mean ||row||^2 over `rows` rows of width D, taking row r of block b at
+ * x[(b * stride + r) * D] for b < nb, r < rows. */
+static double constancy(const float *x, int64_t nb, int64_t stride, int64_t rows, int64_t D) {
+    double *mean = calloc((size_t)D, sizeof(double)), sq = 0;
+    if (!mean || nb * rows == 0) {
+        free(mean);
+        return 0;
+    }
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *row = x + (b * stride + r) * D;
+            for (int64_t j = 0; j < D; j++) {
+                mean[j] += row[j];
+                sq += (double)row[j] * row[j];
+            }
+        }
+    double n = (double)(nb * rows), mm = 0;
+    for (int64_t j = 0; j < D; j++) mm += (mean[j] / n) * (mean[j] / n);
+    free(mean);
+    return sq > 0 ? mm / (sq / n) : 0;
+}
+
+static double rms_of(const float *x, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return n ? sqrt(s / (double)n) : 0;
+}
+
+lc_status model_diagnostics(const lc_model *m, struct model_diag *out) {
+    LC_REQUIRE(m->arena, "model_diagnostics: no forward has run");
+    memset(out, 0, sizeof *out);
+    const lc_config *c = &m->cfg;
+    struct shared *s = (struct shared *)(m->layers + c->n_layers);
+    const int64_t B = m->B, T = m->T, R = B * T, d = c->d;
+    float *h = lc_malloc((size_t)R * (size_t)(d > c->H * hsa_dh(c) ? d : c->H * hsa_dh(c)) * sizeof(float) + 64, "diagnostics");
+    if (!h) return LC_ENOMEM;
+    lc_status st = LC_OK;
+    out->n_layers = c->n_layers;
+    for (int i = 0; st == LC_OK && i < c->n_layers; i++) {
+        /* the stream after layer i is what the next layer saved as its input (or the final x) */
+        const void *src = NULL;
+        for (int j = i + 1; j < c->n_layers && !src; j++)
+            if (m->layers[j].as.x_in) src = m->layers[j].as.x_in;
+        if (!src) src = s->x;
+        if (m->layers[i].kind == LC_LAYER_CHUNK || m->layers[i].kind == LC_LAYER_RETRIEVAL) {
+            out->stream_rms[i] = i > 0 ? out->stream_rms[i - 1] : 0; /* these layers do not change x */
+            continue;
+        }
+        st = act_host(m, src, R * d, h);
+        if (st == LC_OK) out->stream_rms[i] = rms_of(h, R * d);
+    }
+    for (int i = 0; st == LC_OK && i < c->n_layers; i++) {
+        const struct model_layer *l = &m->layers[i];
+        if (l->kind != LC_LAYER_CHUNK) continue;
+        const int64_t C = n_chunks(m, T), kd = c->H * hsa_dh(c), S1 = c->S + 1;
+        if (C == 0) break;
+        if ((st = act_host(m, s->mem_k, R * kd, h)) == LC_OK) out->const_k = constancy(h, B, T, C * c->S, kd);
+        if (st == LC_OK && (st = act_host(m, s->mem_v, R * kd, h)) == LC_OK) out->const_v = constancy(h, B, T, C * c->S, kd);
+        if (st == LC_OK && (st = act_host(m, s->lmk, B * C * c->d_r, h)) == LC_OK) out->const_lmk = constancy(h, 1, 0, B * C, c->d_r);
+        if (st == LC_OK) {
+            /* Eout holds the encoder's output before its final norm after a forward-only step */
+            float *e = lc_malloc((size_t)(B * C * S1 * d) * sizeof(float), "diagnostics");
+            if (!e) st = LC_ENOMEM;
+            else {
+                st = act_host(m, l->Eout, B * C * S1 * d, e);
+                double ss = 0;
+                for (int64_t bc = 0; st == LC_OK && bc < B * C; bc++)
+                    for (int64_t r = 0; r < c->S; r++)
+                        for (int64_t j = 0; j < d; j++) {
+                            double v = e[(bc * S1 + r) * d + j];
+                            ss += v * v;
+                        }
+                out->enc_rms = sqrt(ss / (double)(B * C * c->S * d));
+                free(e);
+            }
+        }
+    }
+    free(h);
+    return st;
+}

@@ -78,6 +78,19 @@ lc_status model_argmax(const lc_model *m, int32_t *host);
 /* Retrieval diagnostics of the last forward for group g: idx and w [B, T, H_r, K] (host). */
 lc_status model_retrieval(const lc_model *m, int g, int32_t *idx, float *w);
 
+/* Collapse diagnostics of the last forward-only model_step (hsa.md / issue 8: a collapsed chunk
+ * memory is the same at every position). const_* = ||mean row||^2 / mean ||row||^2 over the rows of
+ * complete chunks (1 = every row identical, ~0 = rows unrelated): mem_k, mem_v and landmarks.
+ * enc_rms: rms of the chunk encoder's output before its final norm (token rows); stream_rms[i]:
+ * rms of the residual stream after layer i (at most LC_MAX_LAYERS). Zeros when there is no chunk
+ * layer. */
+struct model_diag {
+    double const_k, const_v, const_lmk, enc_rms;
+    int n_layers;
+    double stream_rms[LC_MAX_LAYERS];
+};
+lc_status model_diagnostics(const lc_model *m, struct model_diag *out);
+
 /* Global gradient norm (sqrt of the sum of squares, over every parameter). */
 lc_status model_grad_norm(const lc_model *m, double *norm);
 

@@ -263,7 +263,7 @@ int cmd_train(int argc, char **argv) {
         }
         fseek(cf, 0, SEEK_END);
         if (ftell(cf) == 0)
-            fprintf(cf, "config,backend,step,loss,lr,grad_norm,tokens_per_s,mfu_6n,task,diag_n,answer_in_topk,answer_top1,answer_weight,B,T,params,device,git_sha,date\n");
+            fprintf(cf, "config,backend,step,loss,lr,grad_norm,tokens_per_s,mfu_6n,task,diag_n,answer_in_topk,answer_top1,answer_weight,const_k,const_v,const_lmk,enc_rms,out_rms,B,T,params,device,git_sha,date\n");
     }
     fprintf(stderr, "longctx train: %s on %s, %lld parameters, batch %lld x %lld, %lld steps\n", config, be->name,
             (long long)m.n_params, (long long)B, (long long)T, (long long)steps);
@@ -346,6 +346,16 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "step %6lld  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s", (long long)(s + 1), loss_acc / n_acc,
                     h.lr, gn_last, tps);
             if (be->is_cuda) fprintf(stderr, "  mfu(6N) %.3f", mfu);
+            /* collapse diagnostics: a forward-only pass over this step's batch with the new weights */
+            struct model_diag cd;
+            memset(&cd, 0, sizeof cd);
+            float dl = 0;
+            if (model_step(&m, B, T, tok, w, 0, &dl) || model_diagnostics(&m, &cd)) {
+                fprintf(stderr, "\nlongctx train: diagnostics: %s\n", lc_last_error());
+                goto done;
+            }
+            if (has_ret) fprintf(stderr, "  memory const k %.3f v %.3f lmk %.3f, encoder rms %.2f", cd.const_k, cd.const_v, cd.const_lmk, cd.enc_rms);
+            fprintf(stderr, "  out rms %.2f", cd.stream_rms[cfg.n_layers - 1]);
             if (dg.n)
                 fprintf(stderr, "  answer chunk: in top-%lld %.2f, top-1 %.2f, weight %.3f (n=%lld)", (long long)cfg.K,
                         (double)dg.hit / dg.n, (double)dg.top / dg.n, dg.w / dg.n, (long long)dg.n);
@@ -353,10 +363,10 @@ int cmd_train(int argc, char **argv) {
             if (cf) {
                 struct runlog_prov pv;
                 runlog_provenance(be->is_cuda, &pv);
-                fprintf(cf, "%s,%s,%lld,%.6f,%.6g,%.6g,%.1f,%.4f,%s,%lld,%.4f,%.4f,%.4f,%lld,%lld,%lld,%s,%s,%s\n", config, be->name,
-                        (long long)(s + 1), loss_acc / n_acc, h.lr, gn_last, tps, mfu, task ? task : "", (long long)dg.n,
+                fprintf(cf, "%s,%s,%lld,%.6f,%.6g,%.6g,%.1f,%.4f,%s,%lld,%.4f,%.4f,%.4f,%.5f,%.5f,%.5f,%.4f,%.4f,%lld,%lld,%lld,%s,%s,%s\n",
+                        config, be->name, (long long)(s + 1), loss_acc / n_acc, h.lr, gn_last, tps, mfu, task ? task : "", (long long)dg.n,
                         dg.n ? (double)dg.hit / dg.n : 0.0, dg.n ? (double)dg.top / dg.n : 0.0, dg.n ? dg.w / dg.n : 0.0,
-                        (long long)B, (long long)T, (long long)m.n_params, pv.device, pv.git_sha, pv.date);
+                        cd.const_k, cd.const_v, cd.const_lmk, cd.enc_rms, cd.stream_rms[cfg.n_layers - 1], (long long)B, (long long)T, (long long)m.n_params, pv.device, pv.git_sha, pv.date);
                 fflush(cf);
             }
             t_last = lc_now();

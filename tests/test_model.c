@@ -172,11 +172,42 @@ static void ckpt_roundtrip(void) {
     model_destroy(&b);
 }
 
+/* Collapse diagnostics: with zero-initialised encoder outputs the encoder is the identity at
+ * init, so every chunk's CLS output is the CLS vector and the landmarks are all equal
+ * (constancy 1); with random encoder outputs they differ. */
+static void diagnostics(void) {
+    t_begin("model_collapse_diagnostics");
+    lc_config a, b;
+    T_OK(lc_config_parse(tiny_hsa, "tiny", &a));
+    b = a;
+    a.zero_encoder_out = 1;
+    lc_model ma, mb;
+    T_OK(model_create(&ma, &a, backend_cpu(), 3));
+    T_OK(model_create(&mb, &b, backend_cpu(), 3));
+    int32_t tok[2 * 33];
+    make_batch(2, 32, a.vocab, 4, tok, NULL);
+    float l = 0;
+    struct model_diag da, db;
+    T_OK(model_step(&ma, 2, 32, tok, NULL, 0, &l));
+    T_OK(model_diagnostics(&ma, &da));
+    T_OK(model_step(&mb, 2, 32, tok, NULL, 0, &l));
+    T_OK(model_diagnostics(&mb, &db));
+    printf("  zero encoder out: const k %.4f v %.4f lmk %.4f enc rms %.3f; random: const k %.4f v %.4f lmk %.4f enc rms %.3f\n",
+           da.const_k, da.const_v, da.const_lmk, da.enc_rms, db.const_k, db.const_v, db.const_lmk, db.enc_rms);
+    T_CHECK(da.const_lmk > 0.9999, "identity encoder: landmarks should all be equal, constancy %.6f", da.const_lmk);
+    T_CHECK(db.const_lmk < 0.99 && db.const_lmk > 0, "random encoder: landmark constancy %.6f", db.const_lmk);
+    T_CHECK(da.const_k > 0 && da.const_k < 1 && db.const_v > 0 && db.const_v < 1, "memory constancy out of (0, 1)");
+    T_CHECK(da.stream_rms[a.n_layers - 1] > 0 && isfinite(db.enc_rms) && db.enc_rms > 0, "stream / encoder rms");
+    model_destroy(&ma);
+    model_destroy(&mb);
+}
+
 int main(void) {
     grad_check("model_gradcheck_tiny_swa_hsa", tiny_hsa, 2, 32);
     grad_check("model_gradcheck_tiny_variants", tiny_variants, 2, 30);
     grad_check("model_gradcheck_tiny_mamba", tiny_mamba, 2, 16);
     overfit();
     ckpt_roundtrip();
+    diagnostics();
     return t_finish();
 }
