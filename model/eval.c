@@ -12,7 +12,9 @@
 #include "data.h"
 #include "model.h"
 #include "runlog.h"
+#include "haystack.h"
 #include "suite.h"
+#include "tokenizer.h"
 #include "train.h"
 
 static void usage(FILE *f) {
@@ -27,12 +29,14 @@ static void usage(FILE *f) {
             "  --batches N         batches per length (default 4)   --batch B  rows per batch (default 1)\n"
             "  --task NAME         teacher-forced exact match of a suite task\n"
             "  --samples N         samples per length (default 8)    --seed S (default 1234)\n"
+            "  --haystack FILE     prose haystack for tasks that need one (default: the Jargon File)\n"
             "  --mqar-kv N         mqar key-value pairs (default 16)\n"
             "  --csv PATH          append one row per (mode, length)\n");
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *config = "tiny-swa-hsa", *ckpt = NULL, *backend = "auto", *data = NULL, *task = NULL, *csv = NULL, *lens = NULL;
+    const char *config = "tiny-swa-hsa", *ckpt = NULL, *backend = "auto", *data = NULL, *task = NULL, *csv = NULL, *lens = NULL,
+               *hay_path = NULL;
     int64_t batches = 4, batch = 1, samples = 8, lo = 0;
     uint64_t seed = 1234;
     int mqar_kv = 16;
@@ -59,6 +63,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--samples")) samples = atoll(v);
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--mqar-kv")) mqar_kv = atoi(v);
+        else if (!strcmp(a, "--haystack")) hay_path = v;
         else if (!strcmp(a, "--csv")) csv = v;
         else {
             fprintf(stderr, "longctx eval: unknown option '%s'\n", a);
@@ -102,6 +107,8 @@ int cmd_eval(int argc, char **argv) {
     int rc = 1, have_toks = 0, have_words = 0;
     lc_tokens toks;
     struct word_lists wl;
+    struct haystack hay;
+    int have_hay = 0;
     FILE *cf = NULL;
     if (ckpt) {
         float *p = malloc(sizeof(float) * (size_t)m.n_params);
@@ -125,6 +132,13 @@ int cmd_eval(int argc, char **argv) {
             goto done;
         }
         have_words = 1;
+    }
+    if (task && suite_task_find(task) && suite_task_find(task)->needs_prose) {
+        if (haystack_load(&hay, hay_path, tokenizer_byte())) {
+            fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+            goto done;
+        }
+        have_hay = 1;
     }
     if (csv) {
         cf = fopen(csv, "a+");
@@ -178,6 +192,7 @@ int cmd_eval(int argc, char **argv) {
                 spec.index = k;
                 spec.seed = seed;
                 spec.words = have_words ? &wl : NULL;
+                spec.hay = have_hay ? &hay : NULL;
                 spec.want_ids = 1;
                 spec.mqar_kv = mqar_kv;
                 spec.mqar_vocab = cfg.vocab;
@@ -244,6 +259,7 @@ done:
     if (cf) fclose(cf);
     if (have_toks) tokens_close(&toks);
     if (have_words) words_free(&wl);
+    if (have_hay) haystack_free(&hay);
     model_destroy(&m);
     return rc;
 }

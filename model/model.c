@@ -450,6 +450,8 @@ static lc_status alloc_acts(lc_model *m, int64_t B, int64_t T) {
     return LC_OK;
 }
 
+static lc_status act_host(const lc_model *m, const void *src, int64_t n, float *host);
+
 /* ---------------------------------------------------------------- building blocks */
 static lc_status linear_fwd(lc_model *m, int64_t R, int64_t Din, int64_t Dout, const void *x, int64_t w, void *y, float beta) {
     return m->be->matmul(0, 1, R, Dout, Din, 1.0f, x, WP(m, w), beta, y, 0);
@@ -675,6 +677,59 @@ static lc_status chunk_bwd(lc_model *m, struct model_layer *l, void *dx) {
 }
 
 /* ---------------------------------------------------------------- retrieval and HSA layers */
+/* Force the oracle chunk into each marked token's selection (host round trip: a training aid
+ * for tiny models, not a fast path). */
+static lc_status oracle_force(lc_model *m, struct model_layer *l) {
+    const lc_config *c = &m->cfg;
+    struct shared *s = SH(m);
+    const int64_t B = m->B, T = m->T, R = B * T, Hr = c->H_r, K = c->K, dr = c->d_r / Hr, C = n_chunks(m, T);
+    if (C == 0) return LC_OK;
+    int64_t nk = R * Hr * K;
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)nk);
+    float *sc = malloc(sizeof(float) * (size_t)nk), *qr = malloc(sizeof(float) * (size_t)(R * c->d_r)),
+          *lm = malloc(sizeof(float) * (size_t)(B * C * c->d_r));
+    lc_status st = (!idx || !sc || !qr || !lm) ? lc_errorf(LC_ENOMEM, "oracle buffers") : LC_OK;
+    if (st == LC_OK) st = m->be->download(idx, l->idx, (size_t)nk * 4);
+    if (st == LC_OK) st = m->be->download(sc, l->score, (size_t)nk * 4);
+    if (st == LC_OK) st = act_host(m, l->q_r, R * c->d_r, qr);
+    if (st == LC_OK) st = act_host(m, s->lmk, B * C * c->d_r, lm);
+    for (int64_t b = 0; st == LC_OK && b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            int32_t ch = m->oracle_chunk[b * T + t];
+            int64_t nvis = t / c->S < C ? t / c->S : C;
+            if (ch < 0 || ch >= nvis) continue;
+            if (nvis > K) nvis = K;
+            for (int64_t hr = 0; hr < Hr; hr++) {
+                int32_t *ix = idx + ((b * T + t) * Hr + hr) * K;
+                float *sv = sc + ((b * T + t) * Hr + hr) * K;
+                int present = 0;
+                int64_t kmin = 0;
+                for (int64_t k = 0; k < nvis; k++) {
+                    present |= ix[k] == ch;
+                    if (sv[k] < sv[kmin]) kmin = k;
+                }
+                if (present) continue;
+                const float *q = qr + ((b * T + t) * Hr + hr) * dr, *lk = lm + ((b * C + ch) * Hr + hr) * dr;
+                double dot = 0;
+                for (int64_t j = 0; j < dr; j++) dot += (double)q[j] * lk[j];
+                ix[kmin] = ch;
+                sv[kmin] = (float)(dot / sqrt((double)dr));
+                for (int64_t k = 1; k < nvis; k++) /* chunk id descending */
+                    for (int64_t j = k; j > 0 && ix[j] > ix[j - 1]; j--) {
+                        int32_t ti = ix[j]; ix[j] = ix[j - 1]; ix[j - 1] = ti;
+                        float tf = sv[j]; sv[j] = sv[j - 1]; sv[j - 1] = tf;
+                    }
+            }
+        }
+    if (st == LC_OK) st = m->be->upload(l->idx, idx, (size_t)nk * 4);
+    if (st == LC_OK) st = m->be->upload(l->score, sc, (size_t)nk * 4);
+    free(idx);
+    free(sc);
+    free(qr);
+    free(lm);
+    return st;
+}
+
 static lc_status retrieval_fwd(lc_model *m, struct model_layer *l, const void *x) {
     const struct backend *be = m->be;
     const lc_config *c = &m->cfg;
@@ -684,6 +739,7 @@ static lc_status retrieval_fwd(lc_model *m, struct model_layer *l, const void *x
     LC_TRY(linear_fwd(m, R, c->d, c->d_r, l->hn, l->ln, l->q_r, 0.0f));
     struct hsa_shape h = hsa_shape_of(m);
     LC_TRY(be->hsa_retrieve(&h, l->q_r, SH(m)->lmk, l->idx, l->score));
+    if (m->oracle_chunk) LC_TRY(oracle_force(m, l));
     LC_TRY(be->hsa_weights_forward(&h, l->score, l->wts));
     return be->zero(l->dw, (size_t)(R * c->H_r * c->K) * 4);
 }

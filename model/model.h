@@ -49,6 +49,11 @@ typedef struct {
     int64_t B, T;
     void *arena; /* list of device allocations for activations (model.c) */
     int training; /* Gumbel noise on (when the config asks for it) */
+    /* Oracle retrieval (EXTRA SUPERVISION, config [oracle]): host [B, T] chunk ids or NULL. Where
+     * >= 0 and visible, every retrieval group puts that chunk into the selection of the token
+     * (replacing the lowest-scoring slot; its weight comes from its own score), then restores
+     * the slot order (chunk id descending). Set by the trainer per batch; never used in eval. */
+    const int32_t *oracle_chunk;
     uint64_t gumbel_seed;
 } lc_model;
 

@@ -16,7 +16,9 @@
 #include "data.h"
 #include "model.h"
 #include "runlog.h"
+#include "haystack.h"
 #include "suite.h"
+#include "tokenizer.h"
 #include "train.h"
 
 static void usage(FILE *f) {
@@ -37,6 +39,7 @@ static void usage(FILE *f) {
             "  --save PATH         checkpoint at the end and every --save-every steps\n"
             "  --resume PATH       continue from a checkpoint (weights, AdamW state, step)\n"
             "  --log-every N       log interval (default 10)          --csv PATH  append one row per log line\n"
+            "  --haystack FILE     prose haystack for tasks that need one (default: the Jargon File)\n"
             "  --mqar-kv N         mqar key-value pairs (default 16)\n");
 }
 
@@ -58,7 +61,7 @@ struct diag {
 /* One row of a suite task: tokens [T+1], weights [T] (answer tokens), first answer position and
  * the chunk of needles[0] (-1 when unknown). */
 static lc_status task_row(const char *task, int64_t T, int64_t index, uint64_t seed, int mqar_kv, int64_t vocab,
-                          const struct word_lists *wl, int32_t *tok, float *w, int64_t *first_target, int64_t *needle_tok) {
+                          const struct word_lists *wl, const struct haystack *hay, int32_t *tok, float *w, int64_t *first_target, int64_t *needle_tok) {
     struct suite_spec spec;
     memset(&spec, 0, sizeof spec);
     spec.task = task;
@@ -66,6 +69,7 @@ static lc_status task_row(const char *task, int64_t T, int64_t index, uint64_t s
     spec.index = index;
     spec.seed = seed;
     spec.words = wl;
+    spec.hay = hay;
     spec.want_ids = 1;
     spec.mqar_kv = mqar_kv;
     spec.mqar_vocab = vocab;
@@ -132,7 +136,8 @@ static lc_status load_ckpt(const char *path, lc_model *m, int64_t *step) {
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *config = "tiny-swa-hsa", *backend = "auto", *data = NULL, *task = NULL, *save = NULL, *resume = NULL, *csv = NULL;
+    const char *config = "tiny-swa-hsa", *backend = "auto", *data = NULL, *task = NULL, *save = NULL, *resume = NULL, *csv = NULL,
+               *hay_path = NULL;
     double mix = 0.5, lr = 1e-3, min_frac = 0.1, wd = 0.1, clip = 1.0;
     int64_t steps = 100, batch = 8, seq = 0, warmup = 10, log_every = 10, save_every = 0;
     uint64_t seed = 1;
@@ -169,6 +174,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--log-every")) log_every = atoll(v);
         else if (!strcmp(a, "--csv")) csv = v;
         else if (!strcmp(a, "--mqar-kv")) mqar_kv = atoi(v);
+        else if (!strcmp(a, "--haystack")) hay_path = v;
         else {
             fprintf(stderr, "longctx train: unknown option '%s'\n", a);
             usage(stderr);
@@ -200,12 +206,15 @@ int cmd_train(int argc, char **argv) {
     lc_loader loader;
     int have_toks = 0, have_words = 0, rc = 1;
     struct word_lists wl;
+    struct haystack hay;
+    int have_hay = 0;
     lc_model m;
     memset(&m, 0, sizeof m);
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)(B * (T + 1))), *ftok = malloc(sizeof(int32_t) * (size_t)(B * (T + 1)));
     float *w = malloc(sizeof(float) * (size_t)(B * T));
     int64_t *first = malloc(sizeof(int64_t) * (size_t)B), *needle = malloc(sizeof(int64_t) * (size_t)B);
-    int32_t *ridx = NULL;
+    int32_t *ridx = NULL, *oracle = NULL;
+    int64_t forced_rows = 0;
     float *rw = NULL;
     FILE *cf = NULL;
     if (!tok || !ftok || !w || !first || !needle) {
@@ -235,6 +244,13 @@ int cmd_train(int argc, char **argv) {
             }
             have_words = 1;
         }
+        if (suite_task_find(task)->needs_prose) {
+            if (haystack_load(&hay, hay_path, tokenizer_byte())) {
+                fprintf(stderr, "longctx train: %s\n", lc_last_error());
+                goto done;
+            }
+            have_hay = 1;
+        }
     }
     if (model_create(&m, &cfg, be, seed)) {
         fprintf(stderr, "longctx train: %s\n", lc_last_error());
@@ -250,6 +266,12 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "longctx train: resumed %s at step %lld\n", resume, (long long)step0);
     }
     int has_ret = cfg.n_groups > 0;
+    if (has_ret && cfg.oracle == LC_ORACLE_FORCE) {
+        if (!(oracle = malloc(sizeof(int32_t) * (size_t)(B * T)))) goto done;
+        fprintf(stderr, "longctx train: oracle retrieval ON (EXTRA SUPERVISION): the answer chunk is forced into the selection "
+                        "with probability %.2f for %lld steps, then decaying to 0 over %lld steps\n",
+                cfg.oracle_prob, (long long)cfg.oracle_hold, (long long)cfg.oracle_decay);
+    }
     if (has_ret) {
         ridx = malloc(sizeof(int32_t) * (size_t)(B * T * cfg.H_r * cfg.K));
         rw = malloc(sizeof(float) * (size_t)(B * T * cfg.H_r * cfg.K));
@@ -278,13 +300,14 @@ int cmd_train(int argc, char **argv) {
         }
         lc_rng r;
         lc_rng_seed(&r, lc_hash3(seed, (uint64_t)s, 77));
-        int any_task = 0;
+        int any_task = 0, any_forced = 0;
+        double oprob = oracle ? lc_config_oracle_prob(&cfg, s) : 0;
         for (int64_t b = 0; b < B; b++) {
             first[b] = needle[b] = -1;
             int use_task = task && (!have_toks || lc_rng_uniform(&r) < mix);
             if (use_task) {
                 any_task = 1;
-                if (task_row(task, T, s * B + b, seed, mqar_kv, cfg.vocab, have_words ? &wl : NULL, tok + b * (T + 1), w + b * T,
+                if (task_row(task, T, s * B + b, seed, mqar_kv, cfg.vocab, have_words ? &wl : NULL, have_hay ? &hay : NULL, tok + b * (T + 1), w + b * T,
                              &first[b], &needle[b])) {
                     fprintf(stderr, "longctx train: %s\n", lc_last_error());
                     goto done;
@@ -293,7 +316,17 @@ int cmd_train(int argc, char **argv) {
                 memcpy(tok + b * (T + 1), ftok + b * (T + 1), sizeof(int32_t) * (size_t)(T + 1));
                 for (int64_t t = 0; t < T; t++) w[b * T + t] = 1.0f;
             }
+            if (oracle) {
+                int force = use_task && needle[b] >= 0 && lc_rng_uniform(&r) < oprob;
+                for (int64_t t = 0; t < T; t++) oracle[b * T + t] = force && w[b * T + t] > 0 ? (int32_t)(needle[b] / cfg.S) : -1;
+                if (force) {
+                    any_forced = 1;
+                    forced_rows++;
+                    first[b] = -1; /* forced rows are left out of the retrieval statistics */
+                }
+            }
         }
+        m.oracle_chunk = any_forced ? oracle : NULL;
         float loss = 0;
         double gn = 0;
         if (model_zero_grads(&m) || model_step(&m, B, T, tok, w, 1, &loss) || model_grad_norm(&m, &gn)) {
@@ -354,6 +387,8 @@ int cmd_train(int argc, char **argv) {
                 fprintf(stderr, "\nlongctx train: diagnostics: %s\n", lc_last_error());
                 goto done;
             }
+            if (oracle) fprintf(stderr, "  oracle p %.2f forced rows %lld", oprob, (long long)forced_rows);
+            forced_rows = 0;
             if (has_ret) fprintf(stderr, "  memory const k %.3f v %.3f lmk %.3f, encoder rms %.2f", cd.const_k, cd.const_v, cd.const_lmk, cd.enc_rms);
             fprintf(stderr, "  out rms %.2f", cd.stream_rms[cfg.n_layers - 1]);
             if (dg.n)
@@ -392,6 +427,7 @@ done:
     model_destroy(&m);
     if (have_toks) tokens_close(&toks);
     if (have_words) words_free(&wl);
+    if (have_hay) haystack_free(&hay);
     free(tok);
     free(ftok);
     free(w);
@@ -399,5 +435,6 @@ done:
     free(needle);
     free(ridx);
     free(rw);
+    free(oracle);
     return rc;
 }
