@@ -38,6 +38,7 @@ static void usage(FILE *f) {
             "  --seed S            init and data seed (default 1)\n"
             "  --save PATH         checkpoint at the end and every --save-every steps\n"
             "  --resume PATH       continue from a checkpoint (weights, AdamW state, step)\n"
+            "  --stop-after N      stop (and save) after step N of the --steps schedule (resume later)\n"
             "  --log-every N       log interval (default 10)          --csv PATH  append one row per log line\n"
             "  --haystack FILE     prose haystack for tasks that need one (default: the Jargon File)\n"
             "  --mqar-kv N         mqar key-value pairs (default 16)\n");
@@ -139,7 +140,7 @@ int cmd_train(int argc, char **argv) {
     const char *config = "tiny-swa-hsa", *backend = "auto", *data = NULL, *task = NULL, *save = NULL, *resume = NULL, *csv = NULL,
                *hay_path = NULL;
     double mix = 0.5, lr = 1e-3, min_frac = 0.1, wd = 0.1, clip = 1.0;
-    int64_t steps = 100, batch = 8, seq = 0, warmup = 10, log_every = 10, save_every = 0;
+    int64_t steps = 100, batch = 8, seq = 0, warmup = 10, log_every = 10, save_every = 0, stop_after = 0;
     uint64_t seed = 1;
     int mqar_kv = 16;
     for (int i = 1; i < argc; i++) {
@@ -171,6 +172,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--save")) save = v;
         else if (!strcmp(a, "--save-every")) save_every = atoll(v);
         else if (!strcmp(a, "--resume")) resume = v;
+        else if (!strcmp(a, "--stop-after")) stop_after = atoll(v);
         else if (!strcmp(a, "--log-every")) log_every = atoll(v);
         else if (!strcmp(a, "--csv")) csv = v;
         else if (!strcmp(a, "--mqar-kv")) mqar_kv = atoi(v);
@@ -292,7 +294,8 @@ int cmd_train(int argc, char **argv) {
     struct diag dg = {0, 0, 0, 0};
     double t_last = lc_now(), loss_acc = 0, gn_last = 0;
     int64_t n_acc = 0, tok_acc = 0;
-    for (int64_t s = step0; s < steps; s++) {
+    const int64_t end = stop_after > 0 && stop_after < steps ? stop_after : steps;
+    for (int64_t s = step0; s < end; s++) {
         /* the batch of step s */
         if (have_toks) {
             loader_seek(&loader, s);
@@ -370,7 +373,7 @@ int cmd_train(int argc, char **argv) {
         gn_last = gn;
         n_acc++;
         tok_acc += B * T;
-        if ((s + 1) % log_every == 0 || s + 1 == steps) {
+        if ((s + 1) % log_every == 0 || s + 1 == end) {
             be->sync();
             double now = lc_now(), tps = tok_acc / (now - t_last);
             /* MFU from parameter FLOPs only (6 N per token; attention, HSA and scan FLOPs excluded)
@@ -415,11 +418,11 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (save) {
-        if (save_ckpt(save, &m, steps)) {
+        if (save_ckpt(save, &m, end > step0 ? end : step0)) {
             fprintf(stderr, "longctx train: %s\n", lc_last_error());
             goto done;
         }
-        fprintf(stderr, "longctx train: saved %s (step %lld)\n", save, (long long)steps);
+        fprintf(stderr, "longctx train: saved %s (step %lld)\n", save, (long long)(end > step0 ? end : step0));
     }
     rc = 0;
 done:
