@@ -4,6 +4,9 @@
 
 #include "cli.h"
 #include "common.h"
+#include "config.h"
+#include "data.h"
+#include "train.h"
 #include "device.h"
 
 struct subcommand {
@@ -17,6 +20,10 @@ static const struct subcommand subcommands[] = {
     {"suite", cmd_suite, "generate and score RULER, token probes, passkey and MQAR samples"},
     {"sweep", cmd_sweep, "run a grid of kernel points, appending one CSV row per point"},
     {"bench", cmd_bench, "Google Benchmark over the kernels at given shapes"},
+    {"config", cmd_config, "list presets; print a preset or config file resolved, with its tensors and parameter count"},
+    {"tokenize", cmd_tokenize, "byte-level tokenizing of any file into a token file (uint16/uint32 .bin)"},
+    {"eval", cmd_eval, "perplexity by context length on a token file; teacher-forced suite tasks with retrieval diagnostics"},
+    {"train", cmd_train, "train a model (preset or config) on a token file and/or synthetic suite tasks"},
 };
 enum { N_SUBCOMMANDS = sizeof subcommands / sizeof subcommands[0] };
 

@@ -1,0 +1,265 @@
+/* eval.c — `longctx eval`: a trained (or freshly initialised) model over a list of context
+ * lengths: perplexity of a held-out token file (sequential rows of L tokens) and/or teacher-forced
+ * exact match of a suite task (suites/suite.h, answer tokens scored), with the retrieval
+ * diagnostics of group 0 at each sample's first answer token. One CSV row per (mode, length).
+ * Full forward of each row (no segmented prefill yet): L is bounded by activation memory. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "data.h"
+#include "model.h"
+#include "runlog.h"
+#include "haystack.h"
+#include "suite.h"
+#include "tokenizer.h"
+#include "train.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: longctx eval [options]\n"
+            "  --config NAME|PATH  preset or config file (default tiny-swa-hsa)\n"
+            "  --ckpt PATH         weights (default: fresh initialisation, a baseline)\n"
+            "  --backend B         cpu | cuda | auto (default auto)\n"
+            "  --lengths L1,L2,..  context lengths (default: the config's context)\n"
+            "  --data FILE         perplexity on this token file (rows from --lo, sequential)\n"
+            "  --lo N              first token of the held-out range (default 0)\n"
+            "  --batches N         batches per length (default 4)   --batch B  rows per batch (default 1)\n"
+            "  --task NAME         teacher-forced exact match of a suite task\n"
+            "  --samples N         samples per length (default 8)    --seed S (default 1234)\n"
+            "  --haystack FILE     prose haystack for tasks that need one (default: the Jargon File)\n"
+            "  --mqar-kv N         mqar key-value pairs (default 16)\n"
+            "  --csv PATH          append one row per (mode, length)\n");
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *config = "tiny-swa-hsa", *ckpt = NULL, *backend = "auto", *data = NULL, *task = NULL, *csv = NULL, *lens = NULL,
+               *hay_path = NULL;
+    int64_t batches = 4, batch = 1, samples = 8, lo = 0;
+    uint64_t seed = 1234;
+    int mqar_kv = 16;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "longctx eval: '%s' needs a value (or is unknown)\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--config")) config = v;
+        else if (!strcmp(a, "--ckpt")) ckpt = v;
+        else if (!strcmp(a, "--backend")) backend = v;
+        else if (!strcmp(a, "--lengths")) lens = v;
+        else if (!strcmp(a, "--data")) data = v;
+        else if (!strcmp(a, "--lo")) lo = atoll(v);
+        else if (!strcmp(a, "--batches")) batches = atoll(v);
+        else if (!strcmp(a, "--batch")) batch = atoll(v);
+        else if (!strcmp(a, "--task")) task = v;
+        else if (!strcmp(a, "--samples")) samples = atoll(v);
+        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--mqar-kv")) mqar_kv = atoi(v);
+        else if (!strcmp(a, "--haystack")) hay_path = v;
+        else if (!strcmp(a, "--csv")) csv = v;
+        else {
+            fprintf(stderr, "longctx eval: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!data && !task) {
+        fprintf(stderr, "longctx eval: give --data FILE and/or --task NAME\n");
+        return 2;
+    }
+    lc_config cfg;
+    if (lc_config_load(config, &cfg)) {
+        fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+        return 1;
+    }
+    int64_t L[64];
+    int nl = 0;
+    if (lens) {
+        for (const char *p = lens; *p && nl < 64;) {
+            L[nl++] = strtoll(p, (char **)&p, 10);
+            if (*p == ',') p++;
+            else if (*p) {
+                fprintf(stderr, "longctx eval: bad --lengths '%s'\n", lens);
+                return 2;
+            }
+        }
+    } else {
+        L[nl++] = cfg.context;
+    }
+    const struct backend *be = backend_by_name(backend);
+    if (!be) {
+        fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+        return 1;
+    }
+    lc_model m;
+    if (model_create(&m, &cfg, be, 1)) {
+        fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+        return 1;
+    }
+    int rc = 1, have_toks = 0, have_words = 0;
+    lc_tokens toks;
+    struct word_lists wl;
+    struct haystack hay;
+    int have_hay = 0;
+    FILE *cf = NULL;
+    if (ckpt) {
+        float *p = malloc(sizeof(float) * (size_t)m.n_params);
+        if (!p || ckpt_load(ckpt, &cfg, 0, p, NULL, NULL, NULL) || model_set_params(&m, p)) {
+            fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+            free(p);
+            goto done;
+        }
+        free(p);
+    }
+    if (data) {
+        if (tokens_open(data, &toks)) {
+            fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+            goto done;
+        }
+        have_toks = 1;
+    }
+    if (task && (!strncmp(task, "niah", 4) || !strcmp(task, "cwe"))) {
+        if (words_load(&wl, NULL)) {
+            fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+            goto done;
+        }
+        have_words = 1;
+    }
+    if (task && suite_task_find(task) && suite_task_find(task)->needs_prose) {
+        if (haystack_load(&hay, hay_path, tokenizer_byte())) {
+            fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+            goto done;
+        }
+        have_hay = 1;
+    }
+    if (csv) {
+        cf = fopen(csv, "a+");
+        if (!cf) {
+            fprintf(stderr, "longctx eval: cannot open %s\n", csv);
+            goto done;
+        }
+        fseek(cf, 0, SEEK_END);
+        if (ftell(cf) == 0)
+            fprintf(cf, "config,backend,ckpt,mode,task,L,n,loss,ppl,exact_match,answer_in_topk,answer_top1,answer_weight,tokens_per_s,device,git_sha,date\n");
+    }
+    struct runlog_prov pv;
+    runlog_provenance(be->is_cuda, &pv);
+    for (int li = 0; li < nl; li++) {
+        const int64_t T = L[li];
+        if (have_toks) {
+            lc_loader ld;
+            if (loader_init(&ld, &toks, batch, T, LC_LOADER_SEQUENTIAL, seed, lo, 0)) {
+                fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+                goto done;
+            }
+            int32_t *tok = malloc(sizeof(int32_t) * (size_t)(batch * (T + 1)));
+            if (!tok) goto done;
+            double sum = 0, t0 = lc_now();
+            for (int64_t k = 0; k < batches; k++) {
+                float loss = 0;
+                loader_next(&ld, tok);
+                if (model_step(&m, batch, T, tok, NULL, 0, &loss)) {
+                    fprintf(stderr, "longctx eval: L = %lld: %s\n", (long long)T, lc_last_error());
+                    free(tok);
+                    goto done;
+                }
+                sum += loss;
+            }
+            free(tok);
+            double tps = (double)(batches * batch * T) / (lc_now() - t0), loss = sum / batches;
+            printf("ppl  L=%-8lld loss %.4f  ppl %.3f  (%lld x %lld tokens, %.0f tok/s)\n", (long long)T, loss, exp(loss),
+                   (long long)batches, (long long)(batch * T), tps);
+            if (cf)
+                fprintf(cf, "%s,%s,%s,ppl,,%lld,%lld,%.6f,%.6f,,,,,%.1f,%s,%s,%s\n", config, be->name, ckpt ? ckpt : "init", (long long)T,
+                        (long long)(batches * batch), loss, exp(loss), tps, pv.device, pv.git_sha, pv.date);
+        }
+        if (task) {
+            int64_t n_ok = 0, dn = 0, dhit = 0, dtop = 0;
+            double dw = 0, t0 = lc_now();
+            for (int64_t k = 0; k < samples; k++) {
+                struct suite_spec spec;
+                memset(&spec, 0, sizeof spec);
+                spec.task = task;
+                spec.length = T + 1;
+                spec.index = k;
+                spec.seed = seed;
+                spec.words = have_words ? &wl : NULL;
+                spec.hay = have_hay ? &hay : NULL;
+                spec.want_ids = 1;
+                spec.mqar_kv = mqar_kv;
+                spec.mqar_vocab = cfg.vocab;
+                struct suite_sample s;
+                memset(&s, 0, sizeof s);
+                if (suite_generate(&spec, &s)) {
+                    fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+                    goto done;
+                }
+                int64_t Ts = s.n_ids - 1;
+                int32_t *pred = calloc((size_t)s.n_ids, sizeof(int32_t));
+                float loss = 0;
+                if (!pred || Ts < 1 || model_step(&m, 1, Ts, s.ids, NULL, 0, &loss) || model_argmax(&m, pred)) {
+                    fprintf(stderr, "longctx eval: L = %lld sample %lld: %s\n", (long long)T, (long long)k, lc_last_error());
+                    free(pred);
+                    suite_sample_free(&s);
+                    goto done;
+                }
+                n_ok += suite_score_tf(&s, pred, NULL);
+                /* diagnostics at the first answer token */
+                int64_t t = -1;
+                for (int64_t j = 0; j < s.n_targets; j++)
+                    if (t < 0 || s.target_pos[j] < t) t = s.target_pos[j];
+                if (cfg.n_groups > 0 && s.n_needles > 0 && t >= 0 && t < Ts) {
+                    int64_t c = s.needles[0].tok0 / cfg.S, nk = Ts * cfg.H_r * cfg.K;
+                    int32_t *ix = malloc(sizeof(int32_t) * (size_t)nk);
+                    float *wx = malloc(sizeof(float) * (size_t)nk);
+                    if (ix && wx && (c + 1) * cfg.S <= t && model_retrieval(&m, 0, ix, wx) == LC_OK) {
+                        const int32_t *ii = ix + t * cfg.H_r * cfg.K;
+                        const float *ww = wx + t * cfg.H_r * cfg.K;
+                        int64_t nvis = t / cfg.S < cfg.K ? t / cfg.S : cfg.K, best = 0;
+                        int hit = 0;
+                        float wa = 0;
+                        for (int64_t q = 0; q < nvis; q++) {
+                            if (ww[q] > ww[best]) best = q;
+                            if (ii[q] == c) hit = 1, wa = ww[q];
+                        }
+                        dn++;
+                        dhit += hit;
+                        dtop += hit && ii[best] == c;
+                        dw += wa;
+                    }
+                    free(ix);
+                    free(wx);
+                }
+                free(pred);
+                suite_sample_free(&s);
+            }
+            double tps = (double)(samples * T) / (lc_now() - t0);
+            printf("%s L=%-8lld exact match %.3f (%lld/%lld)", task, (long long)T, (double)n_ok / samples, (long long)n_ok,
+                   (long long)samples);
+            if (dn) printf("  answer chunk: in top-%lld %.2f, top-1 %.2f, weight %.3f", (long long)cfg.K, (double)dhit / dn,
+                           (double)dtop / dn, dw / dn);
+            printf("\n");
+            if (cf)
+                fprintf(cf, "%s,%s,%s,task,%s,%lld,%lld,,,%.4f,%.4f,%.4f,%.4f,%.1f,%s,%s,%s\n", config, be->name, ckpt ? ckpt : "init", task,
+                        (long long)T, (long long)samples, (double)n_ok / samples, dn ? (double)dhit / dn : 0.0,
+                        dn ? (double)dtop / dn : 0.0, dn ? dw / dn : 0.0, tps, pv.device, pv.git_sha, pv.date);
+        }
+        if (cf) fflush(cf);
+    }
+    rc = 0;
+done:
+    if (cf) fclose(cf);
+    if (have_toks) tokens_close(&toks);
+    if (have_words) words_free(&wl);
+    if (have_hay) haystack_free(&hay);
+    model_destroy(&m);
+    return rc;
+}
