@@ -110,8 +110,6 @@ plots:
 	@for f in plots/*.gp; do echo "gnuplot $$f"; gnuplot -e "outdir='plots'" $$f || exit 1; done
 
 # bench/registry.c lists the kernel families whose bench/bench_*.c exist (__has_include).
-# (The binary links the library whole: longctx.o's weak subcommand fallbacks would otherwise
-# keep the archive members with the real ones out.)
 $(BUILD)/bench/registry.o: $(wildcard bench/bench_*.c)
 
 clean:
