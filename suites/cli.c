@@ -36,7 +36,7 @@ static void gen_help(FILE *f) {
             "  --mqar-kv N       mqar key-value pairs (default 64); --mqar-queries N (default = kv)\n"
             "  --no-input        omit the input text (write input_sha256 instead): metadata only\n"
             "  --bench           generate (with token ids) and time each sample; write nothing;\n"
-            "                    print task, length, seconds, peak RSS\n",
+            "                    print task,length,index,seconds,tokens,text_bytes,peak_rss_kb\n",
             HAYSTACK_DEFAULT_PATH);
 }
 
@@ -62,17 +62,6 @@ static int parse_i64(const char *s, int64_t *out) {
     return 1;
 }
 
-static int mkdirs(const char *path) {
-    char tmp[1300];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) && errno != EEXIST) return 0;
-            *p = '/';
-        }
-    return !(mkdir(tmp, 0755) && errno != EEXIST);
-}
 
 static long peak_rss_kb(void) {
     struct rusage ru;
@@ -198,7 +187,7 @@ static int cmd_gen(int argc, char **argv) {
             char path[1200];
             if (out_dir && !bench) {
                 snprintf(path, sizeof path, "%s/%lld/data/%s", out_dir, (long long)lengths[li], t->name);
-                if (!mkdirs(path)) { fprintf(stderr, "longctx suite gen: cannot create '%s'\n", path); return 1; }
+                if (!suite_mkdirs(path)) { fprintf(stderr, "longctx suite gen: cannot create '%s'\n", path); return 1; }
                 strcat(path, "/validation.jsonl");
                 f = fopen(path, "w");
                 if (!f) { fprintf(stderr, "longctx suite gen: cannot write '%s'\n", path); return 1; }
@@ -209,6 +198,7 @@ static int cmd_gen(int argc, char **argv) {
                                           have_words ? &wl : NULL, t->needs_qa == 1 ? &qa1 : t->needs_qa == 2 ? &qa2 : NULL,
                                           (int)depths, bench, (int)mqar_kv, (int)mqar_q, 0};
                 if (!t->needs_qa) spec.qa = NULL;
+                if (!strcmp(t->name, "mqar")) spec.want_ids = 1; /* its JSONL carries input_ids */
                 struct suite_sample s;
                 double g0 = lc_now();
                 lc_status st = suite_generate(&spec, &s);
@@ -220,8 +210,8 @@ static int cmd_gen(int argc, char **argv) {
                     break;
                 }
                 if (bench) {
-                    printf("%s,%lld,%lld,%.4f,%lld,%ld\n", t->name, (long long)lengths[li], (long long)k, g1 - g0,
-                           (long long)(s.n_ids ? s.n_ids : s.prompt_tokens), peak_rss_kb());
+                    printf("%s,%lld,%lld,%.4f,%lld,%lld,%ld\n", t->name, (long long)lengths[li], (long long)k, g1 - g0,
+                           (long long)(s.n_ids ? s.n_ids : s.prompt_tokens), (long long)s.text_len, peak_rss_kb());
                     fflush(stdout);
                 } else {
                     jb.n = 0;
@@ -230,9 +220,11 @@ static int cmd_gen(int argc, char **argv) {
                     fwrite(jb.p, 1, jb.n, f);
                 }
                 suite_sample_free(&s);
-                if (samples > 1 && lc_now() - t0 > 5)
-                    fprintf(stderr, "\r%s L=%lld: %lld/%lld samples, %.2f s/sample", t->name, (long long)lengths[li],
-                            (long long)(k - start + 1), (long long)samples, (lc_now() - t0) / (double)(k - start + 1));
+                if (samples > 1 && lc_now() - t0 > 3) {
+                    double per = (lc_now() - t0) / (double)(k - start + 1);
+                    fprintf(stderr, "\r%s L=%lld: %lld/%lld samples, %.2f s/sample, ETA %.0f s   ", t->name, (long long)lengths[li],
+                            (long long)(k - start + 1), (long long)samples, per, per * (double)(start + samples - k - 1));
+                }
             }
             if (f != stdout) {
                 if (fclose(f)) { fprintf(stderr, "longctx suite gen: error writing '%s'\n", path); rc = 1; }

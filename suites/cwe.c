@@ -4,7 +4,7 @@
  * 20 words, 10 x 3 + 10 x 1) with its answer comes first. Words are drawn without replacement
  * from the wonderwords pool sorted(set(nouns + adjectives + verbs)) (8166 words); when a length
  * needs more distinct words than the pool holds (beyond ~100K byte tokens), further words are
- * distinct pseudo-words of 6-10 random lowercase letters (deviation "cwe_pseudo_words"; RULER
+ * distinct pseudo-words of 7-10 lowercase letters (deviation "cwe_pseudo_words"; RULER
  * falls back to a larger English list that does not reach 16M tokens either). The list order is
  * RULER's fixed-seed shuffle: one permutation per (task, length, seed).
  * Fitting: words are added while the list fits (exact, one word of slack). */
@@ -18,53 +18,90 @@ static const char *CWE_ANSWER_PREFIX = " Answer: The top 10 words that appear mo
 
 enum { NCW = 10 };
 
-/* word source: the pool in a per-sample random order, then pseudo-words */
+/* Word source: the pool in a per-sample random order (partial Fisher-Yates), then pseudo-words.
+ * A pseudo-word is a random prefix of 1-4 letters + a 6-letter suffix that encodes its index j
+ * through a bijection of [0, 26^6) (j * 7^9 + offset mod 26^6; 7^9 is coprime to 26), so
+ * pseudo-words are distinct by construction; one that equals a pool word gets a new prefix.
+ * They live in fixed 12-byte slots (length in the last byte): the shuffled list reads words in
+ * random order, and one cache line per word keeps a 16M-token sample under a second. */
 struct wsrc {
     const struct word_lists *wl;
     int32_t *perm;
     int64_t n_drawn;
-    char **pseudo; /* owned */
+    char (*pseudo)[12];
     int64_t n_pseudo, cap_pseudo;
-    struct strset seen;
+    uint64_t offset;
+    struct strset pool_set;
     lc_rng *rng;
     int err;
 };
 
-static const char *wsrc_get(struct wsrc *w, int64_t i) {
+#define SUFFIX_SPACE 308915776ull /* 26^6 */
+
+static const char *wsrc_get_n(struct wsrc *w, int64_t i, size_t *len) {
     int np = w->wl->n_pool;
-    while (w->n_drawn <= i && w->n_drawn < np) { /* partial Fisher-Yates */
+    while (w->n_drawn <= i && w->n_drawn < np) {
         int64_t j = w->n_drawn + (int64_t)lc_rng_below(w->rng, (uint64_t)(np - w->n_drawn));
         int32_t t = w->perm[w->n_drawn];
         w->perm[w->n_drawn] = w->perm[j];
         w->perm[j] = t;
         w->n_drawn++;
     }
-    if (i < np) return w->wl->pool[w->perm[i]];
+    if (i < np) {
+        const char *p = w->wl->pool[w->perm[i]];
+        *len = strlen(p);
+        return p;
+    }
     while (w->n_pseudo <= i - np) {
-        if (!w->seen.cap)
-            for (int k = 0; k < np; k++) strset_add(&w->seen, w->wl->pool[k], strlen(w->wl->pool[k]));
+        if (!w->pool_set.cap) {
+            for (int k = 0; k < np; k++) strset_add(&w->pool_set, w->wl->pool[k], strlen(w->wl->pool[k]));
+            w->offset = lc_rng_below(w->rng, SUFFIX_SPACE);
+        }
         if (w->n_pseudo == w->cap_pseudo) {
             w->cap_pseudo = w->cap_pseudo ? 2 * w->cap_pseudo : 4096;
-            char **p = realloc(w->pseudo, sizeof(char *) * (size_t)w->cap_pseudo);
-            if (!p) { w->err = 1; return "x"; }
+            char(*p)[12] = realloc(w->pseudo, sizeof *p * (size_t)w->cap_pseudo);
+            if (!p || (uint64_t)w->cap_pseudo > SUFFIX_SPACE) { w->err = 1; *len = 1; return "x"; }
             w->pseudo = p;
         }
-        char buf[16];
-        int r;
-        do {
-            rng_lower(w->rng, buf, (int)rng_int(w->rng, 6, 10));
-            r = strset_add(&w->seen, buf, strlen(buf));
-        } while (r == 0);
-        if (r < 0 || !(w->pseudo[w->n_pseudo] = xstrdup(buf))) { w->err = 1; return "x"; }
+        char *slot = w->pseudo[w->n_pseudo];
+        uint64_t code = ((uint64_t)w->n_pseudo * 40353607ull + w->offset) % SUFFIX_SPACE;
+        for (;;) {
+            int pl = (int)rng_int(w->rng, 1, 4);
+            rng_lower(w->rng, slot, pl);
+            uint64_t c = code;
+            for (int k = 0; k < 6; k++, c /= 26) slot[pl + k] = (char)('a' + c % 26);
+            slot[pl + 6] = 0;
+            slot[11] = (char)(pl + 6);
+            int in_pool = strset_has(&w->pool_set, slot, (size_t)(pl + 6));
+            if (!in_pool) break;
+        }
         w->n_pseudo++;
     }
-    return w->pseudo[i - np];
+    char *slot = w->pseudo[i - np];
+    *len = (size_t)slot[11];
+    return slot;
+}
+
+static const char *wsrc_get(struct wsrc *w, int64_t i) {
+    size_t n;
+    return wsrc_get_n(w, i, &n);
+}
+
+/* "{i}." (first entry) or " {i}." into buf; returns its length (snprintf is the hot spot at 16M) */
+static int fmt_num(char *buf, int64_t i, int first) {
+    char tmp[24];
+    int n = 0, k = 0;
+    do tmp[n++] = (char)('0' + i % 10);
+    while ((i /= 10) > 0);
+    if (!first) buf[k++] = ' ';
+    while (n) buf[k++] = tmp[--n];
+    buf[k++] = '.';
+    return k;
 }
 
 static int64_t num_cost(const struct tokenizer *tok, int64_t i, int first) {
     char buf[32];
-    int m = snprintf(buf, sizeof buf, "%s%lld.", first ? "" : " ", (long long)i);
-    return tok_count(tok, buf, (size_t)m);
+    return tok_count(tok, buf, (size_t)fmt_num(buf, i, first));
 }
 
 /* Emit the numbered list of `words` (index into the source) with the shuffled layout. */
@@ -78,10 +115,10 @@ static void emit_list(struct gb *b, struct wsrc *w, int64_t base, int64_t nwords
     rng_shuffle_i32(shuf, lst, E);
     char num[32];
     for (int64_t i = 0; i < E; i++) {
-        int m = snprintf(num, sizeof num, "%s%lld.", i ? " " : "", (long long)(i + 1));
-        gb_emit(b, num, (size_t)m);
-        const char *wd = wsrc_get(w, base + lst[i]);
-        gb_emit_sp(b, wd, strlen(wd));
+        gb_emit(b, num, (size_t)fmt_num(num, i + 1, i == 0));
+        size_t wl;
+        const char *wd = wsrc_get_n(w, base + lst[i], &wl);
+        gb_emit_sp(b, wd, wl);
     }
     free(lst);
 }
@@ -89,7 +126,7 @@ static void emit_list(struct gb *b, struct wsrc *w, int64_t base, int64_t nwords
 static lc_status cwe_try(const struct suite_spec *spec, lc_rng *rng, int64_t target, struct suite_sample *s, int big) {
     const struct tokenizer *tok = spec->tok;
     int ex_n = big ? 40 : 20, ex_cr = big ? 10 : 3, ex_ur = big ? 3 : 1, cr = big ? 30 : 6, ur = big ? 3 : 1;
-    struct wsrc w = {spec->words, NULL, 0, NULL, 0, 0, {0}, rng, 0};
+    struct wsrc w = {spec->words, NULL, 0, NULL, 0, 0, 0, {0}, rng, 0};
     w.perm = malloc(sizeof(int32_t) * (size_t)spec->words->n_pool);
     if (!w.perm) return lc_errorf(LC_ENOMEM, "out of memory");
     for (int i = 0; i < spec->words->n_pool; i++) w.perm[i] = i;
@@ -118,10 +155,11 @@ static lc_status cwe_try(const struct suite_spec *spec, lc_rng *rng, int64_t tar
     int64_t budget = target - ex_cost - fixed, used = 0, nw = 0;
     e = 0;
     for (;; nw++) {
-        const char *wd = wsrc_get(&w, ex_n + nw);
+        size_t wl;
+        const char *wd = wsrc_get_n(&w, ex_n + nw, &wl);
         int reps = nw < NCW ? cr : ur;
-        int64_t c = 0;
-        for (int r = 0; r < reps; r++) c += num_cost(tok, e + r + 1, e + r == 0) + tcost_sp(tok, wd, strlen(wd));
+        int64_t c = reps * tcost_sp(tok, wd, wl);
+        for (int r = 0; r < reps; r++) c += num_cost(tok, e + r + 1, e + r == 0);
         if (used + c > budget) break;
         used += c;
         e += reps;
@@ -154,9 +192,8 @@ static lc_status cwe_try(const struct suite_spec *spec, lc_rng *rng, int64_t tar
     st = set_outputs(s, outs, NCW);
 done:
     free(w.perm);
-    for (int64_t i = 0; i < w.n_pseudo; i++) free(w.pseudo[i]);
     free(w.pseudo);
-    strset_free(&w.seen);
+    strset_free(&w.pool_set);
     return st;
 }
 

@@ -403,10 +403,22 @@ void emit_noise_items(struct gb *b, int64_t n, char *const *items, const int64_t
 }
 
 /* 64-bit FNV-1a of the word as its identity (collisions at 2^-64 per pair are ignored) */
-int strset_add(struct strset *s, const char *w, size_t n) {
+static uint64_t strset_hash(const char *w, size_t n) {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)w[i]) * 1099511628211ull;
-    h |= 1; /* 0 marks an empty slot */
+    return h | 1; /* 0 marks an empty slot */
+}
+
+int strset_has(const struct strset *s, const char *w, size_t n) {
+    if (!s->cap) return 0;
+    uint64_t h = strset_hash(w, n);
+    for (size_t k = (size_t)(h * 0x9e3779b97f4a7c15ull) & (s->cap - 1); s->h[k]; k = (k + 1) & (s->cap - 1))
+        if (s->h[k] == h) return 1;
+    return 0;
+}
+
+int strset_add(struct strset *s, const char *w, size_t n) {
+    uint64_t h = strset_hash(w, n);
     if (2 * (s->n + 1) > s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 1024;
         uint64_t *t = calloc(cap, sizeof *t);

@@ -38,7 +38,7 @@ static inline int64_t rng_int(lc_rng *r, int64_t lo, int64_t hi_incl) {
 }
 void rng_shuffle_i64(lc_rng *r, int64_t *a, int64_t n);
 void rng_shuffle_i32(lc_rng *r, int32_t *a, int64_t n);
-/* k distinct values from [0, n), in draw order (Floyd + rejection, O(k^2) for small k, hash-free) */
+/* k distinct values from [0, n), in draw order (rejection; O(k^2), for small k) */
 void rng_sample(lc_rng *r, int64_t n, int k, int64_t *out);
 void rng_upper(lc_rng *r, char *buf, int n);  /* n random uppercase letters + NUL */
 void rng_lower(lc_rng *r, char *buf, int n);  /* n random lowercase letters + NUL */
@@ -84,6 +84,7 @@ void emit_noise_items(struct gb *b, int64_t n, char *const *items, const int64_t
 /* Small open-addressing set of strings (for distinct pseudo-words) */
 struct strset { uint64_t *h; size_t cap, n; };
 int strset_add(struct strset *s, const char *w, size_t n); /* 1 if added, 0 if present, -1 no memory */
+int strset_has(const struct strset *s, const char *w, size_t n);
 void strset_free(struct strset *s);
 /* Seed of RULER's fixed-seed shuffles: the same for every sample of (task, length, seed) */
 uint64_t fixed_shuffle_seed(const struct suite_spec *spec);

@@ -74,13 +74,22 @@ lc_status gen_mqar(const struct suite_spec *spec, lc_rng *rng, int64_t target, s
     }
     free(perm);
     s->n_targets = Q;
-    struct gb b;
-    gb_init(&b, tok, spec->want_ids, (size_t)L + 16);
-    gb_emit_ids(&b, ids, (size_t)L);
+    /* text = decoding of the ids; the ids array itself becomes the sample's (no copy: memory
+     * stays at the sample size) */
+    int64_t tl = tok->decode(tok, ids, (size_t)L, NULL, 0);
+    s->text = malloc((size_t)tl + 1);
+    if (!s->text) { st = lc_errorf(LC_ENOMEM, "out of memory"); goto done; }
+    tok->decode(tok, ids, (size_t)L, s->text, (size_t)tl);
+    s->text[tl] = 0;
+    s->text_len = s->input_len = tl;
+    s->prompt_tokens = L;
+    if (spec->want_ids) {
+        s->ids = ids;
+        s->n_ids = L;
+        ids = NULL;
+    }
     snprintf(s->haystack, sizeof s->haystack, "random_tokens");
     s->num_haystack = N;
-    st = finish_sample(s, &b, (int64_t)b.len);
-    gb_free(&b);
 done:
     free(ids);
     free(gaps);

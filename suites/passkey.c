@@ -12,12 +12,21 @@
 static const char *DESC = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. I will quiz you about the important information there.";
 static const char *QUESTION = "What is the pass key? The pass key is";
 
-/* the first m characters of the periodic filler "unit unit unit ..." as whole-unit pieces */
-static void emit_filler(struct gb *b, int64_t m) {
+/* Filler worth `budget` tokens: whole "unit " pieces, then the longest prefix of the next unit
+ * whose tokens fit, then single spaces for any token left (none with the byte tokenizer, where
+ * this is exactly the first `budget` characters of the periodic filler, as Landmark cuts it). */
+static void emit_filler(struct gb *b, int64_t budget) {
     char unit[128];
     int ul = snprintf(unit, sizeof unit, "%s ", NOISE_UNIT);
-    for (; m >= ul; m -= ul) gb_emit(b, unit, (size_t)ul);
-    if (m > 0) gb_emit(b, unit, (size_t)m);
+    int64_t cu = tok_count(b->tok, unit, (size_t)ul), sp = tok_count(b->tok, " ", 1);
+    for (; budget >= cu; budget -= cu) gb_emit(b, unit, (size_t)ul);
+    int r = 0;
+    while (r < ul && tok_count(b->tok, unit, (size_t)r + 1) <= budget) r++;
+    if (r) {
+        budget -= tok_count(b->tok, unit, (size_t)r);
+        gb_emit(b, unit, (size_t)r);
+    }
+    for (; budget >= sp && sp > 0; budget -= sp) gb_emit(b, " ", 1);
 }
 
 lc_status gen_passkey(const struct suite_spec *spec, lc_rng *rng, int64_t target, struct suite_sample *s) {
@@ -29,7 +38,7 @@ lc_status gen_passkey(const struct suite_spec *spec, lc_rng *rng, int64_t target
     snprintf(keys, sizeof keys, "%d", key);
     int64_t nl = tcost(tok, "\n");
     int64_t fixed = tcost(tok, DESC) + tcost(tok, info) + tcost(tok, QUESTION) + tcost(tok, ans) + 4 * nl;
-    int64_t ngarb = target - fixed; /* byte tokenizer: characters == tokens */
+    int64_t ngarb = target - fixed; /* filler tokens (characters, with the byte tokenizer) */
     if (ngarb < 0) return lc_errorf(LC_EINVAL, "length %lld is too short for passkey", (long long)spec->length);
     int bin;
     double depth = spec_depth(spec, &bin);

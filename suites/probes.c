@@ -226,20 +226,21 @@ static lc_status gen_tok_fwe(const struct suite_spec *spec, lc_rng *rng, int64_t
         "[INST] Read the following coded text and track the frequency of each coded word. Find the three most frequently appeared coded words.";
     const char *tail =
         "\nQuestion: Do not provide any explanation. Please ignore the dots '....'. What are the three most frequently appeared words in the above coded text? [/INST] Answer: According to the coded text above, the three most frequently appeared words are:";
-    int64_t fixed = tcost(tok, head) + tcost(tok, tail) + 3 * 6; /* answer " w w w": 3 x (space + 5 letters) */
+    /* the answer is " w w w" (3 x 5 letters): cost it with a placeholder of the same shape */
+    int64_t fixed = tcost(tok, head) + tcost(tok, tail) + tcost(tok, " xxxxx xxxxx xxxxx");
     struct gb b;
     gb_init(&b, tok, spec->want_ids, (size_t)target + 1024);
     char outs[3][8];
     int64_t E;
-    /* the tail is emitted by fwe_build; pad spaces go before it, so build without tail first */
+    /* head + coded text first; pad spaces go between the text and the tail */
     lc_status st = fwe_build(spec, rng, target - fixed, 2000, 5, head, "", &b, outs, &E);
     if (st) { gb_free(&b); return st; }
-    int64_t pad = target - fixed - (b.ntok - tcost(tok, head)), sp = tcost(tok, " ");
+    char ans[32];
+    snprintf(ans, sizeof ans, " %s %s %s", outs[0], outs[1], outs[2]);
+    int64_t pad = target - b.ntok - tcost(tok, tail) - tcost(tok, ans), sp = tcost(tok, " ");
     for (; pad >= sp; pad -= sp) gb_emit(&b, " ", 1);
     gb_emits(&b, tail);
     int64_t input_len = (int64_t)b.len, a0 = b.ntok;
-    char ans[32];
-    snprintf(ans, sizeof ans, " %s %s %s", outs[0], outs[1], outs[2]);
     gb_emits(&b, ans);
     int64_t a1 = b.ntok;
     snprintf(s->haystack, sizeof s->haystack, "coded");

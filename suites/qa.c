@@ -79,6 +79,7 @@ static char *concat_sentences(const struct jval *title, const struct jval *sents
 }
 
 lc_status qa_parse(struct qa_data *q, const char *json, size_t len, const char *what, int kind) {
+    memset(q, 0, sizeof *q);
     struct jval root;
     LC_TRY(json_parse(json, len, &root, what));
     lc_status st = LC_OK;

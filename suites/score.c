@@ -19,6 +19,7 @@
 
 #include "jsonl.h"
 #include "suite.h"
+#include "suite_io.h"
 #include "words.h"
 
 char *score_postprocess(const char *pred) {
@@ -95,6 +96,8 @@ static void score_help(FILE *f) {
             "  --out FILE      append rows to this CSV (header written when new); default stdout\n"
             "  --task NAME     task for lines without others.task\n"
             "  --length L      length for lines without others.max_seq_length\n"
+            "  --ruler-summary DIR  also write RULER's own summary format, DIR/<length>/summary.csv\n"
+            "                  (rows Tasks / Score / Nulls, RULER tasks only)\n"
             "Metrics: string_match_all (niah, vt, cwe, fwe), string_match_part (qa), teacher_forced\n"
             "(probes, passkey, mqar); scores x100 rounded to 2 decimals; Wilson 95%% intervals.\n");
 }
@@ -178,6 +181,31 @@ static int cmp_group(const void *a, const void *b) {
     return x->depth_bin - y->depth_bin;
 }
 
+/* RULER's eval/evaluate.py summary: "Tasks,<t1>,...", "Score,<s1>,...", "Nulls,<k>/<n>,..." */
+static int write_ruler_summaries(const char *dir, const struct group *gs, int ng) {
+    for (int i = 0; i < ng; i++) {
+        if (i && gs[i - 1].length == gs[i].length) continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%lld", dir, (long long)gs[i].length);
+        if (!suite_mkdirs(path)) { fprintf(stderr, "longctx suite score: cannot create '%s'\n", path); return 1; }
+        strcat(path, "/summary.csv");
+        FILE *f = fopen(path, "w");
+        if (!f) { fprintf(stderr, "longctx suite score: cannot write '%s'\n", path); return 1; }
+        for (int row = 0; row < 3; row++) {
+            fputs(row == 0 ? "Tasks" : row == 1 ? "Score" : "Nulls", f);
+            for (int j = i; j < ng && gs[j].length == gs[i].length; j++) {
+                if (gs[j].depth_bin != -1 || suite_task_find(gs[j].task)->family != SUITE_RULER) continue;
+                if (row == 0) fprintf(f, ",%s", gs[j].task);
+                else if (row == 1) fprintf(f, ",%.2f", score_round2(100 * gs[j].sum / (double)gs[j].n));
+                else fprintf(f, ",%lld/%lld", (long long)gs[j].nulls, (long long)gs[j].n);
+            }
+            fputc('\n', f);
+        }
+        if (fclose(f)) { fprintf(stderr, "longctx suite score: error writing '%s'\n", path); return 1; }
+    }
+    return 0;
+}
+
 static void git_sha(char *buf, size_t cap) {
     snprintf(buf, cap, "unknown");
     FILE *p = popen("git rev-parse --short HEAD 2>/dev/null", "r");
@@ -188,7 +216,7 @@ static void git_sha(char *buf, size_t cap) {
 }
 
 int cmd_score(int argc, char **argv) {
-    const char *preds[64], *model = "unnamed", *out = NULL, *def_task = NULL;
+    const char *preds[64], *model = "unnamed", *out = NULL, *def_task = NULL, *ruler_dir = NULL;
     int np = 0;
     int64_t def_len = 0;
     for (int i = 1; i < argc; i++) {
@@ -200,6 +228,7 @@ int cmd_score(int argc, char **argv) {
         else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--task")) def_task = v;
+        else if (!strcmp(a, "--ruler-summary")) ruler_dir = v;
         else if (!strcmp(a, "--length")) def_len = strtoll(v, NULL, 10);
         else { fprintf(stderr, "longctx suite score: unknown option '%s'\n", a); score_help(stderr); return 2; }
     }
@@ -274,6 +303,7 @@ int cmd_score(int argc, char **argv) {
         }
     }
     if (fo != stdout) fclose(fo);
+    int rc = ruler_dir ? write_ruler_summaries(ruler_dir, gs, ng) : 0;
     free(gs);
-    return 0;
+    return rc;
 }

@@ -11,7 +11,7 @@
  *   probe:  tok_sniah, tok_mqniah (6 pairs, 2 queries), tok_vt (2 chains x 3 variables),
  *           tok_fwe — the HSA papers' token-level probes: the sequence is exactly L tokens,
  *           prompt + answer, scored by teacher-forced exact match of all answer tokens.
- *   other:  passkey (Landmark-attention text, 5-digit key, teacher-forced or string scored),
+ *   other:  passkey (Landmark-attention text, key in [1, 50000], teacher-forced or string scored),
  *           mqar (Zoology multi-query associative recall, token ids only, many queries).
  *
  * Layout of a generated sample:
@@ -107,6 +107,11 @@ int suite_score_tf(const struct suite_sample *s, const int32_t *pred_next, int64
 /* Same, with predictions given only at the targets: pred_at_targets[j] is the prediction at
  * target_pos[j]. */
 int suite_score_tf_at(const struct suite_sample *s, const int32_t *pred_at_targets, int64_t *n_correct);
+/* Chunks of S tokens that hold needle i (HSA retrieval diagnostics): [*c0, *c1] inclusive. */
+static inline void suite_needle_chunks(const struct suite_sample *s, int i, int64_t S, int64_t *c0, int64_t *c1) {
+    *c0 = s->needles[i].tok0 / S;
+    *c1 = (s->needles[i].tok1 - 1) / S;
+}
 /* Dense per-token loss weights (1 at target positions, 0 elsewhere) into w[0 : n_ids]. */
 void suite_loss_weights(const struct suite_sample *s, float *w);
 

@@ -1,7 +1,10 @@
 /* suite_io.c — JSONL serialization of samples. See suite_io.h. */
 #include "suite_io.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "qa.h"
 #include "sha256.h"
@@ -81,4 +84,16 @@ void suite_sample_jsonl(const struct suite_spec *spec, const struct suite_sample
         d += n + (e ? 1 : 0);
     }
     jb_raw(b, "]}}\n", 4);
+}
+
+int suite_mkdirs(const char *path) {
+    char tmp[1300];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST) return 0;
+            *p = '/';
+        }
+    return !(mkdir(tmp, 0755) && errno != EEXIST);
 }

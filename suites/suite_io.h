@@ -15,4 +15,7 @@
  * sha256 in others.input_sha256 (metadata-only files for very long samples). */
 void suite_sample_jsonl(const struct suite_spec *spec, const struct suite_sample *s, int no_input, struct jbuf *b);
 
+/* mkdir -p; returns 1 on success */
+int suite_mkdirs(const char *path);
+
 #endif

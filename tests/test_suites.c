@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "haystack.h"
@@ -78,6 +79,10 @@ static void test_niah(void) {
                 T_CHECK(memmem(s.text + s.needles[0].byte0, (size_t)(s.needles[0].byte1 - s.needles[0].byte0), s.outputs[0],
                                strlen(s.outputs[0])) != NULL, "needle span misses the answer");
                 T_CHECK(s.ids[s.token_position_answer] == (unsigned char)s.outputs[0][0], "token_position_answer wrong");
+                int64_t c0, c1;
+                suite_needle_chunks(&s, 0, 64, &c0, &c1);
+                T_CHECK(c0 <= s.token_position_answer / 64 &&
+                            c1 >= s.token_position_answer / 64 && c1 - c0 <= 2, "needle chunks [%lld, %lld]", (long long)c0, (long long)c1);
                 if (ti > 0) {
                     /* the queried key: in the answer prefix after "for " */
                     const char *ap = s.text + s.input_len, *f = strstr(ap, " for ") + 5, *e = strstr(f, " mentioned");
@@ -106,14 +111,6 @@ static void test_niah(void) {
                 }
                 suite_sample_free(&s);
             }
-    t_begin("depth grid places single needles at the bin's depth");
-    for (int bin = 0; bin < 10; bin++) {
-        struct suite_sample s;
-        if (!gen("niah_single_2", 32768, bin, 3, 10, &s)) return;
-        double want = bin / 9.0;
-        T_CHECK(s.depth_bin == bin && s.depth > want - 0.1 && s.depth < want + 0.1, "bin %d depth %.3f", bin, s.depth);
-        suite_sample_free(&s);
-    }
 }
 
 
@@ -154,7 +151,7 @@ static void test_vt_cwe_fwe(void) {
     for (int li = 0; li < 3; li++) {
         struct suite_sample s;
         if (!gen("cwe", Ls[li], li, 5, 0, &s)) return;
-        check_common(&s, Ls[li], 40);
+        check_common(&s, Ls[li], 64); /* one word: 3 entries "123456. word" */
         int small = strstr(s.deviations, "cwe_small_config") != NULL;
         T_CHECK(li < 1 || !small, "cwe at %lld used the small config", (long long)Ls[li]);
         T_CHECK(li < 2 || strstr(s.deviations, "cwe_pseudo_words"), "cwe at 600000 needs pseudo-words");
@@ -348,6 +345,130 @@ static void test_qa(void) {
     free(j.p);
 }
 
+
+/* A second tokenizer, to exercise the seam: one token per pair of bytes (ids 256 + (b0 << 8 | b1))
+ * and a single-byte token for an odd last byte. Counts differ from bytes, so every place that
+ * assumed tokens == bytes would break the length checks below. */
+static int64_t pair_encode(const struct tokenizer *t, const char *s, size_t n, int32_t *ids, size_t cap) {
+    (void)t;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i += 2, k++)
+        if (ids && k < cap) ids[k] = i + 1 < n ? 256 + (u[i] << 8 | u[i + 1]) : u[i];
+    return (int64_t)k;
+}
+static int64_t pair_decode(const struct tokenizer *t, const int32_t *ids, size_t n, char *out, size_t cap) {
+    (void)t;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 256) { if (out && k < cap) out[k] = (char)ids[i]; k++; }
+        else {
+            int v = ids[i] - 256;
+            if (out && k < cap) out[k] = (char)(v >> 8);
+            k++;
+            if (out && k < cap) out[k] = (char)(v & 255);
+            k++;
+        }
+    }
+    return (int64_t)k;
+}
+static const struct tokenizer PAIR_TOK = {"pairs-test", 256 + 65536, "test", 33, 127, '|', pair_encode, pair_decode, NULL};
+
+static void test_other_tokenizer(void) {
+    t_begin("a non-byte tokenizer: every task fits its length in that tokenizer's tokens, ids decode to the text");
+    struct haystack hp;
+    int have = have_hay && haystack_load(&hp, NULL, &PAIR_TOK) == LC_OK;
+    int nt;
+    const struct suite_task *t = suite_tasks(&nt);
+    const int64_t Ls[] = {4096, 9999};
+    for (int i = 0; i < nt; i++) {
+        if (t[i].needs_qa || (t[i].needs_prose && !have)) continue;
+        for (int li = 0; li < 2; li++) {
+            struct suite_spec spec = {t[i].name, Ls[li], li, 21, &PAIR_TOK, have ? &hp : NULL, &WL, NULL, 0, 1, 16, 0, 0};
+            struct suite_sample s;
+            if (!T_OK(suite_generate(&spec, &s))) continue;
+            int64_t L = Ls[li];
+            if (t[i].family == SUITE_RULER)
+                T_CHECK(s.prompt_tokens + t[i].tokens_to_generate <= L && L - s.prompt_tokens - t[i].tokens_to_generate <= 120,
+                        "%s L=%lld: %lld prompt tokens + %d", t[i].name, (long long)L, (long long)s.prompt_tokens, t[i].tokens_to_generate);
+            else
+                T_CHECK(s.prompt_tokens == L, "%s: %lld tokens, wanted %lld", t[i].name, (long long)s.prompt_tokens, (long long)L);
+            T_CHECK(s.n_ids == s.prompt_tokens, "%s: %lld ids", t[i].name, (long long)s.n_ids);
+            if (strcmp(t[i].name, "mqar")) {
+                int64_t m = PAIR_TOK.decode(&PAIR_TOK, s.ids, (size_t)s.n_ids, NULL, 0);
+                char *txt = malloc((size_t)m + 1);
+                PAIR_TOK.decode(&PAIR_TOK, s.ids, (size_t)s.n_ids, txt, (size_t)m);
+                T_CHECK(m == s.text_len && !memcmp(txt, s.text, (size_t)m), "%s: ids do not decode to the text", t[i].name);
+                free(txt);
+            }
+            int ok = 1;
+            for (int64_t j = 0; j < s.n_targets && strcmp(t[i].name, "mqar"); j++) ok &= s.ids[s.target_pos[j] + 1] == s.target_id[j];
+            T_CHECK(ok, "%s: targets are not the answer tokens", t[i].name);
+            suite_sample_free(&s);
+        }
+    }
+    if (have) haystack_free(&hp);
+}
+
+static void test_depth(void) {
+    t_begin("depth grid places single needles at the bin's depth (noise, passkey, essay, probe)");
+    const char *ts[] = {"niah_single_1", "passkey", "niah_single_2", "tok_sniah"};
+    for (int ti = 0; ti < 4; ti++) {
+        if (ti >= 2 && !have_hay) continue;
+        for (int bin = 0; bin < 10; bin++) {
+            struct suite_sample s;
+            if (!gen(ts[ti], 32768, bin, 3, 10, &s)) return;
+            double want = bin / 9.0;
+            /* essay depth is in sentences, not tokens: a looser bound */
+            double tol = ti == 2 ? 0.1 : 0.02;
+            T_CHECK(s.depth_bin == bin && s.depth > want - tol && s.depth < want + tol, "%s bin %d depth %.3f", ts[ti], bin, s.depth);
+            suite_sample_free(&s);
+        }
+    }
+}
+
+
+static void test_haystack_files(void) {
+    t_begin("a user haystack file (--haystack) is split into words and sentences; bad files are refused");
+    char path[64], tp[64];
+    snprintf(path, sizeof path, "/tmp/lc_test_hay_%d.txt", (int)getpid());
+    snprintf(tp, sizeof tp, "/tmp/lc_test_trunc_%d.txt.gz", (int)getpid());
+    FILE *f = fopen(path, "w");
+    fputs("First sentence here.  Dr. Smith\tsaid so! \"Quoted\" start? yes maybe. Last one", f);
+    fclose(f);
+    struct haystack h;
+    if (T_OK(haystack_load(&h, path, tokenizer_byte()))) {
+        /* words: First sentence here. Dr. Smith said so! "Quoted" start? yes maybe. Last one */
+        T_CHECK(h.n_words == 13, "%lld words", (long long)h.n_words);
+        /* ends: "here." (next 'Dr.'), "so!" (next '"Quoted"'), "start?" is followed by lowercase, "maybe." (next 'Last'),
+         * the last word; "Dr." is an abbreviation ("no." would be too) */
+        T_CHECK(h.n_sentences == 4 && h.sent_end[2] && !h.sent_end[3] && h.sent_end[6] && !h.sent_end[8] && h.sent_end[10],
+                "%lld sentences", (long long)h.n_sentences);
+        T_CHECK(h.cost[0] == 6 && h.cost0[0] == 5, "byte costs %d %d", h.cost[0], h.cost0[0]);
+        haystack_free(&h);
+    }
+    remove(path);
+    T_ERR(haystack_load(&h, "/nonexistent/corpus.txt", tokenizer_byte()), "cannot be read");
+    if (!have_hay) return;
+    /* a truncated copy of the gzip haystack is refused */
+    char *gz;
+    size_t n;
+    if (!T_OK(read_file_all(HAYSTACK_DEFAULT_PATH, &gz, &n))) return;
+    f = fopen(tp, "wb");
+    fwrite(gz, 1, n / 2, f);
+    fclose(f);
+    T_ERR(haystack_load(&h, tp, tokenizer_byte()), "truncated");
+    gz[n / 3] ^= 0x55; /* corrupt the middle: decoding fails or the length check does */
+    f = fopen(tp, "wb");
+    fwrite(gz, 1, n, f);
+    fclose(f);
+    lc_status st = haystack_load(&h, tp, tokenizer_byte());
+    T_CHECK(st != LC_OK, "a corrupted gzip haystack was accepted");
+    if (st == LC_OK) haystack_free(&h);
+    free(gz);
+    remove(tp);
+}
+
 static void test_regen(void) {
     t_begin("byte-identical regeneration from the same seed; other seeds differ");
     int nt;
@@ -419,10 +540,13 @@ int main(void) {
                 (long long)HAY.n_sentences);
     }
     test_niah();
+    test_haystack_files();
+    test_depth();
     test_vt_cwe_fwe();
     test_token_tasks();
     test_long();
     test_qa();
+    test_other_tokenizer();
     test_regen();
     test_errors();
     if (have_hay) haystack_free(&HAY);

@@ -4,9 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "common.h"
+#include "jsonl.h"
 #include "score.h"
 #include "test.h"
 
@@ -23,7 +25,34 @@ static int run_score(const char *pred, const char *out) {
     return cmd_score(7, argv);
 }
 
+static int read_text(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return 1;
+}
+
 int main(void) {
+    t_begin("JSON strings are written like Python's json.dumps(ensure_ascii=True) and parsed back");
+    struct jbuf jb = {0};
+    const char *in = "a\"b\\c\n\t\x01 \xc3\xa9 \xe2\x80\x9c \xf0\x9f\x98\x80 \xff";
+    jb_cstr(&jb, in);
+    const char *want = "\"a\\\"b\\\\c\\n\\t\\u0001 \\u00e9 \\u201c \\ud83d\\ude00 \\u00ff\"";
+    T_CHECK(jb.p && !strcmp(jb.p, want), "escaped as %s, want %s", jb.p, want);
+    struct jval v;
+    if (T_OK(json_parse(jb.p, jb.n, &v, "roundtrip"))) {
+        /* everything but the stray byte 0xff (written as U+00FF) comes back byte-identical */
+        T_CHECK(v.type == J_STR && !memcmp(v.str, in, strlen(in) - 1) && !strcmp(v.str + strlen(in) - 1, "\xc3\xbf"),
+                "round trip differs: %s", v.str);
+        json_free(&v);
+    }
+    free(jb.p);
+    T_ERR(json_parse("{\"a\": [1, 2,]}", 14, &v, "x.jsonl line 9"), "x.jsonl line 9: malformed JSON at column 13");
+    T_ERR(json_parse("{\"a\": \"\\q\"}", 11, &v, "y"), "bad escape");
+    T_ERR(json_parse("{\"a\": 1} x", 10, &v, "z"), "trailing characters");
+
     t_begin("post-processing strips and maps control characters to newlines");
     char *p = score_postprocess("  \t hello\x01world\x1f \n");
     T_CHECK(!strcmp(p, "hello\nworld"), "got '%s'", p);
@@ -54,7 +83,9 @@ int main(void) {
     T_CHECK(fabs(lo - 0.722467) < 1e-5 && fabs(hi - 1) < 1e-9, "p=1 n=10: %.6f %.6f", lo, hi);
 
     t_begin("suite score: per task, length and depth rows, RULER average, nulls");
-    const char *pred = "/tmp/lc_test_pred.jsonl", *out = "/tmp/lc_test_scores.csv";
+    char pred[64], out[64]; /* per-process names: test runs may overlap (make test, make test SAN=1) */
+    snprintf(pred, sizeof pred, "/tmp/lc_test_pred_%d.jsonl", (int)getpid());
+    snprintf(out, sizeof out, "/tmp/lc_test_scores_%d.csv", (int)getpid());
     remove(out);
     T_CHECK(write_file(pred,
                        "{\"index\": 0, \"pred\": \" 1234567 \", \"outputs\": [\"1234567\"], \"others\": {\"task\": \"niah_single_1\", \"max_seq_length\": 4096, \"depth_bin\": 0}}\n"
@@ -76,9 +107,28 @@ int main(void) {
     T_CHECK(strstr(csv, "m1,ruler-subset,average,4096,-1,mean_of_2_tasks,2,62.50,"), "average row wrong:\n%s", csv);
     T_CHECK(strstr(csv, "m1,probe,tok_sniah,65536,-1,teacher_forced,1,100.00,"), "teacher-forced row wrong");
 
+    t_begin("RULER's own summary.csv (Tasks / Score / Nulls)");
+    char dir[64], sum[128], txt[1024];
+    snprintf(dir, sizeof dir, "/tmp/lc_test_ruler_%d", (int)getpid());
+    char *rs_argv[] = {"score", "--pred", pred, "--out", out, "--ruler-summary", dir, NULL};
+    T_CHECK(cmd_score(7, rs_argv) == 0, "score --ruler-summary failed");
+    snprintf(sum, sizeof sum, "%s/4096/summary.csv", dir);
+    T_CHECK(read_text(sum, txt, sizeof txt) &&
+                !strcmp(txt, "Tasks,niah_multivalue,niah_single_1\nScore,75.00,50.00\nNulls,0/2,1/2\n"),
+            "summary.csv:\n%s", txt);
+    remove(sum);
+    snprintf(sum, sizeof sum, "%s/65536/summary.csv", dir);
+    T_CHECK(read_text(sum, txt, sizeof txt) && !strcmp(txt, "Tasks\nScore\nNulls\n"), "probe-only length: %s", txt);
+    remove(sum);
+    snprintf(sum, sizeof sum, "%s/4096", dir);
+    rmdir(sum);
+    snprintf(sum, sizeof sum, "%s/65536", dir);
+    rmdir(sum);
+    rmdir(dir);
+
     t_begin("malformed JSONL and unknown tasks are rejected, naming file and line");
     T_CHECK(write_file(pred, "{\"pred\": \"x\", \"outputs\": [\"x\"], \"others\": {\"task\": \"vt\", \"max_seq_length\": 4096}}\n{\"pred\": \"x\", \"outputs\": [\"x\"\n"), "write");
-    T_CHECK(run_score(pred, out) == 1 && strstr(lc_last_error(), "lc_test_pred.jsonl line 2") && strstr(lc_last_error(), "malformed JSON"),
+    T_CHECK(run_score(pred, out) == 1 && strstr(lc_last_error(), "jsonl line 2") && strstr(lc_last_error(), "malformed JSON"),
             "malformed line not reported: %s", lc_last_error());
     T_CHECK(write_file(pred, "{\"pred\": \"x\", \"outputs\": [\"x\"], \"others\": {\"task\": \"niah_single_7\", \"max_seq_length\": 4096}}\n"), "write");
     T_CHECK(run_score(pred, out) == 1 && strstr(lc_last_error(), "unknown task 'niah_single_7'") && strstr(lc_last_error(), "line 1"),
