@@ -27,8 +27,8 @@ static void usage(FILE *f) {
             "  --config NAME|PATH  preset or config file (default tiny-swa-hsa)\n"
             "  --backend B         cpu | cuda | auto (default auto: cuda when a device is usable)\n"
             "  --data FILE         token file (longctx tokenize); rows drawn at random positions\n"
-            "  --task NAME         synthetic suite task stream (mqar, tok_sniah, tok_mqniah, tok_vt, passkey, ...);\n"
-            "                      loss on the task's answer tokens only\n"
+            "  --task A[,B,..]     synthetic suite task stream (mqar, tok_sniah, tok_mqniah, tok_vt, passkey, ...);\n"
+            "                      loss on the task's answer tokens only; several tasks take turns by row\n"
             "  --mix P             with both --data and --task: fraction of rows from the task (default 0.5)\n"
             "  --steps N           optimizer steps (default 100)      --batch B  rows per step (default 8)\n"
             "  --seq T             tokens per row (default: the config's context)\n"
@@ -234,19 +234,27 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
     }
+    /* the task list: comma-separated names */
+    char task_buf[512], *tasks[16];
+    int n_tasks = 0;
     if (task) {
-        if (!suite_task_find(task)) {
+        snprintf(task_buf, sizeof task_buf, "%s", task);
+        for (char *p = strtok(task_buf, ","); p && n_tasks < 16; p = strtok(NULL, ",")) tasks[n_tasks++] = p;
+    }
+    for (int k = 0; k < n_tasks; k++) {
+        const char *tk = tasks[k];
+        if (!suite_task_find(tk)) {
             fprintf(stderr, "longctx train: %s\n", lc_last_error());
             goto done;
         }
-        if (!strncmp(task, "niah", 4) || !strcmp(task, "cwe")) {
+        if (!have_words && (!strncmp(tk, "niah", 4) || !strcmp(tk, "cwe"))) {
             if (words_load(&wl, NULL)) {
                 fprintf(stderr, "longctx train: %s\n", lc_last_error());
                 goto done;
             }
             have_words = 1;
         }
-        if (suite_task_find(task)->needs_prose) {
+        if (!have_hay && suite_task_find(tk)->needs_prose) {
             if (haystack_load(&hay, hay_path, tokenizer_byte())) {
                 fprintf(stderr, "longctx train: %s\n", lc_last_error());
                 goto done;
@@ -310,7 +318,7 @@ int cmd_train(int argc, char **argv) {
             int use_task = task && (!have_toks || lc_rng_uniform(&r) < mix);
             if (use_task) {
                 any_task = 1;
-                if (task_row(task, T, s * B + b, seed, mqar_kv, cfg.vocab, have_words ? &wl : NULL, have_hay ? &hay : NULL, tok + b * (T + 1), w + b * T,
+                if (task_row(tasks[(s * B + b) % n_tasks], T, s * B + b, seed, mqar_kv, cfg.vocab, have_words ? &wl : NULL, have_hay ? &hay : NULL, tok + b * (T + 1), w + b * T,
                              &first[b], &needle[b])) {
                     fprintf(stderr, "longctx train: %s\n", lc_last_error());
                     goto done;
