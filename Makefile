@@ -15,7 +15,9 @@ endif
 CUDA ?= $(if $(wildcard $(NVCC)),1,0)
 GBENCH ?= $(if $(wildcard /usr/include/benchmark/benchmark.h /usr/local/include/benchmark/benchmark.h),1,0)
 
-BUILD := build$(if $(filter 1,$(SAN)),/san,)
+# Builds with other flags never share objects: SAN=1 -> build/san; CUDA=0 on a machine that
+# has nvcc -> build/nocuda. The default build (with or without nvcc) is build/.
+BUILD := build$(if $(filter 1,$(SAN)),/san,$(if $(and $(filter 0,$(CUDA)),$(wildcard $(NVCC))),/nocuda,))
 CC    ?= gcc
 CXX   ?= g++
 INC   := -Ikernels -Imodel -Isuites -Ibench
@@ -115,4 +117,4 @@ $(BUILD)/bench/registry.o: $(wildcard bench/bench_*.c)
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(wildcard $(BUILD)/*/*.d)
