@@ -3,9 +3,10 @@
 #   test   optional extras for `make test` (Google Benchmark, gnuplot, a prose haystack):
 #          installed when root and a package registry answers; otherwise listed and skipped
 #          (the tests that need them say so), never fatal.
-#   run    `make run` renders figures with gnuplot: installed when root; else the exact
-#          apt-get line is printed and the sweep runs without figures (e.g. on a GPU machine
-#          without gnuplot; `make plots` renders them later elsewhere).
+#   run    `make run` renders figures with gnuplot: installed when root. Not root: the exact
+#          apt-get line is printed and setup stops with status 1. Root without a package
+#          registry (the lent GPU machines): the sweep runs without figures, and `make plots`
+#          renders them later on a machine with gnuplot.
 #   plots  gnuplot only: without it the apt-get line is printed and setup stops with status 1.
 # Compilers (gcc, make) must already be there; nvcc is optional (CUDA backend).
 set -u
@@ -54,9 +55,10 @@ case $mode in
         echo "setup: continuing without ${need[*]}; tests that need them are skipped. To install: sudo $line" >&2
         exit 0 ;;
     *)
-        if [[ " ${need[*]} " == *" gnuplot-nox "* && $mode == run ]]; then
-            # the sweep needs no gnuplot: run it, and render the figures elsewhere (make plots)
-            echo "setup: no gnuplot: 'make run' will measure but not render figures. To install: sudo $line" >&2
+        if [[ " ${need[*]} " == *" gnuplot-nox "* && $mode == run && "$(id -u)" = 0 ]]; then
+            # root, but no package registry (e.g. the lent GPU machines): the sweep needs no
+            # gnuplot, so measure now and render the figures elsewhere with `make plots`
+            echo "setup: no gnuplot and no package registry: 'make run' will measure but not render figures. To install: $line" >&2
             exit 0
         fi
         if [[ " ${need[*]} " == *" gnuplot-nox "* ]]; then
