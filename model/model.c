@@ -521,7 +521,7 @@ static lc_status attn_block_fwd(lc_model *m, const struct attn_dims *a, const st
     else LC_TRY(be->copy(sv->k, sv->k_pre, (size_t)(R * kd) * be->act_bytes));
     LC_TRY(be->rope_forward(a->Bt, a->Lt, a->HQ, a->dh, 0, a->theta, sv->q, sv->q));
     LC_TRY(be->rope_forward(a->Bt, a->Lt, a->Hk, a->dh, 0, a->theta, sv->k, sv->k));
-    struct attn_shape sh = {a->Bt, a->Lt, a->HQ, a->Hk, a->dh, a->W, a->causal, 0.0f};
+    struct attn_shape sh = {a->Bt, a->Lt, a->HQ, a->Hk, a->dh, a->W, a->causal, 0.0f, 0, 0};
     LC_TRY(be->attn_forward(&sh, sv->q, sv->k, sv->v, sv->o, sv->lse));
     LC_TRY(linear_fwd(m, R, qd, d, sv->o, p->wo, x, 1.0f));
     if (p->w_gate < 0) return LC_OK;
@@ -538,7 +538,7 @@ static lc_status attn_block_bwd(lc_model *m, const struct attn_dims *a, const st
     if (p->w_gate >= 0) LC_TRY(mlp_bwd(m, R, a->F, p->mlp_norm, p->w_gate, p->w_down, ms, ms->x_mid, dx, dx, 1));
     void *dO = s->g[0], *dq = s->g[1], *dk = s->g[2], *dv = s->g[3], *dqp = s->g[4], *dhn = s->g[5];
     LC_TRY(linear_bwd(m, R, qd, d, sv->o, p->wo, dx, dO, 0.0f));
-    struct attn_shape sh = {a->Bt, a->Lt, a->HQ, a->Hk, a->dh, a->W, a->causal, 0.0f};
+    struct attn_shape sh = {a->Bt, a->Lt, a->HQ, a->Hk, a->dh, a->W, a->causal, 0.0f, 0, 0};
     LC_TRY(be->attn_backward(&sh, sv->q, sv->k, sv->v, sv->o, sv->lse, dO, dq, dk, dv));
     LC_TRY(be->rope_backward(a->Bt, a->Lt, a->HQ, a->dh, 0, a->theta, dq, dq));
     LC_TRY(be->rope_backward(a->Bt, a->Lt, a->Hk, a->dh, 0, a->theta, dk, dk));
