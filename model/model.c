@@ -1036,6 +1036,14 @@ lc_status model_adamw(lc_model *m, const struct ops_adamw *h) {
     return m->be->adamw(m->n_params, m->master, m->grad, m->adam_m, m->adam_v, m->w != m->master ? m->w : NULL, h);
 }
 
+lc_status model_logits(const lc_model *m, float *host) {
+    LC_REQUIRE(m->arena, "model_logits: no forward has run");
+    struct shared *s = (struct shared *)(m->layers + m->cfg.n_layers);
+    const int64_t n = m->B * m->T * m->cfg.vocab;
+    LC_TRY(m->be->act_to_f32(n, s->logits, s->f[3]));
+    return m->be->download(host, s->f[3], (size_t)n * sizeof(float));
+}
+
 lc_status model_argmax(const lc_model *m, int32_t *host) {
     LC_REQUIRE(m->arena, "model_argmax: no forward has run");
     struct shared *s = (struct shared *)(m->layers + m->cfg.n_layers);
