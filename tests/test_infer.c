@@ -23,6 +23,9 @@
 #include "infer.h"
 #include "model.h"
 #include "test.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 static float *rnd(lc_rng *r, int64_t n) {
     float *x = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
@@ -248,7 +251,12 @@ static void model_case(const char *name, const char *text, int64_t T) {
         double e = t_rel_err(got, want, (size_t)(T * V)), mx = max_abs_diff(got, want, T * V);
         T_CHECK(e < 2e-5 && mx < 1e-4, "seg %lld (calls of %lld): logits rel err %.3e, max abs diff %.3e", (long long)segs[si],
                 (long long)feeds[si], e, mx);
-        /* the same state after a reset: prefill P tokens, then decode the rest one by one */
+        /* the same state after a reset: prefill P tokens, then decode the rest one by one (for
+         * three of the segment sizes: seg = 1 is already one-token steps) */
+        if (si % 2 == 0) {
+            infer_destroy(st);
+            continue;
+        }
         const int64_t P = T - 6 - (int64_t)si;
         T_OK(infer_reset(st));
         T_OK(model_prefill(&m, st, tok, P, NULL));
@@ -314,6 +322,12 @@ static void memory_and_args(void) {
 }
 
 int main(void) {
+#ifdef _OPENMP
+    /* The model cases make thousands of tiny reference calls, each an OpenMP region; on a loaded
+     * 2-core CI machine (and under ASan) spinning team barriers make that 100x slower. The
+     * references are deterministic whatever the thread count (their own tests run threaded). */
+    omp_set_num_threads(1);
+#endif
     attention_offset();
     hsa_offset_case("HSA reference with a query offset equals the full rows (single retrieval head, softmax)", 0, 0, 0);
     hsa_offset_case("HSA reference with a query offset equals the full rows (per-KV retrieval, stick-breaking, off-by-one)", 1, 1, 0);
