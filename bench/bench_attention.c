@@ -33,7 +33,7 @@ static int parse_dir(const char *d) {
 }
 
 static struct attn_shape point_shape(const struct bench_point *p) {
-    struct attn_shape s = {p->B, p->L, p->HQ, p->H, p->dh, p->W, 1, 0};
+    struct attn_shape s = {p->B, p->L, p->HQ, p->H, p->dh, p->W, 1, 0, 0, 0};
     return s;
 }
 

@@ -1016,6 +1016,9 @@ size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf16_t *q, const bf16_t *k,
                                             const bf16_t *v, bf16_t *o, float *lse, void *stream) {
+    if (s && attention_has_offset(s))
+        return lc_errorf(LC_EUNSUPPORTED, "%s: query offset not supported by the CUDA kernel yet (Lq = %lld, q_pos0 = %lld)",
+                         __func__, (long long)s->Lq, (long long)s->q_pos0);
     LC_TRY(attention_cuda_supported(s));
     LC_REQUIRE(q && k && v && o && lse, "attention_forward_cuda: q, k, v, o and lse must be non-NULL");
     fwd_params p;
@@ -1086,6 +1089,9 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
                                              const bf16_t *v, const bf16_t *o, const float *lse,
                                              const bf16_t *dout, bf16_t *dq, bf16_t *dk, bf16_t *dv,
                                              void *workspace, void *stream) {
+    if (s && attention_has_offset(s))
+        return lc_errorf(LC_EUNSUPPORTED, "%s: query offset not supported by the CUDA kernel yet (Lq = %lld, q_pos0 = %lld)",
+                         __func__, (long long)s->Lq, (long long)s->q_pos0);
     LC_TRY(attention_cuda_supported(s));
     LC_REQUIRE(q && k && v && o && lse && dout && dq && dk && dv,
                "attention_backward_cuda: every tensor argument must be non-NULL");

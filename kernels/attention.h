@@ -41,13 +41,27 @@ struct attn_shape {
     int64_t B, L, HQ, H, dh, W;
     int causal;  /* 1: causal (dense or windowed); 0: non-causal, needs W = 0 */
     float scale; /* 0 -> 1/sqrt(dh) */
+    /* Query offset (segmented prefill / decode against a key cache). Lq = 0: the queries are the
+     * whole sequence (Lq = L, q_pos0 = 0; every older caller). Lq >= 1: q, o are [B, Lq, HQ, dh]
+     * and lse [B, HQ, Lq]; query row i sits at key position q_pos0 + i (q_pos0 + Lq <= L), so
+     * J(i) is the visible set of t = q_pos0 + i above. C reference: forward only; the backward
+     * and the CUDA kernels refuse an offset (LC_EUNSUPPORTED). */
+    int64_t Lq, q_pos0;
 };
+
+/* Rows of q / o / lse, and the key position of query row 0. */
+static inline int64_t attention_q_len(const struct attn_shape *s) { return s->Lq ? s->Lq : s->L; }
+static inline int64_t attention_q_pos0(const struct attn_shape *s) { return s->Lq ? s->q_pos0 : 0; }
+/* 1 when the shape asks for queries other than the whole sequence. */
+static inline int attention_has_offset(const struct attn_shape *s) {
+    return (s->Lq != 0 && s->Lq != s->L) || s->q_pos0 != 0;
+}
 
 /* LC_EINVAL with a message naming the bad field when the shape is not valid. */
 lc_status attention_check(const struct attn_shape *s);
 /* The scale actually used (s->scale, or 1/sqrt(dh) when it is 0). */
 float attention_scale(const struct attn_shape *s);
-/* Number of attended (query, key) pairs per (batch, query head): sum over t of |J(t)|. */
+/* Number of attended (query, key) pairs per (batch, query head): sum over the query rows of |J|. */
 double attention_pairs(const struct attn_shape *s);
 
 /* C reference, fp32 on the host. lse may be NULL in the forward (not stored). The backward

@@ -1,6 +1,7 @@
 /* attention_ref.c — the C reference for causal dense / sliding-window / non-causal attention,
  * forward and backward, fp32 on the host (OpenMP over batch x head). Layouts and math are in
- * attention.h. Also the shape checks shared with the CUDA backend. */
+ * attention.h. The forward also takes a query offset (queries = a range of the key positions).
+ * Also the shape checks shared with the CUDA backend. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +23,21 @@ lc_status attention_check(const struct attn_shape *s) {
                (long long)s->W);
     LC_REQUIRE(isfinite(s->scale) && s->scale >= 0, "attention: scale = %g must be finite and >= 0 (0 = 1/sqrt(dh))",
                (double)s->scale);
+    LC_REQUIRE(s->Lq >= 0 && s->Lq <= s->L, "attention: Lq = %lld (query rows) must be in 0 .. L = %lld (0 = all)",
+               (long long)s->Lq, (long long)s->L);
+    LC_REQUIRE(s->q_pos0 >= 0, "attention: q_pos0 = %lld (query offset) must be >= 0", (long long)s->q_pos0);
+    LC_REQUIRE(s->Lq > 0 || s->q_pos0 == 0, "attention: q_pos0 = %lld needs Lq >= 1 (Lq = 0 means the whole sequence)",
+               (long long)s->q_pos0);
+    LC_REQUIRE(s->q_pos0 <= s->L - s->Lq, "attention: q_pos0 + Lq = %lld + %lld exceeds L = %lld (queries are a suffix range of the keys)",
+               (long long)s->q_pos0, (long long)s->Lq, (long long)s->L);
     return LC_OK;
 }
 
 lc_status attention_cuda_supported(const struct attn_shape *s) {
     LC_TRY(attention_check(s));
+    if (attention_has_offset(s))
+        return lc_errorf(LC_EUNSUPPORTED, "attention (cuda): query offset (Lq = %lld, q_pos0 = %lld) not supported by the CUDA kernel yet",
+                         (long long)s->Lq, (long long)s->q_pos0);
     if (s->dh != 32 && s->dh != 64 && s->dh != 128)
         return lc_errorf(LC_EUNSUPPORTED, "attention (cuda): dh = %lld is not supported (32, 64 or 128)",
                          (long long)s->dh);
@@ -53,13 +64,19 @@ static inline void key_range(const struct attn_shape *s, int64_t t, int64_t *lo,
     *lo = (s->W > 0 && t - s->W > 0) ? t - s->W : 0;
 }
 
-double attention_pairs(const struct attn_shape *s) {
-    double L = (double)s->L;
-    if (!s->causal) return L * L;
-    if (s->W == 0 || s->W >= s->L - 1) return L * (L + 1) / 2;
+/* Causal pairs of rows 0 .. n-1. */
+static double causal_pairs(int64_t n, int64_t W) {
+    double L = (double)n;
+    if (W == 0 || W >= n - 1) return L * (L + 1) / 2;
     /* rows t <= W see t+1 keys; the rest see W+1. */
-    double W = (double)s->W;
-    return (W + 1) * (W + 2) / 2 + (L - W - 1) * (W + 1);
+    double w = (double)W;
+    return (w + 1) * (w + 2) / 2 + (L - w - 1) * (w + 1);
+}
+
+double attention_pairs(const struct attn_shape *s) {
+    const int64_t Lq = attention_q_len(s), p0 = attention_q_pos0(s);
+    if (!s->causal) return (double)Lq * (double)s->L;
+    return causal_pairs(p0 + Lq, s->W) - causal_pairs(p0, s->W);
 }
 
 lc_status attention_forward_ref(const struct attn_shape *s, const float *q, const float *k,
@@ -67,6 +84,7 @@ lc_status attention_forward_ref(const struct attn_shape *s, const float *q, cons
     LC_TRY(attention_check(s));
     LC_REQUIRE(q && k && v && o, "attention_forward_ref: q, k, v and o must be non-NULL");
     const int64_t B = s->B, L = s->L, HQ = s->HQ, H = s->H, dh = s->dh, G = HQ / H;
+    const int64_t Lq = attention_q_len(s), p0 = attention_q_pos0(s);
     const float scale = attention_scale(s);
     int fail = 0;
 #pragma omp parallel
@@ -79,12 +97,12 @@ lc_status attention_forward_ref(const struct attn_shape *s, const float *q, cons
         }
 #pragma omp for collapse(2) schedule(dynamic, 16)
         for (int64_t ba = 0; ba < B * HQ; ba++)
-            for (int64_t t = 0; t < L; t++) {
+            for (int64_t t = 0; t < Lq; t++) {
                 if (!sc || !acc) continue;
                 const int64_t b = ba / HQ, a = ba % HQ, h = a / G;
-                const float *qt = q + ((b * L + t) * HQ + a) * dh;
+                const float *qt = q + ((b * Lq + t) * HQ + a) * dh;
                 int64_t lo, hi;
-                key_range(s, t, &lo, &hi);
+                key_range(s, p0 + t, &lo, &hi);
                 float m = -INFINITY;
                 for (int64_t j = lo; j <= hi; j++) {
                     const float *kj = k + ((b * L + j) * H + h) * dh;
@@ -101,9 +119,9 @@ lc_status attention_forward_ref(const struct attn_shape *s, const float *q, cons
                     const float *vj = v + ((b * L + j) * H + h) * dh;
                     for (int64_t i = 0; i < dh; i++) acc[i] += p * vj[i];
                 }
-                float *ot = o + ((b * L + t) * HQ + a) * dh;
+                float *ot = o + ((b * Lq + t) * HQ + a) * dh;
                 for (int64_t i = 0; i < dh; i++) ot[i] = (float)(acc[i] / sum);
-                if (lse) lse[(b * HQ + a) * L + t] = (float)(m + log(sum));
+                if (lse) lse[(b * HQ + a) * Lq + t] = (float)(m + log(sum));
             }
         free(sc);
         free(acc);
@@ -118,6 +136,9 @@ lc_status attention_backward_ref(const struct attn_shape *s, const float *q, con
     LC_TRY(attention_check(s));
     LC_REQUIRE(q && k && v && o && lse && dout && dq && dk && dv,
                "attention_backward_ref: every tensor argument must be non-NULL");
+    if (attention_has_offset(s))
+        return lc_errorf(LC_EUNSUPPORTED, "attention_backward_ref: a query offset (Lq = %lld, q_pos0 = %lld) is forward-only",
+                         (long long)s->Lq, (long long)s->q_pos0);
     const int64_t B = s->B, L = s->L, HQ = s->HQ, H = s->H, dh = s->dh, G = HQ / H;
     const float scale = attention_scale(s);
     /* One task per (b, KV head): it owns dk, dv of that head and dq of its G query heads, so

@@ -18,8 +18,12 @@
 
 typedef __nv_bfloat16 bf16;
 
+/* Called first by every host entry point below. */
 static lc_status cuda_shape_check(const struct hsa_shape *s, const char *what) {
     LC_TRY(hsa_check(s));
+    if (hsa_has_offset(s))
+        return lc_errorf(LC_EUNSUPPORTED, "%s: query offset not supported by the CUDA kernel yet (Lq = %lld, q_pos0 = %lld)", what,
+                         (long long)s->Lq, (long long)s->q_pos0);
     if (s->K > 64) return lc_errorf(LC_EUNSUPPORTED, "%s: K = %lld > 64 is not supported by the CUDA kernels", what, (long long)s->K);
     return LC_OK;
 }

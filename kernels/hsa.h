@@ -64,6 +64,14 @@ struct hsa_shape {
     int gumbel;           /* add Gumbel(0,1) noise to scores for selection only */
     uint64_t gumbel_seed; /* noise for (b, row, hr, c) = f(lc_hash3(seed, ((b*Lr+row)*Hr+hr), c)) */
     float scale;          /* 0 -> 1/sqrt(dh) */
+    /* Query offset (segmented prefill / decode against a chunk store). Lq = 0: queries are the
+     * whole sequence (every older caller). Lq >= 1 (needs block_q = 1): q_r, idx, score, w are
+     * [B, Lq, Hr, *], q, o [B, Lq, HQ, dh], lse [B, Lq, HQ, K]; query row i is token q_pos0 + i
+     * of a sequence of L tokens (q_pos0 + Lq <= L) whose landmarks lmk [B, L/S, Hr, dr] and
+     * memory k, v [B, L, H, dh] are given in full; visibility and Gumbel noise use the token's
+     * absolute position. C reference: retrieve, weights (fwd, bwd) and attend forward; the
+     * backward functions and the CUDA kernels refuse an offset (LC_EUNSUPPORTED). */
+    int64_t Lq, q_pos0;
 };
 
 /* Validate shapes and options; names the bad field in the error message. */
@@ -71,7 +79,17 @@ lc_status hsa_check(const struct hsa_shape *s);
 
 static inline int64_t hsa_num_chunks(const struct hsa_shape *s) { return s->L / s->S; }
 static inline int64_t hsa_num_rows(const struct hsa_shape *s) { return (s->L + s->block_q - 1) / s->block_q; }
-/* Number of chunks retrieval row r may see (chunks 0 .. n-1). */
+/* Query rows (tokens) of the shape, the position of row 0, and whether an offset is asked for. */
+static inline int64_t hsa_q_len(const struct hsa_shape *s) { return s->Lq ? s->Lq : s->L; }
+static inline int64_t hsa_q_pos0(const struct hsa_shape *s) { return s->Lq ? s->q_pos0 : 0; }
+static inline int hsa_has_offset(const struct hsa_shape *s) {
+    return (s->Lq != 0 && s->Lq != s->L) || s->q_pos0 != 0;
+}
+/* Retrieval rows of the query range: hsa_num_rows without an offset, Lq with one (block_q = 1). */
+static inline int64_t hsa_num_qrows(const struct hsa_shape *s) {
+    return hsa_has_offset(s) ? s->Lq : hsa_num_rows(s);
+}
+/* Number of chunks retrieval row r (absolute row index) may see (chunks 0 .. n-1). */
 static inline int64_t hsa_num_visible(const struct hsa_shape *s, int64_t r) {
     int64_t n = s->block_q == 1 ? r / s->S : r - 1;
     int64_t C = s->L / s->S;

@@ -23,6 +23,9 @@
  *    pass 2 (parallel over (b, h, chunk)) scans the tokens that may see the chunk and accumulates
  *    dk, dv for every valid slot holding it, in token order, so results are deterministic.
  *    lse may be NULL in the backward too: the probabilities are then recomputed from q, k.
+ *  - Query offset (Lq, q_pos0; block_q = 1): the query-side tensors hold rows q_pos0.. only; the
+ *    visibility rule and the Gumbel stream use the absolute row, so the result equals the rows
+ *    q_pos0.. of the whole computation. Forward only (retrieve, weights, attend forward).
  */
 #include "hsa.h"
 
@@ -83,6 +86,15 @@ lc_status hsa_check(const struct hsa_shape *s) {
     LC_REQUIRE(s->gumbel == 0 || s->gumbel == 1, "hsa: gumbel = %d must be 0 or 1", s->gumbel);
     LC_REQUIRE(isfinite(s->scale) && s->scale >= 0,
                "hsa: scale = %g must be finite and >= 0 (0 means 1/sqrt(dh))", (double)s->scale);
+    LC_REQUIRE(s->Lq >= 0 && s->Lq <= s->L, "hsa: Lq = %lld (query rows) must be in 0 .. L = %lld (0 = all)",
+               (long long)s->Lq, (long long)s->L);
+    LC_REQUIRE(s->q_pos0 >= 0, "hsa: q_pos0 = %lld (query offset) must be >= 0", (long long)s->q_pos0);
+    LC_REQUIRE(s->Lq > 0 || s->q_pos0 == 0, "hsa: q_pos0 = %lld needs Lq >= 1 (Lq = 0 means the whole sequence)",
+               (long long)s->q_pos0);
+    LC_REQUIRE(s->q_pos0 <= s->L - s->Lq, "hsa: q_pos0 + Lq = %lld + %lld exceeds L = %lld (queries are a range of the tokens)",
+               (long long)s->q_pos0, (long long)s->Lq, (long long)s->L);
+    LC_REQUIRE(!hsa_has_offset(s) || s->block_q == 1, "hsa: a query offset (Lq = %lld, q_pos0 = %lld) needs block_q = 1, not %lld",
+               (long long)s->Lq, (long long)s->q_pos0, (long long)s->block_q);
     LC_REQUIRE(s->L / s->S <= INT32_MAX, "hsa: L/S = %lld chunks do not fit int32 idx",
                (long long)(s->L / s->S));
     /* Every tensor's element count must fit comfortably in 64-bit byte offsets. */
@@ -111,17 +123,17 @@ static int64_t n_valid(const struct hsa_shape *s, int64_t row) {
 /* Valid slots must name a visible chunk; reading idx is the only place a caller's bad data could
  * turn into an out-of-bounds access, so it is checked before any compute. */
 static lc_status check_idx(const struct hsa_shape *s, const int32_t *idx) {
-    const int64_t Lr = hsa_num_rows(s);
+    const int64_t Lr = hsa_num_qrows(s), p0 = hsa_q_pos0(s);
     for (int64_t b = 0; b < s->B; b++)
         for (int64_t r = 0; r < Lr; r++) {
-            const int64_t nv = hsa_num_visible(s, r), nk = n_valid(s, r);
+            const int64_t nv = hsa_num_visible(s, p0 + r), nk = n_valid(s, p0 + r);
             for (int64_t hr = 0; hr < s->Hr; hr++) {
                 const int32_t *ix = idx + ((b * Lr + r) * s->Hr + hr) * s->K;
                 for (int64_t k = 0; k < nk; k++)
                     LC_REQUIRE(ix[k] >= 0 && ix[k] < nv,
                                "hsa: idx[b=%lld, row=%lld, hr=%lld, slot=%lld] = %d is not a "
                                "visible chunk (row sees chunks 0..%lld)",
-                               (long long)b, (long long)r, (long long)hr, (long long)k, ix[k],
+                               (long long)b, (long long)(p0 + r), (long long)hr, (long long)k, ix[k],
                                (long long)nv - 1);
             }
         }
@@ -142,8 +154,9 @@ lc_status hsa_retrieve_ref(const struct hsa_shape *s, const float *q_r, const fl
     REQUIRE_PTR(lmk);
     REQUIRE_PTR(idx);
     REQUIRE_PTR(score);
-    const int64_t B = s->B, Lr = hsa_num_rows(s), Hr = s->Hr, dr = s->dr, K = s->K;
+    const int64_t B = s->B, Lr = hsa_num_qrows(s), Hr = s->Hr, dr = s->dr, K = s->K;
     const int64_t C = hsa_num_chunks(s), Ksel = K < C ? K : C;
+    const int64_t p0 = hsa_q_pos0(s), Lr_all = hsa_num_rows(s); /* offset: rows p0 .. p0+Lr-1 of Lr_all */
     const float inv_sqrt_dr = 1.0f / sqrtf((float)dr);
     const int nt = max_threads();
     const int64_t per = 2 * C + Ksel + 1;
@@ -160,10 +173,10 @@ lc_status hsa_retrieve_ref(const struct hsa_shape *s, const float *q_r, const fl
         for (int64_t r = 0; r < Lr; r++) {
             float *sc = scratch + (int64_t)thread_id() * per, *key = sc + C;
             int64_t *sel = selbuf + (int64_t)thread_id() * (Ksel + 1);
-            const int64_t nv = hsa_num_visible(s, r), nk = nv < K ? nv : K;
+            const int64_t nv = hsa_num_visible(s, p0 + r), nk = nv < K ? nv : K;
             for (int64_t hr = 0; hr < Hr; hr++) {
                 const float *qv = q_r + ((b * Lr + r) * Hr + hr) * dr;
-                const uint64_t row_head = (uint64_t)((b * Lr + r) * Hr + hr);
+                const uint64_t row_head = (uint64_t)((b * Lr_all + p0 + r) * Hr + hr);
                 for (int64_t c = 0; c < nv; c++) {
                     const float *lv = lmk + ((b * C + c) * Hr + hr) * dr;
                     float acc = 0;
@@ -212,6 +225,7 @@ lc_status hsa_scores_backward_ref(const struct hsa_shape *s, const float *q_r, c
     REQUIRE_PTR(dscore);
     REQUIRE_PTR(dq_r);
     REQUIRE_PTR(dlmk);
+    if (hsa_has_offset(s)) return lc_errorf(LC_EUNSUPPORTED, "hsa_scores_backward_ref: a query offset (Lq, q_pos0) is forward-only");
     LC_TRY(check_idx(s, idx));
     const int64_t B = s->B, Lr = hsa_num_rows(s), Hr = s->Hr, dr = s->dr, K = s->K;
     const int64_t C = hsa_num_chunks(s);
@@ -252,7 +266,7 @@ lc_status hsa_weights_forward_ref(const struct hsa_shape *s, const float *score,
     LC_TRY(hsa_check(s));
     REQUIRE_PTR(score);
     REQUIRE_PTR(w);
-    const int64_t nrows = s->B * hsa_num_rows(s) * s->Hr, K = s->K;
+    const int64_t nrows = s->B * hsa_num_qrows(s) * s->Hr, K = s->K;
 #pragma omp parallel for schedule(static)
     for (int64_t row = 0; row < nrows; row++) {
         const float *sc = score + row * K;
@@ -292,7 +306,7 @@ lc_status hsa_weights_backward_ref(const struct hsa_shape *s, const float *score
     REQUIRE_PTR(w);
     REQUIRE_PTR(dw);
     REQUIRE_PTR(dscore);
-    const int64_t nrows = s->B * hsa_num_rows(s) * s->Hr, K = s->K;
+    const int64_t nrows = s->B * hsa_num_qrows(s) * s->Hr, K = s->K;
 #pragma omp parallel for schedule(static)
     for (int64_t row = 0; row < nrows; row++) {
         const float *sc = score + row * K, *wv = w + row * K, *g = dw + row * K;
@@ -360,7 +374,8 @@ lc_status hsa_attend_forward_ref(const struct hsa_shape *s, const float *q, cons
     REQUIRE_PTR(o);
     LC_TRY(check_idx(s, idx));
     const int64_t B = s->B, L = s->L, HQ = s->HQ, H = s->H, G = HQ / H, dh = s->dh, S = s->S;
-    const int64_t K = s->K, Hr = s->Hr, Lr = hsa_num_rows(s);
+    const int64_t K = s->K, Hr = s->Hr, Lr = hsa_num_qrows(s);
+    const int64_t Lq = hsa_q_len(s), p0 = hsa_q_pos0(s); /* query token t is position p0 + t */
     const float scale = attn_scale(s);
     const int nt = max_threads();
     const int64_t per = S + dh;
@@ -369,18 +384,19 @@ lc_status hsa_attend_forward_ref(const struct hsa_shape *s, const float *q, cons
 
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < L; t++) {
+        for (int64_t t = 0; t < Lq; t++) {
             float *z = scratch + (int64_t)thread_id() * per, *ok = z + S;
-            const int64_t r = t / s->block_q, nk = n_valid(s, r);
+            /* r: the query row (block_q = 1 whenever p0 > 0); visibility from the absolute row */
+            const int64_t r = t / s->block_q, nk = n_valid(s, (p0 + t) / s->block_q);
             for (int64_t h = 0; h < H; h++) {
                 const int64_t off = (b * Lr + r) * Hr + (Hr == 1 ? 0 : h);
                 const int32_t *ix = idx + off * K;
                 const float *wv = w + off * K;
                 for (int64_t g = 0; g < G; g++) {
                     const int64_t a = h * G + g;
-                    const float *qv = q + ((b * L + t) * HQ + a) * dh;
-                    float *ov = o + ((b * L + t) * HQ + a) * dh;
-                    float *lv = lse ? lse + ((b * L + t) * HQ + a) * K : NULL;
+                    const float *qv = q + ((b * Lq + t) * HQ + a) * dh;
+                    float *ov = o + ((b * Lq + t) * HQ + a) * dh;
+                    float *lv = lse ? lse + ((b * Lq + t) * HQ + a) * K : NULL;
                     memset(ov, 0, sizeof(float) * (size_t)dh);
                     for (int64_t kk = 0; kk < K; kk++) {
                         if (kk >= nk) {
@@ -427,6 +443,7 @@ lc_status hsa_attend_backward_ref(const struct hsa_shape *s, const float *q, con
     REQUIRE_PTR(dk);
     REQUIRE_PTR(dv);
     REQUIRE_PTR(dw);
+    if (hsa_has_offset(s)) return lc_errorf(LC_EUNSUPPORTED, "hsa_attend_backward_ref: a query offset (Lq, q_pos0) is forward-only");
     LC_TRY(check_idx(s, idx));
     const int64_t B = s->B, L = s->L, HQ = s->HQ, H = s->H, G = HQ / H, dh = s->dh, S = s->S;
     const int64_t K = s->K, Hr = s->Hr, Lr = hsa_num_rows(s), C = hsa_num_chunks(s);

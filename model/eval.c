@@ -2,7 +2,9 @@
  * lengths: perplexity of a held-out token file (sequential rows of L tokens) and/or teacher-forced
  * exact match of a suite task (suites/suite.h, answer tokens scored), with the retrieval
  * diagnostics of group 0 at each sample's first answer token. One CSV row per (mode, length).
- * Full forward of each row (no segmented prefill yet): L is bounded by activation memory. */
+ * Full forward of each row by default (L bounded by activation memory); --segment N feeds each row
+ * through segmented prefill (model/infer.h: caches, N tokens at a time, same logits), cpu backend
+ * only until the CUDA kernels take a query offset. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include "model.h"
 #include "runlog.h"
 #include "haystack.h"
+#include "infer.h"
 #include "suite.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -31,13 +34,40 @@ static void usage(FILE *f) {
             "  --samples N         samples per length (default 8)    --seed S (default 1234)\n"
             "  --haystack FILE     prose haystack for tasks that need one (default: the Jargon File)\n"
             "  --mqar-kv N         mqar key-value pairs (default 16)\n"
+            "  --segment N         segmented prefill with caches, N tokens at a time (cpu backend; exact)\n"
             "  --csv PATH          append one row per (mode, length)\n");
+}
+
+/* Segmented prefill of one row of T+1 tokens: the NLL sum of its T targets (nll) and/or the
+ * argmax of each position's logits (pred [T]); lg: host scratch [seg, vocab]. */
+static lc_status seg_row(lc_model *m, lc_infer *st, const int32_t *row, int64_t T, int64_t seg, float *lg, double *nll,
+                         int32_t *pred) {
+    const int64_t V = m->cfg.vocab;
+    LC_TRY(infer_reset(st));
+    for (int64_t i = 0; i < T; i += seg) {
+        const int64_t k = T - i < seg ? T - i : seg;
+        LC_TRY(model_prefill(m, st, row + i, k, lg));
+        for (int64_t j = 0; j < k; j++) {
+            const float *r = lg + j * V;
+            int64_t best = 0;
+            float mx = r[0];
+            for (int64_t v = 1; v < V; v++)
+                if (r[v] > mx) mx = r[v], best = v;
+            if (pred) pred[i + j] = (int32_t)best;
+            if (nll) {
+                double se = 0;
+                for (int64_t v = 0; v < V; v++) se += exp((double)r[v] - mx);
+                *nll += (double)mx + log(se) - (double)r[row[i + j + 1]];
+            }
+        }
+    }
+    return LC_OK;
 }
 
 int cmd_eval(int argc, char **argv) {
     const char *config = "tiny-swa-hsa", *ckpt = NULL, *backend = "auto", *data = NULL, *task = NULL, *csv = NULL, *lens = NULL,
                *hay_path = NULL;
-    int64_t batches = 4, batch = 1, samples = 8, lo = 0;
+    int64_t batches = 4, batch = 1, samples = 8, lo = 0, segment = 0;
     uint64_t seed = 1234;
     int mqar_kv = 16;
     for (int i = 1; i < argc; i++) {
@@ -65,6 +95,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--mqar-kv")) mqar_kv = atoi(v);
         else if (!strcmp(a, "--haystack")) hay_path = v;
         else if (!strcmp(a, "--csv")) csv = v;
+        else if (!strcmp(a, "--segment")) segment = atoll(v);
         else {
             fprintf(stderr, "longctx eval: unknown option '%s'\n", a);
             usage(stderr);
@@ -99,12 +130,24 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "longctx eval: %s\n", lc_last_error());
         return 1;
     }
+    if (segment < 0) {
+        fprintf(stderr, "longctx eval: --segment %lld must be >= 1 (0 = full forward)\n", (long long)segment);
+        return 2;
+    }
+    if (segment > 0 && be->is_cuda) {
+        fprintf(stderr,
+                "longctx eval: --segment on the cuda backend: segmented prefill needs the CUDA attention/HSA kernels' query "
+                "offset (Lq, q_pos0), which is not built yet; use --backend cpu\n");
+        return 1;
+    }
     lc_model m;
     if (model_create(&m, &cfg, be, 1)) {
         fprintf(stderr, "longctx eval: %s\n", lc_last_error());
         return 1;
     }
     int rc = 1, have_toks = 0, have_words = 0;
+    lc_infer *st = NULL;
+    float *seg_lg = NULL;
     lc_tokens toks;
     struct word_lists wl;
     struct haystack hay;
@@ -152,8 +195,20 @@ int cmd_eval(int argc, char **argv) {
     }
     struct runlog_prov pv;
     runlog_provenance(be->is_cuda, &pv);
+    if (segment > 0 && !(seg_lg = malloc(sizeof(float) * (size_t)(segment * cfg.vocab)))) {
+        fprintf(stderr, "longctx eval: out of memory for the logits of a segment\n");
+        goto done;
+    }
     for (int li = 0; li < nl; li++) {
         const int64_t T = L[li];
+        if (segment > 0) {
+            infer_destroy(st);
+            st = NULL;
+            if (infer_create(&st, &m, T + 1, segment, 0)) {
+                fprintf(stderr, "longctx eval: L = %lld: %s\n", (long long)T, lc_last_error());
+                goto done;
+            }
+        }
         if (have_toks) {
             lc_loader ld;
             if (loader_init(&ld, &toks, batch, T, LC_LOADER_SEQUENTIAL, seed, lo, 0)) {
@@ -166,6 +221,17 @@ int cmd_eval(int argc, char **argv) {
             for (int64_t k = 0; k < batches; k++) {
                 float loss = 0;
                 loader_next(&ld, tok);
+                if (segment > 0) {
+                    double nll = 0;
+                    for (int64_t b = 0; b < batch; b++)
+                        if (seg_row(&m, st, tok + b * (T + 1), T, segment, seg_lg, &nll, NULL)) {
+                            fprintf(stderr, "longctx eval: L = %lld: %s\n", (long long)T, lc_last_error());
+                            free(tok);
+                            goto done;
+                        }
+                    sum += nll / (double)(batch * T);
+                    continue;
+                }
                 if (model_step(&m, batch, T, tok, NULL, 0, &loss)) {
                     fprintf(stderr, "longctx eval: L = %lld: %s\n", (long long)T, lc_last_error());
                     free(tok);
@@ -205,7 +271,10 @@ int cmd_eval(int argc, char **argv) {
                 int64_t Ts = s.n_ids - 1;
                 int32_t *pred = calloc((size_t)s.n_ids, sizeof(int32_t));
                 float loss = 0;
-                if (!pred || Ts < 1 || model_step(&m, 1, Ts, s.ids, NULL, 0, &loss) || model_argmax(&m, pred)) {
+                int bad = !pred || Ts < 1;
+                if (!bad && segment > 0) bad = Ts > T || seg_row(&m, st, s.ids, Ts, segment, seg_lg, NULL, pred);
+                else if (!bad) bad = model_step(&m, 1, Ts, s.ids, NULL, 0, &loss) || model_argmax(&m, pred);
+                if (bad) {
                     fprintf(stderr, "longctx eval: L = %lld sample %lld: %s\n", (long long)T, (long long)k, lc_last_error());
                     free(pred);
                     suite_sample_free(&s);
@@ -216,7 +285,7 @@ int cmd_eval(int argc, char **argv) {
                 int64_t t = -1;
                 for (int64_t j = 0; j < s.n_targets; j++)
                     if (t < 0 || s.target_pos[j] < t) t = s.target_pos[j];
-                if (cfg.n_groups > 0 && s.n_needles > 0 && t >= 0 && t < Ts) {
+                if (segment == 0 && cfg.n_groups > 0 && s.n_needles > 0 && t >= 0 && t < Ts) { /* full forward only */
                     int64_t c = s.needles[0].tok0 / cfg.S, nk = Ts * cfg.H_r * cfg.K;
                     int32_t *ix = malloc(sizeof(int32_t) * (size_t)nk);
                     float *wx = malloc(sizeof(float) * (size_t)nk);
@@ -256,6 +325,8 @@ int cmd_eval(int argc, char **argv) {
     }
     rc = 0;
 done:
+    infer_destroy(st);
+    free(seg_lg);
     if (cf) fclose(cf);
     if (have_toks) tokens_close(&toks);
     if (have_words) words_free(&wl);

@@ -521,7 +521,7 @@ static lc_status attn_block_fwd(lc_model *m, const struct attn_dims *a, const st
     else LC_TRY(be->copy(sv->k, sv->k_pre, (size_t)(R * kd) * be->act_bytes));
     LC_TRY(be->rope_forward(a->Bt, a->Lt, a->HQ, a->dh, 0, a->theta, sv->q, sv->q));
     LC_TRY(be->rope_forward(a->Bt, a->Lt, a->Hk, a->dh, 0, a->theta, sv->k, sv->k));
-    struct attn_shape sh = {a->Bt, a->Lt, a->HQ, a->Hk, a->dh, a->W, a->causal, 0.0f};
+    struct attn_shape sh = {a->Bt, a->Lt, a->HQ, a->Hk, a->dh, a->W, a->causal, 0.0f, 0, 0};
     LC_TRY(be->attn_forward(&sh, sv->q, sv->k, sv->v, sv->o, sv->lse));
     LC_TRY(linear_fwd(m, R, qd, d, sv->o, p->wo, x, 1.0f));
     if (p->w_gate < 0) return LC_OK;
@@ -538,7 +538,7 @@ static lc_status attn_block_bwd(lc_model *m, const struct attn_dims *a, const st
     if (p->w_gate >= 0) LC_TRY(mlp_bwd(m, R, a->F, p->mlp_norm, p->w_gate, p->w_down, ms, ms->x_mid, dx, dx, 1));
     void *dO = s->g[0], *dq = s->g[1], *dk = s->g[2], *dv = s->g[3], *dqp = s->g[4], *dhn = s->g[5];
     LC_TRY(linear_bwd(m, R, qd, d, sv->o, p->wo, dx, dO, 0.0f));
-    struct attn_shape sh = {a->Bt, a->Lt, a->HQ, a->Hk, a->dh, a->W, a->causal, 0.0f};
+    struct attn_shape sh = {a->Bt, a->Lt, a->HQ, a->Hk, a->dh, a->W, a->causal, 0.0f, 0, 0};
     LC_TRY(be->attn_backward(&sh, sv->q, sv->k, sv->v, sv->o, sv->lse, dO, dq, dk, dv));
     LC_TRY(be->rope_backward(a->Bt, a->Lt, a->HQ, a->dh, 0, a->theta, dq, dq));
     LC_TRY(be->rope_backward(a->Bt, a->Lt, a->Hk, a->dh, 0, a->theta, dk, dk));
@@ -1034,6 +1034,14 @@ lc_status model_adamw(lc_model *m, const struct ops_adamw *h) {
     if (!m->adam_m && !(m->adam_m = m->be->alloc(pb, "AdamW m"))) return LC_ENOMEM;
     if (!m->adam_v && !(m->adam_v = m->be->alloc(pb, "AdamW v"))) return LC_ENOMEM;
     return m->be->adamw(m->n_params, m->master, m->grad, m->adam_m, m->adam_v, m->w != m->master ? m->w : NULL, h);
+}
+
+lc_status model_logits(const lc_model *m, float *host) {
+    LC_REQUIRE(m->arena, "model_logits: no forward has run");
+    struct shared *s = (struct shared *)(m->layers + m->cfg.n_layers);
+    const int64_t n = m->B * m->T * m->cfg.vocab;
+    LC_TRY(m->be->act_to_f32(n, s->logits, s->f[3]));
+    return m->be->download(host, s->f[3], (size_t)n * sizeof(float));
 }
 
 lc_status model_argmax(const lc_model *m, int32_t *host) {

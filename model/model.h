@@ -80,6 +80,10 @@ lc_status model_row_loss(const lc_model *m, float *host);
  * their gradient), [B, T] int32 (host): the next-token predictions. */
 lc_status model_argmax(const lc_model *m, int32_t *host);
 
+/* Logits of the last forward-only model_step, fp32 [B, T, vocab] (host): position t holds the
+ * next-token logits after tokens 0..t (backward overwrites them with their gradient). */
+lc_status model_logits(const lc_model *m, float *host);
+
 /* Retrieval diagnostics of the last forward for group g: idx and w [B, T, H_r, K] (host). */
 lc_status model_retrieval(const lc_model *m, int g, int32_t *idx, float *w);
 

@@ -124,7 +124,7 @@ out:
  * checks them. */
 static void check_huge(void) {
     t_begin("L = 2^24, dh 64, HQ = H = 2, W = 32: 64-bit offsets (last rows vs reference)");
-    struct attn_shape s = {1, (int64_t)1 << 24, 2, 2, 64, 32, 1, 0};
+    struct attn_shape s = {1, (int64_t)1 << 24, 2, 2, 64, 32, 1, 0, 0, 0};
     const int64_t n = 700, W = s.W, row = s.HQ * s.dh;
     size_t nq = (size_t)(s.L * row), need = 2 * nq * 8 + 4 * nq + (size_t)(s.L * 2 * 4 * 2) + ((size_t)1 << 30);
     size_t free_b = 0, total_b = 0;
@@ -184,31 +184,31 @@ int main(int argc, char **argv) {
         t_skip(why);
         return t_finish();
     }
-    check_case("dense causal dh 64, B=2 L=300 HQ=4 H=2 (ragged, GQA)", (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0}, 1);
-    check_case("SWA dh 128, L=517 W=100, HQ=2 H=1", (struct attn_shape){1, 517, 2, 1, 128, 100, 1, 0}, 2);
-    check_case("SWA dh 32, B=3 L=129 W=1000 > L", (struct attn_shape){3, 129, 2, 2, 32, 1000, 1, 0}, 3);
-    check_case("L = 1, dh 64", (struct attn_shape){1, 1, 2, 1, 64, 0, 1, 0}, 4);
+    check_case("dense causal dh 64, B=2 L=300 HQ=4 H=2 (ragged, GQA)", (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 1);
+    check_case("SWA dh 128, L=517 W=100, HQ=2 H=1", (struct attn_shape){1, 517, 2, 1, 128, 100, 1, 0, 0, 0}, 2);
+    check_case("SWA dh 32, B=3 L=129 W=1000 > L", (struct attn_shape){3, 129, 2, 2, 32, 1000, 1, 0, 0, 0}, 3);
+    check_case("L = 1, dh 64", (struct attn_shape){1, 1, 2, 1, 64, 0, 1, 0, 0, 0}, 4);
     if (!small) {
-        check_case("non-causal dh 64, L=200 HQ=2 H=1, scale 0.2", (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f}, 5);
-        check_case("non-causal dh 128, L=77 HQ=2 H=2", (struct attn_shape){2, 77, 2, 2, 128, 0, 0, 0}, 6);
-        check_case("dense causal dh 128, L=1000 HQ=2 H=2", (struct attn_shape){1, 1000, 2, 2, 128, 0, 1, 0}, 7);
-        check_case("dense causal dh 32, L=1500 HQ=3 H=1", (struct attn_shape){1, 1500, 3, 1, 32, 0, 1, 0}, 8);
-        check_case("SWA dh 64, L=1100 W=64 HQ=8 H=2 (G=4)", (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0}, 9);
-        check_case("SWA dh 64, L=2049 W=511 HQ=2 H=1", (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0}, 10);
-        check_case("SWA dh 128, L=700 W=1 HQ=4 H=4", (struct attn_shape){1, 700, 4, 4, 128, 1, 1, 0}, 11);
+        check_case("non-causal dh 64, L=200 HQ=2 H=1, scale 0.2", (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f, 0, 0}, 5);
+        check_case("non-causal dh 128, L=77 HQ=2 H=2", (struct attn_shape){2, 77, 2, 2, 128, 0, 0, 0, 0, 0}, 6);
+        check_case("dense causal dh 128, L=1000 HQ=2 H=2", (struct attn_shape){1, 1000, 2, 2, 128, 0, 1, 0, 0, 0}, 7);
+        check_case("dense causal dh 32, L=1500 HQ=3 H=1", (struct attn_shape){1, 1500, 3, 1, 32, 0, 1, 0, 0, 0}, 8);
+        check_case("SWA dh 64, L=1100 W=64 HQ=8 H=2 (G=4)", (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 9);
+        check_case("SWA dh 64, L=2049 W=511 HQ=2 H=1", (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 10);
+        check_case("SWA dh 128, L=700 W=1 HQ=4 H=4", (struct attn_shape){1, 700, 4, 4, 128, 1, 1, 0, 0, 0}, 11);
         check_huge();
         /* the forward (dh 64, 128) and the dh-64 backward run on warpgroup MMAs where the sm_90a
          * build is loaded; check the mma.sync fallback (plain sm_90) on some of the same shapes */
         setenv("LC_ATTN_WGMMA", "0", 1);
-        check_case("fallback path: dense causal dh 64, B=2 L=300 HQ=4 H=2", (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0}, 1);
-        check_case("fallback path: SWA dh 64, L=1100 W=64 HQ=8 H=2", (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0}, 9);
-        check_case("fallback path: non-causal dh 64, L=200", (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f}, 5);
-        check_case("fallback path: SWA dh 128, L=517 W=100", (struct attn_shape){1, 517, 2, 1, 128, 100, 1, 0}, 2);
+        check_case("fallback path: dense causal dh 64, B=2 L=300 HQ=4 H=2", (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 1);
+        check_case("fallback path: SWA dh 64, L=1100 W=64 HQ=8 H=2", (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 9);
+        check_case("fallback path: non-causal dh 64, L=200", (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f, 0, 0}, 5);
+        check_case("fallback path: SWA dh 128, L=517 W=100", (struct attn_shape){1, 517, 2, 1, 128, 100, 1, 0, 0, 0}, 2);
         unsetenv("LC_ATTN_WGMMA");
     }
     t_begin("unsupported shapes are rejected with a message");
     {
-        struct attn_shape s = {1, 64, 2, 1, 96, 0, 1, 0};
+        struct attn_shape s = {1, 64, 2, 1, 96, 0, 1, 0, 0, 0};
         T_ERR(attention_forward_cuda(&s, (bf16_t *)8, (bf16_t *)8, (bf16_t *)8, (bf16_t *)8, (float *)8, NULL), "dh = 96");
         s.dh = 64, s.HQ = 3, s.H = 2;
         T_ERR(attention_backward_cuda(&s, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), "multiple of H");

@@ -102,15 +102,15 @@ int main(void) {
     lc_rng_seed(&rng, 7);
 
     check_grad("backward = finite differences: dense causal, B=2 L=7 HQ=2 H=1 dh=5",
-               (struct attn_shape){2, 7, 2, 1, 5, 0, 1, 0}, 11);
+               (struct attn_shape){2, 7, 2, 1, 5, 0, 1, 0, 0, 0}, 11);
     check_grad("backward = finite differences: SWA W=2, L=9 HQ=3 H=3 dh=4",
-               (struct attn_shape){1, 9, 3, 3, 4, 2, 1, 0}, 12);
+               (struct attn_shape){1, 9, 3, 3, 4, 2, 1, 0, 0, 0}, 12);
     check_grad("backward = finite differences: non-causal, L=6 HQ=4 H=2 dh=3, scale 0.7",
-               (struct attn_shape){1, 6, 4, 2, 3, 0, 0, 0.7f}, 13);
+               (struct attn_shape){1, 6, 4, 2, 3, 0, 0, 0.7f, 0, 0}, 13);
 
     t_begin("forward matches the double-precision loss");
     {
-        struct attn_shape s = {2, 13, 4, 2, 8, 3, 1, 0};
+        struct attn_shape s = {2, 13, 4, 2, 8, 3, 1, 0, 0, 0};
         size_t nq = 2 * 13 * 4 * 8, nk = 2 * 13 * 2 * 8;
         float *q = rnd(&rng, nq, 1), *k = rnd(&rng, nk, 1), *v = rnd(&rng, nk, 1), *r = rnd(&rng, nq, 1);
         float *o = malloc(sizeof(float) * nq);
@@ -127,7 +127,7 @@ int main(void) {
     t_begin("SWA with W >= L equals dense (forward, lse and backward)");
     {
         const int64_t B = 2, L = 37, HQ = 4, H = 2, dh = 16;
-        struct attn_shape dense = {B, L, HQ, H, dh, 0, 1, 0}, swa = dense;
+        struct attn_shape dense = {B, L, HQ, H, dh, 0, 1, 0, 0, 0}, swa = dense;
         size_t nq = (size_t)(B * L * HQ * dh), nk = (size_t)(B * L * H * dh), nl = (size_t)(B * HQ * L);
         float *q = rnd(&rng, nq, 1), *k = rnd(&rng, nk, 1), *v = rnd(&rng, nk, 1), *g = rnd(&rng, nq, 1);
         float *o1 = malloc(4 * nq), *o2 = malloc(4 * nq), *l1 = malloc(4 * nl), *l2 = malloc(4 * nl);
@@ -158,7 +158,7 @@ int main(void) {
         float *o1 = malloc(4 * nq), *o2 = malloc(4 * nq);
         int64_t windows[2] = {0, 6};
         for (int w = 0; w < 2; w++) {
-            struct attn_shape s = {B, L, HQ, H, dh, windows[w], 1, 0};
+            struct attn_shape s = {B, L, HQ, H, dh, windows[w], 1, 0, 0, 0};
             T_OK(attention_forward_ref(&s, q, k, v, o1, NULL));
             float *q2 = malloc(4 * nq), *k2 = malloc(4 * nk), *v2 = malloc(4 * nk);
             memcpy(q2, q, 4 * nq), memcpy(k2, k, 4 * nk), memcpy(v2, v, 4 * nk);
@@ -175,7 +175,7 @@ int main(void) {
             free(q2), free(k2), free(v2);
         }
         /* the non-causal form is not causal: the same change reaches earlier rows */
-        struct attn_shape nc = {B, L, HQ, H, dh, 0, 0, 0};
+        struct attn_shape nc = {B, L, HQ, H, dh, 0, 0, 0, 0, 0};
         T_OK(attention_forward_ref(&nc, q, k, v, o1, NULL));
         for (int64_t i = 0; i < dh; i++) v[(L - 1) * dh + i] += 5.0f;
         T_OK(attention_forward_ref(&nc, q, k, v, o2, NULL));
@@ -195,7 +195,7 @@ int main(void) {
                     kr[(bt * HQ + a) * dh + i] = k[(bt * H + a / G) * dh + i];
                     vr[(bt * HQ + a) * dh + i] = v[(bt * H + a / G) * dh + i];
                 }
-        struct attn_shape sg = {B, L, HQ, H, dh, 5, 1, 0}, sm = {B, L, HQ, HQ, dh, 5, 1, 0};
+        struct attn_shape sg = {B, L, HQ, H, dh, 5, 1, 0, 0, 0}, sm = {B, L, HQ, HQ, dh, 5, 1, 0, 0, 0};
         float *o1 = malloc(4 * nq), *o2 = malloc(4 * nq), *l1 = malloc(4 * (size_t)(B * HQ * L)), *l2 = malloc(4 * (size_t)(B * HQ * L));
         float *dq1 = malloc(4 * nq), *dk1 = malloc(4 * nk), *dv1 = malloc(4 * nk);
         float *dq2 = malloc(4 * nq), *dk2 = malloc(4 * nkr), *dv2 = malloc(4 * nkr);
@@ -221,7 +221,7 @@ int main(void) {
 
     t_begin("lse is the log-sum-exp of the scaled scores; rows sum to one");
     {
-        struct attn_shape s = {1, 11, 1, 1, 4, 3, 1, 0.5f};
+        struct attn_shape s = {1, 11, 1, 1, 4, 3, 1, 0.5f, 0, 0};
         float q[44], k[44], v[44], o[44], lse[11];
         lc_fill_normal(&rng, q, 44, 1), lc_fill_normal(&rng, k, 44, 1);
         for (int i = 0; i < 44; i++) v[i] = 1.0f; /* softmax-weighted mean of ones is one */
@@ -241,7 +241,7 @@ int main(void) {
 
     t_begin("attention_pairs counts attended pairs");
     {
-        struct attn_shape s = {1, 10, 1, 1, 4, 0, 1, 0};
+        struct attn_shape s = {1, 10, 1, 1, 4, 0, 1, 0, 0, 0};
         T_CHECK(attention_pairs(&s) == 55, "dense causal L=10: %g", attention_pairs(&s));
         s.W = 3; /* rows 0..3 see 1..4 keys, rows 4..9 see 4 */
         T_CHECK(attention_pairs(&s) == 10 + 6 * 4, "W=3: %g", attention_pairs(&s));
@@ -279,7 +279,7 @@ int main(void) {
     t_begin("bad shapes are rejected with a message naming the field");
     {
         float x[64];
-        struct attn_shape ok = {1, 4, 2, 1, 4, 0, 1, 0}, s;
+        struct attn_shape ok = {1, 4, 2, 1, 4, 0, 1, 0, 0, 0}, s;
         T_OK(attention_check(&ok));
         s = ok, s.B = 0;
         T_ERR(attention_check(&s), "B = 0");

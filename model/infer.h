@@ -1,0 +1,57 @@
+/* infer.h — inference with caches: segmented prefill and one-token decode of one sequence
+ * (batch 1) through the backend table, equal to the full forward (model_step) position by
+ * position. The state holds, per layer:
+ *   swa     the last W keys and values (post q/k-norm and RoPE), W + segment rows of room
+ *   dense   every key and value so far (max_len rows)
+ *   chunk   the < S hidden states of the incomplete chunk; when a chunk completes the encoder
+ *           runs on it (S tokens + CLS) and its K/V rows and landmark are appended to a
+ *           preallocated chunk store (max_len / S chunks)
+ *   retrieval / hsa  nothing: they query the store with a query offset (hsa.h Lq, q_pos0)
+ *   mamba   the conv tail (conv - 1 inputs) and the SSM state (fp32), handed from segment to
+ *           segment (mamba.h tail_in/tail_out, h0/hT)
+ * plus working buffers for one segment of at most `seg` tokens. Everything is allocated once, by
+ * infer_create, after infer_bytes has been compared with the free memory.
+ *
+ * Backends: cpu only for now. The CUDA attention and HSA kernels do not take a query offset yet
+ * (they return LC_EUNSUPPORTED), so infer_create refuses the cuda backend with a message.
+ */
+#ifndef LONGCTX_INFER_H
+#define LONGCTX_INFER_H
+
+#include <stdint.h>
+
+#include "model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lc_infer lc_infer; /* opaque (infer.c) */
+
+/* Bytes infer_create(m, max_len, seg) allocates: the persistent state (caches, chunk store,
+ * Mamba state; compare lc_config_state_bytes) plus the working buffers of one segment. */
+lc_status infer_bytes(const lc_model *m, int64_t max_len, int64_t seg, int64_t *bytes);
+/* Host memory available for a new allocation (MemAvailable), bytes; -1 when unknown. */
+int64_t infer_free_bytes(const lc_model *m);
+
+/* A state for one sequence of at most max_len tokens, processed in segments of at most seg
+ * tokens (model_prefill splits longer inputs). Refuses with the figure (infer_bytes) and the
+ * free memory when the state does not fit; free_limit > 0 replaces the measured free memory
+ * (tests). */
+lc_status infer_create(lc_infer **out, lc_model *m, int64_t max_len, int64_t seg, int64_t free_limit);
+void infer_destroy(lc_infer *st);
+/* Tokens processed so far (the position of the next token). */
+int64_t infer_pos(const lc_infer *st);
+/* Forget the sequence (position 0, caches empty); keeps the allocation. */
+lc_status infer_reset(lc_infer *st);
+
+/* Feed n tokens (host int32) at positions infer_pos .. infer_pos + n - 1, in segments of at most
+ * seg tokens. logits: host fp32 [n, vocab], the next-token logits of every fed position, or NULL. */
+lc_status model_prefill(lc_model *m, lc_infer *st, const int32_t *tokens, int64_t n, float *logits);
+/* One token: model_prefill of n = 1. logits: host fp32 [vocab] or NULL. */
+lc_status model_decode_step(lc_model *m, lc_infer *st, int32_t token, float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
