@@ -2,7 +2,7 @@
 #   make            build build/longctx (C backend always; CUDA backend when nvcc is found)
 #   make test       build and run every test (GPU tests too when a CUDA device is present)
 #   make run        the default sweep (C backend without a GPU, CUDA with one) + figures
-#   make plots      render plots/*.png from results/*.csv (needs gnuplot)
+#   make plots      render plots/*.png and *.pdf from results/*.csv (needs gnuplot)
 # Options: CUDA=0 (no CUDA backend), NVTX=0 (no NVTX ranges), SAN=1 (ASan+UBSan, C code only).
 
 CUDA_HOME ?= $(or $(patsubst %/bin/nvcc,%,$(shell command -v nvcc 2>/dev/null)),/usr/local/cuda)

@@ -1016,6 +1016,7 @@ size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf16_t *q, const bf16_t *k,
                                             const bf16_t *v, bf16_t *o, float *lse, void *stream) {
+    lc_nvtx_range nvtx_range("attention.fwd");
     if (s && attention_has_offset(s))
         return lc_errorf(LC_EUNSUPPORTED, "%s: query offset not supported by the CUDA kernel yet (Lq = %lld, q_pos0 = %lld)",
                          __func__, (long long)s->Lq, (long long)s->q_pos0);
@@ -1089,6 +1090,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
                                              const bf16_t *v, const bf16_t *o, const float *lse,
                                              const bf16_t *dout, bf16_t *dq, bf16_t *dk, bf16_t *dv,
                                              void *workspace, void *stream) {
+    lc_nvtx_range nvtx_range("attention.bwd");
     if (s && attention_has_offset(s))
         return lc_errorf(LC_EUNSUPPORTED, "%s: query offset not supported by the CUDA kernel yet (Lq = %lld, q_pos0 = %lld)",
                          __func__, (long long)s->Lq, (long long)s->q_pos0);

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include "common.h"
+#include "nvtx.h"
 
 /* Return LC_EDEVICE from the enclosing function when a CUDA call fails. */
 #define cuda_check(call)                                                                     \
@@ -27,5 +28,20 @@
     } while (0)
 
 static inline cudaStream_t lc_stream(void *s) { return (cudaStream_t)s; }
+
+/* An NVTX range (domain "longctx", bench/nvtx.h) over the rest of the enclosing scope, so every
+ * return path closes it: one per public entry point, named family.op.direction, so that
+ * `scripts/profile.sh` and Nsight Systems show the kernel stages inside a sweep point.
+ * next(name) closes the current range and opens the next stage's. Compiled out with NVTX=0. */
+struct lc_nvtx_range {
+    explicit lc_nvtx_range(const char *name) { lc_nvtx_push(name); }
+    void next(const char *name) {
+        lc_nvtx_pop();
+        lc_nvtx_push(name);
+    }
+    ~lc_nvtx_range() { lc_nvtx_pop(); }
+    lc_nvtx_range(const lc_nvtx_range &) = delete;
+    lc_nvtx_range &operator=(const lc_nvtx_range &) = delete;
+};
 
 #endif

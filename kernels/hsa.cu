@@ -37,6 +37,7 @@ size_t hsa_retrieve_workspace_cuda(const struct hsa_shape *s) {
 
 lc_status hsa_retrieve_cuda(const struct hsa_shape *s, const bf16_t *q_r, const bf16_t *lmk, int32_t *idx,
                             float *score, void *workspace, void *stream) {
+    lc_nvtx_range nvtx_range("hsa.retrieve_topk");
     (void)workspace;
     LC_TRY(cuda_shape_check(s, "hsa_retrieve_cuda"));
     if (s->dr % 32)
@@ -94,6 +95,7 @@ __global__ void scores_backward_kernel(int64_t Lr, int64_t Hr, int64_t dr, int64
 lc_status hsa_scores_backward_cuda(const struct hsa_shape *s, const bf16_t *q_r, const bf16_t *lmk,
                                    const int32_t *idx, const float *dscore, float *dq_r, float *dlmk,
                                    void *stream) {
+    lc_nvtx_range nvtx_range("hsa.scores.bwd");
     LC_TRY(cuda_shape_check(s, "hsa_scores_backward_cuda"));
     dim3 grid((unsigned)hsa_num_rows(s), (unsigned)s->Hr, (unsigned)s->B);
     scores_backward_kernel<<<grid, 128, 0, lc_stream(stream)>>>(
@@ -162,6 +164,7 @@ __global__ void weights_backward_kernel(int64_t rows, int K, int stick, const fl
 }
 
 lc_status hsa_weights_forward_cuda(const struct hsa_shape *s, const float *score, float *w, void *stream) {
+    lc_nvtx_range nvtx_range("hsa.weights.fwd");
     LC_TRY(cuda_shape_check(s, "hsa_weights_forward_cuda"));
     int64_t rows = s->B * hsa_num_rows(s) * s->Hr;
     weights_forward_kernel<<<(unsigned)((rows + 255) / 256), 256, 0, lc_stream(stream)>>>(
@@ -172,6 +175,7 @@ lc_status hsa_weights_forward_cuda(const struct hsa_shape *s, const float *score
 
 lc_status hsa_weights_backward_cuda(const struct hsa_shape *s, const float *score, const float *w, const float *dw,
                                     float *dscore, void *stream) {
+    lc_nvtx_range nvtx_range("hsa.weights.bwd");
     LC_TRY(cuda_shape_check(s, "hsa_weights_backward_cuda"));
     int64_t rows = s->B * hsa_num_rows(s) * s->Hr;
     weights_backward_kernel<<<(unsigned)((rows + 255) / 256), 256, 0, lc_stream(stream)>>>(
@@ -259,6 +263,7 @@ static lc_status launch_tok(const hsa_attend::tok_params &p, const attend_cfg &c
 
 lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, const bf16_t *k, const bf16_t *v,
                                   const int32_t *idx, const float *w, bf16_t *o, float *lse, void *stream) {
+    lc_nvtx_range nvtx_range("hsa.attend.fwd");
     LC_TRY(cuda_shape_check(s, "hsa_attend_forward_cuda"));
     attend_cfg cfg;
     LC_TRY(attend_config(s, 1, &cfg, "hsa_attend_forward_cuda"));
@@ -382,6 +387,7 @@ static lc_status launch_dkdv(const hsa_attend::dkdv_params &p, cudaStream_t st) 
 lc_status hsa_attend_backward_cuda(const struct hsa_shape *s, const bf16_t *q, const bf16_t *k, const bf16_t *v,
                                    const int32_t *idx, const float *w, const float *lse, const bf16_t *dout,
                                    bf16_t *dq, bf16_t *dk, bf16_t *dv, float *dw, void *workspace, void *stream) {
+    lc_nvtx_range nvtx_range("hsa.attend.bwd.dq");
     LC_TRY(cuda_shape_check(s, "hsa_attend_backward_cuda"));
     attend_cfg cfg;
     LC_TRY(attend_config(s, 1, &cfg, "hsa_attend_backward_cuda"));
@@ -408,6 +414,7 @@ lc_status hsa_attend_backward_cuda(const struct hsa_shape *s, const bf16_t *q, c
     HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, true>(p, cfg, st))));
 
     /* 2. dw */
+    nvtx_range.next("hsa.attend.bwd.dw");
     {
         int64_t n = s->B * Lr * s->Hr * s->K;
         dw_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(s->B, s->L, s->HQ, s->H, s->K, s->Hr, Lr, s->S, C,
@@ -416,6 +423,7 @@ lc_status hsa_attend_backward_cuda(const struct hsa_shape *s, const bf16_t *q, c
     }
 
     /* 3. reverse index: stable radix sort of (chunk, token*K + slot) pairs */
+    nvtx_range.next("hsa.attend.bwd.sort");
     const int32_t nkeys = (int32_t)(s->B * s->Hr * C);
     pairs_kernel<<<(unsigned)((N + 255) / 256), 256, 0, st>>>(N, s->L, s->Hr, s->K, Lr, s->S, C, s->block_q, nkeys,
                                                               idx, ws.keys_in, ws.vals_in);
@@ -429,6 +437,7 @@ lc_status hsa_attend_backward_cuda(const struct hsa_shape *s, const bf16_t *q, c
     cuda_check_launch("offsets_kernel");
 
     /* 4. dK, dV per chunk; rows past the last complete chunk get no gradient */
+    nvtx_range.next("hsa.attend.bwd.dkdv");
     const size_t row_bytes = (size_t)(s->H * s->dh) * sizeof(bf16_t);
     if (s->L > C * s->S)
         for (int64_t b = 0; b < s->B; b++) {

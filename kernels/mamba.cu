@@ -26,6 +26,7 @@ static lc_status conv_args(const struct mamba_conv_shape *s, const char *fn) {
 lc_status mamba_conv_forward_cuda(const struct mamba_conv_shape *s, const bf16_t *x, const float *weight,
                                   const float *bias, const bf16_t *tail_in, bf16_t *y, bf16_t *tail_out,
                                   void *stream) {
+    lc_nvtx_range nvtx_range("mamba.conv.fwd");
     LC_TRY(conv_args(s, "mamba_conv_forward_cuda"));
     LC_REQUIRE(x && weight && y, "mamba_conv_forward_cuda: x, weight and y must not be NULL");
     const int threads = 128;
@@ -46,6 +47,7 @@ lc_status mamba_conv_backward_cuda(const struct mamba_conv_shape *s, const bf16_
                                    const float *bias, const bf16_t *tail_in, const bf16_t *dy,
                                    const bf16_t *dtail_out, bf16_t *dx, float *dweight, float *dbias,
                                    bf16_t *dtail_in, void *stream) {
+    lc_nvtx_range nvtx_range("mamba.conv.bwd");
     LC_TRY(conv_args(s, "mamba_conv_backward_cuda"));
     LC_REQUIRE(x && weight && dy && dx && dweight && dbias,
                "mamba_conv_backward_cuda: x, weight, dy, dx, dweight and dbias must not be NULL");
@@ -70,6 +72,7 @@ lc_status mamba_conv_backward_cuda(const struct mamba_conv_shape *s, const bf16_
 
 lc_status mamba_conv_decode_cuda(const struct mamba_conv_shape *s, const bf16_t *x, const float *weight,
                                  const float *bias, bf16_t *tail, bf16_t *y, void *stream) {
+    lc_nvtx_range nvtx_range("mamba.conv.decode");
     struct mamba_conv_shape one = *s;
     one.L = 1;
     LC_TRY(conv_args(&one, "mamba_conv_decode_cuda"));
@@ -203,6 +206,7 @@ lc_status mamba_scan_forward_cuda(const struct mamba_scan_shape *s, const bf16_t
                                   const float *dt_bias, const float *A, const bf16_t *Bm, const bf16_t *Cm,
                                   const float *D, const bf16_t *z, const float *h0, bf16_t *y, float *hT,
                                   void *ws, void *stream) {
+    lc_nvtx_range nvtx_range("mamba.scan.fwd");
     LC_TRY(scan_args(s, "mamba_scan_forward_cuda"));
     LC_REQUIRE(x && dt && A && Bm && Cm && y, "mamba_scan_forward_cuda: x, dt, A, Bm, Cm and y must not be NULL");
     cudaStream_t st = lc_stream(stream);
@@ -223,6 +227,7 @@ lc_status mamba_scan_backward_cuda(const struct mamba_scan_shape *s, const bf16_
                                    const float *dhT, bf16_t *dx, float *ddt, float *dBm, float *dCm,
                                    bf16_t *dz, float *dh0, float *dA, float *dD, float *ddt_bias,
                                    void *ws, void *stream) {
+    lc_nvtx_range nvtx_range("mamba.scan.bwd");
     LC_TRY(scan_args(s, "mamba_scan_backward_cuda"));
     LC_REQUIRE(x && dt && A && Bm && Cm && dy && dx && ddt && dBm && dCm,
                "mamba_scan_backward_cuda: x, dt, A, Bm, Cm, dy, dx, ddt, dBm and dCm must not be NULL");
@@ -249,6 +254,7 @@ lc_status mamba_scan_backward_cuda(const struct mamba_scan_shape *s, const bf16_
 lc_status mamba_scan_decode_cuda(const struct mamba_scan_shape *s, const bf16_t *x, const float *dt,
                                  const float *dt_bias, const float *A, const bf16_t *Bm, const bf16_t *Cm,
                                  const float *D, const bf16_t *z, float *state, bf16_t *y, void *stream) {
+    lc_nvtx_range nvtx_range("mamba.scan.decode");
     struct mamba_scan_shape one = *s;
     one.L = 1;
     LC_TRY(scan_args(&one, "mamba_scan_decode_cuda"));

@@ -46,8 +46,9 @@ do for [f in FILES] {
          NaN with lines lc black dt 3 lw 1 title "predicted (dotted)", \
          NaN with points lc black pt 2 ps 2 lw 2 title "out of memory (at predicted size)", \
          NaN with points lc black pt 1 ps 2 lw 2 title "over budget / unsupported (at predicted size)"
+    eval(PDFCOPY(words(ks) + 3, out))
     unset output
-    print "wrote " . out
+    print "wrote " . out . " (and .pdf)"
 }
 unset arrow
 unset label

@@ -31,6 +31,7 @@ do for [f in FILES] {
              with points lt mixlt(ms, word(ks, i)) pt 1 ps 2 lw 2 notitle, \
          NaN with points lc black pt 2 ps 2 lw 2 title "not run: out of memory", \
          NaN with points lc black pt 1 ps 2 lw 2 title "not run: over time budget / unsupported"
+    eval(PDFCOPY(words(ks) + 2, out))
     unset output
-    print "wrote " . out
+    print "wrote " . out . " (and .pdf)"
 }
