@@ -12,7 +12,9 @@
  *           tok_fwe — the HSA papers' token-level probes: the sequence is exactly L tokens,
  *           prompt + answer, scored by teacher-forced exact match of all answer tokens.
  *   other:  passkey (Landmark-attention text, key in [1, 50000], teacher-forced or string scored),
- *           mqar (Zoology multi-query associative recall, token ids only, many queries).
+ *           mqar (Zoology multi-query associative recall, token ids only, many queries),
+ *           copy (an early random segment reproduced after a marker at the end, token ids only:
+ *           M supervised answer tokens per sequence, needles[0] = the source segment).
  *
  * Layout of a generated sample:
  *   text[0 : input_len]          RULER "input"
@@ -67,7 +69,8 @@ struct suite_spec {
                                         sample i at depth (i % D) / (D - 1) */
     int want_ids;                    /* 0: text only (faster JSONL); 1: also token ids */
     int mqar_kv, mqar_queries;       /* mqar: key-value pairs (0: 64) and queries (0: = kv) */
-    int64_t mqar_vocab;              /* mqar vocabulary (0: tokenizer's) */
+    int64_t mqar_vocab;              /* mqar vocabulary (0: tokenizer's); copy: caps its token ids */
+    int copy_len;                    /* copy: segment tokens M (0: 64) */
 };
 
 struct suite_span { int64_t tok0, tok1, byte0, byte1; };
