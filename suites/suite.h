@@ -23,7 +23,9 @@
  *                                probes/passkey/mqar n_ids == L and the answer is inside ids
  *   needles[i]                   token and byte span of needle i in the context (needles[0] is
  *                                the one queried first): where the answer lives, for retrieval
- *                                diagnostics (chunk = tok0 / S)
+ *                                diagnostics (chunk = tok0 / S); mqar: needles[j] = the key-value
+ *                                pair that target j queries (targets in sequence order); copy:
+ *                                needles[0] = the source segment
  *   targets                      teacher-forced targets: predicting ids at target_pos[j] + 1,
  *                                i.e. the model's next-token prediction at position target_pos[j]
  *                                must equal target_id[j] (the per-token loss weights of MQAR)

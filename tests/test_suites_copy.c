@@ -109,7 +109,65 @@ static void test_copy(void) {
     T_ERR(suite_generate(&bad, &s), "cannot hold two 150-token segments");
 }
 
+/* a tokenizer of 2 bytes per token ("x" + byte), to check byte spans that differ from token spans */
+static int64_t two_encode(const struct tokenizer *t, const char *s, size_t n, int32_t *ids, size_t cap) {
+    (void)t;
+    for (size_t i = 0; ids && i + 1 < n && i / 2 < cap; i += 2) ids[i / 2] = (unsigned char)s[i + 1];
+    return (int64_t)(n / 2);
+}
+static int64_t two_decode(const struct tokenizer *t, const int32_t *ids, size_t n, char *out, size_t cap) {
+    (void)t;
+    for (size_t i = 0; out && i < n && 2 * i + 1 < cap; i++) {
+        out[2 * i] = 'x';
+        out[2 * i + 1] = (char)ids[i];
+    }
+    return (int64_t)(2 * n);
+}
+static const struct tokenizer TWO_TOK = {"two-test", 256, "test", 33, 127, '|', two_encode, two_decode, NULL};
+
+static void test_mqar_needles(void) {
+    t_begin("mqar: each query's needle is its key-value pair; targets in sequence order; needles[0] = first query's pair");
+    const int64_t Ls[] = {512, 6000, 70001};
+    const int kv[] = {8, 32, 64}, nq[] = {20, 32, 300};
+    for (int li = 0; li < 3; li++)
+        for (int ti = 0; ti < 2; ti++) {
+            struct suite_spec spec;
+            memset(&spec, 0, sizeof spec);
+            spec.task = "mqar";
+            spec.length = Ls[li];
+            spec.index = li;
+            spec.seed = 5;
+            spec.tok = ti ? &TWO_TOK : tokenizer_byte();
+            spec.want_ids = 1;
+            spec.mqar_kv = kv[li];
+            spec.mqar_queries = nq[li];
+            struct suite_sample s;
+            if (!T_OK(suite_generate(&spec, &s))) continue;
+            int64_t bpt = ti ? 2 : 1;
+            T_CHECK(s.n_needles == nq[li] && s.n_targets == nq[li], "L=%lld: %d needles, %lld targets", (long long)Ls[li],
+                    s.n_needles, (long long)s.n_targets);
+            int ok = 1, order = 1;
+            for (int64_t j = 0; j < s.n_targets && j < s.n_needles; j++) {
+                struct suite_span n = s.needles[j];
+                /* the span is one pair: key at tok0, value at tok0 + 1, inside the pair region */
+                ok &= n.tok1 == n.tok0 + 2 && n.tok0 % 2 == 0 && n.tok0 >= 0 && n.tok1 <= 2 * kv[li];
+                ok &= s.ids[n.tok0] == s.ids[s.target_pos[j]] && s.ids[n.tok0 + 1] == s.target_id[j];
+                ok &= n.byte0 == bpt * n.tok0 && n.byte1 == bpt * n.tok1;
+                ok &= s.needles[j].byte1 <= s.text_len && (!ti || (s.text[n.byte0 + 1] == (char)s.ids[n.tok0]));
+                if (j) order &= s.target_pos[j] > s.target_pos[j - 1];
+            }
+            T_CHECK(ok, "L=%lld tok %s: a needle is not the queried key-value pair", (long long)Ls[li], spec.tok->name);
+            T_CHECK(order, "L=%lld: targets are not in sequence order", (long long)Ls[li]);
+            /* what the training diagnostics use: the earliest target's pair */
+            int64_t first = s.target_pos[0];
+            for (int64_t j = 1; j < s.n_targets; j++) first = s.target_pos[j] < first ? s.target_pos[j] : first;
+            T_CHECK(first == s.target_pos[0] && s.ids[s.needles[0].tok0] == s.ids[first], "needles[0] is not the first query's pair");
+            suite_sample_free(&s);
+        }
+}
+
 int main(void) {
     test_copy();
+    test_mqar_needles();
     return t_finish();
 }
