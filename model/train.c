@@ -27,7 +27,7 @@ static void usage(FILE *f) {
             "  --config NAME|PATH  preset or config file (default tiny-swa-hsa)\n"
             "  --backend B         cpu | cuda | auto (default auto: cuda when a device is usable)\n"
             "  --data FILE         token file (longctx tokenize); rows drawn at random positions\n"
-            "  --task A[,B,..]     synthetic suite task stream (mqar, tok_sniah, tok_mqniah, tok_vt, passkey, ...);\n"
+            "  --task A[,B,..]     synthetic suite task stream (mqar, copy, tok_sniah, tok_mqniah, tok_vt, passkey, ...);\n"
             "                      loss on the task's answer tokens only; several tasks take turns by row\n"
             "  --mix P             with both --data and --task: fraction of rows from the task (default 0.5)\n"
             "  --steps N           optimizer steps (default 100)      --batch B  rows per step (default 8)\n"

@@ -196,7 +196,7 @@ static int cmd_gen(int argc, char **argv) {
             for (int64_t k = start; k < start + samples; k++) {
                 struct suite_spec spec = {t->name, lengths[li], k, (uint64_t)seed, tok, have_hay ? &hay : NULL,
                                           have_words ? &wl : NULL, t->needs_qa == 1 ? &qa1 : t->needs_qa == 2 ? &qa2 : NULL,
-                                          (int)depths, bench, (int)mqar_kv, (int)mqar_q, 0};
+                                          (int)depths, bench, (int)mqar_kv, (int)mqar_q, 0, 0};
                 if (!t->needs_qa) spec.qa = NULL;
                 if (!strcmp(t->name, "mqar")) spec.want_ids = 1; /* its JSONL carries input_ids */
                 struct suite_sample s;

@@ -30,6 +30,7 @@ static const struct suite_task TASKS[] = {
     {"tok_fwe", SUITE_PROBE, METRIC_TF, 0, 0, 0, 0},
     {"passkey", SUITE_OTHER, METRIC_TF, 0, 0, 0, 1},
     {"mqar", SUITE_OTHER, METRIC_TF, 0, 0, 0, 0},
+    {"copy", SUITE_OTHER, METRIC_TF, 0, 0, 0, 1},
 };
 enum { N_TASKS = sizeof TASKS / sizeof TASKS[0] };
 
@@ -313,7 +314,7 @@ lc_status suite_generate(const struct suite_spec *spec_in, struct suite_sample *
     lc_status (*fn)(const struct suite_spec *, lc_rng *, int64_t, struct suite_sample *) =
         !strncmp(t->name, "niah", 4) ? gen_niah : !strcmp(t->name, "vt") ? gen_vt : !strcmp(t->name, "cwe") ? gen_cwe
         : !strcmp(t->name, "fwe") ? gen_fwe : !strncmp(t->name, "qa", 2) ? gen_qa : !strncmp(t->name, "tok_", 4) ? gen_probe
-        : !strcmp(t->name, "passkey") ? gen_passkey : gen_mqar;
+        : !strcmp(t->name, "passkey") ? gen_passkey : !strcmp(t->name, "copy") ? gen_copy : gen_mqar;
     uint64_t seed = lc_hash3(spec.seed, name_hash(t->name) ^ (uint64_t)spec.length, (uint64_t)spec.index);
     int64_t target = spec.length - t->tokens_to_generate;
     /* Fitting is exact for tokenizers whose piece costs add up (byte); otherwise shrink the target

@@ -71,6 +71,7 @@ lc_status gen_qa(const struct suite_spec *spec, lc_rng *rng, int64_t target, str
 lc_status gen_probe(const struct suite_spec *spec, lc_rng *rng, int64_t target, struct suite_sample *s);
 lc_status gen_passkey(const struct suite_spec *spec, lc_rng *rng, int64_t target, struct suite_sample *s);
 lc_status gen_mqar(const struct suite_spec *spec, lc_rng *rng, int64_t target, struct suite_sample *s);
+lc_status gen_copy(const struct suite_spec *spec, lc_rng *rng, int64_t target, struct suite_sample *s);
 
 /* Depth for single-needle tasks: returns the fraction in [0,1] from the grid, or a negative
  * value when the task should draw its depth at random (RULER). */

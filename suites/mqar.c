@@ -6,11 +6,21 @@
  * uniform after 64 failed tries). Every other query-region token is uniform random in [0, V).
  * Targets: the model's next-token prediction at each query key must be its value (Zoology's
  * labels); there are as many queries as requested, so one sequence carries many supervised
- * positions (per-token loss weights: suite_loss_weights). */
+ * positions (per-token loss weights: suite_loss_weights).
+ * Targets are listed in sequence order (target_pos ascending), and needles[j] is the span of the
+ * key-value pair that query j asks for, tokens [2p, 2p+2) of pair p: the answer location for the
+ * retrieval diagnostics. needles[0] is thus the pair behind the first supervised position (the
+ * one model/train.c diagnoses); with more queries than pairs, needles repeat. */
 #include <math.h>
 #include <stdio.h>
 
 #include "gen.h"
+
+struct mqar_query { int64_t pos; int pair; };
+static int query_cmp(const void *a, const void *b) {
+    int64_t x = ((const struct mqar_query *)a)->pos, y = ((const struct mqar_query *)b)->pos;
+    return (x > y) - (x < y);
+}
 
 lc_status gen_mqar(const struct suite_spec *spec, lc_rng *rng, int64_t target, struct suite_sample *s) {
     const struct tokenizer *tok = spec->tok;
@@ -59,21 +69,44 @@ lc_status gen_mqar(const struct suite_spec *spec, lc_rng *rng, int64_t target, s
         if (r < 0) { st = lc_errorf(LC_ENOMEM, "out of memory"); goto done; }
         gaps[j] = g;
     }
-    int64_t *perm = malloc(sizeof(int64_t) * (size_t)N);
+    int64_t *perm = malloc(sizeof(int64_t) * (size_t)N), *pair_byte = malloc(sizeof(int64_t) * ((size_t)N + 1));
+    struct mqar_query *qs = malloc(sizeof(struct mqar_query) * (size_t)Q);
     s->target_pos = malloc(sizeof(int64_t) * (size_t)Q);
     s->target_id = malloc(sizeof(int32_t) * (size_t)Q);
-    if (!perm || !s->target_pos || !s->target_id) { free(perm); st = lc_errorf(LC_ENOMEM, "out of memory"); goto done; }
+    s->needles = malloc(sizeof(struct suite_span) * (size_t)Q);
+    if (!perm || !pair_byte || !qs || !s->target_pos || !s->target_id || !s->needles) {
+        free(perm);
+        free(pair_byte);
+        free(qs);
+        st = lc_errorf(LC_ENOMEM, "out of memory");
+        goto done;
+    }
     for (int i = 0; i < N; i++) perm[i] = i;
     rng_shuffle_i64(rng, perm, N);
     for (int j = 0; j < Q; j++) {
         int p = (int)perm[j % N];
         int64_t t = 2 * (int64_t)N + 2 * gaps[j];
         ids[t] = keys[p];
-        s->target_pos[j] = t;
+        qs[j].pos = t;
+        qs[j].pair = p;
+    }
+    /* sequence order (positions are distinct); byte offset of pair i = decoded length of its prefix
+     * (decoding is per-token concatenation, as everywhere in the suites) */
+    qsort(qs, (size_t)Q, sizeof *qs, query_cmp);
+    pair_byte[0] = 0;
+    for (int i = 0; i < N; i++) pair_byte[i + 1] = pair_byte[i] + tok->decode(tok, ids + 2 * i, 2, NULL, 0);
+    for (int j = 0; j < Q; j++) {
+        int p = qs[j].pair;
+        s->target_pos[j] = qs[j].pos;
         s->target_id[j] = vals[p];
+        s->needles[j] = (struct suite_span){2 * (int64_t)p, 2 * (int64_t)p + 2, pair_byte[p], pair_byte[p + 1]};
     }
     free(perm);
+    free(pair_byte);
+    free(qs);
     s->n_targets = Q;
+    s->n_needles = Q;
+    s->depth = (double)s->needles[0].tok0 / (double)L;
     /* text = decoding of the ids; the ids array itself becomes the sample's (no copy: memory
      * stays at the sample size) */
     int64_t tl = tok->decode(tok, ids, (size_t)L, NULL, 0);

@@ -12,7 +12,9 @@
  *           tok_fwe — the HSA papers' token-level probes: the sequence is exactly L tokens,
  *           prompt + answer, scored by teacher-forced exact match of all answer tokens.
  *   other:  passkey (Landmark-attention text, key in [1, 50000], teacher-forced or string scored),
- *           mqar (Zoology multi-query associative recall, token ids only, many queries).
+ *           mqar (Zoology multi-query associative recall, token ids only, many queries),
+ *           copy (an early random segment reproduced after a marker at the end, token ids only:
+ *           M supervised answer tokens per sequence, needles[0] = the source segment).
  *
  * Layout of a generated sample:
  *   text[0 : input_len]          RULER "input"
@@ -21,7 +23,9 @@
  *                                probes/passkey/mqar n_ids == L and the answer is inside ids
  *   needles[i]                   token and byte span of needle i in the context (needles[0] is
  *                                the one queried first): where the answer lives, for retrieval
- *                                diagnostics (chunk = tok0 / S)
+ *                                diagnostics (chunk = tok0 / S); mqar: needles[j] = the key-value
+ *                                pair that target j queries (targets in sequence order); copy:
+ *                                needles[0] = the source segment
  *   targets                      teacher-forced targets: predicting ids at target_pos[j] + 1,
  *                                i.e. the model's next-token prediction at position target_pos[j]
  *                                must equal target_id[j] (the per-token loss weights of MQAR)
@@ -67,7 +71,8 @@ struct suite_spec {
                                         sample i at depth (i % D) / (D - 1) */
     int want_ids;                    /* 0: text only (faster JSONL); 1: also token ids */
     int mqar_kv, mqar_queries;       /* mqar: key-value pairs (0: 64) and queries (0: = kv) */
-    int64_t mqar_vocab;              /* mqar vocabulary (0: tokenizer's) */
+    int64_t mqar_vocab;              /* mqar vocabulary (0: tokenizer's); copy: caps its token ids */
+    int copy_len;                    /* copy: segment tokens M (0: 64) */
 };
 
 struct suite_span { int64_t tok0, tok1, byte0, byte1; };

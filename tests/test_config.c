@@ -1,7 +1,7 @@
 /* test_config.c — model configs: every preset parses, validates and matches its .cfg file; print
- * -> parse round trips; every kind of error names its line (or its keys); the parameter count
- * of tiny-swa-hsa equals the hand sum (6.31M) and the tensor list is consistent; the parser
- * survives random mutations. */
+ * -> parse round trips; every kind of error names its line (or its keys); the parameter counts
+ * of tiny-swa-hsa (6.31M), tiny-dense, tiny-mamba (1.80M) and tiny-mamba-hsa (4.20M) equal the
+ * hand sums and the tensor list is consistent; the parser survives random mutations. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,15 +132,28 @@ static void test_param_count(void) {
     T_CHECK(n == hand, "param count %lld != hand sum %lld", (long long)n, (long long)hand);
     T_CHECK(llround(n / 1e4) == 631, "%lld does not round to 6.31M", (long long)n);
 
-    t_begin("tiny-dense and tiny-mamba parameter counts = hand sums");
+    t_begin("tiny-dense, tiny-mamba and tiny-mamba-hsa parameter counts = hand sums");
     T_OK(lc_config_preset("tiny-dense", &c));
     T_CHECK(lc_config_param_count(&c) == 2 * V * d + 4 * swa_block + d, "tiny-dense %lld", (long long)lc_config_param_count(&c));
     T_OK(lc_config_preset("tiny-mamba", &c));
-    {   /* Mamba-2: in_proj d -> 2*di + 2*ngroups*N + nh, conv over di + 2*ngroups*N channels (+bias), dt_bias, A_log, D, gated norm, out_proj */
-        const int64_t di = 512, N = 64, nh = 8, conv = 4;
+    {   /* Mamba-2: in_proj d -> 2*di + 2*ngroups*N + nh, conv over di + 2*ngroups*N channels (+bias), dt_bias, A_log, D, gated norm, out_proj.
+         * The tiny presets use nh = 16 heads of P = 32 (di = 16 * 32 = 512 = 2d) and N = 64: (P, N) = (32, 64), a pair the CUDA scan supports. */
+        const int64_t di = 512, N = 64, nh = 16, P = 32, conv = 4;
         const int64_t block = d + d * (2 * di + 2 * N + nh) + (di + 2 * N) * (conv + 1) + 3 * nh + di + di * d;
+        (void)T_CHECK(nh * P == di && c.mamba_heads == nh && c.mamba_dh == P && c.mamba_state == N, "tiny-mamba sizes");
+        /* 256 + 256 * 1168 + 640 * 5 + 48 + 512 + 512 * 256 = 434,096 per block; 65,536 + 4 * 434,096 + 256 = 1,802,176 */
+        (void)T_CHECK(block == 434096 && V * d + 4 * block + d == 1802176, "mamba block %lld", (long long)block);
         T_CHECK(lc_config_param_count(&c) == V * d + 4 * block + d, "tiny-mamba %lld != %lld (tied)", (long long)lc_config_param_count(&c),
                 (long long)(V * d + 4 * block + d));
+        /* tiny-mamba-hsa (mamba*2 chunk retrieval (hsa mamba*2)*2): 6 such blocks, the tiny-swa-hsa chunk layer (same
+         * encoder: 853,824 + lmk_ln 65,536 + proj_k/v 16,384 + k_norm 32 = 935,776), one retrieval layer (65,792), 2 HSA
+         * layers without MLP (plain residual: norm, q_proj, q_norm, o_proj = 262,432), tied:
+         * 65,536 + 6 * 434,096 + 935,776 + 65,792 + 2 * 262,432 + 256 = 4,196,800 */
+        const int64_t hsa_plain = d + d * 16 * 32 + dh + 16 * 32 * d;
+        const int64_t hand_mh = V * d + 6 * block + chunk + retrieval + 2 * hsa_plain + d;
+        (void)T_CHECK(chunk == 935776 && hsa_plain == 262432 && hand_mh == 4196800, "tiny-mamba-hsa hand sum %lld", (long long)hand_mh);
+        T_OK(lc_config_preset("tiny-mamba-hsa", &c));
+        T_CHECK(lc_config_param_count(&c) == hand_mh, "tiny-mamba-hsa %lld != %lld", (long long)lc_config_param_count(&c), (long long)hand_mh);
     }
 
     t_begin("tensor list: contiguous offsets, unique names, numel = shape product, init choices");
@@ -328,7 +341,8 @@ static void test_state_bytes(void) {
     T_OK(lc_config_preset("dense", &c));
     T_CHECK(lc_config_state_bytes(&c, 4096, 2) == 12LL * 2 * 4096 * 12 * 64 * 2, "dense");
     T_OK(lc_config_preset("tiny-mamba", &c));
-    T_CHECK(lc_config_state_bytes(&c, L, 2) == 4LL * (3 * (512 + 128) * 4 + 8 * 64 * 64 * 4), "mamba state does not grow with L");
+    /* 4 layers x (conv state: 3 taps x 640 channels + SSM state: 16 heads x P 32 x N 64), fp32 */
+    T_CHECK(lc_config_state_bytes(&c, L, 2) == 4LL * (3 * (512 + 128) * 4 + 16 * 32 * 64 * 4), "mamba state does not grow with L");
 }
 
 static void test_oracle(void) {

@@ -29,7 +29,7 @@ static int64_t count_occ(const char *hay, size_t n, const char *needle) {
 }
 
 static int gen(const char *task, int64_t L, int64_t idx, uint64_t seed, int depth_bins, struct suite_sample *s) {
-    struct suite_spec spec = {task, L, idx, seed, tokenizer_byte(), have_hay ? &HAY : NULL, &WL, NULL, depth_bins, 1, 0, 0, 0};
+    struct suite_spec spec = {task, L, idx, seed, tokenizer_byte(), have_hay ? &HAY : NULL, &WL, NULL, depth_bins, 1, 0, 0, 0, 0};
     lc_status st = suite_generate(&spec, s);
     if (st) T_CHECK(0, "%s L=%lld idx=%lld: %s", task, (long long)L, (long long)idx, lc_last_error());
     return st == 0;
@@ -232,7 +232,7 @@ static void test_token_tasks(void) {
         free(pred);
         suite_sample_free(&s);
 
-        struct suite_spec spec = {"mqar", Ls[li], li, 3, tokenizer_byte(), NULL, NULL, NULL, 0, 1, 32, 200, 0};
+        struct suite_spec spec = {"mqar", Ls[li], li, 3, tokenizer_byte(), NULL, NULL, NULL, 0, 1, 32, 200, 0, 0};
         if (!T_OK(suite_generate(&spec, &s))) return;
         T_CHECK(s.n_ids == Ls[li] && s.n_targets == 200, "mqar: %lld ids %lld targets", (long long)s.n_ids, (long long)s.n_targets);
         int ok = 1;
@@ -311,7 +311,7 @@ static void test_qa(void) {
     if (!T_OK(qa_parse(&sq, j.p, j.n, "squad-test", 1))) { free(j.p); return; }
     T_CHECK(sq.n_docs == 6 && sq.n_items == 6 && sq.items[4].n_more == 2, "squad: %lld docs %lld items", (long long)sq.n_docs, (long long)sq.n_items);
     for (int k = 0; k < 8; k++) {
-        struct suite_spec spec = {"qa_1", k < 4 ? 1024 : 300, k, 5, tokenizer_byte(), NULL, NULL, &sq, 0, 1, 0, 0, 0};
+        struct suite_spec spec = {"qa_1", k < 4 ? 1024 : 300, k, 5, tokenizer_byte(), NULL, NULL, &sq, 0, 1, 0, 0, 0, 0};
         struct suite_sample s;
         if (k >= 4) { T_ERR(suite_generate(&spec, &s), "cannot hold the gold"); continue; }
         if (!T_OK(suite_generate(&spec, &s))) break;
@@ -331,7 +331,7 @@ static void test_qa(void) {
     jb_raw(&j, "]", 1);
     if (!T_OK(qa_parse(&hp, j.p, j.n, "hotpot-test", 2))) { free(j.p); return; }
     T_CHECK(hp.n_docs == 6 && hp.n_items == 3 && hp.items[1].n_gold == 2, "hotpot: %lld docs", (long long)hp.n_docs);
-    struct suite_spec spec = {"qa_2", 2048, 1, 5, tokenizer_byte(), NULL, NULL, &hp, 0, 1, 0, 0, 0};
+    struct suite_spec spec = {"qa_2", 2048, 1, 5, tokenizer_byte(), NULL, NULL, &hp, 0, 1, 0, 0, 0, 0};
     struct suite_sample s;
     if (T_OK(suite_generate(&spec, &s))) {
         check_common(&s, 2048, 200);
@@ -384,7 +384,7 @@ static void test_other_tokenizer(void) {
     for (int i = 0; i < nt; i++) {
         if (t[i].needs_qa || (t[i].needs_prose && !have)) continue;
         for (int li = 0; li < 2; li++) {
-            struct suite_spec spec = {t[i].name, Ls[li], li, 21, &PAIR_TOK, have ? &hp : NULL, &WL, NULL, 0, 1, 16, 0, 0};
+            struct suite_spec spec = {t[i].name, Ls[li], li, 21, &PAIR_TOK, have ? &hp : NULL, &WL, NULL, 0, 1, 16, 0, 0, 0};
             struct suite_sample s;
             if (!T_OK(suite_generate(&spec, &s))) continue;
             int64_t L = Ls[li];
@@ -489,7 +489,7 @@ static void test_regen(void) {
 static void test_errors(void) {
     t_begin("unknown task names and bad lengths are rejected with clear errors");
     struct suite_sample s;
-    struct suite_spec spec = {"niah_single_9", 4096, 0, 1, NULL, NULL, &WL, NULL, 0, 1, 0, 0, 0};
+    struct suite_spec spec = {"niah_single_9", 4096, 0, 1, NULL, NULL, &WL, NULL, 0, 1, 0, 0, 0, 0};
     T_ERR(suite_generate(&spec, &s), "unknown task 'niah_single_9'");
     spec.task = "niah_single_1";
     spec.length = 10;
