@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "csv.h"
 #include "data.h"
 #include "model.h"
 #include "runlog.h"
@@ -183,6 +184,13 @@ int cmd_eval(int argc, char **argv) {
         }
         have_hay = 1;
     }
+    /* text cells are quoted as CSV needs (paths and task lists may hold commas) */
+    char q_config[512], q_ckpt[1024], q_task[512];
+    if (csv && (csv_quote(config, q_config, sizeof q_config) || csv_quote(ckpt ? ckpt : "init", q_ckpt, sizeof q_ckpt) ||
+                csv_quote(task ? task : "", q_task, sizeof q_task))) {
+        fprintf(stderr, "longctx eval: --config, --ckpt or --task too long for the CSV: %s\n", lc_last_error());
+        goto done;
+    }
     if (csv) {
         cf = fopen(csv, "a+");
         if (!cf) {
@@ -244,7 +252,7 @@ int cmd_eval(int argc, char **argv) {
             printf("ppl  L=%-8lld loss %.4f  ppl %.3f  (%lld x %lld tokens, %.0f tok/s)\n", (long long)T, loss, exp(loss),
                    (long long)batches, (long long)(batch * T), tps);
             if (cf)
-                fprintf(cf, "%s,%s,%s,ppl,,%lld,%lld,%.6f,%.6f,,,,,%.1f,%s,%s,%s\n", config, be->name, ckpt ? ckpt : "init", (long long)T,
+                fprintf(cf, "%s,%s,%s,ppl,,%lld,%lld,%.6f,%.6f,,,,,%.1f,%s,%s,%s\n", q_config, be->name, q_ckpt, (long long)T,
                         (long long)(batches * batch), loss, exp(loss), tps, pv.device, pv.git_sha, pv.date);
         }
         if (task) {
@@ -317,7 +325,7 @@ int cmd_eval(int argc, char **argv) {
                            (double)dtop / dn, dw / dn);
             printf("\n");
             if (cf)
-                fprintf(cf, "%s,%s,%s,task,%s,%lld,%lld,,,%.4f,%.4f,%.4f,%.4f,%.1f,%s,%s,%s\n", config, be->name, ckpt ? ckpt : "init", task,
+                fprintf(cf, "%s,%s,%s,task,%s,%lld,%lld,,,%.4f,%.4f,%.4f,%.4f,%.1f,%s,%s,%s\n", q_config, be->name, q_ckpt, q_task,
                         (long long)T, (long long)samples, (double)n_ok / samples, dn ? (double)dhit / dn : 0.0,
                         dn ? (double)dtop / dn : 0.0, dn ? dw / dn : 0.0, tps, pv.device, pv.git_sha, pv.date);
         }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "csv.h"
 #include "cli.h"
 #include "data.h"
 #include "model.h"
@@ -287,6 +288,12 @@ int cmd_train(int argc, char **argv) {
         rw = malloc(sizeof(float) * (size_t)(B * T * cfg.H_r * cfg.K));
         if (!ridx || !rw) goto done;
     }
+    /* text cells are quoted as CSV needs (a task list holds commas) */
+    char q_config[512], q_task[512];
+    if (csv && (csv_quote(config, q_config, sizeof q_config) || csv_quote(task ? task : "", q_task, sizeof q_task))) {
+        fprintf(stderr, "longctx train: --config or --task too long for the CSV: %s\n", lc_last_error());
+        goto done;
+    }
     if (csv) {
         cf = fopen(csv, "a+");
         if (!cf) {
@@ -410,7 +417,7 @@ int cmd_train(int argc, char **argv) {
                 struct runlog_prov pv;
                 runlog_provenance(be->is_cuda, &pv);
                 fprintf(cf, "%s,%s,%lld,%.6f,%.6g,%.6g,%.1f,%.4f,%s,%lld,%.4f,%.4f,%.4f,%.5f,%.5f,%.5f,%.4f,%.4f,%lld,%lld,%lld,%s,%s,%s\n",
-                        config, be->name, (long long)(s + 1), loss_acc / n_acc, h.lr, gn_last, tps, mfu, task ? task : "", (long long)dg.n,
+                        q_config, be->name, (long long)(s + 1), loss_acc / n_acc, h.lr, gn_last, tps, mfu, q_task, (long long)dg.n,
                         dg.n ? (double)dg.hit / dg.n : 0.0, dg.n ? (double)dg.top / dg.n : 0.0, dg.n ? dg.w / dg.n : 0.0,
                         cd.const_k, cd.const_v, cd.const_lmk, cd.enc_rms, cd.stream_rms[cfg.n_layers - 1], (long long)B, (long long)T, (long long)m.n_params, pv.device, pv.git_sha, pv.date);
                 fflush(cf);
