@@ -251,7 +251,7 @@ static lc_status check_args(const lc_model *m, int64_t max_len, int64_t seg) {
             if (m->cfg.layers[i].kind == LC_LAYER_CHUNK)
                 return lc_errorf(LC_EUNSUPPORTED,
                                  "infer: segmented prefill of GCA (hsa.block_q = %lld, swa_inside = %d, encoder.cls = %d) is not "
-                                 "implemented; use a full forward (longctx eval)",
+                                 "implemented; use the full forward (longctx eval without --segment)",
                                  (long long)m->cfg.block_q, m->cfg.swa_inside, m->cfg.enc_cls);
     if (m->be->is_cuda)
         return lc_errorf(LC_EUNSUPPORTED,

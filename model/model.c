@@ -2,7 +2,26 @@
  * table only. Linear weights are [out, in] (y = x W^T). The residual stream is updated in place:
  * output projections accumulate into it (matmul beta = 1), and the backward walks the layers in
  * reverse with dx, the gradient of the stream, updated in place the same way. Every layer saves
- * what its backward needs; buffers are allocated once per (B, T). */
+ * what its backward needs; buffers are allocated once per (B, T).
+ *
+ * GCA layout (hsa.block_q = S; hsa.md 3.2, 3.3, 4.3, 5; results/notes-gca.md). The paper inserts a
+ * landmark (LMK) token at the end of every chunk; this runner does not, and maps:
+ *   - landmark of chunk c: the encoder's normed output at its CLS slot (encoder.cls = true), or
+ *     the mean of the chunk's S normed token outputs (encoder.cls = false, the presets); no lmk_ln
+ *     projection (d_r = d, as in GCA's score <q, lmk> / sqrt(d)).
+ *   - retrieval row r (hsa.h: serves the tokens of chunk r, sees chunks < r-1): its query is
+ *     RMSNorm_g(x) of the group's retrieval layer at token r*S - 1, the last token of chunk r-1
+ *     (the LMK token's place), with no projection; row 0 has no visible chunk (query zero). So the
+ *     tokens of chunk r use chunks 0 .. r-2, never chunk r-1 (the local SWA's), as in GCA.
+ *   - the fusion weights of row r are shared by the chunk's S tokens and (retrieval_heads =
+ *     single) all heads; every token still has its own attention query q_proj(RMSNorm(x_t)).
+ *   - off-by-one: GCA zeroes the LMK row of K/V (a +1 in the denominator); here hsa.off_by_one.
+ *   - hsa.swa_inside: each hsa layer first does x += Wo SWA(RMSNorm(x)) with its own weights
+ *     layers.<i>.swa.* ([attn] sizes, window W, RoPE instead of GCA's ALiBi, no MLP of its own);
+ *     then the HSA/GCA part as without it; with residual = bypass the GCA output feeds only the
+ *     MLP: x = h + MLP(RMSNorm(h + o_proj(GCA(h)))) (hsa.md 4.3).
+ *   Oracle retrieval and segmented prefill (infer.c) refuse GCA; the CLS-less landmark mean is
+ *   one small matmul per chunk (a per-launch cost on cuda, not tuned). */
 #include "model.h"
 
 #include <math.h>
