@@ -7,7 +7,7 @@
  *    lower layer, two groups, no SWA inside. K >= visible chunks so top-k cannot flip;
  *  - causality: changing tokens after t changes no logit at or before t (t at chunk ends and
  *    starts), and does change later ones; a token far outside every SWA window still reaches a
- *    later logit (through the chunk memory), so retrieval is not dead;
+ *    later logit (through the chunk memory), so retrieval is not dead; T = S-1, S, S+1 run;
  *  - a tiny GCA model overfits one batch; the tiny-swa-gca preset builds and trains one step;
  *  - segmented prefill refuses GCA with a message. */
 #include <math.h>
@@ -165,6 +165,16 @@ static void causality(void) {
     double far = rows_diff(l0, l1, T - 1, T, V), near0 = rows_diff(l0, l1, 0, 1, V);
     printf("  retrieval reach: token 0 moves the last logit by %.3g (its own by %.3g)\n", far, near0);
     T_CHECK(far > 1e-5, "token 0 does not reach position %lld through the chunk memory (%g)", (long long)(T - 1), far);
+    /* shorter than a chunk (no chunk, one retrieval row) and exactly one chunk: still a model */
+    const int64_t shorts[] = {S - 1, S, S + 1};
+    for (size_t k = 0; k < 3; k++) {
+        float loss = 0;
+        T_OK(model_zero_grads(&m));
+        T_OK(model_step(&m, 1, shorts[k], tok, NULL, 1, &loss));
+        double gn = 0;
+        T_OK(model_grad_norm(&m, &gn));
+        T_CHECK(isfinite(loss) && isfinite(gn) && gn > 0, "T = %lld: loss %g grad norm %g", (long long)shorts[k], loss, gn);
+    }
     free(l0);
     free(l1);
     model_destroy(&m);
