@@ -245,6 +245,14 @@ static lc_status check_args(const lc_model *m, int64_t max_len, int64_t seg) {
     LC_REQUIRE(max_len >= 1, "infer: max_len = %lld must be >= 1", (long long)max_len);
     LC_REQUIRE(seg >= 1, "infer: seg = %lld (tokens per segment) must be >= 1", (long long)seg);
     LC_REQUIRE(max_len <= ((int64_t)1 << 40), "infer: max_len = %lld exceeds 2^40 tokens", (long long)max_len);
+    /* GCA rows serve whole chunks and the HSA query offset (hsa.h Lq, q_pos0) needs block_q = 1 */
+    if (m->cfg.block_q != 1 || m->cfg.swa_inside || !m->cfg.enc_cls)
+        for (int i = 0; i < m->cfg.n_layers; i++)
+            if (m->cfg.layers[i].kind == LC_LAYER_CHUNK)
+                return lc_errorf(LC_EUNSUPPORTED,
+                                 "infer: segmented prefill of GCA (hsa.block_q = %lld, swa_inside = %d, encoder.cls = %d) is not "
+                                 "implemented; use the full forward (longctx eval without --segment)",
+                                 (long long)m->cfg.block_q, m->cfg.swa_inside, m->cfg.enc_cls);
     if (m->be->is_cuda)
         return lc_errorf(LC_EUNSUPPORTED,
                          "infer: segmented prefill on the cuda backend needs the CUDA attention/HSA kernels' query offset "

@@ -2,7 +2,26 @@
  * table only. Linear weights are [out, in] (y = x W^T). The residual stream is updated in place:
  * output projections accumulate into it (matmul beta = 1), and the backward walks the layers in
  * reverse with dx, the gradient of the stream, updated in place the same way. Every layer saves
- * what its backward needs; buffers are allocated once per (B, T). */
+ * what its backward needs; buffers are allocated once per (B, T).
+ *
+ * GCA layout (hsa.block_q = S; hsa.md 3.2, 3.3, 4.3, 5; results/notes-gca.md). The paper inserts a
+ * landmark (LMK) token at the end of every chunk; this runner does not, and maps:
+ *   - landmark of chunk c: the encoder's normed output at its CLS slot (encoder.cls = true), or
+ *     the mean of the chunk's S normed token outputs (encoder.cls = false, the presets); no lmk_ln
+ *     projection (d_r = d, as in GCA's score <q, lmk> / sqrt(d)).
+ *   - retrieval row r (hsa.h: serves the tokens of chunk r, sees chunks < r-1): its query is
+ *     RMSNorm_g(x) of the group's retrieval layer at token r*S - 1, the last token of chunk r-1
+ *     (the LMK token's place), with no projection; row 0 has no visible chunk (query zero). So the
+ *     tokens of chunk r use chunks 0 .. r-2, never chunk r-1 (the local SWA's), as in GCA.
+ *   - the fusion weights of row r are shared by the chunk's S tokens and (retrieval_heads =
+ *     single) all heads; every token still has its own attention query q_proj(RMSNorm(x_t)).
+ *   - off-by-one: GCA zeroes the LMK row of K/V (a +1 in the denominator); here hsa.off_by_one.
+ *   - hsa.swa_inside: each hsa layer first does x += Wo SWA(RMSNorm(x)) with its own weights
+ *     layers.<i>.swa.* ([attn] sizes, window W, RoPE instead of GCA's ALiBi, no MLP of its own);
+ *     then the HSA/GCA part as without it; with residual = bypass the GCA output feeds only the
+ *     MLP: x = h + MLP(RMSNorm(h + o_proj(GCA(h)))) (hsa.md 4.3).
+ *   Oracle retrieval and segmented prefill (infer.c) refuse GCA; the CLS-less landmark mean is
+ *   one small matmul per chunk (a per-launch cost on cuda, not tuned). */
 #include "model.h"
 
 #include <math.h>
@@ -57,6 +76,8 @@ struct mlp_saved {
 struct model_layer {
     int kind, group;
     struct attn_params ap;  /* swa, dense; hsa uses mlp_norm, w_gate, w_down */
+    struct attn_params swa_p; /* hsa with hsa.swa_inside: the SWA sub-block (no MLP); wq < 0 = absent */
+    struct attn_saved swa_s;
     struct attn_saved as;
     struct mlp_saved ms;
     /* chunk */
@@ -150,6 +171,10 @@ static int64_t look_layer(const lc_model *m, int i, int e, const char *part) {
     (void)e;
     return find_tensor(m, "layers.%d.%s", i, part);
 }
+static int64_t look_swa(const lc_model *m, int i, int e, const char *part) {
+    (void)e;
+    return find_tensor(m, "layers.%d.swa.%s", i, part);
+}
 
 /* The MLP's gate and up weights must be adjacent ([2F, d] in one matmul). */
 static lc_status mlp_find(lc_model *m, int i, int64_t *norm, int64_t *gate, int64_t *down, int64_t F, int e) {
@@ -191,10 +216,7 @@ static lc_status check_supported(const lc_config *c) {
         if (c->lmk_norm) return lc_errorf(LC_EUNSUPPORTED, "model: hsa.lmk_norm is not implemented in the runner yet");
         if (c->pos_decay) return lc_errorf(LC_EUNSUPPORTED, "model: hsa.pos_decay is not implemented in the runner yet");
         if (c->mask_window) return lc_errorf(LC_EUNSUPPORTED, "model: hsa.mask_window is not implemented in the runner yet");
-        if (c->swa_inside || c->block_q != 1)
-            return lc_errorf(LC_EUNSUPPORTED, "model: GCA (hsa.block_q = S, swa_inside) is not implemented in the runner yet");
-        if (c->enc_layers < 1 || !c->enc_cls)
-            return lc_errorf(LC_EUNSUPPORTED, "model: the chunk encoder needs encoder.layers >= 1 and encoder.cls = true in the runner");
+        if (c->enc_layers < 1) return lc_errorf(LC_EUNSUPPORTED, "model: the chunk encoder needs encoder.layers >= 1 in the runner");
         if (c->enc_prenorm) return lc_errorf(LC_EUNSUPPORTED, "model: encoder.prenorm is not implemented in the runner yet");
         if (c->residual == LC_RESIDUAL_PLAIN) return lc_errorf(LC_EUNSUPPORTED, "model: hsa.residual = plain is not implemented yet");
     }
@@ -233,9 +255,9 @@ lc_status model_create(lc_model *m, const lc_config *cfg, const struct backend *
             l->proj_k = TENSOR(i, "proj_k");
             l->proj_v = TENSOR(i, "proj_v");
             l->ck_norm = TENSOR(i, "k_norm");
-            LC_TRY(need(l->cls, i, "cls"));
+            if (cfg->enc_cls) LC_TRY(need(l->cls, i, "cls"));
             LC_TRY(need(l->enc_norm, i, "enc_norm"));
-            LC_TRY(need(l->lmk_ln, i, "lmk_ln"));
+            if (cfg->block_q == 1) LC_TRY(need(l->lmk_ln, i, "lmk_ln")); /* GCA: landmark = mean itself (d_r = d) */
             LC_TRY(need(l->proj_k, i, "proj_k"));
             LC_TRY(need(l->proj_v, i, "proj_v"));
             l->enc_p = lc_calloc((size_t)cfg->enc_layers, sizeof *l->enc_p, "encoder params");
@@ -251,7 +273,7 @@ lc_status model_create(lc_model *m, const lc_config *cfg, const struct backend *
             l->norm = TENSOR(i, "norm");
             l->ln = TENSOR(i, "ln");
             LC_TRY(need(l->norm, i, "norm"));
-            LC_TRY(need(l->ln, i, "ln"));
+            if (cfg->block_q == 1) LC_TRY(need(l->ln, i, "ln")); /* GCA: q_r = the normed hidden state (d_r = d) */
             break;
         case LC_LAYER_HSA:
             l->norm = TENSOR(i, "norm");
@@ -261,6 +283,8 @@ lc_status model_create(lc_model *m, const lc_config *cfg, const struct backend *
             LC_TRY(need(l->norm, i, "norm"));
             LC_TRY(need(l->q_proj, i, "q_proj"));
             LC_TRY(need(l->o_proj, i, "o_proj"));
+            l->swa_p.wq = -1;
+            if (cfg->swa_inside) LC_TRY(attn_params_find(m, &l->swa_p, look_swa, i, 0));
             LC_TRY(mlp_find(m, i, &l->ap.mlp_norm, &l->ap.w_gate, &l->ap.w_down, cfg->hsa_mlp, -1));
             if (l->ap.w_gate < 0 && cfg->residual != LC_RESIDUAL_PLAIN)
                 return lc_errorf(LC_EUNSUPPORTED, "model: hsa layer %d without an MLP needs residual = plain (not implemented)", i);
@@ -340,7 +364,7 @@ static lc_status alloc_acts(lc_model *m, int64_t B, int64_t T) {
     arena_free(m);
     const lc_config *c = &m->cfg;
     const size_t ab = m->be->act_bytes;
-    const int64_t R = B * T, d = c->d, C = n_chunks(m, T), S1 = c->S + 1;
+    const int64_t R = B * T, d = c->d, C = n_chunks(m, T), S1 = c->S + (c->enc_cls != 0);
     const int64_t Re = B * C * S1;
     int64_t wide = d;
 #define WIDEN(x) do { if ((x) > wide) wide = (x); } while (0)
@@ -409,6 +433,16 @@ static lc_status alloc_acts(lc_model *m, int64_t B, int64_t T) {
             AL(l->o, R * qd, ab, "o"); AL(l->lse, R * c->HQ * c->K, 4, "lse"); AL(l->t, R * d, ab, "t");
             AL(l->ms.hn2, R * d, ab, "hn2"); AL(l->ms.gu, R * 2 * c->hsa_mlp, ab, "gu"); AL(l->ms.a, R * c->hsa_mlp, ab, "a");
             AL(l->ms.rstd2, R, 4, "rstd");
+            if (l->swa_p.wq >= 0) {
+                struct attn_saved *as = &l->swa_s;
+                int64_t aq = c->attn_heads * attn_dh(c), ak = c->attn_kv_heads * attn_dh(c);
+                WIDEN(aq);
+                AL(as->x_in, R * d, ab, "x_in"); AL(as->hn, R * d, ab, "hn");
+                AL(as->q_pre, R * aq, ab, "q"); AL(as->k_pre, R * ak, ab, "k");
+                AL(as->q, R * aq, ab, "q"); AL(as->k, R * ak, ab, "k"); AL(as->v, R * ak, ab, "v");
+                AL(as->o, R * aq, ab, "o"); AL(as->rstd1, R, 4, "rstd"); AL(as->rstd_q, R * c->attn_heads, 4, "rstd");
+                AL(as->rstd_k, R * c->attn_kv_heads, 4, "rstd"); AL(as->lse, R * c->attn_heads, 4, "lse");
+            }
             break;
         }
         case LC_LAYER_MAMBA: {
@@ -569,7 +603,7 @@ static struct attn_dims swa_dims(const lc_model *m, int kind) {
 }
 static struct attn_dims enc_dims(const lc_model *m) {
     const lc_config *c = &m->cfg;
-    struct attn_dims a = {m->B * n_chunks(m, m->T), c->S + 1, c->enc_heads, c->enc_kv_heads, enc_dh(c), 0,
+    struct attn_dims a = {m->B * n_chunks(m, m->T), c->S + (c->enc_cls != 0), c->enc_heads, c->enc_kv_heads, enc_dh(c), 0,
                           c->enc_mlp, 0, (float)c->enc_rope_theta, c->enc_qk_norm};
     return a;
 }
@@ -579,7 +613,7 @@ static struct hsa_shape hsa_shape_of(const lc_model *m) {
     struct hsa_shape h;
     memset(&h, 0, sizeof h);
     h.B = m->B; h.L = m->T; h.HQ = c->HQ; h.H = c->H; h.dh = hsa_dh(c); h.S = c->S; h.K = c->K;
-    h.Hr = c->H_r; h.dr = c->d_r / c->H_r; h.block_q = 1; h.softmax1 = c->off_by_one; h.weighting = c->weights;
+    h.Hr = c->H_r; h.dr = c->d_r / c->H_r; h.block_q = c->block_q; h.softmax1 = c->off_by_one; h.weighting = c->weights;
     h.gumbel = c->gumbel && m->training; h.gumbel_seed = m->gumbel_seed; h.scale = 0.0f;
     return h;
 }
@@ -590,7 +624,7 @@ static lc_status chunk_fwd(lc_model *m, struct model_layer *l, const void *x) {
     const lc_config *c = &m->cfg;
     struct shared *s = SH(m);
     const size_t ab = be->act_bytes;
-    const int64_t B = m->B, T = m->T, d = c->d, S = c->S, S1 = S + 1, C = n_chunks(m, T), H = c->H, dh = hsa_dh(c);
+    const int64_t B = m->B, T = m->T, d = c->d, S = c->S, S1 = S + (c->enc_cls != 0), C = n_chunks(m, T), H = c->H, dh = hsa_dh(c);
     const float eps = (float)c->norm_eps;
     LC_TRY(be->zero(s->mem_k, (size_t)(B * T * H * dh) * ab));
     LC_TRY(be->zero(s->mem_v, (size_t)(B * T * H * dh) * ab));
@@ -601,9 +635,11 @@ static lc_status chunk_fwd(lc_model *m, struct model_layer *l, const void *x) {
     for (int64_t b = 0; b < B; b++)
         LC_TRY(be->copy2d(ACT(m, l->E0, b * C * S1 * d), (size_t)(S1 * d) * ab, ACT(m, x, b * T * d), (size_t)(S * d) * ab,
                           (size_t)(S * d) * ab, (size_t)C));
-    void *clsb = s->g[0]; /* [BC, d] = cls broadcast through an embedding lookup with id 0 */
-    LC_TRY(be->embedding_forward(BC, 1, d, s->zero_ids, WP(m, l->cls), clsb));
-    LC_TRY(be->copy2d(ACT(m, l->E0, S * d), (size_t)(S1 * d) * ab, clsb, (size_t)d * ab, (size_t)d * ab, (size_t)BC));
+    if (c->enc_cls) {
+        void *clsb = s->g[0]; /* [BC, d] = cls broadcast through an embedding lookup with id 0 */
+        LC_TRY(be->embedding_forward(BC, 1, d, s->zero_ids, WP(m, l->cls), clsb));
+        LC_TRY(be->copy2d(ACT(m, l->E0, S * d), (size_t)(S1 * d) * ab, clsb, (size_t)d * ab, (size_t)d * ab, (size_t)BC));
+    }
     /* encoder: residual stream Eout */
     LC_TRY(be->copy(l->Eout, l->E0, (size_t)(BC * S1 * d) * ab));
     struct attn_dims a = enc_dims(m);
@@ -612,8 +648,13 @@ static lc_status chunk_fwd(lc_model *m, struct model_layer *l, const void *x) {
     LC_TRY(be->rmsnorm_forward(BC * S1, d, eps, l->Eout, WP(m, l->enc_norm), En, l->enc_rstd));
     /* E0 is no longer needed by the backward (the encoder saved its own inputs): keep En there */
     LC_TRY(be->copy(l->E0, En, (size_t)(BC * S1 * d) * ab));
-    LC_TRY(be->copy2d(l->lmk_src, (size_t)d * ab, ACT(m, l->E0, S * d), (size_t)(S1 * d) * ab, (size_t)d * ab, (size_t)BC));
-    LC_TRY(linear_fwd(m, BC, d, c->d_r, l->lmk_src, l->lmk_ln, s->lmk, 0.0f));
+    if (c->enc_cls) /* landmark source: the CLS output */
+        LC_TRY(be->copy2d(l->lmk_src, (size_t)d * ab, ACT(m, l->E0, S * d), (size_t)(S1 * d) * ab, (size_t)d * ab, (size_t)BC));
+    else /* the mean of the chunk's S normed encoder outputs: (1/S) ones[1, S] En[bc] per chunk */
+        for (int64_t bc = 0; bc < BC; bc++)
+            LC_TRY(be->matmul(0, 0, 1, d, S, 1.0f / (float)S, s->ones, ACT(m, l->E0, bc * S1 * d), 0.0f, ACT(m, l->lmk_src, bc * d), 0));
+    if (l->lmk_ln >= 0) LC_TRY(linear_fwd(m, BC, d, c->d_r, l->lmk_src, l->lmk_ln, s->lmk, 0.0f));
+    else LC_TRY(be->copy(s->lmk, l->lmk_src, (size_t)(BC * d) * ab)); /* GCA: d_r = d, no projection */
     for (int64_t b = 0; b < B; b++)
         LC_TRY(be->copy2d(ACT(m, l->Etok, b * T * d), (size_t)(S * d) * ab, ACT(m, l->E0, b * C * S1 * d), (size_t)(S1 * d) * ab,
                           (size_t)(S * d) * ab, (size_t)C));
@@ -636,7 +677,7 @@ static lc_status chunk_bwd(lc_model *m, struct model_layer *l, void *dx) {
     const lc_config *c = &m->cfg;
     struct shared *s = SH(m);
     const size_t ab = be->act_bytes;
-    const int64_t B = m->B, T = m->T, d = c->d, S = c->S, S1 = S + 1, C = n_chunks(m, T), H = c->H, dh = hsa_dh(c);
+    const int64_t B = m->B, T = m->T, d = c->d, S = c->S, S1 = S + (c->enc_cls != 0), C = n_chunks(m, T), H = c->H, dh = hsa_dh(c);
     if (C == 0) return LC_OK;
     const int64_t BC = B * C;
     if (C * S < T) /* rows past the last chunk were zeroed: no gradient */
@@ -657,17 +698,24 @@ static lc_status chunk_bwd(lc_model *m, struct model_layer *l, void *dx) {
         LC_TRY(be->copy2d(ACT(m, dEn, b * C * S1 * d), (size_t)(S1 * d) * ab, ACT(m, dEtok, b * T * d), (size_t)(S * d) * ab,
                           (size_t)(S * d) * ab, (size_t)C));
     void *dsrc = s->g[1];
-    LC_TRY(linear_bwd(m, BC, d, c->d_r, l->lmk_src, l->lmk_ln, s->dlmk, dsrc, 0.0f));
-    LC_TRY(be->copy2d(ACT(m, dEn, S * d), (size_t)(S1 * d) * ab, dsrc, (size_t)d * ab, (size_t)d * ab, (size_t)BC));
+    if (l->lmk_ln >= 0) LC_TRY(linear_bwd(m, BC, d, c->d_r, l->lmk_src, l->lmk_ln, s->dlmk, dsrc, 0.0f));
+    else LC_TRY(be->copy(dsrc, s->dlmk, (size_t)(BC * d) * ab));
+    if (c->enc_cls)
+        LC_TRY(be->copy2d(ACT(m, dEn, S * d), (size_t)(S1 * d) * ab, dsrc, (size_t)d * ab, (size_t)d * ab, (size_t)BC));
+    else /* mean: every token row of chunk bc gets dsrc[bc] / S (ones[S, 1] dsrc[bc] added) */
+        for (int64_t bc = 0; bc < BC; bc++)
+            LC_TRY(be->matmul(0, 0, S, d, 1, 1.0f / (float)S, s->ones, ACT(m, dsrc, bc * d), 1.0f, ACT(m, dEn, bc * S1 * d), 0));
     LC_TRY(be->rmsnorm_backward(BC * S1, d, l->Eout, WP(m, l->enc_norm), l->enc_rstd, dEn, dE, GP(m, l->enc_norm), 0));
     /* the encoder blocks use g[0..5] as scratch: keep dE in Eout (no longer needed) */
     LC_TRY(be->copy(l->Eout, dE, (size_t)(BC * S1 * d) * ab));
     struct attn_dims a = enc_dims(m);
     for (int e = c->enc_layers - 1; e >= 0; e--) LC_TRY(attn_block_bwd(m, &a, &l->enc_p[e], &l->enc_s[e], &l->enc_m[e], l->Eout));
     /* CLS gradient: sum of the CLS rows; token rows back to x */
-    void *dcls = s->g[0];
-    LC_TRY(be->copy2d(dcls, (size_t)d * ab, ACT(m, l->Eout, S * d), (size_t)(S1 * d) * ab, (size_t)d * ab, (size_t)BC));
-    LC_TRY(be->embedding_backward(BC, 1, d, s->zero_ids, dcls, GP(m, l->cls)));
+    if (c->enc_cls) {
+        void *dcls = s->g[0];
+        LC_TRY(be->copy2d(dcls, (size_t)d * ab, ACT(m, l->Eout, S * d), (size_t)(S1 * d) * ab, (size_t)d * ab, (size_t)BC));
+        LC_TRY(be->embedding_backward(BC, 1, d, s->zero_ids, dcls, GP(m, l->cls)));
+    }
     void *dX = s->g[1];
     LC_TRY(be->zero(dX, (size_t)(B * T * d) * ab));
     for (int64_t b = 0; b < B; b++)
@@ -730,16 +778,47 @@ static lc_status oracle_force(lc_model *m, struct model_layer *l) {
     return st;
 }
 
+/* GCA query rows (block_q = S, d_r = d): row r of q_r [B, Lr, d] serves the tokens of chunk r and
+ * is the group-normed hidden state of the last token of chunk r-1 (token r*S - 1), the latest
+ * token every served token may see; row 0 (no chunk before) is zero and sees no chunk anyway. */
+static lc_status gca_gather(lc_model *m, const void *hn, void *q_r) {
+    const struct backend *be = m->be;
+    const size_t ab = be->act_bytes;
+    const int64_t B = m->B, T = m->T, d = m->cfg.d, S = m->cfg.S, Lr = (T + S - 1) / S;
+    LC_TRY(be->zero(q_r, (size_t)(B * Lr * d) * ab));
+    if (Lr < 2) return LC_OK;
+    for (int64_t b = 0; b < B; b++)
+        LC_TRY(be->copy2d(ACT(m, q_r, (b * Lr + 1) * d), (size_t)d * ab, ACT(m, hn, (b * T + S - 1) * d), (size_t)(S * d) * ab,
+                          (size_t)d * ab, (size_t)(Lr - 1)));
+    return LC_OK;
+}
+/* The transpose of gca_gather: dhn [B*T, d] = 0 except rows r*S - 1 = dq_r row r. */
+static lc_status gca_scatter(lc_model *m, const void *dq_r, void *dhn) {
+    const struct backend *be = m->be;
+    const size_t ab = be->act_bytes;
+    const int64_t B = m->B, T = m->T, d = m->cfg.d, S = m->cfg.S, Lr = (T + S - 1) / S;
+    LC_TRY(be->zero(dhn, (size_t)(B * T * d) * ab));
+    if (Lr < 2) return LC_OK;
+    for (int64_t b = 0; b < B; b++)
+        LC_TRY(be->copy2d(ACT(m, dhn, (b * T + S - 1) * d), (size_t)(S * d) * ab, ACT(m, dq_r, (b * Lr + 1) * d), (size_t)d * ab,
+                          (size_t)d * ab, (size_t)(Lr - 1)));
+    return LC_OK;
+}
+
 static lc_status retrieval_fwd(lc_model *m, struct model_layer *l, const void *x) {
     const struct backend *be = m->be;
     const lc_config *c = &m->cfg;
     const int64_t R = m->B * m->T;
     LC_TRY(be->copy(l->as.x_in, x, (size_t)(R * c->d) * be->act_bytes));
     LC_TRY(be->rmsnorm_forward(R, c->d, (float)c->norm_eps, x, WP(m, l->norm), l->hn, l->rstd));
-    LC_TRY(linear_fwd(m, R, c->d, c->d_r, l->hn, l->ln, l->q_r, 0.0f));
     struct hsa_shape h = hsa_shape_of(m);
+    if (c->block_q == 1) LC_TRY(linear_fwd(m, R, c->d, c->d_r, l->hn, l->ln, l->q_r, 0.0f));
+    else LC_TRY(gca_gather(m, l->hn, l->q_r));
     LC_TRY(be->hsa_retrieve(&h, l->q_r, SH(m)->lmk, l->idx, l->score));
-    if (m->oracle_chunk) LC_TRY(oracle_force(m, l));
+    if (m->oracle_chunk) {
+        if (c->block_q != 1) return lc_errorf(LC_EUNSUPPORTED, "model: oracle retrieval is not implemented for GCA (hsa.block_q = S)");
+        LC_TRY(oracle_force(m, l));
+    }
     LC_TRY(be->hsa_weights_forward(&h, l->score, l->wts));
     return be->zero(l->dw, (size_t)(R * c->H_r * c->K) * 4);
 }
@@ -755,7 +834,8 @@ static lc_status retrieval_bwd(lc_model *m, struct model_layer *l, void *dx) {
     void *dqr = s->g[0], *dhn = s->g[1];
     LC_TRY(be->zero(dqr, (size_t)(R * c->d_r) * be->act_bytes));
     LC_TRY(be->hsa_scores_backward(&h, l->q_r, s->lmk, l->idx, dscore, dqr, s->dlmk));
-    LC_TRY(linear_bwd(m, R, c->d, c->d_r, l->hn, l->ln, dqr, dhn, 0.0f));
+    if (c->block_q == 1) LC_TRY(linear_bwd(m, R, c->d, c->d_r, l->hn, l->ln, dqr, dhn, 0.0f));
+    else LC_TRY(gca_scatter(m, dqr, dhn));
     return be->rmsnorm_backward(R, c->d, l->as.x_in, WP(m, l->norm), l->rstd, dhn, dx, GP(m, l->norm), 1);
 }
 
@@ -774,6 +854,10 @@ static lc_status hsa_fwd(lc_model *m, int i, void *x) {
     const int64_t R = m->B * m->T, d = c->d, dh = hsa_dh(c), qd = c->HQ * dh;
     const float eps = (float)c->norm_eps;
     if (!r) return lc_errorf(LC_EINVAL, "model: hsa layer %d has no retrieval layer", i);
+    if (l->swa_p.wq >= 0) { /* hsa.swa_inside: x += SWA(n x) first (the GCA layer's local mixer) */
+        struct attn_dims a = swa_dims(m, LC_LAYER_SWA);
+        LC_TRY(attn_block_fwd(m, &a, &l->swa_p, &l->swa_s, &l->ms, x));
+    }
     LC_TRY(be->copy(l->as.x_in, x, (size_t)(R * d) * ab));
     LC_TRY(be->rmsnorm_forward(R, d, eps, x, WP(m, l->norm), l->hn, l->rstd));
     LC_TRY(linear_fwd(m, R, d, qd, l->hn, l->q_proj, l->q_pre, 0.0f));
@@ -810,7 +894,7 @@ static lc_status hsa_bwd(lc_model *m, int i, void *dx) {
     LC_TRY(be->hsa_attend_backward(&h, l->q, s->mem_k, s->mem_v, r->idx, r->wts, l->lse, dO, dq, dk, dv, dw));
     LC_TRY(be->add(kvn, dk, s->dmem_k));
     LC_TRY(be->add(kvn, dv, s->dmem_v));
-    LC_TRY(be->add_f32(R * c->H_r * c->K, dw, r->dw));
+    LC_TRY(be->add_f32(m->B * hsa_num_rows(&h) * c->H_r * c->K, dw, r->dw));
     const void *gq = dq;
     if (l->q_norm >= 0) {
         LC_TRY(be->rmsnorm_backward(R * c->HQ, dh, l->q_pre, WP(m, l->q_norm), l->rstd_q, dq, dqp, GP(m, l->q_norm), 0));
@@ -818,7 +902,10 @@ static lc_status hsa_bwd(lc_model *m, int i, void *dx) {
     }
     void *dhn = s->g[1];
     LC_TRY(linear_bwd(m, R, d, qd, l->hn, l->q_proj, gq, dhn, 0.0f));
-    return be->rmsnorm_backward(R, d, l->as.x_in, WP(m, l->norm), l->rstd, dhn, dx, GP(m, l->norm), 1);
+    LC_TRY(be->rmsnorm_backward(R, d, l->as.x_in, WP(m, l->norm), l->rstd, dhn, dx, GP(m, l->norm), 1));
+    if (l->swa_p.wq < 0) return LC_OK;
+    struct attn_dims a = swa_dims(m, LC_LAYER_SWA);
+    return attn_block_bwd(m, &a, &l->swa_p, &l->swa_s, &l->ms, dx);
 }
 
 /* ---------------------------------------------------------------- Mamba-2 layer */
@@ -1014,9 +1101,16 @@ lc_status model_retrieval(const lc_model *m, int g, int32_t *idx, float *w) {
     for (int i = 0; i < m->cfg.n_layers; i++) {
         const struct model_layer *l = &m->layers[i];
         if (l->kind != LC_LAYER_RETRIEVAL || l->group != g) continue;
-        size_t n = (size_t)(m->B * m->T * m->cfg.H_r * m->cfg.K) * 4;
+        const int64_t B = m->B, T = m->T, HK = m->cfg.H_r * m->cfg.K, bq = m->cfg.block_q, Lr = (T + bq - 1) / bq;
+        size_t n = (size_t)(B * Lr * HK) * 4;
         if (idx) LC_TRY(m->be->download(idx, l->idx, n));
         if (w) LC_TRY(m->be->download(w, l->wts, n));
+        /* GCA: expand the per-chunk rows to tokens in place (token t uses row t / S), back to front */
+        for (int64_t bt = B * T - 1; bq > 1 && bt >= 0; bt--) {
+            int64_t src = ((bt / T) * Lr + (bt % T) / bq) * HK;
+            if (idx) memmove(idx + bt * HK, idx + src, (size_t)HK * 4);
+            if (w) memmove(w + bt * HK, w + src, (size_t)HK * 4);
+        }
         return LC_OK;
     }
     return lc_errorf(LC_EINVAL, "model_retrieval: no retrieval group %d", g);
@@ -1115,7 +1209,7 @@ lc_status model_diagnostics(const lc_model *m, struct model_diag *out) {
         /* the stream after layer i is what the next layer saved as its input (or the final x) */
         const void *src = NULL;
         for (int j = i + 1; j < c->n_layers && !src; j++)
-            if (m->layers[j].as.x_in) src = m->layers[j].as.x_in;
+            src = m->layers[j].swa_s.x_in ? m->layers[j].swa_s.x_in : m->layers[j].as.x_in;
         if (!src) src = s->x;
         if (m->layers[i].kind == LC_LAYER_CHUNK || m->layers[i].kind == LC_LAYER_RETRIEVAL) {
             out->stream_rms[i] = i > 0 ? out->stream_rms[i - 1] : 0; /* these layers do not change x */
@@ -1127,7 +1221,7 @@ lc_status model_diagnostics(const lc_model *m, struct model_diag *out) {
     for (int i = 0; st == LC_OK && i < c->n_layers; i++) {
         const struct model_layer *l = &m->layers[i];
         if (l->kind != LC_LAYER_CHUNK) continue;
-        const int64_t C = n_chunks(m, T), kd = c->H * hsa_dh(c), S1 = c->S + 1;
+        const int64_t C = n_chunks(m, T), kd = c->H * hsa_dh(c), S1 = c->S + (c->enc_cls != 0);
         if (C == 0) break;
         if ((st = act_host(m, s->mem_k, R * kd, h)) == LC_OK) out->const_k = constancy(h, B, T, C * c->S, kd);
         if (st == LC_OK && (st = act_host(m, s->mem_v, R * kd, h)) == LC_OK) out->const_v = constancy(h, B, T, C * c->S, kd);

@@ -84,7 +84,8 @@ lc_status model_argmax(const lc_model *m, int32_t *host);
  * next-token logits after tokens 0..t (backward overwrites them with their gradient). */
 lc_status model_logits(const lc_model *m, float *host);
 
-/* Retrieval diagnostics of the last forward for group g: idx and w [B, T, H_r, K] (host). */
+/* Retrieval diagnostics of the last forward for group g: idx and w [B, T, H_r, K] (host); with
+ * GCA (block_q = S) token t gets its chunk's row t / S. */
 lc_status model_retrieval(const lc_model *m, int g, int32_t *idx, float *w);
 
 /* Collapse diagnostics of the last forward-only model_step (hsa.md / issue 8: a collapsed chunk
