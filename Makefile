@@ -92,7 +92,7 @@ $(LIB): $(OBJ)
 $(BIN): $(BUILD)/model/longctx.o $(LIB)
 	$(CXX) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< $(LIB) -o $@ $(LDLIBS) -lstdc++
 
