@@ -29,6 +29,7 @@
 #include "csv.h"
 #include "device.h"
 #include "nvtx.h"
+#include "provenance.h"
 #include "sweep.h"
 
 const char *const sweep_csv_cols[] = {
@@ -40,61 +41,6 @@ const char sweep_csv_keycols[] = "sweep,mixer,direction,backend,B,L,HQ,H,dh,W,S,
 enum { C_SWEEP, C_MIXER, C_DIR, C_BACKEND, C_B, C_L, C_HQ, C_H, C_DH, C_W, C_S, C_K, C_DR, C_N,
        C_MS, C_MSMIN, C_MSMAX, C_REPS, C_TFLOPS, C_GBPS, C_FLOP, C_BYTES, C_PRED, C_PEAK, C_STATUS,
        C_DEVICE, C_SHA, C_DATE, C_REASON, NCOLS };
-
-/* ---- provenance ---------------------------------------------------------------------- */
-
-static void read_cmd(const char *cmd, char *out, size_t cap) {
-    out[0] = 0;
-    FILE *p = popen(cmd, "r");
-    if (!p) return;
-    if (!fgets(out, (int)cap, p)) out[0] = 0;
-    pclose(p);
-    out[strcspn(out, "\r\n")] = 0;
-}
-
-static void git_sha(char *out, size_t cap) {
-    const char *env = getenv("LONGCTX_GIT_SHA");
-    if (env && *env) {
-        snprintf(out, cap, "%s", env);
-        return;
-    }
-    read_cmd("git rev-parse --short HEAD 2>/dev/null", out, cap);
-    if (!out[0]) {
-        snprintf(out, cap, "unknown");
-        return;
-    }
-    char dirty[8];
-    /* outputs (results/, plots/) do not make the code dirty: the sweep itself rewrites them */
-    read_cmd("git status --porcelain --untracked-files=no -- . ':!results' ':!plots' 2>/dev/null | head -1 | cut -c1-3",
-             dirty, sizeof dirty);
-    if (dirty[0] && strlen(out) + 7 < cap) strcat(out, "-dirty");
-}
-
-static void cpu_model(char *out, size_t cap) {
-    snprintf(out, cap, "cpu");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10)) {
-            char *c = strchr(line, ':');
-            if (c) {
-                c++;
-                while (*c == ' ' || *c == '\t') c++;
-                c[strcspn(c, "\n")] = 0;
-                snprintf(out, cap, "%s", c);
-            }
-            break;
-        }
-    fclose(f);
-}
-
-static void utc_now(char *out, size_t cap) {
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 /* ---- host memory ----------------------------------------------------------------------- */
 
@@ -427,8 +373,8 @@ int sweep_main(int argc, char **argv, const struct bench_family *const *fams, in
     }
 
     char sha[64], cpu[96], date[32];
-    git_sha(sha, sizeof sha);
-    cpu_model(cpu, sizeof cpu);
+    prov_git_sha(sha, sizeof sha);
+    prov_cpu_model(cpu, sizeof cpu);
     const char *gpu = ngpu > 0 ? lc_device_name() : "cpu";
     if (!o.out[0]) default_out(gpu, o.backends[0], o.out, sizeof o.out);
     /* a fixed mmap threshold: glibc otherwise raises it after each large free, and the next
@@ -503,7 +449,7 @@ int sweep_main(int argc, char **argv, const struct bench_family *const *fams, in
         run_point(&o, fam, p, s, k, host_cap, r);
         t_work += lc_now() - t0;
         nwork++;
-        utc_now(date, sizeof date);
+        prov_utc_now(date, sizeof date);
         snprintf(r->v[C_DATE], 96, "%s", date);
         if (csv_append(&w, r->cells) != LC_OK) {
             fprintf(stderr, "longctx sweep: %s\n", lc_last_error());

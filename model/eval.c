@@ -14,7 +14,7 @@
 #include "csv.h"
 #include "data.h"
 #include "model.h"
-#include "runlog.h"
+#include "provenance.h"
 #include "haystack.h"
 #include "infer.h"
 #include "suite.h"
@@ -201,8 +201,8 @@ int cmd_eval(int argc, char **argv) {
         if (ftell(cf) == 0)
             fprintf(cf, "config,backend,ckpt,mode,task,L,n,loss,ppl,exact_match,answer_in_topk,answer_top1,answer_weight,tokens_per_s,device,git_sha,date\n");
     }
-    struct runlog_prov pv;
-    runlog_provenance(be->is_cuda, &pv);
+    struct prov pv;
+    prov_read(be->is_cuda, &pv);
     if (segment > 0 && !(seg_lg = malloc(sizeof(float) * (size_t)(segment * cfg.vocab)))) {
         fprintf(stderr, "longctx eval: out of memory for the logits of a segment\n");
         goto done;

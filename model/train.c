@@ -16,7 +16,7 @@
 #include "cli.h"
 #include "data.h"
 #include "model.h"
-#include "runlog.h"
+#include "provenance.h"
 #include "haystack.h"
 #include "suite.h"
 #include "tokenizer.h"
@@ -414,8 +414,8 @@ int cmd_train(int argc, char **argv) {
                         (double)dg.hit / dg.n, (double)dg.top / dg.n, dg.w / dg.n, (long long)dg.n);
             fprintf(stderr, "\n");
             if (cf) {
-                struct runlog_prov pv;
-                runlog_provenance(be->is_cuda, &pv);
+                struct prov pv;
+                prov_read(be->is_cuda, &pv);
                 fprintf(cf, "%s,%s,%lld,%.6f,%.6g,%.6g,%.1f,%.4f,%s,%lld,%.4f,%.4f,%.4f,%.5f,%.5f,%.5f,%.4f,%.4f,%lld,%lld,%lld,%s,%s,%s\n",
                         q_config, be->name, (long long)(s + 1), loss_acc / n_acc, h.lr, gn_last, tps, mfu, q_task, (long long)dg.n,
                         dg.n ? (double)dg.hit / dg.n : 0.0, dg.n ? (double)dg.top / dg.n : 0.0, dg.n ? dg.w / dg.n : 0.0,
