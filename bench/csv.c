@@ -266,3 +266,20 @@ void csv_close(struct csv_writer *w) {
     w->keys = NULL;
     w->nkeys = w->cap_keys = 0;
 }
+
+lc_status csv_append_split(struct csv_writer *w, char *row, char sep) {
+    const char *cells[256];
+    int n = 0;
+    char *start = row;
+    for (char *c = row;; c++) {
+        if (*c != sep && *c != 0) continue;
+        int last = *c == 0;
+        *c = 0;
+        LC_REQUIRE(n < w->ncols, "csv_append_split: more than %d cells for %s", w->ncols, w->path);
+        cells[n++] = start;
+        start = c + 1;
+        if (last) break;
+    }
+    LC_REQUIRE(n == w->ncols, "csv_append_split: %d cells for the %d columns of %s", n, w->ncols, w->path);
+    return csv_append(w, cells);
+}

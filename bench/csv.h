@@ -52,6 +52,10 @@ lc_status csv_open(struct csv_writer *w, const char *path, const char *const *co
 int csv_has_key(const struct csv_writer *w, const char *const *keyvals);
 /* Append one row (ncols cells; NULL = empty) and flush it to the file. */
 lc_status csv_append(struct csv_writer *w, const char *const *cells);
+/* Append one row given as a single string whose cells are separated by `sep` (a byte that no
+ * cell holds, e.g. CSV_SEP): for rows built with one snprintf. `row` is split in place. */
+#define CSV_SEP "\x1f"
+lc_status csv_append_split(struct csv_writer *w, char *row, char sep);
 void csv_close(struct csv_writer *w);
 
 #ifdef __cplusplus

@@ -153,7 +153,8 @@ int cmd_eval(int argc, char **argv) {
     struct word_lists wl;
     struct haystack hay;
     int have_hay = 0;
-    FILE *cf = NULL;
+    struct csv_writer cw;
+    int have_csv = 0;
     if (ckpt) {
         float *p = malloc(sizeof(float) * (size_t)m.n_params);
         if (!p || ckpt_load(ckpt, &cfg, 0, p, NULL, NULL, NULL) || model_set_params(&m, p)) {
@@ -184,22 +185,15 @@ int cmd_eval(int argc, char **argv) {
         }
         have_hay = 1;
     }
-    /* text cells are quoted as CSV needs (paths and task lists may hold commas) */
-    char q_config[512], q_ckpt[1024], q_task[512];
-    if (csv && (csv_quote(config, q_config, sizeof q_config) || csv_quote(ckpt ? ckpt : "init", q_ckpt, sizeof q_ckpt) ||
-                csv_quote(task ? task : "", q_task, sizeof q_task))) {
-        fprintf(stderr, "longctx eval: --config, --ckpt or --task too long for the CSV: %s\n", lc_last_error());
-        goto done;
-    }
     if (csv) {
-        cf = fopen(csv, "a+");
-        if (!cf) {
-            fprintf(stderr, "longctx eval: cannot open %s\n", csv);
+        static const char *const cols[] = {"config", "backend", "ckpt", "mode", "task", "L", "n", "loss", "ppl",
+                                           "exact_match", "answer_in_topk", "answer_top1", "answer_weight",
+                                           "tokens_per_s", "device", "git_sha", "date"};
+        if (csv_open(&cw, csv, cols, (int)(sizeof cols / sizeof cols[0]), NULL)) {
+            fprintf(stderr, "longctx eval: %s\n", lc_last_error());
             goto done;
         }
-        fseek(cf, 0, SEEK_END);
-        if (ftell(cf) == 0)
-            fprintf(cf, "config,backend,ckpt,mode,task,L,n,loss,ppl,exact_match,answer_in_topk,answer_top1,answer_weight,tokens_per_s,device,git_sha,date\n");
+        have_csv = 1;
     }
     struct prov pv;
     prov_read(be->is_cuda, &pv);
@@ -251,9 +245,15 @@ int cmd_eval(int argc, char **argv) {
             double tps = (double)(batches * batch * T) / (lc_now() - t0), loss = sum / batches;
             printf("ppl  L=%-8lld loss %.4f  ppl %.3f  (%lld x %lld tokens, %.0f tok/s)\n", (long long)T, loss, exp(loss),
                    (long long)batches, (long long)(batch * T), tps);
-            if (cf)
-                fprintf(cf, "%s,%s,%s,ppl,,%lld,%lld,%.6f,%.6f,,,,,%.1f,%s,%s,%s\n", q_config, be->name, q_ckpt, (long long)T,
+            if (have_csv) {
+                char row[2048];
+                snprintf(row, sizeof row,
+                         "%s" CSV_SEP "%s" CSV_SEP "%s" CSV_SEP "ppl" CSV_SEP CSV_SEP "%lld" CSV_SEP "%lld" CSV_SEP "%.6f" CSV_SEP
+                         "%.6f" CSV_SEP CSV_SEP CSV_SEP CSV_SEP CSV_SEP "%.1f" CSV_SEP "%s" CSV_SEP "%s" CSV_SEP "%s",
+                         config, be->name, ckpt ? ckpt : "init", (long long)T,
                         (long long)(batches * batch), loss, exp(loss), tps, pv.device, pv.git_sha, pv.date);
+                if (csv_append_split(&cw, row, CSV_SEP[0])) fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+            }
         }
         if (task) {
             int64_t n_ok = 0, dn = 0, dhit = 0, dtop = 0;
@@ -324,18 +324,23 @@ int cmd_eval(int argc, char **argv) {
             if (dn) printf("  answer chunk: in top-%lld %.2f, top-1 %.2f, weight %.3f", (long long)cfg.K, (double)dhit / dn,
                            (double)dtop / dn, dw / dn);
             printf("\n");
-            if (cf)
-                fprintf(cf, "%s,%s,%s,task,%s,%lld,%lld,,,%.4f,%.4f,%.4f,%.4f,%.1f,%s,%s,%s\n", q_config, be->name, q_ckpt, q_task,
+            if (have_csv) {
+                char row[2048];
+                snprintf(row, sizeof row,
+                         "%s" CSV_SEP "%s" CSV_SEP "%s" CSV_SEP "task" CSV_SEP "%s" CSV_SEP "%lld" CSV_SEP "%lld" CSV_SEP CSV_SEP
+                         CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%.1f" CSV_SEP "%s" CSV_SEP "%s" CSV_SEP "%s",
+                         config, be->name, ckpt ? ckpt : "init", task,
                         (long long)T, (long long)samples, (double)n_ok / samples, dn ? (double)dhit / dn : 0.0,
                         dn ? (double)dtop / dn : 0.0, dn ? dw / dn : 0.0, tps, pv.device, pv.git_sha, pv.date);
+                if (csv_append_split(&cw, row, CSV_SEP[0])) fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+            }
         }
-        if (cf) fflush(cf);
     }
     rc = 0;
 done:
     infer_destroy(st);
     free(seg_lg);
-    if (cf) fclose(cf);
+    if (have_csv) csv_close(&cw);
     if (have_toks) tokens_close(&toks);
     if (have_words) words_free(&wl);
     if (have_hay) haystack_free(&hay);

@@ -219,7 +219,8 @@ int cmd_train(int argc, char **argv) {
     int32_t *ridx = NULL, *oracle = NULL;
     int64_t forced_rows = 0;
     float *rw = NULL;
-    FILE *cf = NULL;
+    struct csv_writer cw;
+    int have_csv = 0;
     if (!tok || !ftok || !w || !first || !needle) {
         fprintf(stderr, "longctx train: out of host memory for a batch of %lld x %lld\n", (long long)B, (long long)T);
         goto done;
@@ -288,21 +289,16 @@ int cmd_train(int argc, char **argv) {
         rw = malloc(sizeof(float) * (size_t)(B * T * cfg.H_r * cfg.K));
         if (!ridx || !rw) goto done;
     }
-    /* text cells are quoted as CSV needs (a task list holds commas) */
-    char q_config[512], q_task[512];
-    if (csv && (csv_quote(config, q_config, sizeof q_config) || csv_quote(task ? task : "", q_task, sizeof q_task))) {
-        fprintf(stderr, "longctx train: --config or --task too long for the CSV: %s\n", lc_last_error());
-        goto done;
-    }
     if (csv) {
-        cf = fopen(csv, "a+");
-        if (!cf) {
-            fprintf(stderr, "longctx train: cannot open %s\n", csv);
+        static const char *const cols[] = {"config", "backend", "step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu_6n",
+                                           "task", "diag_n", "answer_in_topk", "answer_top1", "answer_weight", "const_k",
+                                           "const_v", "const_lmk", "enc_rms", "out_rms", "B", "T", "params", "device",
+                                           "git_sha", "date"};
+        if (csv_open(&cw, csv, cols, (int)(sizeof cols / sizeof cols[0]), NULL)) {
+            fprintf(stderr, "longctx train: %s\n", lc_last_error());
             goto done;
         }
-        fseek(cf, 0, SEEK_END);
-        if (ftell(cf) == 0)
-            fprintf(cf, "config,backend,step,loss,lr,grad_norm,tokens_per_s,mfu_6n,task,diag_n,answer_in_topk,answer_top1,answer_weight,const_k,const_v,const_lmk,enc_rms,out_rms,B,T,params,device,git_sha,date\n");
+        have_csv = 1;
     }
     fprintf(stderr, "longctx train: %s on %s, %lld parameters, batch %lld x %lld, %lld steps\n", config, be->name,
             (long long)m.n_params, (long long)B, (long long)T, (long long)steps);
@@ -413,14 +409,21 @@ int cmd_train(int argc, char **argv) {
                 fprintf(stderr, "  answer chunk: in top-%lld %.2f, top-1 %.2f, weight %.3f (n=%lld)", (long long)cfg.K,
                         (double)dg.hit / dg.n, (double)dg.top / dg.n, dg.w / dg.n, (long long)dg.n);
             fprintf(stderr, "\n");
-            if (cf) {
+            if (have_csv) {
                 struct prov pv;
                 prov_read(be->is_cuda, &pv);
-                fprintf(cf, "%s,%s,%lld,%.6f,%.6g,%.6g,%.1f,%.4f,%s,%lld,%.4f,%.4f,%.4f,%.5f,%.5f,%.5f,%.4f,%.4f,%lld,%lld,%lld,%s,%s,%s\n",
-                        q_config, be->name, (long long)(s + 1), loss_acc / n_acc, h.lr, gn_last, tps, mfu, q_task, (long long)dg.n,
-                        dg.n ? (double)dg.hit / dg.n : 0.0, dg.n ? (double)dg.top / dg.n : 0.0, dg.n ? dg.w / dg.n : 0.0,
-                        cd.const_k, cd.const_v, cd.const_lmk, cd.enc_rms, cd.stream_rms[cfg.n_layers - 1], (long long)B, (long long)T, (long long)m.n_params, pv.device, pv.git_sha, pv.date);
-                fflush(cf);
+                char row[2048];
+                snprintf(row, sizeof row,
+                         "%s" CSV_SEP "%s" CSV_SEP "%lld" CSV_SEP "%.6f" CSV_SEP "%.6g" CSV_SEP "%.6g" CSV_SEP "%.1f" CSV_SEP
+                         "%.4f" CSV_SEP "%s" CSV_SEP "%lld" CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%.5f" CSV_SEP
+                         "%.5f" CSV_SEP "%.5f" CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%lld" CSV_SEP "%lld" CSV_SEP "%lld" CSV_SEP
+                         "%s" CSV_SEP "%s" CSV_SEP "%s",
+                         config, be->name, (long long)(s + 1), loss_acc / n_acc, h.lr, gn_last, tps, mfu, task ? task : "",
+                         (long long)dg.n, dg.n ? (double)dg.hit / dg.n : 0.0, dg.n ? (double)dg.top / dg.n : 0.0,
+                         dg.n ? dg.w / dg.n : 0.0, cd.const_k, cd.const_v, cd.const_lmk, cd.enc_rms,
+                         cd.stream_rms[cfg.n_layers - 1], (long long)B, (long long)T, (long long)m.n_params, pv.device,
+                         pv.git_sha, pv.date);
+                if (csv_append_split(&cw, row, CSV_SEP[0])) fprintf(stderr, "longctx train: %s\n", lc_last_error());
             }
             t_last = lc_now();
             loss_acc = 0;
@@ -441,7 +444,7 @@ int cmd_train(int argc, char **argv) {
     }
     rc = 0;
 done:
-    if (cf) fclose(cf);
+    if (have_csv) csv_close(&cw);
     model_destroy(&m);
     if (have_toks) tokens_close(&toks);
     if (have_words) words_free(&wl);
