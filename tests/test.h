@@ -78,6 +78,30 @@ T_UNUSED static double t_rel_err(const float *a, const float *b, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* The whole file, NUL-terminated so a text file is a string; *n (if not NULL) gets its size.
+ * NULL when it cannot be opened; a short read gives size 0. The caller frees it. */
+T_UNUSED static char *t_read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)(len > 0 ? len : 0) + 1);
+    if (s && (len < 0 || fread(s, 1, (size_t)len, f) != (size_t)len)) len = 0;
+    if (s) s[len] = 0;
+    if (n) *n = (size_t)len;
+    fclose(f);
+    return s;
+}
+
+/* Write n bytes to path (replacing it); 0 on success. */
+T_UNUSED static int t_write_file(const char *path, const void *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(b, 1, n, f);
+    return fclose(f) == 0 && w == n ? 0 : -1;
+}
+
 #define T_CHECK(cond, ...) ((cond) ? 1 : t_fail(__FILE__, __LINE__, __VA_ARGS__))
 /* Evaluates to 1 when it holds, so a test can stop early: if (!T_CHECK(...)) return; */
 #define T_CLOSE(a, b, n, tol, what)                                                            \

@@ -19,23 +19,6 @@ static const char *micro =
     "[encoder]\nheads = 2\nkv_heads = 2\ndh = 16\nmlp = 64\n"
     "[hsa]\nS = 16\nK = 2\nd_r = 32\nHQ = 2\nH = 1\ndh = 16\nmlp = 64\n";
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*n ? *n : 1);
-    if (fread(b, 1, *n, f) != *n) *n = 0;
-    fclose(f);
-    return b;
-}
-static void spit(const char *path, const void *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return;
-    fwrite(b, 1, n, f);
-    fclose(f);
-}
 
 /* micro with the last occurrence of `from` replaced by `to` */
 static void micro_with(char *out, size_t cap, const char *from, const char *to) {
@@ -101,34 +84,34 @@ int main(void) {
 
     T_OK(ckpt_save(P, &cfg, 42, w, m, v));
     size_t size = 0;
-    unsigned char *file = slurp(P, &size), *bad = malloc(size + 64);
+    unsigned char *file = (unsigned char *)t_read_file(P, &size), *bad = malloc(size + 64);
     const uint64_t header_len = file[40] | (uint64_t)file[41] << 8 | (uint64_t)file[42] << 16;
 
     t_begin("corrupt files are refused with a message naming the fault");
     memcpy(bad, file, size);
     bad[0] = 'X';
-    spit(Q, bad, size);
+    t_write_file(Q, bad, size);
     T_ERR(ckpt_load(Q, &cfg, 1, w2, NULL, NULL, NULL), "bad magic");
     memcpy(bad, file, size);
     bad[8] = 2;
-    spit(Q, bad, size);
+    t_write_file(Q, bad, size);
     T_ERR(ckpt_load(Q, &cfg, 1, w2, NULL, NULL, NULL), "format version 2, this build reads version 1");
     size_t cuts[] = {0, 5, 71, 72, 100, (size_t)header_len - 1, (size_t)header_len, (size_t)header_len + 3, size - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
-        spit(Q, file, cuts[i]);
+        t_write_file(Q, file, cuts[i]);
         T_ERR(ckpt_load(Q, &cfg, 1, w2, NULL, NULL, NULL), "truncated");
     }
     memcpy(bad, file, size);
     memset(bad + size, 0, 16);
-    spit(Q, bad, size + 16);
+    t_write_file(Q, bad, size + 16);
     T_ERR(ckpt_load(Q, &cfg, 1, w2, NULL, NULL, NULL), "16 bytes after the payload");
     memcpy(bad, file, size);
     bad[72 + 10] ^= 0x20;
-    spit(Q, bad, size);
+    t_write_file(Q, bad, size);
     T_ERR(ckpt_load(Q, &cfg, 1, w2, NULL, NULL, NULL), "header checksum mismatch");
     memcpy(bad, file, size);
     bad[header_len + 4 * 1000 + 1] ^= 0x01;
-    spit(Q, bad, size);
+    t_write_file(Q, bad, size);
     memcpy(w2, m, (size_t)n * 4);
     T_ERR(ckpt_load(Q, &cfg, 1, w2, m2, v2, NULL), "payload checksum mismatch");
     T_CHECK(!memcmp(w2, m, (size_t)n * 4), "a refused load wrote into the caller's buffer");
@@ -170,7 +153,7 @@ int main(void) {
                 bad[at] ^= (unsigned char)(1 + lc_rng_below(&r, 255));
             }
         }
-        spit(Q, bad, len);
+        t_write_file(Q, bad, len);
         trials++;
         lc_status s = ckpt_load(Q, &cfg, 1, w2, m2, v2, &info);
         if (s != LC_OK && strstr(lc_last_error(), Q)) refused++;

@@ -11,19 +11,6 @@
 #include "config.h"
 #include "test.h"
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 static char *print_alloc(const lc_config *c) {
     size_t n = lc_config_print(c, NULL, 0);
     char *s = malloc(n + 1);
@@ -48,7 +35,7 @@ static void test_presets(void) {
             T_CHECK(lc_config_param_count(&c) < 8000000, "%s: %lld parameters is not tiny", name, (long long)lc_config_param_count(&c));
         char path[256];
         snprintf(path, sizeof path, "model/presets/%s.cfg", name);
-        char *file = read_text(path);
+        char *file = t_read_file(path, NULL);
         if (file) {
             files++;
             T_CHECK(!strcmp(file, lc_config_preset_text(name)), "%s differs from the compiled-in preset: run model/presets/generate.sh", path);

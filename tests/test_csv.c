@@ -8,19 +8,6 @@
 
 static const char *const cols[] = {"mixer", "L", "ms", "reason"};
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
 int main(void) {
     char path[] = "/tmp/longctx_test_csv_XXXXXX";
     int fd = mkstemp(path);
@@ -72,7 +59,7 @@ int main(void) {
             T_CHECK(!csv_has_key(&w, k3), "absent key found");
             csv_close(&w);
         }
-        char *s = slurp(path);
+        char *s = t_read_file(path, NULL);
         const char *want = "mixer,L,ms,reason\ndense,4096,1.5,\nswa,8192,,\"oom: needs 3 GiB, 1 GiB free\"\n";
         T_CHECK(s && !strcmp(s, want), "file is:\n%s", s ? s : "(none)");
         free(s);
@@ -88,7 +75,7 @@ int main(void) {
             T_CHECK(!csv_has_key(&w, k3), "absent key found");
             csv_close(&w);
         }
-        char *s = slurp(path);
+        char *s = t_read_file(path, NULL);
         T_CHECK(s && !strncmp(s, "mixer,L,ms,reason\n", 18) && !strstr(s + 1, "mixer,L"), "header written twice:\n%s", s);
         free(s);
     }
@@ -105,7 +92,7 @@ int main(void) {
             T_OK(csv_append(&w, r));
             csv_close(&w);
         }
-        char *s = slurp(path);
+        char *s = t_read_file(path, NULL);
         T_CHECK(s && !strstr(s, "hsa_attend") && strstr(s, "\nmamba_scan,4096,0.25,\n"), "file is:\n%s", s);
         free(s);
     }

@@ -11,24 +11,6 @@
 #include "data.h"
 #include "test.h"
 
-static void spit(const char *path, const void *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return;
-    fwrite(b, 1, n, f);
-    fclose(f);
-}
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*n + 16);
-    if (fread(b, 1, *n, f) != *n) *n = 0;
-    fclose(f);
-    return b;
-}
-
 static const char *A = "build/test_data_a.bin", *BAD = "build/test_data_bad.bin", *TXT = "build/test_data.txt";
 
 static void test_files(lc_rng *r) {
@@ -57,7 +39,7 @@ static void test_files(lc_rng *r) {
     t_begin("byte tokenizer: token = byte, every byte value, both dtypes, and the CLI");
     unsigned char text[70001];
     for (size_t i = 0; i < sizeof text; i++) text[i] = (unsigned char)(i < 256 ? i : lc_rng_below(r, 256));
-    spit(TXT, text, sizeof text);
+    t_write_file(TXT, text, sizeof text);
     for (int dt = 2; dt <= 4; dt += 2) {
         int64_t got = 0;
         T_OK(tokenize_bytes_file(TXT, A, dt, &got));
@@ -81,7 +63,7 @@ static void test_files(lc_rng *r) {
     char *argv3[] = {"tokenize", "build/no_such_input.txt", (char *)A, NULL};
     T_CHECK(cmd_tokenize(3, argv3) == 1, "missing input accepted");
     T_ERR(tokenize_bytes_file("build/no_such_input.txt", A, 2, NULL), "cannot open 'build/no_such_input.txt'");
-    spit(TXT, "", 0);
+    t_write_file(TXT, "", 0);
     T_ERR(tokenize_bytes_file(TXT, A, 2, NULL), "is empty");
     remove(TXT);
 }
@@ -92,13 +74,13 @@ static void test_malformed(lc_rng *r) {
     for (int i = 0; i < 100; i++) tok[i] = (uint32_t)lc_rng_below(r, 256);
     tokens_write(A, tok, 100, 2, 256);
     size_t size = 0;
-    unsigned char *good = slurp(A, &size), bad[512];
+    unsigned char *good = (unsigned char *)t_read_file(A, &size), bad[512];
     lc_tokens t;
 #define CASE(mutate, len, needle)          \
     do {                                   \
         memcpy(bad, good, size);           \
         mutate;                            \
-        spit(BAD, bad, (len));             \
+        t_write_file(BAD, bad, (len));             \
         T_ERR(tokens_open(BAD, &t), needle); \
     } while (0)
     CASE(bad[0] = 'X', size, "bad magic");
@@ -116,10 +98,10 @@ static void test_malformed(lc_rng *r) {
     CASE((void)0, 0, "empty file");
     T_ERR(tokens_open("build/no_such.bin", &t), "cannot open");
     T_ERR(tokens_open("build", &t), "not a regular file");
-    spit(BAD, good + 32, 199);
+    t_write_file(BAD, good + 32, 199);
     T_ERR(tokens_open_raw(BAD, 2, 256, &t), "not a whole number of 2-byte tokens");
     T_ERR(tokens_open_raw(BAD, 3, 256, &t), "must be 2 or 4");
-    spit(BAD, good + 32, 200);
+    t_write_file(BAD, good + 32, 200);
     if (T_OK(tokens_open_raw(BAD, 2, 256, &t))) {
         T_CHECK(t.n == 100 && tokens_get(&t, 99) == tok[99], "raw open");
         tokens_close(&t);
@@ -133,7 +115,7 @@ static void test_malformed(lc_rng *r) {
         size_t len = size;
         if (it % 3 == 0) len = lc_rng_below(r, size);
         else bad[lc_rng_below(r, 40)] ^= (unsigned char)(1 + lc_rng_below(r, 255));
-        spit(BAD, bad, len);
+        t_write_file(BAD, bad, len);
         if (tokens_open(BAD, &t) != LC_OK) {
             refused++;
             T_CHECK(strstr(lc_last_error(), BAD) != NULL, "message lacks the path: %s", lc_last_error());

@@ -25,19 +25,6 @@ static lc_status fails(void *p, double *seconds) {
     return lc_errorf(LC_ENOMEM, "out of device memory at L = 16777216");
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
 int main(void) {
     t_begin("shim_runs_a_c_benchmark");
     if (!lc_gb_available()) {
@@ -74,7 +61,7 @@ int main(void) {
 
     t_begin("json_output");
     {
-        char *s = slurp(json);
+        char *s = t_read_file(json, NULL);
         T_CHECK(s && strstr(s, "\"fixed_2ms/manual_time\"") && strstr(s, "\"TFLOP/s\"") && strstr(s, "out of device memory"),
                 "JSON lacks the benchmark, its counter or the error: %.400s", s ? s : "(no file)");
         /* the counter is per second of manual time: 4e-3 TFLOP per 2 ms = 2 TFLOP/s */
