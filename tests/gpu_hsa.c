@@ -576,10 +576,10 @@ int main(int argc, char **argv) {
     };
     int nfw = quick ? 3 : (int)(sizeof fw / sizeof fw[0]);
     for (int i = 0; i < nfw; i++) test_attend(fw[i], 100 + (uint64_t)i, 0);
-    /* the forward kernel variants (LONGCTX_HSA_FWD, kernels/hsa.cu) on the G = 16 shapes; the
-     * default (w7) ran above */
+    /* the producer/consumer forward variants (LONGCTX_HSA_FWD, kernels/hsa.cu) on the G = 16
+     * shapes; the default (token-block kernel) ran above */
     {
-        static const char *variants[] = {"tok", "w3", "w8", "t15"};
+        static const char *variants[] = {"w7", "w3", "w8", "t15"};
         struct hsa_shape g16[] = {fw[0], fw[3], with_offset(mk(1, 3000, 32, 1, 64, 64, 12, 1, 32, 1, 1, HSA_SOFTMAX), 1000, 1999)};
         for (int vi = 0; vi < 4; vi++) {
             setenv("LONGCTX_HSA_FWD", variants[vi], 1);
@@ -619,7 +619,12 @@ int main(int argc, char **argv) {
     }
 
     /* cross-test: K covering all visible chunks with softmax weights = the direct composition */
-    test_cross_composition(mk(1, 1500, 16, 1, 64, 32, 48, 1, 64, 1, 0, HSA_SOFTMAX), 51); /* fwd kernel */
+    test_cross_composition(mk(1, 1500, 16, 1, 64, 32, 48, 1, 64, 1, 0, HSA_SOFTMAX), 51); /* token-block kernel */
+    setenv("LONGCTX_HSA_FWD", "w7", 1);
+    variant_tag = "w7";
+    test_cross_composition(mk(1, 1500, 16, 1, 64, 32, 48, 1, 64, 1, 0, HSA_SOFTMAX), 51); /* producer/consumer */
+    unsetenv("LONGCTX_HSA_FWD");
+    variant_tag = "";
     test_cross_composition(mk(1, 1100, 8, 2, 32, 64, 20, 1, 96, 1, 1, HSA_SOFTMAX), 52);  /* G = 4: token-block kernel */
     return t_finish();
 }
