@@ -6,6 +6,9 @@
 #include "mamba_scan.cuh"
 #include "mamba_ssd.cuh"
 #include "mamba_bwd.cuh"
+#include "mamba_ssd_bwd.cuh"
+
+#include <stdlib.h>
 
 /* ---------------- conv ---------------- */
 
@@ -105,15 +108,42 @@ static lc_status scan_args(const struct mamba_scan_shape *s, const char *fn) {
 static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
     int64_t T = 64;
     const int64_t cap = backward ? mamba_scan::TMAX_BWD : 8192;
+    /* LC_MAMBA_TFWD / LC_MAMBA_TBWD: a fixed chunk length (a power of two >= 64), for timing */
+    const char *env = getenv(backward ? "LC_MAMBA_TBWD" : "LC_MAMBA_TFWD");
+    if (env && atoll(env) >= 64) {
+        int64_t want = atoll(env);
+        while (T < want && T < cap) T *= 2;
+        return T;
+    }
     while (T < cap && s->B * s->H * ((s->L + 2 * T - 1) / (2 * T)) >= 528) T *= 2;
     return T;
+}
+
+/* The P = 64 backward on tensor cores (mamba_ssd_bwd.cuh) unless LC_MAMBA_BWD_FP32 is set (the
+ * fp32 recurrences of mamba_bwd.cuh, kept for P = 32 and for comparison). */
+static bool bwd_tc(const struct mamba_scan_shape *s) {
+    const char *env = getenv("LC_MAMBA_BWD_FP32");
+    return s->P == 64 && s->N == 128 && !(env && env[0] == '1');
+}
+
+/* persistent grid of ssd_bwd: two blocks per SM */
+static int64_t bwd_grid(void) {
+    static int nsm = 0;
+    if (!nsm) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+            nsm < 1)
+            nsm = 132;
+    }
+    return 2 * (int64_t)nsm;
 }
 
 static size_t scan_ws_parts(const struct mamba_scan_shape *s, int backward, size_t *st_bytes, size_t *decay_bytes) {
     const int64_t T = scan_chunk(s, backward), nch = (s->L + T - 1) / T;
     *st_bytes = sizeof(float) * (size_t)(s->B * nch * s->H * s->P * s->N);
     *decay_bytes = (sizeof(float) * (size_t)(s->B * nch * s->H) + 255) / 256 * 256;
-    return *st_bytes * (backward ? 2 : 1) + *decay_bytes;
+    const size_t scratch = backward && bwd_tc(s) ? (size_t)bwd_grid() * mamba_ssd_bwd::SCRATCH_PER_BLOCK : 0;
+    return *st_bytes * (backward ? 2 : 1) + *decay_bytes + scratch;
 }
 
 size_t mamba_scan_workspace_bytes(const struct mamba_scan_shape *s, int backward) {
@@ -148,6 +178,34 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
     cuda_check_launch("state_pass");
     mamba_scan::chunk_fwd<P, N, false><<<grid, P * 4, 0, st>>>(a);
     cuda_check_launch("chunk_fwd");
+    return LC_OK;
+}
+
+/* P = 64 on tensor cores: local states (the forward's kernel), incoming states, local dh,
+ * outgoing dh, then the persistent per-chunk gradient kernel (mamba_ssd_bwd.cuh). */
+static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStream_t st) {
+    namespace sb = mamba_ssd_bwd;
+    dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
+    const int64_t PN = 64 * 128;
+    dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)a.H, (unsigned)a.B);
+    static bool attr = false;
+    if (!attr) {
+        cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
+        cuda_check(cudaFuncSetAttribute(sb::ssd_dh_local, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_DHL));
+        cuda_check(cudaFuncSetAttribute(sb::ssd_bwd, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_BWD));
+        attr = true;
+    }
+    mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
+    cuda_check_launch("ssd_fwd<local> (bwd)");
+    mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, nullptr, a.H, a.nch, PN, 0);
+    cuda_check_launch("state_pass");
+    sb::ssd_dh_local<<<grid, mamba_ssd::THREADS, sb::SMEM_DHL, st>>>(a);
+    cuda_check_launch("ssd_dh_local");
+    mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.dst, a.decay, a.dhT, a.dh0, a.H, a.nch, PN, 1);
+    cuda_check_launch("state_pass<reverse>");
+    const int64_t nwork = a.B * a.nch * a.H, gb = bwd_grid();
+    sb::ssd_bwd<<<(unsigned)(nwork < gb ? nwork : gb), mamba_ssd::THREADS, sb::SMEM_BWD, st>>>(a, a.scratch, nwork);
+    cuda_check_launch("ssd_bwd");
     return LC_OK;
 }
 
@@ -191,6 +249,7 @@ static lc_status scan_ws(const struct mamba_scan_shape *s, int backward, void *w
     a.decay = (float *)p;
     a.st = (float *)(p + decay_bytes);
     a.dst = backward ? (float *)(p + decay_bytes + st_bytes) : nullptr;
+    a.scratch = backward && bwd_tc(s) ? (__nv_bfloat16 *)(p + decay_bytes + 2 * st_bytes) : nullptr;
     a.T = scan_chunk(s, backward);
     a.nch = (s->L + a.T - 1) / a.T;
     if (a.nch > 65535) {
@@ -246,7 +305,8 @@ lc_status mamba_scan_backward_cuda(const struct mamba_scan_shape *s, const bf16_
     a.dBm = dBm, a.dCm = dCm, a.dh0 = dh0, a.dA = dA, a.dD = dD, a.ddt_bias = ddt_bias;
     void *owned = NULL;
     LC_TRY(scan_ws(s, 1, ws, st, a, &owned));
-    lc_status r = s->P == 64 ? scan_backward_t<64, 128>(a, h0, st) : scan_backward_t<32, 64>(a, h0, st);
+    lc_status r = bwd_tc(s) ? scan_backward_tc(a, h0, st)
+                  : s->P == 64 ? scan_backward_t<64, 128>(a, h0, st) : scan_backward_t<32, 64>(a, h0, st);
     if (owned) cudaFreeAsync(owned, st);
     return r;
 }

@@ -36,6 +36,7 @@ struct args {
     float *st;    /* [B, nch, H, P*N] chunk states (local, then incoming) */
     float *dst;   /* [B, nch, H, P*N] chunk dh (local, then outgoing) */
     float *decay; /* [B, nch, H] prod of dA over the chunk */
+    __nv_bfloat16 *scratch; /* ssd_bwd: per block, the incoming state of each sub-chunk */
     int64_t B, L, H, G, T, nch;
 };
 
