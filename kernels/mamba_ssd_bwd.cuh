@@ -99,6 +99,28 @@ __device__ __forceinline__ void prefix(float *vec, const args &a, int64_t row0, 
     sg[2 * l + 1] = 2 * l + 1 < nvalid ? mamba_scan::sigm(r1) : 0.0f;
 }
 
+/* Pull the rows [row0, row0 + nvalid) of the next sub-chunk into L2 while this one computes (the
+ * backward's tile loads are synchronous: no room in shared memory for a second buffer):
+ * XB = x and B rows, CG = C, dy and z rows. Thread groups of 64 take one tensor each. */
+template <bool XB, bool CG>
+__device__ __forceinline__ void prefetch_rows(const args &a, int64_t row0, int64_t h, int64_t g, int nvalid) {
+    const int j = threadIdx.x & 63, role = threadIdx.x >> 6;
+    if (j >= nvalid) return;
+    const int64_t r = row0 + j;
+    const void *p0 = nullptr, *p1 = nullptr, *p2 = nullptr, *p3 = nullptr;
+    if (role == 0 && XB) p0 = a.x + r * a.H * P + h * P;
+    if (role == 1 && CG) p0 = a.dy + r * a.H * P + h * P;
+    if (role == 2 && CG && a.z) p0 = a.z + r * a.H * P + h * P;
+    if (role == 3) {
+        if (XB) p0 = a.Bm + r * a.G * N + g * N, p1 = a.Bm + r * a.G * N + g * N + 64;
+        if (CG) p2 = a.Cm + r * a.G * N + g * N, p3 = a.Cm + r * a.G * N + g * N + 64;
+    }
+    if (p0) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p0));
+    if (p1) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p1));
+    if (p2) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p2));
+    if (p3) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p3));
+}
+
 /* G = dy * silu(z) (or dy) of rows [row0, row0 + nvalid) into Gs; zero past nvalid */
 __device__ __forceinline__ void load_g(__nv_bfloat16 *Gs, const args &a, int64_t row0, int64_t h, int nvalid) {
     constexpr int V = P / 8;
@@ -143,6 +165,7 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_dh_local(args a) {
         const int nvalid = (int)min((int64_t)Q, t_end - t0);
         load_tile<N, LDN>(Cs, a.Cm + g * N, row0, a.G * N, nvalid);
         cp_commit();
+        if (s > 0) prefetch_rows<false, true>(a, row0 - Q, h, g, Q);
         load_g(Gs, a, row0, h, nvalid);
         if (warp == 0) prefix(vec, a, row0, (int)h, nvalid);
         cp_wait<0>();
@@ -222,6 +245,7 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
                 load_tile<P, LDP>(Xs, a.x + h * P, row0, a.H * P, nvalid);
                 load_tile<N, LDN>(Bs, a.Bm + g * N, row0, a.G * N, nvalid);
                 cp_commit();
+                if (s + 1 < ns - 1) prefetch_rows<true, false>(a, row0 + Q, h, g, (int)min((int64_t)Q, t_end - t0 - Q));
                 if (warp == 0) prefix(vec, a, row0, (int)h, nvalid);
                 cp_wait<0>();
                 __syncthreads();
@@ -241,6 +265,7 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
             load_tile<N, LDN>(Cs, a.Cm + g * N, row0, a.G * N, nvalid);
             load_tile<N, LDN>(Hs, scratch + (size_t)s * P * N, 0, N, P);
             cp_commit();
+            if (s > 0) prefetch_rows<true, true>(a, row0 - Q, h, g, Q);
             put_state(DHs, LDN, dacc, rb, cb);
             load_g(Gs, a, row0, h, nvalid);
             if (warp == 0) prefix(vec, a, row0, (int)h, nvalid);
