@@ -104,7 +104,9 @@ static lc_status scan_args(const struct mamba_scan_shape *s, const char *fn) {
 }
 
 /* Chunk length: long chunks cut the state traffic of the passes (P*N fp32 per chunk and head),
- * short ones give parallelism; keep >= ~4 blocks per SM of an H100 (132 SMs). */
+ * short ones give parallelism. The forward keeps ~2 blocks per SM of an H100 (its occupancy:
+ * one full wave; at 64K T = 8192 ran 3% faster than 4 waves of T = 2048); the backward ~4 per SM
+ * (its chunks are capped at TMAX_BWD, the persistent ssd_bwd balances them). */
 static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
     int64_t T = 64;
     const int64_t cap = backward ? mamba_scan::TMAX_BWD : 8192;
@@ -115,7 +117,8 @@ static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
         while (T < want && T < cap) T *= 2;
         return T;
     }
-    while (T < cap && s->B * s->H * ((s->L + 2 * T - 1) / (2 * T)) >= 528) T *= 2;
+    const int64_t want = backward ? 528 : 256;
+    while (T < cap && s->B * s->H * ((s->L + 2 * T - 1) / (2 * T)) >= want) T *= 2;
     return T;
 }
 
@@ -156,7 +159,7 @@ template <int P, int N>
 static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream_t st) {
     dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
     const int64_t PN = (int64_t)P * N;
-    dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)a.H, (unsigned)a.B);
+    dim3 pgrid((unsigned)((PN / 4 + 255) / 256), (unsigned)a.H, (unsigned)a.B); /* state_pass: 4 elements a thread */
     if (P == 64 && N == 128) { /* tensor-core path */
         static bool attr = false;
         if (!attr) {
@@ -187,11 +190,11 @@ static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStre
     namespace sb = mamba_ssd_bwd;
     dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
     const int64_t PN = 64 * 128;
-    dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)a.H, (unsigned)a.B);
+    dim3 pgrid((unsigned)((PN / 4 + 255) / 256), (unsigned)a.H, (unsigned)a.B); /* state_pass: 4 elements a thread */
     static bool attr = false;
     if (!attr) {
         cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
-        cuda_check(cudaFuncSetAttribute(sb::ssd_dh_local, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_DHL));
+        cuda_check(cudaFuncSetAttribute(sb::ssd_dh_local, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_DHL2));
         cuda_check(cudaFuncSetAttribute(sb::ssd_bwd, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_BWD));
         attr = true;
     }
@@ -199,7 +202,7 @@ static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStre
     cuda_check_launch("ssd_fwd<local> (bwd)");
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, nullptr, a.H, a.nch, PN, 0);
     cuda_check_launch("state_pass");
-    sb::ssd_dh_local<<<grid, mamba_ssd::THREADS, sb::SMEM_DHL, st>>>(a);
+    sb::ssd_dh_local<<<grid, mamba_ssd::THREADS, sb::SMEM_DHL2, st>>>(a);
     cuda_check_launch("ssd_dh_local");
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.dst, a.decay, a.dhT, a.dh0, a.H, a.nch, PN, 1);
     cuda_check_launch("state_pass<reverse>");
@@ -213,7 +216,7 @@ template <int P, int N>
 static lc_status scan_backward_t(mamba_scan::args &a, const float *h0, cudaStream_t st) {
     dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
     const int64_t PN = (int64_t)P * N;
-    dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)a.H, (unsigned)a.B);
+    dim3 pgrid((unsigned)((PN / 4 + 255) / 256), (unsigned)a.H, (unsigned)a.B); /* state_pass: 4 elements a thread */
     mamba_bwd::h_local<P, N><<<grid, P * 4, 0, st>>>(a);
     cuda_check_launch("h_local");
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, nullptr, a.H, a.nch, PN, 0);
@@ -268,6 +271,7 @@ lc_status mamba_scan_forward_cuda(const struct mamba_scan_shape *s, const bf16_t
     lc_nvtx_range nvtx_range("mamba.scan.fwd");
     LC_TRY(scan_args(s, "mamba_scan_forward_cuda"));
     LC_REQUIRE(x && dt && A && Bm && Cm && y, "mamba_scan_forward_cuda: x, dt, A, Bm, Cm and y must not be NULL");
+    LC_REQUIRE(((uintptr_t)h0 | (uintptr_t)hT) % 16 == 0, "mamba_scan_forward_cuda: h0 and hT must be 16-byte aligned");
     cudaStream_t st = lc_stream(stream);
     mamba_scan::args a = {};
     a.x = (const __nv_bfloat16 *)x, a.Bm = (const __nv_bfloat16 *)Bm, a.Cm = (const __nv_bfloat16 *)Cm;
@@ -291,6 +295,8 @@ lc_status mamba_scan_backward_cuda(const struct mamba_scan_shape *s, const bf16_
     LC_REQUIRE(x && dt && A && Bm && Cm && dy && dx && ddt && dBm && dCm,
                "mamba_scan_backward_cuda: x, dt, A, Bm, Cm, dy, dx, ddt, dBm and dCm must not be NULL");
     LC_REQUIRE(!z || dz, "mamba_scan_backward_cuda: dz must not be NULL when z is given");
+    LC_REQUIRE(((uintptr_t)h0 | (uintptr_t)dhT | (uintptr_t)dh0) % 16 == 0,
+               "mamba_scan_backward_cuda: h0, dhT and dh0 must be 16-byte aligned");
     cudaStream_t st = lc_stream(stream);
     const size_t nbc = sizeof(float) * (size_t)(s->B * s->L * s->G * s->N);
     cuda_check(cudaMemsetAsync(dBm, 0, nbc, st));

@@ -100,7 +100,8 @@ lc_status mamba_conv_backward_cuda(const struct mamba_conv_shape *s, const bf16_
 lc_status mamba_conv_decode_cuda(const struct mamba_conv_shape *s, const bf16_t *x, const float *weight,
                                  const float *bias, bf16_t *tail, bf16_t *y, void *stream);
 
-/* CUDA scan supports (P, N) = (64, 128) (RAMba) and (32, 64); others give LC_EUNSUPPORTED. */
+/* CUDA scan supports (P, N) = (64, 128) (RAMba) and (32, 64); others give LC_EUNSUPPORTED. The
+ * state arrays (h0, hT, dhT, dh0) must be 16-byte aligned (cudaMalloc's are). */
 size_t mamba_scan_workspace_bytes(const struct mamba_scan_shape *s, int backward);
 lc_status mamba_scan_forward_cuda(const struct mamba_scan_shape *s, const bf16_t *x, const float *dt,
                                   const float *dt_bias, const float *A, const bf16_t *Bm, const bf16_t *Cm,

@@ -40,7 +40,6 @@ constexpr int O_X = 0, O_G = O_X + T_X, O_B = O_G + T_X, O_C = O_B + T_N, O_H = 
 constexpr int O_M = O_DH + T_N, O_W = O_M + T_Q, O_V = O_W + T_Q;
 constexpr int NVEC = 10; /* dtp cum wv ec wd sg zr zc u q */
 constexpr int SMEM_BWD = O_V + NVEC * Q * 4 + 128;
-constexpr int SMEM_DHL = 2 * T_N + T_X + NVEC * Q * 4; /* ssd_dh_local: Cs, (unused), Gs, vectors */
 constexpr int NSUB_MAX = mamba_scan::TMAX_BWD / Q;
 constexpr size_t SCRATCH_PER_BLOCK = (size_t)NSUB_MAX * P * N * 2;
 
@@ -72,12 +71,10 @@ __device__ __forceinline__ float2 bf2(const __nv_bfloat16 *p) {
 
 /* Warp 0: the sub-chunk's vectors: dt', c, w, e, wd = exp(c_end - c), sg = sig(dt + bias)
  * (zero past nvalid). */
-__device__ __forceinline__ void prefix(float *vec, const args &a, int64_t row0, int h, int nvalid) {
+__device__ __forceinline__ void prefix_raw(float *vec, const args &a, float2 raw, int h, int nvalid) {
     const int l = threadIdx.x;
     const float Ah = a.A[h], bias = a.dt_bias ? a.dt_bias[h] : 0.0f;
-    float r0 = 0.f, r1 = 0.f;
-    if (2 * l < nvalid) r0 = a.dt[(row0 + 2 * l) * a.H + h] + bias;
-    if (2 * l + 1 < nvalid) r1 = a.dt[(row0 + 2 * l + 1) * a.H + h] + bias;
+    const float r0 = raw.x + bias, r1 = raw.y + bias;
     const float d0 = 2 * l < nvalid ? mamba_scan::softplus(r0) : 0.0f;
     const float d1 = 2 * l + 1 < nvalid ? mamba_scan::softplus(r1) : 0.0f;
     const float v0 = d0 * Ah, v1 = d1 * Ah;
@@ -97,6 +94,10 @@ __device__ __forceinline__ void prefix(float *vec, const args &a, int64_t row0, 
     ec[2 * l] = __expf(c0), ec[2 * l + 1] = __expf(c1);
     sg[2 * l] = 2 * l < nvalid ? mamba_scan::sigm(r0) : 0.0f;
     sg[2 * l + 1] = 2 * l + 1 < nvalid ? mamba_scan::sigm(r1) : 0.0f;
+}
+
+__device__ __forceinline__ void prefix(float *vec, const args &a, int64_t row0, int h, int nvalid) {
+    prefix_raw(vec, a, dt_fetch(a, row0, h, nvalid), h, nvalid);
 }
 
 /* Pull the rows [row0, row0 + nvalid) of the next sub-chunk into L2 while this one computes (the
@@ -145,33 +146,73 @@ __device__ __forceinline__ void load_g(__nv_bfloat16 *Gs, const args &a, int64_t
     }
 }
 
-/* Reverse pass over a chunk from dh = 0: the local dh before the chunk into a.dst. */
+/* Reverse pass over a chunk from dh = 0: the local dh before the chunk into a.dst. The C, dy and
+ * z tiles of the next (earlier) sub-chunk fly (cp.async, two buffers) while this one computes;
+ * each thread turns the dy, z pieces it copied itself into G, so no barrier sits in between. */
+constexpr int DHL_BUF = T_N + 2 * T_X; /* C, dy, z */
+constexpr int SMEM_DHL2 = 2 * DHL_BUF + T_X + 6 * Q * 4;
 __global__ void __launch_bounds__(THREADS, 2) ssd_dh_local(args a) {
     extern __shared__ __align__(128) unsigned char smem[];
-    __nv_bfloat16 *Cs = (__nv_bfloat16 *)smem, *Gs = (__nv_bfloat16 *)(smem + 2 * T_N);
-    float *vec = (float *)(smem + 2 * T_N + T_X), *cum = vec + Q, *ec = vec + 3 * Q;
+    __nv_bfloat16 *Gs = (__nv_bfloat16 *)(smem + 2 * DHL_BUF);
+    float *vec = (float *)(smem + 2 * DHL_BUF + T_X), *cum = vec + Q, *ec = vec + 3 * Q;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g8 = lane >> 2, t = lane & 3;
     const int tp = warp & 3, nh = warp >> 2;
     const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
     const int64_t t_begin = c * a.T, t_end = min(t_begin + a.T, a.L);
     const int ns = (int)((t_end - t_begin + Q - 1) / Q);
+    auto nv_of = [&](int s) { return (int)min((int64_t)Q, t_end - t_begin - (int64_t)s * Q); };
+    auto issue = [&](int s, int buf) {
+        const int64_t row0 = b * a.L + t_begin + (int64_t)s * Q;
+        unsigned char *base = smem + buf * DHL_BUF;
+        load_tile<N, LDN>((__nv_bfloat16 *)base, a.Cm + g * N, row0, a.G * N, nv_of(s));
+        load_tile<P, LDP>((__nv_bfloat16 *)(base + T_N), a.dy + h * P, row0, a.H * P, nv_of(s));
+        if (a.z) load_tile<P, LDP>((__nv_bfloat16 *)(base + T_N + T_X), a.z + h * P, row0, a.H * P, nv_of(s));
+        cp_commit();
+    };
     float dacc[8][4];
 #pragma unroll
     for (int f = 0; f < 8; f++)
 #pragma unroll
         for (int e = 0; e < 4; e++) dacc[f][e] = 0.0f;
+    issue(ns - 1, (ns - 1) & 1);
+    float2 raw = make_float2(0.f, 0.f);
+    if (warp == 0) raw = dt_fetch(a, b * a.L + t_begin + (int64_t)(ns - 1) * Q, (int)h, nv_of(ns - 1));
     for (int s = ns - 1; s >= 0; s--) {
-        const int64_t t0 = t_begin + (int64_t)s * Q, row0 = b * a.L + t0;
-        const int nvalid = (int)min((int64_t)Q, t_end - t0);
-        load_tile<N, LDN>(Cs, a.Cm + g * N, row0, a.G * N, nvalid);
-        cp_commit();
-        if (s > 0) prefetch_rows<false, true>(a, row0 - Q, h, g, Q);
-        load_g(Gs, a, row0, h, nvalid);
-        if (warp == 0) prefix(vec, a, row0, (int)h, nvalid);
-        cp_wait<0>();
-        __syncthreads();
-        state_update(dacc, Gs, Cs, ec, __expf(cum[Q - 1]), tp, nh);
-        __syncthreads();
+        const int buf = s & 1, nvalid = nv_of(s);
+        unsigned char *base = smem + buf * DHL_BUF;
+        if (s > 0) issue(s - 1, buf ^ 1); /* that buffer was freed by the last barrier [B] */
+        if (warp == 0) {
+            prefix_raw(vec, a, raw, (int)h, nvalid);
+            if (s > 0) raw = dt_fetch(a, b * a.L + t_begin + (int64_t)(s - 1) * Q, (int)h, nv_of(s - 1));
+        }
+        if (s > 0) cp_wait<1>();
+        else cp_wait<0>();
+        /* G from the pieces this thread copied (load_tile's element mapping) */
+        {
+            constexpr int V = P / 8;
+            const __nv_bfloat16 *dys = (const __nv_bfloat16 *)(base + T_N), *zs = (const __nv_bfloat16 *)(base + T_N + T_X);
+#pragma unroll
+            for (int it = 0; it < (Q * V + THREADS - 1) / THREADS; it++) {
+                const int e = threadIdx.x + it * THREADS;
+                if (e >= Q * V) break;
+                const int j = e / V, v = e % V;
+                uint4 u = *reinterpret_cast<const uint4 *>(dys + j * LDP + v * 8);
+                if (a.z) {
+                    const uint4 zz = *reinterpret_cast<const uint4 *>(zs + j * LDP + v * 8);
+                    const uint32_t *zp = reinterpret_cast<const uint32_t *>(&zz);
+                    uint32_t *up = reinterpret_cast<uint32_t *>(&u);
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        const float2 zf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&zp[k]));
+                        up[k] = scale2(up[k], zf.x * mamba_scan::sigm(zf.x), zf.y * mamba_scan::sigm(zf.y));
+                    }
+                }
+                *reinterpret_cast<uint4 *>(Gs + j * LDP + v * 8) = u;
+            }
+        }
+        __syncthreads(); /* [A] C, G and the vectors ready */
+        state_update(dacc, Gs, (const __nv_bfloat16 *)base, ec, __expf(cum[Q - 1]), tp, nh);
+        __syncthreads(); /* [B] */
     }
     float *o = a.dst + ((b * a.nch + c) * a.H + h) * (int64_t)(P * N);
 #pragma unroll
@@ -272,20 +313,19 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
             cp_wait<0>();
             __syncthreads(); /* [A] */
             const float E = __expf(cum[Q - 1]);
-            /* ---- phase 1: S, GX (rows rb, cols 32cb..) -> M', W1 and the decay sums; Yc = C h^T ---- */
-            float ycacc[4][4];
+            /* ---- phase 1: S, GX (rows rb, cols 32cb..) -> M', W1 and the decay sums ---- */
             {
                 float sacc[4][4], gacc[4][4];
 #pragma unroll
                 for (int f = 0; f < 4; f++)
 #pragma unroll
-                    for (int e = 0; e < 4; e++) sacc[f][e] = 0.0f, gacc[f][e] = 0.0f, ycacc[f][e] = 0.0f;
+                    for (int e = 0; e < 4; e++) sacc[f][e] = 0.0f, gacc[f][e] = 0.0f;
                 const bool act = 32 * cb <= 16 * rb + 15;
+                if (act) {
 #pragma unroll
-                for (int kk = 0; kk < N / 16; kk++) {
-                    uint32_t ca[4], bb[4];
-                    frag_a(ca, Cs, LDN, rb * 16, kk * 16);
-                    if (act) {
+                    for (int kk = 0; kk < N / 16; kk++) {
+                        uint32_t ca[4], bb[4];
+                        frag_a(ca, Cs, LDN, rb * 16, kk * 16);
 #pragma unroll
                         for (int np = 0; np < 2; np++) {
                             frag_b_nk(bb, Bs, LDN, cb * 32 + np * 16, kk * 16);
@@ -293,14 +333,6 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
                             mma(sacc[2 * np + 1], ca, bb[2], bb[3]);
                         }
                     }
-#pragma unroll
-                    for (int np = 0; np < 2; np++) {
-                        frag_b_nk(bb, Hs, LDN, cb * 32 + np * 16, kk * 16);
-                        mma(ycacc[2 * np], ca, bb[0], bb[1]);
-                        mma(ycacc[2 * np + 1], ca, bb[2], bb[3]);
-                    }
-                }
-                if (act) {
 #pragma unroll
                     for (int kk = 0; kk < P / 16; kk++) {
                         uint32_t ga[4], bb[4];
@@ -342,7 +374,27 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
                     zr_lo = sum_t(zr_lo), zr_hi = sum_t(zr_hi);
                     if (t == 0) atomicAdd(&zr[r_lo], zr_lo), atomicAdd(&zr[r_hi], zr_hi);
                 }
-                /* u_i = g_i . Yc_i */
+            }
+            __syncthreads(); /* [B] Ms, Ws complete */
+            const float e_lo = ec[r_lo], e_hi = ec[r_hi], w_lo = wv[r_lo], w_hi = wv[r_hi];
+            /* ---- phase 2a: Yc = C h^T, u_i = g_i . Yc_i, ys = e Yc + M' X -> dz; dD ---- */
+            {
+                float ycacc[4][4];
+#pragma unroll
+                for (int f = 0; f < 4; f++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) ycacc[f][e] = 0.0f;
+#pragma unroll
+                for (int kk = 0; kk < N / 16; kk++) {
+                    uint32_t ca[4], bb[4];
+                    frag_a(ca, Cs, LDN, rb * 16, kk * 16);
+#pragma unroll
+                    for (int np = 0; np < 2; np++) {
+                        frag_b_nk(bb, Hs, LDN, cb * 32 + np * 16, kk * 16);
+                        mma(ycacc[2 * np], ca, bb[0], bb[1]);
+                        mma(ycacc[2 * np + 1], ca, bb[2], bb[3]);
+                    }
+                }
                 float u_lo = 0.f, u_hi = 0.f;
 #pragma unroll
                 for (int f = 0; f < 4; f++) {
@@ -353,11 +405,6 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
                 }
                 u_lo = sum_t(u_lo), u_hi = sum_t(u_hi);
                 if (t == 0) atomicAdd(&uu[r_lo], u_lo), atomicAdd(&uu[r_hi], u_hi);
-            }
-            __syncthreads(); /* [B] Ms, Ws complete */
-            const float e_lo = ec[r_lo], e_hi = ec[r_hi], w_lo = wv[r_lo], w_hi = wv[r_hi];
-            /* ---- phase 2a: ys = e Yc + M' X -> dz; dD ---- */
-            {
 #pragma unroll
                 for (int f = 0; f < 4; f++) ycacc[f][0] *= e_lo, ycacc[f][1] *= e_lo, ycacc[f][2] *= e_hi, ycacc[f][3] *= e_hi;
 #pragma unroll
