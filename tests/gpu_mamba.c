@@ -3,7 +3,9 @@
  * conv forward / backward / decode / tail hand-off, scan forward / backward / decode, two
  * segments with carried state equal one run. Outputs are poisoned with NaN first, so an
  * unwritten element fails. Tolerances: bf16 outputs 1e-2 relative, fp32 outputs 2e-4 (hT of the
- * tensor-core forward, P = 64: 1e-2, its state update takes bf16 operands). */
+ * tensor-core forward and every gradient of the tensor-core backward, P = 64: 1e-2, their
+ * products take bf16 operands). Environment knobs of mamba.cu select the other paths and chunk
+ * shapes: LC_MAMBA_BWD_FP32 (the fp32 backward), LC_MAMBA_TFWD / LC_MAMBA_TBWD (chunk lengths). */
 #include "common.h"
 #include "device.h"
 #include "mamba.h"
