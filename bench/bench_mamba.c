@@ -13,9 +13,13 @@
  *   conv fwd     x, tail in; y, tail out (+ weights); fwdbwd adds x, dy in, dx out; decode one token.
  * FLOPs (the recurrence's): scan fwd 4*B*L*H*P*N, fwdbwd 12*B*L*H*P*N; conv 2*Kw per element.
  *
- * Long points on CUDA (L > MAMBA_BENCH_SEG = 2^22 tokens) run in segments of 2^22 tokens that
- * reuse one buffer set, carrying the state between segments (scan hT -> h0, conv tail_out ->
- * tail_in): the way a sequence longer than memory is prefilled. Time and bytes cover all L tokens.
+ * Long points on CUDA (L > MAMBA_BENCH_SEG = 2^22 tokens; fwdbwd of the scan: > 2^20, its six
+ * bf16 activations of 2^22 tokens would not fit in 80 GB) run in segments that reuse one buffer
+ * set, carrying the state between segments (scan hT -> h0, conv tail_out -> tail_in): the way a
+ * sequence longer than memory is prefilled. The scan's fwdbwd runs every segment's forward in
+ * order (keeping each segment's incoming state), then the backwards in reverse order with dh
+ * carried (dh0 of segment k+1 -> dhT of segment k), as a trainer that recomputes activations per
+ * segment would. Time and bytes cover all L tokens.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +29,7 @@
 #include "mamba.h"
 
 #define MAMBA_BENCH_SEG ((int64_t)1 << 22)
+#define MAMBA_BENCH_SEG_BWD ((int64_t)1 << 20)
 
 enum dir { DIR_FWD, DIR_FWDBWD, DIR_DECODE };
 enum { T_X, T_Z, T_Y, T_DY, T_DX, T_DZ, T_BM, T_CM, T_DB, T_DC, T_DT, T_DDT, T_H0, T_HT, T_DHT, T_DH0, T_PAR, T_DPAR,
@@ -59,7 +64,8 @@ static lc_status plan(const struct bench_point *p, int conv, struct mamba_ctx *c
     if (p->backend == BENCH_CUDA && !lc_cuda_built())
         return lc_errorf(LC_EUNSUPPORTED, "bench %s: this build has no CUDA backend", p->mixer);
     const int64_t L = c->dir == DIR_DECODE ? 1 : p->L;
-    c->seg = (p->backend == BENCH_CUDA && L > MAMBA_BENCH_SEG) ? MAMBA_BENCH_SEG : L;
+    const int64_t segmax = !conv && c->dir == DIR_FWDBWD ? MAMBA_BENCH_SEG_BWD : MAMBA_BENCH_SEG;
+    c->seg = (p->backend == BENCH_CUDA && L > segmax) ? segmax : L;
     c->nseg = (L + c->seg - 1) / c->seg;
     if (c->nseg * c->seg != L) return lc_errorf(LC_EUNSUPPORTED, "bench %s: L = %lld must be a multiple of %lld above it", p->mixer, (long long)L, (long long)c->seg);
     struct mamba_scan_shape s = {p->B, c->seg, p->HQ, p->dh, p->H, p->N};
@@ -88,7 +94,8 @@ static lc_status plan(const struct bench_point *p, int conv, struct mamba_ctx *c
     if (fb) {
         c->bytes[T_DY] = e * nx, c->bytes[T_DX] = e * nx, c->bytes[T_DZ] = e * nx;
         c->bytes[T_DB] = 4 * nbc, c->bytes[T_DC] = 4 * nbc, c->bytes[T_DDT] = 4 * ndt;
-        c->bytes[T_DHT] = 4 * ns, c->bytes[T_DH0] = 4 * ns, c->bytes[T_DPAR] = c->bytes[T_PAR];
+        c->bytes[T_DHT] = 4 * ns, c->bytes[T_DH0] = 4 * ns * 2, c->bytes[T_DPAR] = c->bytes[T_PAR];
+        c->bytes[T_H0] = 4 * ns * (size_t)(c->nseg + 1); /* the state entering every segment */
     }
     if (p->backend == BENCH_CUDA && c->dir != DIR_DECODE) {
         if (p->dh == 64 && p->N == 128) (void)0;
@@ -159,21 +166,32 @@ static lc_status run_scan(struct mamba_ctx *c) {
     if (c->dir == DIR_DECODE)
         return cuda ? mamba_scan_decode_cuda(s, c->t[T_X], F(T_DT), dtb, A, c->t[T_BM], c->t[T_CM], D, c->t[T_Z], F(T_H0), c->t[T_Y], NULL)
                     : mamba_scan_decode_ref(s, F(T_X), F(T_DT), dtb, A, F(T_BM), F(T_CM), D, F(T_Z), F(T_H0), F(T_Y));
+    if (c->dir == DIR_FWDBWD) {
+        const int64_t ns = s->B * s->H * s->P * s->N;
+        float *hs = F(T_H0), *db = F(T_DH0), *dA = F(T_DPAR), *dD = F(T_DPAR) + H, *ddtb = F(T_DPAR) + 2 * H;
+        for (int64_t k = 0; k < c->nseg; k++) { /* hs + k*ns: the state entering segment k */
+            float *h0 = k == 0 ? NULL : hs + k * ns, *hT = hs + (k + 1) * ns;
+            if (cuda) LC_TRY(mamba_scan_forward_cuda(s, c->t[T_X], F(T_DT), dtb, A, c->t[T_BM], c->t[T_CM], D, c->t[T_Z], h0, c->t[T_Y], hT, c->t[T_WS], NULL));
+            else LC_TRY(mamba_scan_forward_ref(s, F(T_X), F(T_DT), dtb, A, F(T_BM), F(T_CM), D, F(T_Z), h0, F(T_Y), hT));
+        }
+        for (int64_t j = 0; j < c->nseg; j++) { /* backwards, last segment first; dh ping-pongs in db */
+            const int64_t k = c->nseg - 1 - j;
+            float *h0 = k == 0 ? NULL : hs + k * ns, *dhT = j == 0 ? F(T_DHT) : db + ((j - 1) & 1) * ns, *dh0 = db + (j & 1) * ns;
+            if (cuda)
+                LC_TRY(mamba_scan_backward_cuda(s, c->t[T_X], F(T_DT), dtb, A, c->t[T_BM], c->t[T_CM], D, c->t[T_Z], h0, c->t[T_DY],
+                                                dhT, c->t[T_DX], F(T_DDT), F(T_DB), F(T_DC), c->t[T_DZ], dh0, dA, dD, ddtb,
+                                                c->t[T_WS], NULL));
+            else
+                LC_TRY(mamba_scan_backward_ref(s, F(T_X), F(T_DT), dtb, A, F(T_BM), F(T_CM), D, F(T_Z), h0, F(T_DY), dhT, F(T_DX),
+                                               F(T_DDT), F(T_DB), F(T_DC), F(T_DZ), dh0, dA, dD, ddtb));
+        }
+        return LC_OK;
+    }
     for (int64_t k = 0; k < c->nseg; k++) {
         /* segment k starts from the state segment k-1 ended with (the first from zero) */
         float *h0 = k == 0 ? NULL : F(k & 1 ? T_H0 : T_HT), *hT = F(k & 1 ? T_HT : T_H0);
         if (cuda) LC_TRY(mamba_scan_forward_cuda(s, c->t[T_X], F(T_DT), dtb, A, c->t[T_BM], c->t[T_CM], D, c->t[T_Z], h0, c->t[T_Y], hT, c->t[T_WS], NULL));
         else LC_TRY(mamba_scan_forward_ref(s, F(T_X), F(T_DT), dtb, A, F(T_BM), F(T_CM), D, F(T_Z), h0, F(T_Y), hT));
-        if (c->dir == DIR_FWDBWD) {
-            float *dA = F(T_DPAR), *dD = F(T_DPAR) + H, *ddtb = F(T_DPAR) + 2 * H;
-            if (cuda)
-                LC_TRY(mamba_scan_backward_cuda(s, c->t[T_X], F(T_DT), dtb, A, c->t[T_BM], c->t[T_CM], D, c->t[T_Z], h0, c->t[T_DY],
-                                                F(T_DHT), c->t[T_DX], F(T_DDT), F(T_DB), F(T_DC), c->t[T_DZ], F(T_DH0), dA, dD, ddtb,
-                                                c->t[T_WS], NULL));
-            else
-                LC_TRY(mamba_scan_backward_ref(s, F(T_X), F(T_DT), dtb, A, F(T_BM), F(T_CM), D, F(T_Z), h0, F(T_DY), F(T_DHT), F(T_DX),
-                                               F(T_DDT), F(T_DB), F(T_DC), F(T_DZ), F(T_DH0), dA, dD, ddtb));
-        }
     }
     return LC_OK;
 }

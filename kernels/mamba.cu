@@ -6,6 +6,9 @@
 #include "mamba_scan.cuh"
 #include "mamba_ssd.cuh"
 #include "mamba_bwd.cuh"
+#include "mamba_ssd_bwd.cuh"
+
+#include <stdlib.h>
 
 /* ---------------- conv ---------------- */
 
@@ -101,19 +104,49 @@ static lc_status scan_args(const struct mamba_scan_shape *s, const char *fn) {
 }
 
 /* Chunk length: long chunks cut the state traffic of the passes (P*N fp32 per chunk and head),
- * short ones give parallelism; keep >= ~4 blocks per SM of an H100 (132 SMs). */
+ * short ones give parallelism. The forward keeps ~2 blocks per SM of an H100 (its occupancy:
+ * one full wave; at 64K T = 8192 ran 3% faster than 4 waves of T = 2048); the backward ~4 per SM
+ * (its chunks are capped at TMAX_BWD, the persistent ssd_bwd balances them). */
 static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
     int64_t T = 64;
     const int64_t cap = backward ? mamba_scan::TMAX_BWD : 8192;
-    while (T < cap && s->B * s->H * ((s->L + 2 * T - 1) / (2 * T)) >= 528) T *= 2;
+    /* LC_MAMBA_TFWD / LC_MAMBA_TBWD: a fixed chunk length (a power of two >= 64), for timing */
+    const char *env = getenv(backward ? "LC_MAMBA_TBWD" : "LC_MAMBA_TFWD");
+    if (env && atoll(env) >= 64) {
+        int64_t want = atoll(env);
+        while (T < want && T < cap) T *= 2;
+        return T;
+    }
+    const int64_t want = backward ? 528 : 256;
+    while (T < cap && s->B * s->H * ((s->L + 2 * T - 1) / (2 * T)) >= want) T *= 2;
     return T;
+}
+
+/* The P = 64 backward on tensor cores (mamba_ssd_bwd.cuh) unless LC_MAMBA_BWD_FP32 is set (the
+ * fp32 recurrences of mamba_bwd.cuh, kept for P = 32 and for comparison). */
+static bool bwd_tc(const struct mamba_scan_shape *s) {
+    const char *env = getenv("LC_MAMBA_BWD_FP32");
+    return s->P == 64 && s->N == 128 && !(env && env[0] == '1');
+}
+
+/* persistent grid of ssd_bwd: two blocks per SM */
+static int64_t bwd_grid(void) {
+    static int nsm = 0;
+    if (!nsm) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+            nsm < 1)
+            nsm = 132;
+    }
+    return 2 * (int64_t)nsm;
 }
 
 static size_t scan_ws_parts(const struct mamba_scan_shape *s, int backward, size_t *st_bytes, size_t *decay_bytes) {
     const int64_t T = scan_chunk(s, backward), nch = (s->L + T - 1) / T;
     *st_bytes = sizeof(float) * (size_t)(s->B * nch * s->H * s->P * s->N);
     *decay_bytes = (sizeof(float) * (size_t)(s->B * nch * s->H) + 255) / 256 * 256;
-    return *st_bytes * (backward ? 2 : 1) + *decay_bytes;
+    const size_t scratch = backward && bwd_tc(s) ? (size_t)bwd_grid() * mamba_ssd_bwd::SCRATCH_PER_BLOCK : 0;
+    return *st_bytes * (backward ? 2 : 1) + *decay_bytes + scratch;
 }
 
 size_t mamba_scan_workspace_bytes(const struct mamba_scan_shape *s, int backward) {
@@ -126,7 +159,7 @@ template <int P, int N>
 static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream_t st) {
     dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
     const int64_t PN = (int64_t)P * N;
-    dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)a.H, (unsigned)a.B);
+    dim3 pgrid((unsigned)((PN / 4 + 255) / 256), (unsigned)a.H, (unsigned)a.B); /* state_pass: 4 elements a thread */
     if (P == 64 && N == 128) { /* tensor-core path */
         static bool attr = false;
         if (!attr) {
@@ -151,11 +184,39 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
     return LC_OK;
 }
 
+/* P = 64 on tensor cores: local states (the forward's kernel), incoming states, local dh,
+ * outgoing dh, then the persistent per-chunk gradient kernel (mamba_ssd_bwd.cuh). */
+static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStream_t st) {
+    namespace sb = mamba_ssd_bwd;
+    dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
+    const int64_t PN = 64 * 128;
+    dim3 pgrid((unsigned)((PN / 4 + 255) / 256), (unsigned)a.H, (unsigned)a.B); /* state_pass: 4 elements a thread */
+    static bool attr = false;
+    if (!attr) {
+        cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
+        cuda_check(cudaFuncSetAttribute(sb::ssd_dh_local, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_DHL2));
+        cuda_check(cudaFuncSetAttribute(sb::ssd_bwd, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_BWD));
+        attr = true;
+    }
+    mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
+    cuda_check_launch("ssd_fwd<local> (bwd)");
+    mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, nullptr, a.H, a.nch, PN, 0);
+    cuda_check_launch("state_pass");
+    sb::ssd_dh_local<<<grid, mamba_ssd::THREADS, sb::SMEM_DHL2, st>>>(a);
+    cuda_check_launch("ssd_dh_local");
+    mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.dst, a.decay, a.dhT, a.dh0, a.H, a.nch, PN, 1);
+    cuda_check_launch("state_pass<reverse>");
+    const int64_t nwork = a.B * a.nch * a.H, gb = bwd_grid();
+    sb::ssd_bwd<<<(unsigned)(nwork < gb ? nwork : gb), mamba_ssd::THREADS, sb::SMEM_BWD, st>>>(a, a.scratch, nwork);
+    cuda_check_launch("ssd_bwd");
+    return LC_OK;
+}
+
 template <int P, int N>
 static lc_status scan_backward_t(mamba_scan::args &a, const float *h0, cudaStream_t st) {
     dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
     const int64_t PN = (int64_t)P * N;
-    dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)a.H, (unsigned)a.B);
+    dim3 pgrid((unsigned)((PN / 4 + 255) / 256), (unsigned)a.H, (unsigned)a.B); /* state_pass: 4 elements a thread */
     mamba_bwd::h_local<P, N><<<grid, P * 4, 0, st>>>(a);
     cuda_check_launch("h_local");
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, nullptr, a.H, a.nch, PN, 0);
@@ -191,6 +252,7 @@ static lc_status scan_ws(const struct mamba_scan_shape *s, int backward, void *w
     a.decay = (float *)p;
     a.st = (float *)(p + decay_bytes);
     a.dst = backward ? (float *)(p + decay_bytes + st_bytes) : nullptr;
+    a.scratch = backward && bwd_tc(s) ? (__nv_bfloat16 *)(p + decay_bytes + 2 * st_bytes) : nullptr;
     a.T = scan_chunk(s, backward);
     a.nch = (s->L + a.T - 1) / a.T;
     if (a.nch > 65535) {
@@ -209,6 +271,7 @@ lc_status mamba_scan_forward_cuda(const struct mamba_scan_shape *s, const bf16_t
     lc_nvtx_range nvtx_range("mamba.scan.fwd");
     LC_TRY(scan_args(s, "mamba_scan_forward_cuda"));
     LC_REQUIRE(x && dt && A && Bm && Cm && y, "mamba_scan_forward_cuda: x, dt, A, Bm, Cm and y must not be NULL");
+    LC_REQUIRE(((uintptr_t)h0 | (uintptr_t)hT) % 16 == 0, "mamba_scan_forward_cuda: h0 and hT must be 16-byte aligned");
     cudaStream_t st = lc_stream(stream);
     mamba_scan::args a = {};
     a.x = (const __nv_bfloat16 *)x, a.Bm = (const __nv_bfloat16 *)Bm, a.Cm = (const __nv_bfloat16 *)Cm;
@@ -232,6 +295,8 @@ lc_status mamba_scan_backward_cuda(const struct mamba_scan_shape *s, const bf16_
     LC_REQUIRE(x && dt && A && Bm && Cm && dy && dx && ddt && dBm && dCm,
                "mamba_scan_backward_cuda: x, dt, A, Bm, Cm, dy, dx, ddt, dBm and dCm must not be NULL");
     LC_REQUIRE(!z || dz, "mamba_scan_backward_cuda: dz must not be NULL when z is given");
+    LC_REQUIRE(((uintptr_t)h0 | (uintptr_t)dhT | (uintptr_t)dh0) % 16 == 0,
+               "mamba_scan_backward_cuda: h0, dhT and dh0 must be 16-byte aligned");
     cudaStream_t st = lc_stream(stream);
     const size_t nbc = sizeof(float) * (size_t)(s->B * s->L * s->G * s->N);
     cuda_check(cudaMemsetAsync(dBm, 0, nbc, st));
@@ -246,7 +311,8 @@ lc_status mamba_scan_backward_cuda(const struct mamba_scan_shape *s, const bf16_
     a.dBm = dBm, a.dCm = dCm, a.dh0 = dh0, a.dA = dA, a.dD = dD, a.ddt_bias = ddt_bias;
     void *owned = NULL;
     LC_TRY(scan_ws(s, 1, ws, st, a, &owned));
-    lc_status r = s->P == 64 ? scan_backward_t<64, 128>(a, h0, st) : scan_backward_t<32, 64>(a, h0, st);
+    lc_status r = bwd_tc(s) ? scan_backward_tc(a, h0, st)
+                  : s->P == 64 ? scan_backward_t<64, 128>(a, h0, st) : scan_backward_t<32, 64>(a, h0, st);
     if (owned) cudaFreeAsync(owned, st);
     return r;
 }

@@ -41,9 +41,12 @@
  * of each (b, h) in order to turn local states into each chunk's incoming state, pass 3 reruns
  * each chunk from its incoming state and writes y. For (P, N) = (64, 128) passes 1 and 3 are the
  * chunked SSD form on bf16 tensor cores (mamba_ssd.cuh; y and hT then carry bf16-level error,
- * ~2e-3 relative); (32, 64) uses fp32 recurrences. The backward mirrors the passes for dh with
- * fp32 recurrences (mamba_bwd.cuh; its fp32 outputs match the reference to ~1e-5). Workspace:
- * mamba_scan_workspace_bytes(); pass ws = NULL to let the call allocate (stream-ordered) itself.
+ * ~2e-3 relative); (32, 64) uses fp32 recurrences. The backward mirrors the passes for dh; for
+ * (64, 128) every pass and the per-chunk gradients run in the SSD form on tensor cores
+ * (mamba_ssd_bwd.cuh; all gradients then carry bf16-level error, ~2e-3..7e-3 relative), for
+ * (32, 64) as fp32 recurrences (mamba_bwd.cuh, ~1e-5; LC_MAMBA_BWD_FP32=1 selects them for (64,
+ * 128) too). Workspace: mamba_scan_workspace_bytes() (the tensor-core backward adds a 34 MB
+ * scratch for its persistent grid); pass ws = NULL to let the call allocate (stream-ordered) itself.
  */
 #ifndef LONGCTX_MAMBA_H
 #define LONGCTX_MAMBA_H
@@ -100,7 +103,8 @@ lc_status mamba_conv_backward_cuda(const struct mamba_conv_shape *s, const bf16_
 lc_status mamba_conv_decode_cuda(const struct mamba_conv_shape *s, const bf16_t *x, const float *weight,
                                  const float *bias, bf16_t *tail, bf16_t *y, void *stream);
 
-/* CUDA scan supports (P, N) = (64, 128) (RAMba) and (32, 64); others give LC_EUNSUPPORTED. */
+/* CUDA scan supports (P, N) = (64, 128) (RAMba) and (32, 64); others give LC_EUNSUPPORTED. The
+ * state arrays (h0, hT, dhT, dh0) must be 16-byte aligned (cudaMalloc's are). */
 size_t mamba_scan_workspace_bytes(const struct mamba_scan_shape *s, int backward);
 lc_status mamba_scan_forward_cuda(const struct mamba_scan_shape *s, const bf16_t *x, const float *dt,
                                   const float *dt_bias, const float *A, const bf16_t *Bm, const bf16_t *Cm,

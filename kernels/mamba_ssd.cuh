@@ -180,6 +180,9 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_fwd(mamba_scan::args a) {
         load_tile<N, LDN>((__nv_bfloat16 *)(base + TILE_C), a.Bm + g * N, r0, a.G * N, nv);
         if (!LOCAL) load_tile<N, LDN>((__nv_bfloat16 *)base, a.Cm + g * N, r0, a.G * N, nv);
         cp_commit();
+        /* z is read by the epilogue straight from global memory: pull its lines into L2 now */
+        if (!LOCAL && a.z && (int)threadIdx.x < nv)
+            asm volatile("prefetch.global.L2 [%0];\n" ::"l"(a.z + (r0 + threadIdx.x) * a.H * P + h * P));
     };
     issue(t_begin, 0);
     float2 dt_raw = make_float2(0.f, 0.f);

@@ -112,11 +112,15 @@ int main(int argc, char **argv) {
             size_t fr2 = 0;
             if (p.backend == BENCH_CUDA && lc_cuda_mem_info(&fr2, &tot) == LC_OK) peak = tot - fr2;
             else peak = c.alloc_bytes;
-            if (p.backend == BENCH_CUDA && L > ((long long)1 << 22) && strcmp(dir, "decode")) {
+            /* segment lengths as in bench_mamba.c: 2^22 tokens, 2^20 for the scan's fwdbwd */
+            const int segbits = !strcmp(mixer, "mamba_scan") && !strcmp(dir, "fwdbwd") ? 20 : 22;
+            if (p.backend == BENCH_CUDA && L > ((long long)1 << segbits) && strcmp(dir, "decode")) {
                 /* keep an error message in front of the description (a failed segmented run names both) */
-                char seg[200];
-                snprintf(seg, sizeof seg, "segmented: %lld segments of 4194304 tokens reusing one device buffer set; state carried %s",
-                         L >> 22, strcmp(mixer, "mamba_conv") ? "hT->h0" : "tail_out->tail_in");
+                char seg[240];
+                snprintf(seg, sizeof seg, "segmented: %lld segments of %lld tokens reusing one device buffer set; state carried %s",
+                         L >> segbits, 1LL << segbits,
+                         strcmp(mixer, "mamba_conv") ? (segbits == 20 ? "hT->h0 forward then dh0->dhT backward in reverse" : "hT->h0")
+                                                     : "tail_out->tail_in");
                 size_t used = strlen(note);
                 snprintf(note + used, sizeof note - used, "%s%s", used ? " | " : "", seg);
             }

@@ -3,7 +3,9 @@
  * conv forward / backward / decode / tail hand-off, scan forward / backward / decode, two
  * segments with carried state equal one run. Outputs are poisoned with NaN first, so an
  * unwritten element fails. Tolerances: bf16 outputs 1e-2 relative, fp32 outputs 2e-4 (hT of the
- * tensor-core forward, P = 64: 1e-2, its state update takes bf16 operands). */
+ * tensor-core forward and every gradient of the tensor-core backward, P = 64: 1e-2, their
+ * products take bf16 operands). Environment knobs of mamba.cu select the other paths and chunk
+ * shapes: LC_MAMBA_BWD_FP32 (the fp32 backward), LC_MAMBA_TFWD / LC_MAMBA_TBWD (chunk lengths). */
 #include "common.h"
 #include "device.h"
 #include "mamba.h"
@@ -196,15 +198,18 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
         T_OK(mamba_scan_backward_cuda(&s, d.x, d.dt, d.dt_bias, d.A, d.Bm, d.Cm, d.D, d.z, d.h0, d.dy, d.dhT, gdx, gddt,
                                       gdB, gdC, d.z ? gdz : NULL, gdh0, gdA, gdD, gdb, NULL, NULL));
         T_OK(lc_cuda_sync());
+        /* P = 64 runs the tensor-core backward (bf16 operands) unless LC_MAMBA_BWD_FP32=1 */
+        const char *fp32 = getenv("LC_MAMBA_BWD_FP32");
+        const double tb = P == 64 && !(fp32 && fp32[0] == '1') ? 1e-2 : 2e-4;
         CMP16(gdx, dx, nx, "scan dx");
         if (h.z) CMP16(gdz, dz, nx, "scan dz");
-        CMP32(gddt, ddt, ndt, 2e-4, "scan ddt");
-        CMP32(gdB, dB, nbc, 2e-4, "scan dBm");
-        CMP32(gdC, dC, nbc, 2e-4, "scan dCm");
-        CMP32(gdh0, dh0, ns, 2e-4, "scan dh0");
-        CMP32(gdA, dA, (size_t)H, 2e-4, "scan dA");
-        CMP32(gdD, dD, (size_t)H, 2e-4, "scan dD");
-        CMP32(gdb, dbias, (size_t)H, 2e-4, "scan ddt_bias");
+        CMP32(gddt, ddt, ndt, tb, "scan ddt");
+        CMP32(gdB, dB, nbc, tb, "scan dBm");
+        CMP32(gdC, dC, nbc, tb, "scan dCm");
+        CMP32(gdh0, dh0, ns, tb, "scan dh0");
+        CMP32(gdA, dA, (size_t)H, tb, "scan dA");
+        CMP32(gdD, dD, (size_t)H, tb, "scan dD");
+        CMP32(gdb, dbias, (size_t)H, tb, "scan ddt_bias");
         free(dx), free(ddt), free(dB), free(dC), free(dz), free(dh0), free(dA), free(dD), free(dbias);
         lc_cuda_free(gdx), lc_cuda_free(gdz), lc_cuda_free(gddt), lc_cuda_free(gdB), lc_cuda_free(gdC);
         lc_cuda_free(gdh0), lc_cuda_free(gdA), lc_cuda_free(gdD), lc_cuda_free(gdb);
@@ -278,8 +283,19 @@ int main(int argc, char **argv) {
     test_scan(1, 77, 3, 32, 1, 64, 0, 0);
     if (!small) {
         test_scan(1, 1500, 6, 64, 1, 128, 1, 1);
-        test_scan(1, 9000, 8, 64, 1, 128, 1, 0); /* long chunks (T = 128) */
+        test_scan(1, 9000, 8, 64, 1, 128, 1, 0); /* long chunks (T = 128); more backward work items than blocks */
     }
+    /* the tensor-core backward with 8 sub-chunks per chunk, a ragged last chunk and sub-chunk,
+     * and the forward with 4 sub-chunks per chunk */
+    setenv("LC_MAMBA_TBWD", "512", 1);
+    setenv("LC_MAMBA_TFWD", "256", 1);
+    test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
+    unsetenv("LC_MAMBA_TBWD");
+    unsetenv("LC_MAMBA_TFWD");
+    /* the fp32 backward of P = 64 (kept for comparison) */
+    setenv("LC_MAMBA_BWD_FP32", "1", 1);
+    if (!small) test_scan(2, 300, 4, 64, 2, 128, 1, 1);
+    unsetenv("LC_MAMBA_BWD_FP32");
     t_begin("cuda scan rejects unsupported (P, N) with a message");
     {
         struct mamba_scan_shape bad = {1, 8, 2, 48, 1, 128};
