@@ -18,12 +18,14 @@
 
 typedef __nv_bfloat16 bf16;
 
-/* Called first by every host entry point below. */
-static lc_status cuda_shape_check(const struct hsa_shape *s, const char *what) {
+/* Called first by every host entry point below. A query offset (Lq, q_pos0) is supported by the
+ * forward functions (retrieve, weights, attend forward: allow_offset = 1); the backward ones
+ * refuse it, as the C reference does. */
+static lc_status cuda_shape_check(const struct hsa_shape *s, const char *what, int allow_offset) {
     LC_TRY(hsa_check(s));
-    if (hsa_has_offset(s))
-        return lc_errorf(LC_EUNSUPPORTED, "%s: query offset not supported by the CUDA kernel yet (Lq = %lld, q_pos0 = %lld)", what,
-                         (long long)s->Lq, (long long)s->q_pos0);
+    if (hsa_has_offset(s) && !allow_offset)
+        return lc_errorf(LC_EUNSUPPORTED, "%s: a query offset (Lq = %lld, q_pos0 = %lld) is forward-only (retrieve, weights, attend forward)",
+                         what, (long long)s->Lq, (long long)s->q_pos0);
     if (s->K > 64) return lc_errorf(LC_EUNSUPPORTED, "%s: K = %lld > 64 is not supported by the CUDA kernels", what, (long long)s->K);
     return LC_OK;
 }
@@ -39,13 +41,15 @@ lc_status hsa_retrieve_cuda(const struct hsa_shape *s, const bf16_t *q_r, const 
                             float *score, void *workspace, void *stream) {
     lc_nvtx_range nvtx_range("hsa.retrieve_topk");
     (void)workspace;
-    LC_TRY(cuda_shape_check(s, "hsa_retrieve_cuda"));
+    LC_TRY(cuda_shape_check(s, "hsa_retrieve_cuda", 1));
     if (s->dr % 32)
         return lc_errorf(LC_EUNSUPPORTED, "hsa_retrieve_cuda: dr = %lld must be a multiple of 32", (long long)s->dr);
     using namespace hsa_retrieve;
     params p;
     p.B = s->B;
-    p.Lr = hsa_num_rows(s);
+    p.Lr = hsa_num_qrows(s);
+    p.p0 = hsa_q_pos0(s);
+    p.Lr_all = hsa_num_rows(s);
     p.Hr = s->Hr;
     p.dr = s->dr;
     p.S = s->S;
@@ -96,7 +100,7 @@ lc_status hsa_scores_backward_cuda(const struct hsa_shape *s, const bf16_t *q_r,
                                    const int32_t *idx, const float *dscore, float *dq_r, float *dlmk,
                                    void *stream) {
     lc_nvtx_range nvtx_range("hsa.scores.bwd");
-    LC_TRY(cuda_shape_check(s, "hsa_scores_backward_cuda"));
+    LC_TRY(cuda_shape_check(s, "hsa_scores_backward_cuda", 0));
     dim3 grid((unsigned)hsa_num_rows(s), (unsigned)s->Hr, (unsigned)s->B);
     scores_backward_kernel<<<grid, 128, 0, lc_stream(stream)>>>(
         hsa_num_rows(s), s->Hr, s->dr, s->K, s->S, hsa_num_chunks(s), s->block_q, (float)(1.0 / sqrt((double)s->dr)),
@@ -165,8 +169,8 @@ __global__ void weights_backward_kernel(int64_t rows, int K, int stick, const fl
 
 lc_status hsa_weights_forward_cuda(const struct hsa_shape *s, const float *score, float *w, void *stream) {
     lc_nvtx_range nvtx_range("hsa.weights.fwd");
-    LC_TRY(cuda_shape_check(s, "hsa_weights_forward_cuda"));
-    int64_t rows = s->B * hsa_num_rows(s) * s->Hr;
+    LC_TRY(cuda_shape_check(s, "hsa_weights_forward_cuda", 1));
+    int64_t rows = s->B * hsa_num_qrows(s) * s->Hr;
     weights_forward_kernel<<<(unsigned)((rows + 255) / 256), 256, 0, lc_stream(stream)>>>(
         rows, (int)s->K, s->weighting == HSA_STICK_BREAKING, score, w);
     cuda_check_launch("weights_forward_kernel");
@@ -176,8 +180,8 @@ lc_status hsa_weights_forward_cuda(const struct hsa_shape *s, const float *score
 lc_status hsa_weights_backward_cuda(const struct hsa_shape *s, const float *score, const float *w, const float *dw,
                                     float *dscore, void *stream) {
     lc_nvtx_range nvtx_range("hsa.weights.bwd");
-    LC_TRY(cuda_shape_check(s, "hsa_weights_backward_cuda"));
-    int64_t rows = s->B * hsa_num_rows(s) * s->Hr;
+    LC_TRY(cuda_shape_check(s, "hsa_weights_backward_cuda", 1));
+    int64_t rows = s->B * hsa_num_qrows(s) * s->Hr;
     weights_backward_kernel<<<(unsigned)((rows + 255) / 256), 256, 0, lc_stream(stream)>>>(
         rows, (int)s->K, s->weighting == HSA_STICK_BREAKING, score, w, dw, dscore);
     cuda_check_launch("weights_backward_kernel");
@@ -223,7 +227,9 @@ static hsa_attend::tok_params tok_params_of(const struct hsa_shape *s, const att
     p.G = s->HQ / s->H;
     p.K = s->K;
     p.Hr = s->Hr;
-    p.Lr = hsa_num_rows(s);
+    p.Lr = hsa_num_qrows(s);
+    p.Lq = hsa_q_len(s);
+    p.p0 = hsa_q_pos0(s);
     p.block_q = s->block_q;
     p.S = s->S;
     p.C = hsa_num_chunks(s);
@@ -242,7 +248,7 @@ static lc_status launch_tok(const hsa_attend::tok_params &p, const attend_cfg &c
     const int ns = SM::stages(cfg.MT, (int)p.K, rows);
     size_t sm = SM::bytes(cfg.MT, (int)p.K, rows, ns);
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
-    dim3 grid((unsigned)((p.L + cfg.MT - 1) / cfg.MT), (unsigned)p.H, (unsigned)p.B);
+    dim3 grid((unsigned)((p.Lq + cfg.MT - 1) / cfg.MT), (unsigned)p.H, (unsigned)p.B);
     kern<<<grid, cfg.n_tiles * 32, sm, st>>>(p, ns);
     cuda_check_launch("attend_tok_kernel");
     return LC_OK;
@@ -264,7 +270,7 @@ static lc_status launch_tok(const hsa_attend::tok_params &p, const attend_cfg &c
 lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, const bf16_t *k, const bf16_t *v,
                                   const int32_t *idx, const float *w, bf16_t *o, float *lse, void *stream) {
     lc_nvtx_range nvtx_range("hsa.attend.fwd");
-    LC_TRY(cuda_shape_check(s, "hsa_attend_forward_cuda"));
+    LC_TRY(cuda_shape_check(s, "hsa_attend_forward_cuda", 1));
     attend_cfg cfg;
     LC_TRY(attend_config(s, 1, &cfg, "hsa_attend_forward_cuda"));
     hsa_attend::tok_params p = tok_params_of(s, cfg);
@@ -388,7 +394,7 @@ lc_status hsa_attend_backward_cuda(const struct hsa_shape *s, const bf16_t *q, c
                                    const int32_t *idx, const float *w, const float *lse, const bf16_t *dout,
                                    bf16_t *dq, bf16_t *dk, bf16_t *dv, float *dw, void *workspace, void *stream) {
     lc_nvtx_range nvtx_range("hsa.attend.bwd.dq");
-    LC_TRY(cuda_shape_check(s, "hsa_attend_backward_cuda"));
+    LC_TRY(cuda_shape_check(s, "hsa_attend_backward_cuda", 0));
     attend_cfg cfg;
     LC_TRY(attend_config(s, 1, &cfg, "hsa_attend_backward_cuda"));
     const int64_t N = s->B * s->Hr * s->L * s->K;

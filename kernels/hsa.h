@@ -69,8 +69,8 @@ struct hsa_shape {
      * [B, Lq, Hr, *], q, o [B, Lq, HQ, dh], lse [B, Lq, HQ, K]; query row i is token q_pos0 + i
      * of a sequence of L tokens (q_pos0 + Lq <= L) whose landmarks lmk [B, L/S, Hr, dr] and
      * memory k, v [B, L, H, dh] are given in full; visibility and Gumbel noise use the token's
-     * absolute position. C reference: retrieve, weights (fwd, bwd) and attend forward; the
-     * backward functions and the CUDA kernels refuse an offset (LC_EUNSUPPORTED). */
+     * absolute position. C reference and CUDA: retrieve, weights (fwd, bwd) and attend
+     * forward; the attend and scores backward functions refuse an offset (LC_EUNSUPPORTED). */
     int64_t Lq, q_pos0;
 };
 

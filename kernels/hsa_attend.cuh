@@ -35,6 +35,9 @@ typedef __nv_bfloat16 bf16;
 
 struct tok_params {
     int64_t B, L, HQ, H, G, K, Hr, Lr, block_q, S, C;
+    /* query range: Lq query tokens (rows of q, o, lse, dq, D, and with block_q = 1 of idx, w) at
+     * absolute positions p0 .. p0+Lq-1; k, v hold all L tokens. No offset: Lq = L, p0 = 0. */
+    int64_t Lq, p0;
     int softmax1;
     float scale;
     int MT;  /* tokens per CTA */
@@ -104,8 +107,8 @@ __global__ void __launch_bounds__(512) attend_tok_kernel(const tok_params p, con
     for (int e = threadIdx.x; e < rows * SEG; e += blockDim.x) {
         int r = e / SEG, sg = e % SEG, j = r / G;
         int64_t t = t0 + j;
-        if (j < p.MT && t < p.L) {
-            int64_t off = ((b * p.L + t) * p.HQ + h * G + r % G) * DH + sg * 8;
+        if (j < p.MT && t < p.Lq) {
+            int64_t off = ((b * p.Lq + t) * p.HQ + h * G + r % G) * DH + sg * 8;
             cp_async16(Qs + r * LD + sg * 8, p.q + off);
             if (BWD) cp_async16(Ds + r * LD + sg * 8, p.dout + off);
         } else {
@@ -118,8 +121,8 @@ __global__ void __launch_bounds__(512) attend_tok_kernel(const tok_params p, con
         int j = e / K, kk = e % K;
         int64_t t = t0 + j;
         int nv = 0;
-        if (t < p.L) {
-            int64_t n = num_visible(t / p.block_q, p.S, p.block_q, p.C);
+        if (t < p.Lq) {
+            int64_t n = num_visible((p.p0 + t) / p.block_q, p.S, p.block_q, p.C);
             nv = (int)(n < p.K ? n : p.K);
         }
         if (kk == 0) nv_s[j] = nv;
@@ -130,8 +133,8 @@ __global__ void __launch_bounds__(512) attend_tok_kernel(const tok_params p, con
         } else {
             idx_s[e] = -1;
             w_s[e] = 0.f;
-            if (!BWD && t < p.L && p.lse)
-                for (int gg = 0; gg < G; gg++) p.lse[((b * p.L + t) * p.HQ + h * G + gg) * p.K + kk] = -INFINITY;
+            if (!BWD && t < p.Lq && p.lse)
+                for (int gg = 0; gg < G; gg++) p.lse[((b * p.Lq + t) * p.HQ + h * G + gg) * p.K + kk] = -INFINITY;
         }
     }
     cp_async_commit();
@@ -162,7 +165,7 @@ __global__ void __launch_bounds__(512) attend_tok_kernel(const tok_params p, con
         rj[hh] = j;
         rptr[hh] = 0;
         rhead[hh] = row % G;
-        rok[hh] = j < p.MT && t0 + j < p.L;
+        rok[hh] = j < p.MT && t0 + j < p.Lq;
     }
     float acc[ND][4];
 #pragma unroll
@@ -252,7 +255,7 @@ __global__ void __launch_bounds__(512) attend_tok_kernel(const tok_params p, con
 #pragma unroll
         for (int hh = 0; hh < 2; hh++) {
             const int64_t tok = t0 + rj[hh];
-            const int64_t lo = ((b * p.L + tok) * p.HQ + h * G + rhead[hh]) * p.K + slot[hh];
+            const int64_t lo = ((b * p.Lq + tok) * p.HQ + h * G + rhead[hh]) * p.K + slot[hh];
             if (!BWD) {
                 float m = p.softmax1 ? 0.f : -INFINITY;
 #pragma unroll
@@ -324,7 +327,7 @@ __global__ void __launch_bounds__(512) attend_tok_kernel(const tok_params p, con
 #pragma unroll
     for (int hh = 0; hh < 2; hh++) {
         if (!rok[hh]) continue;
-        bf16 *orow = dst + ((b * p.L + t0 + rj[hh]) * p.HQ + h * G + rhead[hh]) * DH;
+        bf16 *orow = dst + ((b * p.Lq + t0 + rj[hh]) * p.HQ + h * G + rhead[hh]) * DH;
 #pragma unroll
         for (int nd = 0; nd < ND; nd++)
             *reinterpret_cast<__nv_bfloat162 *>(orow + nd * 8 + tig * 2) =

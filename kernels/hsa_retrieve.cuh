@@ -32,6 +32,9 @@ constexpr int RB = 128, TN = 128, BK = 32, LDS = BK + 8, STAGES = 3, NTHREADS = 
 
 struct params {
     int64_t B, Lr, Hr, dr, S, K, C, block_q;
+    /* query offset (block_q = 1): local row r is absolute row p0 + r of Lr_all rows; visibility
+     * and the Gumbel stream use the absolute row. No offset: p0 = 0, Lr_all = Lr. */
+    int64_t p0, Lr_all;
     int gumbel;
     uint64_t seed;
     float inv_sqrt_dr;
@@ -40,7 +43,9 @@ struct params {
     float *score;
 };
 
+/* r: local row */
 __device__ __forceinline__ int64_t nvis(int64_t r, const params &p) {
+    r += p.p0;
     int64_t n = p.block_q == 1 ? r / p.S : r - 1;
     if (n < 0) n = 0;
     return n < p.C ? n : p.C;
@@ -200,7 +205,7 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
                 if (cand) {
                     float key = v;
                     if (p.gumbel)
-                        key = v + gumbel(p.seed, (uint64_t)((b * p.Lr + r0 + row_l[hh]) * p.Hr + hr), (uint64_t)c);
+                        key = v + gumbel(p.seed, (uint64_t)((b * p.Lr_all + p.p0 + r0 + row_l[hh]) * p.Hr + hr), (uint64_t)c);
                     cand = better(key, (int)c, wk0[hh], wi0[hh]);
                 }
                 if (cand) mask[hh] |= 1u << (n * 2 + (e & 1));
@@ -215,7 +220,7 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
         __syncwarp();
         if (lane < 16) { /* one lane per row walks the candidate bits */
             const int rl = warp * 16 + lane;
-            const uint64_t rh = (uint64_t)((b * p.Lr + r0 + rl) * p.Hr + hr);
+            const uint64_t rh = (uint64_t)((b * p.Lr_all + p.p0 + r0 + rl) * p.Hr + hr);
             float *lkr = lk + rl * K, *lsr = ls + rl * K;
             int *lir = li + rl * K;
             float wk = wk_s[rl];

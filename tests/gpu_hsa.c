@@ -33,12 +33,17 @@ static struct hsa_shape mk(int64_t B, int64_t L, int64_t HQ, int64_t H, int64_t 
     return s;
 }
 
-static int64_t n_qr(const struct hsa_shape *s) { return s->B * hsa_num_rows(s) * s->Hr * s->dr; }
+/* query-side sizes follow the query range (Lq rows with an offset), k, v and landmarks all L */
+static int64_t n_qr(const struct hsa_shape *s) { return s->B * hsa_num_qrows(s) * s->Hr * s->dr; }
 static int64_t n_lmk(const struct hsa_shape *s) { return s->B * hsa_num_chunks(s) * s->Hr * s->dr; }
-static int64_t n_q(const struct hsa_shape *s) { return s->B * s->L * s->HQ * s->dh; }
+static int64_t n_q(const struct hsa_shape *s) { return s->B * hsa_q_len(s) * s->HQ * s->dh; }
 static int64_t n_kv(const struct hsa_shape *s) { return s->B * s->L * s->H * s->dh; }
-static int64_t n_slots(const struct hsa_shape *s) { return s->B * hsa_num_rows(s) * s->Hr * s->K; }
-static int64_t n_lse(const struct hsa_shape *s) { return s->B * s->L * s->HQ * s->K; }
+static int64_t n_slots(const struct hsa_shape *s) { return s->B * hsa_num_qrows(s) * s->Hr * s->K; }
+static int64_t n_lse(const struct hsa_shape *s) { return s->B * hsa_q_len(s) * s->HQ * s->K; }
+static struct hsa_shape with_offset(struct hsa_shape s, int64_t q_pos0, int64_t Lq) {
+    s.q_pos0 = q_pos0, s.Lq = Lq;
+    return s;
+}
 
 /* random normals, rounded to bf16 in place; bf16 copy in *hb */
 static float *rand_bf16(lc_rng *r, int64_t n, float scale, bf16_t **hb) {
@@ -79,10 +84,14 @@ static float *down_bf16(const void *d, int64_t n) {
 static char case_name[256];
 static const char *name_of(const char *what, const struct hsa_shape *s) {
     snprintf(case_name, sizeof case_name,
-             "%s B=%lld L=%lld HQ=%lld H=%lld dh=%lld S=%lld K=%lld Hr=%lld dr=%lld bq=%lld sm1=%d w=%d gum=%d", what,
+             "%s B=%lld L=%lld HQ=%lld H=%lld dh=%lld S=%lld K=%lld Hr=%lld dr=%lld bq=%lld sm1=%d w=%d gum=%d%s", what,
              (long long)s->B, (long long)s->L, (long long)s->HQ, (long long)s->H, (long long)s->dh, (long long)s->S,
              (long long)s->K, (long long)s->Hr, (long long)s->dr, (long long)s->block_q, s->softmax1, s->weighting,
-             s->gumbel);
+             s->gumbel, hsa_has_offset(s) ? " (offset)" : "");
+    if (hsa_has_offset(s)) {
+        size_t n = strlen(case_name);
+        snprintf(case_name + n, sizeof case_name - n, " q_pos0=%lld Lq=%lld", (long long)s->q_pos0, (long long)s->Lq);
+    }
     return case_name;
 }
 
@@ -128,7 +137,8 @@ static void test_retrieve(struct hsa_shape s, uint64_t seed) {
     lc_rng_seed(&r, seed);
     bf16_t *hq, *hl;
     float *qr = rand_bf16(&r, n_qr(&s), 1.0f, &hq), *lmk = rand_bf16(&r, n_lmk(&s), 1.0f, &hl);
-    const int64_t ns = n_slots(&s), Lr = hsa_num_rows(&s), C = hsa_num_chunks(&s), K = s.K, dr = s.dr;
+    const int64_t ns = n_slots(&s), Lr = hsa_num_qrows(&s), C = hsa_num_chunks(&s), K = s.K, dr = s.dr;
+    const int64_t p0 = hsa_q_pos0(&s), Lr_all = hsa_num_rows(&s); /* offset: local row r is row p0 + r */
     int32_t *idx_ref = malloc(sizeof(int32_t) * ns);
     float *sc_ref = malloc(sizeof(float) * ns);
     if (!T_OK(hsa_retrieve_ref(&s, qr, lmk, idx_ref, sc_ref))) return;
@@ -153,14 +163,15 @@ static void test_retrieve(struct hsa_shape s, uint64_t seed) {
         for (int64_t row = 0; row < Lr; row++)
             for (int64_t hr = 0; hr < s.Hr; hr++) {
                 const int64_t off = ((b * Lr + row) * s.Hr + hr);
-                const int64_t nv = hsa_num_visible(&s, row), nvalid = nv < K ? nv : K;
+                const int64_t nv = hsa_num_visible(&s, p0 + row), nvalid = nv < K ? nv : K;
+                const uint64_t row_head = (uint64_t)((b * Lr_all + p0 + row) * s.Hr + hr);
                 const float *qv = qr + off * dr;
                 for (int64_t c = 0; c < nv; c++) {
                     const float *lv = lmk + ((b * C + c) * s.Hr + hr) * dr;
                     double acc = 0;
                     for (int64_t i = 0; i < dr; i++) acc += (double)qv[i] * lv[i];
                     full[c] = acc * inv;
-                    key[c] = full[c] + (s.gumbel ? hsa_gumbel(s.gumbel_seed, (uint64_t)off, (uint64_t)c) : 0.0);
+                    key[c] = full[c] + (s.gumbel ? hsa_gumbel(s.gumbel_seed, row_head, (uint64_t)c) : 0.0);
                     sel[c] = 0;
                 }
                 rows++;
@@ -328,6 +339,121 @@ static void test_scores_backward(struct hsa_shape s) {
     lc_cuda_free(d_q), lc_cuda_free(d_l), lc_cuda_free(d_idx), lc_cuda_free(d_ds), lc_cuda_free(d_dq), lc_cuda_free(d_dl);
 }
 
+/* ---------------- query offset: segments concatenated = one full run ---------------- */
+
+/* rows p0 .. p0+n-1 of each batch of a [B, Lfull, row] array (elem bytes each) */
+static void *slice_rows(const void *src, int64_t B, int64_t Lfull, int64_t row, size_t elem, int64_t p0, int64_t n) {
+    char *d = malloc(elem * (size_t)(B * n * row + 1));
+    for (int64_t b = 0; b < B; b++)
+        memcpy(d + elem * (size_t)(b * n * row), (const char *)src + elem * (size_t)((b * Lfull + p0) * row),
+               elem * (size_t)(n * row));
+    return d;
+}
+static void unslice_rows(void *dst, const void *src, int64_t B, int64_t Lfull, int64_t row, size_t elem, int64_t p0, int64_t n) {
+    for (int64_t b = 0; b < B; b++)
+        memcpy((char *)dst + elem * (size_t)((b * Lfull + p0) * row), (const char *)src + elem * (size_t)(b * n * row),
+               elem * (size_t)(n * row));
+}
+
+/* The forward chain on the device: retrieve -> weights -> attend forward; host copies back. */
+struct chain_out {
+    int32_t *idx;
+    float *score, *w, *lse;
+    bf16_t *o;
+};
+static int run_chain(const struct hsa_shape *s, const bf16_t *hqr, const bf16_t *hl, const bf16_t *hq, const bf16_t *hk,
+                     const bf16_t *hv, struct chain_out *out) {
+    const int64_t ns = n_slots(s), nq = n_q(s), nl = n_lse(s);
+    void *d_qr = dev_up(hqr, 2 * n_qr(s)), *d_l = dev_up(hl, 2 * n_lmk(s)), *d_q = dev_up(hq, 2 * nq);
+    void *d_k = dev_up(hk, 2 * n_kv(s)), *d_v = dev_up(hv, 2 * n_kv(s));
+    void *d_idx = dev_poison(4 * ns), *d_sc = dev_poison(4 * ns), *d_w = dev_poison(4 * ns);
+    void *d_o = dev_poison(2 * nq), *d_lse = dev_poison(4 * nl);
+    size_t wsb = hsa_retrieve_workspace_cuda(s);
+    void *d_ws = wsb ? lc_cuda_malloc(wsb, "ws") : NULL;
+    int ok = T_OK(hsa_retrieve_cuda(s, d_qr, d_l, d_idx, d_sc, d_ws, NULL)) &&
+             T_OK(hsa_weights_forward_cuda(s, d_sc, d_w, NULL)) &&
+             T_OK(hsa_attend_forward_cuda(s, d_q, d_k, d_v, d_idx, d_w, d_o, d_lse, NULL)) && T_OK(lc_cuda_sync());
+    out->idx = malloc(4 * (size_t)ns);
+    out->score = malloc(4 * (size_t)ns);
+    out->w = malloc(4 * (size_t)ns);
+    out->lse = malloc(4 * (size_t)nl);
+    out->o = malloc(2 * (size_t)nq);
+    lc_cuda_memcpy_d2h(out->idx, d_idx, 4 * ns);
+    lc_cuda_memcpy_d2h(out->score, d_sc, 4 * ns);
+    lc_cuda_memcpy_d2h(out->w, d_w, 4 * ns);
+    lc_cuda_memcpy_d2h(out->lse, d_lse, 4 * nl);
+    lc_cuda_memcpy_d2h(out->o, d_o, 2 * nq);
+    lc_cuda_free(d_qr), lc_cuda_free(d_l), lc_cuda_free(d_q), lc_cuda_free(d_k), lc_cuda_free(d_v), lc_cuda_free(d_idx);
+    lc_cuda_free(d_sc), lc_cuda_free(d_w), lc_cuda_free(d_o), lc_cuda_free(d_lse), lc_cuda_free(d_ws);
+    return ok;
+}
+static void free_chain(struct chain_out *c) { free(c->idx), free(c->score), free(c->w), free(c->lse), free(c->o); }
+
+/* Runs the chain over ragged segments (seg[i] tokens each, summing to L; a 1 is a decode step)
+ * with q_pos0 / Lq, scatters the results, and requires them bitwise equal to one full run: every
+ * kernel computes a query row from that row's inputs only, in a fixed order. The full run itself
+ * is checked against the C reference (o, lse). */
+static void test_segments(struct hsa_shape s, const int64_t *seg, int nseg, uint64_t seed) {
+    t_begin(name_of("segments = full run", &s));
+    lc_rng r;
+    lc_rng_seed(&r, seed);
+    const int64_t Lr = hsa_num_rows(&s);
+    bf16_t *hqr, *hl, *hq, *hk, *hv;
+    float *qr = rand_bf16(&r, n_qr(&s), 1.0f, &hqr), *lmk = rand_bf16(&r, n_lmk(&s), 1.0f, &hl);
+    float *q = rand_bf16(&r, n_q(&s), 1.0f, &hq), *k = rand_bf16(&r, n_kv(&s), 1.0f, &hk), *v = rand_bf16(&r, n_kv(&s), 1.0f, &hv);
+    struct chain_out full, cat;
+    if (!run_chain(&s, hqr, hl, hq, hk, hv, &full)) return;
+    /* the full run against the reference composition fed the device's own selection */
+    {
+        const int64_t ns = n_slots(&s), nq = n_q(&s), nl = n_lse(&s);
+        float *o_ref = malloc(4 * nq), *lse_ref = malloc(4 * nl), *w_ref = malloc(4 * ns), *o = malloc(4 * nq);
+        T_OK(hsa_weights_forward_ref(&s, full.score, w_ref));
+        T_CLOSE(full.w, w_ref, (size_t)ns, 1e-5, "w (full run)");
+        T_OK(hsa_attend_forward_ref(&s, q, k, v, full.idx, w_ref, o_ref, lse_ref));
+        bf16_to_f32_array(full.o, o, (size_t)nq);
+        T_CLOSE(o, o_ref, (size_t)nq, 1e-2, "o (full run)");
+        free(o_ref), free(lse_ref), free(w_ref), free(o);
+    }
+    cat.idx = malloc(4 * (size_t)n_slots(&s));
+    cat.score = malloc(4 * (size_t)n_slots(&s));
+    cat.w = malloc(4 * (size_t)n_slots(&s));
+    cat.lse = malloc(4 * (size_t)n_lse(&s));
+    cat.o = malloc(2 * (size_t)n_q(&s));
+    int64_t p0 = 0;
+    for (int i = 0; i < nseg; i++) {
+        const int64_t n = seg[i];
+        struct hsa_shape so = with_offset(s, p0, n);
+        bf16_t *sqr = slice_rows(hqr, s.B, Lr, s.Hr * s.dr, 2, p0, n), *sq = slice_rows(hq, s.B, s.L, s.HQ * s.dh, 2, p0, n);
+        struct chain_out part;
+        int ok = run_chain(&so, sqr, hl, sq, hk, hv, &part);
+        free(sqr), free(sq);
+        if (!ok) return;
+        unslice_rows(cat.idx, part.idx, s.B, Lr, s.Hr * s.K, 4, p0, n);
+        unslice_rows(cat.score, part.score, s.B, Lr, s.Hr * s.K, 4, p0, n);
+        unslice_rows(cat.w, part.w, s.B, Lr, s.Hr * s.K, 4, p0, n);
+        unslice_rows(cat.lse, part.lse, s.B, s.L, s.HQ * s.K, 4, p0, n);
+        unslice_rows(cat.o, part.o, s.B, s.L, s.HQ * s.dh, 2, p0, n);
+        free_chain(&part);
+        p0 += n;
+    }
+    T_CHECK(p0 == s.L, "segments cover %lld of L = %lld tokens", (long long)p0, (long long)s.L);
+    T_CHECK(!memcmp(cat.idx, full.idx, 4 * (size_t)n_slots(&s)), "idx: segments differ from the full run");
+    T_CHECK(!memcmp(cat.score, full.score, 4 * (size_t)n_slots(&s)), "score: segments differ from the full run");
+    T_CHECK(!memcmp(cat.w, full.w, 4 * (size_t)n_slots(&s)), "w: segments differ from the full run");
+    T_CHECK(!memcmp(cat.lse, full.lse, 4 * (size_t)n_lse(&s)), "lse: segments differ from the full run");
+    T_CHECK(!memcmp(cat.o, full.o, 2 * (size_t)n_q(&s)), "o: segments differ from the full run");
+    free_chain(&full), free_chain(&cat);
+    free(qr), free(lmk), free(q), free(k), free(v), free(hqr), free(hl), free(hq), free(hk), free(hv);
+}
+
+static void test_offset_backward_refused(void) {
+    t_begin("query offset: backward refuses it by name");
+    struct hsa_shape s = with_offset(mk(1, 256, 4, 1, 64, 64, 4, 1, 64, 1, 0, 0), 100, 50);
+    T_ERR(hsa_attend_backward_cuda(&s, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+          "forward-only");
+    T_ERR(hsa_scores_backward_cuda(&s, NULL, NULL, NULL, NULL, NULL, NULL, NULL), "forward-only");
+}
+
 static void test_errors(void) {
     t_begin("unsupported shapes are named");
     struct hsa_shape s = mk(1, 256, 4, 1, 64, 48, 4, 1, 64, 1, 0, 0);
@@ -377,5 +503,29 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nfw; i++) test_attend(fw[i], 200 + (uint64_t)i, 1);
 
     test_scores_backward(mk(1, 900, 1, 1, 64, 32, 8, 1, 64, 1, 0, 0));
+
+    /* query offset (segmented prefill, decode): each kernel against the C reference ... */
+    test_offset_backward_refused();
+    test_retrieve(with_offset(mk(2, 1000, 2, 2, 64, 32, 8, 2, 64, 1, 0, 0), 333, 301), 21);
+    {
+        struct hsa_shape s = with_offset(mk(1, 1500, 1, 1, 64, 32, 8, 1, 96, 1, 0, 0), 1499, 1); /* decode, noise */
+        s.gumbel = 1, s.gumbel_seed = 1234;
+        test_retrieve(s, 22);
+        s = with_offset(s, 700, 77);
+        test_retrieve(s, 23);
+    }
+    test_attend(with_offset(mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 130, 97), 131, 0);
+    test_attend(with_offset(mk(2, 1000, 4, 2, 32, 32, 8, 2, 32, 1, 1, HSA_STICK_BREAKING), 999, 1), 132, 0);
+    test_attend(with_offset(mk(1, 777, 1, 1, 64, 64, 4, 1, 32, 1, 0, HSA_SOFTMAX), 64, 600), 133, 0);
+    test_attend(with_offset(mk(1, 520, 32, 2, 64, 32, 16, 1, 32, 1, 1, HSA_SOFTMAX), 519, 1), 134, 0);
+    /* ... and ragged segments (a 1 is a decode step) concatenated = one full run, bitwise */
+    {
+        static const int64_t seg_a[] = {1, 63, 64, 1, 1, 200, 77, 1, 400, 192};
+        test_segments(mk(2, 1000, 16, 1, 64, 64, 8, 1, 64, 1, 0, HSA_SOFTMAX), seg_a, 10, 41);
+        static const int64_t seg_b[] = {129, 1, 1, 1, 5, 300, 90, 1, 1, 171};
+        struct hsa_shape s = mk(1, 700, 8, 2, 32, 32, 16, 2, 96, 1, 1, HSA_STICK_BREAKING);
+        s.gumbel = 1, s.gumbel_seed = 99;
+        test_segments(s, seg_b, 10, 42);
+    }
     return t_finish();
 }
