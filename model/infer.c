@@ -412,10 +412,13 @@ lc_status infer_create(lc_infer **out, lc_model *m, int64_t max_len, int64_t seg
             s = lc_errorf(LC_ENOMEM,
                           "infer: a context of %lld tokens in segments of %lld needs %lld bytes (%.1f MiB: state %.1f MiB, "
                           "lc_config_state_bytes %.1f MiB at %zu bytes a value, + working buffers %.1f MiB), but only %lld bytes "
-                          "(%.1f MiB) are free",
+                          "(%.1f MiB) are free%s",
                           (long long)max_len, (long long)seg, (long long)st->bytes, mib(st->bytes), mib(st->state_bytes),
                           mib(lc_config_state_bytes(&m->cfg, max_len, (int)m->be->act_bytes)), m->be->act_bytes,
-                          mib(st->bytes - st->state_bytes), (long long)avail, mib(avail));
+                          mib(st->bytes - st->state_bytes), (long long)avail, mib(avail),
+                          free_limit > 0 ? " (limit given)"
+                          : m->be->is_cuda ? " (device memory, less 256 MiB kept for cuBLAS and kernel workspaces)"
+                                           : " (MemAvailable)");
     }
     if (s == LC_OK && !(st->mem = m->be->alloc((size_t)st->bytes, "inference state"))) s = LC_ENOMEM;
     if (s == LC_OK) {
@@ -629,7 +632,7 @@ static lc_status retrieval_split(struct lc_infer *st, struct ilayer *l, int64_t 
     const struct backend *be = m->be;
     const int64_t Hr = c->H_r, K = c->K, S = c->S, align = be->is_cuda ? 128 : 1;
     int64_t Cp = (nv + st->split_parts - 1) / st->split_parts;
-    Cp = (Cp + align - 1) / align * align;
+    if (Cp > align) Cp = (Cp + align - 1) / align * align; /* whole tiles of the CUDA kernel */
     const int64_t P = nv / Cp, rem = nv - P * Cp;
     struct hsa_shape h = hsa_shape_of(st, p0, 1);
     if (P < 1 || P > SPLIT_PARTS_MAX) return be->hsa_retrieve(&h, st->qr, st->lmk, l->idx, l->score);
