@@ -111,6 +111,7 @@ struct fwd_params {
     bf16 *o;
     float *lse;
     int64_t L, HQ, H, W, nqb;
+    int64_t Lq, p0; /* query rows (q, o, lse hold Lq rows) and the key position of row 0 */
     int causal;
     float scale_log2; /* scale * log2(e) */
 };
@@ -132,18 +133,20 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
     idx /= p.HQ;
     const int64_t qr = idx % p.nqb, b = idx / p.nqb;
     const int64_t qb = p.causal ? p.nqb - 1 - qr : qr;
-    const int64_t L = p.L, h = a / (p.HQ / p.H), W = p.W;
-    const int64_t q0 = qb * BM;
+    const int64_t L = p.L, Lq = p.Lq, h = a / (p.HQ / p.H), W = p.W;
+    const int64_t i0 = qb * BM;                               /* first query row of the tile */
+    const int64_t q0 = p.p0 + i0;                             /* its key position */
+    const int64_t qlast = p.p0 + min(i0 + BM, Lq) - 1;        /* position of the last stored row */
     const int64_t qstride = p.HQ * D, kstride = p.H * D;
-    const bf16 *qg = p.q + (b * L * p.HQ + a) * D;
+    const bf16 *qg = p.q + (b * Lq * p.HQ + a) * D;
     const bf16 *kg = p.k + (b * L * p.H + h) * D;
     const bf16 *vg = p.v + (b * L * p.H + h) * D;
 
-    const int64_t kend = p.causal ? min(q0 + BM, L) : L; /* exclusive */
+    const int64_t kend = p.causal ? qlast + 1 : L; /* exclusive */
     const int64_t kstart = (p.causal && W > 0) ? max(q0 - W, (int64_t)0) : 0;
     const int64_t jt0 = kstart / BN, jt1 = (kend - 1) / BN;
 
-    load_rows<D, BM, NT>(sQ, qg, qstride, q0, L, tid);
+    load_rows<D, BM, NT>(sQ, qg, qstride, i0, Lq, tid);
     load_rows<D, BN, NT>(sK, kg, kstride, jt0 * BN, L, tid);
     load_rows<D, BN, NT>(sV, vg, kstride, jt0 * BN, L, tid);
     cp_async_commit();
@@ -199,7 +202,7 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
         }
 
         const int64_t k0 = jt * BN;
-        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < q0 + BM - 1 - W)));
+        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < qlast - W)));
         if (need_mask) {
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
@@ -209,8 +212,8 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
                     for (int e = 0; e < 4; e++) {
                         const int64_t row = q0 + (warp * MT + mt) * 16 + g + (e >= 2 ? 8 : 0);
                         const int64_t col = k0 + n * 8 + 2 * tg + (e & 1);
-                        /* rows past L keep their keys (they are never stored) so no row is empty */
-                        if (!visible(row < L ? row : L - 1, col, L, p.causal, W)) S[mt][n][e] = -INFINITY;
+                        /* rows past Lq see the last row's keys (they are never stored) so no row is empty */
+                        if (!visible(row < qlast ? row : qlast, col, L, p.causal, W)) S[mt][n][e] = -INFINITY;
                     }
         }
 
@@ -276,15 +279,15 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
             sum += __shfl_xor_sync(0xffffffff, sum, 1);
             sum += __shfl_xor_sync(0xffffffff, sum, 2);
             const float inv = sum > 0.f ? 1.f / sum : 0.f;
-            const int64_t row = q0 + (warp * MT + mt) * 16 + g + r * 8;
-            if (row < L) {
-                bf16 *orow = p.o + ((b * L + row) * p.HQ + a) * D;
+            const int64_t row = i0 + (warp * MT + mt) * 16 + g + r * 8; /* query row */
+            if (row < Lq) {
+                bf16 *orow = p.o + ((b * Lq + row) * p.HQ + a) * D;
 #pragma unroll
                 for (int n = 0; n < D / 8; n++)
                     *reinterpret_cast<uint32_t *>(orow + n * 8 + 2 * tg) =
                         pack_bf16(acc[mt][n][2 * r] * inv, acc[mt][n][2 * r + 1] * inv);
                 if (tg == 0)
-                    p.lse[(b * p.HQ + a) * L + row] =
+                    p.lse[(b * p.HQ + a) * Lq + row] =
                         sum > 0.f ? (m[mt][r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
             }
         }
@@ -341,18 +344,20 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
     idx /= p.HQ;
     const int64_t qr = idx % p.nqb, b = idx / p.nqb;
     const int64_t qb = p.causal ? p.nqb - 1 - qr : qr;
-    const int64_t L = p.L, h = a / (p.HQ / p.H), W = p.W;
-    const int64_t q0 = qb * BM;
+    const int64_t L = p.L, Lq = p.Lq, h = a / (p.HQ / p.H), W = p.W;
+    const int64_t i0 = qb * BM;                        /* first query row of the tile */
+    const int64_t q0 = p.p0 + i0;                      /* its key position */
+    const int64_t qlast = p.p0 + min(i0 + BM, Lq) - 1; /* position of the last stored row */
     const int64_t qstride = p.HQ * D, kstride = p.H * D;
-    const bf16 *qg = p.q + (b * L * p.HQ + a) * D;
+    const bf16 *qg = p.q + (b * Lq * p.HQ + a) * D;
     const bf16 *kg = p.k + (b * L * p.H + h) * D;
     const bf16 *vg = p.v + (b * L * p.H + h) * D;
 
-    const int64_t kend = p.causal ? min(q0 + BM, L) : L;
+    const int64_t kend = p.causal ? qlast + 1 : L;
     const int64_t kstart = (p.causal && W > 0) ? max(q0 - W, (int64_t)0) : 0;
     const int64_t jt0 = kstart / BN, jt1 = (kend - 1) / BN;
 
-    load_rows_sw<BM, NT, D>(sQ, qg, qstride, q0, L, tid);
+    load_rows_sw<BM, NT, D>(sQ, qg, qstride, i0, Lq, tid);
     load_rows_sw<BN, NT, D>(sK, kg, kstride, jt0 * BN, L, tid);
     load_rows_sw<BN, NT, D>(sV, vg, kstride, jt0 * BN, L, tid);
     cp_async_commit();
@@ -396,7 +401,7 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
         for (int i = 0; i < BN / 2; i++) reg_fence(S[i]);
 
         const int64_t k0 = jt * BN;
-        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < q0 + BM - 1 - W)));
+        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < qlast - W)));
         if (need_mask) {
 #pragma unroll
             for (int i = 0; i < BN / 8; i++)
@@ -404,7 +409,7 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
                 for (int e = 0; e < 4; e++) {
                     const int64_t row = row_base + (e >= 2 ? 8 : 0);
                     const int64_t col = k0 + i * 8 + 2 * tg + (e & 1);
-                    if (!visible(row < L ? row : L - 1, col, L, p.causal, W)) S[4 * i + e] = -INFINITY;
+                    if (!visible(row < qlast ? row : qlast, col, L, p.causal, W)) S[4 * i + e] = -INFINITY;
                 }
         }
 #pragma unroll
@@ -466,15 +471,15 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
         sum += __shfl_xor_sync(0xffffffff, sum, 1);
         sum += __shfl_xor_sync(0xffffffff, sum, 2);
         const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        const int64_t row = row_base + r * 8;
-        if (row < L) {
-            bf16 *orow = p.o + ((b * L + row) * p.HQ + a) * D;
+        const int64_t row = row_base - p.p0 + r * 8; /* query row */
+        if (row < Lq) {
+            bf16 *orow = p.o + ((b * Lq + row) * p.HQ + a) * D;
 #pragma unroll
             for (int i = 0; i < D / 8; i++)
                 *reinterpret_cast<uint32_t *>(orow + i * 8 + 2 * tg) =
                     pack_bf16(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv);
             if (tg == 0)
-                p.lse[(b * p.HQ + a) * L + row] = sum > 0.f ? (m[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
+                p.lse[(b * p.HQ + a) * Lq + row] = sum > 0.f ? (m[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
         }
     }
 #endif
@@ -912,7 +917,7 @@ template <int D, int BN, int NW, int MT>
 lc_status launch_fwd(const fwd_params &p0, int64_t B, cudaStream_t st) {
     constexpr int BM = 16 * NW * MT;
     fwd_params p = p0;
-    p.nqb = (p.L + BM - 1) / BM;
+    p.nqb = (p.Lq + BM - 1) / BM;
     const size_t smem = (size_t)(BM + 4 * BN) * (D + 8) * sizeof(bf16);
     const int64_t blocks = p.nqb * p.HQ * B;
     if (blocks > 0x7fffffffLL)
@@ -929,7 +934,7 @@ template <int D, int BN, int NWG>
 lc_status launch_fwd_wgmma(const fwd_params &p0, int64_t B, cudaStream_t st) {
     constexpr int BM = 64 * NWG;
     fwd_params p = p0;
-    p.nqb = (p.L + BM - 1) / BM;
+    p.nqb = (p.Lq + BM - 1) / BM;
     const size_t smem = (size_t)(BM + 4 * BN) * 2 * D + 1024;
     const int64_t blocks = p.nqb * p.HQ * B;
     if (blocks > 0x7fffffffLL)
@@ -1017,9 +1022,6 @@ size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf16_t *q, const bf16_t *k,
                                             const bf16_t *v, bf16_t *o, float *lse, void *stream) {
     lc_nvtx_range nvtx_range("attention.fwd");
-    if (s && attention_has_offset(s))
-        return lc_errorf(LC_EUNSUPPORTED, "%s: query offset not supported by the CUDA kernel yet (Lq = %lld, q_pos0 = %lld)",
-                         __func__, (long long)s->Lq, (long long)s->q_pos0);
     LC_TRY(attention_cuda_supported(s));
     LC_REQUIRE(q && k && v && o && lse, "attention_forward_cuda: q, k, v, o and lse must be non-NULL");
     fwd_params p;
@@ -1029,12 +1031,14 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     p.o = reinterpret_cast<bf16 *>(o);
     p.lse = lse;
     p.L = s->L, p.HQ = s->HQ, p.H = s->H, p.W = s->causal ? s->W : 0, p.nqb = 0;
+    p.Lq = attention_q_len(s), p.p0 = attention_q_pos0(s);
     p.causal = s->causal;
     p.scale_log2 = attention_scale(s) * 1.4426950408889634f;
     cudaStream_t st = lc_stream(stream);
     /* Defaults from the H100 tuning runs (results/notes-attn.md): 64-row query tiles for narrow
-     * windows at dh 64 (less masked work per tile), 128 rows otherwise. */
-    const bool narrow = s->causal && s->W > 0 && s->W <= 1024;
+     * windows at dh 64 (less masked work per tile), 128 rows otherwise. Few query rows (decode,
+     * short segments) take the 64-row tiles too: a bigger tile would be mostly empty rows. */
+    const bool narrow = (s->causal && s->W > 0 && s->W <= 1024) || p.Lq <= 64;
     const int var = tuning_variant("LC_ATTN_FWD", s->dh == 64 ? (narrow ? 3 : 0) : 3);
     switch (s->dh) {
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
@@ -1092,7 +1096,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
                                              void *workspace, void *stream) {
     lc_nvtx_range nvtx_range("attention.bwd");
     if (s && attention_has_offset(s))
-        return lc_errorf(LC_EUNSUPPORTED, "%s: query offset not supported by the CUDA kernel yet (Lq = %lld, q_pos0 = %lld)",
+        return lc_errorf(LC_EUNSUPPORTED, "%s: a query offset (Lq = %lld, q_pos0 = %lld) is forward-only (segmented prefill, decode)",
                          __func__, (long long)s->Lq, (long long)s->q_pos0);
     LC_TRY(attention_cuda_supported(s));
     LC_REQUIRE(q && k && v && o && lse && dout && dq && dk && dv,
