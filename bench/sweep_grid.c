@@ -237,6 +237,7 @@ lc_status sweep_parse_args(struct sweep_opts *o, int argc, char **argv) {
 
 /* which dims a mixer uses beyond B, L, HQ, H, dh */
 static int uses(const char *mixer, char dim) {
+    if (!strncmp(mixer, "model_", 6)) return dim == 'B' || dim == 'L'; /* a preset fixes the other dims */
     int known = !strcmp(mixer, "dense") || !strcmp(mixer, "swa") || !strncmp(mixer, "hsa", 3) ||
                 !strncmp(mixer, "mamba", 5);
     if (!known) return 1;
