@@ -50,6 +50,10 @@ struct lc_infer {
     int64_t tail_from;
     /* one-token retrieval split over chunk partitions (retrieval_split) */
     int64_t split_min, split_parts;
+    /* one-token attention split over key partitions (attend_split) */
+    int64_t asplit_min, asplit_parts;
+    void *aq, *ao;
+    float *aof, *alse;
     void *qrep;
     int32_t *sidx, *hidx;
     float *sscore, *hscore;
@@ -161,7 +165,8 @@ static void layout(struct lc_infer *st, struct carve *cv) {
     st->nch_max = has_chunk ? (c->S - 1 + seg) / c->S : 0;
     st->Re = st->nch_max * (c->S + 1);
     st->C_max = has_chunk ? L / c->S : 0;
-    const int64_t Rw = max64(max64(seg, st->Re), has_chunk ? SPLIT_PARTS_MAX + 1 : 1);
+    const int has_dense = has_kind(c, LC_LAYER_DENSE);
+    const int64_t Rw = max64(max64(seg, st->Re), has_chunk || has_dense ? SPLIT_PARTS_MAX + 1 : 1);
     st->ones_n = Rw;
     st->ids = take(cv, seg * 4, 0);
     st->x = take(cv, seg * d * ab, 0);
@@ -216,6 +221,13 @@ static void layout(struct lc_infer *st, struct carve *cv) {
         }
     }
     st->tmp = take(cv, tmp_rows * ab, 0);
+    if (has_dense) {
+        const int64_t qd = c->attn_heads * attn_dh(c);
+        st->aq = take(cv, (SPLIT_PARTS_MAX + 1) * qd * ab, 0);
+        st->ao = take(cv, (SPLIT_PARTS_MAX + 1) * qd * ab, 0);
+        st->aof = take(cv, (SPLIT_PARTS_MAX + 1) * qd * 4, 0);
+        st->alse = take(cv, (SPLIT_PARTS_MAX + 1) * c->attn_heads * 4, 0);
+    }
     if (has_chunk) {
         const int64_t kv = c->H * hsa_dh(c), nc = st->nch_max;
         st->qr = take(cv, seg * c->d_r * ab, 0);
@@ -398,6 +410,8 @@ lc_status infer_create(lc_infer **out, lc_model *m, int64_t max_len, int64_t seg
     st->seg = seg;
     st->split_min = m->be->is_cuda ? 2048 : 0; /* one-token retrieval over >= 2048 chunks: split */
     st->split_parts = 256;
+    st->asplit_min = m->be->is_cuda ? 8192 : 0; /* one-token dense attention over >= 8192 keys: split */
+    st->asplit_parts = 128;
     lc_status s = LC_OK;
     st->l = lc_calloc((size_t)m->cfg.n_layers, sizeof *st->l, "infer layers");
     if (!st->l) s = LC_ENOMEM;
@@ -497,6 +511,64 @@ static lc_status mlp(struct lc_infer *st, int64_t R, int64_t F, const struct blo
     return linear(m, R, F, d, st->a, p->w_down, out, 1.0f);
 }
 
+/* One query row (decode) against Lk >= asplit_min cached keys of a dense layer: the keys are cut
+ * into P partitions of Cp rows, run as a batch of P sequences of Cp keys (the query, copied P times,
+ * sits at each one's last position, so it sees all of them), plus one call for the Lk - P*Cp keys
+ * left; then o = sum_p exp(lse_p - lse) o_p with lse = log sum_p exp(lse_p), on the host (a few KB).
+ * The attention kernels give one CTA per (batch, head, query tile): without the split one CTA
+ * would walk every key. Same result up to the rounding of the partial outputs to act. */
+static lc_status attend_split(struct lc_infer *st, const struct attn_shape *sh, const void *q, const void *k, const void *v) {
+    const lc_model *m = st->m;
+    const struct backend *be = m->be;
+    const int64_t Lk = sh->L, HQ = sh->HQ, qd = HQ * sh->dh, kd = sh->H * sh->dh;
+    int64_t Cp = (Lk + st->asplit_parts - 1) / st->asplit_parts;
+    if (be->is_cuda && Cp > 64) Cp = (Cp + 63) / 64 * 64; /* whole key tiles */
+    const int64_t P = Lk / Cp, rem = Lk - P * Cp, nb = P + (rem > 0);
+    if (P < 1 || P > SPLIT_PARTS_MAX) return be->attn_forward(sh, q, k, v, st->o, st->lse);
+    struct attn_shape a = *sh;
+    a.B = P;
+    a.L = Cp;
+    a.Lq = 1;
+    a.q_pos0 = Cp - 1;
+    LC_TRY(be->matmul(0, 0, P, qd, 1, 1.0f, st->ones, q, 0.0f, st->aq, 0));
+    LC_TRY(be->attn_forward(&a, st->aq, k, v, st->ao, st->alse));
+    if (rem > 0) {
+        a.B = 1;
+        a.L = rem;
+        a.q_pos0 = rem - 1;
+        LC_TRY(be->attn_forward(&a, q, ACT(m, k, P * Cp * kd), ACT(m, v, P * Cp * kd), ACT(m, st->ao, P * qd), st->alse + P * HQ));
+    }
+    LC_TRY(be->act_to_f32(nb * qd, st->ao, st->aof));
+    float *h = lc_malloc(sizeof(float) * (size_t)(nb * qd + nb * HQ + qd), "infer attention split");
+    if (!h) return LC_ENOMEM;
+    float *hl = h + nb * qd, *ho = hl + nb * HQ;
+    lc_status s = be->download(h, st->aof, sizeof(float) * (size_t)(nb * qd));
+    if (s == LC_OK) s = be->download(hl, st->alse, sizeof(float) * (size_t)(nb * HQ)); /* lse [b, HQ, Lq = 1] */
+    const int64_t dh = sh->dh;
+    for (int64_t hq = 0; s == LC_OK && hq < HQ; hq++) {
+        double mx = -INFINITY, den = 0;
+        for (int64_t b = 0; b < nb; b++) mx = hl[b * HQ + hq] > mx ? hl[b * HQ + hq] : mx;
+        for (int64_t j = 0; j < dh; j++) ho[hq * dh + j] = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const double w = exp((double)hl[b * HQ + hq] - mx);
+            den += w;
+            for (int64_t j = 0; j < dh; j++) ho[hq * dh + j] += (float)(w * h[b * qd + hq * dh + j]);
+        }
+        for (int64_t j = 0; j < dh; j++) ho[hq * dh + j] = (float)(ho[hq * dh + j] / den);
+    }
+    if (s == LC_OK) s = be->upload(st->aof, ho, sizeof(float) * (size_t)qd);
+    if (s == LC_OK) s = be->act_from_f32(qd, st->aof, st->o);
+    free(h);
+    return s;
+}
+
+static lc_status attend(struct lc_infer *st, const struct attn_shape *sh, const void *q, const void *k, const void *v) {
+    if (st->asplit_min > 0 && sh->B == 1 && sh->Lq == 1 && sh->W == 0 && sh->causal && sh->L >= st->asplit_min &&
+        sh->L >= 2 * st->asplit_parts && st->aq)
+        return attend_split(st, sh, q, k, v);
+    return st->m->be->attn_forward(sh, q, k, v, st->o, st->lse);
+}
+
 struct bdims {
     int64_t Bt, Lt, HQ, Hk, dh, F, pos0;
     float theta;
@@ -527,7 +599,7 @@ static lc_status block(struct lc_infer *st, const struct bdims *a, const struct 
     LC_TRY(bias(st, R, kd, p->bv, v_dst));
     LC_TRY(be->rope_forward(a->Bt, a->Lt, a->HQ, a->dh, a->pos0, a->theta, q, q));
     LC_TRY(be->rope_forward(a->Bt, a->Lt, a->Hk, a->dh, a->pos0, a->theta, k_dst, k_dst));
-    LC_TRY(be->attn_forward(sh, q, k_all, v_all, st->o, st->lse));
+    LC_TRY(attend(st, sh, q, k_all, v_all));
     LC_TRY(linear(m, R, qd, d, st->o, p->wo, x, 1.0f));
     if (p->w_gate < 0) return LC_OK;
     LC_TRY(be->copy(st->xm, x, (size_t)(R * d) * be->act_bytes));
@@ -899,5 +971,15 @@ lc_status infer_set_split(lc_infer *st, int64_t min_chunks, int64_t parts) {
                SPLIT_PARTS_MAX);
     st->split_min = min_chunks;
     st->split_parts = parts;
+    return LC_OK;
+}
+
+lc_status infer_set_attn_split(lc_infer *st, int64_t min_keys, int64_t parts) {
+    LC_REQUIRE(st, "infer_set_attn_split: NULL state");
+    LC_REQUIRE(min_keys >= 0, "infer_set_attn_split: min_keys = %lld must be >= 0 (0 = off)", (long long)min_keys);
+    LC_REQUIRE(parts >= 1 && parts <= SPLIT_PARTS_MAX, "infer_set_attn_split: parts = %lld must be in 1..%d", (long long)parts,
+               SPLIT_PARTS_MAX);
+    st->asplit_min = min_keys;
+    st->asplit_parts = parts;
     return LC_OK;
 }

@@ -5,9 +5,10 @@
  *    for segment sizes that put the tail start inside a segment, on a segment boundary and in
  *    the first segment; decode after a tail prefill goes on exactly; the rows figure and the
  *    split are what the layout implies; bad arguments are named;
- *  - one-token retrieval split over store partitions (infer_set_split): decode steps with the
- *    split forced on small stores (partitions of ragged sizes, a remainder partition) give the
- *    full forward's logits;
+ *  - one-token retrieval split over store partitions (infer_set_split) and dense attention split
+ *    over key partitions (infer_set_attn_split): decode steps with the splits forced on small
+ *    stores / caches (partitions of ragged sizes, a remainder partition) give the full forward's
+ *    logits;
  *  - model_prefill_last gives the last row of the full forward's logits. */
 #include <math.h>
 #include <stdio.h>
@@ -125,7 +126,7 @@ static void tail_case(const char *name, const char *text, int64_t T, int want_sp
 
 /* Decode with the retrieval split forced: min_chunks 2 and 2..5 partitions of a store of up to
  * T / S chunks (ragged partition sizes and remainders). */
-static void split_case(const char *name, const char *text, int64_t T) {
+static void split_case(const char *name, const char *text, int64_t T) { /* and the dense attention split */
     t_begin(name);
     lc_model m;
     if (!make_model(name, text, &m)) return;
@@ -138,6 +139,8 @@ static void split_case(const char *name, const char *text, int64_t T) {
         T_ERR(infer_set_split(st, -1, 2), "min_chunks");
         T_ERR(infer_set_split(st, 2, 0), "parts");
         T_OK(infer_set_split(st, 2, parts));
+        T_ERR(infer_set_attn_split(st, 4, 513), "parts");
+        T_OK(infer_set_attn_split(st, 4, parts)); /* the dense layer of cfg_dense_top */
         const int64_t P = 3;
         T_OK(model_prefill(&m, st, tok, P, NULL));
         double worst = 0;
@@ -169,7 +172,7 @@ int main(void) {
     tail_case("tail mode = full forward on the answer rows: mamba chunk retrieval hsa mamba swa retrieval hsa", cfg_mamba_hsa, 47, 5,
               4);
     split_case("one-token retrieval split over store partitions = full forward (single retrieval head, S = 4)", cfg_swa_hsa, 70);
-    split_case("one-token retrieval split over store partitions = full forward (per-KV retrieval heads, stick-breaking)",
+    split_case("one-token retrieval and dense attention splits = full forward (per-KV retrieval heads, stick-breaking, dense on top)",
                cfg_dense_top, 50);
     return t_finish();
 }
