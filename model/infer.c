@@ -4,7 +4,11 @@
  * cached keys with a query offset, the chunk encoder on every chunk that the segment completes,
  * retrieval and HSA against the chunk store with a query offset, Mamba with its carried state.
  * All buffers come from one allocation carved by layout(), which runs twice: once to count (the
- * memory figure infer_create checks) and once to hand out pointers, so the figure is exact. */
+ * memory figure infer_create checks) and once to hand out pointers, so the figure is exact.
+ * Decode (one query row) against a large chunk store or dense cache runs as a batch of
+ * partitions plus a host merge (retrieval_split, attend_split): the kernels parallelise over
+ * query rows, and one row would otherwise run on one SM. Exact tail mode: layers >= st->split run
+ * only on the rows at positions >= st->tail_from (model_prefill_tail). */
 #include "infer.h"
 
 #include "device.h"
