@@ -414,7 +414,7 @@ lc_status infer_create(lc_infer **out, lc_model *m, int64_t max_len, int64_t seg
     st->seg = seg;
     st->split_min = m->be->is_cuda ? 2048 : 0; /* one-token retrieval over >= 2048 chunks: split */
     st->split_parts = 256;
-    st->asplit_min = m->be->is_cuda ? 8192 : 0; /* one-token dense attention over >= 8192 keys: split */
+    st->asplit_min = 0; /* off until the cuda path has run on a device (infer_set_attn_split turns it on) */
     st->asplit_parts = 128;
     lc_status s = LC_OK;
     st->l = lc_calloc((size_t)m->cfg.n_layers, sizeof *st->l, "infer layers");

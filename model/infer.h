@@ -78,8 +78,9 @@ lc_status model_prefill_tail(lc_model *m, lc_infer *st, const int32_t *tokens, i
  * (min_chunks = 0). Tests set it to exercise the merge on small stores. */
 lc_status infer_set_split(lc_infer *st, int64_t min_chunks, int64_t parts);
 /* The same for one-token attention of dense layers over >= min_keys cached keys: `parts` key
- * partitions in one batched call, outputs combined by their log-sum-exp on the host. Defaults:
- * cuda min_keys 8192, parts 128; cpu off. */
+ * partitions in one batched call, outputs combined by their log-sum-exp on the host. Default off
+ * on both backends (tested on the cpu; the cuda path has not run on a device yet); 8192 keys in
+ * 128 partitions is the intended cuda setting. */
 lc_status infer_set_attn_split(lc_infer *st, int64_t min_keys, int64_t parts);
 
 #ifdef __cplusplus

@@ -5,8 +5,8 @@
  *    segments (97 tokens fed in calls of 41; 256 in calls of 300; whole) gives the cuda full
  *    forward's logits at every position within bf16 tolerance (relative L2 error, and the argmax
  *    agrees at almost every position), and the cpu fp32 full forward's within a looser bound;
- *    model_prefill_last + decode steps give the next rows; with the one-token retrieval and dense
- *    attention splits forced on (small partitions), decode still agrees; model_prefill_tail gives the answer rows;
+ *    model_prefill_last + decode steps give the next rows; with the one-token retrieval split
+ *    forced on (small partitions), decode still agrees; model_prefill_tail gives the answer rows;
  *  - infer_create on the device refuses a context that cannot fit, naming its byte figure. */
 #include <math.h>
 #include <stdio.h>
@@ -98,11 +98,10 @@ static void infer_case(const char *name, const char *preset, const char *text, i
         T_CHECK(agree >= T * 97 / 100, "seg %lld: argmax agrees at %lld of %lld positions", (long long)segs[si], (long long)agree,
                 (long long)T);
         /* prefill (last row only) then decode; on the hsa models once more with the split retrieval */
-        for (int split = 0; split <= 1 && si == 1; split++) {
+        for (int split = 0; split <= has_hsa && si == 1; split++) {
             const int64_t P = T - 6;
             T_OK(infer_reset(st));
             if (split) T_OK(infer_set_split(st, 2, 3));
-            if (split) T_OK(infer_set_attn_split(st, 64, 5)); /* the dense layers' keys in 5 partitions */
             T_OK(model_prefill_last(&mg, st, tok, P, lg));
             double worst = rel_l2(lg, wg + (P - 1) * V, V);
             for (int64_t t = P; t < T; t++) {
@@ -111,7 +110,7 @@ static void infer_case(const char *name, const char *preset, const char *text, i
                 if (!(e <= worst)) worst = e;
             }
             printf("  prefill %lld + %lld decode steps%s: worst row rel L2 %.4f\n", (long long)P, (long long)(T - P),
-                   split ? (has_hsa ? " (retrieval split in 3 partitions)" : " (dense attention split in 5 partitions)") : "", worst);
+                   split ? " (retrieval split in 3 partitions)" : "", worst);
             T_CHECK(worst < 3e-2, "decode%s: worst row rel L2 %.4f", split ? " (split)" : "", worst);
         }
         if (si == 0) { /* exact tail mode: the last 5 rows */
