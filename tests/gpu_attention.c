@@ -284,11 +284,11 @@ int main(int argc, char **argv) {
         const int64_t c7[] = {0, 1, 2, 3, 100, 333, 1000, 1001, 2049};
         check_offset("offset: SWA dh 64, B=2 L=2049 W=511, many segments", (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, c7, 8, 27);
         /* every forward tile variant the dispatcher (or a tuning override) can pick */
-        static const char *wg[] = {"1", "2", "3", "4", "5"};
+        static const char *wg[] = {"1", "2", "3", "4", "5", "11", "12", "13", "14", "15"};
         static const char *mv[] = {"0", "1", "2", "3"};
         const int64_t c8[] = {0, 1, 190, 191, 400};
         char nm[8][96];
-        for (int i = 0; i < 5; i++) {
+        for (int i = 0; i < 10; i++) {
             setenv("LC_ATTN_WG", wg[i], 1);
             snprintf(nm[0], sizeof nm[0], "offset, wgmma variant %s: dense dh 64 L=400 HQ=4 H=2", wg[i]);
             check_offset(nm[0], (struct attn_shape){1, 400, 4, 2, 64, 0, 1, 0, 0, 0}, c8, 4, 30 + i);
@@ -306,6 +306,20 @@ int main(int argc, char **argv) {
         }
         unsetenv("LC_ATTN_FWD");
         unsetenv("LC_ATTN_WGMMA");
+        /* every warpgroup backward variant (sm_90a), dh 64 and 128 */
+        static const char *wgb[] = {"1", "2", "3"};
+        for (int i = 0; i < 3; i++) {
+            setenv("LC_ATTN_WGB", wgb[i], 1);
+            snprintf(nm[4], sizeof nm[4], "backward variant %s: dense dh 64, B=2 L=300 HQ=4 H=2", wgb[i]);
+            check_case(nm[4], (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 70 + i);
+            snprintf(nm[5], sizeof nm[5], "backward variant %s: SWA dh 128, L=517 W=100 HQ=4 H=2", wgb[i]);
+            check_case(nm[5], (struct attn_shape){1, 517, 4, 2, 128, 100, 1, 0, 0, 0}, 80 + i);
+            snprintf(nm[6], sizeof nm[6], "backward variant %s: non-causal dh 128, B=2 L=77", wgb[i]);
+            check_case(nm[6], (struct attn_shape){2, 77, 2, 2, 128, 0, 0, 0, 0, 0}, 90 + i);
+            snprintf(nm[7], sizeof nm[7], "backward variant %s: SWA dh 64, L=1100 W=64 HQ=8 H=2", wgb[i]);
+            check_case(nm[7], (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 100 + i);
+        }
+        unsetenv("LC_ATTN_WGB");
         check_case("non-causal dh 64, L=200 HQ=2 H=1, scale 0.2", (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f, 0, 0}, 5);
         check_case("non-causal dh 128, L=77 HQ=2 H=2", (struct attn_shape){2, 77, 2, 2, 128, 0, 0, 0, 0, 0}, 6);
         check_case("dense causal dh 128, L=1000 HQ=2 H=2", (struct attn_shape){1, 1000, 2, 2, 128, 0, 1, 0, 0, 0}, 7);
