@@ -1,8 +1,11 @@
 /* hsa.cu — CUDA Hierarchical Sparse Attention: streaming retrieval top-k, fusion weights,
  * chunk attention forward and backward. Layouts and math: hsa.h. Kernels:
  *   hsa_retrieve.cuh  retrieval scores on tensor cores + running top-k, never an L x C matrix
- *   hsa_attend.cuh    chunk attention over the union of a token block's chunks (forward, dq pass)
- *                     and dK/dV per chunk through a radix-sorted reverse index
+ *   hsa_attend_fwd.cuh chunk attention forward for G % 16 == 0, S, dh <= 64: a producer warp
+ *                     streams the union of a token block's chunks through an mbarrier ring, two
+ *                     16-row tiles per consumer warp share each K/V fragment
+ *   hsa_attend.cuh    chunk attention over the union of a token block's chunks (forward for the
+ *                     other shapes, dq pass) and dK/dV per chunk through a radix-sorted reverse index
  *   this file         fusion weights, dw reduction, reverse-index build, host entry points.
  * bf16 storage, fp32 accumulation; every result is deterministic except dlmk in
  * hsa_scores_backward_cuda (fp32 atomics, documented there).
@@ -10,10 +13,12 @@
 #include <cub/cub.cuh>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda_common.cuh"
 #include "hsa.h"
 #include "hsa_attend.cuh"
+#include "hsa_attend_fwd.cuh"
 #include "hsa_retrieve.cuh"
 
 typedef __nv_bfloat16 bf16;
@@ -267,6 +272,42 @@ static lc_status launch_tok(const hsa_attend::tok_params &p, const attend_cfg &c
         else { constexpr int S = 128, DH = 128; CALL; }                                             \
     } while (0)
 
+/* Producer/consumer forward (hsa_attend_fwd.cuh): NCW consumer warps of TPW 16-row tiles each. */
+template <int S, int DH, int NCW, int TPW>
+static lc_status launch_fwd(hsa_attend::tok_params p, cudaStream_t st) {
+    typedef hsa_fwd::fwd_smem<S, DH, NCW, TPW> SM;
+    auto kern = hsa_fwd::attend_fwd_kernel<S, DH, NCW, TPW>;
+    p.MT = SM::NTILE / (int)(p.G / 16);
+    if (p.MT < 1) return lc_errorf(LC_EUNSUPPORTED, "hsa_attend_forward_cuda: G = %lld too large for the fwd kernel", (long long)p.G);
+    /* one CTA per SM, or two for the 3-consumer variant */
+    const size_t budget = NCW > 3 ? (size_t)220 * 1024 : (size_t)110 * 1024;
+    const int ns = SM::stages(p.MT, (int)p.K, budget);
+    const size_t sm = SM::bytes(p.MT, (int)p.K, ns);
+    cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    dim3 grid((unsigned)((p.Lq + p.MT - 1) / p.MT), (unsigned)p.H, (unsigned)p.B);
+    kern<<<grid, 32 * (NCW + 1), sm, st>>>(p, ns);
+    cuda_check_launch("attend_fwd_kernel");
+    return LC_OK;
+}
+
+/* Which forward kernel: the producer/consumer one where it applies (G % 16 == 0, G <= 112,
+ * S and dh <= 64), else the token-block kernel. LONGCTX_HSA_FWD = tok | w7 | w3 | w8 | t15 forces
+ * one for benchmarks and tests (wN: N consumer warps of two tiles; t15: 15 warps of one tile;
+ * w3, w8, t15 exist for S = dh = 64 only and fall back to w7 elsewhere). */
+static int fwd_variant(const struct hsa_shape *s) {
+    const int64_t G = s->HQ / s->H;
+    const int fits = G % 16 == 0 && G / 16 <= 7 && s->S <= 64 && s->dh <= 64;
+    const char *env = getenv("LONGCTX_HSA_FWD");
+    int want = 7;
+    if (env && !strcmp(env, "tok")) want = 0;
+    if (env && !strcmp(env, "w3")) want = 3;
+    if (env && !strcmp(env, "w8")) want = 8;
+    if (env && !strcmp(env, "t15")) want = 15;
+    if (want != 7 && want != 0 && !(s->S == 64 && s->dh == 64)) want = 7;
+    if (want == 3 && G / 16 > 6) want = 7;
+    return fits ? want : 0;
+}
+
 lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, const bf16_t *k, const bf16_t *v,
                                   const int32_t *idx, const float *w, bf16_t *o, float *lse, void *stream) {
     lc_nvtx_range nvtx_range("hsa.attend.fwd");
@@ -274,6 +315,26 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
     attend_cfg cfg;
     LC_TRY(attend_config(s, 1, &cfg, "hsa_attend_forward_cuda"));
     hsa_attend::tok_params p = tok_params_of(s, cfg);
+    const int variant = fwd_variant(s);
+    if (variant) {
+        p.q = reinterpret_cast<const bf16 *>(q);
+        p.k = reinterpret_cast<const bf16 *>(k);
+        p.v = reinterpret_cast<const bf16 *>(v);
+        p.idx = idx;
+        p.w = w;
+        p.o = reinterpret_cast<bf16 *>(o);
+        p.lse = lse;
+        cudaStream_t st = lc_stream(stream);
+if (s->S == 64 && s->dh == 64) {
+            if (variant == 3) return launch_fwd<64, 64, 3, 2>(p, st);
+            if (variant == 8) return launch_fwd<64, 64, 8, 2>(p, st);
+            if (variant == 15) return launch_fwd<64, 64, 15, 1>(p, st);
+            return launch_fwd<64, 64, 7, 2>(p, st);
+        }
+        if (s->S == 64) return launch_fwd<64, 32, 7, 2>(p, st);
+        if (s->dh == 64) return launch_fwd<32, 64, 7, 2>(p, st);
+        return launch_fwd<32, 32, 7, 2>(p, st);
+    }
     p.q = reinterpret_cast<const bf16 *>(q);
     p.k = reinterpret_cast<const bf16 *>(k);
     p.v = reinterpret_cast<const bf16 *>(v);

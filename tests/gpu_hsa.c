@@ -81,7 +81,8 @@ static float *down_bf16(const void *d, int64_t n) {
     return h;
 }
 
-static char case_name[256];
+static char case_name[320];
+static const char *variant_tag = ""; /* forward kernel forced through LONGCTX_HSA_FWD, if any */
 static const char *name_of(const char *what, const struct hsa_shape *s) {
     snprintf(case_name, sizeof case_name,
              "%s B=%lld L=%lld HQ=%lld H=%lld dh=%lld S=%lld K=%lld Hr=%lld dr=%lld bq=%lld sm1=%d w=%d gum=%d%s", what,
@@ -91,6 +92,10 @@ static const char *name_of(const char *what, const struct hsa_shape *s) {
     if (hsa_has_offset(s)) {
         size_t n = strlen(case_name);
         snprintf(case_name + n, sizeof case_name - n, " q_pos0=%lld Lq=%lld", (long long)s->q_pos0, (long long)s->Lq);
+    }
+    if (*variant_tag) {
+        size_t n = strlen(case_name);
+        snprintf(case_name + n, sizeof case_name - n, " [fwd %s]", variant_tag);
     }
     return case_name;
 }
@@ -446,6 +451,77 @@ static void test_segments(struct hsa_shape s, const int64_t *seg, int nseg, uint
     free(qr), free(lmk), free(q), free(k), free(v), free(hqr), free(hl), free(hq), free(hk), free(hv);
 }
 
+/* ---------------- cross-test: all visible chunks = the reference composition ---------------- */
+
+/* With K >= every token's visible chunk count, retrieval selects every visible chunk and softmax
+ * fusion weights over the landmark scores make HSA the plain composition
+ *   o[t, a] = sum_{c < t/S} softmax_c(<q_r[t], lmk_c> / sqrt(dr)) * attn(q[t, a], K_c, V_c),
+ * computed here directly in double from the same bf16 inputs (no hsa_*_ref function). The device
+ * runs its own chain: retrieve -> weights -> attend forward. */
+static void test_cross_composition(struct hsa_shape s, uint64_t seed) {
+    t_begin(name_of("cross: K covers all visible, softmax weights = composition", &s));
+    const int64_t C = hsa_num_chunks(&s), L = s.L, S = s.S, dh = s.dh, dr = s.dr, G = s.HQ / s.H;
+    T_CHECK(s.K >= C && s.block_q == 1 && s.weighting == HSA_SOFTMAX && s.Hr == 1 && s.B == 1, "test shape: K >= C, block_q 1, softmax, Hr 1, B 1");
+    lc_rng r;
+    lc_rng_seed(&r, seed);
+    bf16_t *hqr, *hl, *hq, *hk, *hv;
+    float *qr = rand_bf16(&r, n_qr(&s), 1.0f, &hqr), *lmk = rand_bf16(&r, n_lmk(&s), 1.0f, &hl);
+    float *q = rand_bf16(&r, n_q(&s), 1.0f, &hq), *k = rand_bf16(&r, n_kv(&s), 1.0f, &hk), *v = rand_bf16(&r, n_kv(&s), 1.0f, &hv);
+    struct chain_out dev;
+    if (!run_chain(&s, hqr, hl, hq, hk, hv, &dev)) return;
+    const int64_t nq = n_q(&s);
+    float *o = malloc(4 * (size_t)nq), *o_ref = calloc((size_t)nq, 4);
+    bf16_to_f32_array(dev.o, o, (size_t)nq);
+    double *a = malloc(sizeof(double) * (size_t)(C + 1)), *z = malloc(sizeof(double) * (size_t)S), *acc = malloc(sizeof(double) * (size_t)dh);
+    const double scale = 1.0 / sqrt((double)dh);
+    for (int64_t t = 0; t < L; t++) {
+        int64_t n = t / S;
+        if (n > C) n = C;
+        double mx = -INFINITY, sum = 0;
+        for (int64_t c = 0; c < n; c++) {
+            double d = 0;
+            for (int64_t i = 0; i < dr; i++) d += (double)qr[t * dr + i] * lmk[c * dr + i];
+            a[c] = d / sqrt((double)dr);
+            if (a[c] > mx) mx = a[c];
+        }
+        for (int64_t c = 0; c < n; c++) sum += (a[c] = exp(a[c] - mx));
+        for (int64_t hq_ = 0; hq_ < s.HQ; hq_++) {
+            const int64_t h = hq_ / G;
+            const float *qv = q + (t * s.HQ + hq_) * dh;
+            for (int64_t i = 0; i < dh; i++) acc[i] = 0;
+            for (int64_t c = 0; c < n; c++) {
+                double zm = s.softmax1 ? 0.0 : -INFINITY, zs = 0;
+                for (int64_t j = 0; j < S; j++) {
+                    const float *kv = k + ((c * S + j) * s.H + h) * dh;
+                    double d = 0;
+                    for (int64_t i = 0; i < dh; i++) d += (double)qv[i] * kv[i];
+                    z[j] = d * scale;
+                    if (z[j] > zm) zm = z[j];
+                }
+                for (int64_t j = 0; j < S; j++) zs += (z[j] = exp(z[j] - zm));
+                if (s.softmax1) zs += exp(-zm);
+                for (int64_t j = 0; j < S; j++) {
+                    const float *vv = v + ((c * S + j) * s.H + h) * dh;
+                    const double f = a[c] / sum * z[j] / zs;
+                    for (int64_t i = 0; i < dh; i++) acc[i] += f * vv[i];
+                }
+            }
+            for (int64_t i = 0; i < dh; i++) o_ref[(t * s.HQ + hq_) * dh + i] = (float)acc[i];
+        }
+    }
+    T_CLOSE(o, o_ref, (size_t)nq, 1e-2, "o vs the direct composition");
+    int64_t bad = 0;
+    for (int64_t t = 0; t < L; t++) {
+        const int64_t n = t / S < C ? t / S : C;
+        for (int64_t kk = 0; kk < s.K; kk++)
+            if ((kk < n) != (dev.idx[t * s.K + kk] == n - 1 - kk && dev.w[t * s.K + kk] > 0)) bad++;
+    }
+    T_CHECK(bad == 0, "%lld slots do not hold exactly the visible chunks, most recent first", (long long)bad);
+    free(o), free(o_ref), free(a), free(z), free(acc);
+    free_chain(&dev);
+    free(qr), free(lmk), free(q), free(k), free(v), free(hqr), free(hl), free(hq), free(hk), free(hv);
+}
+
 static void test_offset_backward_refused(void) {
     t_begin("query offset: backward refuses it by name");
     struct hsa_shape s = with_offset(mk(1, 256, 4, 1, 64, 64, 4, 1, 64, 1, 0, 0), 100, 50);
@@ -500,6 +576,19 @@ int main(int argc, char **argv) {
     };
     int nfw = quick ? 3 : (int)(sizeof fw / sizeof fw[0]);
     for (int i = 0; i < nfw; i++) test_attend(fw[i], 100 + (uint64_t)i, 0);
+    /* the forward kernel variants (LONGCTX_HSA_FWD, kernels/hsa.cu) on the G = 16 shapes; the
+     * default (w7) ran above */
+    {
+        static const char *variants[] = {"tok", "w3", "w8", "t15"};
+        struct hsa_shape g16[] = {fw[0], fw[3], with_offset(mk(1, 3000, 32, 1, 64, 64, 12, 1, 32, 1, 1, HSA_SOFTMAX), 1000, 1999)};
+        for (int vi = 0; vi < 4; vi++) {
+            setenv("LONGCTX_HSA_FWD", variants[vi], 1);
+            variant_tag = variants[vi];
+            for (int i = 0; i < (quick ? 1 : 3); i++) test_attend(g16[i], 300 + (uint64_t)i, 0);
+        }
+        unsetenv("LONGCTX_HSA_FWD");
+        variant_tag = "";
+    }
     for (int i = 0; i < nfw; i++) test_attend(fw[i], 200 + (uint64_t)i, 1);
 
     test_scores_backward(mk(1, 900, 1, 1, 64, 32, 8, 1, 64, 1, 0, 0));
@@ -518,6 +607,7 @@ int main(int argc, char **argv) {
     test_attend(with_offset(mk(2, 1000, 4, 2, 32, 32, 8, 2, 32, 1, 1, HSA_STICK_BREAKING), 999, 1), 132, 0);
     test_attend(with_offset(mk(1, 777, 1, 1, 64, 64, 4, 1, 32, 1, 0, HSA_SOFTMAX), 64, 600), 133, 0);
     test_attend(with_offset(mk(1, 520, 32, 2, 64, 32, 16, 1, 32, 1, 1, HSA_SOFTMAX), 519, 1), 134, 0);
+    test_attend(with_offset(mk(1, 3000, 32, 1, 64, 64, 12, 1, 32, 1, 1, HSA_SOFTMAX), 1000, 1999), 135, 0); /* G = 32 */
     /* ... and ragged segments (a 1 is a decode step) concatenated = one full run, bitwise */
     {
         static const int64_t seg_a[] = {1, 63, 64, 1, 1, 200, 77, 1, 400, 192};
@@ -527,5 +617,9 @@ int main(int argc, char **argv) {
         s.gumbel = 1, s.gumbel_seed = 99;
         test_segments(s, seg_b, 10, 42);
     }
+
+    /* cross-test: K covering all visible chunks with softmax weights = the direct composition */
+    test_cross_composition(mk(1, 1500, 16, 1, 64, 32, 48, 1, 64, 1, 0, HSA_SOFTMAX), 51); /* fwd kernel */
+    test_cross_composition(mk(1, 1100, 8, 2, 32, 64, 20, 1, 96, 1, 1, HSA_SOFTMAX), 52);  /* G = 4: token-block kernel */
     return t_finish();
 }
