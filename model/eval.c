@@ -141,7 +141,10 @@ static int bench_infer(const char *config, const struct backend *be, const int64
         if (s == LC_OK) { /* warm-up: kernels loaded, cuBLAS handles and workspaces made */
             const int64_t w = T < 2 * sg ? T : 2 * sg;
             s = model_prefill_last(&m, st, tok, w, lg);
-            if (s == LC_OK && answer > 0 && answer <= w) s = infer_reset(st), s = s ? s : model_prefill_tail(&m, st, tok, w, answer, lg);
+            if (s == LC_OK && answer > 0 && answer <= w) {
+                s = infer_reset(st);
+                if (s == LC_OK) s = model_prefill_tail(&m, st, tok, w, answer, lg);
+            }
             if (s == LC_OK) s = infer_reset(st);
         }
         if (s == LC_OK) {
