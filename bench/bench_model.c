@@ -176,7 +176,8 @@ static lc_status model_make(const struct bench_point *p, struct bench_case *out)
     model_work(c, &out->flops, &out->bytes);
     int64_t need = 0;
     infer_bytes(&c->m, max_len, seg_of(c->L), &need);
-    out->alloc_bytes = (size_t)need + (size_t)c->m.n_params * (8 + be->act_bytes);
+    /* master + gradient (fp32) and, on cuda, the act copy of the weights (cpu: the master itself) */
+    out->alloc_bytes = (size_t)need + (size_t)c->m.n_params * (8 + (be->is_cuda ? be->act_bytes : 0));
     return LC_OK;
 }
 
