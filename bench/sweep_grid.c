@@ -267,7 +267,8 @@ int64_t sweep_points(const struct sweep_opts *o, const struct bench_family *cons
     char mixers[SWEEP_MAX_FAMILIES][24];
     int nm = 0;
     if (o->nmixers == 0) {
-        for (int i = 0; i < nfam && nm < SWEEP_MAX_FAMILIES; i++) snprintf(mixers[nm++], 24, "%.23s", fams[i]->mixer);
+        for (int i = 0; i < nfam && nm < SWEEP_MAX_FAMILIES; i++) /* model points (seconds each) only when named */
+            if (strncmp(fams[i]->mixer, "model_", 6)) snprintf(mixers[nm++], 24, "%.23s", fams[i]->mixer);
     } else {
         for (int i = 0; i < o->nmixers; i++) {
             int found = 0;
