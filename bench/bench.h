@@ -11,6 +11,7 @@
  *   dense, swa           B, L, HQ, H, dh; W (swa window: keys t-W..t; 0 for dense)
  *   hsa_*                B, L, HQ, H, dh, S, K, dr (retrieval dim per head)
  *   mamba_*              B, L, HQ = heads, dh = head dim P, H = ngroups, N = state size
+ *   model_*              B = 1, L (a preset fixes the rest; fwd = full prefill, decode = one token)
  * direction: "fwd", "bwd" (backward only, forward state prepared in make), "fwdbwd", "decode".
  */
 #ifndef LONGCTX_BENCH_H
@@ -52,6 +53,8 @@ struct bench_family {
 const struct bench_family *bench_families_attention(int *n);
 const struct bench_family *bench_families_hsa(int *n);
 const struct bench_family *bench_families_mamba(int *n);
+/* Whole models through model/infer.h (bench_model.c): mixers model_<preset>, B = 1 and L only. */
+const struct bench_family *bench_families_model(int *n);
 
 struct bench_timing {
     double ms_median, ms_min, ms_max;

@@ -19,9 +19,12 @@
 #if __has_include("bench_mamba.c")
 #define HAVE_MAMBA 1
 #endif
+#if __has_include("bench_model.c")
+#define HAVE_MODEL 1
+#endif
 
 int bench_registry(const struct bench_family **out, int max) {
-    const struct bench_family *(*lists[3])(int *) = {0};
+    const struct bench_family *(*lists[4])(int *) = {0};
     int nl = 0, n = 0;
 #ifdef HAVE_ATTENTION
     lists[nl++] = bench_families_attention;
@@ -31,6 +34,9 @@ int bench_registry(const struct bench_family **out, int max) {
 #endif
 #ifdef HAVE_MAMBA
     lists[nl++] = bench_families_mamba;
+#endif
+#ifdef HAVE_MODEL
+    lists[nl++] = bench_families_model;
 #endif
     for (int l = 0; l < nl; l++) {
         int k = 0;

@@ -284,7 +284,7 @@ static void run_point(const struct sweep_opts *o, const struct bench_family *fam
 static void usage(FILE *f) {
     fprintf(f,
             "usage: longctx sweep [options]   (every option also works as `key = value` in a --file)\n"
-            "  --mixer LIST       mixers (default all in this build)\n"
+            "  --mixer LIST       mixers (default: every kernel mixer in this build; model_* only when named)\n"
             "  --direction LIST   fwd, bwd, fwdbwd, decode (default fwd)\n"
             "  --backend B        cpu | cuda | auto (default auto: cuda when a device is present)\n"
             "  --L LIST           e.g. 4K..16M (powers of two) or 4K,64K,1M (default cuda 4K..16M, cpu 1K..16K)\n"

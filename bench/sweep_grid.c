@@ -237,6 +237,7 @@ lc_status sweep_parse_args(struct sweep_opts *o, int argc, char **argv) {
 
 /* which dims a mixer uses beyond B, L, HQ, H, dh */
 static int uses(const char *mixer, char dim) {
+    if (!strncmp(mixer, "model_", 6)) return dim == 'B' || dim == 'L'; /* a preset fixes the other dims */
     int known = !strcmp(mixer, "dense") || !strcmp(mixer, "swa") || !strncmp(mixer, "hsa", 3) ||
                 !strncmp(mixer, "mamba", 5);
     if (!known) return 1;
@@ -266,7 +267,8 @@ int64_t sweep_points(const struct sweep_opts *o, const struct bench_family *cons
     char mixers[SWEEP_MAX_FAMILIES][24];
     int nm = 0;
     if (o->nmixers == 0) {
-        for (int i = 0; i < nfam && nm < SWEEP_MAX_FAMILIES; i++) snprintf(mixers[nm++], 24, "%.23s", fams[i]->mixer);
+        for (int i = 0; i < nfam && nm < SWEEP_MAX_FAMILIES; i++) /* model points (seconds each) only when named */
+            if (strncmp(fams[i]->mixer, "model_", 6)) snprintf(mixers[nm++], 24, "%.23s", fams[i]->mixer);
     } else {
         for (int i = 0; i < o->nmixers; i++) {
             int found = 0;

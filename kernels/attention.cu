@@ -111,6 +111,7 @@ struct fwd_params {
     bf16 *o;
     float *lse;
     int64_t L, HQ, H, W, nqb;
+    int64_t Lq, p0; /* query rows (q, o, lse hold Lq rows) and the key position of row 0 */
     int causal;
     float scale_log2; /* scale * log2(e) */
 };
@@ -132,18 +133,20 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
     idx /= p.HQ;
     const int64_t qr = idx % p.nqb, b = idx / p.nqb;
     const int64_t qb = p.causal ? p.nqb - 1 - qr : qr;
-    const int64_t L = p.L, h = a / (p.HQ / p.H), W = p.W;
-    const int64_t q0 = qb * BM;
+    const int64_t L = p.L, Lq = p.Lq, h = a / (p.HQ / p.H), W = p.W;
+    const int64_t i0 = qb * BM;                               /* first query row of the tile */
+    const int64_t q0 = p.p0 + i0;                             /* its key position */
+    const int64_t qlast = p.p0 + min(i0 + BM, Lq) - 1;        /* position of the last stored row */
     const int64_t qstride = p.HQ * D, kstride = p.H * D;
-    const bf16 *qg = p.q + (b * L * p.HQ + a) * D;
+    const bf16 *qg = p.q + (b * Lq * p.HQ + a) * D;
     const bf16 *kg = p.k + (b * L * p.H + h) * D;
     const bf16 *vg = p.v + (b * L * p.H + h) * D;
 
-    const int64_t kend = p.causal ? min(q0 + BM, L) : L; /* exclusive */
+    const int64_t kend = p.causal ? qlast + 1 : L; /* exclusive */
     const int64_t kstart = (p.causal && W > 0) ? max(q0 - W, (int64_t)0) : 0;
     const int64_t jt0 = kstart / BN, jt1 = (kend - 1) / BN;
 
-    load_rows<D, BM, NT>(sQ, qg, qstride, q0, L, tid);
+    load_rows<D, BM, NT>(sQ, qg, qstride, i0, Lq, tid);
     load_rows<D, BN, NT>(sK, kg, kstride, jt0 * BN, L, tid);
     load_rows<D, BN, NT>(sV, vg, kstride, jt0 * BN, L, tid);
     cp_async_commit();
@@ -199,7 +202,7 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
         }
 
         const int64_t k0 = jt * BN;
-        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < q0 + BM - 1 - W)));
+        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < qlast - W)));
         if (need_mask) {
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
@@ -209,8 +212,8 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
                     for (int e = 0; e < 4; e++) {
                         const int64_t row = q0 + (warp * MT + mt) * 16 + g + (e >= 2 ? 8 : 0);
                         const int64_t col = k0 + n * 8 + 2 * tg + (e & 1);
-                        /* rows past L keep their keys (they are never stored) so no row is empty */
-                        if (!visible(row < L ? row : L - 1, col, L, p.causal, W)) S[mt][n][e] = -INFINITY;
+                        /* rows past Lq see the last row's keys (they are never stored) so no row is empty */
+                        if (!visible(row < qlast ? row : qlast, col, L, p.causal, W)) S[mt][n][e] = -INFINITY;
                     }
         }
 
@@ -276,15 +279,15 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
             sum += __shfl_xor_sync(0xffffffff, sum, 1);
             sum += __shfl_xor_sync(0xffffffff, sum, 2);
             const float inv = sum > 0.f ? 1.f / sum : 0.f;
-            const int64_t row = q0 + (warp * MT + mt) * 16 + g + r * 8;
-            if (row < L) {
-                bf16 *orow = p.o + ((b * L + row) * p.HQ + a) * D;
+            const int64_t row = i0 + (warp * MT + mt) * 16 + g + r * 8; /* query row */
+            if (row < Lq) {
+                bf16 *orow = p.o + ((b * Lq + row) * p.HQ + a) * D;
 #pragma unroll
                 for (int n = 0; n < D / 8; n++)
                     *reinterpret_cast<uint32_t *>(orow + n * 8 + 2 * tg) =
                         pack_bf16(acc[mt][n][2 * r] * inv, acc[mt][n][2 * r + 1] * inv);
                 if (tg == 0)
-                    p.lse[(b * p.HQ + a) * L + row] =
+                    p.lse[(b * p.HQ + a) * Lq + row] =
                         sum > 0.f ? (m[mt][r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
             }
         }
@@ -341,18 +344,20 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
     idx /= p.HQ;
     const int64_t qr = idx % p.nqb, b = idx / p.nqb;
     const int64_t qb = p.causal ? p.nqb - 1 - qr : qr;
-    const int64_t L = p.L, h = a / (p.HQ / p.H), W = p.W;
-    const int64_t q0 = qb * BM;
+    const int64_t L = p.L, Lq = p.Lq, h = a / (p.HQ / p.H), W = p.W;
+    const int64_t i0 = qb * BM;                        /* first query row of the tile */
+    const int64_t q0 = p.p0 + i0;                      /* its key position */
+    const int64_t qlast = p.p0 + min(i0 + BM, Lq) - 1; /* position of the last stored row */
     const int64_t qstride = p.HQ * D, kstride = p.H * D;
-    const bf16 *qg = p.q + (b * L * p.HQ + a) * D;
+    const bf16 *qg = p.q + (b * Lq * p.HQ + a) * D;
     const bf16 *kg = p.k + (b * L * p.H + h) * D;
     const bf16 *vg = p.v + (b * L * p.H + h) * D;
 
-    const int64_t kend = p.causal ? min(q0 + BM, L) : L;
+    const int64_t kend = p.causal ? qlast + 1 : L;
     const int64_t kstart = (p.causal && W > 0) ? max(q0 - W, (int64_t)0) : 0;
     const int64_t jt0 = kstart / BN, jt1 = (kend - 1) / BN;
 
-    load_rows_sw<BM, NT, D>(sQ, qg, qstride, q0, L, tid);
+    load_rows_sw<BM, NT, D>(sQ, qg, qstride, i0, Lq, tid);
     load_rows_sw<BN, NT, D>(sK, kg, kstride, jt0 * BN, L, tid);
     load_rows_sw<BN, NT, D>(sV, vg, kstride, jt0 * BN, L, tid);
     cp_async_commit();
@@ -396,7 +401,7 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
         for (int i = 0; i < BN / 2; i++) reg_fence(S[i]);
 
         const int64_t k0 = jt * BN;
-        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < q0 + BM - 1 - W)));
+        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < qlast - W)));
         if (need_mask) {
 #pragma unroll
             for (int i = 0; i < BN / 8; i++)
@@ -404,7 +409,7 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
                 for (int e = 0; e < 4; e++) {
                     const int64_t row = row_base + (e >= 2 ? 8 : 0);
                     const int64_t col = k0 + i * 8 + 2 * tg + (e & 1);
-                    if (!visible(row < L ? row : L - 1, col, L, p.causal, W)) S[4 * i + e] = -INFINITY;
+                    if (!visible(row < qlast ? row : qlast, col, L, p.causal, W)) S[4 * i + e] = -INFINITY;
                 }
         }
 #pragma unroll
@@ -466,15 +471,219 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
         sum += __shfl_xor_sync(0xffffffff, sum, 1);
         sum += __shfl_xor_sync(0xffffffff, sum, 2);
         const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        const int64_t row = row_base + r * 8;
-        if (row < L) {
-            bf16 *orow = p.o + ((b * L + row) * p.HQ + a) * D;
+        const int64_t row = row_base - p.p0 + r * 8; /* query row */
+        if (row < Lq) {
+            bf16 *orow = p.o + ((b * Lq + row) * p.HQ + a) * D;
 #pragma unroll
             for (int i = 0; i < D / 8; i++)
                 *reinterpret_cast<uint32_t *>(orow + i * 8 + 2 * tg) =
                     pack_bf16(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv);
             if (tg == 0)
-                p.lse[(b * p.HQ + a) * L + row] = sum > 0.f ? (m[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
+                p.lse[(b * p.HQ + a) * Lq + row] = sum > 0.f ? (m[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
+        }
+    }
+#endif
+}
+
+/* The same forward with the softmax of key tile j+1 overlapped with the P V MMA of tile j inside
+ * each warpgroup (FlashAttention-3's intra-warpgroup pipelining): per iteration, S_{j+1} = Q K_{j+1}^T
+ * and O += P_j V_j are issued back to back, the warpgroup waits for S_{j+1} only, runs its softmax
+ * while P_j V_j is still on the tensor cores, then waits for O and rescales it. K and V have their
+ * own double buffers one tile apart (K_{j+2} and V_{j+1} load during iteration j). */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void wgmma_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
+#endif
+
+template <int D, int BN, int NWG>
+__global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_pipe_kernel(const fwd_params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int BM = 64 * NWG, NT = NWG * 128, NP = D / 64;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *sQ = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
+    unsigned char *sK = sQ + BM * 2 * D; /* [2][NP panels][BN rows x 128 B] */
+    unsigned char *sV = sK + 2 * BN * 2 * D;
+
+    const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
+    int64_t idx = blockIdx.x;
+    const int64_t a = idx % p.HQ;
+    idx /= p.HQ;
+    const int64_t qr = idx % p.nqb, b = idx / p.nqb;
+    const int64_t qb = p.causal ? p.nqb - 1 - qr : qr;
+    const int64_t L = p.L, Lq = p.Lq, h = a / (p.HQ / p.H), W = p.W;
+    const int64_t i0 = qb * BM;
+    const int64_t q0 = p.p0 + i0;
+    const int64_t qlast = p.p0 + min(i0 + BM, Lq) - 1;
+    const int64_t qstride = p.HQ * D, kstride = p.H * D;
+    const bf16 *qg = p.q + (b * Lq * p.HQ + a) * D;
+    const bf16 *kg = p.k + (b * L * p.H + h) * D;
+    const bf16 *vg = p.v + (b * L * p.H + h) * D;
+
+    const int64_t kend = p.causal ? qlast + 1 : L;
+    const int64_t kstart = (p.causal && W > 0) ? max(q0 - W, (int64_t)0) : 0;
+    const int64_t jt0 = kstart / BN, jt1 = (kend - 1) / BN;
+
+    load_rows_sw<BM, NT, D>(sQ, qg, qstride, i0, Lq, tid);
+    load_rows_sw<BN, NT, D>(sK, kg, kstride, jt0 * BN, L, tid);
+    cp_async_commit();
+    if (jt0 + 1 <= jt1) load_rows_sw<BN, NT, D>(sK + BN * 2 * D, kg, kstride, (jt0 + 1) * BN, L, tid);
+    load_rows_sw<BN, NT, D>(sV, vg, kstride, jt0 * BN, L, tid);
+    cp_async_commit();
+
+    float acc[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; i++) acc[i] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, alpha[2] = {1.f, 1.f};
+    const uint32_t qaddr = smem_u32(sQ) + wg * 64 * 128;
+    const int64_t row_base = q0 + wg * 64 + warp * 16 + g;
+
+    float S[BN / 2];
+    uint32_t pa[BN / 16][4];
+    /* S = Q K^T of the key tile in buffer kb (issued, not waited) */
+    auto issue_s = [&](int kb) {
+        const uint32_t kaddr = smem_u32(sK + kb * BN * 2 * D);
+#pragma unroll
+        for (int i = 0; i < BN / 2; i++) {
+            S[i] = 0.f;
+            reg_fence(S[i]);
+        }
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const int pn = kk / 4, ko = (kk % 4) * 32;
+            const uint64_t da = wgmma_desc(qaddr + pn * BM * 128 + ko, 16, 1024);
+            const uint64_t db = wgmma_desc(kaddr + pn * BN * 128 + ko, 16, 1024);
+            if constexpr (BN == 128) wgmma_ss_n128(S, da, db, 1);
+            else wgmma_ss_n64(S, da, db, 1);
+        }
+        wgmma_commit();
+    };
+    /* mask and online softmax of S (key tile jt): S becomes P, m and l advance, alpha = rescale of O */
+    auto softmax = [&](int64_t jt) {
+#pragma unroll
+        for (int i = 0; i < BN / 2; i++) reg_fence(S[i]);
+        const int64_t k0 = jt * BN;
+        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < qlast - W)));
+        if (need_mask) {
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int64_t row = row_base + (e >= 2 ? 8 : 0);
+                    const int64_t col = k0 + i * 8 + 2 * tg + (e & 1);
+                    if (!visible(row < qlast ? row : qlast, col, L, p.causal, W)) S[4 * i + e] = -INFINITY;
+                }
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++) mx = fmaxf(mx, fmaxf(S[4 * i + 2 * r], S[4 * i + 2 * r + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+            const float m_new = fmaxf(m[r], mx * p.scale_log2);
+            const float m_use = m_new == -INFINITY ? 0.f : m_new;
+            alpha[r] = ex2(m[r] - m_use);
+            m[r] = m_new;
+            float sum = 0.f;
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++)
+#pragma unroll
+                for (int e = 2 * r; e < 2 * r + 2; e++) {
+                    const float pv = ex2(fmaf(S[4 * i + e], p.scale_log2, -m_use));
+                    S[4 * i + e] = pv;
+                    sum += pv;
+                }
+            l[r] = l[r] * alpha[r] + sum;
+        }
+    };
+    auto pack_p = [&]() {
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            pa[kk][0] = pack_bf16(S[8 * kk + 0], S[8 * kk + 1]);
+            pa[kk][1] = pack_bf16(S[8 * kk + 2], S[8 * kk + 3]);
+            pa[kk][2] = pack_bf16(S[8 * kk + 4], S[8 * kk + 5]);
+            pa[kk][3] = pack_bf16(S[8 * kk + 6], S[8 * kk + 7]);
+        }
+    };
+
+    cp_async_wait<1>(); /* Q and K_jt0 */
+    fence_proxy_async();
+    __syncthreads();
+    issue_s(0);
+    wgmma_wait0();
+    softmax(jt0);
+    pack_p();
+
+    /* O += P V of the tile in V buffer vb (issued, not waited) */
+    auto issue_pv = [&](int vb) {
+        const uint32_t vaddr = smem_u32(sV + vb * BN * 2 * D);
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) reg_fence(pa[kk][j]);
+        wgmma_fence();
+#pragma unroll
+        for (int pn = 0; pn < NP; pn++)
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++)
+                wgmma_rs_n64(acc + pn * 32, pa[kk], wgmma_desc(vaddr + pn * BN * 128 + kk * 16 * 128, 1024, 1024));
+        wgmma_commit();
+    };
+    auto pv_done = [&]() {
+#pragma unroll
+        for (int i = 0; i < D / 2; i++) reg_fence(acc[i]);
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) reg_fence(pa[kk][j]);
+    };
+
+    for (int64_t jt = jt0; jt < jt1; jt++) {
+        const int c = (int)((jt - jt0) & 1); /* buffer of K_jt and V_jt */
+        __syncthreads();                     /* S_jt and P_{jt-1} V_{jt-1} are done in every warpgroup */
+        if (jt + 2 <= jt1) load_rows_sw<BN, NT, D>(sK + c * BN * 2 * D, kg, kstride, (jt + 2) * BN, L, tid);
+        load_rows_sw<BN, NT, D>(sV + (c ^ 1) * BN * 2 * D, vg, kstride, (jt + 1) * BN, L, tid);
+        cp_async_commit();
+        cp_async_wait<1>(); /* K_{jt+1}, V_jt */
+        fence_proxy_async();
+        __syncthreads();
+        issue_s(c ^ 1);
+        issue_pv(c);
+        wgmma_wait1(); /* S_{jt+1}; P_jt V_jt may still run */
+        softmax(jt + 1);
+        wgmma_wait0();
+        pv_done();
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+                acc[4 * i + 2 * r] *= alpha[r];
+                acc[4 * i + 2 * r + 1] *= alpha[r];
+            }
+        pack_p();
+    }
+    cp_async_wait<0>(); /* V_jt1 */
+    fence_proxy_async();
+    __syncthreads();
+    issue_pv((int)((jt1 - jt0) & 1));
+    wgmma_wait0();
+    pv_done();
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float sum = l[r];
+        sum += __shfl_xor_sync(0xffffffff, sum, 1);
+        sum += __shfl_xor_sync(0xffffffff, sum, 2);
+        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        const int64_t row = row_base - p.p0 + r * 8; /* query row */
+        if (row < Lq) {
+            bf16 *orow = p.o + ((b * Lq + row) * p.HQ + a) * D;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++)
+                *reinterpret_cast<uint32_t *>(orow + i * 8 + 2 * tg) =
+                    pack_bf16(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv);
+            if (tg == 0)
+                p.lse[(b * p.HQ + a) * Lq + row] = sum > 0.f ? (m[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
         }
     }
 #endif
@@ -708,21 +917,29 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
 }
 
 
-/* Backward on Hopper (sm_90a), dh = 64: each warpgroup owns 64 keys. S^T = K Q^T and
- * dP^T = V dO^T run with both operands in shared memory (K-major); dV += P^T dO and dK += dS^T Q
- * take P^T, dS^T from registers and dO, Q MN-major; dS^T also goes to swizzled shared memory so
- * the warpgroup's partial dQ = dS K (both operands MN-major) is a wgmma too, added to the fp32
- * workspace with vector atomics. */
-template <int NWG>
-__global__ void __launch_bounds__(NWG * 128) attn_bwd_wgmma_kernel(const bwd_params p) {
+/* Backward on Hopper (sm_90a), dh = 64 or 128: each warpgroup owns 64 keys (BN = 64 * NWG keys
+ * per block), query tiles of BM = 64 rows. S^T = K Q^T and dP^T = V dO^T run with both operands
+ * in shared memory (K-major, D/64 column panels); dV += P^T dO and dK += dS^T Q take P^T, dS^T
+ * from registers and dO, Q MN-major; dS^T also goes to swizzled shared memory for dQ = dS K
+ * (both operands MN-major), added to the fp32 workspace with vector atomics.
+ * SPLIT = 1: dQ is reduced over all BN keys of the block in the MMA (one barrier for the whole
+ * block) and warpgroup w computes the columns w*D/NWG .. of it, so each (key block, query tile)
+ * pair sends one tile of atomics instead of NWG. SPLIT = 0: each warpgroup sends its own 64-key
+ * partial (the first version). dQ is computed in chunks of at most 64 columns to bound registers. */
+template <int D, int NWG, int SPLIT>
+__global__ void __launch_bounds__(NWG * 128, 1) attn_bwd_wgmma_kernel(const bwd_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int D = 64, BN = 64 * NWG, BM = 64, NT = NWG * 128;
+    constexpr int BN = 64 * NWG, BM = 64, NT = NWG * 128, NP = D / 64;
+    constexpr int DQ = SPLIT ? D / NWG : D; /* dQ columns per warpgroup */
+    constexpr int QC = DQ < 64 ? DQ : 64;   /* columns per dQ chunk */
+    constexpr int QK = SPLIT ? BN : 64;     /* keys reduced per dQ MMA chain */
+    static_assert(QC == 32 || QC == 64, "dQ chunk must be 32 or 64 columns");
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *sK = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
-    unsigned char *sV = sK + BN * 128;
-    unsigned char *sQ = sV + BN * 128;       /* [2][BM x 128 B] */
-    unsigned char *sdO = sQ + 2 * BM * 128;  /* [2][BM x 128 B] */
-    unsigned char *sdS = sdO + 2 * BM * 128; /* dS^T [BN keys x 64 queries] */
+    unsigned char *sK = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [NP][BN x 128 B] */
+    unsigned char *sV = sK + BN * 2 * D;
+    unsigned char *sQ = sV + BN * 2 * D;       /* [2][NP][BM x 128 B] */
+    unsigned char *sdO = sQ + 2 * BM * 2 * D;  /* [2][NP][BM x 128 B] */
+    unsigned char *sdS = sdO + 2 * BM * 2 * D; /* dS^T [BN keys x 64 queries] */
     float *sL = reinterpret_cast<float *>(sdS + BN * 128);
     float *sD = sL + 2 * BM;
 
@@ -739,12 +956,12 @@ __global__ void __launch_bounds__(NWG * 128) attn_bwd_wgmma_kernel(const bwd_par
     const int64_t qt0 = qlo / BM, nqt = (qhi - 1) / BM - qt0 + 1;
     const int64_t iters = G * nqt;
 
-    load_rows_sw<BN, NT>(sK, p.k + (b * L * p.H + h) * D, kstride, k0, L, tid);
-    load_rows_sw<BN, NT>(sV, p.v + (b * L * p.H + h) * D, kstride, k0, L, tid);
+    load_rows_sw<BN, NT, D>(sK, p.k + (b * L * p.H + h) * D, kstride, k0, L, tid);
+    load_rows_sw<BN, NT, D>(sV, p.v + (b * L * p.H + h) * D, kstride, k0, L, tid);
     auto issue = [&](int64_t it, int buf) {
         const int64_t a = h * G + it / nqt, q0 = (qt0 + it % nqt) * BM;
-        load_rows_sw<BM, NT>(sQ + buf * BM * 128, p.q + (b * L * HQ + a) * D, qstride, q0, L, tid);
-        load_rows_sw<BM, NT>(sdO + buf * BM * 128, p.dout + (b * L * HQ + a) * D, qstride, q0, L, tid);
+        load_rows_sw<BM, NT, D>(sQ + buf * BM * 2 * D, p.q + (b * L * HQ + a) * D, qstride, q0, L, tid);
+        load_rows_sw<BM, NT, D>(sdO + buf * BM * 2 * D, p.dout + (b * L * HQ + a) * D, qstride, q0, L, tid);
         for (int i = tid; i < 2 * BM; i += NT) {
             const int64_t t = q0 + (i % BM);
             const int64_t off = (b * HQ + a) * L + (t < L ? t : 0);
@@ -755,12 +972,14 @@ __global__ void __launch_bounds__(NWG * 128) attn_bwd_wgmma_kernel(const bwd_par
     issue(0, 0);
     cp_async_commit();
 
-    float dK[32], dV[32];
+    float dK[D / 2], dV[D / 2];
 #pragma unroll
-    for (int i = 0; i < 32; i++) dK[i] = dV[i] = 0.f;
+    for (int i = 0; i < D / 2; i++) dK[i] = dV[i] = 0.f;
     const int64_t key_r0 = k0 + wg * 64 + warp * 16 + g;
     const uint32_t kA = smem_u32(sK) + wg * 64 * 128, vA = smem_u32(sV) + wg * 64 * 128;
-    const uint32_t dsA = smem_u32(sdS) + wg * 64 * 128;
+    /* dQ operands: dS^T rows (keys) and K rows of the keys this warpgroup reduces over */
+    const uint32_t dsA = smem_u32(sdS) + (SPLIT ? 0 : wg * 64 * 128);
+    const uint32_t kQ = smem_u32(sK) + (SPLIT ? 0 : wg * 64 * 128);
     const int srow = wg * 64 + warp * 16 + g; /* this thread's dS^T rows: srow, srow + 8 */
 
     for (int64_t it = 0; it < iters; it++) {
@@ -775,7 +994,7 @@ __global__ void __launch_bounds__(NWG * 128) attn_bwd_wgmma_kernel(const bwd_par
         fence_proxy_async();
         __syncthreads();
         const int64_t a = h * G + it / nqt, q0 = (qt0 + it % nqt) * BM;
-        const uint32_t qB = smem_u32(sQ + buf * BM * 128), oB = smem_u32(sdO + buf * BM * 128);
+        const uint32_t qB = smem_u32(sQ + buf * BM * 2 * D), oB = smem_u32(sdO + buf * BM * 2 * D);
         const float *cL = sL + buf * BM, *cD = sD + buf * BM;
 
         float St[32], dPt[32];
@@ -787,11 +1006,15 @@ __global__ void __launch_bounds__(NWG * 128) attn_bwd_wgmma_kernel(const bwd_par
         }
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < D / 16; kk++)
-            wgmma_ss_n64(St, wgmma_desc(kA + kk * 32, 16, 1024), wgmma_desc(qB + kk * 32, 16, 1024), 1);
+        for (int kk = 0; kk < D / 16; kk++) {
+            const int pn = kk / 4, ko = (kk % 4) * 32;
+            wgmma_ss_n64(St, wgmma_desc(kA + pn * BN * 128 + ko, 16, 1024), wgmma_desc(qB + pn * BM * 128 + ko, 16, 1024), 1);
+        }
 #pragma unroll
-        for (int kk = 0; kk < D / 16; kk++)
-            wgmma_ss_n64(dPt, wgmma_desc(vA + kk * 32, 16, 1024), wgmma_desc(oB + kk * 32, 16, 1024), 1);
+        for (int kk = 0; kk < D / 16; kk++) {
+            const int pn = kk / 4, ko = (kk % 4) * 32;
+            wgmma_ss_n64(dPt, wgmma_desc(vA + pn * BN * 128 + ko, 16, 1024), wgmma_desc(oB + pn * BM * 128 + ko, 16, 1024), 1);
+        }
         wgmma_commit();
         wgmma_wait0();
 #pragma unroll
@@ -802,16 +1025,28 @@ __global__ void __launch_bounds__(NWG * 128) attn_bwd_wgmma_kernel(const bwd_par
 
         const bool need_mask = q0 + BM > L || k0 + BN > L ||
                                (p.causal && (q0 < k0 + BN - 1 || (W > 0 && q0 + BM - 1 > k0 + W)));
+        if (need_mask) {
 #pragma unroll
-        for (int i = 0; i < 8; i++)
+            for (int i = 0; i < 8; i++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int qi = i * 8 + 2 * tg + (e & 1);
-                float pv = ex2(fmaf(St[4 * i + e], p.scale_log2, -cL[qi] * 1.4426950408889634f));
-                if (need_mask && !visible(q0 + qi, key_r0 + (e >= 2 ? 8 : 0), L, p.causal, W)) pv = 0.f;
-                St[4 * i + e] = pv;
-                dPt[4 * i + e] = pv * (dPt[4 * i + e] - cD[qi]);
-            }
+                for (int e = 0; e < 4; e++) {
+                    const int qi = i * 8 + 2 * tg + (e & 1);
+                    float pv = ex2(fmaf(St[4 * i + e], p.scale_log2, -cL[qi] * 1.4426950408889634f));
+                    if (!visible(q0 + qi, key_r0 + (e >= 2 ? 8 : 0), L, p.causal, W)) pv = 0.f;
+                    St[4 * i + e] = pv;
+                    dPt[4 * i + e] = pv * (dPt[4 * i + e] - cD[qi]);
+                }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int qi = i * 8 + 2 * tg + (e & 1);
+                    const float pv = ex2(fmaf(St[4 * i + e], p.scale_log2, -cL[qi] * 1.4426950408889634f));
+                    St[4 * i + e] = pv;
+                    dPt[4 * i + e] = pv * (dPt[4 * i + e] - cD[qi]);
+                }
+        }
         uint32_t pa[4][4], sa[4][4];
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)
@@ -824,17 +1059,10 @@ __global__ void __launch_bounds__(NWG * 128) attn_bwd_wgmma_kernel(const bwd_par
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             const int off = ((i ^ (srow & 7)) << 4) + 4 * tg;
-            *reinterpret_cast<uint32_t *>(sdS + srow * 128 + off) = pack_bf16(dPt[4 * i], dPt[4 * i + 1]);
-            *reinterpret_cast<uint32_t *>(sdS + (srow + 8) * 128 + off) = pack_bf16(dPt[4 * i + 2], dPt[4 * i + 3]);
+            *reinterpret_cast<uint32_t *>(sdS + srow * 128 + off) = sa[i / 2][(i % 2) * 2];
+            *reinterpret_cast<uint32_t *>(sdS + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
         }
         fence_proxy_async();
-        asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory"); /* this warpgroup's dS^T is in place */
-        float dQ[32];
-#pragma unroll
-        for (int i = 0; i < 32; i++) {
-            dQ[i] = 0.f;
-            reg_fence(dQ[i]);
-        }
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)
 #pragma unroll
@@ -844,17 +1072,54 @@ __global__ void __launch_bounds__(NWG * 128) attn_bwd_wgmma_kernel(const bwd_par
             }
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dV, pa[kk], wgmma_desc(oB + kk * 16 * 128, 1024, 1024));
+        for (int pn = 0; pn < NP; pn++)
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dK, sa[kk], wgmma_desc(qB + kk * 16 * 128, 1024, 1024));
+            for (int kk = 0; kk < 4; kk++)
+                wgmma_rs_n64(dV + pn * 32, pa[kk], wgmma_desc(oB + pn * BM * 128 + kk * 16 * 128, 1024, 1024));
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++)
-            wgmma_ss_n64_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024), wgmma_desc(kA + kk * 16 * 128, 1024, 1024));
+        for (int pn = 0; pn < NP; pn++)
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++)
+                wgmma_rs_n64(dK + pn * 32, sa[kk], wgmma_desc(qB + pn * BM * 128 + kk * 16 * 128, 1024, 1024));
         wgmma_commit();
+        if (SPLIT) asm volatile("bar.sync 1, %0;\n" ::"n"(NT) : "memory"); /* every warpgroup's dS^T is in place */
+        else asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory"); /* this warpgroup's dS^T is in place */
+#pragma unroll
+        for (int c = 0; c < DQ / QC; c++) {
+            const int col0 = (SPLIT ? wg * DQ : 0) + c * QC; /* first dQ column of this chunk */
+            const uint32_t kcol = kQ + (col0 / 64) * BN * 128 + (col0 % 64) * 2;
+            float dQ[QC / 2];
+#pragma unroll
+            for (int i = 0; i < QC / 2; i++) {
+                dQ[i] = 0.f;
+                reg_fence(dQ[i]);
+            }
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < QK / 16; kk++) {
+                if constexpr (QC == 64)
+                    wgmma_ss_n64_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024), wgmma_desc(kcol + kk * 16 * 128, 1024, 1024));
+                else
+                    wgmma_ss_n32_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024), wgmma_desc(kcol + kk * 16 * 128, 1024, 1024));
+            }
+            wgmma_commit();
+            wgmma_wait0();
+#pragma unroll
+            for (int i = 0; i < QC / 2; i++) reg_fence(dQ[i]);
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int64_t t = q0 + warp * 16 + g + r * 8;
+                if (t < L) {
+                    float *dst = p.dq_acc + ((b * L + t) * HQ + a) * D + col0 + 2 * tg;
+#pragma unroll
+                    for (int i = 0; i < QC / 8; i++)
+                        atomicAdd(reinterpret_cast<float2 *>(dst + i * 8), make_float2(dQ[4 * i + 2 * r], dQ[4 * i + 2 * r + 1]));
+                }
+            }
+        }
         wgmma_wait0();
 #pragma unroll
-        for (int i = 0; i < 32; i++) {
-            reg_fence(dQ[i]);
+        for (int i = 0; i < D / 2; i++) {
             reg_fence(dK[i]);
             reg_fence(dV[i]);
         }
@@ -865,16 +1130,6 @@ __global__ void __launch_bounds__(NWG * 128) attn_bwd_wgmma_kernel(const bwd_par
                 reg_fence(pa[kk][j]);
                 reg_fence(sa[kk][j]);
             }
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            const int64_t t = q0 + warp * 16 + g + r * 8;
-            if (t < L) {
-                float *dst = p.dq_acc + ((b * L + t) * HQ + a) * D + 2 * tg;
-#pragma unroll
-                for (int i = 0; i < 8; i++)
-                    atomicAdd(reinterpret_cast<float2 *>(dst + i * 8), make_float2(dQ[4 * i + 2 * r], dQ[4 * i + 2 * r + 1]));
-            }
-        }
         __syncthreads();
     }
 
@@ -884,7 +1139,7 @@ __global__ void __launch_bounds__(NWG * 128) attn_bwd_wgmma_kernel(const bwd_par
         if (key < L) {
             bf16 *dkr = p.dk + ((b * L + key) * p.H + h) * D, *dvr = p.dv + ((b * L + key) * p.H + h) * D;
 #pragma unroll
-            for (int i = 0; i < 8; i++) {
+            for (int i = 0; i < D / 8; i++) {
                 *reinterpret_cast<uint32_t *>(dkr + i * 8 + 2 * tg) =
                     pack_bf16(dK[4 * i + 2 * r] * p.scale, dK[4 * i + 2 * r + 1] * p.scale);
                 *reinterpret_cast<uint32_t *>(dvr + i * 8 + 2 * tg) = pack_bf16(dV[4 * i + 2 * r], dV[4 * i + 2 * r + 1]);
@@ -912,7 +1167,7 @@ template <int D, int BN, int NW, int MT>
 lc_status launch_fwd(const fwd_params &p0, int64_t B, cudaStream_t st) {
     constexpr int BM = 16 * NW * MT;
     fwd_params p = p0;
-    p.nqb = (p.L + BM - 1) / BM;
+    p.nqb = (p.Lq + BM - 1) / BM;
     const size_t smem = (size_t)(BM + 4 * BN) * (D + 8) * sizeof(bf16);
     const int64_t blocks = p.nqb * p.HQ * B;
     if (blocks > 0x7fffffffLL)
@@ -929,7 +1184,7 @@ template <int D, int BN, int NWG>
 lc_status launch_fwd_wgmma(const fwd_params &p0, int64_t B, cudaStream_t st) {
     constexpr int BM = 64 * NWG;
     fwd_params p = p0;
-    p.nqb = (p.L + BM - 1) / BM;
+    p.nqb = (p.Lq + BM - 1) / BM;
     const size_t smem = (size_t)(BM + 4 * BN) * 2 * D + 1024;
     const int64_t blocks = p.nqb * p.HQ * B;
     if (blocks > 0x7fffffffLL)
@@ -938,6 +1193,22 @@ lc_status launch_fwd_wgmma(const fwd_params &p0, int64_t B, cudaStream_t st) {
     cuda_check(cudaFuncSetAttribute(attn_fwd_wgmma_kernel<D, BN, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     attn_fwd_wgmma_kernel<D, BN, NWG><<<(unsigned)blocks, NWG * 128, smem, st>>>(p);
     cuda_check_launch("attn_fwd_wgmma_kernel");
+    return LC_OK;
+}
+
+template <int D, int BN, int NWG>
+lc_status launch_fwd_wgmma_pipe(const fwd_params &p0, int64_t B, cudaStream_t st) {
+    constexpr int BM = 64 * NWG;
+    fwd_params p = p0;
+    p.nqb = (p.Lq + BM - 1) / BM;
+    const size_t smem = (size_t)(BM + 4 * BN) * 2 * D + 1024;
+    const int64_t blocks = p.nqb * p.HQ * B;
+    if (blocks > 0x7fffffffLL)
+        return lc_errorf(LC_EUNSUPPORTED, "attention_forward_cuda: B*HQ*ceil(L/%d) = %lld blocks exceed the grid", BM,
+                         (long long)blocks);
+    cuda_check(cudaFuncSetAttribute(attn_fwd_wgmma_pipe_kernel<D, BN, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_fwd_wgmma_pipe_kernel<D, BN, NWG><<<(unsigned)blocks, NWG * 128, smem, st>>>(p);
+    cuda_check_launch("attn_fwd_wgmma_pipe_kernel");
     return LC_OK;
 }
 
@@ -962,17 +1233,17 @@ int have_sm90a() {
 }
 
 
-template <int NWG>
+template <int D, int NWG, int SPLIT>
 lc_status launch_bwd_wgmma(const bwd_params &p0, int64_t B, cudaStream_t st) {
     constexpr int BN = 64 * NWG, BM = 64;
     bwd_params p = p0;
     p.nkb = (p.L + BN - 1) / BN;
-    const size_t smem = (size_t)(3 * BN + 4 * BM) * 128 + 4 * BM * sizeof(float) + 1024;
+    const size_t smem = (size_t)(2 * BN + 4 * BM) * 2 * D + (size_t)BN * 128 + 4 * BM * sizeof(float) + 1024;
     const int64_t blocks = p.nkb * p.H * B;
     if (blocks > 0x7fffffffLL)
         return lc_errorf(LC_EUNSUPPORTED, "attention_backward_cuda: too many blocks (%lld)", (long long)blocks);
-    cuda_check(cudaFuncSetAttribute(attn_bwd_wgmma_kernel<NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_wgmma_kernel<NWG><<<(unsigned)blocks, NWG * 128, smem, st>>>(p);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_wgmma_kernel<D, NWG, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_wgmma_kernel<D, NWG, SPLIT><<<(unsigned)blocks, NWG * 128, smem, st>>>(p);
     cuda_check_launch("attn_bwd_wgmma_kernel");
     return LC_OK;
 }
@@ -1017,9 +1288,6 @@ size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf16_t *q, const bf16_t *k,
                                             const bf16_t *v, bf16_t *o, float *lse, void *stream) {
     lc_nvtx_range nvtx_range("attention.fwd");
-    if (s && attention_has_offset(s))
-        return lc_errorf(LC_EUNSUPPORTED, "%s: query offset not supported by the CUDA kernel yet (Lq = %lld, q_pos0 = %lld)",
-                         __func__, (long long)s->Lq, (long long)s->q_pos0);
     LC_TRY(attention_cuda_supported(s));
     LC_REQUIRE(q && k && v && o && lse, "attention_forward_cuda: q, k, v, o and lse must be non-NULL");
     fwd_params p;
@@ -1029,12 +1297,14 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     p.o = reinterpret_cast<bf16 *>(o);
     p.lse = lse;
     p.L = s->L, p.HQ = s->HQ, p.H = s->H, p.W = s->causal ? s->W : 0, p.nqb = 0;
+    p.Lq = attention_q_len(s), p.p0 = attention_q_pos0(s);
     p.causal = s->causal;
     p.scale_log2 = attention_scale(s) * 1.4426950408889634f;
     cudaStream_t st = lc_stream(stream);
     /* Defaults from the H100 tuning runs (results/notes-attn.md): 64-row query tiles for narrow
-     * windows at dh 64 (less masked work per tile), 128 rows otherwise. */
-    const bool narrow = s->causal && s->W > 0 && s->W <= 1024;
+     * windows at dh 64 (less masked work per tile), 128 rows otherwise. Few query rows (decode,
+     * short segments) take the 64-row tiles too: a bigger tile would be mostly empty rows. */
+    const bool narrow = (s->causal && s->W > 0 && s->W <= 1024) || p.Lq <= 64;
     const int var = tuning_variant("LC_ATTN_FWD", s->dh == 64 ? (narrow ? 3 : 0) : 3);
     switch (s->dh) {
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
@@ -1046,6 +1316,11 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             case 2: return launch_fwd_wgmma<64, 64, 2>(p, s->B, st);
             case 3: return launch_fwd_wgmma<64, 128, 1>(p, s->B, st);
             case 4: return launch_fwd_wgmma<64, 128, 3>(p, s->B, st);
+            case 11: return launch_fwd_wgmma_pipe<64, 64, 1>(p, s->B, st);
+            case 12: return launch_fwd_wgmma_pipe<64, 64, 2>(p, s->B, st);
+            case 13: return launch_fwd_wgmma_pipe<64, 128, 1>(p, s->B, st);
+            case 14: return launch_fwd_wgmma_pipe<64, 128, 3>(p, s->B, st);
+            case 15: return launch_fwd_wgmma_pipe<64, 128, 2>(p, s->B, st);
             default: return launch_fwd_wgmma<64, 128, 2>(p, s->B, st);
             }
         }
@@ -1061,6 +1336,11 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             case 1: return launch_fwd_wgmma<128, 64, 1>(p, s->B, st);
             case 2: return launch_fwd_wgmma<128, 64, 2>(p, s->B, st);
             case 3: return launch_fwd_wgmma<128, 128, 1>(p, s->B, st);
+            case 11: return launch_fwd_wgmma_pipe<128, 64, 1>(p, s->B, st);
+            case 12: return launch_fwd_wgmma_pipe<128, 64, 2>(p, s->B, st);
+            case 13: return launch_fwd_wgmma_pipe<128, 128, 1>(p, s->B, st);
+            case 14: return launch_fwd_wgmma_pipe<128, 64, 3>(p, s->B, st);
+            case 15: return launch_fwd_wgmma_pipe<128, 128, 2>(p, s->B, st);
             default: return launch_fwd_wgmma<128, 64, 3>(p, s->B, st);
             }
         }
@@ -1092,7 +1372,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
                                              void *workspace, void *stream) {
     lc_nvtx_range nvtx_range("attention.bwd");
     if (s && attention_has_offset(s))
-        return lc_errorf(LC_EUNSUPPORTED, "%s: query offset not supported by the CUDA kernel yet (Lq = %lld, q_pos0 = %lld)",
+        return lc_errorf(LC_EUNSUPPORTED, "%s: a query offset (Lq = %lld, q_pos0 = %lld) is forward-only (segmented prefill, decode)",
                          __func__, (long long)s->Lq, (long long)s->q_pos0);
     LC_TRY(attention_cuda_supported(s));
     LC_REQUIRE(q && k && v && o && lse && dout && dq && dk && dv,
@@ -1129,9 +1409,12 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     lc_status r;
     const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
     const int var = tuning_variant("LC_ATTN_BWD", narrow ? 1 : 0);
-    if (D == 64 && tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+    if ((D == 64 || D == 128) && tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+        /* 1: one warpgroup, 64 keys per block; 2: two warpgroups, 128 keys, dQ reduced over the
+         * block before the atomics; 3: two warpgroups, dQ atomics per warpgroup (first version) */
         const int wv = tuning_variant("LC_ATTN_WGB", (s->causal && s->W > 0) ? 1 : 2);
-        r = wv == 1 ? launch_bwd_wgmma<1>(p, s->B, st) : launch_bwd_wgmma<2>(p, s->B, st);
+        if (D == 64) r = wv == 1 ? launch_bwd_wgmma<64, 1, 1>(p, s->B, st) : wv == 3 ? launch_bwd_wgmma<64, 2, 0>(p, s->B, st) : launch_bwd_wgmma<64, 2, 1>(p, s->B, st);
+        else r = wv == 1 ? launch_bwd_wgmma<128, 1, 1>(p, s->B, st) : wv == 3 ? launch_bwd_wgmma<128, 2, 0>(p, s->B, st) : launch_bwd_wgmma<128, 2, 1>(p, s->B, st);
     } else
     switch (D) {
     case 32: r = var == 1 ? launch_bwd<32, 4, 64>(p, s->B, st) : launch_bwd<32, 8, 64>(p, s->B, st); break;

@@ -44,8 +44,8 @@ struct attn_shape {
     /* Query offset (segmented prefill / decode against a key cache). Lq = 0: the queries are the
      * whole sequence (Lq = L, q_pos0 = 0; every older caller). Lq >= 1: q, o are [B, Lq, HQ, dh]
      * and lse [B, HQ, Lq]; query row i sits at key position q_pos0 + i (q_pos0 + Lq <= L), so
-     * J(i) is the visible set of t = q_pos0 + i above. C reference: forward only; the backward
-     * and the CUDA kernels refuse an offset (LC_EUNSUPPORTED). */
+     * J(i) is the visible set of t = q_pos0 + i above. Forward only (C reference and CUDA);
+     * the backwards refuse an offset (LC_EUNSUPPORTED). */
     int64_t Lq, q_pos0;
 };
 
@@ -74,7 +74,7 @@ lc_status attention_backward_ref(const struct attn_shape *s, const float *q, con
 
 /* CUDA (device pointers; stream is a cudaStream_t, NULL = default stream). Supports dh 32, 64,
  * 128; any B; L up to 2^24 (B*HQ and B up to 65535); other shapes return LC_EUNSUPPORTED.
- * The forward writes o (bf16) and lse (fp32, required). The backward overwrites dq, dk, dv (bf16)
+ * The forward writes o (bf16) and lse (fp32, required), also with a query offset (Lq, q_pos0). The backward overwrites dq, dk, dv (bf16)
  * and needs attention_backward_workspace_cuda(s) bytes of device scratch (fp32 dq accumulators
  * and D = rowsum(dO * O)). Calls are asynchronous on `stream`; the first call in a process also
  * runs a tiny synchronous probe (is the sm_90a build loaded?), so make one call before capturing

@@ -35,9 +35,6 @@ lc_status attention_check(const struct attn_shape *s) {
 
 lc_status attention_cuda_supported(const struct attn_shape *s) {
     LC_TRY(attention_check(s));
-    if (attention_has_offset(s))
-        return lc_errorf(LC_EUNSUPPORTED, "attention (cuda): query offset (Lq = %lld, q_pos0 = %lld) not supported by the CUDA kernel yet",
-                         (long long)s->Lq, (long long)s->q_pos0);
     if (s->dh != 32 && s->dh != 64 && s->dh != 128)
         return lc_errorf(LC_EUNSUPPORTED, "attention (cuda): dh = %lld is not supported (32, 64 or 128)",
                          (long long)s->dh);

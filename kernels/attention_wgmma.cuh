@@ -5,7 +5,7 @@
  *                  both K-major.
  *   wgmma_rs_n{N}: the same with A from registers (mma.sync A-fragment layout per warp, rows
  *                  16*warp .. +15 of the warpgroup) and B MN-major (transposed) in shared memory.
- *   wgmma_ss_n64_tt: A and B both MN-major in shared memory (dQ = dS K in the backward).
+ *   wgmma_ss_n64_tt / n32_tt: A and B both MN-major in shared memory (dQ = dS K in the backward).
  * Accumulator layout (per warp of the warpgroup, rows 16*warp + g and +8, g = lane/4): register
  * 4*i + {0,1} = row g, columns 8*i + 2*(lane%4) + {0,1}; 4*i + {2,3} = row g+8, same columns. */
 #ifndef LONGCTX_ATTENTION_WGMMA_CUH
@@ -60,6 +60,15 @@ __device__ __forceinline__ void wgmma_ss_n64_tt(float *d, uint64_t da, uint64_t 
         "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 1, 1;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(da), "l"(db), "r"(1));
+}
+
+/* D[64 x 32] += A[64 x 16] * B[16 x 32], both MN-major in shared memory (a 32-column slice of dQ). */
+__device__ __forceinline__ void wgmma_ss_n32_tt(float *d, uint64_t da, uint64_t db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
         : "l"(da), "l"(db), "r"(1));
 }
 

@@ -3,8 +3,9 @@
  * exact match of a suite task (suites/suite.h, answer tokens scored), with the retrieval
  * diagnostics of group 0 at each sample's first answer token. One CSV row per (mode, length).
  * Full forward of each row by default (L bounded by activation memory); --segment N feeds each row
- * through segmented prefill (model/infer.h: caches, N tokens at a time, same logits), cpu backend
- * only until the CUDA kernels take a query offset. */
+ * through segmented prefill (model/infer.h: caches, N tokens at a time, same logits); --tail scores
+ * suite answers through the exact tail mode. --bench-infer times inference (full prefill, decode
+ * steps, tail prefill) per length and writes results/model_prefill.csv rows. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "checkpoint.h"
 #include "csv.h"
 #include "data.h"
+#include "device.h"
 #include "model.h"
 #include "provenance.h"
 #include "haystack.h"
@@ -35,8 +37,13 @@ static void usage(FILE *f) {
             "  --samples N         samples per length (default 8)    --seed S (default 1234)\n"
             "  --haystack FILE     prose haystack for tasks that need one (default: the Jargon File)\n"
             "  --mqar-kv N         mqar key-value pairs (default 16)\n"
-            "  --segment N         segmented prefill with caches, N tokens at a time (cpu backend; exact)\n"
-            "  --csv PATH          append one row per (mode, length)\n");
+            "  --segment N         segmented prefill with caches, N tokens at a time (exact)\n"
+            "  --decode N --answer A  --bench-infer: decode steps, tail answer rows\n"
+            "  --tail              task mode: exact tail prefill (upper stack on the last positions only; needs --segment)\n"
+            "  --csv PATH          append one row per (mode, length)\n"
+            "  --bench-infer       time inference instead: for each length, a full prefill (segments of --segment,\n"
+            "                      default 65536; random tokens), --decode N steps after it (default 32) and an exact\n"
+            "                      tail prefill for --answer A rows (default 16; 0 = skip); CSV columns: see results/model_prefill.csv\n");
 }
 
 /* Segmented prefill of one row of T+1 tokens: the NLL sum of its T targets (nll) and/or the
@@ -65,17 +72,174 @@ static lc_status seg_row(lc_model *m, lc_infer *st, const int32_t *row, int64_t 
     return LC_OK;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int64_t device_free(const struct backend *be) {
+    size_t fr = 0, tot = 0;
+    if (!be->is_cuda || lc_cuda_mem_info(&fr, &tot) != LC_OK) return -1;
+    return (int64_t)fr;
+}
+
+/* --bench-infer: per length L, on random tokens: a full prefill of L tokens (every position through
+ * every layer, segments of seg, head on the last token only), then `decode` one-token steps (each
+ * timed to its logits on the host: median), then an exact tail prefill of the same L tokens with
+ * `answer` answer rows. Timings are wall clock around calls that end in a device->host copy (so
+ * the device has finished). Memory: the state figure (infer_bytes) and the device memory in use
+ * after the runs less what was in use before the model was created (weights, state, cuBLAS and
+ * kernel workspaces: the peak, as nothing is freed in between). */
+static int bench_infer(const char *config, const struct backend *be, const int64_t *L, int nl, int64_t seg, int64_t decode,
+                       int64_t answer, const char *csv, uint64_t seed) {
+    lc_config cfg;
+    if (lc_config_load(config, &cfg)) {
+        fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+        return 1;
+    }
+    const int64_t free0 = device_free(be);
+    lc_model m;
+    if (model_create(&m, &cfg, be, 1)) {
+        fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+        return 1;
+    }
+    struct csv_writer cw;
+    int have_csv = 0, rc = 1;
+    if (csv) {
+        static const char *const cols[] = {"config", "backend", "params", "L", "segment", "prefill_s", "prefill_tok_s",
+                                           "decode_steps", "decode_ms", "tail_rows", "tail_s", "tail_tok_s", "state_bytes",
+                                           "device_used_bytes", "status", "device", "git_sha", "date"};
+        if (csv_open(&cw, csv, cols, (int)(sizeof cols / sizeof cols[0]), NULL)) {
+            fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+            model_destroy(&m);
+            return 1;
+        }
+        have_csv = 1;
+    }
+    struct prov pv;
+    prov_read(be->is_cuda, &pv);
+    const int64_t V = cfg.vocab;
+    float *lg = malloc(sizeof(float) * (size_t)(V * (answer > 1 ? answer : 1))); /* the tail's answer rows */
+    double *dt = malloc(sizeof(double) * (size_t)(decode > 0 ? decode : 1));
+    if (!lg || !dt) goto done;
+    printf("%-14s %10s %8s %10s %12s %10s %10s %12s %10s %10s\n", "config", "L", "segment", "prefill_s", "prefill_tok/s", "decode_ms",
+           "tail_rows", "tail_tok/s", "state_MiB", "used_MiB");
+    for (int li = 0; li < nl; li++) {
+        const int64_t T = L[li], sg = seg < T ? seg : T;
+        lc_infer *st = NULL;
+        int64_t need = 0;
+        char status[512] = "ok";
+        double t_pre = 0, t_tail = 0, dms = 0;
+        int64_t rows = 0, used = -1;
+        int32_t *tok = malloc(sizeof(int32_t) * (size_t)(T + decode));
+        if (!tok) goto done;
+        lc_rng r;
+        lc_rng_seed(&r, seed + (uint64_t)T);
+        for (int64_t i = 0; i < T + decode; i++) tok[i] = (int32_t)lc_rng_below(&r, (uint64_t)V);
+        lc_status s = infer_bytes(&m, T + decode, sg, &need);
+        if (s == LC_OK) s = infer_create(&st, &m, T + decode, sg, 0);
+        if (s == LC_OK) { /* warm-up: kernels loaded, cuBLAS handles and workspaces made */
+            const int64_t w = T < 2 * sg ? T : 2 * sg;
+            s = model_prefill_last(&m, st, tok, w, lg);
+            if (s == LC_OK && answer > 0 && answer <= w) {
+                s = infer_reset(st);
+                if (s == LC_OK) s = model_prefill_tail(&m, st, tok, w, answer, lg);
+            }
+            if (s == LC_OK) s = infer_reset(st);
+        }
+        if (s == LC_OK) {
+            double t0 = lc_now();
+            s = model_prefill_last(&m, st, tok, T, lg);
+            t_pre = lc_now() - t0;
+        }
+        for (int64_t k = 0; s == LC_OK && k < decode; k++) {
+            double t0 = lc_now();
+            s = model_decode_step(&m, st, tok[T + k], lg);
+            dt[k] = lc_now() - t0;
+        }
+        if (s == LC_OK && decode > 0) {
+            qsort(dt, (size_t)decode, sizeof(double), cmp_double);
+            dms = 1e3 * dt[decode / 2];
+        }
+        if (s == LC_OK && answer > 0 && answer <= T) {
+            int split = 0;
+            s = infer_tail_rows(&m, answer, &rows, &split);
+            if (s == LC_OK) s = infer_reset(st);
+            double t0 = lc_now();
+            if (s == LC_OK) s = model_prefill_tail(&m, st, tok, T, answer, lg);
+            t_tail = lc_now() - t0;
+        }
+        if (s != LC_OK) snprintf(status, sizeof status, "%s", lc_last_error());
+        const int64_t fr = device_free(be);
+        if (free0 >= 0 && fr >= 0) used = free0 - fr;
+        infer_destroy(st);
+        free(tok);
+        if (s == LC_OK)
+            printf("%-14s %10lld %8lld %10.3f %12.0f %10.3f %10lld %12.0f %10.1f %10.1f\n", config, (long long)T, (long long)sg, t_pre,
+                   (double)T / t_pre, dms, (long long)rows, t_tail > 0 ? (double)T / t_tail : 0.0, (double)need / 1048576.0,
+                   (double)used / 1048576.0);
+        else
+            printf("%-14s %10lld %8lld  %s\n", config, (long long)T, (long long)sg, status);
+        if (have_csv) {
+            char row[2048];
+            snprintf(row, sizeof row,
+                     "%s" CSV_SEP "%s" CSV_SEP "%lld" CSV_SEP "%lld" CSV_SEP "%lld" CSV_SEP "%.4f" CSV_SEP "%.1f" CSV_SEP "%lld" CSV_SEP
+                     "%.4f" CSV_SEP "%lld" CSV_SEP "%.4f" CSV_SEP "%.1f" CSV_SEP "%lld" CSV_SEP "%lld" CSV_SEP "%s" CSV_SEP "%s" CSV_SEP
+                     "%s" CSV_SEP "%s",
+                     config, be->name, (long long)m.n_params, (long long)T, (long long)sg, t_pre, s == LC_OK ? (double)T / t_pre : 0.0,
+                     (long long)decode, dms, (long long)rows, t_tail, t_tail > 0 ? (double)T / t_tail : 0.0, (long long)need,
+                     (long long)used, status, pv.device, pv.git_sha, pv.date);
+            if (csv_append_split(&cw, row, CSV_SEP[0])) fprintf(stderr, "longctx eval: %s\n", lc_last_error());
+        }
+    }
+    rc = 0;
+done:
+    free(lg);
+    free(dt);
+    if (have_csv) csv_close(&cw);
+    model_destroy(&m);
+    return rc;
+}
+
+/* Exact tail mode for one sample of Ts inputs: the upper stack only on the rows from the first
+ * target on (plus its reach, infer.h); pred gets the argmax at those rows. */
+static lc_status tail_row(lc_model *m, lc_infer *st, const struct suite_sample *s, int64_t Ts, int32_t *pred) {
+    const int64_t V = m->cfg.vocab;
+    int64_t t0 = Ts - 1;
+    for (int64_t j = 0; j < s->n_targets; j++)
+        if (s->target_pos[j] < t0) t0 = s->target_pos[j];
+    if (t0 < 0) t0 = 0;
+    const int64_t A = Ts - t0;
+    float *lg = malloc(sizeof(float) * (size_t)(A * V));
+    if (!lg) return lc_errorf(LC_ENOMEM, "eval: out of memory for %lld answer rows of logits", (long long)A);
+    lc_status r = infer_reset(st);
+    if (r == LC_OK) r = model_prefill_tail(m, st, s->ids, Ts, A, lg);
+    for (int64_t j = 0; r == LC_OK && j < A; j++) {
+        const float *row = lg + j * V;
+        int64_t best = 0;
+        for (int64_t v = 1; v < V; v++)
+            if (row[v] > row[best]) best = v;
+        pred[t0 + j] = (int32_t)best;
+    }
+    free(lg);
+    return r;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *config = "tiny-swa-hsa", *ckpt = NULL, *backend = "auto", *data = NULL, *task = NULL, *csv = NULL, *lens = NULL,
                *hay_path = NULL;
-    int64_t batches = 4, batch = 1, samples = 8, lo = 0, segment = 0;
+    int64_t batches = 4, batch = 1, samples = 8, lo = 0, segment = 0, decode = 32, answer = 16;
     uint64_t seed = 1234;
-    int mqar_kv = 16;
+    int mqar_kv = 16, tail = 0, bench = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--tail") || !strcmp(a, "--bench-infer")) {
+            *(a[2] == 't' ? &tail : &bench) = 1;
+            continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "longctx eval: '%s' needs a value (or is unknown)\n", a);
@@ -97,14 +261,16 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--haystack")) hay_path = v;
         else if (!strcmp(a, "--csv")) csv = v;
         else if (!strcmp(a, "--segment")) segment = atoll(v);
+        else if (!strcmp(a, "--decode")) decode = atoll(v);
+        else if (!strcmp(a, "--answer")) answer = atoll(v);
         else {
             fprintf(stderr, "longctx eval: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
         }
     }
-    if (!data && !task) {
-        fprintf(stderr, "longctx eval: give --data FILE and/or --task NAME\n");
+    if (!data && !task && !bench) {
+        fprintf(stderr, "longctx eval: give --data FILE and/or --task NAME (or --bench-infer)\n");
         return 2;
     }
     lc_config cfg;
@@ -135,11 +301,14 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "longctx eval: --segment %lld must be >= 1 (0 = full forward)\n", (long long)segment);
         return 2;
     }
-    if (segment > 0 && be->is_cuda) {
-        fprintf(stderr,
-                "longctx eval: --segment on the cuda backend: segmented prefill needs the CUDA attention/HSA kernels' query "
-                "offset (Lq, q_pos0), which is not built yet; use --backend cpu\n");
-        return 1;
+    if (decode < 0 || answer < 0) {
+        fprintf(stderr, "longctx eval: --decode %lld and --answer %lld must be >= 0\n", (long long)decode, (long long)answer);
+        return 2;
+    }
+    if (bench) return bench_infer(config, be, L, nl, segment > 0 ? segment : 65536, decode, answer, csv, seed);
+    if (tail && segment == 0) {
+        fprintf(stderr, "longctx eval: --tail needs --segment N (the tail mode runs through segmented prefill)\n");
+        return 2;
     }
     lc_model m;
     if (model_create(&m, &cfg, be, 1)) {
@@ -280,7 +449,8 @@ int cmd_eval(int argc, char **argv) {
                 int32_t *pred = calloc((size_t)s.n_ids, sizeof(int32_t));
                 float loss = 0;
                 int bad = !pred || Ts < 1;
-                if (!bad && segment > 0) bad = Ts > T || seg_row(&m, st, s.ids, Ts, segment, seg_lg, NULL, pred);
+                if (!bad && segment > 0 && tail) bad = Ts > T || tail_row(&m, st, &s, Ts, pred);
+                else if (!bad && segment > 0) bad = Ts > T || seg_row(&m, st, s.ids, Ts, segment, seg_lg, NULL, pred);
                 else if (!bad) bad = model_step(&m, 1, Ts, s.ids, NULL, 0, &loss) || model_argmax(&m, pred);
                 if (bad) {
                     fprintf(stderr, "longctx eval: L = %lld sample %lld: %s\n", (long long)T, (long long)k, lc_last_error());
@@ -327,9 +497,9 @@ int cmd_eval(int argc, char **argv) {
             if (have_csv) {
                 char row[2048];
                 snprintf(row, sizeof row,
-                         "%s" CSV_SEP "%s" CSV_SEP "%s" CSV_SEP "task" CSV_SEP "%s" CSV_SEP "%lld" CSV_SEP "%lld" CSV_SEP CSV_SEP
+                         "%s" CSV_SEP "%s" CSV_SEP "%s" CSV_SEP "%s" CSV_SEP "%s" CSV_SEP "%lld" CSV_SEP "%lld" CSV_SEP CSV_SEP
                          CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%.1f" CSV_SEP "%s" CSV_SEP "%s" CSV_SEP "%s",
-                         config, be->name, ckpt ? ckpt : "init", task,
+                         config, be->name, ckpt ? ckpt : "init", tail ? "task_tail" : "task", task,
                         (long long)T, (long long)samples, (double)n_ok / samples, dn ? (double)dhit / dn : 0.0,
                         dn ? (double)dtop / dn : 0.0, dn ? dw / dn : 0.0, tps, pv.device, pv.git_sha, pv.date);
                 if (csv_append_split(&cw, row, CSV_SEP[0])) fprintf(stderr, "longctx eval: %s\n", lc_last_error());

@@ -4,8 +4,14 @@
  * cached keys with a query offset, the chunk encoder on every chunk that the segment completes,
  * retrieval and HSA against the chunk store with a query offset, Mamba with its carried state.
  * All buffers come from one allocation carved by layout(), which runs twice: once to count (the
- * memory figure infer_create checks) and once to hand out pointers, so the figure is exact. */
+ * memory figure infer_create checks) and once to hand out pointers, so the figure is exact.
+ * Decode (one query row) against a large chunk store or dense cache runs as a batch of
+ * partitions plus a host merge (retrieval_split, attend_split): the kernels parallelise over
+ * query rows, and one row would otherwise run on one SM. Exact tail mode: layers >= st->split run
+ * only on the rows at positions >= st->tail_from (model_prefill_tail). */
 #include "infer.h"
+
+#include "device.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -42,7 +48,19 @@ struct ilayer {
 
 struct lc_infer {
     lc_model *m;
-    int64_t max_len, seg, pos, Re, nch_max, C_max, bytes, state_bytes;
+    int64_t max_len, seg, pos, Re, nch_max, C_max, bytes, state_bytes, ones_n;
+    /* exact tail mode: layers >= split run only on positions >= tail_from (model_prefill_tail) */
+    int split;
+    int64_t tail_from;
+    /* one-token retrieval split over chunk partitions (retrieval_split) */
+    int64_t split_min, split_parts;
+    /* one-token attention split over key partitions (attend_split) */
+    int64_t asplit_min, asplit_parts;
+    void *aq, *ao;
+    float *aof, *alse;
+    void *qrep;
+    int32_t *sidx, *hidx;
+    float *sscore, *hscore;
     struct ilayer *l;
     void *mem;
     /* working buffers (one segment) */
@@ -109,6 +127,12 @@ static struct mdims mamba_dims(const lc_config *c) {
     return a;
 }
 
+/* One-token retrieval against a large store runs as up to SPLIT_PARTS_MAX partitions of the
+ * store (retrieval_split): the CUDA retrieval kernel gives one CTA per 128 query rows, so a single
+ * query row would stream every landmark through one SM. */
+#define SPLIT_PARTS_MAX 512
+#define INFER_CUDA_RESERVE ((int64_t)256 << 20)
+
 /* ---------------------------------------------------------------- layout */
 struct carve {
     char *base;        /* NULL: count only */
@@ -145,7 +169,9 @@ static void layout(struct lc_infer *st, struct carve *cv) {
     st->nch_max = has_chunk ? (c->S - 1 + seg) / c->S : 0;
     st->Re = st->nch_max * (c->S + 1);
     st->C_max = has_chunk ? L / c->S : 0;
-    const int64_t Rw = max64(seg, st->Re);
+    const int has_dense = has_kind(c, LC_LAYER_DENSE);
+    const int64_t Rw = max64(max64(seg, st->Re), has_chunk || has_dense ? SPLIT_PARTS_MAX + 1 : 1);
+    st->ones_n = Rw;
     st->ids = take(cv, seg * 4, 0);
     st->x = take(cv, seg * d * ab, 0);
     st->hn = take(cv, Rw * d * ab, 0);
@@ -199,6 +225,13 @@ static void layout(struct lc_infer *st, struct carve *cv) {
         }
     }
     st->tmp = take(cv, tmp_rows * ab, 0);
+    if (has_dense) {
+        const int64_t qd = c->attn_heads * attn_dh(c);
+        st->aq = take(cv, (SPLIT_PARTS_MAX + 1) * qd * ab, 0);
+        st->ao = take(cv, (SPLIT_PARTS_MAX + 1) * qd * ab, 0);
+        st->aof = take(cv, (SPLIT_PARTS_MAX + 1) * qd * 4, 0);
+        st->alse = take(cv, (SPLIT_PARTS_MAX + 1) * c->attn_heads * 4, 0);
+    }
     if (has_chunk) {
         const int64_t kv = c->H * hsa_dh(c), nc = st->nch_max;
         st->qr = take(cv, seg * c->d_r * ab, 0);
@@ -210,6 +243,9 @@ static void layout(struct lc_infer *st, struct carve *cv) {
         st->mem_k = take(cv, st->C_max * c->S * kv * ab, 1);
         st->mem_v = take(cv, st->C_max * c->S * kv * ab, 1);
         st->lmk = take(cv, st->C_max * c->d_r * ab, 1);
+        st->qrep = take(cv, SPLIT_PARTS_MAX * c->d_r * ab, 0);
+        st->sidx = take(cv, (SPLIT_PARTS_MAX + 1) * c->H_r * c->K * 4, 0);
+        st->sscore = take(cv, (SPLIT_PARTS_MAX + 1) * c->H_r * c->K * 4, 0);
     }
     if (has_mamba) {
         struct mdims a = mamba_dims(c);
@@ -229,7 +265,13 @@ static void layout(struct lc_infer *st, struct carve *cv) {
 
 /* ---------------------------------------------------------------- create */
 int64_t infer_free_bytes(const lc_model *m) {
-    (void)m;
+    if (m && m->be && m->be->is_cuda) {
+        size_t fr = 0, tot = 0;
+        if (lc_cuda_mem_info(&fr, &tot) != LC_OK) return -1;
+        /* cuBLAS and the backend's kernel workspaces (one growing scratch buffer) live beside
+         * the state: keep INFER_CUDA_RESERVE of the free memory for them */
+        return (int64_t)fr > INFER_CUDA_RESERVE ? (int64_t)fr - INFER_CUDA_RESERVE : 0;
+    }
     FILE *f = fopen("/proc/meminfo", "r");
     if (!f) return -1;
     char line[256];
@@ -253,10 +295,6 @@ static lc_status check_args(const lc_model *m, int64_t max_len, int64_t seg) {
                                  "infer: segmented prefill of GCA (hsa.block_q = %lld, swa_inside = %d, encoder.cls = %d) is not "
                                  "implemented; use the full forward (longctx eval without --segment)",
                                  (long long)m->cfg.block_q, m->cfg.swa_inside, m->cfg.enc_cls);
-    if (m->be->is_cuda)
-        return lc_errorf(LC_EUNSUPPORTED,
-                         "infer: segmented prefill on the cuda backend needs the CUDA attention/HSA kernels' query offset "
-                         "(hsa.h / attention.h Lq, q_pos0), which is not built yet; use the cpu backend");
     return LC_OK;
 }
 
@@ -374,6 +412,10 @@ lc_status infer_create(lc_infer **out, lc_model *m, int64_t max_len, int64_t seg
     st->m = m;
     st->max_len = max_len;
     st->seg = seg;
+    st->split_min = m->be->is_cuda ? 2048 : 0; /* one-token retrieval over >= 2048 chunks: split */
+    st->split_parts = 256;
+    st->asplit_min = 0; /* off until the cuda path has run on a device (infer_set_attn_split turns it on) */
+    st->asplit_parts = 128;
     lc_status s = LC_OK;
     st->l = lc_calloc((size_t)m->cfg.n_layers, sizeof *st->l, "infer layers");
     if (!st->l) s = LC_ENOMEM;
@@ -388,10 +430,13 @@ lc_status infer_create(lc_infer **out, lc_model *m, int64_t max_len, int64_t seg
             s = lc_errorf(LC_ENOMEM,
                           "infer: a context of %lld tokens in segments of %lld needs %lld bytes (%.1f MiB: state %.1f MiB, "
                           "lc_config_state_bytes %.1f MiB at %zu bytes a value, + working buffers %.1f MiB), but only %lld bytes "
-                          "(%.1f MiB) are free",
+                          "(%.1f MiB) are free%s",
                           (long long)max_len, (long long)seg, (long long)st->bytes, mib(st->bytes), mib(st->state_bytes),
                           mib(lc_config_state_bytes(&m->cfg, max_len, (int)m->be->act_bytes)), m->be->act_bytes,
-                          mib(st->bytes - st->state_bytes), (long long)avail, mib(avail));
+                          mib(st->bytes - st->state_bytes), (long long)avail, mib(avail),
+                          free_limit > 0 ? " (limit given)"
+                          : m->be->is_cuda ? " (device memory, less 256 MiB kept for cuBLAS and kernel workspaces)"
+                                           : " (MemAvailable)");
     }
     if (s == LC_OK && !(st->mem = m->be->alloc((size_t)st->bytes, "inference state"))) s = LC_ENOMEM;
     if (s == LC_OK) {
@@ -402,7 +447,7 @@ lc_status infer_create(lc_infer **out, lc_model *m, int64_t max_len, int64_t seg
     }
     /* constants: ones (biases through a matmul, as model.c does) and A = -exp(A_log) */
     if (s == LC_OK) {
-        const int64_t Rw = max64(seg, st->Re);
+        const int64_t Rw = st->ones_n;
         /* staged through logits_f (seg*V floats), in pieces when Rw is larger */
         for (int64_t r0 = 0; s == LC_OK && r0 < Rw;) {
             int64_t nr = Rw - r0 < seg * m->cfg.vocab ? Rw - r0 : seg * m->cfg.vocab;
@@ -470,6 +515,64 @@ static lc_status mlp(struct lc_infer *st, int64_t R, int64_t F, const struct blo
     return linear(m, R, F, d, st->a, p->w_down, out, 1.0f);
 }
 
+/* One query row (decode) against Lk >= asplit_min cached keys of a dense layer: the keys are cut
+ * into P partitions of Cp rows, run as a batch of P sequences of Cp keys (the query, copied P times,
+ * sits at each one's last position, so it sees all of them), plus one call for the Lk - P*Cp keys
+ * left; then o = sum_p exp(lse_p - lse) o_p with lse = log sum_p exp(lse_p), on the host (a few KB).
+ * The attention kernels give one CTA per (batch, head, query tile): without the split one CTA
+ * would walk every key. Same result up to the rounding of the partial outputs to act. */
+static lc_status attend_split(struct lc_infer *st, const struct attn_shape *sh, const void *q, const void *k, const void *v) {
+    const lc_model *m = st->m;
+    const struct backend *be = m->be;
+    const int64_t Lk = sh->L, HQ = sh->HQ, qd = HQ * sh->dh, kd = sh->H * sh->dh;
+    int64_t Cp = (Lk + st->asplit_parts - 1) / st->asplit_parts;
+    if (be->is_cuda && Cp > 64) Cp = (Cp + 63) / 64 * 64; /* whole key tiles */
+    const int64_t P = Lk / Cp, rem = Lk - P * Cp, nb = P + (rem > 0);
+    if (P < 1 || P > SPLIT_PARTS_MAX) return be->attn_forward(sh, q, k, v, st->o, st->lse);
+    struct attn_shape a = *sh;
+    a.B = P;
+    a.L = Cp;
+    a.Lq = 1;
+    a.q_pos0 = Cp - 1;
+    LC_TRY(be->matmul(0, 0, P, qd, 1, 1.0f, st->ones, q, 0.0f, st->aq, 0));
+    LC_TRY(be->attn_forward(&a, st->aq, k, v, st->ao, st->alse));
+    if (rem > 0) {
+        a.B = 1;
+        a.L = rem;
+        a.q_pos0 = rem - 1;
+        LC_TRY(be->attn_forward(&a, q, ACT(m, k, P * Cp * kd), ACT(m, v, P * Cp * kd), ACT(m, st->ao, P * qd), st->alse + P * HQ));
+    }
+    LC_TRY(be->act_to_f32(nb * qd, st->ao, st->aof));
+    float *h = lc_malloc(sizeof(float) * (size_t)(nb * qd + nb * HQ + qd), "infer attention split");
+    if (!h) return LC_ENOMEM;
+    float *hl = h + nb * qd, *ho = hl + nb * HQ;
+    lc_status s = be->download(h, st->aof, sizeof(float) * (size_t)(nb * qd));
+    if (s == LC_OK) s = be->download(hl, st->alse, sizeof(float) * (size_t)(nb * HQ)); /* lse [b, HQ, Lq = 1] */
+    const int64_t dh = sh->dh;
+    for (int64_t hq = 0; s == LC_OK && hq < HQ; hq++) {
+        double mx = -INFINITY, den = 0;
+        for (int64_t b = 0; b < nb; b++) mx = hl[b * HQ + hq] > mx ? hl[b * HQ + hq] : mx;
+        for (int64_t j = 0; j < dh; j++) ho[hq * dh + j] = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const double w = exp((double)hl[b * HQ + hq] - mx);
+            den += w;
+            for (int64_t j = 0; j < dh; j++) ho[hq * dh + j] += (float)(w * h[b * qd + hq * dh + j]);
+        }
+        for (int64_t j = 0; j < dh; j++) ho[hq * dh + j] = (float)(ho[hq * dh + j] / den);
+    }
+    if (s == LC_OK) s = be->upload(st->aof, ho, sizeof(float) * (size_t)qd);
+    if (s == LC_OK) s = be->act_from_f32(qd, st->aof, st->o);
+    free(h);
+    return s;
+}
+
+static lc_status attend(struct lc_infer *st, const struct attn_shape *sh, const void *q, const void *k, const void *v) {
+    if (st->asplit_min > 0 && sh->B == 1 && sh->Lq == 1 && sh->W == 0 && sh->causal && sh->L >= st->asplit_min &&
+        sh->L >= 2 * st->asplit_parts && st->aq)
+        return attend_split(st, sh, q, k, v);
+    return st->m->be->attn_forward(sh, q, k, v, st->o, st->lse);
+}
+
 struct bdims {
     int64_t Bt, Lt, HQ, Hk, dh, F, pos0;
     float theta;
@@ -500,7 +603,7 @@ static lc_status block(struct lc_infer *st, const struct bdims *a, const struct 
     LC_TRY(bias(st, R, kd, p->bv, v_dst));
     LC_TRY(be->rope_forward(a->Bt, a->Lt, a->HQ, a->dh, a->pos0, a->theta, q, q));
     LC_TRY(be->rope_forward(a->Bt, a->Lt, a->Hk, a->dh, a->pos0, a->theta, k_dst, k_dst));
-    LC_TRY(be->attn_forward(sh, q, k_all, v_all, st->o, st->lse));
+    LC_TRY(attend(st, sh, q, k_all, v_all));
     LC_TRY(linear(m, R, qd, d, st->o, p->wo, x, 1.0f));
     if (p->w_gate < 0) return LC_OK;
     LC_TRY(be->copy(st->xm, x, (size_t)(R * d) * be->act_bytes));
@@ -508,15 +611,18 @@ static lc_status block(struct lc_infer *st, const struct bdims *a, const struct 
 }
 
 /* ---------------------------------------------------------------- layers */
-static lc_status attn_layer(struct lc_infer *st, struct ilayer *l, int64_t n) {
+/* Every layer works on n rows x [n, d] at absolute positions p0 .. p0+n-1 (the segment, or in tail
+ * mode the segment's rows inside the tail). */
+static lc_status attn_layer(struct lc_infer *st, struct ilayer *l, void *x, int64_t p0, int64_t n) {
     const lc_model *m = st->m;
     const lc_config *c = &m->cfg;
     const struct backend *be = m->be;
     const size_t ab = be->act_bytes;
     const int64_t dh = attn_dh(c), kd = c->attn_kv_heads * dh, W = l->kind == LC_LAYER_SWA ? c->W : 0;
-    struct bdims a = {1, n, c->attn_heads, c->attn_kv_heads, dh, c->attn_mlp, st->pos, (float)c->rope_theta};
+    struct bdims a = {1, n, c->attn_heads, c->attn_kv_heads, dh, c->attn_mlp, p0, (float)c->rope_theta};
+    /* key rows are cache-relative (the cache holds positions p0 - nc .. p0 - 1, then this segment) */
     struct attn_shape sh = {1, l->nc + n, c->attn_heads, c->attn_kv_heads, dh, W, 1, 0.0f, n, l->nc};
-    LC_TRY(block(st, &a, &l->p, st->x, ACT(m, l->kc, l->nc * kd), ACT(m, l->vc, l->nc * kd), l->kc, l->vc, &sh));
+    LC_TRY(block(st, &a, &l->p, x, ACT(m, l->kc, l->nc * kd), ACT(m, l->vc, l->nc * kd), l->kc, l->vc, &sh));
     l->nc += n;
     if (W > 0 && l->nc > W) { /* keep the last W rows: through tmp, as the ranges may overlap */
         const size_t rows = (size_t)W * (size_t)kd * ab;
@@ -529,31 +635,29 @@ static lc_status attn_layer(struct lc_infer *st, struct ilayer *l, int64_t n) {
     return LC_OK;
 }
 
-/* Row r (0 .. np+n-1) of the chunk layer's input: pending rows, then this segment's x. */
-static const void *chunk_row(const struct lc_infer *st, const struct ilayer *l, int64_t r) {
-    const lc_model *m = st->m;
-    return r < l->np ? ACT(m, l->pend, r * m->cfg.d) : ACT(m, st->x, (r - l->np) * m->cfg.d);
-}
-
-static lc_status chunk_layer(struct lc_infer *st, struct ilayer *l, int64_t n) {
+static lc_status chunk_layer(struct lc_infer *st, struct ilayer *l, void *x, int64_t p0, int64_t n) {
     const lc_model *m = st->m;
     const lc_config *c = &m->cfg;
     const struct backend *be = m->be;
     const size_t ab = be->act_bytes;
-    const int64_t d = c->d, S = c->S, S1 = S + 1, kv = c->H * hsa_dh(c), tot = l->np + n, nch = tot / S;
-    const int64_t C0 = (st->pos - l->np) / S; /* index of the first chunk completed here */
+    const int64_t d = c->d, S = c->S, S1 = S + 1, kv = c->H * hsa_dh(c), np = l->np, tot = np + n, nch = tot / S;
+    const int64_t C0 = (p0 - np) / S; /* index of the first chunk completed here */
     const float eps = (float)c->norm_eps;
     if (nch > 0) {
-        /* E [nch, S+1, d]: S rows (pending first), then CLS */
-        for (int64_t j = 0; j < nch; j++) {
-            int64_t r = j * S;
-            if (r < l->np) {
-                LC_TRY(be->copy(ACT(m, st->E, j * S1 * d), l->pend, (size_t)(l->np * d) * ab));
-                r = l->np;
-            }
-            LC_TRY(be->copy(ACT(m, st->E, (j * S1 + r - j * S) * d), chunk_row(st, l, r), (size_t)(((j + 1) * S - r) * d) * ab));
-            LC_TRY(be->copy(ACT(m, st->E, (j * S1 + S) * d), WP(m, l->cls), (size_t)d * ab));
+        /* E [nch, S+1, d]: chunk j's S rows of (pend | x), then CLS. Chunk 0 may start in pend;
+         * every later chunk is S consecutive rows of x: one strided copy for all of them, and the
+         * CLS rows through a [nch, 1] x [1, d] matmul (ones x cls) and one more strided copy. */
+        int64_t j0 = 0;
+        if (np > 0) {
+            LC_TRY(be->copy(st->E, l->pend, (size_t)(np * d) * ab));
+            LC_TRY(be->copy(ACT(m, st->E, np * d), x, (size_t)((S - np) * d) * ab));
+            j0 = 1;
         }
+        if (nch > j0)
+            LC_TRY(be->copy2d(ACT(m, st->E, j0 * S1 * d), (size_t)(S1 * d) * ab, ACT(m, x, (j0 * S - np) * d), (size_t)(S * d) * ab,
+                              (size_t)(S * d) * ab, (size_t)(nch - j0)));
+        LC_TRY(m->be->matmul(0, 0, nch, d, 1, 1.0f, st->ones, WP(m, l->cls), 0.0f, st->lmk_src, 0));
+        LC_TRY(be->copy2d(ACT(m, st->E, S * d), (size_t)(S1 * d) * ab, st->lmk_src, (size_t)d * ab, (size_t)d * ab, (size_t)nch));
         const int64_t edh = enc_dh(c), Re = nch * S1;
         struct bdims a = {nch, S1, c->enc_heads, c->enc_kv_heads, edh, c->enc_mlp, 0, (float)c->enc_rope_theta};
         struct attn_shape sh = {nch, S1, c->enc_heads, c->enc_kv_heads, edh, 0, 0, 0.0f, 0, 0};
@@ -573,34 +677,110 @@ static lc_status chunk_layer(struct lc_infer *st, struct ilayer *l, int64_t n) {
     }
     /* the rows after the last complete chunk wait in pend */
     const int64_t rest = tot - nch * S;
-    if (nch == 0) LC_TRY(be->copy(ACT(m, l->pend, l->np * d), st->x, (size_t)(n * d) * ab));
-    else if (rest > 0) LC_TRY(be->copy(l->pend, chunk_row(st, l, nch * S), (size_t)(rest * d) * ab));
+    if (nch == 0) LC_TRY(be->copy(ACT(m, l->pend, np * d), x, (size_t)(n * d) * ab));
+    else if (rest > 0) LC_TRY(be->copy(l->pend, ACT(m, x, (nch * S - np) * d), (size_t)(rest * d) * ab));
     l->np = rest;
     return LC_OK;
 }
 
-static struct hsa_shape hsa_shape_of(const struct lc_infer *st, int64_t n) {
+/* Queries at positions p0 .. p0+n-1 of a sequence of p0+n tokens (the store holds its complete
+ * chunks). */
+static struct hsa_shape hsa_shape_of(const struct lc_infer *st, int64_t p0, int64_t n) {
     const lc_config *c = &st->m->cfg;
     struct hsa_shape h;
     memset(&h, 0, sizeof h);
-    h.B = 1; h.L = st->pos + n; h.HQ = c->HQ; h.H = c->H; h.dh = hsa_dh(c); h.S = c->S; h.K = c->K;
+    h.B = 1; h.L = p0 + n; h.HQ = c->HQ; h.H = c->H; h.dh = hsa_dh(c); h.S = c->S; h.K = c->K;
     h.Hr = c->H_r; h.dr = c->d_r / c->H_r; h.block_q = 1; h.softmax1 = c->off_by_one; h.weighting = c->weights;
-    h.gumbel = 0; h.scale = 0.0f; h.Lq = n; h.q_pos0 = st->pos;
+    h.gumbel = 0; h.scale = 0.0f; h.Lq = n; h.q_pos0 = p0;
     return h;
 }
 
-static lc_status retrieval_layer(struct lc_infer *st, struct ilayer *l, int64_t n) {
+/* Retrieval of one query (position p0, nv visible chunks) split over partitions of the store:
+ * P partitions of Cp chunks run as a batch of P sequences of Cp*S + 1 tokens (the query, copied
+ * P times, sits at the last position, so it sees the partition's Cp chunks), the nv - P*Cp
+ * chunks left as one more sequence. Each gives its top-K; the host merges the (P+1)*K candidates
+ * into the top-K by the kernels' order (larger score first, equal scores: smaller chunk id) and
+ * writes them sorted by chunk id descending, as hsa_retrieve does. Same idx and scores as one
+ * call over the whole store (the score of a chunk does not depend on the batch it is in). */
+static lc_status retrieval_split(struct lc_infer *st, struct ilayer *l, int64_t p0, int64_t nv) {
     const lc_model *m = st->m;
     const lc_config *c = &m->cfg;
     const struct backend *be = m->be;
-    LC_TRY(be->rmsnorm_forward(n, c->d, (float)c->norm_eps, st->x, WP(m, l->norm), st->hn, st->rstd));
+    const int64_t Hr = c->H_r, K = c->K, S = c->S, align = be->is_cuda ? 128 : 1;
+    int64_t Cp = (nv + st->split_parts - 1) / st->split_parts;
+    if (Cp > align) Cp = (Cp + align - 1) / align * align; /* whole tiles of the CUDA kernel */
+    const int64_t P = nv / Cp, rem = nv - P * Cp;
+    struct hsa_shape h = hsa_shape_of(st, p0, 1);
+    if (P < 1 || P > SPLIT_PARTS_MAX) return be->hsa_retrieve(&h, st->qr, st->lmk, l->idx, l->score);
+    h.B = P;
+    h.L = Cp * S + 1;
+    h.q_pos0 = Cp * S;
+    LC_TRY(be->matmul(0, 0, P, c->d_r, 1, 1.0f, st->ones, st->qr, 0.0f, st->qrep, 0));
+    LC_TRY(be->hsa_retrieve(&h, st->qrep, st->lmk, st->sidx, st->sscore));
+    if (rem > 0) {
+        h.B = 1;
+        h.L = rem * S + 1;
+        h.q_pos0 = rem * S;
+        LC_TRY(be->hsa_retrieve(&h, st->qr, ACT(m, st->lmk, P * Cp * c->d_r), st->sidx + P * Hr * K, st->sscore + P * Hr * K));
+    }
+    const int64_t nb = P + (rem > 0), ncand = nb * K;
+    int32_t *ci = lc_malloc(sizeof(int32_t) * (size_t)(nb * Hr * K + Hr * K), "infer split idx");
+    float *cs = lc_malloc(sizeof(float) * (size_t)(nb * Hr * K + Hr * K), "infer split scores");
+    if (!ci || !cs) {
+        free(ci);
+        free(cs);
+        return LC_ENOMEM;
+    }
+    int32_t *oi = ci + nb * Hr * K;
+    float *os = cs + nb * Hr * K;
+    lc_status s = be->download(ci, st->sidx, sizeof(int32_t) * (size_t)(nb * Hr * K));
+    if (s == LC_OK) s = be->download(cs, st->sscore, sizeof(float) * (size_t)(nb * Hr * K));
+    for (int64_t hr = 0; s == LC_OK && hr < Hr; hr++) {
+        int32_t *bi = oi + hr * K;
+        float *bs = os + hr * K;
+        int64_t nk = 0;
+        for (int64_t e = 0; e < ncand; e++) { /* insertion into the kept list, best first */
+            const int64_t b = e / K, k = e % K, at = (b * Hr + hr) * K + k;
+            const float sc = cs[at];
+            if (sc == -INFINITY) continue; /* an invalid slot */
+            const int32_t id = ci[at] + (int32_t)(b * Cp);
+            int64_t j = nk < K ? nk++ : K;
+            while (j > 0 && (sc > bs[j - 1] || (sc == bs[j - 1] && id < bi[j - 1]))) {
+                if (j < K) bi[j] = bi[j - 1], bs[j] = bs[j - 1];
+                j--;
+            }
+            if (j < K) bi[j] = id, bs[j] = sc;
+        }
+        for (int64_t a = 1; a < nk; a++) /* by chunk id descending */
+            for (int64_t j = a; j > 0 && bi[j] > bi[j - 1]; j--) {
+                int32_t ti = bi[j];
+                float ts = bs[j];
+                bi[j] = bi[j - 1], bs[j] = bs[j - 1];
+                bi[j - 1] = ti, bs[j - 1] = ts;
+            }
+        for (int64_t k = nk; k < K; k++) bi[k] = 0, bs[k] = -INFINITY;
+    }
+    if (s == LC_OK) s = be->upload(l->idx, oi, sizeof(int32_t) * (size_t)(Hr * K));
+    if (s == LC_OK) s = be->upload(l->score, os, sizeof(float) * (size_t)(Hr * K));
+    free(ci);
+    free(cs);
+    return s;
+}
+
+static lc_status retrieval_layer(struct lc_infer *st, struct ilayer *l, void *x, int64_t p0, int64_t n) {
+    const lc_model *m = st->m;
+    const lc_config *c = &m->cfg;
+    const struct backend *be = m->be;
+    LC_TRY(be->rmsnorm_forward(n, c->d, (float)c->norm_eps, x, WP(m, l->norm), st->hn, st->rstd));
     LC_TRY(linear(m, n, c->d, c->d_r, st->hn, l->ln, st->qr, 0.0f));
-    struct hsa_shape h = hsa_shape_of(st, n);
-    LC_TRY(be->hsa_retrieve(&h, st->qr, st->lmk, l->idx, l->score));
+    struct hsa_shape h = hsa_shape_of(st, p0, n);
+    const int64_t nv = p0 / c->S; /* chunks visible to a single query at p0 */
+    if (n == 1 && st->split_min > 0 && nv >= st->split_min && nv >= 2 * st->split_parts) LC_TRY(retrieval_split(st, l, p0, nv));
+    else LC_TRY(be->hsa_retrieve(&h, st->qr, st->lmk, l->idx, l->score));
     return be->hsa_weights_forward(&h, l->score, l->w);
 }
 
-static lc_status hsa_layer(struct lc_infer *st, struct ilayer *l, int64_t n) {
+static lc_status hsa_layer(struct lc_infer *st, struct ilayer *l, void *x, int64_t p0, int64_t n) {
     const lc_model *m = st->m;
     const lc_config *c = &m->cfg;
     const struct backend *be = m->be;
@@ -608,30 +788,30 @@ static lc_status hsa_layer(struct lc_infer *st, struct ilayer *l, int64_t n) {
     const size_t ab = be->act_bytes;
     const int64_t d = c->d, dh = hsa_dh(c), qd = c->HQ * dh;
     const float eps = (float)c->norm_eps;
-    LC_TRY(be->rmsnorm_forward(n, d, eps, st->x, WP(m, l->norm), st->hn, st->rstd));
+    LC_TRY(be->rmsnorm_forward(n, d, eps, x, WP(m, l->norm), st->hn, st->rstd));
     void *q = st->qp;
     LC_TRY(linear(m, n, d, qd, st->hn, l->q_proj, q, 0.0f));
     if (l->q_norm >= 0) {
         LC_TRY(be->rmsnorm_forward(n * c->HQ, dh, eps, st->qp, WP(m, l->q_norm), st->q, st->rstd));
         q = st->q;
     }
-    struct hsa_shape h = hsa_shape_of(st, n);
+    struct hsa_shape h = hsa_shape_of(st, p0, n);
     LC_TRY(be->hsa_attend_forward(&h, q, st->mem_k, st->mem_v, r->idx, r->w, st->o, st->lse));
     void *t = st->xm; /* t = x + o_proj a */
-    LC_TRY(be->copy(t, st->x, (size_t)(n * d) * ab));
+    LC_TRY(be->copy(t, x, (size_t)(n * d) * ab));
     LC_TRY(linear(m, n, qd, d, st->o, l->o_proj, t, 1.0f));
-    if (c->residual == LC_RESIDUAL_RESET) LC_TRY(be->copy(st->x, t, (size_t)(n * d) * ab));
-    return mlp(st, n, c->hsa_mlp, &l->p, t, st->x);
+    if (c->residual == LC_RESIDUAL_RESET) LC_TRY(be->copy(x, t, (size_t)(n * d) * ab));
+    return mlp(st, n, c->hsa_mlp, &l->p, t, x);
 }
 
-static lc_status mamba_layer(struct lc_infer *st, struct ilayer *l, int64_t n) {
+static lc_status mamba_layer(struct lc_infer *st, struct ilayer *l, void *x, int64_t n) {
     const lc_model *m = st->m;
     const lc_config *c = &m->cfg;
     const struct backend *be = m->be;
     const size_t ab = be->act_bytes;
     const int64_t d = c->d;
     struct mdims a = mamba_dims(c);
-    LC_TRY(be->rmsnorm_forward(n, d, (float)c->norm_eps, st->x, WP(m, l->norm), st->hn, st->rstd));
+    LC_TRY(be->rmsnorm_forward(n, d, (float)c->norm_eps, x, WP(m, l->norm), st->hn, st->rstd));
     LC_TRY(linear(m, n, d, a.np, st->hn, l->in_proj, st->proj, 0.0f));
     const size_t rp = (size_t)a.np * ab;
     LC_TRY(be->copy2d(st->z, (size_t)a.di * ab, st->proj, rp, (size_t)a.di * ab, (size_t)n));
@@ -650,14 +830,22 @@ static lc_status mamba_layer(struct lc_infer *st, struct ilayer *l, int64_t n) {
                                   st->y, l->ssm[nxt]));
     l->cur = nxt;
     LC_TRY(be->rmsnorm_forward(n, a.di, (float)c->norm_eps, st->y, WP(m, l->gate_norm), st->yn, st->rstd));
-    return linear(m, n, a.di, d, st->yn, l->out_proj, st->x, 1.0f);
+    return linear(m, n, a.di, d, st->yn, l->out_proj, x, 1.0f);
 }
 
 /* ---------------------------------------------------------------- segments */
-static lc_status segment(lc_model *m, struct lc_infer *st, const int32_t *tokens, int64_t n, float *logits) {
+enum { LOGITS_NONE, LOGITS_ALL, LOGITS_LAST };
+
+/* One segment of n tokens at st->pos. Layers below st->split run on every row; the others only on
+ * the rows at positions >= st->tail_from (all rows unless in tail mode). logits: host fp32, the
+ * rows the upper layers ran on (LOGITS_ALL) or the last row (LOGITS_LAST). *rows_out: how many
+ * logits rows were written. */
+static lc_status segment(lc_model *m, struct lc_infer *st, const int32_t *tokens, int64_t n, float *logits, int mode,
+                         int64_t *rows_out) {
     const struct backend *be = m->be;
     const lc_config *c = &m->cfg;
-    const int64_t d = c->d, V = c->vocab;
+    const int64_t d = c->d, V = c->vocab, p0 = st->pos;
+    if (rows_out) *rows_out = 0;
     for (int64_t i = 0; i < n; i++)
         LC_REQUIRE(tokens[i] >= 0 && tokens[i] < V, "model_prefill: token %lld = %d is outside the vocabulary 0..%lld",
                    (long long)(st->pos + i), tokens[i], (long long)V - 1);
@@ -666,38 +854,136 @@ static lc_status segment(lc_model *m, struct lc_infer *st, const int32_t *tokens
     LC_REQUIRE(embed >= 0 && head >= 0 && fnorm >= 0, "model_prefill: the model has no embed/head/final_norm tensor");
     LC_TRY(be->upload(st->ids, tokens, (size_t)n * 4));
     LC_TRY(be->embedding_forward(n, V, d, st->ids, WP(m, embed), st->x));
+    int64_t off = st->tail_from - p0; /* first row the upper layers see */
+    if (off < 0) off = 0;
+    if (off > n) off = n;
     for (int i = 0; i < c->n_layers; i++) {
         struct ilayer *l = &st->l[i];
+        const int up = i >= st->split;
+        if (up && off == n) break;
+        void *x = up ? ACT(m, st->x, off * d) : st->x;
+        const int64_t q0 = up ? p0 + off : p0, nr = up ? n - off : n;
         switch (l->kind) {
         case LC_LAYER_SWA:
-        case LC_LAYER_DENSE: LC_TRY(attn_layer(st, l, n)); break;
-        case LC_LAYER_CHUNK: LC_TRY(chunk_layer(st, l, n)); break;
-        case LC_LAYER_RETRIEVAL: LC_TRY(retrieval_layer(st, l, n)); break;
-        case LC_LAYER_HSA: LC_TRY(hsa_layer(st, l, n)); break;
-        case LC_LAYER_MAMBA: LC_TRY(mamba_layer(st, l, n)); break;
+        case LC_LAYER_DENSE: LC_TRY(attn_layer(st, l, x, q0, nr)); break;
+        case LC_LAYER_CHUNK: LC_TRY(chunk_layer(st, l, x, q0, nr)); break;
+        case LC_LAYER_RETRIEVAL: LC_TRY(retrieval_layer(st, l, x, q0, nr)); break;
+        case LC_LAYER_HSA: LC_TRY(hsa_layer(st, l, x, q0, nr)); break;
+        case LC_LAYER_MAMBA: LC_TRY(mamba_layer(st, l, x, nr)); break;
         }
     }
     st->pos += n;
-    if (!logits) return LC_OK;
-    LC_TRY(be->rmsnorm_forward(n, d, (float)c->norm_eps, st->x, WP(m, fnorm), st->hn, st->rstd));
-    LC_TRY(linear(m, n, d, V, st->hn, head, st->logits, 0.0f));
-    LC_TRY(be->act_to_f32(n * V, st->logits, st->logits_f));
-    return be->download(logits, st->logits_f, (size_t)(n * V) * 4);
+    if (!logits || mode == LOGITS_NONE || off == n) return LC_OK;
+    const int64_t r0 = mode == LOGITS_LAST ? n - 1 : off, nr = n - r0;
+    LC_TRY(be->rmsnorm_forward(nr, d, (float)c->norm_eps, ACT(m, st->x, r0 * d), WP(m, fnorm), st->hn, st->rstd));
+    LC_TRY(linear(m, nr, d, V, st->hn, head, st->logits, 0.0f));
+    LC_TRY(be->act_to_f32(nr * V, st->logits, st->logits_f));
+    if (rows_out) *rows_out = nr;
+    return be->download(logits, st->logits_f, (size_t)(nr * V) * 4);
 }
 
-lc_status model_prefill(lc_model *m, lc_infer *st, const int32_t *tokens, int64_t n, float *logits) {
+static lc_status feed(lc_model *m, lc_infer *st, const int32_t *tokens, int64_t n, float *logits, int mode) {
     LC_REQUIRE(m && st && st->m == m, "model_prefill: the state was not created for this model");
     LC_REQUIRE(n >= 0, "model_prefill: n = %lld must be >= 0", (long long)n);
     LC_REQUIRE(n == 0 || tokens, "model_prefill: tokens is NULL");
     LC_REQUIRE(n <= st->max_len - st->pos, "model_prefill: %lld tokens at position %lld exceed the state's max_len = %lld",
                (long long)n, (long long)st->pos, (long long)st->max_len);
+    float *out = logits;
     for (int64_t i = 0; i < n; i += st->seg) {
         const int64_t k = n - i < st->seg ? n - i : st->seg;
-        LC_TRY(segment(m, st, tokens + i, k, logits ? logits + i * m->cfg.vocab : NULL));
+        const int last = i + k == n;
+        int64_t rows = 0;
+        if (mode == LOGITS_LAST && !last) LC_TRY(segment(m, st, tokens + i, k, NULL, LOGITS_NONE, NULL));
+        else LC_TRY(segment(m, st, tokens + i, k, out, mode, &rows));
+        if (out && mode == LOGITS_ALL) out += rows * m->cfg.vocab;
     }
     return LC_OK;
 }
 
+lc_status model_prefill(lc_model *m, lc_infer *st, const int32_t *tokens, int64_t n, float *logits) {
+    return feed(m, st, tokens, n, logits, LOGITS_ALL);
+}
+
+lc_status model_prefill_last(lc_model *m, lc_infer *st, const int32_t *tokens, int64_t n, float *logits) {
+    LC_REQUIRE(n >= 1 || !logits, "model_prefill_last: n = %lld: no last token to give logits for", (long long)n);
+    return feed(m, st, tokens, n, logits, LOGITS_LAST);
+}
+
 lc_status model_decode_step(lc_model *m, lc_infer *st, int32_t token, float *logits) {
-    return model_prefill(m, st, &token, 1, logits);
+    return feed(m, st, &token, 1, logits, LOGITS_ALL);
+}
+
+/* ---------------------------------------------------------------- exact tail mode */
+/* The split: one past the last layer whose output at t depends on every earlier position (chunk,
+ * dense, mamba). The layers above it (swa, retrieval, hsa) see a bounded past: an swa layer the W
+ * positions before t, retrieval and hsa only position t itself (and the chunk store, written by
+ * the chunk layer below the split from every position). So the last R rows of the upper stack
+ * need its input only at the last R + sum(W of the upper swa layers) rows. */
+static int tail_split(const lc_config *c, int64_t *reach) {
+    int split = 0;
+    for (int i = 0; i < c->n_layers; i++) {
+        const int k = c->layers[i].kind;
+        if (k == LC_LAYER_CHUNK || k == LC_LAYER_DENSE || k == LC_LAYER_MAMBA) split = i + 1;
+    }
+    int64_t r = 0;
+    for (int i = split; i < c->n_layers; i++)
+        if (c->layers[i].kind == LC_LAYER_SWA) r += c->W;
+    if (reach) *reach = r;
+    return split;
+}
+
+lc_status infer_tail_rows(const lc_model *m, int64_t answer_rows, int64_t *rows, int *split) {
+    LC_REQUIRE(m && rows, "infer_tail_rows: NULL argument");
+    LC_REQUIRE(answer_rows >= 1, "infer_tail_rows: answer_rows = %lld must be >= 1", (long long)answer_rows);
+    int64_t reach = 0;
+    const int sp = tail_split(&m->cfg, &reach);
+    *rows = answer_rows + reach;
+    if (split) *split = sp;
+    return LC_OK;
+}
+
+lc_status model_prefill_tail(lc_model *m, lc_infer *st, const int32_t *tokens, int64_t n, int64_t answer_rows, float *logits) {
+    LC_REQUIRE(m && st && st->m == m, "model_prefill_tail: the state was not created for this model");
+    LC_REQUIRE(st->pos == 0, "model_prefill_tail: the state holds %lld tokens; reset it first (tail mode feeds a whole sequence)",
+               (long long)st->pos);
+    LC_REQUIRE(answer_rows >= 1 && answer_rows <= n, "model_prefill_tail: answer_rows = %lld must be in 1..n = %lld",
+               (long long)answer_rows, (long long)n);
+    int64_t rows = 0;
+    int split = 0;
+    LC_TRY(infer_tail_rows(m, answer_rows, &rows, &split));
+    const int64_t from = n - rows > 0 ? n - rows : 0;
+    st->split = split;
+    st->tail_from = from;
+    float *lg = NULL;
+    if (logits) {
+        lg = lc_malloc(sizeof(float) * (size_t)((n - from) * m->cfg.vocab), "tail logits");
+        if (!lg) return LC_ENOMEM;
+    }
+    lc_status s = feed(m, st, tokens, n, lg, LOGITS_ALL);
+    st->split = 0;
+    st->tail_from = 0;
+    if (s == LC_OK && logits) /* the last answer_rows of the tail's n - from rows */
+        memcpy(logits, lg + (n - from - answer_rows) * m->cfg.vocab, sizeof(float) * (size_t)(answer_rows * m->cfg.vocab));
+    free(lg);
+    return s;
+}
+
+lc_status infer_set_split(lc_infer *st, int64_t min_chunks, int64_t parts) {
+    LC_REQUIRE(st, "infer_set_split: NULL state");
+    LC_REQUIRE(min_chunks >= 0, "infer_set_split: min_chunks = %lld must be >= 0 (0 = off)", (long long)min_chunks);
+    LC_REQUIRE(parts >= 1 && parts <= SPLIT_PARTS_MAX, "infer_set_split: parts = %lld must be in 1..%d", (long long)parts,
+               SPLIT_PARTS_MAX);
+    st->split_min = min_chunks;
+    st->split_parts = parts;
+    return LC_OK;
+}
+
+lc_status infer_set_attn_split(lc_infer *st, int64_t min_keys, int64_t parts) {
+    LC_REQUIRE(st, "infer_set_attn_split: NULL state");
+    LC_REQUIRE(min_keys >= 0, "infer_set_attn_split: min_keys = %lld must be >= 0 (0 = off)", (long long)min_keys);
+    LC_REQUIRE(parts >= 1 && parts <= SPLIT_PARTS_MAX, "infer_set_attn_split: parts = %lld must be in 1..%d", (long long)parts,
+               SPLIT_PARTS_MAX);
+    st->asplit_min = min_keys;
+    st->asplit_parts = parts;
+    return LC_OK;
 }

@@ -12,8 +12,16 @@
  * plus working buffers for one segment of at most `seg` tokens. Everything is allocated once, by
  * infer_create, after infer_bytes has been compared with the free memory.
  *
- * Backends: cpu only for now. The CUDA attention and HSA kernels do not take a query offset yet
- * (they return LC_EUNSUPPORTED), so infer_create refuses the cuda backend with a message.
+ * Backends: cpu (fp32) and cuda (bf16 caches and chunk store in device memory; needs the
+ * attention / HSA kernels' query offset). The memory figure is compared with MemAvailable (cpu)
+ * or the device's free memory less 256 MiB for cuBLAS and kernel workspaces (cuda).
+ *
+ * Exact tail mode (model_prefill_tail): for scoring the last tokens of a long sequence (suite
+ * answers). The layers up to the last chunk / dense / mamba layer (the "lower stack", whose output
+ * at t depends on all of 0..t) run over every position and fill the chunk store; the layers above
+ * (swa, retrieval, hsa: bounded reach) run only on the last answer_rows + sum(W of the upper swa
+ * layers) positions, which is all that can influence the last answer_rows outputs. The logits of
+ * those answer rows are those of the full forward.
  */
 #ifndef LONGCTX_INFER_H
 #define LONGCTX_INFER_H
@@ -48,8 +56,32 @@ lc_status infer_reset(lc_infer *st);
 /* Feed n tokens (host int32) at positions infer_pos .. infer_pos + n - 1, in segments of at most
  * seg tokens. logits: host fp32 [n, vocab], the next-token logits of every fed position, or NULL. */
 lc_status model_prefill(lc_model *m, lc_infer *st, const int32_t *tokens, int64_t n, float *logits);
+/* model_prefill that computes the head only for the last fed token: logits host fp32 [vocab]
+ * or NULL (a long prefill that only needs the caches and the next-token logits). */
+lc_status model_prefill_last(lc_model *m, lc_infer *st, const int32_t *tokens, int64_t n, float *logits);
 /* One token: model_prefill of n = 1. logits: host fp32 [vocab] or NULL. */
 lc_status model_decode_step(lc_model *m, lc_infer *st, int32_t token, float *logits);
+
+/* Exact tail mode. rows: how many last positions the upper stack must run on so that the last
+ * answer_rows outputs are exact (answer_rows + the upper swa layers' windows); split: the first
+ * upper layer (n_layers when every layer reaches back to position 0: no saving). */
+lc_status infer_tail_rows(const lc_model *m, int64_t answer_rows, int64_t *rows, int *split);
+/* Feed a whole sequence of n tokens from position 0 (st freshly created or reset) in tail mode;
+ * logits: host fp32 [answer_rows, vocab], the next-token logits of positions n-answer_rows .. n-1,
+ * or NULL. The caches hold the state after the n tokens (decode may go on: the upper swa caches
+ * are exact when the tail covers their windows, which infer_tail_rows guarantees). */
+lc_status model_prefill_tail(lc_model *m, lc_infer *st, const int32_t *tokens, int64_t n, int64_t answer_rows, float *logits);
+
+/* One-token retrieval against a store of >= min_chunks chunks runs as `parts` partitions of the
+ * store in one batched kernel call plus a host merge of the candidates (same result; the CUDA
+ * kernel has one CTA per 128 query rows). Defaults: cuda min_chunks 2048, parts 256; cpu off
+ * (min_chunks = 0). Tests set it to exercise the merge on small stores. */
+lc_status infer_set_split(lc_infer *st, int64_t min_chunks, int64_t parts);
+/* The same for one-token attention of dense layers over >= min_keys cached keys: `parts` key
+ * partitions in one batched call, outputs combined by their log-sum-exp on the host. Default off
+ * on both backends (tested on the cpu; the cuda path has not run on a device yet); 8192 keys in
+ * 128 partitions is the intended cuda setting. */
+lc_status infer_set_attn_split(lc_infer *st, int64_t min_keys, int64_t parts);
 
 #ifdef __cplusplus
 }

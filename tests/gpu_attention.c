@@ -3,7 +3,8 @@
  * GQA, the non-causal form, L = 1; outputs poisoned with NaN before each run so an element the
  * kernel forgets to write fails; a 2^24-token case whose tensors pass 2^31 elements (64-bit
  * offsets) checked on its last rows; the mma.sync fallback of the paths that use warpgroup MMAs
- * on sm_90a; unsupported shapes rejected. */
+ * on sm_90a; the forward's query offset (segments of ragged length, Lq = 1 decode, GQA, every
+ * tile variant; segments concatenated = one full run); unsupported shapes rejected. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,83 @@ out:
     free(o), free(lse), free(dq), free(dk), free(dv);
 }
 
+/* Rows r0 .. r0+n-1 of a [B, Lsrc, C] tensor into (or out of) a [B, n, C] one. */
+static void rows_copy(size_t esz, void *dst, const void *src, int64_t B, int64_t Ldst, int64_t Lsrc, int64_t C,
+                      int64_t dst_r0, int64_t src_r0, int64_t n) {
+    for (int64_t b = 0; b < B; b++)
+        memcpy((char *)dst + (size_t)((b * Ldst + dst_r0) * C) * esz, (const char *)src + (size_t)((b * Lsrc + src_r0) * C) * esz,
+               (size_t)(n * C) * esz);
+}
+
+/* Query offset (segmented prefill / decode): the sequence is cut at cuts[0] = 0 < cuts[1] < ...
+ * < cuts[n] = L and each segment runs as its own call (Lq = its length, q_pos0 = its start, the
+ * keys / values of the whole sequence). Each segment's o and lse must match the C reference with
+ * the same offset, and the segments concatenated must match one full-sequence GPU run and the
+ * full reference. */
+static void check_offset(const char *name, struct attn_shape s, const int64_t *cuts, int n, uint64_t seed) {
+    t_begin(name);
+    lc_rng rng;
+    lc_rng_seed(&rng, seed);
+    const int64_t B = s.B, L = s.L, CQ = s.HQ * s.dh, HQ = s.HQ;
+    const size_t nq = (size_t)(B * L * CQ), nk = (size_t)(B * L * s.H * s.dh), nl = (size_t)(B * HQ * L);
+    bf16_t *qb, *kb, *vb;
+    float *q = rnd_bf16(&rng, nq, 1.0f, &qb), *k = rnd_bf16(&rng, nk, 1.0f, &kb), *v = rnd_bf16(&rng, nk, 1.0f, &vb);
+    float *o = malloc(4 * nq), *lse = malloc(4 * nl), *ocat = malloc(4 * nq), *lcat = malloc(4 * nl);
+    float *qs = malloc(4 * nq), *os = malloc(4 * nq), *ls = malloc(4 * nl), *ofull = malloc(4 * nq);
+    bf16_t *qsb = malloc(2 * nq);
+    struct dev d;
+    if (!T_CHECK(dev_alloc(&d, &s), "device allocation: %s", lc_last_error())) goto out;
+    T_OK(attention_forward_ref(&s, q, k, v, o, lse));
+    T_OK(lc_cuda_memcpy_h2d(d.k, kb, 2 * nk));
+    T_OK(lc_cuda_memcpy_h2d(d.v, vb, 2 * nk));
+    for (int i = 0; i < n; i++) {
+        struct attn_shape g = s;
+        const int64_t p0 = cuts[i], Lq = cuts[i + 1] - cuts[i];
+        g.Lq = Lq, g.q_pos0 = p0;
+        const size_t mq = (size_t)(B * Lq * CQ), ml = (size_t)(B * HQ * Lq);
+        rows_copy(4, qs, q, B, Lq, L, CQ, 0, p0, Lq);
+        rows_copy(2, qsb, qb, B, Lq, L, CQ, 0, p0, Lq);
+        T_OK(attention_forward_ref(&g, qs, k, v, os, ls));
+        /* the reference's own offset path equals the full run's rows */
+        rows_copy(4, ofull, o, B, Lq, L, CQ, 0, p0, Lq);
+        T_CLOSE(os, ofull, mq, 1e-5, "reference: offset rows vs full run");
+        T_OK(lc_cuda_memcpy_h2d(d.q, qsb, 2 * mq));
+        T_OK(lc_cuda_memset(d.o, 0xff, 2 * nq));
+        T_OK(lc_cuda_memset(d.lse, 0xff, 4 * nl));
+        if (!T_OK(attention_forward_cuda(&g, d.q, d.k, d.v, d.o, d.lse, NULL)) || !T_OK(lc_cuda_sync())) goto freed;
+        float *og = download_bf16(d.o, mq), *lg = malloc(4 * ml);
+        T_OK(lc_cuda_memcpy_d2h(lg, d.lse, 4 * ml));
+        if (!T_CLOSE(og, os, mq, 1e-2, "o (segment)"))
+            printf("  segment %d: q_pos0 = %lld, Lq = %lld\n", i, (long long)p0, (long long)Lq);
+        double le = max_abs_err(lg, ls, ml);
+        T_CHECK(le < 2e-2, "lse (segment %d, q_pos0 %lld, Lq %lld): max abs error %.3e", i, (long long)p0, (long long)Lq, le);
+        /* nothing past the segment's rows was written */
+        bf16_t tail[8];
+        if (mq + 8 <= nq && lc_cuda_memcpy_d2h(tail, d.o + mq, sizeof tail) == LC_OK)
+            T_CHECK(tail[0] == 0xffff && tail[7] == 0xffff, "o written past Lq rows (segment %d)", i);
+        rows_copy(4, ocat, og, B, L, Lq, CQ, p0, 0, Lq);
+        for (int64_t r = 0; r < B * HQ; r++) memcpy(lcat + r * L + p0, lg + r * Lq, sizeof(float) * (size_t)Lq);
+        free(og), free(lg);
+    }
+    T_CLOSE(ocat, o, nq, 1e-2, "segments concatenated vs full reference");
+    T_CHECK(max_abs_err(lcat, lse, nl) < 2e-2, "segments concatenated: lse off");
+    {
+        struct attn_shape g = s;
+        g.Lq = 0, g.q_pos0 = 0;
+        T_OK(lc_cuda_memcpy_h2d(d.q, qb, 2 * nq));
+        if (T_OK(attention_forward_cuda(&g, d.q, d.k, d.v, d.o, d.lse, NULL)) && T_OK(lc_cuda_sync())) {
+            float *og = download_bf16(d.o, nq);
+            T_CLOSE(ocat, og, nq, 1e-2, "segments concatenated vs one full GPU run");
+            free(og);
+        }
+    }
+freed:
+    dev_free(&d);
+out:
+    free(q), free(k), free(v), free(qb), free(kb), free(vb), free(o), free(lse), free(ocat), free(lcat);
+    free(qs), free(os), free(ls), free(qsb), free(ofull);
+}
+
 /* L = 2^24, HQ = H = 2, dh = 64: q has 2^31 elements. Everything but the last `n` tokens is a
  * constant (memset); the last n tokens are random. With window W, rows t >= L-n+W (and keys
  * j >= L-n+W for dk, dv) depend only on the random slice, so a reference run on the slice
@@ -188,7 +266,60 @@ int main(int argc, char **argv) {
     check_case("SWA dh 128, L=517 W=100, HQ=2 H=1", (struct attn_shape){1, 517, 2, 1, 128, 100, 1, 0, 0, 0}, 2);
     check_case("SWA dh 32, B=3 L=129 W=1000 > L", (struct attn_shape){3, 129, 2, 2, 32, 1000, 1, 0, 0, 0}, 3);
     check_case("L = 1, dh 64", (struct attn_shape){1, 1, 2, 1, 64, 0, 1, 0, 0, 0}, 4);
+    {
+        const int64_t c1[] = {0, 1, 77, 200, 201, 300};
+        check_offset("offset: dense dh 64, B=2 L=300 HQ=4 H=2, segments 1/76/123/1/99", (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, c1, 5, 21);
+        const int64_t c2[] = {0, 130, 131, 517};
+        check_offset("offset: SWA dh 128, L=517 W=100 HQ=2 H=1, segments 130/1/386", (struct attn_shape){1, 517, 2, 1, 128, 100, 1, 0, 0, 0}, c2, 3, 22);
+    }
     if (!small) {
+        const int64_t c3[] = {0, 500, 1099, 1100};
+        check_offset("offset: SWA dh 64, L=1100 W=64 HQ=8 H=2 (G=4), decode last", (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, c3, 3, 23);
+        const int64_t c4[] = {0, 5, 64, 65, 129};
+        check_offset("offset: SWA dh 32, B=3 L=129 W=1000 > L", (struct attn_shape){3, 129, 2, 2, 32, 1000, 1, 0, 0, 0}, c4, 4, 24);
+        const int64_t c5[] = {0, 50, 51, 200};
+        check_offset("offset: non-causal dh 64, L=200 HQ=2 H=1", (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f, 0, 0}, c5, 3, 25);
+        const int64_t c6[] = {0, 2500, 2503, 4999, 5000};
+        check_offset("offset: dense dh 128, L=5000 HQ=8 H=1 (G=8), Lq=3 and decode", (struct attn_shape){1, 5000, 8, 1, 128, 0, 1, 0, 0, 0}, c6, 4, 26);
+        const int64_t c7[] = {0, 1, 2, 3, 100, 333, 1000, 1001, 2049};
+        check_offset("offset: SWA dh 64, B=2 L=2049 W=511, many segments", (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, c7, 8, 27);
+        /* every forward tile variant the dispatcher (or a tuning override) can pick */
+        static const char *wg[] = {"1", "2", "3", "4", "5", "11", "12", "13", "14", "15"};
+        static const char *mv[] = {"0", "1", "2", "3"};
+        const int64_t c8[] = {0, 1, 190, 191, 400};
+        char nm[8][96];
+        for (int i = 0; i < 10; i++) {
+            setenv("LC_ATTN_WG", wg[i], 1);
+            snprintf(nm[0], sizeof nm[0], "offset, wgmma variant %s: dense dh 64 L=400 HQ=4 H=2", wg[i]);
+            check_offset(nm[0], (struct attn_shape){1, 400, 4, 2, 64, 0, 1, 0, 0, 0}, c8, 4, 30 + i);
+            snprintf(nm[1], sizeof nm[1], "offset, wgmma variant %s: SWA dh 128 L=400 W=70", wg[i]);
+            check_offset(nm[1], (struct attn_shape){1, 400, 2, 1, 128, 70, 1, 0, 0, 0}, c8, 4, 40 + i);
+        }
+        unsetenv("LC_ATTN_WG");
+        setenv("LC_ATTN_WGMMA", "0", 1);
+        for (int i = 0; i < 4; i++) {
+            setenv("LC_ATTN_FWD", mv[i], 1);
+            snprintf(nm[2], sizeof nm[2], "offset, mma.sync variant %s: dense dh 64 L=400 HQ=4 H=2", mv[i]);
+            check_offset(nm[2], (struct attn_shape){1, 400, 4, 2, 64, 0, 1, 0, 0, 0}, c8, 4, 50 + i);
+            snprintf(nm[3], sizeof nm[3], "offset, mma.sync variant %s: SWA dh 128 L=400 W=70", mv[i]);
+            check_offset(nm[3], (struct attn_shape){1, 400, 2, 1, 128, 70, 1, 0, 0, 0}, c8, 4, 60 + i);
+        }
+        unsetenv("LC_ATTN_FWD");
+        unsetenv("LC_ATTN_WGMMA");
+        /* every warpgroup backward variant (sm_90a), dh 64 and 128 */
+        static const char *wgb[] = {"1", "2", "3"};
+        for (int i = 0; i < 3; i++) {
+            setenv("LC_ATTN_WGB", wgb[i], 1);
+            snprintf(nm[4], sizeof nm[4], "backward variant %s: dense dh 64, B=2 L=300 HQ=4 H=2", wgb[i]);
+            check_case(nm[4], (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 70 + i);
+            snprintf(nm[5], sizeof nm[5], "backward variant %s: SWA dh 128, L=517 W=100 HQ=4 H=2", wgb[i]);
+            check_case(nm[5], (struct attn_shape){1, 517, 4, 2, 128, 100, 1, 0, 0, 0}, 80 + i);
+            snprintf(nm[6], sizeof nm[6], "backward variant %s: non-causal dh 128, B=2 L=77", wgb[i]);
+            check_case(nm[6], (struct attn_shape){2, 77, 2, 2, 128, 0, 0, 0, 0, 0}, 90 + i);
+            snprintf(nm[7], sizeof nm[7], "backward variant %s: SWA dh 64, L=1100 W=64 HQ=8 H=2", wgb[i]);
+            check_case(nm[7], (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 100 + i);
+        }
+        unsetenv("LC_ATTN_WGB");
         check_case("non-causal dh 64, L=200 HQ=2 H=1, scale 0.2", (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f, 0, 0}, 5);
         check_case("non-causal dh 128, L=77 HQ=2 H=2", (struct attn_shape){2, 77, 2, 2, 128, 0, 0, 0, 0, 0}, 6);
         check_case("dense causal dh 128, L=1000 HQ=2 H=2", (struct attn_shape){1, 1000, 2, 2, 128, 0, 1, 0, 0, 0}, 7);
@@ -214,6 +345,11 @@ int main(int argc, char **argv) {
         T_ERR(attention_backward_cuda(&s, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), "multiple of H");
         s.HQ = 2, s.H = 1;
         T_ERR(attention_forward_cuda(&s, NULL, NULL, NULL, NULL, NULL, NULL), "non-NULL");
+        s.Lq = 1, s.q_pos0 = 63;
+        T_ERR(attention_backward_cuda(&s, (bf16_t *)8, (bf16_t *)8, (bf16_t *)8, (bf16_t *)8, (float *)8, (bf16_t *)8, (bf16_t *)8,
+                                      (bf16_t *)8, (bf16_t *)8, (void *)8, NULL), "forward-only");
+        s.q_pos0 = 64;
+        T_ERR(attention_forward_cuda(&s, (bf16_t *)8, (bf16_t *)8, (bf16_t *)8, (bf16_t *)8, (float *)8, NULL), "exceeds L");
     }
     return t_finish();
 }
