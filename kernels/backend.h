@@ -20,6 +20,7 @@
 #define LONGCTX_BACKEND_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "attention.h"
@@ -146,6 +147,14 @@ const struct backend *backend_cuda(void);
 /* "cpu" | "cuda" | "auto" (cuda when available, else cpu). */
 const struct backend *backend_by_name(const char *name);
 
+/* Profiling (cuda only; NULL elsewhere): the same table with a pair of CUDA events around every
+ * op (no synchronization while recording), labelled by the op, its main dims and the section the
+ * model last named (backend_prof_section). backend_prof_report() waits once, then prints the
+ * device time per op label and per section, sorted, per step, against the wall time per step. */
+const struct backend *backend_profiled(const struct backend *inner);
+void backend_prof_section(const char *name); /* a static string; no-op cost when not profiling */
+void backend_prof_report(FILE *f, int steps, double wall_ms);
+
 #if LC_CUDA
 /* backend.cu: elementwise kernels for the cuda table (default stream). */
 lc_status backend_cuda_bf16_from_f32(int64_t n, const float *src, bf16_t *dst);
@@ -157,6 +166,10 @@ lc_status backend_cuda_scale_f32(int64_t n, float a, float *y);
 lc_status backend_cuda_sumsq_f32(int64_t n, const float *x, double *out_host);
 lc_status backend_cuda_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch,
                               size_t width, size_t rows);
+int backend_cuda_prof_start(void);
+void backend_cuda_prof_stop(int slot, const char *label, const char *section);
+void backend_cuda_prof_flush(void);
+void backend_cuda_prof_report(FILE *f, int steps, double wall_ms);
 #endif
 
 #ifdef __cplusplus

@@ -1042,9 +1042,13 @@ lc_status model_step(lc_model *m, int64_t B, int64_t T, const int32_t *tokens, c
     LC_TRY(need(head, -1, "head"));
     LC_TRY(need(fnorm, -1, "final_norm"));
     /* forward */
+    static const char *const fwd_sec[] = {"fwd swa", "fwd dense", "fwd mamba", "fwd chunk", "fwd retrieval", "fwd hsa"}; /* lc_layer_kind order */
+    static const char *const bwd_sec[] = {"bwd swa", "bwd dense", "bwd mamba", "bwd chunk", "bwd retrieval", "bwd hsa"};
+    backend_prof_section("embed+inputs");
     LC_TRY(be->embedding_forward(R, V, d, s->ids, WP(m, embed), s->x));
     for (int i = 0; i < c->n_layers; i++) {
         struct model_layer *l = &m->layers[i];
+        backend_prof_section(l->kind >= 0 && l->kind < 6 ? fwd_sec[l->kind] : "fwd ?");
         switch (l->kind) {
         case LC_LAYER_SWA:
         case LC_LAYER_DENSE: {
@@ -1058,6 +1062,7 @@ lc_status model_step(lc_model *m, int64_t B, int64_t T, const int32_t *tokens, c
         case LC_LAYER_MAMBA: LC_TRY(mamba_fwd(m, l, s->x)); break;
         }
     }
+    backend_prof_section("head+xent");
     LC_TRY(be->rmsnorm_forward(R, d, (float)c->norm_eps, s->x, WP(m, fnorm), s->hf, s->rstd_f));
     LC_TRY(linear_fwd(m, R, d, V, s->hf, head, s->logits, 0.0f));
     LC_TRY(be->xent(R, V, s->logits, s->targets, s->lw, (float)wsum, loss, s->row_loss, backward ? s->logits : NULL));
@@ -1074,6 +1079,7 @@ lc_status model_step(lc_model *m, int64_t B, int64_t T, const int32_t *tokens, c
     }
     for (int i = c->n_layers - 1; i >= 0; i--) {
         struct model_layer *l = &m->layers[i];
+        backend_prof_section(l->kind >= 0 && l->kind < 6 ? bwd_sec[l->kind] : "bwd ?");
         switch (l->kind) {
         case LC_LAYER_SWA:
         case LC_LAYER_DENSE: {
@@ -1087,6 +1093,7 @@ lc_status model_step(lc_model *m, int64_t B, int64_t T, const int32_t *tokens, c
         case LC_LAYER_MAMBA: LC_TRY(mamba_bwd(m, l, s->dx)); break;
         }
     }
+    backend_prof_section("embed+inputs");
     return be->embedding_backward(R, V, d, s->ids, s->dx, GP(m, embed));
 }
 
@@ -1246,4 +1253,78 @@ lc_status model_diagnostics(const lc_model *m, struct model_diag *out) {
     }
     free(h);
     return st;
+}
+
+/* ---------------------------------------------------------------- model FLOPs (for MFU) */
+/* Average over t in [0, T) of min(t + 1, cap) (cap <= 0: t + 1): keys a causal query sees. */
+static double avg_keys(int64_t T, int64_t cap) {
+    double s = 0;
+    for (int64_t t = 0; t < T; t++) s += (double)(cap > 0 && t + 1 > cap ? cap : t + 1);
+    return T > 0 ? s / (double)T : 0;
+}
+
+/* Linear FLOPs (2 * in * out per row) of one attention block (+ MLP) over one row. */
+static double block_linear_flops(int64_t d, int64_t HQ, int64_t Hk, int64_t dh, int64_t F) {
+    return 2.0 * (double)d * (double)((HQ + 2 * Hk) * dh) + 2.0 * (double)(HQ * dh) * d + (F > 0 ? 6.0 * (double)d * F : 0);
+}
+
+double model_train_flops(const lc_config *c, int64_t B, int64_t T, double *matmul_part) {
+    const int64_t d = c->d, R = B * T;
+    const int64_t adh = attn_dh(c), edh = enc_dh(c), hdh = hsa_dh(c);
+    const int64_t C = c->S > 0 ? T / c->S : 0, S1 = c->S + (c->enc_cls != 0);
+    double lin = 0, mix = 0; /* forward FLOPs of the whole batch: linears, token mixers */
+    double swa_keys = avg_keys(T, c->W + 1), dense_keys = avg_keys(T, 0);
+    /* HSA: token t attends min(K, chunks visible) * S keys; GCA rows see chunks < r - 1 */
+    double hsa_keys = 0, ret_chunks = 0;
+    for (int64_t t = 0; c->S > 0 && t < T; t++) {
+        int64_t vis = c->block_q == 1 ? t / c->S : (t / c->S) - 1;
+        if (vis < 0) vis = 0;
+        hsa_keys += (double)((vis < c->K ? vis : c->K) * c->S);
+        ret_chunks += (double)vis;
+    }
+    if (T > 0) {
+        hsa_keys /= (double)T;
+        ret_chunks /= (double)T;
+    }
+    for (int i = 0; i < c->n_layers; i++) {
+        switch (c->layers[i].kind) {
+        case LC_LAYER_SWA:
+        case LC_LAYER_DENSE:
+            lin += (double)R * block_linear_flops(d, c->attn_heads, c->attn_kv_heads, adh, c->attn_mlp);
+            mix += (double)R * 4.0 * (double)(c->attn_heads * adh) * (c->layers[i].kind == LC_LAYER_SWA ? swa_keys : dense_keys);
+            break;
+        case LC_LAYER_CHUNK: {
+            const double Re = (double)(B * C * S1);
+            lin += (double)c->enc_layers * Re * block_linear_flops(d, c->enc_heads, c->enc_kv_heads, edh, c->enc_mlp);
+            mix += (double)c->enc_layers * Re * 4.0 * (double)(c->enc_heads * edh) * (double)S1;
+            if (c->block_q == 1) lin += (double)(B * C) * 2.0 * (double)d * c->d_r; /* lmk_ln */
+            lin += (double)R * 2.0 * 2.0 * (double)d * (double)(c->H * hdh);   /* proj_k, proj_v */
+            break;
+        }
+        case LC_LAYER_RETRIEVAL: {
+            const double rows = (double)(B * ((T + c->block_q - 1) / c->block_q));
+            if (c->block_q == 1) lin += (double)R * 2.0 * (double)d * c->d_r; /* ln */
+            mix += rows * 2.0 * (double)c->d_r * ret_chunks;                 /* scores vs every visible landmark */
+            break;
+        }
+        case LC_LAYER_HSA:
+            if (c->swa_inside) {
+                lin += (double)R * block_linear_flops(d, c->attn_heads, c->attn_kv_heads, adh, 0);
+                mix += (double)R * 4.0 * (double)(c->attn_heads * adh) * swa_keys;
+            }
+            lin += (double)R * (2.0 * 2.0 * (double)d * (double)(c->HQ * hdh) + 6.0 * (double)d * c->hsa_mlp);
+            mix += (double)R * 4.0 * (double)(c->HQ * hdh) * hsa_keys;
+            break;
+        case LC_LAYER_MAMBA: {
+            const int64_t di = c->mamba_heads * c->mamba_dh, gn = c->mamba_ngroups * c->mamba_state;
+            const int64_t np = 2 * di + 2 * gn + c->mamba_heads;
+            lin += (double)R * (2.0 * (double)d * np + 2.0 * (double)di * d);
+            mix += (double)R * 4.0 * (double)di * (double)c->mamba_state; /* state update + readout */
+            break;
+        }
+        }
+    }
+    lin += (double)R * 2.0 * (double)d * c->vocab; /* head */
+    if (matmul_part) *matmul_part = 3.0 * lin;
+    return 3.0 * (lin + mix);
 }
