@@ -52,6 +52,14 @@ static lc_status cpu_matmul(int ta, int tb, int64_t M, int64_t N, int64_t K, flo
     (void)c_f32;
     return ops_matmul_ref(ta, tb, M, N, K, alpha, A, B, beta, C);
 }
+static lc_status cpu_matmul_batched(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A, int64_t sA,
+                                    const void *B, int64_t sB, float beta, void *C, int64_t sC, int64_t batch, int c_f32) {
+    (void)c_f32;
+    for (int64_t b = 0; b < batch; b++)
+        LC_TRY(ops_matmul_ref(ta, tb, M, N, K, alpha, (const float *)A + b * sA, (const float *)B + b * sB, beta,
+                              (float *)C + b * sC));
+    return LC_OK;
+}
 static lc_status cpu_rmsnorm_f(int64_t R, int64_t D, float eps, const void *x, const void *w, void *y, float *rstd) {
     return ops_rmsnorm_forward_ref(R, D, eps, x, w, y, rstd);
 }
@@ -147,7 +155,7 @@ static const struct backend cpu_table = {
     .zero = cpu_zero, .copy2d = cpu_copy2d, .sync = cpu_sync,
     .act_from_f32 = cpu_act_from_f32, .act_to_f32 = cpu_act_to_f32, .add = cpu_add, .add_f32 = cpu_add_f32,
     .scale_f32 = cpu_scale_f32, .sumsq_f32 = cpu_sumsq_f32,
-    .matmul = cpu_matmul, .rmsnorm_forward = cpu_rmsnorm_f, .rmsnorm_backward = cpu_rmsnorm_b,
+    .matmul = cpu_matmul, .matmul_batched = cpu_matmul_batched, .rmsnorm_forward = cpu_rmsnorm_f, .rmsnorm_backward = cpu_rmsnorm_b,
     .rope_forward = cpu_rope_f, .rope_backward = cpu_rope_b, .swiglu_forward = cpu_swiglu_f,
     .swiglu_backward = cpu_swiglu_b, .embedding_forward = cpu_embed_f, .embedding_backward = cpu_embed_b,
     .xent = cpu_xent, .adamw = cpu_adamw, .attn_forward = cpu_attn_f, .attn_backward = cpu_attn_b,
@@ -205,6 +213,11 @@ static lc_status cu_add(int64_t n, const void *x, void *y) { return backend_cuda
 static lc_status cu_matmul(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A,
                            const void *B, float beta, void *C, int c_f32) {
     return ops_matmul_cuda(ta, tb, M, N, K, alpha, A, B, OPS_BF16, beta, C, c_f32 ? OPS_F32 : OPS_BF16, NULL);
+}
+static lc_status cu_matmul_batched(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A, int64_t sA,
+                                   const void *B, int64_t sB, float beta, void *C, int64_t sC, int64_t batch, int c_f32) {
+    return ops_matmul_batched_cuda(ta, tb, M, N, K, alpha, A, sA, B, sB, OPS_BF16, beta, C, sC, c_f32 ? OPS_F32 : OPS_BF16,
+                                   batch, NULL);
 }
 static lc_status cu_rmsnorm_f(int64_t R, int64_t D, float eps, const void *x, const void *w, void *y, float *rstd) {
     return ops_rmsnorm_forward_cuda(OPS_BF16, R, D, eps, x, w, y, rstd, NULL);
@@ -332,7 +345,7 @@ static const struct backend cuda_table = {
     .zero = cu_zero, .copy2d = backend_cuda_copy2d, .sync = lc_cuda_sync,
     .act_from_f32 = cu_act_from_f32, .act_to_f32 = cu_act_to_f32, .add = cu_add, .add_f32 = backend_cuda_add_f32,
     .scale_f32 = backend_cuda_scale_f32, .sumsq_f32 = backend_cuda_sumsq_f32,
-    .matmul = cu_matmul, .rmsnorm_forward = cu_rmsnorm_f, .rmsnorm_backward = cu_rmsnorm_b,
+    .matmul = cu_matmul, .matmul_batched = cu_matmul_batched, .rmsnorm_forward = cu_rmsnorm_f, .rmsnorm_backward = cu_rmsnorm_b,
     .rope_forward = cu_rope_f, .rope_backward = cu_rope_b, .swiglu_forward = cu_swiglu_f,
     .swiglu_backward = cu_swiglu_b, .embedding_forward = cu_embed_f, .embedding_backward = cu_embed_b,
     .xent = cu_xent, .adamw = cu_adamw, .attn_forward = cu_attn_f, .attn_backward = cu_attn_b,
@@ -380,6 +393,10 @@ PW(sumsq_f32, (int64_t n, const float *x, double *o), (n, x, o), "sumsq f32 (hos
 PW(matmul, (int ta, int tb, int64_t M, int64_t N, int64_t K, float al, const void *A, const void *B, float be, void *C, int cf),
    (ta, tb, M, N, K, al, A, B, be, C, cf), "gemm %c%c M=%lld N=%lld K=%lld%s%s", ta ? 'T' : 'N', tb ? 'T' : 'N',
    (long long)M, (long long)N, (long long)K, be != 0 ? " beta=1" : "", cf ? " C=f32" : "")
+PW(matmul_batched, (int ta, int tb, int64_t M, int64_t N, int64_t K, float al, const void *A, int64_t sA, const void *B, int64_t sB,
+                    float be, void *C, int64_t sC, int64_t nb, int cf),
+   (ta, tb, M, N, K, al, A, sA, B, sB, be, C, sC, nb, cf), "gemm batched %c%c M=%lld N=%lld K=%lld x%lld", ta ? 'T' : 'N',
+   tb ? 'T' : 'N', (long long)M, (long long)N, (long long)K, (long long)nb)
 PW(rmsnorm_forward, (int64_t R, int64_t D, float e, const void *x, const void *w, void *y, float *r), (R, D, e, x, w, y, r),
    "rmsnorm fwd D=%lld", (long long)D)
 PW(rmsnorm_backward, (int64_t R, int64_t D, const void *x, const void *w, const float *r, const void *dy, void *dx, float *dw, int a),
@@ -439,7 +456,7 @@ const struct backend *backend_profiled(const struct backend *inner) {
     t->name = "cuda (profiled)";
     t->upload = pw_upload; t->download = pw_download; t->copy = pw_copy; t->zero = pw_zero; t->copy2d = pw_copy2d;
     t->act_from_f32 = pw_act_from_f32; t->act_to_f32 = pw_act_to_f32; t->add = pw_add; t->add_f32 = pw_add_f32;
-    t->scale_f32 = pw_scale_f32; t->sumsq_f32 = pw_sumsq_f32; t->matmul = pw_matmul;
+    t->scale_f32 = pw_scale_f32; t->sumsq_f32 = pw_sumsq_f32; t->matmul = pw_matmul; t->matmul_batched = pw_matmul_batched;
     t->rmsnorm_forward = pw_rmsnorm_forward; t->rmsnorm_backward = pw_rmsnorm_backward;
     t->rope_forward = pw_rope_forward; t->rope_backward = pw_rope_backward;
     t->swiglu_forward = pw_swiglu_forward; t->swiglu_backward = pw_swiglu_backward;

@@ -62,6 +62,10 @@ struct backend {
     /* c_f32 = 1: C is an f32 parameter gradient (beta = 1 accumulates); 0: C is act. */
     lc_status (*matmul)(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A,
                         const void *B, float beta, void *C, int c_f32);
+    /* for b < batch: C_b = alpha op(A_b) op(B_b) + beta C_b, X_b = X + b * sX (elements; 0 shares) */
+    lc_status (*matmul_batched)(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                                const void *A, int64_t sA, const void *B, int64_t sB, float beta,
+                                void *C, int64_t sC, int64_t batch, int c_f32);
     lc_status (*rmsnorm_forward)(int64_t R, int64_t D, float eps, const void *x, const void *w,
                                  void *y, float *rstd);
     lc_status (*rmsnorm_backward)(int64_t R, int64_t D, const void *x, const void *w,

@@ -53,6 +53,14 @@ lc_status ops_matmul_cuda(int ta, int tb, int64_t M, int64_t N, int64_t K, float
                           const void *A, const void *B, int ab_dt, float beta, void *C, int c_dt,
                           void *stream);
 
+/* Strided batched form: for b < batch, C_b = alpha op(A_b) op(B_b) + beta C_b with
+ * X_b = X + b * sX (strides in elements; sA = 0 or sB = 0 shares one matrix); each matrix is
+ * row-major and contiguous as in ops_matmul_cuda. One cublasGemmStridedBatchedEx call. */
+lc_status ops_matmul_batched_cuda(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                                  const void *A, int64_t sA, const void *B, int64_t sB, int ab_dt,
+                                  float beta, void *C, int64_t sC, int c_dt, int64_t batch,
+                                  void *stream);
+
 /* ---- RMSNorm -----------------------------------------------------------------------------
  * x [R,D], weight [D]:  rstd[r] = 1/sqrt(mean_j x[r,j]^2 + eps),  y = x * rstd[r] * weight.
  * rstd [R] (fp32) is saved for the backward; may be NULL in the forward (inference).

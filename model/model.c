@@ -21,7 +21,7 @@
  *     then the HSA/GCA part as without it; with residual = bypass the GCA output feeds only the
  *     MLP: x = h + MLP(RMSNorm(h + o_proj(GCA(h)))) (hsa.md 4.3).
  *   Oracle retrieval and segmented prefill (infer.c) refuse GCA; the CLS-less landmark mean is
- *   one small matmul per chunk (a per-launch cost on cuda, not tuned). */
+ *   one strided batched matmul over the chunks. */
 #include "model.h"
 
 #include <math.h>
@@ -619,6 +619,23 @@ static struct hsa_shape hsa_shape_of(const lc_model *m) {
 }
 
 /* ---------------------------------------------------------------- chunk layer */
+/* Token rows [B, T, d] <-> chunk rows [B*C, S1, d] (the S token rows of each chunk; the CLS row
+ * untouched). One strided copy when T = C*S (rows of consecutive batch rows are contiguous),
+ * else one per batch row. to_chunks = 1: chunks <- tokens. */
+static lc_status chunk_rows(lc_model *m, int to_chunks, void *chunks, void *tokens) {
+    const struct backend *be = m->be;
+    const size_t ab = be->act_bytes;
+    const int64_t B = m->B, T = m->T, d = m->cfg.d, S = m->cfg.S, S1 = S + (m->cfg.enc_cls != 0), C = n_chunks(m, T);
+    const size_t cp = (size_t)(S1 * d) * ab, tp = (size_t)(S * d) * ab;
+    if (C * S == T)
+        return to_chunks ? be->copy2d(chunks, cp, tokens, tp, tp, (size_t)(B * C)) : be->copy2d(tokens, tp, chunks, cp, tp, (size_t)(B * C));
+    for (int64_t b = 0; b < B; b++) {
+        void *cb = ACT(m, chunks, b * C * S1 * d), *tb = ACT(m, tokens, b * T * d);
+        LC_TRY(to_chunks ? be->copy2d(cb, cp, tb, tp, tp, (size_t)C) : be->copy2d(tb, tp, cb, cp, tp, (size_t)C));
+    }
+    return LC_OK;
+}
+
 static lc_status chunk_fwd(lc_model *m, struct model_layer *l, const void *x) {
     const struct backend *be = m->be;
     const lc_config *c = &m->cfg;
@@ -632,9 +649,7 @@ static lc_status chunk_fwd(lc_model *m, struct model_layer *l, const void *x) {
     if (C == 0) return LC_OK;
     const int64_t BC = B * C;
     /* E0 [BC, S1, d]: S token rows then CLS */
-    for (int64_t b = 0; b < B; b++)
-        LC_TRY(be->copy2d(ACT(m, l->E0, b * C * S1 * d), (size_t)(S1 * d) * ab, ACT(m, x, b * T * d), (size_t)(S * d) * ab,
-                          (size_t)(S * d) * ab, (size_t)C));
+    LC_TRY(chunk_rows(m, 1, l->E0, (void *)x));
     if (c->enc_cls) {
         void *clsb = s->g[0]; /* [BC, d] = cls broadcast through an embedding lookup with id 0 */
         LC_TRY(be->embedding_forward(BC, 1, d, s->zero_ids, WP(m, l->cls), clsb));
@@ -651,13 +666,10 @@ static lc_status chunk_fwd(lc_model *m, struct model_layer *l, const void *x) {
     if (c->enc_cls) /* landmark source: the CLS output */
         LC_TRY(be->copy2d(l->lmk_src, (size_t)d * ab, ACT(m, l->E0, S * d), (size_t)(S1 * d) * ab, (size_t)d * ab, (size_t)BC));
     else /* the mean of the chunk's S normed encoder outputs: (1/S) ones[1, S] En[bc] per chunk */
-        for (int64_t bc = 0; bc < BC; bc++)
-            LC_TRY(be->matmul(0, 0, 1, d, S, 1.0f / (float)S, s->ones, ACT(m, l->E0, bc * S1 * d), 0.0f, ACT(m, l->lmk_src, bc * d), 0));
+        LC_TRY(be->matmul_batched(0, 0, 1, d, S, 1.0f / (float)S, s->ones, 0, l->E0, S1 * d, 0.0f, l->lmk_src, d, BC, 0));
     if (l->lmk_ln >= 0) LC_TRY(linear_fwd(m, BC, d, c->d_r, l->lmk_src, l->lmk_ln, s->lmk, 0.0f));
     else LC_TRY(be->copy(s->lmk, l->lmk_src, (size_t)(BC * d) * ab)); /* GCA: d_r = d, no projection */
-    for (int64_t b = 0; b < B; b++)
-        LC_TRY(be->copy2d(ACT(m, l->Etok, b * T * d), (size_t)(S * d) * ab, ACT(m, l->E0, b * C * S1 * d), (size_t)(S1 * d) * ab,
-                          (size_t)(S * d) * ab, (size_t)C));
+    LC_TRY(chunk_rows(m, 0, l->E0, l->Etok));
     LC_TRY(linear_fwd(m, B * T, d, H * dh, l->Etok, l->proj_k, l->kpre, 0.0f));
     if (l->ck_norm >= 0) LC_TRY(be->rmsnorm_forward(B * T * H, dh, eps, l->kpre, WP(m, l->ck_norm), s->mem_k, l->rstd_kc));
     else LC_TRY(be->copy(s->mem_k, l->kpre, (size_t)(B * T * H * dh) * ab));
@@ -694,17 +706,14 @@ static lc_status chunk_bwd(lc_model *m, struct model_layer *l, void *dx) {
     LC_TRY(linear_bwd(m, B * T, d, H * dh, l->Etok, l->proj_k, gk, dEtok, 0.0f));
     LC_TRY(linear_bwd(m, B * T, d, H * dh, l->Etok, l->proj_v, s->dmem_v, dEtok, 1.0f));
     /* dEn [BC, S1, d]: token rows from dEtok, CLS rows from the landmark projection */
-    for (int64_t b = 0; b < B; b++)
-        LC_TRY(be->copy2d(ACT(m, dEn, b * C * S1 * d), (size_t)(S1 * d) * ab, ACT(m, dEtok, b * T * d), (size_t)(S * d) * ab,
-                          (size_t)(S * d) * ab, (size_t)C));
+    LC_TRY(chunk_rows(m, 1, dEn, dEtok));
     void *dsrc = s->g[1];
     if (l->lmk_ln >= 0) LC_TRY(linear_bwd(m, BC, d, c->d_r, l->lmk_src, l->lmk_ln, s->dlmk, dsrc, 0.0f));
     else LC_TRY(be->copy(dsrc, s->dlmk, (size_t)(BC * d) * ab));
     if (c->enc_cls)
         LC_TRY(be->copy2d(ACT(m, dEn, S * d), (size_t)(S1 * d) * ab, dsrc, (size_t)d * ab, (size_t)d * ab, (size_t)BC));
     else /* mean: every token row of chunk bc gets dsrc[bc] / S (ones[S, 1] dsrc[bc] added) */
-        for (int64_t bc = 0; bc < BC; bc++)
-            LC_TRY(be->matmul(0, 0, S, d, 1, 1.0f / (float)S, s->ones, ACT(m, dsrc, bc * d), 1.0f, ACT(m, dEn, bc * S1 * d), 0));
+        LC_TRY(be->matmul_batched(0, 0, S, d, 1, 1.0f / (float)S, s->ones, 0, dsrc, d, 1.0f, dEn, S1 * d, BC, 0));
     LC_TRY(be->rmsnorm_backward(BC * S1, d, l->Eout, WP(m, l->enc_norm), l->enc_rstd, dEn, dE, GP(m, l->enc_norm), 0));
     /* the encoder blocks use g[0..5] as scratch: keep dE in Eout (no longer needed) */
     LC_TRY(be->copy(l->Eout, dE, (size_t)(BC * S1 * d) * ab));
@@ -718,9 +727,7 @@ static lc_status chunk_bwd(lc_model *m, struct model_layer *l, void *dx) {
     }
     void *dX = s->g[1];
     LC_TRY(be->zero(dX, (size_t)(B * T * d) * ab));
-    for (int64_t b = 0; b < B; b++)
-        LC_TRY(be->copy2d(ACT(m, dX, b * T * d), (size_t)(S * d) * ab, ACT(m, l->Eout, b * C * S1 * d), (size_t)(S1 * d) * ab,
-                          (size_t)(S * d) * ab, (size_t)C));
+    LC_TRY(chunk_rows(m, 0, l->Eout, dX));
     return be->add(B * T * d, dX, dx);
 }
 
