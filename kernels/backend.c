@@ -41,6 +41,14 @@ static lc_status cpu_scale_f32(int64_t n, float a, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] *= a;
     return LC_OK;
 }
+static lc_status cpu_negexp_f32(int64_t n, const float *x, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = -expf(x[i]);
+    return LC_OK;
+}
+static lc_status cpu_muladd_f32(int64_t n, const float *a, const float *b, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] += a[i] * b[i];
+    return LC_OK;
+}
 static lc_status cpu_sumsq_f32(int64_t n, const float *x, double *out) {
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
@@ -154,7 +162,7 @@ static const struct backend cpu_table = {
     .alloc = cpu_alloc, .free = cpu_free, .upload = cpu_memcpy, .download = cpu_memcpy, .copy = cpu_memcpy,
     .zero = cpu_zero, .copy2d = cpu_copy2d, .sync = cpu_sync,
     .act_from_f32 = cpu_act_from_f32, .act_to_f32 = cpu_act_to_f32, .add = cpu_add, .add_f32 = cpu_add_f32,
-    .scale_f32 = cpu_scale_f32, .sumsq_f32 = cpu_sumsq_f32,
+    .scale_f32 = cpu_scale_f32, .sumsq_f32 = cpu_sumsq_f32, .negexp_f32 = cpu_negexp_f32, .muladd_f32 = cpu_muladd_f32,
     .matmul = cpu_matmul, .matmul_batched = cpu_matmul_batched, .rmsnorm_forward = cpu_rmsnorm_f, .rmsnorm_backward = cpu_rmsnorm_b,
     .rope_forward = cpu_rope_f, .rope_backward = cpu_rope_b, .swiglu_forward = cpu_swiglu_f,
     .swiglu_backward = cpu_swiglu_b, .embedding_forward = cpu_embed_f, .embedding_backward = cpu_embed_b,
@@ -344,7 +352,8 @@ static const struct backend cuda_table = {
     .alloc = cu_alloc, .free = cu_free, .upload = cu_upload, .download = cu_download, .copy = cu_copy,
     .zero = cu_zero, .copy2d = backend_cuda_copy2d, .sync = lc_cuda_sync,
     .act_from_f32 = cu_act_from_f32, .act_to_f32 = cu_act_to_f32, .add = cu_add, .add_f32 = backend_cuda_add_f32,
-    .scale_f32 = backend_cuda_scale_f32, .sumsq_f32 = backend_cuda_sumsq_f32,
+    .scale_f32 = backend_cuda_scale_f32, .sumsq_f32 = backend_cuda_sumsq_f32, .negexp_f32 = backend_cuda_negexp_f32,
+    .muladd_f32 = backend_cuda_muladd_f32,
     .matmul = cu_matmul, .matmul_batched = cu_matmul_batched, .rmsnorm_forward = cu_rmsnorm_f, .rmsnorm_backward = cu_rmsnorm_b,
     .rope_forward = cu_rope_f, .rope_backward = cu_rope_b, .swiglu_forward = cu_swiglu_f,
     .swiglu_backward = cu_swiglu_b, .embedding_forward = cu_embed_f, .embedding_backward = cu_embed_b,

@@ -92,6 +92,18 @@ extern "C" lc_status backend_cuda_sumsq_f32(int64_t n, const float *x, double *o
     for (unsigned i = 0; st == LC_OK && i < nb; i++) *out_host += host[i];
     return st;
 }
+__global__ void k_negexp(int64_t n, const float *x, float *y) { GRID_LOOP(i, n) y[i] = -expf(x[i]); }
+__global__ void k_muladd(int64_t n, const float *a, const float *b, float *y) { GRID_LOOP(i, n) y[i] += a[i] * b[i]; }
+extern "C" lc_status backend_cuda_negexp_f32(int64_t n, const float *x, float *y) {
+    if (n <= 0) return LC_OK;
+    k_negexp<<<blocks_for(n), 256>>>(n, x, y);
+    return launch_status("negexp_f32");
+}
+extern "C" lc_status backend_cuda_muladd_f32(int64_t n, const float *a, const float *b, float *y) {
+    if (n <= 0) return LC_OK;
+    k_muladd<<<blocks_for(n), 256>>>(n, a, b, y);
+    return launch_status("muladd_f32");
+}
 extern "C" lc_status backend_cuda_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
                                          size_t rows) {
     if (!rows || !width) return LC_OK;

@@ -57,6 +57,8 @@ struct backend {
     lc_status (*add_f32)(int64_t n, const float *x, float *y);           /* y += x (f32) */
     lc_status (*scale_f32)(int64_t n, float a, float *y);                /* y *= a (f32) */
     lc_status (*sumsq_f32)(int64_t n, const float *x, double *out_host); /* sum x^2 -> host */
+    lc_status (*negexp_f32)(int64_t n, const float *x, float *y);        /* y = -exp(x) */
+    lc_status (*muladd_f32)(int64_t n, const float *a, const float *b, float *y); /* y += a*b */
 
     /* ---- common ops (ops.h); weights in act, dweight / dtable f32 (acc) ---- */
     /* c_f32 = 1: C is an f32 parameter gradient (beta = 1 accumulates); 0: C is act. */
@@ -168,6 +170,8 @@ lc_status backend_cuda_add_f32_to_bf16(int64_t n, const float *x, bf16_t *y);
 lc_status backend_cuda_add_f32(int64_t n, const float *x, float *y);
 lc_status backend_cuda_scale_f32(int64_t n, float a, float *y);
 lc_status backend_cuda_sumsq_f32(int64_t n, const float *x, double *out_host);
+lc_status backend_cuda_negexp_f32(int64_t n, const float *x, float *y);
+lc_status backend_cuda_muladd_f32(int64_t n, const float *a, const float *b, float *y);
 lc_status backend_cuda_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch,
                               size_t width, size_t rows);
 int backend_cuda_prof_start(void);

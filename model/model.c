@@ -952,12 +952,8 @@ static lc_status mamba_fwd(lc_model *m, struct model_layer *l, void *x) {
     LC_TRY(be->copy2d(l->xs, (size_t)a.di * ab, l->xbc_c, rx, (size_t)a.di * ab, (size_t)R));
     LC_TRY(be->copy2d(l->Bm, (size_t)a.gn * ab, ACT(m, l->xbc_c, a.di), rx, (size_t)a.gn * ab, (size_t)R));
     LC_TRY(be->copy2d(l->Cm, (size_t)a.gn * ab, ACT(m, l->xbc_c, a.di + a.gn), rx, (size_t)a.gn * ab, (size_t)R));
-    /* A = -exp(A_log): nh values, computed on the host */
-    float Ah[1024];
-    if (a.nh > 1024) return lc_errorf(LC_EUNSUPPORTED, "model: mamba.heads > 1024");
-    LC_TRY(be->download(Ah, MP(m, l->A_log), (size_t)a.nh * 4));
-    for (int64_t k = 0; k < a.nh; k++) Ah[k] = -expf(Ah[k]);
-    LC_TRY(be->upload(l->A, Ah, (size_t)a.nh * 4));
+    /* A = -exp(A_log) (on the device: no host round trip) */
+    LC_TRY(be->negexp_f32(a.nh, MP(m, l->A_log), l->A));
     struct mamba_scan_shape ss = {B, T, a.nh, c->mamba_dh, c->mamba_ngroups, c->mamba_state};
     LC_TRY(be->mamba_scan_forward(&ss, l->xs, l->dt, MP(m, l->dt_bias), l->A, l->Bm, l->Cm, MP(m, l->Dp), l->z, NULL, l->y, NULL));
     LC_TRY(be->rmsnorm_forward(R, a.di, (float)c->norm_eps, l->y, WP(m, l->gate_norm), l->yn, l->rstd_g));
@@ -979,13 +975,8 @@ static lc_status mamba_bwd(lc_model *m, struct model_layer *l, void *dx) {
     float *ddt = s->f[0], *dpar = s->f[1];
     LC_TRY(be->mamba_scan_backward(&ss, l->xs, l->dt, MP(m, l->dt_bias), l->A, l->Bm, l->Cm, MP(m, l->Dp), l->z, NULL, dy, NULL,
                                    dxs, ddt, dBm, dCm, dz, NULL, dpar, dpar + a.nh, dpar + 2 * a.nh));
-    /* dA_log = dA * A */
-    float h[3 * 1024], Ah[1024];
-    LC_TRY(be->download(h, dpar, (size_t)(3 * a.nh) * 4));
-    LC_TRY(be->download(Ah, l->A, (size_t)a.nh * 4));
-    for (int64_t k = 0; k < a.nh; k++) h[k] *= Ah[k];
-    LC_TRY(be->upload(dpar, h, (size_t)(3 * a.nh) * 4));
-    LC_TRY(be->add_f32(a.nh, dpar, GP(m, l->A_log)));
+    /* dA_log += dA * A (A = -exp(A_log), so dA/dA_log = A) */
+    LC_TRY(be->muladd_f32(a.nh, dpar, l->A, GP(m, l->A_log)));
     LC_TRY(be->add_f32(a.nh, dpar + a.nh, GP(m, l->Dp)));
     LC_TRY(be->add_f32(a.nh, dpar + 2 * a.nh, GP(m, l->dt_bias)));
     /* d(conv output) [R, xc] from dxs, dBm, dCm */
