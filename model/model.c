@@ -218,7 +218,8 @@ static lc_status check_supported(const lc_config *c) {
         if (c->mask_window) return lc_errorf(LC_EUNSUPPORTED, "model: hsa.mask_window is not implemented in the runner yet");
         if (c->enc_layers < 1) return lc_errorf(LC_EUNSUPPORTED, "model: the chunk encoder needs encoder.layers >= 1 in the runner");
         if (c->enc_prenorm) return lc_errorf(LC_EUNSUPPORTED, "model: encoder.prenorm is not implemented in the runner yet");
-        if (c->residual == LC_RESIDUAL_PLAIN) return lc_errorf(LC_EUNSUPPORTED, "model: hsa.residual = plain is not implemented yet");
+        if (c->residual == LC_RESIDUAL_PLAIN && c->hsa_mlp > 0)
+            return lc_errorf(LC_EUNSUPPORTED, "model: hsa.residual = plain takes no hsa MLP (RAMba: x + o_proj(HSA)); set hsa.mlp = 0");
     }
     if (has_mamba && c->mamba_mlp) return lc_errorf(LC_EUNSUPPORTED, "model: mamba.mlp > 0 is not implemented in the runner yet");
     if (c->attn_bias) return lc_errorf(LC_EUNSUPPORTED, "model: attn.bias is not implemented in the runner yet");
@@ -287,7 +288,7 @@ lc_status model_create(lc_model *m, const lc_config *cfg, const struct backend *
             if (cfg->swa_inside) LC_TRY(attn_params_find(m, &l->swa_p, look_swa, i, 0));
             LC_TRY(mlp_find(m, i, &l->ap.mlp_norm, &l->ap.w_gate, &l->ap.w_down, cfg->hsa_mlp, -1));
             if (l->ap.w_gate < 0 && cfg->residual != LC_RESIDUAL_PLAIN)
-                return lc_errorf(LC_EUNSUPPORTED, "model: hsa layer %d without an MLP needs residual = plain (not implemented)", i);
+                return lc_errorf(LC_EUNSUPPORTED, "model: hsa layer %d without an MLP needs residual = plain", i);
             break;
         case LC_LAYER_MAMBA:
             l->norm = TENSOR(i, "norm");
@@ -872,6 +873,8 @@ static lc_status hsa_fwd(lc_model *m, int i, void *x) {
     else LC_TRY(be->copy(l->q, l->q_pre, (size_t)(R * qd) * ab));
     struct hsa_shape h = hsa_shape_of(m);
     LC_TRY(be->hsa_attend_forward(&h, l->q, s->mem_k, s->mem_v, r->idx, r->wts, l->o, l->lse));
+    if (c->residual == LC_RESIDUAL_PLAIN) /* RAMba: x += o_proj(HSA), no MLP */
+        return linear_fwd(m, R, qd, d, l->o, l->o_proj, x, 1.0f);
     LC_TRY(be->copy(l->t, x, (size_t)(R * d) * ab));
     LC_TRY(linear_fwd(m, R, qd, d, l->o, l->o_proj, l->t, 1.0f));
     if (c->residual == LC_RESIDUAL_RESET) LC_TRY(be->copy(x, l->t, (size_t)(R * d) * ab));
@@ -885,7 +888,9 @@ static lc_status hsa_bwd(lc_model *m, int i, void *dx) {
     struct model_layer *l = &m->layers[i], *r = group_retrieval(m, i);
     const int64_t R = m->B * m->T, d = c->d, dh = hsa_dh(c), qd = c->HQ * dh, kvn = R * c->H * dh;
     const void *da;
-    if (c->residual == LC_RESIDUAL_RESET) {
+    if (c->residual == LC_RESIDUAL_PLAIN) {
+        da = dx; /* x_out = x + a */
+    } else if (c->residual == LC_RESIDUAL_RESET) {
         LC_TRY(mlp_bwd(m, R, c->hsa_mlp, l->ap.mlp_norm, l->ap.w_gate, l->ap.w_down, &l->ms, l->t, dx, dx, 1));
         da = dx;
     } else { /* bypass: a reaches x only through the MLP */

@@ -12,7 +12,8 @@
  *                 proj_v E [B, T, H, dh] (rows past the last complete chunk are zero, never read)
  *   retrieval     q_r = ln(n(x)); top-k over landmarks; fusion weights (softmax | stick-breaking)
  *   hsa           a = o_proj HSA(q_norm(q_proj n(x)), mem_k, mem_v, group's idx and weights);
- *                 bypass: x += MLP(n(x + a)); reset: x = x + a + MLP(n(x + a))
+ *                 bypass: x += MLP(n(x + a)); reset: x = x + a + MLP(n(x + a)); plain (RAMba,
+ *                 no MLP): x += a
  *   mamba         x += out_proj gate_norm(scan(conv(xBC)) * silu(z)) with [z, xBC, dt] = in_proj n(x)
  *   head          logits = head n(x) (tied: embed); loss = sum_t w_t nll_t / sum_t w_t
  * No gradient flows through top-k indices; gradients reach the scores through the weights.
