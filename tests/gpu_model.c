@@ -30,10 +30,10 @@ static const char *cfg_gca =
 /* RAMba (tiny-mamba-hsa's layout): hsa with plain residual and no MLP between Mamba-2 layers,
  * stick-breaking weights. */
 static const char *cfg_mamba_hsa =
-    "[model]\nvocab = 256\nd = 128\ncontext = 512\ntied_embeddings = true\nlayers = mamba chunk retrieval (hsa mamba)*2\n"
-    "[mamba]\nheads = 8\nhead_dim = 32\nstate = 64\nexpand = 2\nconv = 4\nngroups = 1\n"
-    "[encoder]\nlayers = 1\ncls = true\nheads = 4\nkv_heads = 4\ndh = 32\nmlp = 256\n"
-    "[hsa]\nS = 64\nK = 4\nd_r = 128\nHQ = 16\nH = 1\ndh = 32\nweights = stickbreak\nmlp = 0\nresidual = plain\n"
+    "[model]\nvocab = 256\nd = 256\ncontext = 512\ntied_embeddings = true\nlayers = mamba chunk retrieval (hsa mamba)*2\n"
+    "[mamba]\nheads = 16\nhead_dim = 32\nstate = 64\nexpand = 2\nconv = 4\nngroups = 1\n"
+    "[encoder]\nlayers = 1\ncls = true\nheads = 8\nkv_heads = 8\ndh = 32\nmlp = 768\n"
+    "[hsa]\nS = 64\nK = 8\nd_r = 256\nHQ = 16\nH = 1\ndh = 32\nweights = stickbreak\nmlp = 0\nresidual = plain\n"
     "[init]\nzero_hsa_out = false\nzero_encoder_out = false\nstd = 0.05\n";
 static const char *cfg_dense =
     "[model]\nvocab = 256\nd = 256\ncontext = 512\nlayers = dense*2\n[attn]\nheads = 4\nkv_heads = 2\ndh = 64\nmlp = 512\n";
