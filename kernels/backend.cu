@@ -1,6 +1,7 @@
 /* backend.cu — the few elementwise kernels the cuda backend table needs and the kernel families
- * lack: bf16 <-> fp32 conversion, y += x (bf16, fp32, fp32 into bf16), y *= a, a sum of squares
- * (gradient clipping) and a strided 2-D copy. Default stream; fp32 arithmetic. */
+ * lack: bf16 <-> fp32 conversion, y += x (bf16, fp32, fp32 into bf16), y *= a, y = -exp(x),
+ * y += a*b, a sum of squares (gradient clipping) and a strided 2-D copy; and the event recorder of
+ * the profiled table (backend_profiled). Default stream; fp32 arithmetic. */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
 /* ops.cu — CUDA twins of the common ops (ops.h): GEMMs through cuBLAS (bf16 or fp32 in, fp32
  * accumulate), and plain kernels for RMSNorm, RoPE, SwiGLU, embedding, cross-entropy, AdamW.
  * These are memory-bound ops: each kernel reads its inputs once and writes its outputs once
- * (RMSNorm's dweight and the embedding backward re-read their inputs once more to stay
- * deterministic). Activations are `dt` (bf16 or fp32, see ops.h), math is fp32, row reductions
+ * (the scalar RMSNorm path's dweight and the sorted embedding backward re-read their inputs once
+ * more to stay deterministic; the small-vocabulary embedding backward is a one-hot GEMM). Activations are `dt` (bf16 or fp32, see ops.h), math is fp32, row reductions
  * that feed a scalar loss are fp64. Process state (cuBLAS handle, status word) is created on
  * first use: see ops.h. */
 #include <cublas_v2.h>
