@@ -6,6 +6,7 @@
 #include "backend.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,14 @@ static lc_status cpu_scale_f32(int64_t n, float a, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] *= a;
     return LC_OK;
 }
+static lc_status cpu_negexp_f32(int64_t n, const float *x, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = -expf(x[i]);
+    return LC_OK;
+}
+static lc_status cpu_muladd_f32(int64_t n, const float *a, const float *b, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] += a[i] * b[i];
+    return LC_OK;
+}
 static lc_status cpu_sumsq_f32(int64_t n, const float *x, double *out) {
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
@@ -50,6 +59,14 @@ static lc_status cpu_matmul(int ta, int tb, int64_t M, int64_t N, int64_t K, flo
                             const void *B, float beta, void *C, int c_f32) {
     (void)c_f32;
     return ops_matmul_ref(ta, tb, M, N, K, alpha, A, B, beta, C);
+}
+static lc_status cpu_matmul_batched(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A, int64_t sA,
+                                    const void *B, int64_t sB, float beta, void *C, int64_t sC, int64_t batch, int c_f32) {
+    (void)c_f32;
+    for (int64_t b = 0; b < batch; b++)
+        LC_TRY(ops_matmul_ref(ta, tb, M, N, K, alpha, (const float *)A + b * sA, (const float *)B + b * sB, beta,
+                              (float *)C + b * sC));
+    return LC_OK;
 }
 static lc_status cpu_rmsnorm_f(int64_t R, int64_t D, float eps, const void *x, const void *w, void *y, float *rstd) {
     return ops_rmsnorm_forward_ref(R, D, eps, x, w, y, rstd);
@@ -145,8 +162,8 @@ static const struct backend cpu_table = {
     .alloc = cpu_alloc, .free = cpu_free, .upload = cpu_memcpy, .download = cpu_memcpy, .copy = cpu_memcpy,
     .zero = cpu_zero, .copy2d = cpu_copy2d, .sync = cpu_sync,
     .act_from_f32 = cpu_act_from_f32, .act_to_f32 = cpu_act_to_f32, .add = cpu_add, .add_f32 = cpu_add_f32,
-    .scale_f32 = cpu_scale_f32, .sumsq_f32 = cpu_sumsq_f32,
-    .matmul = cpu_matmul, .rmsnorm_forward = cpu_rmsnorm_f, .rmsnorm_backward = cpu_rmsnorm_b,
+    .scale_f32 = cpu_scale_f32, .sumsq_f32 = cpu_sumsq_f32, .negexp_f32 = cpu_negexp_f32, .muladd_f32 = cpu_muladd_f32,
+    .matmul = cpu_matmul, .matmul_batched = cpu_matmul_batched, .rmsnorm_forward = cpu_rmsnorm_f, .rmsnorm_backward = cpu_rmsnorm_b,
     .rope_forward = cpu_rope_f, .rope_backward = cpu_rope_b, .swiglu_forward = cpu_swiglu_f,
     .swiglu_backward = cpu_swiglu_b, .embedding_forward = cpu_embed_f, .embedding_backward = cpu_embed_b,
     .xent = cpu_xent, .adamw = cpu_adamw, .attn_forward = cpu_attn_f, .attn_backward = cpu_attn_b,
@@ -204,6 +221,11 @@ static lc_status cu_add(int64_t n, const void *x, void *y) { return backend_cuda
 static lc_status cu_matmul(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A,
                            const void *B, float beta, void *C, int c_f32) {
     return ops_matmul_cuda(ta, tb, M, N, K, alpha, A, B, OPS_BF16, beta, C, c_f32 ? OPS_F32 : OPS_BF16, NULL);
+}
+static lc_status cu_matmul_batched(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A, int64_t sA,
+                                   const void *B, int64_t sB, float beta, void *C, int64_t sC, int64_t batch, int c_f32) {
+    return ops_matmul_batched_cuda(ta, tb, M, N, K, alpha, A, sA, B, sB, OPS_BF16, beta, C, sC, c_f32 ? OPS_F32 : OPS_BF16,
+                                   batch, NULL);
 }
 static lc_status cu_rmsnorm_f(int64_t R, int64_t D, float eps, const void *x, const void *w, void *y, float *rstd) {
     return ops_rmsnorm_forward_cuda(OPS_BF16, R, D, eps, x, w, y, rstd, NULL);
@@ -330,8 +352,9 @@ static const struct backend cuda_table = {
     .alloc = cu_alloc, .free = cu_free, .upload = cu_upload, .download = cu_download, .copy = cu_copy,
     .zero = cu_zero, .copy2d = backend_cuda_copy2d, .sync = lc_cuda_sync,
     .act_from_f32 = cu_act_from_f32, .act_to_f32 = cu_act_to_f32, .add = cu_add, .add_f32 = backend_cuda_add_f32,
-    .scale_f32 = backend_cuda_scale_f32, .sumsq_f32 = backend_cuda_sumsq_f32,
-    .matmul = cu_matmul, .rmsnorm_forward = cu_rmsnorm_f, .rmsnorm_backward = cu_rmsnorm_b,
+    .scale_f32 = backend_cuda_scale_f32, .sumsq_f32 = backend_cuda_sumsq_f32, .negexp_f32 = backend_cuda_negexp_f32,
+    .muladd_f32 = backend_cuda_muladd_f32,
+    .matmul = cu_matmul, .matmul_batched = cu_matmul_batched, .rmsnorm_forward = cu_rmsnorm_f, .rmsnorm_backward = cu_rmsnorm_b,
     .rope_forward = cu_rope_f, .rope_backward = cu_rope_b, .swiglu_forward = cu_swiglu_f,
     .swiglu_backward = cu_swiglu_b, .embedding_forward = cu_embed_f, .embedding_backward = cu_embed_b,
     .xent = cu_xent, .adamw = cu_adamw, .attn_forward = cu_attn_f, .attn_backward = cu_attn_b,
@@ -350,10 +373,127 @@ const struct backend *backend_cuda(void) {
     }
     return &cuda_table;
 }
+
+/* ---- profiled table (backend_profiled): each op between two CUDA events, labelled ---- */
+static const struct backend *g_pin; /* the wrapped table */
+static const char *g_psection = "";
+static char g_plabel[96];
+
+#define PW(op, params, args, ...)                                                                  \
+    static lc_status pw_##op params {                                                              \
+        int k_ = backend_cuda_prof_start();                                                        \
+        lc_status s_ = g_pin->op args;                                                             \
+        snprintf(g_plabel, sizeof g_plabel, __VA_ARGS__);                                          \
+        backend_cuda_prof_stop(k_, g_plabel, g_psection);                                          \
+        return s_;                                                                                 \
+    }
+PW(upload, (void *d, const void *s, size_t n), (d, s, n), "upload (host sync)")
+PW(download, (void *d, const void *s, size_t n), (d, s, n), "download (host sync)")
+PW(copy, (void *d, const void *s, size_t n), (d, s, n), "copy")
+PW(zero, (void *p, size_t n), (p, n), "zero")
+PW(copy2d, (void *d, size_t dp, const void *s, size_t sp, size_t w, size_t r), (d, dp, s, sp, w, r),
+   "copy2d%s", r > 1 ? " (strided)" : "")
+PW(act_from_f32, (int64_t n, const float *s, void *d), (n, s, d), "act_from_f32")
+PW(act_to_f32, (int64_t n, const void *s, float *d), (n, s, d), "act_to_f32")
+PW(add, (int64_t n, const void *x, void *y), (n, x, y), "add act")
+PW(add_f32, (int64_t n, const float *x, float *y), (n, x, y), "add f32")
+PW(scale_f32, (int64_t n, float a, float *y), (n, a, y), "scale f32")
+PW(sumsq_f32, (int64_t n, const float *x, double *o), (n, x, o), "sumsq f32 (host sync)")
+PW(matmul, (int ta, int tb, int64_t M, int64_t N, int64_t K, float al, const void *A, const void *B, float be, void *C, int cf),
+   (ta, tb, M, N, K, al, A, B, be, C, cf), "gemm %c%c M=%lld N=%lld K=%lld%s%s", ta ? 'T' : 'N', tb ? 'T' : 'N',
+   (long long)M, (long long)N, (long long)K, be != 0 ? " beta=1" : "", cf ? " C=f32" : "")
+PW(matmul_batched, (int ta, int tb, int64_t M, int64_t N, int64_t K, float al, const void *A, int64_t sA, const void *B, int64_t sB,
+                    float be, void *C, int64_t sC, int64_t nb, int cf),
+   (ta, tb, M, N, K, al, A, sA, B, sB, be, C, sC, nb, cf), "gemm batched %c%c M=%lld N=%lld K=%lld x%lld", ta ? 'T' : 'N',
+   tb ? 'T' : 'N', (long long)M, (long long)N, (long long)K, (long long)nb)
+PW(rmsnorm_forward, (int64_t R, int64_t D, float e, const void *x, const void *w, void *y, float *r), (R, D, e, x, w, y, r),
+   "rmsnorm fwd D=%lld", (long long)D)
+PW(rmsnorm_backward, (int64_t R, int64_t D, const void *x, const void *w, const float *r, const void *dy, void *dx, float *dw, int a),
+   (R, D, x, w, r, dy, dx, dw, a), "rmsnorm bwd D=%lld", (long long)D)
+PW(rope_forward, (int64_t B, int64_t L, int64_t H, int64_t dh, int64_t p, float t, const void *x, void *y), (B, L, H, dh, p, t, x, y),
+   "rope fwd H=%lld", (long long)H)
+PW(rope_backward, (int64_t B, int64_t L, int64_t H, int64_t dh, int64_t p, float t, const void *x, void *y), (B, L, H, dh, p, t, x, y),
+   "rope bwd H=%lld", (long long)H)
+PW(swiglu_forward, (int64_t R, int64_t F, int64_t ld, const void *g, const void *u, void *y), (R, F, ld, g, u, y), "swiglu fwd")
+PW(swiglu_backward, (int64_t R, int64_t F, int64_t ld, const void *g, const void *u, const void *dy, void *dg, void *du),
+   (R, F, ld, g, u, dy, dg, du), "swiglu bwd")
+PW(embedding_forward, (int64_t R, int64_t V, int64_t D, const int32_t *i, const void *t, void *o), (R, V, D, i, t, o),
+   "embedding fwd V=%lld", (long long)V)
+PW(embedding_backward, (int64_t R, int64_t V, int64_t D, const int32_t *i, const void *d, float *t), (R, V, D, i, d, t),
+   "embedding bwd V=%lld", (long long)V)
+PW(xent, (int64_t R, int64_t V, const void *lg, const int32_t *tg, const float *w, float n, float *l, float *rl, void *dl),
+   (R, V, lg, tg, w, n, l, rl, dl), "xent (host sync)")
+PW(adamw, (int64_t n, float *p, const float *g, float *m, float *v, void *pa, const struct ops_adamw *h), (n, p, g, m, v, pa, h), "adamw")
+PW(attn_forward, (const struct attn_shape *s, const void *q, const void *k, const void *v, void *o, float *l), (s, q, k, v, o, l),
+   "attention fwd W=%lld L=%lld %s", (long long)s->W, (long long)s->L, s->causal ? "causal" : "bidir")
+PW(attn_backward, (const struct attn_shape *s, const void *q, const void *k, const void *v, const void *o, const float *l,
+                   const void *d, void *dq, void *dk, void *dv),
+   (s, q, k, v, o, l, d, dq, dk, dv), "attention bwd W=%lld L=%lld %s", (long long)s->W, (long long)s->L, s->causal ? "causal" : "bidir")
+PW(hsa_retrieve, (const struct hsa_shape *s, const void *q, const void *l, int32_t *i, float *sc), (s, q, l, i, sc), "hsa retrieve")
+PW(hsa_scores_backward, (const struct hsa_shape *s, const void *q, const void *l, const int32_t *i, const float *d, void *dq, void *dl),
+   (s, q, l, i, d, dq, dl), "hsa scores bwd")
+PW(hsa_weights_forward, (const struct hsa_shape *s, const float *sc, float *w), (s, sc, w), "hsa weights fwd")
+PW(hsa_weights_backward, (const struct hsa_shape *s, const float *sc, const float *w, const float *dw, float *ds), (s, sc, w, dw, ds),
+   "hsa weights bwd")
+PW(hsa_attend_forward, (const struct hsa_shape *s, const void *q, const void *k, const void *v, const int32_t *i, const float *w,
+                        void *o, float *l),
+   (s, q, k, v, i, w, o, l), "hsa attend fwd")
+PW(hsa_attend_backward, (const struct hsa_shape *s, const void *q, const void *k, const void *v, const int32_t *i, const float *w,
+                         const float *l, const void *d, void *dq, void *dk, void *dv, float *dw),
+   (s, q, k, v, i, w, l, d, dq, dk, dv, dw), "hsa attend bwd")
+PW(mamba_conv_forward, (const struct mamba_conv_shape *s, const void *x, const float *w, const float *b, const void *ti, void *y, void *to),
+   (s, x, w, b, ti, y, to), "mamba conv fwd")
+PW(mamba_conv_backward, (const struct mamba_conv_shape *s, const void *x, const float *w, const float *b, const void *ti, const void *dy,
+                         const void *dto, void *dx, float *dw, float *db, void *dti),
+   (s, x, w, b, ti, dy, dto, dx, dw, db, dti), "mamba conv bwd")
+PW(mamba_scan_forward, (const struct mamba_scan_shape *s, const void *x, const float *dt, const float *dtb, const float *A, const void *Bm,
+                        const void *Cm, const float *D, const void *z, const float *h0, void *y, float *hT),
+   (s, x, dt, dtb, A, Bm, Cm, D, z, h0, y, hT), "mamba scan fwd")
+PW(mamba_scan_backward, (const struct mamba_scan_shape *s, const void *x, const float *dt, const float *dtb, const float *A, const void *Bm,
+                         const void *Cm, const float *D, const void *z, const float *h0, const void *dy, const float *dhT, void *dx,
+                         float *ddt, void *dBm, void *dCm, void *dz, float *dh0, float *dA, float *dD, float *ddtb),
+   (s, x, dt, dtb, A, Bm, Cm, D, z, h0, dy, dhT, dx, ddt, dBm, dCm, dz, dh0, dA, dD, ddtb), "mamba scan bwd")
+#undef PW
+
+static struct backend g_prof_table;
+
+const struct backend *backend_profiled(const struct backend *inner) {
+    if (!inner || !inner->is_cuda) return NULL;
+    g_pin = inner;
+    g_prof_table = *inner;
+    struct backend *t = &g_prof_table;
+    t->name = "cuda (profiled)";
+    t->upload = pw_upload; t->download = pw_download; t->copy = pw_copy; t->zero = pw_zero; t->copy2d = pw_copy2d;
+    t->act_from_f32 = pw_act_from_f32; t->act_to_f32 = pw_act_to_f32; t->add = pw_add; t->add_f32 = pw_add_f32;
+    t->scale_f32 = pw_scale_f32; t->sumsq_f32 = pw_sumsq_f32; t->matmul = pw_matmul; t->matmul_batched = pw_matmul_batched;
+    t->rmsnorm_forward = pw_rmsnorm_forward; t->rmsnorm_backward = pw_rmsnorm_backward;
+    t->rope_forward = pw_rope_forward; t->rope_backward = pw_rope_backward;
+    t->swiglu_forward = pw_swiglu_forward; t->swiglu_backward = pw_swiglu_backward;
+    t->embedding_forward = pw_embedding_forward; t->embedding_backward = pw_embedding_backward;
+    t->xent = pw_xent; t->adamw = pw_adamw; t->attn_forward = pw_attn_forward; t->attn_backward = pw_attn_backward;
+    t->hsa_retrieve = pw_hsa_retrieve; t->hsa_scores_backward = pw_hsa_scores_backward;
+    t->hsa_weights_forward = pw_hsa_weights_forward; t->hsa_weights_backward = pw_hsa_weights_backward;
+    t->hsa_attend_forward = pw_hsa_attend_forward; t->hsa_attend_backward = pw_hsa_attend_backward;
+    t->mamba_conv_forward = pw_mamba_conv_forward; t->mamba_conv_backward = pw_mamba_conv_backward;
+    t->mamba_scan_forward = pw_mamba_scan_forward; t->mamba_scan_backward = pw_mamba_scan_backward;
+    return t;
+}
+void backend_prof_section(const char *name) { g_psection = name ? name : ""; }
+void backend_prof_report(FILE *f, int steps, double wall_ms) { backend_cuda_prof_report(f, steps, wall_ms); }
 #else
 const struct backend *backend_cuda(void) {
     lc_errorf(LC_EUNSUPPORTED, "cuda backend: not built (no nvcc at build time, or CUDA=0)");
     return NULL;
+}
+const struct backend *backend_profiled(const struct backend *inner) {
+    (void)inner;
+    return NULL;
+}
+void backend_prof_section(const char *name) { (void)name; }
+void backend_prof_report(FILE *f, int steps, double wall_ms) {
+    (void)f;
+    (void)steps;
+    (void)wall_ms;
 }
 #endif
 

@@ -20,6 +20,7 @@
 #define LONGCTX_BACKEND_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "attention.h"
@@ -56,11 +57,17 @@ struct backend {
     lc_status (*add_f32)(int64_t n, const float *x, float *y);           /* y += x (f32) */
     lc_status (*scale_f32)(int64_t n, float a, float *y);                /* y *= a (f32) */
     lc_status (*sumsq_f32)(int64_t n, const float *x, double *out_host); /* sum x^2 -> host */
+    lc_status (*negexp_f32)(int64_t n, const float *x, float *y);        /* y = -exp(x) */
+    lc_status (*muladd_f32)(int64_t n, const float *a, const float *b, float *y); /* y += a*b */
 
     /* ---- common ops (ops.h); weights in act, dweight / dtable f32 (acc) ---- */
     /* c_f32 = 1: C is an f32 parameter gradient (beta = 1 accumulates); 0: C is act. */
     lc_status (*matmul)(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A,
                         const void *B, float beta, void *C, int c_f32);
+    /* for b < batch: C_b = alpha op(A_b) op(B_b) + beta C_b, X_b = X + b * sX (elements; 0 shares) */
+    lc_status (*matmul_batched)(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                                const void *A, int64_t sA, const void *B, int64_t sB, float beta,
+                                void *C, int64_t sC, int64_t batch, int c_f32);
     lc_status (*rmsnorm_forward)(int64_t R, int64_t D, float eps, const void *x, const void *w,
                                  void *y, float *rstd);
     lc_status (*rmsnorm_backward)(int64_t R, int64_t D, const void *x, const void *w,
@@ -146,6 +153,14 @@ const struct backend *backend_cuda(void);
 /* "cpu" | "cuda" | "auto" (cuda when available, else cpu). */
 const struct backend *backend_by_name(const char *name);
 
+/* Profiling (cuda only; NULL elsewhere): the same table with a pair of CUDA events around every
+ * op (no synchronization while recording), labelled by the op, its main dims and the section the
+ * model last named (backend_prof_section). backend_prof_report() waits once, then prints the
+ * device time per op label and per section, sorted, per step, against the wall time per step. */
+const struct backend *backend_profiled(const struct backend *inner);
+void backend_prof_section(const char *name); /* a static string; no-op cost when not profiling */
+void backend_prof_report(FILE *f, int steps, double wall_ms);
+
 #if LC_CUDA
 /* backend.cu: elementwise kernels for the cuda table (default stream). */
 lc_status backend_cuda_bf16_from_f32(int64_t n, const float *src, bf16_t *dst);
@@ -155,8 +170,14 @@ lc_status backend_cuda_add_f32_to_bf16(int64_t n, const float *x, bf16_t *y);
 lc_status backend_cuda_add_f32(int64_t n, const float *x, float *y);
 lc_status backend_cuda_scale_f32(int64_t n, float a, float *y);
 lc_status backend_cuda_sumsq_f32(int64_t n, const float *x, double *out_host);
+lc_status backend_cuda_negexp_f32(int64_t n, const float *x, float *y);
+lc_status backend_cuda_muladd_f32(int64_t n, const float *a, const float *b, float *y);
 lc_status backend_cuda_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch,
                               size_t width, size_t rows);
+int backend_cuda_prof_start(void);
+void backend_cuda_prof_stop(int slot, const char *label, const char *section);
+void backend_cuda_prof_flush(void);
+void backend_cuda_prof_report(FILE *f, int steps, double wall_ms);
 #endif
 
 #ifdef __cplusplus

@@ -21,7 +21,9 @@
  *     call; do not call the CUDA ops from several host threads at once.
  *   - Determinism: every CUDA op gives bit-identical results run to run (no float atomics:
  *     dweight of RMSNorm goes through per-block partials reduced in a fixed order; the
- *     embedding backward sorts ids with a stable radix sort and sums each id's rows in order).
+ *     embedding backward is a GEMM (small V) or a stable sort and in-order sums (large V)).
+ *   - Scratch comes from cudaMallocAsync; the default pool is set to keep freed memory (release
+ *     threshold max) so that a synchronization does not hand it back and re-map it each call.
  */
 #ifndef LONGCTX_OPS_H
 #define LONGCTX_OPS_H
@@ -53,9 +55,20 @@ lc_status ops_matmul_cuda(int ta, int tb, int64_t M, int64_t N, int64_t K, float
                           const void *A, const void *B, int ab_dt, float beta, void *C, int c_dt,
                           void *stream);
 
+/* Strided batched form: for b < batch, C_b = alpha op(A_b) op(B_b) + beta C_b with
+ * X_b = X + b * sX (strides in elements; sA = 0 or sB = 0 shares one matrix); each matrix is
+ * row-major and contiguous as in ops_matmul_cuda. One cublasGemmStridedBatchedEx call. */
+lc_status ops_matmul_batched_cuda(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                                  const void *A, int64_t sA, const void *B, int64_t sB, int ab_dt,
+                                  float beta, void *C, int64_t sC, int c_dt, int64_t batch,
+                                  void *stream);
+
 /* ---- RMSNorm -----------------------------------------------------------------------------
  * x [R,D], weight [D]:  rstd[r] = 1/sqrt(mean_j x[r,j]^2 + eps),  y = x * rstd[r] * weight.
  * rstd [R] (fp32) is saved for the backward; may be NULL in the forward (inference).
+ * CUDA bf16 rows with D % 8 == 0 (D <= 256 a power-of-two number of 8-wide vectors, or
+ * D = 512, 768, 1024) and 16-byte aligned rows use vector kernels (16-byte loads, the row in
+ * registers, one pass); other shapes and fp32 use one warp per row.
  * Backward, with xh = x*rstd and g = weight*dy:
  *   dx = rstd * (g - xh * mean_j(g*xh))   (dx += that when accumulate_dx = 1: the residual
  *                                          stream's gradient arrives already in dx)
@@ -112,8 +125,10 @@ lc_status ops_swiglu_backward_cuda(int dt, int64_t R, int64_t F, int64_t ld, con
  * Backward: dtable[ids[r],:] += dout[r,:] (fp32 dtable).
  * An id outside [0, V) is an error naming the row and the id. The CUDA versions find it on the
  * device and synchronize `stream` once to report it (out-of-range rows are never read or
- * written); the backward sorts (row, id) pairs with CUB's stable radix sort and sums each id's
- * rows in row order: deterministic. */
+ * written; the backward writes nothing then). Backward, V <= 1024: dtable += onehot(ids)^T dout
+ * as cuBLAS GEMMs over chunks of rows (exact 0/1 factors, fp32 accumulation); larger V: (row, id)
+ * pairs sorted with CUB's stable radix sort, each id's rows summed in row order. Both
+ * deterministic. The forward moves 16-byte vectors when rows are aligned. */
 lc_status ops_embedding_forward_ref(int64_t R, int64_t V, int64_t D, const int32_t *ids,
                                     const float *table, float *out);
 lc_status ops_embedding_backward_ref(int64_t R, int64_t V, int64_t D, const int32_t *ids,

@@ -13,6 +13,14 @@ lc_status ops_matmul_cuda(int ta, int tb, int64_t M, int64_t N, int64_t K, float
     (void)beta, (void)C, (void)c_dt, (void)stream;
     return no_cuda(__func__);
 }
+lc_status ops_matmul_batched_cuda(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                                  const void *A, int64_t sA, const void *B, int64_t sB, int ab_dt,
+                                  float beta, void *C, int64_t sC, int c_dt, int64_t batch,
+                                  void *stream) {
+    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)sA, (void)B, (void)sB;
+    (void)ab_dt, (void)beta, (void)C, (void)sC, (void)c_dt, (void)batch, (void)stream;
+    return no_cuda(__func__);
+}
 lc_status ops_rmsnorm_forward_cuda(int dt, int64_t R, int64_t D, float eps, const void *x,
                                    const void *weight, void *y, float *rstd, void *stream) {
     (void)dt, (void)R, (void)D, (void)eps, (void)x, (void)weight, (void)y, (void)rstd, (void)stream;

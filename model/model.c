@@ -21,7 +21,7 @@
  *     then the HSA/GCA part as without it; with residual = bypass the GCA output feeds only the
  *     MLP: x = h + MLP(RMSNorm(h + o_proj(GCA(h)))) (hsa.md 4.3).
  *   Oracle retrieval and segmented prefill (infer.c) refuse GCA; the CLS-less landmark mean is
- *   one small matmul per chunk (a per-launch cost on cuda, not tuned). */
+ *   one strided batched matmul over the chunks. */
 #include "model.h"
 
 #include <math.h>
@@ -218,7 +218,8 @@ static lc_status check_supported(const lc_config *c) {
         if (c->mask_window) return lc_errorf(LC_EUNSUPPORTED, "model: hsa.mask_window is not implemented in the runner yet");
         if (c->enc_layers < 1) return lc_errorf(LC_EUNSUPPORTED, "model: the chunk encoder needs encoder.layers >= 1 in the runner");
         if (c->enc_prenorm) return lc_errorf(LC_EUNSUPPORTED, "model: encoder.prenorm is not implemented in the runner yet");
-        if (c->residual == LC_RESIDUAL_PLAIN) return lc_errorf(LC_EUNSUPPORTED, "model: hsa.residual = plain is not implemented yet");
+        if (c->residual == LC_RESIDUAL_PLAIN && c->hsa_mlp > 0)
+            return lc_errorf(LC_EUNSUPPORTED, "model: hsa.residual = plain takes no hsa MLP (RAMba: x + o_proj(HSA)); set hsa.mlp = 0");
     }
     if (has_mamba && c->mamba_mlp) return lc_errorf(LC_EUNSUPPORTED, "model: mamba.mlp > 0 is not implemented in the runner yet");
     if (c->attn_bias) return lc_errorf(LC_EUNSUPPORTED, "model: attn.bias is not implemented in the runner yet");
@@ -287,7 +288,7 @@ lc_status model_create(lc_model *m, const lc_config *cfg, const struct backend *
             if (cfg->swa_inside) LC_TRY(attn_params_find(m, &l->swa_p, look_swa, i, 0));
             LC_TRY(mlp_find(m, i, &l->ap.mlp_norm, &l->ap.w_gate, &l->ap.w_down, cfg->hsa_mlp, -1));
             if (l->ap.w_gate < 0 && cfg->residual != LC_RESIDUAL_PLAIN)
-                return lc_errorf(LC_EUNSUPPORTED, "model: hsa layer %d without an MLP needs residual = plain (not implemented)", i);
+                return lc_errorf(LC_EUNSUPPORTED, "model: hsa layer %d without an MLP needs residual = plain", i);
             break;
         case LC_LAYER_MAMBA:
             l->norm = TENSOR(i, "norm");
@@ -619,6 +620,23 @@ static struct hsa_shape hsa_shape_of(const lc_model *m) {
 }
 
 /* ---------------------------------------------------------------- chunk layer */
+/* Token rows [B, T, d] <-> chunk rows [B*C, S1, d] (the S token rows of each chunk; the CLS row
+ * untouched). One strided copy when T = C*S (rows of consecutive batch rows are contiguous),
+ * else one per batch row. to_chunks = 1: chunks <- tokens. */
+static lc_status chunk_rows(lc_model *m, int to_chunks, void *chunks, void *tokens) {
+    const struct backend *be = m->be;
+    const size_t ab = be->act_bytes;
+    const int64_t B = m->B, T = m->T, d = m->cfg.d, S = m->cfg.S, S1 = S + (m->cfg.enc_cls != 0), C = n_chunks(m, T);
+    const size_t cp = (size_t)(S1 * d) * ab, tp = (size_t)(S * d) * ab;
+    if (C * S == T)
+        return to_chunks ? be->copy2d(chunks, cp, tokens, tp, tp, (size_t)(B * C)) : be->copy2d(tokens, tp, chunks, cp, tp, (size_t)(B * C));
+    for (int64_t b = 0; b < B; b++) {
+        void *cb = ACT(m, chunks, b * C * S1 * d), *tb = ACT(m, tokens, b * T * d);
+        LC_TRY(to_chunks ? be->copy2d(cb, cp, tb, tp, tp, (size_t)C) : be->copy2d(tb, tp, cb, cp, tp, (size_t)C));
+    }
+    return LC_OK;
+}
+
 static lc_status chunk_fwd(lc_model *m, struct model_layer *l, const void *x) {
     const struct backend *be = m->be;
     const lc_config *c = &m->cfg;
@@ -632,9 +650,7 @@ static lc_status chunk_fwd(lc_model *m, struct model_layer *l, const void *x) {
     if (C == 0) return LC_OK;
     const int64_t BC = B * C;
     /* E0 [BC, S1, d]: S token rows then CLS */
-    for (int64_t b = 0; b < B; b++)
-        LC_TRY(be->copy2d(ACT(m, l->E0, b * C * S1 * d), (size_t)(S1 * d) * ab, ACT(m, x, b * T * d), (size_t)(S * d) * ab,
-                          (size_t)(S * d) * ab, (size_t)C));
+    LC_TRY(chunk_rows(m, 1, l->E0, (void *)x));
     if (c->enc_cls) {
         void *clsb = s->g[0]; /* [BC, d] = cls broadcast through an embedding lookup with id 0 */
         LC_TRY(be->embedding_forward(BC, 1, d, s->zero_ids, WP(m, l->cls), clsb));
@@ -651,13 +667,10 @@ static lc_status chunk_fwd(lc_model *m, struct model_layer *l, const void *x) {
     if (c->enc_cls) /* landmark source: the CLS output */
         LC_TRY(be->copy2d(l->lmk_src, (size_t)d * ab, ACT(m, l->E0, S * d), (size_t)(S1 * d) * ab, (size_t)d * ab, (size_t)BC));
     else /* the mean of the chunk's S normed encoder outputs: (1/S) ones[1, S] En[bc] per chunk */
-        for (int64_t bc = 0; bc < BC; bc++)
-            LC_TRY(be->matmul(0, 0, 1, d, S, 1.0f / (float)S, s->ones, ACT(m, l->E0, bc * S1 * d), 0.0f, ACT(m, l->lmk_src, bc * d), 0));
+        LC_TRY(be->matmul_batched(0, 0, 1, d, S, 1.0f / (float)S, s->ones, 0, l->E0, S1 * d, 0.0f, l->lmk_src, d, BC, 0));
     if (l->lmk_ln >= 0) LC_TRY(linear_fwd(m, BC, d, c->d_r, l->lmk_src, l->lmk_ln, s->lmk, 0.0f));
     else LC_TRY(be->copy(s->lmk, l->lmk_src, (size_t)(BC * d) * ab)); /* GCA: d_r = d, no projection */
-    for (int64_t b = 0; b < B; b++)
-        LC_TRY(be->copy2d(ACT(m, l->Etok, b * T * d), (size_t)(S * d) * ab, ACT(m, l->E0, b * C * S1 * d), (size_t)(S1 * d) * ab,
-                          (size_t)(S * d) * ab, (size_t)C));
+    LC_TRY(chunk_rows(m, 0, l->E0, l->Etok));
     LC_TRY(linear_fwd(m, B * T, d, H * dh, l->Etok, l->proj_k, l->kpre, 0.0f));
     if (l->ck_norm >= 0) LC_TRY(be->rmsnorm_forward(B * T * H, dh, eps, l->kpre, WP(m, l->ck_norm), s->mem_k, l->rstd_kc));
     else LC_TRY(be->copy(s->mem_k, l->kpre, (size_t)(B * T * H * dh) * ab));
@@ -694,17 +707,14 @@ static lc_status chunk_bwd(lc_model *m, struct model_layer *l, void *dx) {
     LC_TRY(linear_bwd(m, B * T, d, H * dh, l->Etok, l->proj_k, gk, dEtok, 0.0f));
     LC_TRY(linear_bwd(m, B * T, d, H * dh, l->Etok, l->proj_v, s->dmem_v, dEtok, 1.0f));
     /* dEn [BC, S1, d]: token rows from dEtok, CLS rows from the landmark projection */
-    for (int64_t b = 0; b < B; b++)
-        LC_TRY(be->copy2d(ACT(m, dEn, b * C * S1 * d), (size_t)(S1 * d) * ab, ACT(m, dEtok, b * T * d), (size_t)(S * d) * ab,
-                          (size_t)(S * d) * ab, (size_t)C));
+    LC_TRY(chunk_rows(m, 1, dEn, dEtok));
     void *dsrc = s->g[1];
     if (l->lmk_ln >= 0) LC_TRY(linear_bwd(m, BC, d, c->d_r, l->lmk_src, l->lmk_ln, s->dlmk, dsrc, 0.0f));
     else LC_TRY(be->copy(dsrc, s->dlmk, (size_t)(BC * d) * ab));
     if (c->enc_cls)
         LC_TRY(be->copy2d(ACT(m, dEn, S * d), (size_t)(S1 * d) * ab, dsrc, (size_t)d * ab, (size_t)d * ab, (size_t)BC));
     else /* mean: every token row of chunk bc gets dsrc[bc] / S (ones[S, 1] dsrc[bc] added) */
-        for (int64_t bc = 0; bc < BC; bc++)
-            LC_TRY(be->matmul(0, 0, S, d, 1, 1.0f / (float)S, s->ones, ACT(m, dsrc, bc * d), 1.0f, ACT(m, dEn, bc * S1 * d), 0));
+        LC_TRY(be->matmul_batched(0, 0, S, d, 1, 1.0f / (float)S, s->ones, 0, dsrc, d, 1.0f, dEn, S1 * d, BC, 0));
     LC_TRY(be->rmsnorm_backward(BC * S1, d, l->Eout, WP(m, l->enc_norm), l->enc_rstd, dEn, dE, GP(m, l->enc_norm), 0));
     /* the encoder blocks use g[0..5] as scratch: keep dE in Eout (no longer needed) */
     LC_TRY(be->copy(l->Eout, dE, (size_t)(BC * S1 * d) * ab));
@@ -718,9 +728,7 @@ static lc_status chunk_bwd(lc_model *m, struct model_layer *l, void *dx) {
     }
     void *dX = s->g[1];
     LC_TRY(be->zero(dX, (size_t)(B * T * d) * ab));
-    for (int64_t b = 0; b < B; b++)
-        LC_TRY(be->copy2d(ACT(m, dX, b * T * d), (size_t)(S * d) * ab, ACT(m, l->Eout, b * C * S1 * d), (size_t)(S1 * d) * ab,
-                          (size_t)(S * d) * ab, (size_t)C));
+    LC_TRY(chunk_rows(m, 0, l->Eout, dX));
     return be->add(B * T * d, dX, dx);
 }
 
@@ -865,6 +873,8 @@ static lc_status hsa_fwd(lc_model *m, int i, void *x) {
     else LC_TRY(be->copy(l->q, l->q_pre, (size_t)(R * qd) * ab));
     struct hsa_shape h = hsa_shape_of(m);
     LC_TRY(be->hsa_attend_forward(&h, l->q, s->mem_k, s->mem_v, r->idx, r->wts, l->o, l->lse));
+    if (c->residual == LC_RESIDUAL_PLAIN) /* RAMba: x += o_proj(HSA), no MLP */
+        return linear_fwd(m, R, qd, d, l->o, l->o_proj, x, 1.0f);
     LC_TRY(be->copy(l->t, x, (size_t)(R * d) * ab));
     LC_TRY(linear_fwd(m, R, qd, d, l->o, l->o_proj, l->t, 1.0f));
     if (c->residual == LC_RESIDUAL_RESET) LC_TRY(be->copy(x, l->t, (size_t)(R * d) * ab));
@@ -878,7 +888,9 @@ static lc_status hsa_bwd(lc_model *m, int i, void *dx) {
     struct model_layer *l = &m->layers[i], *r = group_retrieval(m, i);
     const int64_t R = m->B * m->T, d = c->d, dh = hsa_dh(c), qd = c->HQ * dh, kvn = R * c->H * dh;
     const void *da;
-    if (c->residual == LC_RESIDUAL_RESET) {
+    if (c->residual == LC_RESIDUAL_PLAIN) {
+        da = dx; /* x_out = x + a */
+    } else if (c->residual == LC_RESIDUAL_RESET) {
         LC_TRY(mlp_bwd(m, R, c->hsa_mlp, l->ap.mlp_norm, l->ap.w_gate, l->ap.w_down, &l->ms, l->t, dx, dx, 1));
         da = dx;
     } else { /* bypass: a reaches x only through the MLP */
@@ -945,12 +957,8 @@ static lc_status mamba_fwd(lc_model *m, struct model_layer *l, void *x) {
     LC_TRY(be->copy2d(l->xs, (size_t)a.di * ab, l->xbc_c, rx, (size_t)a.di * ab, (size_t)R));
     LC_TRY(be->copy2d(l->Bm, (size_t)a.gn * ab, ACT(m, l->xbc_c, a.di), rx, (size_t)a.gn * ab, (size_t)R));
     LC_TRY(be->copy2d(l->Cm, (size_t)a.gn * ab, ACT(m, l->xbc_c, a.di + a.gn), rx, (size_t)a.gn * ab, (size_t)R));
-    /* A = -exp(A_log): nh values, computed on the host */
-    float Ah[1024];
-    if (a.nh > 1024) return lc_errorf(LC_EUNSUPPORTED, "model: mamba.heads > 1024");
-    LC_TRY(be->download(Ah, MP(m, l->A_log), (size_t)a.nh * 4));
-    for (int64_t k = 0; k < a.nh; k++) Ah[k] = -expf(Ah[k]);
-    LC_TRY(be->upload(l->A, Ah, (size_t)a.nh * 4));
+    /* A = -exp(A_log) (on the device: no host round trip) */
+    LC_TRY(be->negexp_f32(a.nh, MP(m, l->A_log), l->A));
     struct mamba_scan_shape ss = {B, T, a.nh, c->mamba_dh, c->mamba_ngroups, c->mamba_state};
     LC_TRY(be->mamba_scan_forward(&ss, l->xs, l->dt, MP(m, l->dt_bias), l->A, l->Bm, l->Cm, MP(m, l->Dp), l->z, NULL, l->y, NULL));
     LC_TRY(be->rmsnorm_forward(R, a.di, (float)c->norm_eps, l->y, WP(m, l->gate_norm), l->yn, l->rstd_g));
@@ -972,13 +980,8 @@ static lc_status mamba_bwd(lc_model *m, struct model_layer *l, void *dx) {
     float *ddt = s->f[0], *dpar = s->f[1];
     LC_TRY(be->mamba_scan_backward(&ss, l->xs, l->dt, MP(m, l->dt_bias), l->A, l->Bm, l->Cm, MP(m, l->Dp), l->z, NULL, dy, NULL,
                                    dxs, ddt, dBm, dCm, dz, NULL, dpar, dpar + a.nh, dpar + 2 * a.nh));
-    /* dA_log = dA * A */
-    float h[3 * 1024], Ah[1024];
-    LC_TRY(be->download(h, dpar, (size_t)(3 * a.nh) * 4));
-    LC_TRY(be->download(Ah, l->A, (size_t)a.nh * 4));
-    for (int64_t k = 0; k < a.nh; k++) h[k] *= Ah[k];
-    LC_TRY(be->upload(dpar, h, (size_t)(3 * a.nh) * 4));
-    LC_TRY(be->add_f32(a.nh, dpar, GP(m, l->A_log)));
+    /* dA_log += dA * A (A = -exp(A_log), so dA/dA_log = A) */
+    LC_TRY(be->muladd_f32(a.nh, dpar, l->A, GP(m, l->A_log)));
     LC_TRY(be->add_f32(a.nh, dpar + a.nh, GP(m, l->Dp)));
     LC_TRY(be->add_f32(a.nh, dpar + 2 * a.nh, GP(m, l->dt_bias)));
     /* d(conv output) [R, xc] from dxs, dBm, dCm */
@@ -1042,9 +1045,13 @@ lc_status model_step(lc_model *m, int64_t B, int64_t T, const int32_t *tokens, c
     LC_TRY(need(head, -1, "head"));
     LC_TRY(need(fnorm, -1, "final_norm"));
     /* forward */
+    static const char *const fwd_sec[] = {"fwd swa", "fwd dense", "fwd mamba", "fwd chunk", "fwd retrieval", "fwd hsa"}; /* lc_layer_kind order */
+    static const char *const bwd_sec[] = {"bwd swa", "bwd dense", "bwd mamba", "bwd chunk", "bwd retrieval", "bwd hsa"};
+    backend_prof_section("embed+inputs");
     LC_TRY(be->embedding_forward(R, V, d, s->ids, WP(m, embed), s->x));
     for (int i = 0; i < c->n_layers; i++) {
         struct model_layer *l = &m->layers[i];
+        backend_prof_section(l->kind >= 0 && l->kind < 6 ? fwd_sec[l->kind] : "fwd ?");
         switch (l->kind) {
         case LC_LAYER_SWA:
         case LC_LAYER_DENSE: {
@@ -1058,6 +1065,7 @@ lc_status model_step(lc_model *m, int64_t B, int64_t T, const int32_t *tokens, c
         case LC_LAYER_MAMBA: LC_TRY(mamba_fwd(m, l, s->x)); break;
         }
     }
+    backend_prof_section("head+xent");
     LC_TRY(be->rmsnorm_forward(R, d, (float)c->norm_eps, s->x, WP(m, fnorm), s->hf, s->rstd_f));
     LC_TRY(linear_fwd(m, R, d, V, s->hf, head, s->logits, 0.0f));
     LC_TRY(be->xent(R, V, s->logits, s->targets, s->lw, (float)wsum, loss, s->row_loss, backward ? s->logits : NULL));
@@ -1074,6 +1082,7 @@ lc_status model_step(lc_model *m, int64_t B, int64_t T, const int32_t *tokens, c
     }
     for (int i = c->n_layers - 1; i >= 0; i--) {
         struct model_layer *l = &m->layers[i];
+        backend_prof_section(l->kind >= 0 && l->kind < 6 ? bwd_sec[l->kind] : "bwd ?");
         switch (l->kind) {
         case LC_LAYER_SWA:
         case LC_LAYER_DENSE: {
@@ -1087,6 +1096,7 @@ lc_status model_step(lc_model *m, int64_t B, int64_t T, const int32_t *tokens, c
         case LC_LAYER_MAMBA: LC_TRY(mamba_bwd(m, l, s->dx)); break;
         }
     }
+    backend_prof_section("embed+inputs");
     return be->embedding_backward(R, V, d, s->ids, s->dx, GP(m, embed));
 }
 
@@ -1246,4 +1256,78 @@ lc_status model_diagnostics(const lc_model *m, struct model_diag *out) {
     }
     free(h);
     return st;
+}
+
+/* ---------------------------------------------------------------- model FLOPs (for MFU) */
+/* Average over t in [0, T) of min(t + 1, cap) (cap <= 0: t + 1): keys a causal query sees. */
+static double avg_keys(int64_t T, int64_t cap) {
+    double s = 0;
+    for (int64_t t = 0; t < T; t++) s += (double)(cap > 0 && t + 1 > cap ? cap : t + 1);
+    return T > 0 ? s / (double)T : 0;
+}
+
+/* Linear FLOPs (2 * in * out per row) of one attention block (+ MLP) over one row. */
+static double block_linear_flops(int64_t d, int64_t HQ, int64_t Hk, int64_t dh, int64_t F) {
+    return 2.0 * (double)d * (double)((HQ + 2 * Hk) * dh) + 2.0 * (double)(HQ * dh) * d + (F > 0 ? 6.0 * (double)d * F : 0);
+}
+
+double model_train_flops(const lc_config *c, int64_t B, int64_t T, double *matmul_part) {
+    const int64_t d = c->d, R = B * T;
+    const int64_t adh = attn_dh(c), edh = enc_dh(c), hdh = hsa_dh(c);
+    const int64_t C = c->S > 0 ? T / c->S : 0, S1 = c->S + (c->enc_cls != 0);
+    double lin = 0, mix = 0; /* forward FLOPs of the whole batch: linears, token mixers */
+    double swa_keys = avg_keys(T, c->W + 1), dense_keys = avg_keys(T, 0);
+    /* HSA: token t attends min(K, chunks visible) * S keys; GCA rows see chunks < r - 1 */
+    double hsa_keys = 0, ret_chunks = 0;
+    for (int64_t t = 0; c->S > 0 && t < T; t++) {
+        int64_t vis = c->block_q == 1 ? t / c->S : (t / c->S) - 1;
+        if (vis < 0) vis = 0;
+        hsa_keys += (double)((vis < c->K ? vis : c->K) * c->S);
+        ret_chunks += (double)vis;
+    }
+    if (T > 0) {
+        hsa_keys /= (double)T;
+        ret_chunks /= (double)T;
+    }
+    for (int i = 0; i < c->n_layers; i++) {
+        switch (c->layers[i].kind) {
+        case LC_LAYER_SWA:
+        case LC_LAYER_DENSE:
+            lin += (double)R * block_linear_flops(d, c->attn_heads, c->attn_kv_heads, adh, c->attn_mlp);
+            mix += (double)R * 4.0 * (double)(c->attn_heads * adh) * (c->layers[i].kind == LC_LAYER_SWA ? swa_keys : dense_keys);
+            break;
+        case LC_LAYER_CHUNK: {
+            const double Re = (double)(B * C * S1);
+            lin += (double)c->enc_layers * Re * block_linear_flops(d, c->enc_heads, c->enc_kv_heads, edh, c->enc_mlp);
+            mix += (double)c->enc_layers * Re * 4.0 * (double)(c->enc_heads * edh) * (double)S1;
+            if (c->block_q == 1) lin += (double)(B * C) * 2.0 * (double)d * c->d_r; /* lmk_ln */
+            lin += (double)R * 2.0 * 2.0 * (double)d * (double)(c->H * hdh);   /* proj_k, proj_v */
+            break;
+        }
+        case LC_LAYER_RETRIEVAL: {
+            const double rows = (double)(B * ((T + c->block_q - 1) / c->block_q));
+            if (c->block_q == 1) lin += (double)R * 2.0 * (double)d * c->d_r; /* ln */
+            mix += rows * 2.0 * (double)c->d_r * ret_chunks;                 /* scores vs every visible landmark */
+            break;
+        }
+        case LC_LAYER_HSA:
+            if (c->swa_inside) {
+                lin += (double)R * block_linear_flops(d, c->attn_heads, c->attn_kv_heads, adh, 0);
+                mix += (double)R * 4.0 * (double)(c->attn_heads * adh) * swa_keys;
+            }
+            lin += (double)R * (2.0 * 2.0 * (double)d * (double)(c->HQ * hdh) + 6.0 * (double)d * c->hsa_mlp);
+            mix += (double)R * 4.0 * (double)(c->HQ * hdh) * hsa_keys;
+            break;
+        case LC_LAYER_MAMBA: {
+            const int64_t di = c->mamba_heads * c->mamba_dh, gn = c->mamba_ngroups * c->mamba_state;
+            const int64_t np = 2 * di + 2 * gn + c->mamba_heads;
+            lin += (double)R * (2.0 * (double)d * np + 2.0 * (double)di * d);
+            mix += (double)R * 4.0 * (double)di * (double)c->mamba_state; /* state update + readout */
+            break;
+        }
+        }
+    }
+    lin += (double)R * 2.0 * (double)d * c->vocab; /* head */
+    if (matmul_part) *matmul_part = 3.0 * lin;
+    return 3.0 * (lin + mix);
 }

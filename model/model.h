@@ -12,7 +12,8 @@
  *                 proj_v E [B, T, H, dh] (rows past the last complete chunk are zero, never read)
  *   retrieval     q_r = ln(n(x)); top-k over landmarks; fusion weights (softmax | stick-breaking)
  *   hsa           a = o_proj HSA(q_norm(q_proj n(x)), mem_k, mem_v, group's idx and weights);
- *                 bypass: x += MLP(n(x + a)); reset: x = x + a + MLP(n(x + a))
+ *                 bypass: x += MLP(n(x + a)); reset: x = x + a + MLP(n(x + a)); plain (RAMba,
+ *                 no MLP): x += a
  *   mamba         x += out_proj gate_norm(scan(conv(xBC)) * silu(z)) with [z, xBC, dt] = in_proj n(x)
  *   head          logits = head n(x) (tied: embed); loss = sum_t w_t nll_t / sum_t w_t
  * No gradient flows through top-k indices; gradients reach the scores through the weights.
@@ -106,6 +107,23 @@ lc_status model_grad_norm(const lc_model *m, double *norm);
 
 /* One AdamW step on every parameter with the given hyper-parameters (grad_scale folds clipping). */
 lc_status model_adamw(lc_model *m, const struct ops_adamw *h);
+
+/* Model FLOPs of one training step (forward + backward) over B rows of T tokens, the numerator of
+ * an honest MFU (train.c divides FLOPs/s by 800 TFLOP/s, the H100's measured bf16 rate).
+ * Counted, per row of each matmul and per query of each token mixer, with backward = 2 x forward
+ * (no recomputation counted; so the step total is 3 x forward):
+ *   linear y = x W^T [out, in]:  2 * in * out        (every projection, the MLPs, the head; the
+ *                                                    encoder's over its B * C * (S + CLS) rows)
+ *   attention (causal / SWA / the bidirectional encoder): 4 * HQ * dh * keys, with keys the mean
+ *                                number of visible keys: (T + 1) / 2 dense, min(t + 1, W + 1)
+ *                                averaged over t for SWA, S + CLS in the encoder
+ *   HSA attend: 4 * HQ * dh * min(K, visible chunks) * S;  retrieval scores: 2 * d_r * visible
+ *                                chunks per retrieval row (top-k and weights not counted)
+ *   Mamba-2 scan: 4 * d_inner * N (recurrent form: state update and readout)
+ * Norms, RoPE, SwiGLU, the embedding lookup, softmaxes and the cross-entropy count 0.
+ * matmul_part (optional) receives the linear layers' share (the classic 6N-style count, exact
+ * for the rows each weight is applied to). */
+double model_train_flops(const lc_config *c, int64_t B, int64_t T, double *matmul_part);
 
 #ifdef __cplusplus
 }

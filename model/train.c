@@ -42,7 +42,9 @@ static void usage(FILE *f) {
             "  --stop-after N      stop (and save) after step N of the --steps schedule (resume later)\n"
             "  --log-every N       log interval (default 10)          --csv PATH  append one row per log line\n"
             "  --haystack FILE     prose haystack for tasks that need one (default: the Jargon File)\n"
-            "  --mqar-kv N         mqar key-value pairs (default 16)\n");
+            "  --mqar-kv N         mqar key-value pairs (default 16)\n"
+            "  --profile N         cuda: after 3 warm-up steps, time every backend op of the next N steps with CUDA\n"
+            "                      events and print device time per op and per layer kind (stderr)\n");
 }
 
 /* lr at step s (0-based): linear warm-up to peak, then cosine to peak * floor at the last step. */
@@ -144,6 +146,7 @@ int cmd_train(int argc, char **argv) {
     int64_t steps = 100, batch = 8, seq = 0, warmup = 10, log_every = 10, save_every = 0, stop_after = 0;
     uint64_t seed = 1;
     int mqar_kv = 16;
+    int64_t profile = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -178,6 +181,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--csv")) csv = v;
         else if (!strcmp(a, "--mqar-kv")) mqar_kv = atoi(v);
         else if (!strcmp(a, "--haystack")) hay_path = v;
+        else if (!strcmp(a, "--profile")) profile = atoll(v);
         else {
             fprintf(stderr, "longctx train: unknown option '%s'\n", a);
             usage(stderr);
@@ -291,7 +295,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (csv) {
         static const char *const cols[] = {"config", "backend", "step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu_6n",
-                                           "task", "diag_n", "answer_in_topk", "answer_top1", "answer_weight", "const_k",
+                                           "mfu", "task", "diag_n", "answer_in_topk", "answer_top1", "answer_weight", "const_k",
                                            "const_v", "const_lmk", "enc_rms", "out_rms", "B", "T", "params", "device",
                                            "git_sha", "date"};
         if (csv_open(&cw, csv, cols, (int)(sizeof cols / sizeof cols[0]), NULL)) {
@@ -302,8 +306,11 @@ int cmd_train(int argc, char **argv) {
     }
     fprintf(stderr, "longctx train: %s on %s, %lld parameters, batch %lld x %lld, %lld steps\n", config, be->name,
             (long long)m.n_params, (long long)B, (long long)T, (long long)steps);
+    const double flops_tok = model_train_flops(&cfg, B, T, NULL) / (double)(B * T);
+    fprintf(stderr, "longctx train: %.4g model FLOPs per token (%.4g per step; 6N = %.4g per token)\n", flops_tok,
+            flops_tok * (double)(B * T), 6.0 * (double)m.n_params);
     struct diag dg = {0, 0, 0, 0};
-    double t_last = lc_now(), loss_acc = 0, gn_last = 0;
+    double t_last = lc_now(), loss_acc = 0, gn_last = 0, t_prof = 0;
     int64_t n_acc = 0, tok_acc = 0;
     const int64_t end = stop_after > 0 && stop_after < steps ? stop_after : steps;
     for (int64_t s = step0; s < end; s++) {
@@ -341,6 +348,12 @@ int cmd_train(int argc, char **argv) {
             }
         }
         m.oracle_chunk = any_forced ? oracle : NULL;
+        const int64_t prof_lo = step0 + 3, prof_hi = step0 + 3 + profile;
+        if (profile > 0 && be->is_cuda && s == prof_lo) {
+            be->sync();
+            m.be = backend_profiled(be);
+            t_prof = lc_now();
+        }
         float loss = 0;
         double gn = 0;
         if (model_zero_grads(&m) || model_step(&m, B, T, tok, w, 1, &loss) || model_grad_norm(&m, &gn)) {
@@ -353,6 +366,7 @@ int cmd_train(int argc, char **argv) {
         }
         struct ops_adamw h = {(float)train_lr(lr, min_frac, warmup, steps, s), 0.9f, 0.95f, 1e-8f, (float)wd,
                               (float)(clip > 0 && gn > clip ? clip / gn : 1.0), s + 1};
+        backend_prof_section("optimizer");
         if (model_adamw(&m, &h)) {
             fprintf(stderr, "longctx train: step %lld: %s\n", (long long)s, lc_last_error());
             goto done;
@@ -384,15 +398,26 @@ int cmd_train(int argc, char **argv) {
         gn_last = gn;
         n_acc++;
         tok_acc += B * T;
+        if (profile > 0 && m.be != be && (s + 1 == prof_hi || s + 1 == end)) {
+            /* the profiled steps (and the report) stay out of tokens/s */
+            be->sync();
+            double now = lc_now(), wall = (now - t_prof) * 1e3;
+            m.be = be;
+            backend_prof_report(stderr, (int)(s + 1 - prof_lo), wall);
+            t_last += lc_now() - t_prof;
+            tok_acc -= (s + 1 - prof_lo) * B * T;
+        }
         if ((s + 1) % log_every == 0 || s + 1 == end) {
             be->sync();
             double now = lc_now(), tps = tok_acc / (now - t_last);
-            /* MFU from parameter FLOPs only (6 N per token; attention, HSA and scan FLOPs excluded)
-             * against ~800 TFLOP/s dense bf16 (H100); 0 on the cpu */
-            double mfu = be->is_cuda ? 6.0 * (double)m.n_params * tps / 800e12 : 0.0;
+            /* MFU against 800 TFLOP/s (the H100's measured 802 bf16, results/device_limits.csv); 0 on
+             * the cpu. mfu: model FLOPs with attention / HSA / scan (model_train_flops, model.h);
+             * mfu_6n: 6 N per token, parameters only (the old figure, kept for comparison). */
+            double mfu = be->is_cuda ? flops_tok * tps / 800e12 : 0.0;
+            double mfu6 = be->is_cuda ? 6.0 * (double)m.n_params * tps / 800e12 : 0.0;
             fprintf(stderr, "step %6lld  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s", (long long)(s + 1), loss_acc / n_acc,
                     h.lr, gn_last, tps);
-            if (be->is_cuda) fprintf(stderr, "  mfu(6N) %.3f", mfu);
+            if (be->is_cuda) fprintf(stderr, "  mfu %.3f (6N %.3f)", mfu, mfu6);
             /* collapse diagnostics: a forward-only pass over this step's batch with the new weights */
             struct model_diag cd;
             memset(&cd, 0, sizeof cd);
@@ -415,10 +440,10 @@ int cmd_train(int argc, char **argv) {
                 char row[2048];
                 snprintf(row, sizeof row,
                          "%s" CSV_SEP "%s" CSV_SEP "%lld" CSV_SEP "%.6f" CSV_SEP "%.6g" CSV_SEP "%.6g" CSV_SEP "%.1f" CSV_SEP
-                         "%.4f" CSV_SEP "%s" CSV_SEP "%lld" CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%.5f" CSV_SEP
+                         "%.4f" CSV_SEP "%.4f" CSV_SEP "%s" CSV_SEP "%lld" CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%.5f" CSV_SEP
                          "%.5f" CSV_SEP "%.5f" CSV_SEP "%.4f" CSV_SEP "%.4f" CSV_SEP "%lld" CSV_SEP "%lld" CSV_SEP "%lld" CSV_SEP
                          "%s" CSV_SEP "%s" CSV_SEP "%s",
-                         config, be->name, (long long)(s + 1), loss_acc / n_acc, h.lr, gn_last, tps, mfu, task ? task : "",
+                         config, be->name, (long long)(s + 1), loss_acc / n_acc, h.lr, gn_last, tps, mfu6, mfu, task ? task : "",
                          (long long)dg.n, dg.n ? (double)dg.hit / dg.n : 0.0, dg.n ? (double)dg.top / dg.n : 0.0,
                          dg.n ? dg.w / dg.n : 0.0, cd.const_k, cd.const_v, cd.const_lmk, cd.enc_rms,
                          cd.stream_rms[cfg.n_layers - 1], (long long)B, (long long)T, (long long)m.n_params, pv.device,

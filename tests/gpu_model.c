@@ -1,8 +1,8 @@
 /* gpu_model.c — the CUDA model equals the CPU model within bf16 tolerance: same config, same
  * initial weights, same batch; the forward loss and every parameter tensor's gradient are compared
  * (relative L2 error per tensor). Configs: tiny-swa-hsa's layout (with non-zero output inits, so
- * that every tensor gets a gradient), a dense model, and a Mamba-2 model at a (P, N) the CUDA scan
- * supports. Also: a few AdamW steps on the GPU lower the loss on a fixed batch. */
+ * that every tensor gets a gradient), GCA (tiny-swa-gca's layout), a dense model, a Mamba-2 model at a (P, N) the CUDA scan
+ * supports and RAMba (Mamba-2 + HSA with the plain residual). Also: a few AdamW steps on the GPU lower the loss on a fixed batch. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +17,23 @@ static const char *cfg_swa_hsa =
     "[attn]\nheads = 8\nkv_heads = 8\ndh = 32\nW = 128\nqk_norm = true\nmlp = 768\n"
     "[encoder]\nlayers = 1\ncls = true\nheads = 8\nkv_heads = 8\ndh = 32\nmlp = 768\nqkv_bias = true\nqk_norm = true\n"
     "[hsa]\nS = 64\nK = 8\nd_r = 256\nretrieval_heads = single\nHQ = 16\nH = 1\ndh = 32\nweights = softmax\nqk_norm = true\nmlp = 768\n"
+    "[init]\nzero_hsa_out = false\nzero_encoder_out = false\nstd = 0.05\n";
+/* GCA (tiny-swa-gca's layout): chunk-level retrieval (block_q = S), encoder without CLS (landmark =
+ * mean), SWA inside each hsa layer, off-by-one; T = 320 + 17 is not a multiple of S. */
+static const char *cfg_gca =
+    "[model]\nvocab = 256\nd = 256\ncontext = 512\ntied_embeddings = true\nlayers = swa*2 chunk (retrieval hsa*2)\n"
+    "[attn]\nheads = 8\nkv_heads = 8\ndh = 32\nW = 128\nmlp = 768\n"
+    "[encoder]\nlayers = 1\ncls = false\nheads = 8\nkv_heads = 8\ndh = 32\nmlp = 768\n"
+    "[hsa]\nS = 64\nK = 8\nd_r = 256\nHQ = 8\nH = 8\ndh = 32\noff_by_one = true\nblock_q = 64\nmlp = 768\n"
+    "residual = bypass\nswa_inside = true\n"
+    "[init]\nzero_hsa_out = false\nzero_encoder_out = false\nstd = 0.05\n";
+/* RAMba (tiny-mamba-hsa's layout): hsa with plain residual and no MLP between Mamba-2 layers,
+ * stick-breaking weights. */
+static const char *cfg_mamba_hsa =
+    "[model]\nvocab = 256\nd = 256\ncontext = 512\ntied_embeddings = true\nlayers = mamba chunk retrieval (hsa mamba)*2\n"
+    "[mamba]\nheads = 16\nhead_dim = 32\nstate = 64\nexpand = 2\nconv = 4\nngroups = 1\n"
+    "[encoder]\nlayers = 1\ncls = true\nheads = 8\nkv_heads = 8\ndh = 32\nmlp = 768\n"
+    "[hsa]\nS = 64\nK = 8\nd_r = 256\nHQ = 16\nH = 1\ndh = 32\nweights = stickbreak\nmlp = 0\nresidual = plain\n"
     "[init]\nzero_hsa_out = false\nzero_encoder_out = false\nstd = 0.05\n";
 static const char *cfg_dense =
     "[model]\nvocab = 256\nd = 256\ncontext = 512\nlayers = dense*2\n[attn]\nheads = 4\nkv_heads = 2\ndh = 64\nmlp = 512\n";
@@ -101,7 +118,9 @@ int main(void) {
         return t_finish();
     }
     compare("gpu_model_swa_hsa", cfg_swa_hsa, 2, 320);
+    compare("gpu_model_gca", cfg_gca, 2, 337);
     compare("gpu_model_dense", cfg_dense, 2, 200);
     compare("gpu_model_mamba", cfg_mamba, 2, 200);
+    compare("gpu_model_mamba_hsa", cfg_mamba_hsa, 2, 320);
     return t_finish();
 }

@@ -198,6 +198,23 @@ static void test_swiglu(int dt, int64_t R, int64_t F, int64_t ld) {
     lc_cuda_free(dbuf_d), lc_cuda_free(ddy), lc_cuda_free(dyo), lc_cuda_free(ddbuf);
 }
 
+/* Strided batched matmul vs a loop of reference matmuls: a shared A (sA = 0, the GCA landmark mean
+ * ones[1, S] x E_b), ragged strides (C rows spaced wider than N), bf16 in, bf16 / fp32 out. */
+static void test_matmul_batched(int ct, int ta, int tb) {
+    const int64_t M = 3, N = 40, K = 17, nb = 5, sA = 0, sB = K * N + 7, sC = M * N + 11;
+    t_begin(casename("matmul batched bf16->%s ta=%d tb=%d %lldx%lldx%lld x%lld (shared A, padded strides) vs ref loop", dtn(ct), ta,
+                     tb, (long long)M, (long long)N, (long long)K, (long long)nb));
+    float *A = hrnd(M * K, 1, OPS_BF16), *B = hrnd(sB * nb, 1, OPS_BF16), *C = hrnd(sC * nb, 1, ct);
+    void *dA = up(A, M * K, OPS_BF16), *dB = up(B, sB * nb, OPS_BF16), *dC = up(C, sC * nb, ct);
+    for (int64_t b = 0; b < nb; b++) T_OK(ops_matmul_ref(ta, tb, M, N, K, 0.5f, A, B + b * sB, 1.0f, C + b * sC));
+    T_OK(ops_matmul_batched_cuda(ta, tb, M, N, K, 0.5f, dA, sA, dB, sB, OPS_BF16, 1.0f, dC, sC, ct, nb, NULL));
+    T_OK(lc_cuda_sync());
+    float *got = down(dC, sC * nb, ct);
+    T_CLOSE(got, C, sC * nb, tol(ct), "C"); /* the padding between matrices is untouched */
+    free(A), free(B), free(C), free(got);
+    lc_cuda_free(dA), lc_cuda_free(dB), lc_cuda_free(dC);
+}
+
 /* ---- embedding ------------------------------------------------------------------------- */
 
 static void test_embedding(int dt, int64_t R, int64_t V, int64_t D) {
@@ -232,6 +249,23 @@ static void test_embedding(int dt, int64_t R, int64_t V, int64_t D) {
     T_ERR(ops_embedding_backward_cuda(dt, R, V, D, dids, dout_d, ddtab, NULL), needle);
     free(ids), free(table), free(dout), free(out), free(dtab), free(gout), free(gtab), free(g1), free(g2);
     lc_cuda_free(dids), lc_cuda_free(dtable), lc_cuda_free(dout_d), lc_cuda_free(dout_o), lc_cuda_free(ddtab);
+}
+
+/* Skewed ids (90% one id, as bytes of text are): the backward still equals the reference. */
+static void test_embedding_skewed(int dt, int64_t R, int64_t V, int64_t D) {
+    t_begin(casename("embedding %s R=%lld V=%lld D=%lld backward with 90%% of rows on one id vs ref", dtn(dt), (long long)R,
+                     (long long)V, (long long)D));
+    int32_t *ids = malloc(sizeof(int32_t) * R);
+    for (int64_t r = 0; r < R; r++) ids[r] = lc_rng_uniform(&rng) < 0.9 ? 7 : (int32_t)lc_rng_below(&rng, (uint64_t)V);
+    float *dout = hrnd(R * D, 1, dt), *dtab = hrnd(V * D, 1, OPS_F32);
+    void *dids = up_raw(ids, sizeof(int32_t) * R), *dout_d = up(dout, R * D, dt), *ddtab = up(dtab, V * D, OPS_F32);
+    T_OK(ops_embedding_backward_ref(R, V, D, ids, dout, dtab));
+    T_OK(ops_embedding_backward_cuda(dt, R, V, D, dids, dout_d, ddtab, NULL));
+    T_OK(lc_cuda_sync());
+    float *gtab = down(ddtab, V * D, OPS_F32);
+    T_CLOSE(gtab, dtab, V * D, 1e-4, "dtable");
+    free(ids), free(dout), free(dtab), free(gtab);
+    lc_cuda_free(dids), lc_cuda_free(dout_d), lc_cuda_free(ddtab);
 }
 
 /* ---- cross-entropy --------------------------------------------------------------------- */
@@ -409,10 +443,19 @@ int main(int argc, char **argv) {
         return t_finish();
     }
     /* --no-matmul: the racecheck run skips cuBLAS (not our shared memory) */
-    if (!(argc > 1 && strcmp(argv[1], "--no-matmul") == 0)) test_matmul();
+    if (!(argc > 1 && strcmp(argv[1], "--no-matmul") == 0)) {
+        test_matmul();
+        for (int k = 0; k < 8; k++) test_matmul_batched(k & 1 ? OPS_F32 : OPS_BF16, (k >> 1) & 1, (k >> 2) & 1);
+    }
     for (int dt = 0; dt < 2; dt++) {
         test_rmsnorm(dt, 37, 200);
         test_rmsnorm(dt, 1000, 32);
+        /* the bf16 vector kernels: G = 1, 8, 32 lanes per row, 1..4 vectors per lane, ragged R */
+        test_rmsnorm(dt, 9, 8);
+        test_rmsnorm(dt, 70, 64);
+        test_rmsnorm(dt, 4099, 256);
+        test_rmsnorm(dt, 333, 768);
+        test_rmsnorm(dt, 41, 1024);
         test_rmsnorm(dt, 5, 7000); /* too wide for the fused backward: two-pass path */
         test_rope(dt, 2, 37, 3, 64, 1000);
         test_rope(dt, 1, 5, 2, 32, (1 << 24) - 3);
@@ -421,6 +464,7 @@ int main(int argc, char **argv) {
         test_swiglu(dt, 7, 33, 66);    /* odd F: the scalar path */
         test_embedding(dt, 300, 50, 72);
         test_embedding(dt, 1000, 3000, 40);
+        test_embedding_skewed(dt, 20000, 256, 64);
         test_xent(dt, 70, 1000);
         test_xent(dt, 9, 32003);
     }

@@ -35,6 +35,14 @@ static const char *tiny_mamba =
     "[mamba]\nheads = 2\nhead_dim = 8\nstate = 4\nexpand = 1\nconv = 4\nngroups = 1\n"
     "[init]\nstd = 0.2\n";
 
+/* RAMba layout (tiny-mamba-hsa's): Mamba-2 layers, chunk, retrieval, [hsa with plain residual and
+ * no MLP, mamba], stick-breaking weights; T not a multiple of S */
+static const char *tiny_mamba_hsa =
+    "[model]\nvocab = 32\nd = 16\ncontext = 32\ntied_embeddings = true\nlayers = mamba chunk retrieval (hsa mamba)*1\n"
+    "[mamba]\nheads = 2\nhead_dim = 8\nstate = 4\nexpand = 1\nconv = 4\nngroups = 1\n"
+    "[encoder]\nlayers = 1\nheads = 2\nkv_heads = 2\ndh = 8\nmlp = 24\ncls = true\n"
+    "[hsa]\nS = 4\nK = 4\nd_r = 16\nHQ = 4\nH = 1\ndh = 8\nweights = stickbreak\nmlp = 0\nresidual = plain\n"
+    "[init]\nzero_hsa_out = false\nzero_encoder_out = false\nstd = 0.2\n";
 
 /* save -> load into a fresh model -> the same loss, bit for bit. */
 static void ckpt_roundtrip(void) {
@@ -140,6 +148,7 @@ int main(void) {
     grad_check("model_gradcheck_tiny_swa_hsa", tiny_hsa, 2, 32);
     grad_check("model_gradcheck_tiny_variants", tiny_variants, 2, 30);
     grad_check("model_gradcheck_tiny_mamba", tiny_mamba, 2, 16);
+    grad_check("model_gradcheck_tiny_mamba_hsa_plain", tiny_mamba_hsa, 2, 18);
     overfit_check("model_overfit_tiny_swa_hsa", tiny_hsa, "tiny");
     ckpt_roundtrip();
     diagnostics();
