@@ -19,12 +19,15 @@
  * Shared-memory rows are padded by 16 bytes so ldmatrix over 8 rows hits 8 distinct bank groups.
  * Every offset is 64-bit: L reaches 2^24.
  *
- * On sm_90a (the H100 build) the forward (dh 64, 128) and the dh-64 backward use warpgroup MMAs
+ * On sm_90a (the H100 build) the forward and the backward for dh 64 and 128 use warpgroup MMAs
  * (wgmma) instead, with 128-byte-swizzled shared memory; a one-time probe kernel says whether the
  * loaded code is the sm_90a build, and the mma.sync kernels above stay as the fallback (plain
- * sm_90) and for the dh-128 / dh-32 backward. Tile shapes per shape class were picked on the H100
+ * sm_90) and for dh 32. Tile shapes per shape class were picked on the H100
  * (results/notes-attn.md). Environment overrides for tuning runs only: LC_ATTN_WGMMA=0 (force
  * mma.sync), LC_ATTN_FWD / LC_ATTN_BWD / LC_ATTN_WG / LC_ATTN_WGB = variant number.
+ *
+ * Query offset (forward only): q, o, lse hold Lq rows whose key positions are q_pos0 .. q_pos0+Lq-1
+ * (attention.h); tiles run over query rows, visibility and the key range use the positions.
  */
 #include <math.h>
 #include <stdint.h>
@@ -464,210 +467,6 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
             for (int j = 0; j < 4; j++) reg_fence(pa[kk][j]);
         __syncthreads();
     }
-
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float sum = l[r];
-        sum += __shfl_xor_sync(0xffffffff, sum, 1);
-        sum += __shfl_xor_sync(0xffffffff, sum, 2);
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        const int64_t row = row_base - p.p0 + r * 8; /* query row */
-        if (row < Lq) {
-            bf16 *orow = p.o + ((b * Lq + row) * p.HQ + a) * D;
-#pragma unroll
-            for (int i = 0; i < D / 8; i++)
-                *reinterpret_cast<uint32_t *>(orow + i * 8 + 2 * tg) =
-                    pack_bf16(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv);
-            if (tg == 0)
-                p.lse[(b * p.HQ + a) * Lq + row] = sum > 0.f ? (m[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
-        }
-    }
-#endif
-}
-
-/* The same forward with the softmax of key tile j+1 overlapped with the P V MMA of tile j inside
- * each warpgroup (FlashAttention-3's intra-warpgroup pipelining): per iteration, S_{j+1} = Q K_{j+1}^T
- * and O += P_j V_j are issued back to back, the warpgroup waits for S_{j+1} only, runs its softmax
- * while P_j V_j is still on the tensor cores, then waits for O and rescales it. K and V have their
- * own double buffers one tile apart (K_{j+2} and V_{j+1} load during iteration j). */
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ void wgmma_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
-#endif
-
-template <int D, int BN, int NWG>
-__global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_pipe_kernel(const fwd_params p) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int BM = 64 * NWG, NT = NWG * 128, NP = D / 64;
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *sQ = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
-    unsigned char *sK = sQ + BM * 2 * D; /* [2][NP panels][BN rows x 128 B] */
-    unsigned char *sV = sK + 2 * BN * 2 * D;
-
-    const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
-    int64_t idx = blockIdx.x;
-    const int64_t a = idx % p.HQ;
-    idx /= p.HQ;
-    const int64_t qr = idx % p.nqb, b = idx / p.nqb;
-    const int64_t qb = p.causal ? p.nqb - 1 - qr : qr;
-    const int64_t L = p.L, Lq = p.Lq, h = a / (p.HQ / p.H), W = p.W;
-    const int64_t i0 = qb * BM;
-    const int64_t q0 = p.p0 + i0;
-    const int64_t qlast = p.p0 + min(i0 + BM, Lq) - 1;
-    const int64_t qstride = p.HQ * D, kstride = p.H * D;
-    const bf16 *qg = p.q + (b * Lq * p.HQ + a) * D;
-    const bf16 *kg = p.k + (b * L * p.H + h) * D;
-    const bf16 *vg = p.v + (b * L * p.H + h) * D;
-
-    const int64_t kend = p.causal ? qlast + 1 : L;
-    const int64_t kstart = (p.causal && W > 0) ? max(q0 - W, (int64_t)0) : 0;
-    const int64_t jt0 = kstart / BN, jt1 = (kend - 1) / BN;
-
-    load_rows_sw<BM, NT, D>(sQ, qg, qstride, i0, Lq, tid);
-    load_rows_sw<BN, NT, D>(sK, kg, kstride, jt0 * BN, L, tid);
-    cp_async_commit();
-    if (jt0 + 1 <= jt1) load_rows_sw<BN, NT, D>(sK + BN * 2 * D, kg, kstride, (jt0 + 1) * BN, L, tid);
-    load_rows_sw<BN, NT, D>(sV, vg, kstride, jt0 * BN, L, tid);
-    cp_async_commit();
-
-    float acc[D / 2];
-#pragma unroll
-    for (int i = 0; i < D / 2; i++) acc[i] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, alpha[2] = {1.f, 1.f};
-    const uint32_t qaddr = smem_u32(sQ) + wg * 64 * 128;
-    const int64_t row_base = q0 + wg * 64 + warp * 16 + g;
-
-    float S[BN / 2];
-    uint32_t pa[BN / 16][4];
-    /* S = Q K^T of the key tile in buffer kb (issued, not waited) */
-    auto issue_s = [&](int kb) {
-        const uint32_t kaddr = smem_u32(sK + kb * BN * 2 * D);
-#pragma unroll
-        for (int i = 0; i < BN / 2; i++) {
-            S[i] = 0.f;
-            reg_fence(S[i]);
-        }
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            const int pn = kk / 4, ko = (kk % 4) * 32;
-            const uint64_t da = wgmma_desc(qaddr + pn * BM * 128 + ko, 16, 1024);
-            const uint64_t db = wgmma_desc(kaddr + pn * BN * 128 + ko, 16, 1024);
-            if constexpr (BN == 128) wgmma_ss_n128(S, da, db, 1);
-            else wgmma_ss_n64(S, da, db, 1);
-        }
-        wgmma_commit();
-    };
-    /* mask and online softmax of S (key tile jt): S becomes P, m and l advance, alpha = rescale of O */
-    auto softmax = [&](int64_t jt) {
-#pragma unroll
-        for (int i = 0; i < BN / 2; i++) reg_fence(S[i]);
-        const int64_t k0 = jt * BN;
-        const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < qlast - W)));
-        if (need_mask) {
-#pragma unroll
-            for (int i = 0; i < BN / 8; i++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int64_t row = row_base + (e >= 2 ? 8 : 0);
-                    const int64_t col = k0 + i * 8 + 2 * tg + (e & 1);
-                    if (!visible(row < qlast ? row : qlast, col, L, p.causal, W)) S[4 * i + e] = -INFINITY;
-                }
-        }
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float mx = -INFINITY;
-#pragma unroll
-            for (int i = 0; i < BN / 8; i++) mx = fmaxf(mx, fmaxf(S[4 * i + 2 * r], S[4 * i + 2 * r + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-            const float m_new = fmaxf(m[r], mx * p.scale_log2);
-            const float m_use = m_new == -INFINITY ? 0.f : m_new;
-            alpha[r] = ex2(m[r] - m_use);
-            m[r] = m_new;
-            float sum = 0.f;
-#pragma unroll
-            for (int i = 0; i < BN / 8; i++)
-#pragma unroll
-                for (int e = 2 * r; e < 2 * r + 2; e++) {
-                    const float pv = ex2(fmaf(S[4 * i + e], p.scale_log2, -m_use));
-                    S[4 * i + e] = pv;
-                    sum += pv;
-                }
-            l[r] = l[r] * alpha[r] + sum;
-        }
-    };
-    auto pack_p = [&]() {
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            pa[kk][0] = pack_bf16(S[8 * kk + 0], S[8 * kk + 1]);
-            pa[kk][1] = pack_bf16(S[8 * kk + 2], S[8 * kk + 3]);
-            pa[kk][2] = pack_bf16(S[8 * kk + 4], S[8 * kk + 5]);
-            pa[kk][3] = pack_bf16(S[8 * kk + 6], S[8 * kk + 7]);
-        }
-    };
-
-    cp_async_wait<1>(); /* Q and K_jt0 */
-    fence_proxy_async();
-    __syncthreads();
-    issue_s(0);
-    wgmma_wait0();
-    softmax(jt0);
-    pack_p();
-
-    /* O += P V of the tile in V buffer vb (issued, not waited) */
-    auto issue_pv = [&](int vb) {
-        const uint32_t vaddr = smem_u32(sV + vb * BN * 2 * D);
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) reg_fence(pa[kk][j]);
-        wgmma_fence();
-#pragma unroll
-        for (int pn = 0; pn < NP; pn++)
-#pragma unroll
-            for (int kk = 0; kk < BN / 16; kk++)
-                wgmma_rs_n64(acc + pn * 32, pa[kk], wgmma_desc(vaddr + pn * BN * 128 + kk * 16 * 128, 1024, 1024));
-        wgmma_commit();
-    };
-    auto pv_done = [&]() {
-#pragma unroll
-        for (int i = 0; i < D / 2; i++) reg_fence(acc[i]);
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) reg_fence(pa[kk][j]);
-    };
-
-    for (int64_t jt = jt0; jt < jt1; jt++) {
-        const int c = (int)((jt - jt0) & 1); /* buffer of K_jt and V_jt */
-        __syncthreads();                     /* S_jt and P_{jt-1} V_{jt-1} are done in every warpgroup */
-        if (jt + 2 <= jt1) load_rows_sw<BN, NT, D>(sK + c * BN * 2 * D, kg, kstride, (jt + 2) * BN, L, tid);
-        load_rows_sw<BN, NT, D>(sV + (c ^ 1) * BN * 2 * D, vg, kstride, (jt + 1) * BN, L, tid);
-        cp_async_commit();
-        cp_async_wait<1>(); /* K_{jt+1}, V_jt */
-        fence_proxy_async();
-        __syncthreads();
-        issue_s(c ^ 1);
-        issue_pv(c);
-        wgmma_wait1(); /* S_{jt+1}; P_jt V_jt may still run */
-        softmax(jt + 1);
-        wgmma_wait0();
-        pv_done();
-#pragma unroll
-        for (int r = 0; r < 2; r++)
-#pragma unroll
-            for (int i = 0; i < D / 8; i++) {
-                acc[4 * i + 2 * r] *= alpha[r];
-                acc[4 * i + 2 * r + 1] *= alpha[r];
-            }
-        pack_p();
-    }
-    cp_async_wait<0>(); /* V_jt1 */
-    fence_proxy_async();
-    __syncthreads();
-    issue_pv((int)((jt1 - jt0) & 1));
-    wgmma_wait0();
-    pv_done();
 
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -1196,22 +995,6 @@ lc_status launch_fwd_wgmma(const fwd_params &p0, int64_t B, cudaStream_t st) {
     return LC_OK;
 }
 
-template <int D, int BN, int NWG>
-lc_status launch_fwd_wgmma_pipe(const fwd_params &p0, int64_t B, cudaStream_t st) {
-    constexpr int BM = 64 * NWG;
-    fwd_params p = p0;
-    p.nqb = (p.Lq + BM - 1) / BM;
-    const size_t smem = (size_t)(BM + 4 * BN) * 2 * D + 1024;
-    const int64_t blocks = p.nqb * p.HQ * B;
-    if (blocks > 0x7fffffffLL)
-        return lc_errorf(LC_EUNSUPPORTED, "attention_forward_cuda: B*HQ*ceil(L/%d) = %lld blocks exceed the grid", BM,
-                         (long long)blocks);
-    cuda_check(cudaFuncSetAttribute(attn_fwd_wgmma_pipe_kernel<D, BN, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_fwd_wgmma_pipe_kernel<D, BN, NWG><<<(unsigned)blocks, NWG * 128, smem, st>>>(p);
-    cuda_check_launch("attn_fwd_wgmma_pipe_kernel");
-    return LC_OK;
-}
-
 /* 1 when the code the driver loaded for this device is the sm_90a build (wgmma available). Probed
  * once per process; the answer cannot change while it runs. */
 int have_sm90a() {
@@ -1310,17 +1093,12 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
     case 64:
         if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
-            const int dflt = narrow ? 1 : (s->causal && s->W > 0) ? 3 : 4;
+            const int dflt = narrow ? 1 : 2; /* run 8 (notes): BN64 x 2 WG beat BN128 x 3 WG at dense 64K and W 4096 */
             switch (tuning_variant("LC_ATTN_WG", dflt)) {
             case 1: return launch_fwd_wgmma<64, 64, 1>(p, s->B, st);
             case 2: return launch_fwd_wgmma<64, 64, 2>(p, s->B, st);
             case 3: return launch_fwd_wgmma<64, 128, 1>(p, s->B, st);
             case 4: return launch_fwd_wgmma<64, 128, 3>(p, s->B, st);
-            case 11: return launch_fwd_wgmma_pipe<64, 64, 1>(p, s->B, st);
-            case 12: return launch_fwd_wgmma_pipe<64, 64, 2>(p, s->B, st);
-            case 13: return launch_fwd_wgmma_pipe<64, 128, 1>(p, s->B, st);
-            case 14: return launch_fwd_wgmma_pipe<64, 128, 3>(p, s->B, st);
-            case 15: return launch_fwd_wgmma_pipe<64, 128, 2>(p, s->B, st);
             default: return launch_fwd_wgmma<64, 128, 2>(p, s->B, st);
             }
         }
@@ -1336,11 +1114,6 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             case 1: return launch_fwd_wgmma<128, 64, 1>(p, s->B, st);
             case 2: return launch_fwd_wgmma<128, 64, 2>(p, s->B, st);
             case 3: return launch_fwd_wgmma<128, 128, 1>(p, s->B, st);
-            case 11: return launch_fwd_wgmma_pipe<128, 64, 1>(p, s->B, st);
-            case 12: return launch_fwd_wgmma_pipe<128, 64, 2>(p, s->B, st);
-            case 13: return launch_fwd_wgmma_pipe<128, 128, 1>(p, s->B, st);
-            case 14: return launch_fwd_wgmma_pipe<128, 64, 3>(p, s->B, st);
-            case 15: return launch_fwd_wgmma_pipe<128, 128, 2>(p, s->B, st);
             default: return launch_fwd_wgmma<128, 64, 3>(p, s->B, st);
             }
         }
@@ -1408,11 +1181,12 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     p.scale_log2 = p.scale * 1.4426950408889634f;
     lc_status r;
     const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
+    /* run 8 (notes): 2 warpgroups with the block-reduced dQ win dense and W = 4096; one warpgroup W = 512 */
     const int var = tuning_variant("LC_ATTN_BWD", narrow ? 1 : 0);
     if ((D == 64 || D == 128) && tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
         /* 1: one warpgroup, 64 keys per block; 2: two warpgroups, 128 keys, dQ reduced over the
          * block before the atomics; 3: two warpgroups, dQ atomics per warpgroup (first version) */
-        const int wv = tuning_variant("LC_ATTN_WGB", (s->causal && s->W > 0) ? 1 : 2);
+        const int wv = tuning_variant("LC_ATTN_WGB", narrow ? 1 : 2);
         if (D == 64) r = wv == 1 ? launch_bwd_wgmma<64, 1, 1>(p, s->B, st) : wv == 3 ? launch_bwd_wgmma<64, 2, 0>(p, s->B, st) : launch_bwd_wgmma<64, 2, 1>(p, s->B, st);
         else r = wv == 1 ? launch_bwd_wgmma<128, 1, 1>(p, s->B, st) : wv == 3 ? launch_bwd_wgmma<128, 2, 0>(p, s->B, st) : launch_bwd_wgmma<128, 2, 1>(p, s->B, st);
     } else
