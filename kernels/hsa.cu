@@ -321,17 +321,17 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
     attend_cfg cfg;
     LC_TRY(attend_config(s, 1, &cfg, "hsa_attend_forward_cuda"));
     hsa_attend::tok_params p = tok_params_of(s, cfg);
-    const int variant = fwd_variant(s);
-    if (variant) {
-        p.q = reinterpret_cast<const bf16 *>(q);
-        p.k = reinterpret_cast<const bf16 *>(k);
-        p.v = reinterpret_cast<const bf16 *>(v);
-        p.idx = idx;
-        p.w = w;
-        p.o = reinterpret_cast<bf16 *>(o);
-        p.lse = lse;
-        cudaStream_t st = lc_stream(stream);
-if (s->S == 64 && s->dh == 64) {
+    p.q = reinterpret_cast<const bf16 *>(q);
+    p.k = reinterpret_cast<const bf16 *>(k);
+    p.v = reinterpret_cast<const bf16 *>(v);
+    p.idx = idx;
+    p.w = w;
+    p.o = reinterpret_cast<bf16 *>(o);
+    p.lse = lse;
+    cudaStream_t st = lc_stream(stream);
+    /* producer/consumer variants (hsa_attend_fwd.cuh) where fwd_variant picks one */
+    if (const int variant = fwd_variant(s)) {
+        if (s->S == 64 && s->dh == 64) {
             if (variant == 3) return launch_fwd<64, 64, 3, 2>(p, st);
             if (variant == 8) return launch_fwd<64, 64, 8, 2>(p, st);
             if (variant == 15) return launch_fwd<64, 64, 15, 1>(p, st);
@@ -341,14 +341,6 @@ if (s->S == 64 && s->dh == 64) {
         if (s->dh == 64) return launch_fwd<32, 64, 7, 2>(p, st);
         return launch_fwd<32, 32, 7, 2>(p, st);
     }
-    p.q = reinterpret_cast<const bf16 *>(q);
-    p.k = reinterpret_cast<const bf16 *>(k);
-    p.v = reinterpret_cast<const bf16 *>(v);
-    p.idx = idx;
-    p.w = w;
-    p.o = reinterpret_cast<bf16 *>(o);
-    p.lse = lse;
-    cudaStream_t st = lc_stream(stream);
     HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, false>(p, cfg, st))));
     return LC_OK;
 }

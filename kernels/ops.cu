@@ -665,26 +665,36 @@ __global__ void adamw_kernel(int64_t n, float *p, const float *grad, float *m, f
 
 /* ====================================================================================== */
 
-extern "C" lc_status ops_matmul_cuda(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                                     const void *A, const void *B, int ab_dt, float beta, void *C,
-                                     int c_dt, void *stream) {
-    const char *fn = "ops_matmul_cuda";
+/* Argument checks shared by the plain and the strided-batched GEMM; M, N, K, batch must fit
+ * cuBLAS's int. */
+static lc_status matmul_check(const char *fn, int ta, int tb, int64_t M, int64_t N, int64_t K, int64_t batch,
+                              const void *A, const void *B, int ab_dt, const void *C, int c_dt) {
     LC_REQUIRE(ta == 0 || ta == 1, "%s: ta = %d must be 0 or 1", fn, ta);
     LC_REQUIRE(tb == 0 || tb == 1, "%s: tb = %d must be 0 or 1", fn, tb);
     REQUIRE_DIM(fn, M, 0);
     REQUIRE_DIM(fn, N, 0);
     REQUIRE_DIM(fn, K, 0);
-    LC_REQUIRE(M < INT_MAX && N < INT_MAX && K < INT_MAX, "%s: M, N, K = %lld, %lld, %lld must each be < 2^31 (cuBLAS)",
-               fn, (long long)M, (long long)N, (long long)K);
+    REQUIRE_DIM(fn, batch, 0);
+    LC_REQUIRE(M < INT_MAX && N < INT_MAX && K < INT_MAX && batch < INT_MAX,
+               "%s: M, N, K, batch = %lld, %lld, %lld, %lld must each be < 2^31 (cuBLAS)", fn, (long long)M,
+               (long long)N, (long long)K, (long long)batch);
     LC_REQUIRE(ab_dt == OPS_F32 || ab_dt == OPS_BF16, "%s: ab_dt = %d must be OPS_F32 or OPS_BF16", fn, ab_dt);
     LC_REQUIRE(c_dt == OPS_F32 || c_dt == OPS_BF16, "%s: c_dt = %d must be OPS_F32 or OPS_BF16", fn, c_dt);
     LC_REQUIRE(!(ab_dt == OPS_F32 && c_dt == OPS_BF16), "%s: ab_dt = OPS_F32 needs c_dt = OPS_F32", fn);
-    if (M == 0 || N == 0) return LC_OK;
+    if (M == 0 || N == 0 || batch == 0) return LC_OK;
     REQUIRE_PTR(fn, C);
     if (K > 0) {
         REQUIRE_PTR(fn, A);
         REQUIRE_PTR(fn, B);
     }
+    return LC_OK;
+}
+
+extern "C" lc_status ops_matmul_cuda(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                                     const void *A, const void *B, int ab_dt, float beta, void *C,
+                                     int c_dt, void *stream) {
+    LC_TRY(matmul_check("ops_matmul_cuda", ta, tb, M, N, K, 1, A, B, ab_dt, C, c_dt));
+    if (M == 0 || N == 0) return LC_OK;
     ops_state *s;
     LC_TRY(state_get(&s));
     blas_check(cublasSetStream(s->blas, lc_stream(stream)));
@@ -703,27 +713,11 @@ extern "C" lc_status ops_matmul_batched_cuda(int ta, int tb, int64_t M, int64_t 
                                              float beta, void *C, int64_t sC, int c_dt, int64_t batch,
                                              void *stream) {
     const char *fn = "ops_matmul_batched_cuda";
-    LC_REQUIRE(ta == 0 || ta == 1, "%s: ta = %d must be 0 or 1", fn, ta);
-    LC_REQUIRE(tb == 0 || tb == 1, "%s: tb = %d must be 0 or 1", fn, tb);
-    REQUIRE_DIM(fn, M, 0);
-    REQUIRE_DIM(fn, N, 0);
-    REQUIRE_DIM(fn, K, 0);
-    REQUIRE_DIM(fn, batch, 0);
+    LC_TRY(matmul_check(fn, ta, tb, M, N, K, batch, A, B, ab_dt, C, c_dt));
     REQUIRE_DIM(fn, sA, 0);
     REQUIRE_DIM(fn, sB, 0);
     REQUIRE_DIM(fn, sC, 0);
-    LC_REQUIRE(M < INT_MAX && N < INT_MAX && K < INT_MAX && batch < INT_MAX,
-               "%s: M, N, K, batch = %lld, %lld, %lld, %lld must each be < 2^31 (cuBLAS)", fn, (long long)M,
-               (long long)N, (long long)K, (long long)batch);
-    LC_REQUIRE(ab_dt == OPS_F32 || ab_dt == OPS_BF16, "%s: ab_dt = %d must be OPS_F32 or OPS_BF16", fn, ab_dt);
-    LC_REQUIRE(c_dt == OPS_F32 || c_dt == OPS_BF16, "%s: c_dt = %d must be OPS_F32 or OPS_BF16", fn, c_dt);
-    LC_REQUIRE(!(ab_dt == OPS_F32 && c_dt == OPS_BF16), "%s: ab_dt = OPS_F32 needs c_dt = OPS_F32", fn);
     if (M == 0 || N == 0 || batch == 0) return LC_OK;
-    REQUIRE_PTR(fn, C);
-    if (K > 0) {
-        REQUIRE_PTR(fn, A);
-        REQUIRE_PTR(fn, B);
-    }
     ops_state *s;
     LC_TRY(state_get(&s));
     blas_check(cublasSetStream(s->blas, lc_stream(stream)));
