@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run.sh — what `make run` runs: the default kernel sweep, then the figures.
-#   With a CUDA device: every mixer in the build, fwd and bwd, L = 4K..16M (a point that cannot
+#   With a CUDA device: every mixer in the build, fwd and bwd (backward alone; the Mamba mixers,
+#   which have no backward-only point, fwd and fwdbwd), L = 4K..16M (a point that cannot
 #   fit is an `oom` row, one over the 30 s budget stops its series), plus SWA time vs window
 #   (L = 1M, W = 256..64K) and HSA time vs top-k (L = 1M, K = 1..64), into
 #   results/kernels_<gpu-name>.csv.
@@ -23,11 +24,20 @@ if [ -z "$mixers" ]; then
 fi
 hsa=$(for m in $mixers; do case $m in hsa*) printf '%s,' "$m" ;; esac; done)
 hsa=${hsa%,}
+mamba=$(for m in $mixers; do case $m in mamba*) printf '%s,' "$m" ;; esac; done)
+mamba=${mamba%,}
+others=$(for m in $mixers; do case $m in mamba*) ;; *) printf '%s,' "$m" ;; esac; done)
+others=${others%,}
 
 status=0
 if gpu=$("$bin" info --has-gpu 2>/dev/null); then
     echo "run: CUDA sweep on $gpu over: $mixers"
-    "$bin" sweep --tag L --direction fwd,bwd --L 4K..16M --budget-s 30 || status=1
+    if [ -n "$others" ]; then
+        "$bin" sweep --tag L --mixer "$others" --direction fwd,bwd --L 4K..16M --budget-s 30 || status=1
+    fi
+    if [ -n "$mamba" ]; then
+        "$bin" sweep --tag L --mixer "$mamba" --direction fwd,fwdbwd --L 4K..16M --budget-s 30 || status=1
+    fi
     if has_mixer swa; then
         "$bin" sweep --tag W --mixer swa --direction fwd,bwd --L 1M --W 256..64K --budget-s 30 || status=1
     fi
