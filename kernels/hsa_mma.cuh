@@ -1,43 +1,18 @@
-/* hsa_mma.cuh — warp-level tensor-core helpers for the HSA kernels (sm_80+ instructions that
- * also run on sm_90): mma.sync m16n8k16 bf16 -> fp32, ldmatrix, cp.async, and the Gumbel twin.
- *
- * Fragment layouts of mma.m16n8k16 (lane = 4*g + tig):
- *   A 16x16 row-major: a0 (g, 2tig..+1)  a1 (g+8, 2tig..)  a2 (g, 2tig+8..)  a3 (g+8, 2tig+8..)
- *   B 16x8  (k x n):   b0 (k=2tig..+1, n=g)  b1 (k=2tig+8..+1, n=g)
- *   C 16x8  fp32:      c0,c1 (g, 2tig..+1)   c2,c3 (g+8, 2tig..+1)
- * A C tile pair (n 0-7, 8-15) re-packed as bf16 is exactly an A fragment with k = those 16
- * columns, which is how P (scores) feeds the second matmul without touching shared memory. */
+/* hsa_mma.cuh — warp-level tensor-core helpers of the HSA kernels on top of the shared primitives
+ * in mma.cuh (mma.sync m16n8k16, ldmatrix, cp.async groups; fragment layouts are described
+ * there): fragment addressing for the HSA tile layouts, unpredicated cp.async copies, and the
+ * device twin of the CPU's Gumbel noise. */
 #ifndef LONGCTX_HSA_MMA_CUH
 #define LONGCTX_HSA_MMA_CUH
 
 #include <cuda_bf16.h>
 #include <stdint.h>
 
+#include "mma.cuh"
+
 namespace hsa_mma {
 
-__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t smem_u32(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-/* Four 8x8 b16 matrices; lane l gives the row address of matrix l/8, row l%8. */
-__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p)));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p)));
-}
+using namespace lc_mma;
 
 /* A fragment of the 16x16 tile at (r0, k0) of a row-major bf16 smem array with row stride ld. */
 __device__ __forceinline__ void lds_a(uint32_t a[4], const __nv_bfloat16 *base, int ld, int r0, int k0,
@@ -56,21 +31,11 @@ __device__ __forceinline__ void lds_b_kn(uint32_t r[4], const __nv_bfloat16 *bas
     ldsm_x4_t(r, base + (size_t)(k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0 + (lane >> 4) * 8);
 }
 
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&v);
-}
-
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(smem)), "l"(gmem));
 }
 __device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_u32(smem)), "l"(gmem));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
 /* Device twin of lc_hash3 + hsa_gumbel (common.c, hsa.h): same integer mixing, same double

@@ -22,6 +22,7 @@
 #define LONGCTX_MAMBA_SSD_CUH
 
 #include "mamba_scan.cuh"
+#include "mma.cuh"
 
 namespace mamba_ssd {
 
@@ -37,30 +38,11 @@ constexpr int OFF_H = 2 * BUF;
 constexpr int OFF_V = OFF_H + P * LDN * 2; /* dtp, cum, w, exp(cum) */
 constexpr int SMEM = OFF_V + 4 * Q * 4;
 
-__device__ __forceinline__ unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+using namespace lc_mma;
 
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p)));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p)));
-}
-__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&v);
-}
 __device__ __forceinline__ uint32_t scale2(uint32_t v, float lo, float hi) {
     const float2 f = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 *>(&v));
-    return pack(f.x * lo, f.y * hi);
+    return pack_bf16(f.x * lo, f.y * hi);
 }
 
 /* rows [row0, row0 + nvalid) of a bf16 tensor (W wide, row stride `stride`) into smem rows of
@@ -134,8 +116,8 @@ __device__ __forceinline__ void state_update(float (&hacc)[8][4], const __nv_bfl
         for (int q = 0; q < 4; q++) {
             uint32_t bb[4]; /* B = Bs[j][n], k = j rows: transposed load, two n8 tiles */
             ldsm_x4_t(bb, Bs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDN + nh * 64 + q * 16 + (lane >> 4) * 8);
-            mma(hacc[2 * q], xa, bb[0], bb[1]);
-            mma(hacc[2 * q + 1], xa, bb[2], bb[3]);
+            mma16816(hacc[2 * q], xa, bb[0], bb[1]);
+            mma16816(hacc[2 * q + 1], xa, bb[2], bb[3]);
         }
     }
 }
@@ -166,7 +148,7 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_fwd(mamba_scan::args a) {
         for (int e = tid; e < P * N / 4; e += THREADS) { /* bf16 copy of the incoming state */
             const int p = e / (N / 4), n4 = e % (N / 4);
             const float4 v = *reinterpret_cast<const float4 *>(stp + p * N + n4 * 4);
-            uint2 u = make_uint2(pack(v.x, v.y), pack(v.z, v.w));
+            uint2 u = make_uint2(pack_bf16(v.x, v.y), pack_bf16(v.z, v.w));
             *reinterpret_cast<uint2 *>(Hs + p * LDN + n4 * 4) = u;
         }
     const float Dh = a.D ? a.D[h] : 0.0f;
@@ -225,15 +207,15 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_fwd(mamba_scan::args a) {
                     if (jp > it) continue;
                     uint32_t bb[4]; /* rows j of B, k = n contiguous: two n8 tiles */
                     ldsm_x4(bb, Bs + (jp * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDN + kk * 16 + ((lane >> 3) & 1) * 8);
-                    mma(sacc[2 * jp], ca, bb[0], bb[1]);
-                    mma(sacc[2 * jp + 1], ca, bb[2], bb[3]);
+                    mma16816(sacc[2 * jp], ca, bb[0], bb[1]);
+                    mma16816(sacc[2 * jp + 1], ca, bb[2], bb[3]);
                 }
 #pragma unroll
                 for (int pp = 0; pp < 2; pp++) {
                     uint32_t hb[4]; /* rows p of the state, k = n contiguous */
                     ldsm_x4(hb, Hs + (ph * 32 + pp * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDN + kk * 16 + ((lane >> 3) & 1) * 8);
-                    mma(yacc[2 * pp], ca, hb[0], hb[1]);
-                    mma(yacc[2 * pp + 1], ca, hb[2], hb[3]);
+                    mma16816(yacc[2 * pp], ca, hb[0], hb[1]);
+                    mma16816(yacc[2 * pp + 1], ca, hb[2], hb[3]);
                 }
             }
             const float e_lo = ec[r_lo], e_hi = ec[r_hi], c_lo = cum[r_lo], c_hi = cum[r_hi];
@@ -252,15 +234,15 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_fwd(mamba_scan::args a) {
                     const float m01 = j + 1 <= r_lo ? sacc[f][1] * __expf(c_lo - cj1) * w1 : 0.0f;
                     const float m10 = j <= r_hi ? sacc[f][2] * __expf(c_hi - cj0) * w0 : 0.0f;
                     const float m11 = j + 1 <= r_hi ? sacc[f][3] * __expf(c_hi - cj1) * w1 : 0.0f;
-                    ma[2 * half] = pack(m00, m01);
-                    ma[2 * half + 1] = pack(m10, m11);
+                    ma[2 * half] = pack_bf16(m00, m01);
+                    ma[2 * half + 1] = pack_bf16(m10, m11);
                 }
 #pragma unroll
                 for (int pp = 0; pp < 2; pp++) {
                     uint32_t xb[4]; /* B = Xs[j][p], k = j rows: transposed load */
                     ldsm_x4_t(xb, Xs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDP + ph * 32 + pp * 16 + (lane >> 4) * 8);
-                    mma(yacc[2 * pp], ma, xb[0], xb[1]);
-                    mma(yacc[2 * pp + 1], ma, xb[2], xb[3]);
+                    mma16816(yacc[2 * pp], ma, xb[0], xb[1]);
+                    mma16816(yacc[2 * pp + 1], ma, xb[2], xb[3]);
                 }
             }
             /* y = (Y + D x) * silu(z) */
@@ -288,8 +270,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_fwd(mamba_scan::args a) {
 #pragma unroll
             for (int f = 0; f < 8; f++) {
                 __nv_bfloat16 *o = Hs + (tp * 16 + g8) * LDN + nh * 64 + f * 8 + 2 * t;
-                *reinterpret_cast<uint32_t *>(o) = pack(hacc[f][0], hacc[f][1]);
-                *reinterpret_cast<uint32_t *>(o + 8 * LDN) = pack(hacc[f][2], hacc[f][3]);
+                *reinterpret_cast<uint32_t *>(o) = pack_bf16(hacc[f][0], hacc[f][1]);
+                *reinterpret_cast<uint32_t *>(o + 8 * LDN) = pack_bf16(hacc[f][2], hacc[f][3]);
             }
         }
     }

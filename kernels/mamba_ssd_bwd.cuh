@@ -229,8 +229,8 @@ __device__ __forceinline__ void put_state(__nv_bfloat16 *dst, int ld, const floa
 #pragma unroll
     for (int f = 0; f < 8; f++) {
         __nv_bfloat16 *o = dst + (tp * 16 + g8) * ld + nh * 64 + f * 8 + 2 * t;
-        *reinterpret_cast<uint32_t *>(o) = pack(acc[f][0], acc[f][1]);
-        *reinterpret_cast<uint32_t *>(o + 8 * ld) = pack(acc[f][2], acc[f][3]);
+        *reinterpret_cast<uint32_t *>(o) = pack_bf16(acc[f][0], acc[f][1]);
+        *reinterpret_cast<uint32_t *>(o + 8 * ld) = pack_bf16(acc[f][2], acc[f][3]);
     }
 }
 __device__ __forceinline__ void get_state(float (&acc)[8][4], const float *src, int tp, int nh) {
@@ -329,8 +329,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
 #pragma unroll
                         for (int np = 0; np < 2; np++) {
                             frag_b_nk(bb, Bs, LDN, cb * 32 + np * 16, kk * 16);
-                            mma(sacc[2 * np], ca, bb[0], bb[1]);
-                            mma(sacc[2 * np + 1], ca, bb[2], bb[3]);
+                            mma16816(sacc[2 * np], ca, bb[0], bb[1]);
+                            mma16816(sacc[2 * np + 1], ca, bb[2], bb[3]);
                         }
                     }
 #pragma unroll
@@ -340,8 +340,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
 #pragma unroll
                         for (int np = 0; np < 2; np++) {
                             frag_b_nk(bb, Xs, LDP, cb * 32 + np * 16, kk * 16);
-                            mma(gacc[2 * np], ga, bb[0], bb[1]);
-                            mma(gacc[2 * np + 1], ga, bb[2], bb[3]);
+                            mma16816(gacc[2 * np], ga, bb[0], bb[1]);
+                            mma16816(gacc[2 * np + 1], ga, bb[2], bb[3]);
                         }
                     }
                     const float c_lo = cum[r_lo], c_hi = cum[r_hi];
@@ -364,10 +364,10 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
                             if (e & 1) zc1 += zz;
                             else zc0 += zz;
                         }
-                        *reinterpret_cast<uint32_t *>(Ms + r_lo * LDQ + j0) = pack(mv[0], mv[1]);
-                        *reinterpret_cast<uint32_t *>(Ms + r_hi * LDQ + j0) = pack(mv[2], mv[3]);
-                        *reinterpret_cast<uint32_t *>(Ws + r_lo * LDQ + j0) = pack(wvv[0], wvv[1]);
-                        *reinterpret_cast<uint32_t *>(Ws + r_hi * LDQ + j0) = pack(wvv[2], wvv[3]);
+                        *reinterpret_cast<uint32_t *>(Ms + r_lo * LDQ + j0) = pack_bf16(mv[0], mv[1]);
+                        *reinterpret_cast<uint32_t *>(Ms + r_hi * LDQ + j0) = pack_bf16(mv[2], mv[3]);
+                        *reinterpret_cast<uint32_t *>(Ws + r_lo * LDQ + j0) = pack_bf16(wvv[0], wvv[1]);
+                        *reinterpret_cast<uint32_t *>(Ws + r_hi * LDQ + j0) = pack_bf16(wvv[2], wvv[3]);
                         zc0 = sum_g(zc0), zc1 = sum_g(zc1);
                         if (g8 == 0) atomicAdd(&zc[j0], zc0), atomicAdd(&zc[j0 + 1], zc1);
                     }
@@ -391,8 +391,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
 #pragma unroll
                     for (int np = 0; np < 2; np++) {
                         frag_b_nk(bb, Hs, LDN, cb * 32 + np * 16, kk * 16);
-                        mma(ycacc[2 * np], ca, bb[0], bb[1]);
-                        mma(ycacc[2 * np + 1], ca, bb[2], bb[3]);
+                        mma16816(ycacc[2 * np], ca, bb[0], bb[1]);
+                        mma16816(ycacc[2 * np + 1], ca, bb[2], bb[3]);
                     }
                 }
                 float u_lo = 0.f, u_hi = 0.f;
@@ -415,8 +415,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
 #pragma unroll
                     for (int np = 0; np < 2; np++) {
                         frag_b_kn(xb, Xs, LDP, kk * 16, cb * 32 + np * 16);
-                        mma(ycacc[2 * np], ma, xb[0], xb[1]);
-                        mma(ycacc[2 * np + 1], ma, xb[2], xb[3]);
+                        mma16816(ycacc[2 * np], ma, xb[0], xb[1]);
+                        mma16816(ycacc[2 * np + 1], ma, xb[2], xb[3]);
                     }
                 }
 #pragma unroll
@@ -453,8 +453,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
 #pragma unroll
                     for (int np = 0; np < 2; np++) {
                         frag_b_kn(gb, Gs, LDP, kk * 16, cb * 32 + np * 16);
-                        mma(a1[2 * np], ma, gb[0], gb[1]);
-                        mma(a1[2 * np + 1], ma, gb[2], gb[3]);
+                        mma16816(a1[2 * np], ma, gb[0], gb[1]);
+                        mma16816(a1[2 * np + 1], ma, gb[2], gb[3]);
                     }
                 }
 #pragma unroll
@@ -464,8 +464,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
 #pragma unroll
                     for (int np = 0; np < 2; np++) {
                         frag_b_nk(db, DHs, LDN, cb * 32 + np * 16, kk * 16);
-                        mma(a2[2 * np], ba, db[0], db[1]);
-                        mma(a2[2 * np + 1], ba, db[2], db[3]);
+                        mma16816(a2[2 * np], ba, db[0], db[1]);
+                        mma16816(a2[2 * np + 1], ba, db[2], db[3]);
                     }
                 }
                 float q_lo = 0.f, q_hi = 0.f;
@@ -504,8 +504,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
 #pragma unroll
                     for (int q = 0; q < 4; q++) {
                         frag_b_kn(hb, Hs, LDN, kk * 16, cb * 64 + q * 16);
-                        mma(acc[2 * q], ga, hb[0], hb[1]);
-                        mma(acc[2 * q + 1], ga, hb[2], hb[3]);
+                        mma16816(acc[2 * q], ga, hb[0], hb[1]);
+                        mma16816(acc[2 * q + 1], ga, hb[2], hb[3]);
                     }
                 }
 #pragma unroll
@@ -518,8 +518,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
 #pragma unroll
                     for (int q = 0; q < 4; q++) {
                         frag_b_kn(bb, Bs, LDN, kk * 16, cb * 64 + q * 16);
-                        mma(acc[2 * q], wa, bb[0], bb[1]);
-                        mma(acc[2 * q + 1], wa, bb[2], bb[3]);
+                        mma16816(acc[2 * q], wa, bb[0], bb[1]);
+                        mma16816(acc[2 * q + 1], wa, bb[2], bb[3]);
                     }
                 }
 #pragma unroll
@@ -543,8 +543,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
 #pragma unroll
                     for (int q = 0; q < 4; q++) {
                         frag_b_kn(hb, DHs, LDN, kk * 16, cb * 64 + q * 16);
-                        mma(acc[2 * q], xa, hb[0], hb[1]);
-                        mma(acc[2 * q + 1], xa, hb[2], hb[3]);
+                        mma16816(acc[2 * q], xa, hb[0], hb[1]);
+                        mma16816(acc[2 * q + 1], xa, hb[2], hb[3]);
                     }
                 }
 #pragma unroll
@@ -557,8 +557,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
 #pragma unroll
                     for (int q = 0; q < 4; q++) {
                         frag_b_kn(cc, Cs, LDN, kk * 16, cb * 64 + q * 16);
-                        mma(acc[2 * q], wa, cc[0], cc[1]);
-                        mma(acc[2 * q + 1], wa, cc[2], cc[3]);
+                        mma16816(acc[2 * q], wa, cc[0], cc[1]);
+                        mma16816(acc[2 * q + 1], wa, cc[2], cc[3]);
                     }
                 }
 #pragma unroll
