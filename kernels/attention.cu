@@ -91,6 +91,36 @@ struct fwd_params {
     float scale_log2; /* scale * log2(e) */
 };
 
+/* The query tile a forward block serves. 1D grid: heads fastest, then query tiles (heaviest
+ * causal tiles first), then batch. Keys [kstart, kend) are all that any of its rows can see. */
+template <int D>
+struct fwd_tile {
+    int64_t a, b;          /* query head, batch */
+    int64_t i0, q0, qlast; /* first query row, its key position, position of the last stored row */
+    int64_t kstart, kend;  /* kend exclusive */
+    const bf16 *qg, *kg, *vg;
+};
+template <int D>
+__device__ __forceinline__ fwd_tile<D> fwd_tile_of(const fwd_params &p, int64_t BM) {
+    fwd_tile<D> t;
+    int64_t idx = blockIdx.x;
+    t.a = idx % p.HQ;
+    idx /= p.HQ;
+    const int64_t qr = idx % p.nqb;
+    t.b = idx / p.nqb;
+    const int64_t qb = p.causal ? p.nqb - 1 - qr : qr;
+    const int64_t h = t.a / (p.HQ / p.H);
+    t.i0 = qb * BM;
+    t.q0 = p.p0 + t.i0;
+    t.qlast = p.p0 + min(t.i0 + BM, p.Lq) - 1;
+    t.qg = p.q + (t.b * p.Lq * p.HQ + t.a) * D;
+    t.kg = p.k + (t.b * p.L * p.H + h) * D;
+    t.vg = p.v + (t.b * p.L * p.H + h) * D;
+    t.kend = p.causal ? t.qlast + 1 : p.L;
+    t.kstart = (p.causal && p.W > 0) ? max(t.q0 - p.W, (int64_t)0) : 0;
+    return t;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Forward. Block = NW warps, BM = 16*NW*MT query rows, BN keys per tile. */
 template <int D, int BN, int NW, int MT>
@@ -102,23 +132,11 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
     bf16 *sV = sK + 2 * BN * P;
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
-    /* 1D grid: heads fastest, then query tiles (heaviest causal tiles first), then batch. */
-    int64_t idx = blockIdx.x;
-    const int64_t a = idx % p.HQ;
-    idx /= p.HQ;
-    const int64_t qr = idx % p.nqb, b = idx / p.nqb;
-    const int64_t qb = p.causal ? p.nqb - 1 - qr : qr;
-    const int64_t L = p.L, Lq = p.Lq, h = a / (p.HQ / p.H), W = p.W;
-    const int64_t i0 = qb * BM;                               /* first query row of the tile */
-    const int64_t q0 = p.p0 + i0;                             /* its key position */
-    const int64_t qlast = p.p0 + min(i0 + BM, Lq) - 1;        /* position of the last stored row */
+    const fwd_tile<D> t = fwd_tile_of<D>(p, BM);
+    const int64_t a = t.a, b = t.b, i0 = t.i0, q0 = t.q0, qlast = t.qlast, kstart = t.kstart, kend = t.kend;
+    const int64_t L = p.L, Lq = p.Lq, W = p.W;
     const int64_t qstride = p.HQ * D, kstride = p.H * D;
-    const bf16 *qg = p.q + (b * Lq * p.HQ + a) * D;
-    const bf16 *kg = p.k + (b * L * p.H + h) * D;
-    const bf16 *vg = p.v + (b * L * p.H + h) * D;
-
-    const int64_t kend = p.causal ? qlast + 1 : L; /* exclusive */
-    const int64_t kstart = (p.causal && W > 0) ? max(q0 - W, (int64_t)0) : 0;
+    const bf16 *qg = t.qg, *kg = t.kg, *vg = t.vg;
     const int64_t jt0 = kstart / BN, jt1 = (kend - 1) / BN;
 
     load_rows<D, BM, NT>(sQ, qg, qstride, i0, Lq, tid);
@@ -314,22 +332,11 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
     unsigned char *sV = sK + 2 * BN * 2 * D;
 
     const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
-    int64_t idx = blockIdx.x;
-    const int64_t a = idx % p.HQ;
-    idx /= p.HQ;
-    const int64_t qr = idx % p.nqb, b = idx / p.nqb;
-    const int64_t qb = p.causal ? p.nqb - 1 - qr : qr;
-    const int64_t L = p.L, Lq = p.Lq, h = a / (p.HQ / p.H), W = p.W;
-    const int64_t i0 = qb * BM;                        /* first query row of the tile */
-    const int64_t q0 = p.p0 + i0;                      /* its key position */
-    const int64_t qlast = p.p0 + min(i0 + BM, Lq) - 1; /* position of the last stored row */
+    const fwd_tile<D> t = fwd_tile_of<D>(p, BM);
+    const int64_t a = t.a, b = t.b, i0 = t.i0, q0 = t.q0, qlast = t.qlast, kstart = t.kstart, kend = t.kend;
+    const int64_t L = p.L, Lq = p.Lq, W = p.W;
     const int64_t qstride = p.HQ * D, kstride = p.H * D;
-    const bf16 *qg = p.q + (b * Lq * p.HQ + a) * D;
-    const bf16 *kg = p.k + (b * L * p.H + h) * D;
-    const bf16 *vg = p.v + (b * L * p.H + h) * D;
-
-    const int64_t kend = p.causal ? qlast + 1 : L;
-    const int64_t kstart = (p.causal && W > 0) ? max(q0 - W, (int64_t)0) : 0;
+    const bf16 *qg = t.qg, *kg = t.kg, *vg = t.vg;
     const int64_t jt0 = kstart / BN, jt1 = (kend - 1) / BN;
 
     load_rows_sw<BM, NT, D>(sQ, qg, qstride, i0, Lq, tid);
