@@ -69,6 +69,56 @@ __device__ __forceinline__ float2 bf2(const __nv_bfloat16 *p) {
     return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
 }
 
+/* Gradient of the state-side columns of a sub-chunk, rows rb*16.. (r_lo, r_hi of this lane),
+ * state columns cb*64 .. cb*64+63, added into dst [rows][G][N] at group g (fp32 float2 atomics:
+ * the heads of a group share dB and dC):
+ *   WT = false: dC = diag(e) G h   + W B     (W causal: key blocks kk <= rb)
+ *   WT = true:  dB = diag(w) X dh  + W^T C   (W^T: kk >= rb)
+ * A1 [Q][P] is G or X, B1 [P][N] h or dh, B2 [Q][N] B or C, (s_lo, s_hi) the rows' e or w. */
+template <bool WT>
+__device__ __forceinline__ void state_col_grad(float *dst, int64_t G, int64_t g, int64_t row0, int nvalid,
+                                               const __nv_bfloat16 *A1, const __nv_bfloat16 *B1, float s_lo,
+                                               float s_hi, const __nv_bfloat16 *Ws, const __nv_bfloat16 *B2, int rb,
+                                               int cb, int r_lo, int r_hi, int t) {
+    float acc[8][4];
+#pragma unroll
+    for (int f = 0; f < 8; f++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[f][e] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < P / 16; kk++) {
+        uint32_t xa[4], hb[4];
+        frag_a(xa, A1, LDP, rb * 16, kk * 16);
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            frag_b_kn(hb, B1, LDN, kk * 16, cb * 64 + q * 16);
+            mma16816(acc[2 * q], xa, hb[0], hb[1]);
+            mma16816(acc[2 * q + 1], xa, hb[2], hb[3]);
+        }
+    }
+#pragma unroll
+    for (int f = 0; f < 8; f++) acc[f][0] *= s_lo, acc[f][1] *= s_lo, acc[f][2] *= s_hi, acc[f][3] *= s_hi;
+#pragma unroll
+    for (int kk = 0; kk < Q / 16; kk++) {
+        if (WT ? kk < rb : kk > rb) continue;
+        uint32_t wa[4], bb[4];
+        if (WT) frag_a_t(wa, Ws, LDQ, rb * 16, kk * 16);
+        else frag_a(wa, Ws, LDQ, rb * 16, kk * 16);
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            frag_b_kn(bb, B2, LDN, kk * 16, cb * 64 + q * 16);
+            mma16816(acc[2 * q], wa, bb[0], bb[1]);
+            mma16816(acc[2 * q + 1], wa, bb[2], bb[3]);
+        }
+    }
+#pragma unroll
+    for (int f = 0; f < 8; f++) {
+        const int n = cb * 64 + f * 8 + 2 * t;
+        if (r_lo < nvalid) atomicAdd(reinterpret_cast<float2 *>(dst + (row0 + r_lo) * G * N + g * N + n), make_float2(acc[f][0], acc[f][1]));
+        if (r_hi < nvalid) atomicAdd(reinterpret_cast<float2 *>(dst + (row0 + r_hi) * G * N + g * N + n), make_float2(acc[f][2], acc[f][3]));
+    }
+}
+
 /* Warp 0: the sub-chunk's vectors: dt', c, w, e, wd = exp(c_end - c), sg = sig(dt + bias)
  * (zero past nvalid). */
 __device__ __forceinline__ void prefix_raw(float *vec, const args &a, float2 raw, int h, int nvalid) {
@@ -491,83 +541,9 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
                 if (t == 0) atomicAdd(&qq[r_lo], q_lo), atomicAdd(&qq[r_hi], q_hi);
             }
             /* ---- phase 2c: dC = W1 B + diag(e) G h (rows rb, cols 64cb..) ---- */
-            {
-                float acc[8][4];
-#pragma unroll
-                for (int f = 0; f < 8; f++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) acc[f][e] = 0.0f;
-#pragma unroll
-                for (int kk = 0; kk < P / 16; kk++) {
-                    uint32_t ga[4], hb[4];
-                    frag_a(ga, Gs, LDP, rb * 16, kk * 16);
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        frag_b_kn(hb, Hs, LDN, kk * 16, cb * 64 + q * 16);
-                        mma16816(acc[2 * q], ga, hb[0], hb[1]);
-                        mma16816(acc[2 * q + 1], ga, hb[2], hb[3]);
-                    }
-                }
-#pragma unroll
-                for (int f = 0; f < 8; f++) acc[f][0] *= e_lo, acc[f][1] *= e_lo, acc[f][2] *= e_hi, acc[f][3] *= e_hi;
-#pragma unroll
-                for (int kk = 0; kk < Q / 16; kk++) {
-                    if (kk > rb) continue;
-                    uint32_t wa[4], bb[4];
-                    frag_a(wa, Ws, LDQ, rb * 16, kk * 16);
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        frag_b_kn(bb, Bs, LDN, kk * 16, cb * 64 + q * 16);
-                        mma16816(acc[2 * q], wa, bb[0], bb[1]);
-                        mma16816(acc[2 * q + 1], wa, bb[2], bb[3]);
-                    }
-                }
-#pragma unroll
-                for (int f = 0; f < 8; f++) {
-                    const int n = cb * 64 + f * 8 + 2 * t;
-                    if (r_lo < nvalid) atomicAdd(reinterpret_cast<float2 *>(a.dCm + (row0 + r_lo) * a.G * N + g * N + n), make_float2(acc[f][0], acc[f][1]));
-                    if (r_hi < nvalid) atomicAdd(reinterpret_cast<float2 *>(a.dCm + (row0 + r_hi) * a.G * N + g * N + n), make_float2(acc[f][2], acc[f][3]));
-                }
-            }
+            state_col_grad<false>(a.dCm, a.G, g, row0, nvalid, Gs, Hs, e_lo, e_hi, Ws, Bs, rb, cb, r_lo, r_hi, t);
             /* ---- phase 2d: dB = W1^T C + diag(w) X dh ---- */
-            {
-                float acc[8][4];
-#pragma unroll
-                for (int f = 0; f < 8; f++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) acc[f][e] = 0.0f;
-#pragma unroll
-                for (int kk = 0; kk < P / 16; kk++) {
-                    uint32_t xa[4], hb[4];
-                    frag_a(xa, Xs, LDP, rb * 16, kk * 16);
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        frag_b_kn(hb, DHs, LDN, kk * 16, cb * 64 + q * 16);
-                        mma16816(acc[2 * q], xa, hb[0], hb[1]);
-                        mma16816(acc[2 * q + 1], xa, hb[2], hb[3]);
-                    }
-                }
-#pragma unroll
-                for (int f = 0; f < 8; f++) acc[f][0] *= w_lo, acc[f][1] *= w_lo, acc[f][2] *= w_hi, acc[f][3] *= w_hi;
-#pragma unroll
-                for (int kk = 0; kk < Q / 16; kk++) {
-                    if (kk < rb) continue;
-                    uint32_t wa[4], cc[4];
-                    frag_a_t(wa, Ws, LDQ, rb * 16, kk * 16);
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        frag_b_kn(cc, Cs, LDN, kk * 16, cb * 64 + q * 16);
-                        mma16816(acc[2 * q], wa, cc[0], cc[1]);
-                        mma16816(acc[2 * q + 1], wa, cc[2], cc[3]);
-                    }
-                }
-#pragma unroll
-                for (int f = 0; f < 8; f++) {
-                    const int n = cb * 64 + f * 8 + 2 * t;
-                    if (r_lo < nvalid) atomicAdd(reinterpret_cast<float2 *>(a.dBm + (row0 + r_lo) * a.G * N + g * N + n), make_float2(acc[f][0], acc[f][1]));
-                    if (r_hi < nvalid) atomicAdd(reinterpret_cast<float2 *>(a.dBm + (row0 + r_hi) * a.G * N + g * N + n), make_float2(acc[f][2], acc[f][3]));
-                }
-            }
+            state_col_grad<true>(a.dBm, a.G, g, row0, nvalid, Xs, DHs, w_lo, w_hi, Ws, Cs, rb, cb, r_lo, r_hi, t);
             /* ---- phase 2e: E <dh, h>, then dh <- E dh + G^T diag(e) C ---- */
             {
                 float pe = 0.0f;
