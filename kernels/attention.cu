@@ -33,6 +33,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
 #include "attention.h"
 #include "cuda_common.cuh"
 #include "mma.cuh"
@@ -101,9 +104,8 @@ struct fwd_tile {
     const bf16 *qg, *kg, *vg;
 };
 template <int D>
-__device__ __forceinline__ fwd_tile<D> fwd_tile_of(const fwd_params &p, int64_t BM) {
+__device__ __forceinline__ fwd_tile<D> fwd_tile_of(const fwd_params &p, int64_t BM, int64_t idx) {
     fwd_tile<D> t;
-    int64_t idx = blockIdx.x;
     t.a = idx % p.HQ;
     idx /= p.HQ;
     const int64_t qr = idx % p.nqb;
@@ -132,7 +134,7 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
     bf16 *sV = sK + 2 * BN * P;
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
-    const fwd_tile<D> t = fwd_tile_of<D>(p, BM);
+    const fwd_tile<D> t = fwd_tile_of<D>(p, BM, blockIdx.x);
     const int64_t a = t.a, b = t.b, i0 = t.i0, q0 = t.q0, qlast = t.qlast, kstart = t.kstart, kend = t.kend;
     const int64_t L = p.L, Lq = p.Lq, W = p.W;
     const int64_t qstride = p.HQ * D, kstride = p.H * D;
@@ -332,7 +334,7 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
     unsigned char *sV = sK + 2 * BN * 2 * D;
 
     const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
-    const fwd_tile<D> t = fwd_tile_of<D>(p, BM);
+    const fwd_tile<D> t = fwd_tile_of<D>(p, BM, blockIdx.x);
     const int64_t a = t.a, b = t.b, i0 = t.i0, q0 = t.q0, qlast = t.qlast, kstart = t.kstart, kend = t.kend;
     const int64_t L = p.L, Lq = p.Lq, W = p.W;
     const int64_t qstride = p.HQ * D, kstride = p.H * D;
@@ -466,6 +468,9 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
     }
 #endif
 }
+
+/* The warp-specialised forward (TMA producer, consumer warpgroups, persistent blocks). */
+#include "attention_fwd_ws.cuh"
 
 /* ---------------------------------------------------------------------------------------------
  * Backward, step 1: D[b, a, t] = <dO, O> in fp32; one group of D/8 lanes per row. */
@@ -974,6 +979,75 @@ lc_status launch_fwd_wgmma(const fwd_params &p0, int64_t B, cudaStream_t st) {
     return LC_OK;
 }
 
+/* Tile-configuration override for tuning runs (env LC_ATTN_FWD / LC_ATTN_BWD = variant number);
+ * unset = the shipped default for the shape. */
+int tuning_variant(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : dflt;
+}
+
+/* A 4-D tensor map over a [B][rows][heads][64] bf16 tensor (innermost first: 64, heads, rows,
+ * B) whose box is one head's `box_rows` rows, 128-byte swizzled. 0 when the driver entry point
+ * is missing or the encoder refuses (pointer not 16-byte aligned, say): callers fall back. */
+int ws_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t rows, int64_t heads, int box_rows) {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+    static int looked = 0;
+    if (!looked) {
+        looked = 1;
+        void *fn = NULL;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+        else
+            cudaGetLastError();
+    }
+    if (!encode || ((uintptr_t)base & 15)) return 0;
+    const cuuint64_t dims[4] = {64, (cuuint64_t)heads, (cuuint64_t)rows, (cuuint64_t)B};
+    const cuuint64_t strides[3] = {128, (cuuint64_t)heads * 128, (cuuint64_t)(rows * heads * 128)};
+    const cuuint32_t box[4] = {64, 1, (cuuint32_t)box_rows, 1}, estr[4] = {1, 1, 1, 1};
+    return encode(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void *>(base), dims, strides, box, estr,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+int sm_count() {
+    static int n = 0;
+    if (n == 0) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+            n <= 0) {
+            cudaGetLastError();
+            n = 132;
+        }
+    }
+    return n;
+}
+
+/* The warp-specialised dh-64 forward; *ran = 0 (and nothing launched) when no tensor map could
+ * be made, so the caller takes the plain warpgroup kernel. */
+template <int BN, int NCWG, int STAGES>
+lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
+    constexpr int BM = 64 * NCWG;
+    fwd_params p = p0;
+    p.nqb = (p.Lq + BM - 1) / BM;
+    *ran = 0;
+    CUtensorMap tq, tk, tv;
+    if (!ws_tensor_map(&tq, p.q, B, p.Lq, p.HQ, BM) || !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) ||
+        !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN))
+        return LC_OK;
+    const int64_t ntiles = p.nqb * p.HQ * B;
+    int64_t grid = ntiles < sm_count() ? ntiles : sm_count();
+    const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
+    if (cap > 0 && cap < grid) grid = cap;
+    const size_t smem = ws_smem_bytes<BN, NCWG, STAGES>();
+    cuda_check(cudaFuncSetAttribute(attn_fwd_ws_kernel<BN, NCWG, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_fwd_ws_kernel<BN, NCWG, STAGES><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
+    cuda_check_launch("attn_fwd_ws_kernel");
+    *ran = 1;
+    return LC_OK;
+}
+
 /* 1 when the code the driver loaded for this device is the sm_90a build (wgmma available). Probed
  * once per process; the answer cannot change while it runs. */
 int have_sm90a() {
@@ -1036,12 +1110,6 @@ __global__ void attn_fill_kernel(bf16 *x, int64_t n, uint64_t seed, float scale)
     }
 }
 
-/* Tile-configuration override for tuning runs (env LC_ATTN_FWD / LC_ATTN_BWD = variant number);
- * unset = the shipped default for the shape. */
-int tuning_variant(const char *name, int dflt) {
-    const char *e = getenv(name);
-    return e && *e ? atoi(e) : dflt;
-}
 
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
@@ -1073,6 +1141,16 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     case 64:
         if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
             const int dflt = narrow ? 1 : 2; /* run 8 (notes): BN64 x 2 WG beat BN128 x 3 WG at dense 64K and W 4096 */
+            int ran = 0;
+            lc_status e = LC_OK;
+            switch (tuning_variant("LC_ATTN_WG", dflt)) { /* 6..9: warp-specialised (falls through when it cannot run) */
+            case 6: e = launch_fwd_ws<64, 2, 4>(p, s->B, st, &ran); break;
+            case 7: e = launch_fwd_ws<128, 2, 3>(p, s->B, st, &ran); break;
+            case 8: e = launch_fwd_ws<64, 3, 4>(p, s->B, st, &ran); break;
+            case 9: e = launch_fwd_ws<128, 2, 4>(p, s->B, st, &ran); break;
+            default: break;
+            }
+            if (e != LC_OK || ran) return e;
             switch (tuning_variant("LC_ATTN_WG", dflt)) {
             case 1: return launch_fwd_wgmma<64, 64, 1>(p, s->B, st);
             case 2: return launch_fwd_wgmma<64, 64, 2>(p, s->B, st);
