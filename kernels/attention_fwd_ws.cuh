@@ -69,6 +69,23 @@ __device__ __forceinline__ void setmaxnreg_dec() {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
 }
 
+/* D[64 x N] (+)= A[64 x 16] * B[16 x N], A from registers (mma.sync A-fragment layout per warp),
+ * B K-major in shared memory: S = Q K^T with Q held in registers. */
+__device__ __forceinline__ void wgmma_rs_n64_k(float *d, const uint32_t *a, uint64_t db, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmma_rs_n128_k(float *d, const uint32_t *a, uint64_t db, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+}
+
 /* S (64 x BN, this warpgroup's rows) = Q K^T over dh 64: four k16 steps inside the swizzled rows. */
 template <int BN>
 __device__ __forceinline__ void ws_qk(float *S, uint32_t qaddr, uint32_t kaddr) {
@@ -77,6 +94,17 @@ __device__ __forceinline__ void ws_qk(float *S, uint32_t qaddr, uint32_t kaddr) 
         const uint64_t da = wgmma_desc(qaddr + kk * 32, 16, 1024), db = wgmma_desc(kaddr + kk * 32, 16, 1024);
         if constexpr (BN == 128) wgmma_ss_n128(S, da, db, kk > 0);
         else wgmma_ss_n64(S, da, db, kk > 0);
+    }
+}
+/* The same with Q from registers (qf[kk]: the A fragment of columns 16kk .. 16kk+15): the MMA
+ * then reads only K from shared memory, half the bytes of the form above at BN = 64. */
+template <int BN>
+__device__ __forceinline__ void ws_qk_r(float *S, const uint32_t (*qf)[4], uint32_t kaddr) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        const uint64_t db = wgmma_desc(kaddr + kk * 32, 16, 1024);
+        if constexpr (BN == 128) wgmma_rs_n128_k(S, qf[kk], db, kk > 0);
+        else wgmma_rs_n64_k(S, qf[kk], db, kk > 0);
     }
 }
 /* O (64 x 64) += P V with P (64 x BN) from registers and V [BN keys][64] MN-major. */
@@ -93,7 +121,7 @@ constexpr size_t ws_smem_bytes() {
     return 1024 + 2 * (size_t)NCWG * 64 * 128 + 2 * (size_t)STAGES * BN * 128 + (4 + 3 * STAGES) * 8;
 }
 
-template <int BN, int NCWG, int STAGES>
+template <int BN, int NCWG, int STAGES, int PP, int QR>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_fwd_ws_kernel(const fwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                        const __grid_constant__ CUtensorMap tv, const int64_t ntiles) {
@@ -154,13 +182,22 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     setmaxnreg_inc<CONS_REGS>();
     const int cw = wg - 1;
     const int64_t L = p.L, Lq = p.Lq, W = p.W;
+    /* window width for the int32 mask test: dense causal = no lower edge */
+    const int Wm = (p.causal && W > 0) ? (int)min(W, (int64_t)1 << 30) : 1 << 30;
     uint32_t it = 0, tc = 0;
-    /* a slot this warpgroup does not compute: wait until it is filled (so arrivals stay in
-     * phase), then hand it back */
-    auto pass = [&](uint32_t i) {
-        mbar_wait(b_fullK + 8 * (i % STAGES), (i / STAGES) & 1);
-        if (lane == 0) mbar_arrive(b_empty + 8 * (i % STAGES));
+    /* PP: the consumer warpgroups take turns issuing their MMAs (named barrier 1 + w is
+     * warpgroup w's turn; the previous one opens it), so one warpgroup's softmax runs while the
+     * next one's MMAs do. Every warpgroup takes one turn per key tile of the block, computed
+     * or not, so the turns stay in step; the last warpgroup opens the first turn. */
+    auto turn_begin = [&]() {
+        if constexpr (PP) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory");
     };
+    auto turn_end = [&]() {
+        if constexpr (PP) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + (cw + 1) % NCWG) : "memory");
+    };
+    if constexpr (PP)
+        if (cw == NCWG - 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+
     for (int64_t idx = blockIdx.x; idx < ntiles; idx += gridDim.x, tc++) {
         const fwd_tile<D> t = fwd_tile_of<D>(p, BM, idx);
         const uint32_t qs = tc & 1;
@@ -177,25 +214,37 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         const uint32_t qaddr = smem_u32(sQ + qs * QBYTES) + cw * 64 * 128;
         const int64_t row_base = r0 + warp * 16 + g;
         mbar_wait(b_fullQ + 8 * qs, (tc >> 1) & 1);
+        uint32_t qf[4][4]; /* QR: Q in registers (A fragments), the Q buffer is free at once */
+        if constexpr (QR) {
+            const unsigned char *qw = sQ + qs * QBYTES + cw * 64 * 128;
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) ldsm_x4(qf[kk], qw + sw128(warp * 16 + lane % 16, 2 * kk + lane / 16));
+            if (lane == 0) mbar_arrive(b_emptyQ + 8 * qs);
+        }
 
         float acc[32], S[BN / 2], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
         uint32_t pa[BN / 16][4];
 #pragma unroll
         for (int i = 0; i < 32; i++) acc[i] = 0.f;
 
-        /* mask (boundary tiles only) and the online-softmax statistics of S; S becomes
-         * exp2(S*scale - m_new) in place, alpha the factor for the older partial sums */
+        /* mask (only tiles that cut the diagonal, the window's lower edge or the end of the
+         * sequence) and online softmax: S becomes exp2(S*scale - m_new) in place, alpha[r] the
+         * factor for the older partial sums, sum[r] this tile's row sums (partial over the quad) */
         auto softmax = [&](int j, float alpha[2], float sum[2]) {
             const int64_t k0 = (j0 + j) * BN;
-            const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > r0 || (W > 0 && k0 < rlast - W)));
-            if (need_mask) {
+            if (k0 + BN > L || (p.causal && (k0 + BN - 1 > r0 || (W > 0 && k0 < rlast - W)))) {
+                /* in int32, relative to the tile: d = row - col for col = 8i + (e&1) + 2tg;
+                 * rows past Lq see what the last stored row sees (they are never written) */
+                const int lim = (int)min(L - k0, (int64_t)BN) - 2 * tg;
+                int d[2];
+#pragma unroll
+                for (int r = 0; r < 2; r++) d[r] = (int)(min(row_base + 8 * r, rlast) - k0) - 2 * tg;
 #pragma unroll
                 for (int i = 0; i < BN / 8; i++)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
-                        const int64_t row = row_base + (e >= 2 ? 8 : 0);
-                        const int64_t col = k0 + i * 8 + 2 * tg + (e & 1);
-                        if (!visible(row < rlast ? row : rlast, col, L, p.causal, W)) S[4 * i + e] = -INFINITY;
+                        const int c = 8 * i + (e & 1), dd = d[e >> 1] - c;
+                        if (c >= lim || (p.causal && (dd < 0 || dd > Wm))) S[4 * i + e] = -INFINITY;
                     }
             }
 #pragma unroll
@@ -221,6 +270,16 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 sum[r] = s;
             }
         };
+        auto pv_done = [&](uint32_t slot) { /* P V of `slot` finished: keep its registers, free the slot */
+#pragma unroll
+            for (int i = 0; i < 32; i++) reg_fence(acc[i]);
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++)
+#pragma unroll
+                for (int c = 0; c < 4; c++) reg_fence(pa[kk][c]);
+            if (lane == 0) mbar_arrive(b_empty + 8 * slot);
+        };
+
         auto pack_p = [&]() {
 #pragma unroll
             for (int kk = 0; kk < BN / 16; kk++) {
@@ -230,47 +289,63 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 pa[kk][3] = pack_bf16(S[8 * kk + 6], S[8 * kk + 7]);
             }
         };
-
-        int j = 0;
-        for (; j < jlo; j++, it++) pass(it);
-        if (jlo <= jhi) {
-            /* first tile: S, softmax, P (nothing to overlap with yet) */
-            uint32_t s = it % STAGES;
-            mbar_wait(b_fullK + 8 * s, (it / STAGES) & 1);
+        auto issue_qk = [&](uint32_t slot) {
+            mbar_wait(b_fullK + 8 * (slot % STAGES), (slot / STAGES) & 1);
             wgmma_fence();
-            ws_qk<BN>(S, qaddr, smem_u32(sK + s * KVBYTES));
+            if constexpr (QR) ws_qk_r<BN>(S, qf, smem_u32(sK + (slot % STAGES) * KVBYTES));
+            else ws_qk<BN>(S, qaddr, smem_u32(sK + (slot % STAGES) * KVBYTES));
             wgmma_commit();
-            wgmma_wait<0>();
+        };
+        auto issue_pv = [&](uint32_t slot) {
+            mbar_wait(b_fullV + 8 * (slot % STAGES), (slot / STAGES) & 1);
+            wgmma_fence();
+            ws_pv<BN>(acc, pa, smem_u32(sV + (slot % STAGES) * KVBYTES));
+            wgmma_commit();
+        };
+        auto s_done = [&]() { /* S is in registers (and Q's registers were read) */
 #pragma unroll
             for (int i = 0; i < BN / 2; i++) reg_fence(S[i]);
+            if constexpr (QR)
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) reg_fence(qf[kk][c]);
+        };
+        /* a key tile of the block this warpgroup does not compute: wait until its slot is filled
+         * (so the arrivals stay in phase), free it, and take the turn all the same */
+        auto pass = [&]() {
+            turn_begin();
+            mbar_wait(b_fullK + 8 * (it % STAGES), (it / STAGES) & 1);
+            if (lane == 0) mbar_arrive(b_empty + 8 * (it % STAGES));
+            turn_end();
+        };
+
+        int j = 0;
+        for (; j < jlo; j++, it++) pass();
+        if (jlo <= jhi) {
+            /* first tile: S, softmax, P (nothing to overlap with yet) */
             float alpha[2], sum[2];
+            turn_begin();
+            issue_qk(it);
+            turn_end();
+            wgmma_wait<0>();
+            s_done();
             softmax(j, alpha, sum);
             l[0] = sum[0], l[1] = sum[1];
             pack_p();
             uint32_t prev = it;
+            /* then per tile: issue S_j = Q K_j^T and O += P_{j-1} V_{j-1}; softmax of S_j while
+             * the second runs; O *= alpha, P_j = bf16(exp2(S_j - m)) */
             for (j++, it++; j <= jhi; j++, it++) {
-                s = it % STAGES;
-                const uint32_t sp = prev % STAGES;
-                mbar_wait(b_fullK + 8 * s, (it / STAGES) & 1);
-                wgmma_fence();
-                ws_qk<BN>(S, qaddr, smem_u32(sK + s * KVBYTES));
-                wgmma_commit();
-                mbar_wait(b_fullV + 8 * sp, (prev / STAGES) & 1);
-                wgmma_fence();
-                ws_pv<BN>(acc, pa, smem_u32(sV + sp * KVBYTES));
-                wgmma_commit();
-                wgmma_wait<1>(); /* S_j is in; P_{j-1} V_{j-1} may still run */
-#pragma unroll
-                for (int i = 0; i < BN / 2; i++) reg_fence(S[i]);
+                turn_begin();
+                issue_qk(it);
+                issue_pv(prev);
+                turn_end();
+                wgmma_wait<1>();
+                s_done();
                 softmax(j, alpha, sum);
                 wgmma_wait<0>();
-#pragma unroll
-                for (int i = 0; i < 32; i++) reg_fence(acc[i]);
-#pragma unroll
-                for (int kk = 0; kk < BN / 16; kk++)
-#pragma unroll
-                    for (int c = 0; c < 4; c++) reg_fence(pa[kk][c]);
-                if (lane == 0) mbar_arrive(b_empty + 8 * sp);
+                pv_done(prev % STAGES);
 #pragma unroll
                 for (int r = 0; r < 2; r++) {
                     l[r] = l[r] * alpha[r] + sum[r];
@@ -284,22 +359,12 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 prev = it;
             }
             /* the last tile's P V */
-            const uint32_t sp = prev % STAGES;
-            mbar_wait(b_fullV + 8 * sp, (prev / STAGES) & 1);
-            wgmma_fence();
-            ws_pv<BN>(acc, pa, smem_u32(sV + sp * KVBYTES));
-            wgmma_commit();
+            issue_pv(prev);
             wgmma_wait<0>();
-#pragma unroll
-            for (int i = 0; i < 32; i++) reg_fence(acc[i]);
-#pragma unroll
-            for (int kk = 0; kk < BN / 16; kk++)
-#pragma unroll
-                for (int c = 0; c < 4; c++) reg_fence(pa[kk][c]);
-            if (lane == 0) mbar_arrive(b_empty + 8 * sp);
+            pv_done(prev % STAGES);
         }
-        if (lane == 0) mbar_arrive(b_emptyQ + 8 * qs); /* every S of this tile is done */
-        for (; j < nt; j++, it++) pass(it);
+        if (!QR && lane == 0) mbar_arrive(b_emptyQ + 8 * qs); /* every S of this tile is done */
+        for (; j < nt; j++, it++) pass();
 
 #pragma unroll
         for (int r = 0; r < 2; r++) {
@@ -320,5 +385,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             }
         }
     }
+    if constexpr (PP)
+        if (cw == 0) asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* the last turn's opening */
 #endif
 }
