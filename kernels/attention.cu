@@ -1026,7 +1026,7 @@ int sm_count() {
 
 /* The warp-specialised dh-64 forward; *ran = 0 (and nothing launched) when no tensor map could
  * be made, so the caller takes the plain warpgroup kernel. */
-template <int BN, int NCWG, int STAGES, int PP, int QR>
+template <int BN, int NCWG, int STAGES, int PP, int QR, int EMU>
 lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BM = 64 * NCWG;
     fwd_params p = p0;
@@ -1041,8 +1041,8 @@ lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = ws_smem_bytes<BN, NCWG, STAGES>();
-    cuda_check(cudaFuncSetAttribute(attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
+    cuda_check(cudaFuncSetAttribute(attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR, EMU>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR, EMU><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
     cuda_check_launch("attn_fwd_ws_kernel");
     *ran = 1;
     return LC_OK;
@@ -1140,20 +1140,28 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
     case 64:
         if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
-            const int dflt = narrow ? 1 : 2; /* run 8 (notes): BN64 x 2 WG beat BN128 x 3 WG at dense 64K and W 4096 */
+            /* attn3 run 2 (notes): the warp-specialised kernel with turns and Q in registers, 3 x 64
+             * rows by 64 keys for narrow windows, 2 x 64 rows by 128 keys otherwise; a handful of
+             * query rows (decode) keeps the plain 64-row kernel */
+            const int dflt = p.Lq <= 64 ? 1 : narrow ? 13 : 15;
             int ran = 0;
             lc_status e = LC_OK;
-            switch (tuning_variant("LC_ATTN_WG", dflt)) { /* 6..15: warp-specialised (falls through when it cannot run) */
-            case 6: e = launch_fwd_ws<64, 2, 4, 0, 0>(p, s->B, st, &ran); break;
-            case 7: e = launch_fwd_ws<128, 2, 3, 0, 0>(p, s->B, st, &ran); break;
-            case 8: e = launch_fwd_ws<64, 3, 4, 0, 0>(p, s->B, st, &ran); break;
-            case 9: e = launch_fwd_ws<128, 3, 3, 0, 0>(p, s->B, st, &ran); break;
-            case 10: e = launch_fwd_ws<64, 3, 4, 1, 0>(p, s->B, st, &ran); break;
-            case 11: e = launch_fwd_ws<128, 2, 3, 1, 0>(p, s->B, st, &ran); break;
-            case 12: e = launch_fwd_ws<64, 3, 4, 0, 1>(p, s->B, st, &ran); break;
-            case 13: e = launch_fwd_ws<64, 3, 4, 1, 1>(p, s->B, st, &ran); break;
-            case 14: e = launch_fwd_ws<128, 2, 3, 0, 1>(p, s->B, st, &ran); break;
-            case 15: e = launch_fwd_ws<128, 2, 3, 1, 1>(p, s->B, st, &ran); break;
+            switch (tuning_variant("LC_ATTN_WG", dflt)) { /* 6..20: warp-specialised (falls through when it cannot run) */
+            case 6: e = launch_fwd_ws<64, 2, 4, 0, 0, 0>(p, s->B, st, &ran); break;
+            case 7: e = launch_fwd_ws<128, 2, 3, 0, 0, 0>(p, s->B, st, &ran); break;
+            case 8: e = launch_fwd_ws<64, 3, 4, 0, 0, 0>(p, s->B, st, &ran); break;
+            case 9: e = launch_fwd_ws<128, 3, 3, 0, 0, 0>(p, s->B, st, &ran); break;
+            case 10: e = launch_fwd_ws<64, 3, 4, 1, 0, 0>(p, s->B, st, &ran); break;
+            case 11: e = launch_fwd_ws<128, 2, 3, 1, 0, 0>(p, s->B, st, &ran); break;
+            case 12: e = launch_fwd_ws<64, 3, 4, 0, 1, 0>(p, s->B, st, &ran); break;
+            case 13: e = launch_fwd_ws<64, 3, 4, 1, 1, 0>(p, s->B, st, &ran); break;
+            case 14: e = launch_fwd_ws<128, 2, 3, 0, 1, 0>(p, s->B, st, &ran); break;
+            case 15: e = launch_fwd_ws<128, 2, 3, 1, 1, 0>(p, s->B, st, &ran); break;
+            case 16: e = launch_fwd_ws<128, 3, 3, 1, 0, 0>(p, s->B, st, &ran); break;
+            case 17: e = launch_fwd_ws<64, 3, 6, 1, 1, 0>(p, s->B, st, &ran); break;
+            case 18: e = launch_fwd_ws<128, 2, 4, 1, 1, 0>(p, s->B, st, &ran); break;
+            case 19: e = launch_fwd_ws<64, 3, 4, 1, 1, 1>(p, s->B, st, &ran); break;
+            case 20: e = launch_fwd_ws<128, 2, 3, 1, 1, 1>(p, s->B, st, &ran); break;
             default: break;
             }
             if (e != LC_OK || ran) return e;
