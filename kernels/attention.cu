@@ -22,9 +22,13 @@
  * On sm_90a (the H100 build) the forward and the backward for dh 64 and 128 use warpgroup MMAs
  * (wgmma) instead, with 128-byte-swizzled shared memory; a one-time probe kernel says whether the
  * loaded code is the sm_90a build, and the mma.sync kernels above stay as the fallback (plain
- * sm_90) and for dh 32. Tile shapes per shape class were picked on the H100
- * (results/notes-attn.md). Environment overrides for tuning runs only: LC_ATTN_WGMMA=0 (force
- * mma.sync), LC_ATTN_FWD / LC_ATTN_BWD / LC_ATTN_WG / LC_ATTN_WGB = variant number.
+ * sm_90) and for dh 32. The dh-64 forward on sm_90a is the warp-specialised kernel of
+ * attention_fwd_ws.cuh (TMA producer, mbarrier ring, consumer warpgroups taking turns, persistent
+ * blocks); the plain warpgroup kernel serves dh 128, decode (Lq <= 64) and a missing tensor-map
+ * encoder. Tile shapes per shape class were picked on the H100 (results/notes-attn.md).
+ * Environment overrides for tuning runs only: LC_ATTN_WGMMA=0 (force mma.sync), LC_ATTN_FWD /
+ * LC_ATTN_BWD / LC_ATTN_WG / LC_ATTN_WGB = variant number, LC_ATTN_WS_GRID = at most this many
+ * persistent blocks (tests).
  *
  * Query offset (forward only): q, o, lse hold Lq rows whose key positions are q_pos0 .. q_pos0+Lq-1
  * (attention.h); tiles run over query rows, visibility and the key range use the positions.
@@ -1026,7 +1030,7 @@ int sm_count() {
 
 /* The warp-specialised dh-64 forward; *ran = 0 (and nothing launched) when no tensor map could
  * be made, so the caller takes the plain warpgroup kernel. */
-template <int BN, int NCWG, int STAGES, int PP, int QR, int EMU>
+template <int BN, int NCWG, int STAGES, int PP, int QR>
 lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BM = 64 * NCWG;
     fwd_params p = p0;
@@ -1041,8 +1045,8 @@ lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = ws_smem_bytes<BN, NCWG, STAGES>();
-    cuda_check(cudaFuncSetAttribute(attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR, EMU>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR, EMU><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
+    cuda_check(cudaFuncSetAttribute(attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
     cuda_check_launch("attn_fwd_ws_kernel");
     *ran = 1;
     return LC_OK;
@@ -1140,28 +1144,18 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
     case 64:
         if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
-            /* attn3 run 2 (notes): the warp-specialised kernel with turns and Q in registers, 3 x 64
-             * rows by 64 keys for narrow windows, 2 x 64 rows by 128 keys otherwise; a handful of
-             * query rows (decode) keeps the plain 64-row kernel */
-            const int dflt = p.Lq <= 64 ? 1 : narrow ? 13 : 15;
+            /* attn3 runs 2-3 (notes): the warp-specialised kernel with turns, 3 consumer warpgroups;
+             * narrow windows 64-key tiles with Q in registers (13), otherwise 128-key tiles (16);
+             * a handful of query rows (decode) keeps the plain 64-row kernel */
+            const int dflt = p.Lq <= 64 ? 1 : narrow ? 13 : 16;
             int ran = 0;
             lc_status e = LC_OK;
-            switch (tuning_variant("LC_ATTN_WG", dflt)) { /* 6..20: warp-specialised (falls through when it cannot run) */
-            case 6: e = launch_fwd_ws<64, 2, 4, 0, 0, 0>(p, s->B, st, &ran); break;
-            case 7: e = launch_fwd_ws<128, 2, 3, 0, 0, 0>(p, s->B, st, &ran); break;
-            case 8: e = launch_fwd_ws<64, 3, 4, 0, 0, 0>(p, s->B, st, &ran); break;
-            case 9: e = launch_fwd_ws<128, 3, 3, 0, 0, 0>(p, s->B, st, &ran); break;
-            case 10: e = launch_fwd_ws<64, 3, 4, 1, 0, 0>(p, s->B, st, &ran); break;
-            case 11: e = launch_fwd_ws<128, 2, 3, 1, 0, 0>(p, s->B, st, &ran); break;
-            case 12: e = launch_fwd_ws<64, 3, 4, 0, 1, 0>(p, s->B, st, &ran); break;
-            case 13: e = launch_fwd_ws<64, 3, 4, 1, 1, 0>(p, s->B, st, &ran); break;
-            case 14: e = launch_fwd_ws<128, 2, 3, 0, 1, 0>(p, s->B, st, &ran); break;
-            case 15: e = launch_fwd_ws<128, 2, 3, 1, 1, 0>(p, s->B, st, &ran); break;
-            case 16: e = launch_fwd_ws<128, 3, 3, 1, 0, 0>(p, s->B, st, &ran); break;
-            case 17: e = launch_fwd_ws<64, 3, 6, 1, 1, 0>(p, s->B, st, &ran); break;
-            case 18: e = launch_fwd_ws<128, 2, 4, 1, 1, 0>(p, s->B, st, &ran); break;
-            case 19: e = launch_fwd_ws<64, 3, 4, 1, 1, 1>(p, s->B, st, &ran); break;
-            case 20: e = launch_fwd_ws<128, 2, 3, 1, 1, 1>(p, s->B, st, &ran); break;
+            switch (tuning_variant("LC_ATTN_WG", dflt)) { /* 8..16: warp-specialised <BN, consumer WGs, ring slots, turns, Q in registers> (the others of notes run 2/3 were dropped); falls through when it cannot run */
+            case 8: e = launch_fwd_ws<64, 3, 4, 0, 0>(p, s->B, st, &ran); break;
+            case 11: e = launch_fwd_ws<128, 2, 3, 1, 0>(p, s->B, st, &ran); break;
+            case 13: e = launch_fwd_ws<64, 3, 4, 1, 1>(p, s->B, st, &ran); break;
+            case 15: e = launch_fwd_ws<128, 2, 3, 1, 1>(p, s->B, st, &ran); break;
+            case 16: e = launch_fwd_ws<128, 3, 3, 1, 0>(p, s->B, st, &ran); break;
             default: break;
             }
             if (e != LC_OK || ran) return e;

@@ -1,8 +1,9 @@
-/* attention_fwd_ws.cuh — the warp-specialised Hopper forward for dh 64 (FlashAttention-3 layout),
- * built for the sliding-window shapes. Included by attention.cu inside its anonymous namespace
- * (it uses fwd_params, fwd_tile_of, visible, ex2, reg_fence and the wgmma wrappers there); the
- * kernel body is compiled for sm_90a only and the host launches it only where the sm_90a build
- * is loaded.
+/* attention_fwd_ws.cuh — the warp-specialised Hopper forward for dh 64 (the FlashAttention-3
+ * organisation), built for the sliding-window shapes; it is also the default for dense causal and
+ * non-causal attention at dh 64. Included by attention.cu inside its anonymous namespace (it uses
+ * fwd_params, fwd_tile_of, visible-range logic, ex2, reg_fence, sw128 and the wgmma wrappers
+ * there); the kernel body is compiled for sm_90a only and the host launches it only where the
+ * sm_90a build is loaded.
  *
  * Block = 1 producer warpgroup + NCWG consumer warpgroups, one block per SM, persistent: block
  * p serves the query tiles p, p + grid, p + 2*grid, ... in fwd_tile_of's order (heads fastest).
@@ -11,21 +12,25 @@
  *              K and V tiles (BN keys) of every key tile the query tile sees, into a ring of
  *              STAGES slots. Each copy completes on an mbarrier (fullQ, fullK, fullV); the
  *              producer reuses a slot once every consumer warp has arrived on its empty barrier.
- *              setmaxnreg gives its registers to the consumers.
+ *              setmaxnreg gives most of its registers to the consumers.
  *   consumers  warpgroup w owns query rows r0 = q0 + 64w .. +63 and computes only the key tiles
- *              that those rows see (for W = 512, BM = 128, BN = 64 the block streams 10 tiles and
- *              each warpgroup computes 9 of them, so wasted work at the window's two edges stays
- *              that of a 64-row tile while K and V are loaded once per 128 rows); it passes over
+ *              that those rows see (W = 512, BM = 192, BN = 64: the block streams 11 key tiles,
+ *              each warpgroup computes 9 of them, so the work wasted at the window's two edges is
+ *              that of a 64-row tile while K and V are loaded once per 192 rows); it passes over
  *              the others (waits for the slot to be filled, then releases it). Per key tile j:
- *                S_j = Q K_j^T       (wgmma, both from shared memory)     issued first,
- *                O  += P_{j-1} V_{j-1} (wgmma, P from registers)          issued second,
- *                softmax of S_j (mask only on tiles cutting the diagonal, the window edge or the
- *                end of the sequence) while P_{j-1} V_{j-1} still runs on the tensor cores,
- *                then O *= alpha_j and P_j = bf16(exp2(S_j - m_j)).
- *              The two warpgroups are one key tile apart (warpgroup 1 starts a tile later), so
- *              one's softmax runs beside the other's MMAs as well.
+ *                S_j = Q K_j^T         (wgmma; K from shared memory, Q too or, with QR, from
+ *                                       registers, which halves the shared-memory bytes the
+ *                                       MMA reads at BN = 64)                     issued first,
+ *                O  += P_{j-1} V_{j-1} (wgmma, P from registers)                 issued second,
+ *                softmax of S_j (masks only on tiles that cut the diagonal, the window's lower
+ *                edge or the end of the sequence, in int32 relative to the tile) while
+ *                P_{j-1} V_{j-1} still runs, then O *= alpha_j and P_j = bf16(exp2(S_j - m_j)).
+ *              PP: the warpgroups take turns issuing their MMAs (named barriers), so one
+ *              warpgroup's softmax runs while the others' MMAs do, in a fixed order.
  * Layouts: Q, K, V, O, lse as in attention.h; tensor maps view q as [B][Lq][HQ][64] and k, v as
- * [B][L][H][64] (4-D, innermost first), so rows past Lq or L arrive as zeros. */
+ * [B][L][H][64] (4-D, innermost first), so rows past Lq or L arrive as zeros.
+ * Tuning runs (results/notes-attn.md, attn3): PP +10-20%, QR +5-10% at BN = 64, 3 consumer
+ * warpgroups beat 2; a quarter of the exp2 on the FMA pipe (a cubic) was slower and was dropped. */
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
@@ -86,18 +91,6 @@ __device__ __forceinline__ void wgmma_rs_n128_k(float *d, const uint32_t *a, uin
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
 }
 
-/* 2^x on the FMA pipe (x <= 0): 2^round(x) from the exponent bits, 2^f for f in [-0.5, 0.5] by
- * a cubic (relative error < 8e-4, below the bf16 rounding of P). EMU sends a quarter of the
- * exponentials here so that the SFU, which does one exp2 per 256 FLOPs of MMA at dh 64, is
- * not the only unit doing them. */
-__device__ __forceinline__ float ex2_poly(float x) {
-    x = fmaxf(x, -126.f);
-    const float t = x + 12582912.f; /* 1.5 * 2^23: the low mantissa bits of t hold round(x) */
-    const float f = x - (t - 12582912.f);
-    const float q = fmaf(fmaf(fmaf(0.0555041087f, f, 0.2402265070f), f, 0.6931471806f), f, 1.f);
-    return __int_as_float(__float_as_int(q) + (__float_as_int(t) << 23));
-}
-
 /* S (64 x BN, this warpgroup's rows) = Q K^T over dh 64: four k16 steps inside the swizzled rows. */
 template <int BN>
 __device__ __forceinline__ void ws_qk(float *S, uint32_t qaddr, uint32_t kaddr) {
@@ -133,7 +126,7 @@ constexpr size_t ws_smem_bytes() {
     return 1024 + 2 * (size_t)NCWG * 64 * 128 + 2 * (size_t)STAGES * BN * 128 + (4 + 3 * STAGES) * 8;
 }
 
-template <int BN, int NCWG, int STAGES, int PP, int QR, int EMU>
+template <int BN, int NCWG, int STAGES, int PP, int QR>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_fwd_ws_kernel(const fwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                        const __grid_constant__ CUtensorMap tv, const int64_t ntiles) {
@@ -275,8 +268,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 for (int i = 0; i < BN / 8; i++)
 #pragma unroll
                     for (int e = 2 * r; e < 2 * r + 2; e++) {
-                        const float x = fmaf(S[4 * i + e], p.scale_log2, -m_use);
-                        const float pv = (EMU && i % 4 == 3) ? ex2_poly(x) : ex2(x);
+                        const float pv = ex2(fmaf(S[4 * i + e], p.scale_log2, -m_use));
                         S[4 * i + e] = pv;
                         s += pv;
                     }
