@@ -199,7 +199,8 @@ __global__ void pos_decay_forward_kernel(int64_t n, int K, const float *beta, fl
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const float s = score[i];
-    if (s != -INFINITY) score[i] = s + (float)(i % K) * beta[0];
+    /* multiply, then add, each rounded (no fused multiply-add): the same bits as the C reference */
+    if (s != -INFINITY) score[i] = __fadd_rn(s, __fmul_rn((float)(i % K), beta[0]));
 }
 
 /* One CTA of 1024 threads: each thread sums a fixed strided subset, then a fixed tree: the result
