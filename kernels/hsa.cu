@@ -70,8 +70,14 @@ lc_status hsa_retrieve_cuda(const struct hsa_shape *s, const bf16_t *q_r, const 
     p.score = score;
     size_t sm = smem_bytes((int)s->K);
     dim3 grid((unsigned)((p.Lr + RB - 1) / RB), (unsigned)(s->B * s->Hr));
-    cuda_check(cudaFuncSetAttribute(retrieve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
-    retrieve_kernel<<<grid, NTHREADS, sm, lc_stream(stream)>>>(p);
+    /* LONGCTX_HSA_RETR = v2 (16-row warp tiles, the first version) | wt (32 x 64 warp tiles) |
+     * wtp (32 x 64 + threshold pruning while the lists fill; the default) */
+    const char *env = getenv("LONGCTX_HSA_RETR");
+    void (*kern)(const params) = retrieve_kernel<32, true>;
+    if (env && !strcmp(env, "v2")) kern = retrieve_kernel<16, false>;
+    if (env && !strcmp(env, "wt")) kern = retrieve_kernel<32, false>;
+    cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    kern<<<grid, NTHREADS, sm, lc_stream(stream)>>>(p);
     cuda_check_launch("retrieve_kernel");
     return LC_OK;
 }

@@ -51,6 +51,11 @@ __device__ __forceinline__ int64_t nvis(int64_t r, const params &p) {
     return n < p.C ? n : p.C;
 }
 
+/* key of a value with Gumbel noise (hsa_mma.cuh twin of hsa_gumbel) */
+__device__ __forceinline__ float gumbel_key(float v, uint64_t seed, uint64_t row_head, uint64_t c) {
+    return v + gumbel(seed, row_head, c);
+}
+
 __device__ __forceinline__ bool better(float ka, int ia, float kb, int ib) {
     return ka > kb || (ka == kb && ia < ib);
 }
@@ -65,7 +70,7 @@ constexpr int SLD = TN + 4; /* score tile row stride (floats): 2-way bank patter
 static size_t smem_bytes(int K) {
     size_t stages = (size_t)STAGES * 2 * RB * LDS * sizeof(bf16);
     size_t tile = (size_t)RB * SLD * sizeof(float);
-    return (stages > tile ? stages : tile) + (size_t)RB * K * 12 + (size_t)RB * 16 + (size_t)RB * 4 * 4;
+    return (stages > tile ? stages : tile) + (size_t)RB * K * 12 + (size_t)RB * 16 + (size_t)RB * 8 * 4;
 }
 
 /* Heap with the WORST entry at the root (order: better() reversed); restore from position j. */
@@ -87,7 +92,16 @@ __device__ __forceinline__ void sift_down(float *lk, float *ls, int *li, int K, 
     li[j] = i0;
 }
 
+/* WM = rows of a warp's score tile: 16 (warp tile 16 x 128, the first version) or 32 (32 x 64:
+ * each k16 step reads 2 A + 4 B fragments instead of 1 + 8, a third less shared-memory traffic
+ * for the same mma count; the score GEMM is bound by shared-memory reads). PRUNE: while a row's
+ * list is not full, a value only becomes a candidate if it reaches the row's threshold T = the
+ * minimum over the 4 lanes sharing the row of each lane's 2nd-largest key among its 16 values of
+ * the tile: at least 8 >= K keys of the tile reach T, so a key below it cannot be in the top K
+ * (K <= 8, no Gumbel noise). It spares the first tile's serial walk over every value. */
+template <int WM, bool PRUNE>
 __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
+    constexpr int NWM = RB / WM, NWN = 8 / NWM, WN = TN / NWN, MI = WM / 16, NN = WN / 8;
     extern __shared__ __align__(16) unsigned char smem[];
     const int K = (int)p.K;
     size_t stages = (size_t)STAGES * 2 * RB * LDS * sizeof(bf16), tileb = (size_t)RB * SLD * sizeof(float);
@@ -104,6 +118,7 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g8 = lane >> 2, tig = lane & 3;
+    const int wm = warp / NWN, wn = warp % NWN;
     const int64_t nblk = gridDim.x;
     const int64_t r0 = (nblk - 1 - blockIdx.x) * RB;
     const int64_t b = blockIdx.y / p.Hr, hr = blockIdx.y % p.Hr;
@@ -143,21 +158,27 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
         }
     };
 
-    const int row_l[2] = {warp * 16 + g8, warp * 16 + g8 + 8};
-    int64_t row_nv[2];
-    for (int hh = 0; hh < 2; hh++) {
-        int64_t gr = r0 + row_l[hh];
-        row_nv[hh] = gr < p.Lr ? nvis(gr, p) : 0;
-    }
+    /* this thread's rows wm*WM + mi*16 + g8 + hh*8 and their visible chunk counts (< 2^31) */
+    int row_nv[MI][2];
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int64_t gr = r0 + wm * WM + mi * 16 + g8 + hh * 8;
+            row_nv[mi][hh] = gr < p.Lr ? (int)nvis(gr, p) : 0;
+        }
+#define ROW_L(mi, hh) (wm * WM + (mi) * 16 + g8 + (hh) * 8)
     __syncthreads();
 
     for (int tile = 0; tile < ntiles; tile++) {
         const int64_t c0 = (int64_t)tile * TN;
-        float acc[TN / 8][4];
+        float acc[MI][NN][4];
 #pragma unroll
-        for (int n = 0; n < TN / 8; n++)
+        for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) acc[n][e] = 0.f;
+            for (int n = 0; n < NN; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) acc[mi][n][e] = 0.f;
         for (int s = 0; s < STAGES - 1; s++) {
             if (s < nks) load(c0, s, s);
             cp_async_commit();
@@ -171,53 +192,87 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
             const bf16 *Qt = Qs + st * RB * LDS, *Lt = Ls + st * TN * LDS;
 #pragma unroll
             for (int kk = 0; kk < BK / 16; kk++) {
-                uint32_t a[4];
-                lds_a(a, Qt, LDS, warp * 16, kk * 16, lane);
+                uint32_t a[MI][4];
 #pragma unroll
-                for (int np = 0; np < TN / 16; np++) {
+                for (int mi = 0; mi < MI; mi++) lds_a(a[mi], Qt, LDS, wm * WM + mi * 16, kk * 16, lane);
+#pragma unroll
+                for (int np = 0; np < NN / 2; np++) {
                     uint32_t bb[4];
-                    lds_b_nk(bb, Lt, LDS, np * 16, kk * 16, lane);
-                    mma16816(acc[2 * np], a, bb[0], bb[1]);
-                    mma16816(acc[2 * np + 1], a, bb[2], bb[3]);
+                    lds_b_nk(bb, Lt, LDS, wn * WN + np * 16, kk * 16, lane);
+#pragma unroll
+                    for (int mi = 0; mi < MI; mi++) {
+                        mma16816(acc[mi][2 * np], a[mi], bb[0], bb[1]);
+                        mma16816(acc[mi][2 * np + 1], a[mi], bb[2], bb[3]);
+                    }
                 }
             }
         }
         cp_async_wait<0>();
         __syncthreads(); /* every warp is done with the stages: they become the score tile */
+        /* park the scaled scores in shared memory first (the accumulators die here, which keeps
+         * the candidate pass below within the register budget); each thread re-reads only the
+         * values it wrote itself */
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+            for (int n = 0; n < NN; n++)
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++)
+                    *reinterpret_cast<float2 *>(sct + ROW_L(mi, hh) * SLD + wn * WN + n * 8 + tig * 2) =
+                        make_float2(acc[mi][n][2 * hh] * p.inv_sqrt_dr, acc[mi][n][2 * hh + 1] * p.inv_sqrt_dr);
         /* candidates: visible values that beat the row's current worst entry */
-        uint32_t mask[2] = {0u, 0u};
-        float wk0[2];
-        int wi0[2];
+        bool fill = false; /* some row of this thread has a list that is not full yet */
 #pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            wk0[hh] = wk_s[row_l[hh]];
-            wi0[hh] = wi_s[row_l[hh]];
-        }
+        for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-        for (int n = 0; n < TN / 8; n++) {
+            for (int hh = 0; hh < 2; hh++) fill |= wk_s[ROW_L(mi, hh)] == -INFINITY;
+        const bool prune = PRUNE && !p.gumbel && p.K <= 8 && __any_sync(0xffffffffu, fill);
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int hh = e >> 1;
-                const int64_t c = c0 + n * 8 + tig * 2 + (e & 1);
-                const float v = acc[n][e] * p.inv_sqrt_dr;
-                acc[n][e] = v;
-                bool cand = c < row_nv[hh];
-                if (cand) {
-                    float key = v;
-                    if (p.gumbel)
-                        key = v + gumbel(p.seed, (uint64_t)((b * p.Lr_all + p.p0 + r0 + row_l[hh]) * p.Hr + hr), (uint64_t)c);
-                    cand = better(key, (int)c, wk0[hh], wi0[hh]);
+        for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                const int rl = ROW_L(mi, hh);
+                const float *srow = sct + rl * SLD + wn * WN + tig * 2;
+                const int lim = row_nv[mi][hh] - (int)c0 - wn * WN - tig * 2; /* visible: n*8 + e < lim */
+                float thr = -INFINITY;
+                if (prune) { /* T = min over the quad of each lane's 2nd-largest visible key */
+                    float t1 = -INFINITY, t2 = -INFINITY;
+#pragma unroll
+                    for (int n = 0; n < NN; n++) {
+                        const float2 v2 = *reinterpret_cast<const float2 *>(srow + n * 8);
+                        const float va = n * 8 < lim ? v2.x : -INFINITY, vb = n * 8 + 1 < lim ? v2.y : -INFINITY;
+                        t2 = fmaxf(t2, fminf(t1, va));
+                        t1 = fmaxf(t1, va);
+                        t2 = fmaxf(t2, fminf(t1, vb));
+                        t1 = fmaxf(t1, vb);
+                    }
+                    t2 = fminf(t2, __shfl_xor_sync(0xffffffffu, t2, 1));
+                    t2 = fminf(t2, __shfl_xor_sync(0xffffffffu, t2, 2));
+                    thr = t2;
                 }
-                if (cand) mask[hh] |= 1u << (n * 2 + (e & 1));
-            }
+                const float wk0 = wk_s[rl];
+                const int wi0 = wi_s[rl];
+                uint32_t mask = 0u;
 #pragma unroll
-            for (int hh = 0; hh < 2; hh++)
-                *reinterpret_cast<float2 *>(sct + row_l[hh] * SLD + n * 8 + tig * 2) =
-                    make_float2(acc[n][2 * hh], acc[n][2 * hh + 1]);
-        }
-        cm[row_l[0] * 4 + tig] = mask[0];
-        cm[row_l[1] * 4 + tig] = mask[1];
-        __syncwarp();
+                for (int n = 0; n < NN; n++) {
+                    const float2 v2 = *reinterpret_cast<const float2 *>(srow + n * 8);
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const float v = e ? v2.y : v2.x;
+                        const int c = (int)c0 + wn * WN + n * 8 + tig * 2 + e;
+                        bool cand = n * 8 + e < lim && v >= thr;
+                        if (cand) {
+                            float key = v;
+                            if (p.gumbel) key = gumbel_key(v, p.seed, (uint64_t)((b * p.Lr_all + p.p0 + r0 + rl) * p.Hr + hr), (uint64_t)c);
+                            cand = better(key, c, wk0, wi0);
+                        }
+                        if (cand) mask |= 1u << (n * 2 + e);
+                    }
+                }
+                cm[rl * (4 * NWN) + wn * 4 + tig] = mask;
+            }
+        if (NWN == 1) __syncwarp(); /* the warp walks its own rows */
+        else __syncthreads();        /* a row's masks come from NWN warps */
         if (lane < 16) { /* one lane per row walks the candidate bits */
             const int rl = warp * 16 + lane;
             const uint64_t rh = (uint64_t)((b * p.Lr_all + p.p0 + r0 + rl) * p.Hr + hr);
@@ -225,12 +280,12 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
             int *lir = li + rl * K;
             float wk = wk_s[rl];
             int wi = wi_s[rl], cnt = cnt_s[rl];
-            for (int tg = 0; tg < 4; tg++) {
-                uint32_t m = cm[rl * 4 + tg];
+            for (int tg = 0; tg < 4 * NWN; tg++) {
+                uint32_t m = cm[rl * (4 * NWN) + tg];
                 while (m) {
                     const int bit = __ffs(m) - 1;
                     m &= m - 1;
-                    const int col = (bit >> 1) * 8 + tg * 2 + (bit & 1);
+                    const int col = (tg >> 2) * WN + (bit >> 1) * 8 + (tg & 3) * 2 + (bit & 1);
                     const int c = (int)(c0 + col);
                     const float sc = sct[rl * SLD + col];
                     const float key = p.gumbel ? sc + gumbel(p.seed, rh, (uint64_t)c) : sc;
@@ -259,6 +314,7 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
         __syncthreads(); /* the tile buffer is the next tile's pipeline */
     }
 
+#undef ROW_L
     /* sort each row by chunk id descending (empty entries last) and write */
     for (int rl = threadIdx.x; rl < RB; rl += NTHREADS) {
         const int64_t gr = r0 + rl;

@@ -95,7 +95,7 @@ static const char *name_of(const char *what, const struct hsa_shape *s) {
     }
     if (*variant_tag) {
         size_t n = strlen(case_name);
-        snprintf(case_name + n, sizeof case_name - n, " [fwd %s]", variant_tag);
+        snprintf(case_name + n, sizeof case_name - n, " [variant %s]", variant_tag);
     }
     return case_name;
 }
@@ -547,21 +547,30 @@ int main(int argc, char **argv) {
     test_weights(HSA_SOFTMAX);
     test_weights(HSA_STICK_BREAKING);
 
-    /* retrieval */
-    test_retrieve(mk(2, 1000, 2, 2, 64, 32, 8, 2, 64, 1, 0, 0), 1);
-    {
-        struct hsa_shape s = mk(1, 1500, 1, 1, 64, 32, 8, 1, 96, 1, 0, 0);
-        s.gumbel = 1, s.gumbel_seed = 1234;
-        test_retrieve(s, 2);
+    /* retrieval: the default kernel (wtp), then the variants LONGCTX_HSA_RETR = wt, v2 */
+    static const char *rvariants[] = {"", "wt", "v2"};
+    for (int rv = 0; rv < 3; rv++) {
+        if (rv) setenv("LONGCTX_HSA_RETR", rvariants[rv], 1);
+        variant_tag = rv ? rvariants[rv] : "";
+        test_retrieve(mk(2, 1000, 2, 2, 64, 32, 8, 2, 64, 1, 0, 0), 1);
+        {
+            struct hsa_shape s = mk(1, 1500, 1, 1, 64, 32, 8, 1, 96, 1, 0, 0);
+            s.gumbel = 1, s.gumbel_seed = 1234;
+            test_retrieve(s, 2);
+        }
+        test_retrieve(mk(1, 2000, 1, 1, 64, 32, 4, 1, 64, 32, 0, 0), 3); /* GCA */
+        test_retrieve(mk(1, 3000, 1, 1, 64, 16, 5, 1, 64, 1, 0, 0), 7);  /* K = 5: pruning with 4m > K */
+        if (!quick) {
+            test_retrieve(mk(1, 20000, 1, 1, 64, 64, 16, 1, 128, 1, 0, 0), 4); /* 3 landmark tiles, 157 row blocks */
+            test_retrieve(mk(1, 20000, 1, 1, 64, 64, 8, 1, 128, 1, 0, 0), 8);  /* K = 8, pruned first tiles */
+            test_retrieve(mk(1, 5000, 1, 1, 64, 32, 64, 1, 32, 1, 0, 0), 5);   /* K = 64 */
+            struct hsa_shape s = mk(1, 9000, 1, 1, 64, 32, 32, 1, 64, 32, 0, 0); /* GCA + noise */
+            s.gumbel = 1, s.gumbel_seed = 77;
+            test_retrieve(s, 6);
+        }
     }
-    test_retrieve(mk(1, 2000, 1, 1, 64, 32, 4, 1, 64, 32, 0, 0), 3); /* GCA */
-    if (!quick) {
-        test_retrieve(mk(1, 20000, 1, 1, 64, 64, 16, 1, 128, 1, 0, 0), 4); /* 3 landmark tiles, 157 row blocks */
-        test_retrieve(mk(1, 5000, 1, 1, 64, 32, 64, 1, 32, 1, 0, 0), 5);   /* K = 64 */
-        struct hsa_shape s = mk(1, 9000, 1, 1, 64, 32, 32, 1, 64, 32, 0, 0); /* GCA + noise */
-        s.gumbel = 1, s.gumbel_seed = 77;
-        test_retrieve(s, 6);
-    }
+    unsetenv("LONGCTX_HSA_RETR");
+    variant_tag = "";
 
     /* chunk attention: forward, then forward + backward */
     struct hsa_shape fw[] = {
