@@ -1,10 +1,12 @@
 /* hsa_retrieve.cuh — streaming retrieval top-k (included by hsa.cu only).
  *
- * One CTA per (block of RB = 128 retrieval rows, batch b, retrieval head hr); 8 warps, a warp owns
- * 16 rows. The CTA streams the landmarks of every chunk its rows can see in tiles of TN = 128
- * chunks; each tile's scores [128 rows x 128 chunks] are a GEMM over dr, done with mma.sync in
- * k-slices of 32 that a 3-stage cp.async pipeline brings into shared memory (one barrier per
- * slice; query slices are re-read per tile, they stay in L2). After a tile, each value is compared
+ * One CTA per (block of RB = 128 retrieval rows, batch b, retrieval head hr); 8 warps. The CTA
+ * streams the landmarks of every chunk its rows can see in tiles of TN = 128 chunks; each tile's
+ * scores [128 rows x 128 chunks] are a GEMM over dr whose k-slices a 3-stage cp.async pipeline
+ * brings into shared memory (one barrier per slice; query slices are re-read per tile, they stay
+ * in L2). The GEMM runs either on mma.sync (k-slices of 32; warp tiles 16 x 128 or 32 x 64) or,
+ * on sm_90a, on wgmma (k-slices of 64 in 128-byte-swizzled panels; warpgroup tiles 64 x 128, the
+ * operands read by the tensor cores straight from shared memory). After a tile, each value is compared
  * with its row's current worst kept entry (all lanes at once, in registers) and marked as a
  * candidate if it beats it; the scores are parked in shared memory over the idle pipeline
  * stages, and one lane per row walks only its candidates: the row's top-K (key, score, chunk)
@@ -22,6 +24,7 @@
 #include <limits.h>
 
 #include "hsa_mma.cuh"
+#include "hsa_wgmma.cuh"
 
 namespace hsa_retrieve {
 
@@ -67,10 +70,23 @@ __device__ __forceinline__ bool better(float ka, int ia, float kb, int ib) {
  * 255 registers and spilled. */
 constexpr int SLD = TN + 4; /* score tile row stride (floats): 2-way bank pattern for float2 stores */
 
+/* WG (sm_90a): the score GEMM on warpgroup MMAs, k-slices of BKW = 64 in 128-byte-swizzled
+ * panels (hsa_wgmma.cuh), 3 stages of 32 KB; the region is 1024-byte aligned inside the dynamic
+ * shared memory (up to 1 KB of slack). */
+constexpr int BKW = 64;
+template <bool WG>
+constexpr size_t stage_bytes() {
+    return WG ? (size_t)STAGES * 2 * RB * BKW * sizeof(bf16) : (size_t)STAGES * 2 * RB * LDS * sizeof(bf16);
+}
+/* stages (aliased by the score tile) | lists RB*K*(key, score, id) | per-row worst key, id, count |
+ * candidate masks RB * 4*NWN words. At K = 8 the WG kernel takes 115,200 bytes: two CTAs
+ * and their 1 KB reserves fit the 228 KB of an H100 SM. */
+template <bool WG, int NWN>
 static size_t smem_bytes(int K) {
-    size_t stages = (size_t)STAGES * 2 * RB * LDS * sizeof(bf16);
+    size_t stages = stage_bytes<WG>();
     size_t tile = (size_t)RB * SLD * sizeof(float);
-    return (stages > tile ? stages : tile) + (size_t)RB * K * 12 + (size_t)RB * 16 + (size_t)RB * 8 * 4;
+    return (WG ? 1024 : 0) + (stages > tile ? stages : tile) + (size_t)RB * K * 12 + (size_t)RB * 12 +
+           (size_t)RB * 4 * NWN * 4;
 }
 
 /* Heap with the WORST entry at the root (order: better() reversed); restore from position j. */
@@ -99,21 +115,24 @@ __device__ __forceinline__ void sift_down(float *lk, float *ls, int *li, int K, 
  * minimum over the 4 lanes sharing the row of each lane's 2nd-largest key among its 16 values of
  * the tile: at least 8 >= K keys of the tile reach T, so a key below it cannot be in the top K
  * (K <= 8, no Gumbel noise). It spares the first tile's serial walk over every value. */
-template <int WM, bool PRUNE>
+template <int WM, bool PRUNE, bool WG>
 __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
+    static_assert(!WG || WM == 16, "the wgmma accumulators are the WM = 16 layout (warp w: rows 16w..16w+15)");
+    static_assert(RB == 128 && TN == 128 && NTHREADS == 256, "load_wg: 256 threads copy 4 x 32 rows of 8 chunks");
     constexpr int NWM = RB / WM, NWN = 8 / NWM, WN = TN / NWN, MI = WM / 16, NN = WN / 8;
-    extern __shared__ __align__(16) unsigned char smem[];
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *smem = WG ? smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023) : smem_raw;
     const int K = (int)p.K;
-    size_t stages = (size_t)STAGES * 2 * RB * LDS * sizeof(bf16), tileb = (size_t)RB * SLD * sizeof(float);
+    constexpr size_t stages = stage_bytes<WG>(), tileb = (size_t)RB * SLD * sizeof(float);
     bf16 *Qs = reinterpret_cast<bf16 *>(smem);
-    bf16 *Ls = Qs + STAGES * RB * LDS;
+    bf16 *Ls = Qs + STAGES * RB * (WG ? BKW : LDS);
     float *sct = reinterpret_cast<float *>(smem);
     float *lk = reinterpret_cast<float *>(smem + (stages > tileb ? stages : tileb));
     float *ls = lk + RB * K;
     int *li = reinterpret_cast<int *>(ls + RB * K);
     float *wk_s = reinterpret_cast<float *>(li + RB * K);
     int *wi_s = reinterpret_cast<int *>(wk_s + RB);
-    int *cnt_s = wi_s + RB + RB; /* (one int per row left unused) */
+    int *cnt_s = wi_s + RB;
     uint32_t *cm = reinterpret_cast<uint32_t *>(cnt_s + RB);
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -125,7 +144,7 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
     const int64_t rlast = (r0 + RB - 1 < p.Lr - 1) ? r0 + RB - 1 : p.Lr - 1;
     const int64_t nv_max = nvis(rlast, p);
     const int ntiles = (int)((nv_max + TN - 1) / TN);
-    const int nks = (int)(p.dr / BK);
+    const int nks = (int)(p.dr / (WG ? BKW : BK));
 
     for (int e = threadIdx.x; e < RB * K; e += NTHREADS) {
         lk[e] = -INFINITY;
@@ -157,6 +176,23 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
             }
         }
     };
+    /* WG: slice ks (64 columns of dr) of the 128 query rows and TN landmarks into swizzled panels.
+     * Thread t copies 16-byte chunk t%8 of rows t/8 + 32j (j < 4) of both; those rows share
+     * r & 7, so one swizzled offset serves all four (+ 32 rows = + 4096 bytes). */
+    const int wch = threadIdx.x & 7, wr = threadIdx.x >> 3;
+    const int wsw = hsa_wg::sw128(wr, wch);
+    auto load_wg = [&](int64_t c0, int ks, int st) {
+        unsigned char *qd = reinterpret_cast<unsigned char *>(Qs) + st * RB * 128 + wsw;
+        unsigned char *ld = reinterpret_cast<unsigned char *>(Ls) + st * TN * 128 + wsw;
+        const int64_t ko = (int64_t)ks * BKW + wch * 8;
+        const bf16 *qs = qbase + (r0 + wr) * qstride + ko, *lsrc = lbase + (c0 + wr) * qstride + ko;
+#pragma unroll
+        for (int j = 0; j < 4; j++) { /* rows past the end: zeros (never selected, never written) */
+            const bool qok = r0 + wr + 32 * j < p.Lr, lok = c0 + wr + 32 * j < nv_max;
+            hsa_wg::cp_async16_zfill(qd + j * 4096, qok ? qs + 32 * j * qstride : qbase, qok);
+            hsa_wg::cp_async16_zfill(ld + j * 4096, lok ? lsrc + 32 * j * qstride : lbase, lok);
+        }
+    };
 
     /* this thread's rows wm*WM + mi*16 + g8 + hh*8 and their visible chunk counts (< 2^31) */
     int row_nv[MI][2];
@@ -179,30 +215,64 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
             for (int n = 0; n < NN; n++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) acc[mi][n][e] = 0.f;
-        for (int s = 0; s < STAGES - 1; s++) {
-            if (s < nks) load(c0, s, s);
-            cp_async_commit();
-        }
-        for (int ks = 0; ks < nks; ks++) {
-            const int st = ks % STAGES;
-            cp_async_wait<STAGES - 2>(); /* slice ks landed */
-            __syncthreads();              /* ... for everyone; slice ks-1's stage is free */
-            if (ks + STAGES - 1 < nks) load(c0, ks + STAGES - 1, (ks + STAGES - 1) % STAGES);
-            cp_async_commit();
-            const bf16 *Qt = Qs + st * RB * LDS, *Lt = Ls + st * TN * LDS;
+        if constexpr (WG) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+            /* warpgroup wg = warp/4 computes rows 64wg..64wg+63 x all TN columns; its warp w%4 holds
+             * rows 16*warp + g8 (+8): the same registers as the WM = 16 mma.sync layout below. The
+             * wgmma of slice ks completes (wait) before the barrier of slice ks+1, after which its
+             * stage is refilled. */
+            for (int s = 0; s < STAGES - 1; s++) {
+                if (s < nks) load_wg(c0, s, s);
+                cp_async_commit();
+            }
+            float *d = &acc[0][0][0];
+            const uint32_t qa = smem_u32(Qs) + (warp >> 2) * 64 * 128, la = smem_u32(Ls);
+            for (int ks = 0; ks < nks; ks++) {
+                const int st = ks % STAGES;
+                cp_async_wait<STAGES - 2>();
+                hsa_wg::fence_proxy_async();
+                __syncthreads();
+                if (ks + STAGES - 1 < nks) load_wg(c0, ks + STAGES - 1, (ks + STAGES - 1) % STAGES);
+                cp_async_commit();
+                hsa_wg::fence();
 #pragma unroll
-            for (int kk = 0; kk < BK / 16; kk++) {
-                uint32_t a[MI][4];
+                for (int kk = 0; kk < BKW / 16; kk++)
+                    hsa_wg::mma_ss_n128(d, hsa_wg::desc_sw128(qa + st * RB * 128 + kk * 32),
+                                        hsa_wg::desc_sw128(la + st * TN * 128 + kk * 32), 1);
+                hsa_wg::commit();
+                hsa_wg::wait0();
 #pragma unroll
-                for (int mi = 0; mi < MI; mi++) lds_a(a[mi], Qt, LDS, wm * WM + mi * 16, kk * 16, lane);
+                for (int i = 0; i < MI * NN * 4; i++) hsa_wg::reg_fence(d[i]);
+            }
+#else
+            __trap(); /* the host launches WG kernels only where the sm_90a build is loaded */
+#endif
+        } else {
+            for (int s = 0; s < STAGES - 1; s++) {
+                if (s < nks) load(c0, s, s);
+                cp_async_commit();
+            }
+            for (int ks = 0; ks < nks; ks++) {
+                const int st = ks % STAGES;
+                cp_async_wait<STAGES - 2>(); /* slice ks landed */
+                __syncthreads();              /* ... for everyone; slice ks-1's stage is free */
+                if (ks + STAGES - 1 < nks) load(c0, ks + STAGES - 1, (ks + STAGES - 1) % STAGES);
+                cp_async_commit();
+                const bf16 *Qt = Qs + st * RB * LDS, *Lt = Ls + st * TN * LDS;
 #pragma unroll
-                for (int np = 0; np < NN / 2; np++) {
-                    uint32_t bb[4];
-                    lds_b_nk(bb, Lt, LDS, wn * WN + np * 16, kk * 16, lane);
+                for (int kk = 0; kk < BK / 16; kk++) {
+                    uint32_t a[MI][4];
 #pragma unroll
-                    for (int mi = 0; mi < MI; mi++) {
-                        mma16816(acc[mi][2 * np], a[mi], bb[0], bb[1]);
-                        mma16816(acc[mi][2 * np + 1], a[mi], bb[2], bb[3]);
+                    for (int mi = 0; mi < MI; mi++) lds_a(a[mi], Qt, LDS, wm * WM + mi * 16, kk * 16, lane);
+#pragma unroll
+                    for (int np = 0; np < NN / 2; np++) {
+                        uint32_t bb[4];
+                        lds_b_nk(bb, Lt, LDS, wn * WN + np * 16, kk * 16, lane);
+#pragma unroll
+                        for (int mi = 0; mi < MI; mi++) {
+                            mma16816(acc[mi][2 * np], a[mi], bb[0], bb[1]);
+                            mma16816(acc[mi][2 * np + 1], a[mi], bb[2], bb[3]);
+                        }
                     }
                 }
             }
@@ -253,7 +323,7 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
                 const float wk0 = wk_s[rl];
                 const int wi0 = wi_s[rl];
                 uint32_t mask = 0u;
-#pragma unroll
+#pragma unroll 2
                 for (int n = 0; n < NN; n++) {
                     const float2 v2 = *reinterpret_cast<const float2 *>(srow + n * 8);
 #pragma unroll

@@ -547,9 +547,10 @@ int main(int argc, char **argv) {
     test_weights(HSA_SOFTMAX);
     test_weights(HSA_STICK_BREAKING);
 
-    /* retrieval: the default kernel (wtp), then the variants LONGCTX_HSA_RETR = wt, v2 */
-    static const char *rvariants[] = {"", "wt", "v2"};
-    for (int rv = 0; rv < 3; rv++) {
+    /* retrieval: the default kernel (wgp on sm_90a where dr % 64 == 0, else wtp), then the
+     * variants LONGCTX_HSA_RETR = wtp, wt, v2, wg (wg falls back to the default where dr % 64) */
+    static const char *rvariants[] = {"", "wtp", "wt", "v2", "wg"};
+    for (int rv = 0; rv < 5; rv++) {
         if (rv) setenv("LONGCTX_HSA_RETR", rvariants[rv], 1);
         variant_tag = rv ? rvariants[rv] : "";
         test_retrieve(mk(2, 1000, 2, 2, 64, 32, 8, 2, 64, 1, 0, 0), 1);
@@ -560,10 +561,13 @@ int main(int argc, char **argv) {
         }
         test_retrieve(mk(1, 2000, 1, 1, 64, 32, 4, 1, 64, 32, 0, 0), 3); /* GCA */
         test_retrieve(mk(1, 3000, 1, 1, 64, 16, 5, 1, 64, 1, 0, 0), 7);  /* K = 5: pruning with 4m > K */
+        test_retrieve(mk(1, 2100, 1, 1, 64, 16, 8, 1, 1024, 1, 0, 0), 9); /* dr = 1024: 16 or 32 k-slices per tile */
         if (!quick) {
             test_retrieve(mk(1, 20000, 1, 1, 64, 64, 16, 1, 128, 1, 0, 0), 4); /* 3 landmark tiles, 157 row blocks */
             test_retrieve(mk(1, 20000, 1, 1, 64, 64, 8, 1, 128, 1, 0, 0), 8);  /* K = 8, pruned first tiles */
             test_retrieve(mk(1, 5000, 1, 1, 64, 32, 64, 1, 32, 1, 0, 0), 5);   /* K = 64 */
+            test_retrieve(mk(1, 5000, 1, 1, 64, 32, 64, 1, 128, 1, 0, 0), 10);  /* K = 64, dr = 128 (wgmma) */
+            test_retrieve(mk(2, 3000, 2, 2, 64, 16, 32, 2, 1024, 1, 0, 0), 11); /* K = 32, dr = 1024, B = Hr = 2 */
             struct hsa_shape s = mk(1, 9000, 1, 1, 64, 32, 32, 1, 64, 32, 0, 0); /* GCA + noise */
             s.gumbel = 1, s.gumbel_seed = 77;
             test_retrieve(s, 6);
