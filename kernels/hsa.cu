@@ -323,7 +323,8 @@ static lc_status launch_fwd(hsa_attend::tok_params p, cudaStream_t st) {
     const size_t sm = SM::bytes(p.MT, (int)p.K, ns);
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     dim3 grid((unsigned)((p.Lq + p.MT - 1) / p.MT), (unsigned)p.H, (unsigned)p.B);
-    kern<<<grid, 32 * (NCW + 1), sm, st>>>(p, ns);
+    const char *sync = getenv("LONGCTX_HSA_FWD_SYNC"); /* plain: the racecheck debug mode (hsa_attend_fwd.cuh) */
+    kern<<<grid, 32 * (NCW + 1), sm, st>>>(p, ns, sync && !strcmp(sync, "plain") ? 1 : 0);
     cuda_check_launch("attend_fwd_kernel");
     return LC_OK;
 }

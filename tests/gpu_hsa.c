@@ -541,8 +541,13 @@ static void test_errors(void) {
 }
 
 int main(int argc, char **argv) {
-    (void)argv;
     int quick = argc > 1; /* any argument: the small shapes only (for compute-sanitizer) */
+    if (argc > 1 && !strcmp(argv[1], "fwd")) { /* the producer/consumer forward alone (racecheck) */
+        test_attend(mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 100, 0);
+        test_attend(with_offset(mk(1, 3000, 32, 1, 64, 64, 12, 1, 32, 1, 1, HSA_SOFTMAX), 1000, 1999), 135, 0);
+        test_attend(mk(1, 2000, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 136, 0); /* the ring wraps */
+        return t_finish();
+    }
     test_errors();
     test_weights(HSA_SOFTMAX);
     test_weights(HSA_STICK_BREAKING);
