@@ -99,7 +99,7 @@ lc_status hsa_retrieve_cuda(const struct hsa_shape *s, const bf16_t *q_r, const 
     dim3 grid((unsigned)((p.Lr + RB - 1) / RB), (unsigned)(s->B * s->Hr));
     /* LONGCTX_HSA_RETR = v2 (16-row mma.sync warp tiles, session 1's kernel) | wt (32 x 64 warp
      * tiles) | wtp (32 x 64 + threshold pruning while the lists fill) | wg (wgmma, sm_90a, dr a
-     * multiple of 64) | wgp (wgmma + pruning; the default where it applies, else wtp) */
+     * multiple of 64) | wgp (wgmma + pruning; the default where it applies, else wtp) | wgp32 */
     const char *env = getenv("LONGCTX_HSA_RETR");
     const bool wg_ok = s->dr % BKW == 0 && hsa_have_sm90a();
     void (*kern)(const params) = wg_ok ? retrieve_kernel<16, true, true> : retrieve_kernel<32, true, false>;
@@ -108,6 +108,9 @@ lc_status hsa_retrieve_cuda(const struct hsa_shape *s, const bf16_t *q_r, const 
     if (env && !strcmp(env, "wt")) kern = retrieve_kernel<32, false, false>, sm = smem_bytes<false, 2>((int)s->K);
     if (env && !strcmp(env, "wtp")) kern = retrieve_kernel<32, true, false>, sm = smem_bytes<false, 2>((int)s->K);
     if (env && !strcmp(env, "wg") && wg_ok) kern = retrieve_kernel<16, false, true>, sm = smem_bytes<true, 1>((int)s->K);
+    /* wgp32: wgp with pruning while the lists fill extended to K <= 32 (default: K <= 8) */
+    p.prune_kmax = 8;
+    if (env && !strcmp(env, "wgp32")) p.prune_kmax = 32;
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     kern<<<grid, NTHREADS, sm, lc_stream(stream)>>>(p);
     cuda_check_launch("retrieve_kernel");

@@ -39,6 +39,7 @@ struct params {
      * and the Gumbel stream use the absolute row. No offset: p0 = 0, Lr_all = Lr. */
     int64_t p0, Lr_all;
     int gumbel;
+    int prune_kmax; /* pruning while lists fill applies for K <= this (8, 16 or 32) */
     uint64_t seed;
     float inv_sqrt_dr;
     const bf16 *qr, *lmk;
@@ -108,13 +109,44 @@ __device__ __forceinline__ void sift_down(float *lk, float *ls, int *li, int K, 
     li[j] = i0;
 }
 
+/* Pruning threshold of one row of a score tile (the 4 lanes of a quad share the row; this lane's
+ * values are srow[n*8 + {0,1}], n < NN, visible when n*8 + e < lim): each lane keeps its M largest
+ * visible values (insertion into a sorted register list), T = min over the quad of the lanes'
+ * M-th largest. At least 4M values of the tile reach T, so with K <= 4M a value below T cannot be
+ * in the row's top K (it has K strictly larger values in this tile alone). A lane with fewer than
+ * M visible values gives -inf: no pruning. */
+template <int M, int NN>
+__device__ __forceinline__ float quad_threshold(const float *srow, int lim) {
+    float t[M];
+#pragma unroll
+    for (int i = 0; i < M; i++) t[i] = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < NN; n++) {
+        const float2 v2 = *reinterpret_cast<const float2 *>(srow + n * 8);
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            float v = n * 8 + e < lim ? (e ? v2.y : v2.x) : -INFINITY;
+#pragma unroll
+            for (int i = 0; i < M; i++) { /* t stays sorted descending; v carries the smaller one on */
+                const float hi = fmaxf(t[i], v);
+                v = fminf(t[i], v);
+                t[i] = hi;
+            }
+        }
+    }
+    float thr = t[M - 1];
+    thr = fminf(thr, __shfl_xor_sync(0xffffffffu, thr, 1));
+    thr = fminf(thr, __shfl_xor_sync(0xffffffffu, thr, 2));
+    return thr;
+}
+
 /* WM = rows of a warp's score tile: 16 (warp tile 16 x 128, the first version) or 32 (32 x 64:
  * each k16 step reads 2 A + 4 B fragments instead of 1 + 8, a third less shared-memory traffic
  * for the same mma count; the score GEMM is bound by shared-memory reads). PRUNE: while a row's
  * list is not full, a value only becomes a candidate if it reaches the row's threshold T = the
- * minimum over the 4 lanes sharing the row of each lane's 2nd-largest key among its 16 values of
- * the tile: at least 8 >= K keys of the tile reach T, so a key below it cannot be in the top K
- * (K <= 8, no Gumbel noise). It spares the first tile's serial walk over every value. */
+ * minimum over the 4 lanes sharing the row of each lane's M-th largest key of the tile (M = 2, 4,
+ * 8 for K <= 8, 16, 32; quad_threshold), no Gumbel noise, K <= params.prune_kmax. It spares the
+ * first tile's serial walk over every value. */
 template <int WM, bool PRUNE, bool WG>
 __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
     static_assert(!WG || WM == 16, "the wgmma accumulators are the WM = 16 layout (warp w: rows 16w..16w+15)");
@@ -296,7 +328,7 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
         for (int mi = 0; mi < MI; mi++)
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) fill |= wk_s[ROW_L(mi, hh)] == -INFINITY;
-        const bool prune = PRUNE && !p.gumbel && p.K <= 8 && __any_sync(0xffffffffu, fill);
+        const bool prune = PRUNE && !p.gumbel && p.K <= p.prune_kmax && __any_sync(0xffffffffu, fill);
 #pragma unroll
         for (int mi = 0; mi < MI; mi++)
 #pragma unroll
@@ -305,20 +337,10 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
                 const float *srow = sct + rl * SLD + wn * WN + tig * 2;
                 const int lim = row_nv[mi][hh] - (int)c0 - wn * WN - tig * 2; /* visible: n*8 + e < lim */
                 float thr = -INFINITY;
-                if (prune) { /* T = min over the quad of each lane's 2nd-largest visible key */
-                    float t1 = -INFINITY, t2 = -INFINITY;
-#pragma unroll
-                    for (int n = 0; n < NN; n++) {
-                        const float2 v2 = *reinterpret_cast<const float2 *>(srow + n * 8);
-                        const float va = n * 8 < lim ? v2.x : -INFINITY, vb = n * 8 + 1 < lim ? v2.y : -INFINITY;
-                        t2 = fmaxf(t2, fminf(t1, va));
-                        t1 = fmaxf(t1, va);
-                        t2 = fmaxf(t2, fminf(t1, vb));
-                        t1 = fmaxf(t1, vb);
-                    }
-                    t2 = fminf(t2, __shfl_xor_sync(0xffffffffu, t2, 1));
-                    t2 = fminf(t2, __shfl_xor_sync(0xffffffffu, t2, 2));
-                    thr = t2;
+                if (prune) { /* T = min over the quad of each lane's M-th largest visible key, 4M >= K */
+                    if (K <= 8) thr = quad_threshold<2, NN>(srow, lim);
+                    else if (K <= 16) thr = quad_threshold<4, NN>(srow, lim);
+                    else thr = quad_threshold<8, NN>(srow, lim);
                 }
                 const float wk0 = wk_s[rl];
                 const int wi0 = wi_s[rl];

@@ -553,9 +553,9 @@ int main(int argc, char **argv) {
     test_weights(HSA_STICK_BREAKING);
 
     /* retrieval: the default kernel (wgp on sm_90a where dr % 64 == 0, else wtp), then the
-     * variants LONGCTX_HSA_RETR = wtp, wt, v2, wg (wg falls back to the default where dr % 64) */
-    static const char *rvariants[] = {"", "wtp", "wt", "v2", "wg"};
-    for (int rv = 0; rv < 5; rv++) {
+     * variants LONGCTX_HSA_RETR = wtp, wt, v2, wg, wgp32 (wg* fall back to the default where dr % 64) */
+    static const char *rvariants[] = {"", "wtp", "wt", "v2", "wg", "wgp32"};
+    for (int rv = 0; rv < 6; rv++) {
         if (rv) setenv("LONGCTX_HSA_RETR", rvariants[rv], 1);
         variant_tag = rv ? rvariants[rv] : "";
         test_retrieve(mk(2, 1000, 2, 2, 64, 32, 8, 2, 64, 1, 0, 0), 1);
@@ -567,6 +567,8 @@ int main(int argc, char **argv) {
         test_retrieve(mk(1, 2000, 1, 1, 64, 32, 4, 1, 64, 32, 0, 0), 3); /* GCA */
         test_retrieve(mk(1, 3000, 1, 1, 64, 16, 5, 1, 64, 1, 0, 0), 7);  /* K = 5: pruning with 4m > K */
         test_retrieve(mk(1, 2100, 1, 1, 64, 16, 8, 1, 1024, 1, 0, 0), 9); /* dr = 1024: 16 or 32 k-slices per tile */
+        test_retrieve(mk(1, 2500, 1, 1, 64, 16, 12, 1, 64, 1, 0, 0), 12);  /* K = 12, 24: pruning thresholds M = 4, 8 */
+        test_retrieve(mk(1, 2500, 1, 1, 64, 16, 24, 1, 128, 1, 0, 0), 13);
         if (!quick) {
             test_retrieve(mk(1, 20000, 1, 1, 64, 64, 16, 1, 128, 1, 0, 0), 4); /* 3 landmark tiles, 157 row blocks */
             test_retrieve(mk(1, 20000, 1, 1, 64, 64, 8, 1, 128, 1, 0, 0), 8);  /* K = 8, pruned first tiles */
