@@ -552,9 +552,10 @@ int main(int argc, char **argv) {
     test_weights(HSA_SOFTMAX);
     test_weights(HSA_STICK_BREAKING);
 
-    /* retrieval: the default kernel (wgp on sm_90a where dr % 64 == 0, else wtp), then the
-     * variants LONGCTX_HSA_RETR = wtp, wt, v2, wg, wgp32 (wg* fall back to the default where dr % 64) */
-    static const char *rvariants[] = {"", "wtp", "wt", "v2", "wg", "wgp32"};
+    /* retrieval: the default kernel (wgp, pruning for K <= 32, on sm_90a where dr % 64 == 0, else
+     * wtp), then the variants LONGCTX_HSA_RETR = wtp, wt, v2, wg, wgp8 (wg* fall back to the
+     * default where dr % 64 != 0) */
+    static const char *rvariants[] = {"", "wtp", "wt", "v2", "wg", "wgp8"};
     for (int rv = 0; rv < 6; rv++) {
         if (rv) setenv("LONGCTX_HSA_RETR", rvariants[rv], 1);
         variant_tag = rv ? rvariants[rv] : "";
