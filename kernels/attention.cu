@@ -22,9 +22,13 @@
  * On sm_90a (the H100 build) the forward and the backward for dh 64 and 128 use warpgroup MMAs
  * (wgmma) instead, with 128-byte-swizzled shared memory; a one-time probe kernel says whether the
  * loaded code is the sm_90a build, and the mma.sync kernels above stay as the fallback (plain
- * sm_90) and for dh 32. Tile shapes per shape class were picked on the H100
- * (results/notes-attn.md). Environment overrides for tuning runs only: LC_ATTN_WGMMA=0 (force
- * mma.sync), LC_ATTN_FWD / LC_ATTN_BWD / LC_ATTN_WG / LC_ATTN_WGB = variant number.
+ * sm_90) and for dh 32. The dh-64 forward on sm_90a is the warp-specialised kernel of
+ * attention_fwd_ws.cuh (TMA producer, mbarrier ring, consumer warpgroups taking turns, persistent
+ * blocks); the plain warpgroup kernel serves dh 128, decode (Lq <= 64) and a missing tensor-map
+ * encoder. Tile shapes per shape class were picked on the H100 (results/notes-attn.md).
+ * Environment overrides for tuning runs only: LC_ATTN_WGMMA=0 (force mma.sync), LC_ATTN_FWD /
+ * LC_ATTN_BWD / LC_ATTN_WG / LC_ATTN_WGB = variant number, LC_ATTN_WS_GRID = at most this many
+ * persistent blocks (tests).
  *
  * Query offset (forward only): q, o, lse hold Lq rows whose key positions are q_pos0 .. q_pos0+Lq-1
  * (attention.h); tiles run over query rows, visibility and the key range use the positions.
@@ -32,6 +36,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
 
 #include "attention.h"
 #include "cuda_common.cuh"
@@ -101,9 +108,8 @@ struct fwd_tile {
     const bf16 *qg, *kg, *vg;
 };
 template <int D>
-__device__ __forceinline__ fwd_tile<D> fwd_tile_of(const fwd_params &p, int64_t BM) {
+__device__ __forceinline__ fwd_tile<D> fwd_tile_of(const fwd_params &p, int64_t BM, int64_t idx) {
     fwd_tile<D> t;
-    int64_t idx = blockIdx.x;
     t.a = idx % p.HQ;
     idx /= p.HQ;
     const int64_t qr = idx % p.nqb;
@@ -132,7 +138,7 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
     bf16 *sV = sK + 2 * BN * P;
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
-    const fwd_tile<D> t = fwd_tile_of<D>(p, BM);
+    const fwd_tile<D> t = fwd_tile_of<D>(p, BM, blockIdx.x);
     const int64_t a = t.a, b = t.b, i0 = t.i0, q0 = t.q0, qlast = t.qlast, kstart = t.kstart, kend = t.kend;
     const int64_t L = p.L, Lq = p.Lq, W = p.W;
     const int64_t qstride = p.HQ * D, kstride = p.H * D;
@@ -332,7 +338,7 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
     unsigned char *sV = sK + 2 * BN * 2 * D;
 
     const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
-    const fwd_tile<D> t = fwd_tile_of<D>(p, BM);
+    const fwd_tile<D> t = fwd_tile_of<D>(p, BM, blockIdx.x);
     const int64_t a = t.a, b = t.b, i0 = t.i0, q0 = t.q0, qlast = t.qlast, kstart = t.kstart, kend = t.kend;
     const int64_t L = p.L, Lq = p.Lq, W = p.W;
     const int64_t qstride = p.HQ * D, kstride = p.H * D;
@@ -466,6 +472,9 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
     }
 #endif
 }
+
+/* The warp-specialised forward (TMA producer, consumer warpgroups, persistent blocks). */
+#include "attention_fwd_ws.cuh"
 
 /* ---------------------------------------------------------------------------------------------
  * Backward, step 1: D[b, a, t] = <dO, O> in fp32; one group of D/8 lanes per row. */
@@ -974,6 +983,75 @@ lc_status launch_fwd_wgmma(const fwd_params &p0, int64_t B, cudaStream_t st) {
     return LC_OK;
 }
 
+/* Tile-configuration override for tuning runs (env LC_ATTN_FWD / LC_ATTN_BWD = variant number);
+ * unset = the shipped default for the shape. */
+int tuning_variant(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : dflt;
+}
+
+/* A 4-D tensor map over a [B][rows][heads][64] bf16 tensor (innermost first: 64, heads, rows,
+ * B) whose box is one head's `box_rows` rows, 128-byte swizzled. 0 when the driver entry point
+ * is missing or the encoder refuses (pointer not 16-byte aligned, say): callers fall back. */
+int ws_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t rows, int64_t heads, int box_rows) {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+    static int looked = 0;
+    if (!looked) {
+        looked = 1;
+        void *fn = NULL;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+        else
+            cudaGetLastError();
+    }
+    if (!encode || ((uintptr_t)base & 15)) return 0;
+    const cuuint64_t dims[4] = {64, (cuuint64_t)heads, (cuuint64_t)rows, (cuuint64_t)B};
+    const cuuint64_t strides[3] = {128, (cuuint64_t)heads * 128, (cuuint64_t)(rows * heads * 128)};
+    const cuuint32_t box[4] = {64, 1, (cuuint32_t)box_rows, 1}, estr[4] = {1, 1, 1, 1};
+    return encode(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void *>(base), dims, strides, box, estr,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+int sm_count() {
+    static int n = 0;
+    if (n == 0) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+            n <= 0) {
+            cudaGetLastError();
+            n = 132;
+        }
+    }
+    return n;
+}
+
+/* The warp-specialised dh-64 forward; *ran = 0 (and nothing launched) when no tensor map could
+ * be made, so the caller takes the plain warpgroup kernel. */
+template <int BN, int NCWG, int STAGES, int PP, int QR>
+lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
+    constexpr int BM = 64 * NCWG;
+    fwd_params p = p0;
+    p.nqb = (p.Lq + BM - 1) / BM;
+    *ran = 0;
+    CUtensorMap tq, tk, tv;
+    if (!ws_tensor_map(&tq, p.q, B, p.Lq, p.HQ, BM) || !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) ||
+        !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN))
+        return LC_OK;
+    const int64_t ntiles = p.nqb * p.HQ * B;
+    int64_t grid = ntiles < sm_count() ? ntiles : sm_count();
+    const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
+    if (cap > 0 && cap < grid) grid = cap;
+    const size_t smem = ws_smem_bytes<BN, NCWG, STAGES>();
+    cuda_check(cudaFuncSetAttribute(attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
+    cuda_check_launch("attn_fwd_ws_kernel");
+    *ran = 1;
+    return LC_OK;
+}
+
 /* 1 when the code the driver loaded for this device is the sm_90a build (wgmma available). Probed
  * once per process; the answer cannot change while it runs. */
 int have_sm90a() {
@@ -1036,12 +1114,6 @@ __global__ void attn_fill_kernel(bf16 *x, int64_t n, uint64_t seed, float scale)
     }
 }
 
-/* Tile-configuration override for tuning runs (env LC_ATTN_FWD / LC_ATTN_BWD = variant number);
- * unset = the shipped default for the shape. */
-int tuning_variant(const char *name, int dflt) {
-    const char *e = getenv(name);
-    return e && *e ? atoi(e) : dflt;
-}
 
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
@@ -1072,7 +1144,21 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
     case 64:
         if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
-            const int dflt = narrow ? 1 : 2; /* run 8 (notes): BN64 x 2 WG beat BN128 x 3 WG at dense 64K and W 4096 */
+            /* attn3 runs 2-3 (notes): the warp-specialised kernel with turns, 3 consumer warpgroups;
+             * narrow windows 64-key tiles with Q in registers (13), otherwise 128-key tiles (16);
+             * a handful of query rows (decode) keeps the plain 64-row kernel */
+            const int dflt = p.Lq <= 64 ? 1 : narrow ? 13 : 16;
+            int ran = 0;
+            lc_status e = LC_OK;
+            switch (tuning_variant("LC_ATTN_WG", dflt)) { /* 8..16: warp-specialised <BN, consumer WGs, ring slots, turns, Q in registers> (the others of notes run 2/3 were dropped); falls through when it cannot run */
+            case 8: e = launch_fwd_ws<64, 3, 4, 0, 0>(p, s->B, st, &ran); break;
+            case 11: e = launch_fwd_ws<128, 2, 3, 1, 0>(p, s->B, st, &ran); break;
+            case 13: e = launch_fwd_ws<64, 3, 4, 1, 1>(p, s->B, st, &ran); break;
+            case 15: e = launch_fwd_ws<128, 2, 3, 1, 1>(p, s->B, st, &ran); break;
+            case 16: e = launch_fwd_ws<128, 3, 3, 1, 0>(p, s->B, st, &ran); break;
+            default: break;
+            }
+            if (e != LC_OK || ran) return e;
             switch (tuning_variant("LC_ATTN_WG", dflt)) {
             case 1: return launch_fwd_wgmma<64, 64, 1>(p, s->B, st);
             case 2: return launch_fwd_wgmma<64, 64, 2>(p, s->B, st);

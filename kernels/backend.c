@@ -169,6 +169,7 @@ static const struct backend cpu_table = {
     .xent = cpu_xent, .adamw = cpu_adamw, .attn_forward = cpu_attn_f, .attn_backward = cpu_attn_b,
     .hsa_retrieve = cpu_hsa_retrieve, .hsa_scores_backward = cpu_hsa_scores_b,
     .hsa_weights_forward = hsa_weights_forward_ref, .hsa_weights_backward = hsa_weights_backward_ref,
+    .hsa_pos_decay_forward = hsa_pos_decay_forward_ref, .hsa_pos_decay_backward = hsa_pos_decay_backward_ref,
     .hsa_attend_forward = cpu_hsa_attend_f, .hsa_attend_backward = cpu_hsa_attend_b,
     .mamba_conv_forward = cpu_conv_f, .mamba_conv_backward = cpu_conv_b, .mamba_conv_decode = cpu_conv_d,
     .mamba_scan_forward = cpu_scan_f, .mamba_scan_backward = cpu_scan_b, .mamba_scan_decode = cpu_scan_d,
@@ -298,6 +299,12 @@ static lc_status cu_hsa_weights_b(const struct hsa_shape *s, const float *score,
                                   float *ds) {
     return hsa_weights_backward_cuda(s, score, w, dw, ds, NULL);
 }
+static lc_status cu_hsa_pos_decay_f(const struct hsa_shape *s, const float *beta, float *score) {
+    return hsa_pos_decay_forward_cuda(s, beta, score, NULL);
+}
+static lc_status cu_hsa_pos_decay_b(const struct hsa_shape *s, const float *score, const float *ds, float *dbeta) {
+    return hsa_pos_decay_backward_cuda(s, score, ds, dbeta, NULL);
+}
 static lc_status cu_hsa_attend_f(const struct hsa_shape *s, const void *q, const void *k, const void *v,
                                  const int32_t *idx, const float *w, void *o, float *lse) {
     return hsa_attend_forward_cuda(s, q, k, v, idx, w, o, lse, NULL);
@@ -360,6 +367,7 @@ static const struct backend cuda_table = {
     .xent = cu_xent, .adamw = cu_adamw, .attn_forward = cu_attn_f, .attn_backward = cu_attn_b,
     .hsa_retrieve = cu_hsa_retrieve, .hsa_scores_backward = cu_hsa_scores_b,
     .hsa_weights_forward = cu_hsa_weights_f, .hsa_weights_backward = cu_hsa_weights_b,
+    .hsa_pos_decay_forward = cu_hsa_pos_decay_f, .hsa_pos_decay_backward = cu_hsa_pos_decay_b,
     .hsa_attend_forward = cu_hsa_attend_f, .hsa_attend_backward = cu_hsa_attend_b,
     .mamba_conv_forward = cu_conv_f, .mamba_conv_backward = cu_conv_b, .mamba_conv_decode = cu_conv_d,
     .mamba_scan_forward = cu_scan_f, .mamba_scan_backward = cu_scan_b, .mamba_scan_decode = cu_scan_d,
@@ -435,6 +443,9 @@ PW(hsa_scores_backward, (const struct hsa_shape *s, const void *q, const void *l
 PW(hsa_weights_forward, (const struct hsa_shape *s, const float *sc, float *w), (s, sc, w), "hsa weights fwd")
 PW(hsa_weights_backward, (const struct hsa_shape *s, const float *sc, const float *w, const float *dw, float *ds), (s, sc, w, dw, ds),
    "hsa weights bwd")
+PW(hsa_pos_decay_forward, (const struct hsa_shape *s, const float *b, float *sc), (s, b, sc), "hsa pos decay fwd")
+PW(hsa_pos_decay_backward, (const struct hsa_shape *s, const float *sc, const float *ds, float *db), (s, sc, ds, db),
+   "hsa pos decay bwd")
 PW(hsa_attend_forward, (const struct hsa_shape *s, const void *q, const void *k, const void *v, const int32_t *i, const float *w,
                         void *o, float *l),
    (s, q, k, v, i, w, o, l), "hsa attend fwd")
@@ -473,6 +484,7 @@ const struct backend *backend_profiled(const struct backend *inner) {
     t->xent = pw_xent; t->adamw = pw_adamw; t->attn_forward = pw_attn_forward; t->attn_backward = pw_attn_backward;
     t->hsa_retrieve = pw_hsa_retrieve; t->hsa_scores_backward = pw_hsa_scores_backward;
     t->hsa_weights_forward = pw_hsa_weights_forward; t->hsa_weights_backward = pw_hsa_weights_backward;
+    t->hsa_pos_decay_forward = pw_hsa_pos_decay_forward; t->hsa_pos_decay_backward = pw_hsa_pos_decay_backward;
     t->hsa_attend_forward = pw_hsa_attend_forward; t->hsa_attend_backward = pw_hsa_attend_backward;
     t->mamba_conv_forward = pw_mamba_conv_forward; t->mamba_conv_backward = pw_mamba_conv_backward;
     t->mamba_scan_forward = pw_mamba_scan_forward; t->mamba_scan_backward = pw_mamba_scan_backward;

@@ -110,6 +110,10 @@ struct backend {
     lc_status (*hsa_weights_forward)(const struct hsa_shape *s, const float *score, float *w);
     lc_status (*hsa_weights_backward)(const struct hsa_shape *s, const float *score,
                                       const float *w, const float *dw, float *dscore);
+    /* position decay: score += k * beta (in place); dbeta += sum k * dscore; beta, dbeta f32 scalars */
+    lc_status (*hsa_pos_decay_forward)(const struct hsa_shape *s, const float *beta, float *score);
+    lc_status (*hsa_pos_decay_backward)(const struct hsa_shape *s, const float *score,
+                                        const float *dscore, float *dbeta);
     lc_status (*hsa_attend_forward)(const struct hsa_shape *s, const void *q, const void *k,
                                     const void *v, const int32_t *idx, const float *w, void *o,
                                     float *lse);

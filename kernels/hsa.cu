@@ -238,6 +238,50 @@ lc_status hsa_weights_backward_cuda(const struct hsa_shape *s, const float *scor
     return LC_OK;
 }
 
+/* ---------------- position decay (hsa.md 3.5): score += k * beta on valid slots ---------------- */
+
+__global__ void pos_decay_forward_kernel(int64_t n, int K, const float *beta, float *score) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float s = score[i];
+    if (s != -INFINITY) score[i] = s + (float)(i % K) * beta[0];
+}
+
+/* One CTA of 1024 threads: each thread sums a fixed strided subset, then a fixed tree: the result
+ * does not depend on scheduling (deterministic), and n = rows * K is small (rows = B * L * Hr). */
+__global__ void pos_decay_backward_kernel(int64_t n, int K, const float *score, const float *dscore, float *dbeta) {
+    __shared__ float part[1024];
+    float acc = 0.f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        if (score[i] != -INFINITY) acc += (float)(i % K) * dscore[i];
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    for (int w = blockDim.x / 2; w > 0; w /= 2) {
+        if ((int)threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) dbeta[0] += part[0];
+}
+
+lc_status hsa_pos_decay_forward_cuda(const struct hsa_shape *s, const float *beta, float *score, void *stream) {
+    lc_nvtx_range nvtx_range("hsa.pos_decay.fwd");
+    LC_TRY(cuda_shape_check(s, "hsa_pos_decay_forward_cuda", 1));
+    const int64_t n = s->B * hsa_num_qrows(s) * s->Hr * s->K;
+    pos_decay_forward_kernel<<<(unsigned)((n + 255) / 256), 256, 0, lc_stream(stream)>>>(n, (int)s->K, beta, score);
+    cuda_check_launch("pos_decay_forward_kernel");
+    return LC_OK;
+}
+
+lc_status hsa_pos_decay_backward_cuda(const struct hsa_shape *s, const float *score, const float *dscore, float *dbeta,
+                                      void *stream) {
+    lc_nvtx_range nvtx_range("hsa.pos_decay.bwd");
+    LC_TRY(cuda_shape_check(s, "hsa_pos_decay_backward_cuda", 1));
+    const int64_t n = s->B * hsa_num_qrows(s) * s->Hr * s->K;
+    pos_decay_backward_kernel<<<1, 1024, 0, lc_stream(stream)>>>(n, (int)s->K, score, dscore, dbeta);
+    cuda_check_launch("pos_decay_backward_kernel");
+    return LC_OK;
+}
+
 /* ---------------- chunk attention ---------------- */
 
 struct attend_cfg {

@@ -117,6 +117,13 @@ lc_status hsa_weights_forward_ref(const struct hsa_shape *s, const float *score,
 /* Overwrites dscore (0 at invalid slots). */
 lc_status hsa_weights_backward_ref(const struct hsa_shape *s, const float *score, const float *w,
                                    const float *dw, float *dscore);
+/* Position decay (hsa.md 3.5, enable_pos_decay): score += k * beta[0] at every valid slot k of
+ * every row (k = recency rank, 0 = most recent; invalid slots stay -inf), in place, before the
+ * weights. Backward: dbeta[0] += sum over rows and valid slots of k * dscore (dscore: the gradient
+ * of the decayed score, which is also that of the undecayed one). beta, dbeta: one fp32 scalar. */
+lc_status hsa_pos_decay_forward_ref(const struct hsa_shape *s, const float *beta, float *score);
+lc_status hsa_pos_decay_backward_ref(const struct hsa_shape *s, const float *score, const float *dscore,
+                                     float *dbeta);
 /* Chunk attention + weighted fusion. lse may be NULL in the forward. */
 lc_status hsa_attend_forward_ref(const struct hsa_shape *s, const float *q, const float *k,
                                  const float *v, const int32_t *idx, const float *w, float *o,
@@ -141,6 +148,10 @@ lc_status hsa_weights_forward_cuda(const struct hsa_shape *s, const float *score
                                    void *stream);
 lc_status hsa_weights_backward_cuda(const struct hsa_shape *s, const float *score, const float *w,
                                     const float *dw, float *dscore, void *stream);
+/* beta, dbeta: device fp32 scalars; the backward is one CTA (a fixed summation order). */
+lc_status hsa_pos_decay_forward_cuda(const struct hsa_shape *s, const float *beta, float *score, void *stream);
+lc_status hsa_pos_decay_backward_cuda(const struct hsa_shape *s, const float *score, const float *dscore,
+                                      float *dbeta, void *stream);
 lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, const bf16_t *k,
                                   const bf16_t *v, const int32_t *idx, const float *w, bf16_t *o,
                                   float *lse, void *stream);

@@ -332,6 +332,38 @@ lc_status hsa_weights_backward_ref(const struct hsa_shape *s, const float *score
     return LC_OK;
 }
 
+/* ---- position decay (hsa.md 3.5, enable_pos_decay) ----
+ * The selected score of slot k (k = recency rank, 0 = most recent) gets k * beta before the fusion
+ * weights; invalid slots stay -inf. beta is one learned scalar per retrieval layer (init 0). The
+ * gradient of an undecayed score equals that of the decayed one; dbeta = sum k * dscore. */
+lc_status hsa_pos_decay_forward_ref(const struct hsa_shape *s, const float *beta, float *score) {
+    LC_TRY(hsa_check(s));
+    REQUIRE_PTR(beta);
+    REQUIRE_PTR(score);
+    const int64_t nrows = s->B * hsa_num_qrows(s) * s->Hr, K = s->K;
+    const float b = beta[0];
+    for (int64_t row = 0; row < nrows; row++)
+        for (int64_t k = 0; k < K; k++)
+            if (!slot_invalid(score[row * K + k])) score[row * K + k] += (float)k * b;
+    return LC_OK;
+}
+
+/* dbeta[0] += sum over rows and valid slots of k * dscore (one serial sum in double: deterministic). */
+lc_status hsa_pos_decay_backward_ref(const struct hsa_shape *s, const float *score, const float *dscore,
+                                     float *dbeta) {
+    LC_TRY(hsa_check(s));
+    REQUIRE_PTR(score);
+    REQUIRE_PTR(dscore);
+    REQUIRE_PTR(dbeta);
+    const int64_t nrows = s->B * hsa_num_qrows(s) * s->Hr, K = s->K;
+    double acc = 0;
+    for (int64_t row = 0; row < nrows; row++)
+        for (int64_t k = 1; k < K; k++)
+            if (!slot_invalid(score[row * K + k])) acc += (double)k * dscore[row * K + k];
+    dbeta[0] += (float)acc;
+    return LC_OK;
+}
+
 /* ---- chunk attention ---- */
 
 /* fp32 dot product; the simd reduction lets the compiler keep several partial sums (a few times

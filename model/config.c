@@ -16,7 +16,7 @@
 enum key_type { K_INT, K_REAL, K_BOOL, K_ENUM, K_LAYERS };
 /* When a key means something: a key set in a file for a model where it means nothing is an
  * error (e.g. mamba sizes in a dense model). */
-enum key_rel { REL_ALWAYS, REL_ATTN, REL_SWA, REL_MAMBA, REL_CHUNK };
+enum key_rel { REL_ALWAYS, REL_ATTN, REL_SWA, REL_MAMBA, REL_CHUNK, REL_POS_DECAY };
 
 typedef struct {
     const char *section, *name;
@@ -92,6 +92,7 @@ static const key_def keys[] = {
     {"init", "zero_mlp_out", K_BOOL, F(zero_mlp_out), "false", 0, 1, NULL, REL_ALWAYS, "zero-init every MLP down projection"},
     {"init", "zero_hsa_out", K_BOOL, F(zero_hsa_out), "true", 0, 1, NULL, REL_CHUNK, "zero-init HSA o_proj"},
     {"init", "zero_encoder_out", K_BOOL, F(zero_encoder_out), "true", 0, 1, NULL, REL_CHUNK, "zero-init encoder o_proj and MLP down"},
+    {"init", "pos_decay", K_REAL, F(init_pos_decay), "0", -10, 10, NULL, REL_POS_DECAY, "initial beta of hsa.pos_decay (the paper: 0)"},
     {"oracle", "mode", K_ENUM, F(oracle), "off", 0, 0, w_oracle, REL_CHUNK, "EXTRA SUPERVISION: force the answer chunk into the selection"},
     {"oracle", "prob", K_REAL, F(oracle_prob), "1", 0, 1, NULL, REL_CHUNK, "probability of forcing while held"},
     {"oracle", "hold", K_INT, F(oracle_hold), "0", 0, BIG, NULL, REL_CHUNK, "steps at full prob"},
@@ -299,6 +300,7 @@ static int key_relevant(const lc_config *c, int k) {
     case REL_SWA: return has_kind(c, LC_LAYER_SWA) || (chunk && c->swa_inside);
     case REL_MAMBA: return has_kind(c, LC_LAYER_MAMBA);
     case REL_CHUNK: return chunk;
+    case REL_POS_DECAY: return chunk && c->pos_decay;
     default: return 1;
     }
 }
@@ -523,6 +525,7 @@ lc_status lc_config_parse(const char *text, const char *source, lc_config *cfg) 
         if (c->line[k] && !key_relevant(c, k)) {
             const char *why = keys[k].rel == REL_MAMBA ? "no mamba layer"
                               : keys[k].rel == REL_CHUNK ? "no chunk/retrieval/hsa layers"
+                              : keys[k].rel == REL_POS_DECAY ? "hsa.pos_decay = false (or no hsa layers)"
                               : keys[k].rel == REL_SWA   ? "no sliding-window layer"
                                                          : "no attention layer";
             return lc_errorf(LC_EINVAL, "%s:%d: %s.%s is set but the model has %s (layers = %s)", c->source, c->line[k], keys[k].section,
@@ -630,7 +633,7 @@ static void padd(plist *l, int init, float std, int64_t d0, int64_t d1, const ch
         p->numel = numel;
         p->offset = l->offset;
         p->init = init;
-        p->std = init == LC_INIT_NORMAL || init == LC_INIT_UNIFORM ? std : 0.0f;
+        p->std = init == LC_INIT_NORMAL || init == LC_INIT_UNIFORM || init == LC_INIT_CONST ? std : 0.0f;
     }
     l->n++;
     l->offset += numel;
@@ -719,7 +722,7 @@ int64_t lc_config_tensors(const lc_config *c, lc_param *out, int64_t cap) {
                 padd(&l, LC_INIT_ONE, 0, c->d_r / c->H_r, 0, "%s.q_lmk_norm", p);
                 padd(&l, LC_INIT_ONE, 0, c->d_r / c->H_r, 0, "%s.lmk_norm", p);
             }
-            if (c->pos_decay) padd(&l, LC_INIT_ZERO, 0, 1, 0, "%s.pos_decay", p);
+            if (c->pos_decay) padd(&l, LC_INIT_CONST, (float)c->init_pos_decay, 1, 0, "%s.pos_decay", p);
             break;
         case LC_LAYER_HSA: {
             if (c->swa_inside) {
@@ -766,6 +769,9 @@ lc_status lc_config_init_params(const lc_config *c, uint64_t seed, float *params
         case LC_INIT_NORMAL: lc_fill_normal(&r, x, (size_t)n, ps[t].std); break;
         case LC_INIT_UNIFORM: lc_fill_uniform(&r, x, (size_t)n, -ps[t].std, ps[t].std); break;
         case LC_INIT_ZERO: memset(x, 0, (size_t)n * sizeof *x); break;
+        case LC_INIT_CONST:
+            for (int64_t i = 0; i < n; i++) x[i] = ps[t].std;
+            break;
         case LC_INIT_ONE:
             for (int64_t i = 0; i < n; i++) x[i] = 1.0f;
             break;

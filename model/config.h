@@ -72,6 +72,7 @@ typedef struct {
     /* [init] */
     double init_std;
     int init_scale_out, zero_hsa_out, zero_encoder_out, zero_mlp_out;
+    double init_pos_decay; /* initial beta of hsa.pos_decay (hsa.md 3.5: 0) */
     /* [oracle]: extra supervision, not part of the architecture */
     int oracle;
     double oracle_prob;
@@ -88,7 +89,7 @@ typedef struct {
 
 /* NORMAL: N(0, std^2). UNIFORM: U(-std, std) (std holds the bound). MAMBA_A_LOG: log U(1, 16).
  * MAMBA_DT_BIAS: softplus^-1(dt), dt log-uniform in [1e-3, 0.1] (mamba_ssm's Mamba2 init). */
-enum lc_init { LC_INIT_NORMAL, LC_INIT_ZERO, LC_INIT_ONE, LC_INIT_MAMBA_A_LOG, LC_INIT_MAMBA_DT_BIAS, LC_INIT_UNIFORM };
+enum lc_init { LC_INIT_NORMAL, LC_INIT_ZERO, LC_INIT_ONE, LC_INIT_MAMBA_A_LOG, LC_INIT_MAMBA_DT_BIAS, LC_INIT_UNIFORM, LC_INIT_CONST };
 
 typedef struct {
     char name[64];
@@ -96,7 +97,7 @@ typedef struct {
     int64_t shape[3];
     int64_t numel, offset; /* offset in floats into the flat parameter buffer */
     int init;              /* enum lc_init */
-    float std;             /* LC_INIT_NORMAL: std; LC_INIT_UNIFORM: bound */
+    float std;             /* LC_INIT_NORMAL: std; LC_INIT_UNIFORM: bound; LC_INIT_CONST: the value */
 } lc_param;
 
 /* Defaults (every key), then `text` on top; validates. `source` names the text in messages. */

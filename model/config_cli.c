@@ -74,7 +74,7 @@ int cmd_config(int argc, char **argv) {
         if (!ps) return 1;
         lc_config_tensors(&c, ps, n);
         printf("\n# %-40s %-14s %12s  init\n", "tensor", "shape", "numel");
-        static const char *init_names[] = {"normal", "zero", "one", "mamba_A_log", "mamba_dt_bias", "uniform"};
+        static const char *init_names[] = {"normal", "zero", "one", "mamba_A_log", "mamba_dt_bias", "uniform", "const"};
         for (int64_t i = 0; i < n; i++) {
             char shape[40];
             if (ps[i].ndim == 2) snprintf(shape, sizeof shape, "[%lld, %lld]", (long long)ps[i].shape[0], (long long)ps[i].shape[1]);
@@ -82,6 +82,7 @@ int cmd_config(int argc, char **argv) {
             printf("# %-40s %-14s %12lld  %s", ps[i].name, shape, (long long)ps[i].numel, init_names[ps[i].init]);
             if (ps[i].init == LC_INIT_NORMAL) printf(" std %.6g", ps[i].std);
             if (ps[i].init == LC_INIT_UNIFORM) printf(" +-%.6g", ps[i].std);
+            if (ps[i].init == LC_INIT_CONST) printf(" %.6g", ps[i].std);
             printf("\n");
         }
         free(ps);

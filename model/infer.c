@@ -34,8 +34,8 @@ struct ilayer {
     struct blockp *enc;
     void *pend; /* [S, d] rows of the incomplete chunk */
     int64_t np;
-    /* retrieval (norm, ln) and hsa (norm, q_proj, q_norm, o_proj) */
-    int64_t norm, ln, q_proj, q_norm, o_proj;
+    /* retrieval (norm, ln, pos_decay or -1) and hsa (norm, q_proj, q_norm, o_proj) */
+    int64_t norm, ln, pos_decay, q_proj, q_norm, o_proj;
     int32_t *idx;
     float *score, *w;
     int retr; /* hsa: index of its group's retrieval layer */
@@ -328,6 +328,7 @@ static lc_status layers_find(struct lc_infer *st) {
         case LC_LAYER_RETRIEVAL:
             l->norm = tens(m, pre, "norm");
             l->ln = tens(m, pre, "ln");
+            l->pos_decay = tens(m, pre, "pos_decay");
             retr = i;
             break;
         case LC_LAYER_HSA:
@@ -777,6 +778,7 @@ static lc_status retrieval_layer(struct lc_infer *st, struct ilayer *l, void *x,
     const int64_t nv = p0 / c->S; /* chunks visible to a single query at p0 */
     if (n == 1 && st->split_min > 0 && nv >= st->split_min && nv >= 2 * st->split_parts) LC_TRY(retrieval_split(st, l, p0, nv));
     else LC_TRY(be->hsa_retrieve(&h, st->qr, st->lmk, l->idx, l->score));
+    if (c->pos_decay) LC_TRY(be->hsa_pos_decay_forward(&h, MP(m, l->pos_decay), l->score));
     return be->hsa_weights_forward(&h, l->score, l->w);
 }
 

@@ -87,8 +87,8 @@ struct model_layer {
     struct mlp_saved *enc_m;
     void *E0, *Eout, *lmk_src, *Etok, *kpre;
     float *enc_rstd, *rstd_kc;
-    /* retrieval: norm, ln; hsa: norm, q_proj, q_norm, o_proj */
-    int64_t norm, ln, q_proj, q_norm, o_proj;
+    /* retrieval: norm, ln, pos_decay (-1: off); hsa: norm, q_proj, q_norm, o_proj */
+    int64_t norm, ln, pos_decay, q_proj, q_norm, o_proj;
     void *hn, *q_r, *q_pre, *q, *o, *t;
     float *rstd, *rstd_q, *lse, *score, *wts, *dw;
     int32_t *idx;
@@ -116,6 +116,7 @@ static struct shared *SH(lc_model *m) { return (struct shared *)(m->layers + m->
 #define ACT(m, p, n) ((void *)((char *)(p) + (size_t)(n) * (m)->be->act_bytes))
 #define WP(m, off) ACT(m, (m)->w, off)
 #define GP(m, off) ((m)->grad + (off))
+#define MP(m, off) ((m)->master + (off)) /* the fp32 master copy (scalars read by kernels) */
 
 static int64_t find_tensor(const lc_model *m, const char *fmt, int i, const char *part) {
     char name[96];
@@ -214,7 +215,6 @@ static lc_status check_supported(const lc_config *c) {
     }
     if (has_chunk) {
         if (c->lmk_norm) return lc_errorf(LC_EUNSUPPORTED, "model: hsa.lmk_norm is not implemented in the runner yet");
-        if (c->pos_decay) return lc_errorf(LC_EUNSUPPORTED, "model: hsa.pos_decay is not implemented in the runner yet");
         if (c->mask_window) return lc_errorf(LC_EUNSUPPORTED, "model: hsa.mask_window is not implemented in the runner yet");
         if (c->enc_layers < 1) return lc_errorf(LC_EUNSUPPORTED, "model: the chunk encoder needs encoder.layers >= 1 in the runner");
         if (c->enc_prenorm) return lc_errorf(LC_EUNSUPPORTED, "model: encoder.prenorm is not implemented in the runner yet");
@@ -275,6 +275,8 @@ lc_status model_create(lc_model *m, const lc_config *cfg, const struct backend *
             l->ln = TENSOR(i, "ln");
             LC_TRY(need(l->norm, i, "norm"));
             if (cfg->block_q == 1) LC_TRY(need(l->ln, i, "ln")); /* GCA: q_r = the normed hidden state (d_r = d) */
+            l->pos_decay = TENSOR(i, "pos_decay");
+            if (cfg->pos_decay) LC_TRY(need(l->pos_decay, i, "pos_decay"));
             break;
         case LC_LAYER_HSA:
             l->norm = TENSOR(i, "norm");
@@ -827,6 +829,7 @@ static lc_status retrieval_fwd(lc_model *m, struct model_layer *l, const void *x
         if (c->block_q != 1) return lc_errorf(LC_EUNSUPPORTED, "model: oracle retrieval is not implemented for GCA (hsa.block_q = S)");
         LC_TRY(oracle_force(m, l));
     }
+    if (c->pos_decay) LC_TRY(be->hsa_pos_decay_forward(&h, MP(m, l->pos_decay), l->score));
     LC_TRY(be->hsa_weights_forward(&h, l->score, l->wts));
     return be->zero(l->dw, (size_t)(R * c->H_r * c->K) * 4);
 }
@@ -839,6 +842,7 @@ static lc_status retrieval_bwd(lc_model *m, struct model_layer *l, void *dx) {
     struct hsa_shape h = hsa_shape_of(m);
     float *dscore = s->f[0];
     LC_TRY(be->hsa_weights_backward(&h, l->score, l->wts, l->dw, dscore));
+    if (c->pos_decay) LC_TRY(be->hsa_pos_decay_backward(&h, l->score, dscore, GP(m, l->pos_decay)));
     void *dqr = s->g[0], *dhn = s->g[1];
     LC_TRY(be->zero(dqr, (size_t)(R * c->d_r) * be->act_bytes));
     LC_TRY(be->hsa_scores_backward(&h, l->q_r, s->lmk, l->idx, dscore, dqr, s->dlmk));
@@ -933,7 +937,6 @@ static struct mamba_dims mdims(const lc_config *c) {
     a.np = a.di + a.xc + a.nh;
     return a;
 }
-#define MP(m, off) ((m)->master + (off))
 
 static lc_status mamba_fwd(lc_model *m, struct model_layer *l, void *x) {
     const struct backend *be = m->be;

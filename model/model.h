@@ -17,7 +17,7 @@
  *   mamba         x += out_proj gate_norm(scan(conv(xBC)) * silu(z)) with [z, xBC, dt] = in_proj n(x)
  *   head          logits = head n(x) (tied: embed); loss = sum_t w_t nll_t / sum_t w_t
  * No gradient flows through top-k indices; gradients reach the scores through the weights.
- * Supported now: the options the presets use. Others (lmk_norm, pos_decay, mask_window,
+ * Supported now: the options the presets use. Others (lmk_norm, mask_window,
  * swa_inside / GCA, encoder without CLS) are refused by model_create with a message.
  */
 #ifndef LONGCTX_MODEL_H

@@ -3,6 +3,7 @@
 with PyTorch on the same card in the same run as ours, and the ratio file.
 
   anchors_attention.py measure OUT.csv GIT_SHA     time the anchors below, append rows to OUT.csv
+                         (env ANCHOR_SET=all|dense|swa, ANCHOR_DENSE_DH=64,128: subsets)
   anchors_attention.py ratio OURS.csv ANCHORS.csv RATIO.csv
                                                    join on (kernel, direction, B, L, HQ, H, dh, W)
 
@@ -122,7 +123,10 @@ def measure(out, sha):
 
     HQ = 16
     which = os.environ.get("ANCHOR_SET", "all")  # all | dense | swa (tuning runs)
+    dense_dh = [int(x) for x in os.environ.get("ANCHOR_DENSE_DH", "64,128").split(",")]  # e.g. 64 only
     for dh, L in (DENSE if which in ("all", "dense") else []):
+        if dh not in dense_dh:
+            continue
         q, k, v, g = (torch.randn(1, HQ, L, dh, device="cuda", dtype=torch.bfloat16) for _ in range(4))
         for t in (q, k, v):
             t.requires_grad_(True)

@@ -4,7 +4,9 @@
  * kernel forgets to write fails; a 2^24-token case whose tensors pass 2^31 elements (64-bit
  * offsets) checked on its last rows; the mma.sync fallback of the paths that use warpgroup MMAs
  * on sm_90a; the forward's query offset (segments of ragged length, Lq = 1 decode, GQA, every
- * tile variant; segments concatenated = one full run); unsupported shapes rejected. */
+ * tile variant; segments concatenated = one full run); the warp-specialised dh-64 forward in
+ * every kept variant, also with 3 persistent blocks serving many tiles each (its key-slot ring
+ * and Q buffers wrap around); unsupported shapes rejected. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +322,31 @@ int main(int argc, char **argv) {
             check_case(nm[7], (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 100 + i);
         }
         unsetenv("LC_ATTN_WGB");
+        /* the warp-specialised forward (sm_90a, dh 64), every variant; then with 3 blocks, so each
+         * persistent block serves many query tiles (key-slot ring and Q buffers wrap around) */
+        static const char *wsv[] = {"8", "11", "13", "15", "16"};
+        for (int i = 0; i < 5; i++) {
+            setenv("LC_ATTN_WG", wsv[i], 1);
+            snprintf(nm[0], sizeof nm[0], "ws variant %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsv[i]);
+            check_case(nm[0], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 110 + i);
+            snprintf(nm[1], sizeof nm[1], "ws variant %s: dense dh 64, B=2 L=300 HQ=4 H=2", wsv[i]);
+            check_case(nm[1], (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 120 + i);
+            snprintf(nm[2], sizeof nm[2], "ws variant %s: SWA dh 64, L=1100 W=64 HQ=8 H=2 (G=4)", wsv[i]);
+            check_case(nm[2], (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 130 + i);
+            snprintf(nm[3], sizeof nm[3], "ws variant %s: non-causal dh 64, L=200 HQ=2 H=1", wsv[i]);
+            check_case(nm[3], (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f, 0, 0}, 140 + i);
+            snprintf(nm[4], sizeof nm[4], "offset, ws variant %s: dense dh 64 L=400 HQ=4 H=2", wsv[i]);
+            check_offset(nm[4], (struct attn_shape){1, 400, 4, 2, 64, 0, 1, 0, 0, 0}, c8, 4, 150 + i);
+            snprintf(nm[5], sizeof nm[5], "offset, ws variant %s: SWA dh 64, B=2 L=2049 W=511", wsv[i]);
+            check_offset(nm[5], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, c7, 8, 160 + i);
+            setenv("LC_ATTN_WS_GRID", "3", 1);
+            snprintf(nm[6], sizeof nm[6], "ws variant %s, 3 blocks: SWA dh 64, B=2 L=3000 W=512 HQ=4 H=2", wsv[i]);
+            check_case(nm[6], (struct attn_shape){2, 3000, 4, 2, 64, 512, 1, 0, 0, 0}, 170 + i);
+            snprintf(nm[7], sizeof nm[7], "ws variant %s, 3 blocks: dense dh 64, L=1500 HQ=3 H=1", wsv[i]);
+            check_case(nm[7], (struct attn_shape){1, 1500, 3, 1, 64, 0, 1, 0, 0, 0}, 180 + i);
+            unsetenv("LC_ATTN_WS_GRID");
+        }
+        unsetenv("LC_ATTN_WG");
         check_case("non-causal dh 64, L=200 HQ=2 H=1, scale 0.2", (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f, 0, 0}, 5);
         check_case("non-causal dh 128, L=77 HQ=2 H=2", (struct attn_shape){2, 77, 2, 2, 128, 0, 0, 0, 0, 0}, 6);
         check_case("dense causal dh 128, L=1000 HQ=2 H=2", (struct attn_shape){1, 1000, 2, 2, 128, 0, 1, 0, 0, 0}, 7);

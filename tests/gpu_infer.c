@@ -62,6 +62,10 @@ static void infer_case(const char *name, const char *preset, const char *text, i
     t_begin(name);
     lc_config cfg;
     if (!load(text ? name : preset, text, &cfg)) return;
+    if (has_hsa) { /* the position decay (hsa.md 3.5) on, with a non-zero beta, in both weightings */
+        cfg.pos_decay = 1;
+        cfg.init_pos_decay = 0.3;
+    }
     lc_model mg, mc;
     if (!T_OK(model_create(&mg, &cfg, backend_cuda(), 5))) return;
     if (!T_OK(model_create(&mc, &cfg, backend_cpu(), 5))) {

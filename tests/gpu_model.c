@@ -17,7 +17,8 @@ static const char *cfg_swa_hsa =
     "[attn]\nheads = 8\nkv_heads = 8\ndh = 32\nW = 128\nqk_norm = true\nmlp = 768\n"
     "[encoder]\nlayers = 1\ncls = true\nheads = 8\nkv_heads = 8\ndh = 32\nmlp = 768\nqkv_bias = true\nqk_norm = true\n"
     "[hsa]\nS = 64\nK = 8\nd_r = 256\nretrieval_heads = single\nHQ = 16\nH = 1\ndh = 32\nweights = softmax\nqk_norm = true\nmlp = 768\n"
-    "[init]\nzero_hsa_out = false\nzero_encoder_out = false\nstd = 0.05\n";
+    "pos_decay = true\n"
+    "[init]\nzero_hsa_out = false\nzero_encoder_out = false\nstd = 0.05\npos_decay = 0.2\n";
 /* GCA (tiny-swa-gca's layout): chunk-level retrieval (block_q = S), encoder without CLS (landmark =
  * mean), SWA inside each hsa layer, off-by-one; T = 320 + 17 is not a multiple of S. */
 static const char *cfg_gca =

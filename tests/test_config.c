@@ -225,6 +225,8 @@ static void test_errors(void) {
     T_ERR2(lc_config_parse("layers = mamba*2\nattn.heads = 4\n", "s.cfg", &c), "s.cfg:2", "no attention layer");
     T_ERR2(lc_config_parse("layers = dense*2 chunk (retrieval hsa)\nhsa.mask_window = true\n", "s.cfg", &c), "s.cfg:2", "mask_window");
     T_ERR2(lc_config_parse(WITH("[oracle]\nmode = force\nprob = 0\n"), "f.cfg", &c), "f.cfg:6", "never forces");
+    T_ERR2(lc_config_parse(WITH("[init]\npos_decay = 0.5\n"), "f.cfg", &c), "f.cfg:5", "init.pos_decay is set but the model has hsa.pos_decay = false");
+    T_OK(lc_config_parse(WITH("[hsa]\npos_decay = true\n[init]\npos_decay = 0.5\n"), "f.cfg", &c));
 
     t_begin("layer-list errors name the layers line");
     T_ERR2(lc_config_parse("\nlayers = swa*2 attn\n", "l.cfg", &c), "l.cfg:2", "unknown layer 'attn'");

@@ -1,6 +1,7 @@
 /* test_hsa_weights.c — HSA fusion weights (softmax and stick-breaking): forward identities,
  * invalid and all-invalid rows, the softplus threshold, and the backward against central
- * finite differences of a double re-implementation. */
+ * finite differences of a double re-implementation; the position decay (score += k * beta) and
+ * its beta gradient through the weights, against finite differences in double. */
 #include "test_hsa_util.h"
 
 /* Scores for every row: the preprocessed layout (valid slots first, then -inf), with the number of
@@ -96,6 +97,42 @@ done:
     free(sc), free(g), free(w), free(ds), free(wd), free(scd);
 }
 
+/* loss(beta) = sum g * weights(score + k * beta) in double; the analytic path is the C reference:
+ * pos_decay_forward -> weights_forward -> weights_backward -> pos_decay_backward. */
+static double decay_loss(const struct hsa_shape *s, const float *sc, const double *g, double beta) {
+    const int64_t n = n_slots(s), K = s->K;
+    double *x = t_alloc_d(n), *w = t_alloc_d(n), l = 0;
+    for (int64_t i = 0; i < n; i++) x[i] = isinf(sc[i]) ? -INFINITY : sc[i] + (double)(i % K) * beta;
+    dref_weights(s, x, w);
+    for (int64_t i = 0; i < n; i++) l += g[i] * w[i];
+    free(x), free(w);
+    return l;
+}
+
+static void check_pos_decay(const struct hsa_shape *s, uint64_t seed, float beta) {
+    lc_rng rng;
+    lc_rng_seed(&rng, seed);
+    const int64_t n = n_slots(s), K = s->K;
+    float *sc = make_scores(s, &rng, 1.0f), *g = t_randn(&rng, n, 1), *dec = t_alloc(n), *w = t_alloc(n), *ds = t_alloc(n);
+    double *gd = t_to_d(g, n);
+    memcpy(dec, sc, sizeof(float) * (size_t)n);
+    float dbeta = 0.25f; /* accumulates: the check subtracts the start value */
+    if (!T_OK(hsa_pos_decay_forward_ref(s, &beta, dec))) goto done;
+    for (int64_t i = 0; i < n; i++) {
+        const float want = isinf(sc[i]) ? -INFINITY : sc[i] + (float)(i % K) * beta;
+        if (!T_CHECK(dec[i] == want || (isinf(dec[i]) && isinf(want)), "slot %lld: %g, want %g", (long long)i, dec[i], want)) goto done;
+    }
+    if (!T_OK(hsa_weights_forward_ref(s, dec, w)) || !T_OK(hsa_weights_backward_ref(s, dec, w, g, ds)) ||
+        !T_OK(hsa_pos_decay_backward_ref(s, dec, ds, &dbeta)))
+        goto done;
+    const double h = 1e-5, fd = (decay_loss(s, sc, gd, beta + h) - decay_loss(s, sc, gd, beta - h)) / (2 * h);
+    const double an = (double)dbeta - 0.25;
+    T_CHECK(fabs(fd - an) <= 1e-4 * (1 + fabs(fd)), "dbeta %.7g vs finite differences %.7g (beta %g, weighting %d)", an, fd, beta,
+            s->weighting);
+done:
+    free(sc), free(g), free(dec), free(w), free(ds), free(gd);
+}
+
 int main(void) {
     /* B, L, Hr, K, S, block_q; rows = B * ceil(L/block_q) * Hr, each with 0..K valid slots */
     const int64_t shapes[][6] = {{2, 13, 2, 5, 4, 1}, {1, 30, 1, 8, 3, 3}, {3, 7, 1, 1, 2, 1}};
@@ -111,6 +148,14 @@ int main(void) {
             check_weights(&s, 10 * i + wt + 100, 4.0f);
         }
     }
+
+    t_begin("position decay: score + k * beta on valid slots; dbeta vs finite differences (both weightings)");
+    for (int wt = 0; wt < 2; wt++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            const int64_t *v = shapes[i];
+            struct hsa_shape s = hsa_shape_make(v[0], v[1], v[2], v[2], 4, v[4], v[3], v[2], 4, v[5], 0, wt);
+            check_pos_decay(&s, 300 + 10 * i + wt, i == 0 ? 0.0f : (i == 1 ? -0.37f : 0.81f));
+        }
 
     t_begin("stick-breaking: a saturated slot (s > 15) takes the whole stick; slot order");
     {

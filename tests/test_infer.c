@@ -185,7 +185,8 @@ static const char *cfg_swa_hsa =
     "[attn]\nheads = 4\nkv_heads = 2\ndh = 8\nW = 6\nmlp = 40\nqk_norm = true\n"
     "[encoder]\nlayers = 1\nheads = 2\nkv_heads = 2\ndh = 8\nmlp = 40\ncls = true\nqkv_bias = true\nqk_norm = true\n"
     "[hsa]\nS = 8\nK = 3\nd_r = 16\nretrieval_heads = single\nHQ = 4\nH = 2\ndh = 8\nweights = softmax\nqk_norm = true\nmlp = 40\nresidual = bypass\n"
-    "[init]\nzero_hsa_out = false\nzero_encoder_out = false\nstd = 0.2\n";
+    "pos_decay = true\n"
+    "[init]\nzero_hsa_out = false\nzero_encoder_out = false\nstd = 0.2\npos_decay = 0.4\n";
 
 static const char *cfg_variants =
     "[model]\nvocab = 32\nd = 32\ncontext = 64\ntied_embeddings = true\nlayers = dense chunk (retrieval hsa hsa)*1 dense\n"

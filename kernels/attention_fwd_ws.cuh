@@ -1,0 +1,396 @@
+/* attention_fwd_ws.cuh — the warp-specialised Hopper forward for dh 64 (the FlashAttention-3
+ * organisation), built for the sliding-window shapes; it is also the default for dense causal and
+ * non-causal attention at dh 64. Included by attention.cu inside its anonymous namespace (it uses
+ * fwd_params, fwd_tile_of, visible-range logic, ex2, reg_fence, sw128 and the wgmma wrappers
+ * there); the kernel body is compiled for sm_90a only and the host launches it only where the
+ * sm_90a build is loaded.
+ *
+ * Block = 1 producer warpgroup + NCWG consumer warpgroups, one block per SM, persistent: block
+ * p serves the query tiles p, p + grid, p + 2*grid, ... in fwd_tile_of's order (heads fastest).
+ *   producer   one thread issues bulk tensor copies (TMA, 128-byte swizzle, which is the layout
+ *              the wgmma descriptors read): the Q tile (BM = 64*NCWG rows, two buffers) and the
+ *              K and V tiles (BN keys) of every key tile the query tile sees, into a ring of
+ *              STAGES slots. Each copy completes on an mbarrier (fullQ, fullK, fullV); the
+ *              producer reuses a slot once every consumer warp has arrived on its empty barrier.
+ *              setmaxnreg gives most of its registers to the consumers.
+ *   consumers  warpgroup w owns query rows r0 = q0 + 64w .. +63 and computes only the key tiles
+ *              that those rows see (W = 512, BM = 192, BN = 64: the block streams 11 key tiles,
+ *              each warpgroup computes 9 of them, so the work wasted at the window's two edges is
+ *              that of a 64-row tile while K and V are loaded once per 192 rows); it passes over
+ *              the others (waits for the slot to be filled, then releases it). Per key tile j:
+ *                S_j = Q K_j^T         (wgmma; K from shared memory, Q too or, with QR, from
+ *                                       registers, which halves the shared-memory bytes the
+ *                                       MMA reads at BN = 64)                     issued first,
+ *                O  += P_{j-1} V_{j-1} (wgmma, P from registers)                 issued second,
+ *                softmax of S_j (masks only on tiles that cut the diagonal, the window's lower
+ *                edge or the end of the sequence, in int32 relative to the tile) while
+ *                P_{j-1} V_{j-1} still runs, then O *= alpha_j and P_j = bf16(exp2(S_j - m_j)).
+ *              PP: the warpgroups take turns issuing their MMAs (named barriers), so one
+ *              warpgroup's softmax runs while the others' MMAs do, in a fixed order.
+ * Layouts: Q, K, V, O, lse as in attention.h; tensor maps view q as [B][Lq][HQ][64] and k, v as
+ * [B][L][H][64] (4-D, innermost first), so rows past Lq or L arrive as zeros.
+ * Tuning runs (results/notes-attn.md, attn3): PP +10-20%, QR +5-10% at BN = 64, 3 consumer
+ * warpgroups beat 2; a quarter of the exp2 on the FMA pipe (a cubic) was slower and was dropped. */
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+/* One arrival that also tells the barrier `bytes` more will land through copies. */
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+/* Wait until the phase of parity `parity` has completed. */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    uint32_t done;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+/* Box at coordinates (c0 innermost .. c3) of a 4-D tensor map into shared memory at dst. */
+__device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2, int c3,
+                                            uint32_t bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+        : "memory");
+}
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
+/* D[64 x N] (+)= A[64 x 16] * B[16 x N], A from registers (mma.sync A-fragment layout per warp),
+ * B K-major in shared memory: S = Q K^T with Q held in registers. */
+__device__ __forceinline__ void wgmma_rs_n64_k(float *d, const uint32_t *a, uint64_t db, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmma_rs_n128_k(float *d, const uint32_t *a, uint64_t db, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+}
+
+/* S (64 x BN, this warpgroup's rows) = Q K^T over dh 64: four k16 steps inside the swizzled rows. */
+template <int BN>
+__device__ __forceinline__ void ws_qk(float *S, uint32_t qaddr, uint32_t kaddr) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        const uint64_t da = wgmma_desc(qaddr + kk * 32, 16, 1024), db = wgmma_desc(kaddr + kk * 32, 16, 1024);
+        if constexpr (BN == 128) wgmma_ss_n128(S, da, db, kk > 0);
+        else wgmma_ss_n64(S, da, db, kk > 0);
+    }
+}
+/* The same with Q from registers (qf[kk]: the A fragment of columns 16kk .. 16kk+15): the MMA
+ * then reads only K from shared memory, half the bytes of the form above at BN = 64. */
+template <int BN>
+__device__ __forceinline__ void ws_qk_r(float *S, const uint32_t (*qf)[4], uint32_t kaddr) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        const uint64_t db = wgmma_desc(kaddr + kk * 32, 16, 1024);
+        if constexpr (BN == 128) wgmma_rs_n128_k(S, qf[kk], db, kk > 0);
+        else wgmma_rs_n64_k(S, qf[kk], db, kk > 0);
+    }
+}
+/* O (64 x 64) += P V with P (64 x BN) from registers and V [BN keys][64] MN-major. */
+template <int BN>
+__device__ __forceinline__ void ws_pv(float *acc, const uint32_t (*pa)[4], uint32_t vaddr) {
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) wgmma_rs_n64(acc, pa[kk], wgmma_desc(vaddr + kk * 16 * 128, 1024, 1024));
+}
+#endif
+
+/* Shared-memory bytes of one block (1024 of slack to align the swizzle atoms). */
+template <int BN, int NCWG, int STAGES>
+constexpr size_t ws_smem_bytes() {
+    return 1024 + 2 * (size_t)NCWG * 64 * 128 + 2 * (size_t)STAGES * BN * 128 + (4 + 3 * STAGES) * 8;
+}
+
+template <int BN, int NCWG, int STAGES, int PP, int QR>
+__global__ void __launch_bounds__((NCWG + 1) * 128, 1)
+    attn_fwd_ws_kernel(const fwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                       const __grid_constant__ CUtensorMap tv, const int64_t ntiles) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int D = 64, BM = 64 * NCWG;
+    constexpr uint32_t QBYTES = BM * 128, KVBYTES = BN * 128;
+    /* registers: at entry every thread has 65536 / threads (168 or 128); the producer drops to
+     * PROD_REGS and the consumers take what it freed (2 WG: 128*40 + 256*232; 3: 128*32 + 384*160) */
+    constexpr int PROD_REGS = NCWG == 2 ? 40 : 32, CONS_REGS = NCWG == 2 ? 232 : 160;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *sQ = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [2][BM x 128 B] */
+    unsigned char *sK = sQ + 2 * QBYTES;                                          /* [STAGES][BN x 128 B] */
+    unsigned char *sV = sK + STAGES * KVBYTES;
+    const uint32_t bar0 = smem_u32(sV + STAGES * KVBYTES);
+    const uint32_t b_fullQ = bar0, b_emptyQ = bar0 + 16, b_fullK = bar0 + 32, b_fullV = b_fullK + 8 * STAGES,
+                   b_empty = b_fullV + 8 * STAGES;
+
+    const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
+    if (tid == 0) {
+        for (int i = 0; i < 2; i++) {
+            mbar_init(b_fullQ + 8 * i, 1);
+            mbar_init(b_emptyQ + 8 * i, 4 * NCWG); /* lane 0 of every consumer warp */
+        }
+        for (int s = 0; s < STAGES; s++) {
+            mbar_init(b_fullK + 8 * s, 1);
+            mbar_init(b_fullV + 8 * s, 1);
+            mbar_init(b_empty + 8 * s, 4 * NCWG);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) { /* ------------------------------------------------------------ producer */
+        setmaxnreg_dec<PROD_REGS>();
+        if (warp == 0 && lane == 0) {
+            uint32_t it = 0, tc = 0; /* key tiles and query tiles issued so far */
+            for (int64_t idx = blockIdx.x; idx < ntiles; idx += gridDim.x, tc++) {
+                const fwd_tile<D> t = fwd_tile_of<D>(p, BM, idx);
+                const int h = (int)(t.a / (p.HQ / p.H)), b = (int)t.b;
+                const uint32_t qs = tc & 1;
+                mbar_wait(b_emptyQ + 8 * qs, ((tc >> 1) & 1) ^ 1);
+                mbar_expect_tx(b_fullQ + 8 * qs, QBYTES);
+                tma_load_4d(smem_u32(sQ + qs * QBYTES), &tq, 0, (int)t.a, (int)t.i0, b, b_fullQ + 8 * qs);
+                for (int64_t j = t.kstart / BN; j <= (t.kend - 1) / BN; j++, it++) {
+                    const uint32_t s = it % STAGES;
+                    mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
+                    mbar_expect_tx(b_fullK + 8 * s, KVBYTES);
+                    tma_load_4d(smem_u32(sK + s * KVBYTES), &tk, 0, h, (int)(j * BN), b, b_fullK + 8 * s);
+                    mbar_expect_tx(b_fullV + 8 * s, KVBYTES);
+                    tma_load_4d(smem_u32(sV + s * KVBYTES), &tv, 0, h, (int)(j * BN), b, b_fullV + 8 * s);
+                }
+            }
+        }
+        return;
+    }
+
+    /* ----------------------------------------------------------------------------- consumers */
+    setmaxnreg_inc<CONS_REGS>();
+    const int cw = wg - 1;
+    const int64_t L = p.L, Lq = p.Lq, W = p.W;
+    /* window width for the int32 mask test: dense causal = no lower edge */
+    const int Wm = (p.causal && W > 0) ? (int)min(W, (int64_t)1 << 30) : 1 << 30;
+    uint32_t it = 0, tc = 0;
+    /* PP: the consumer warpgroups take turns issuing their MMAs (named barrier 1 + w is
+     * warpgroup w's turn; the previous one opens it), so one warpgroup's softmax runs while the
+     * next one's MMAs do. Every warpgroup takes one turn per key tile of the block, computed
+     * or not, so the turns stay in step; the last warpgroup opens the first turn. */
+    auto turn_begin = [&]() {
+        if constexpr (PP) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory");
+    };
+    auto turn_end = [&]() {
+        if constexpr (PP) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + (cw + 1) % NCWG) : "memory");
+    };
+    if constexpr (PP)
+        if (cw == NCWG - 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+
+    for (int64_t idx = blockIdx.x; idx < ntiles; idx += gridDim.x, tc++) {
+        const fwd_tile<D> t = fwd_tile_of<D>(p, BM, idx);
+        const uint32_t qs = tc & 1;
+        const int64_t j0 = t.kstart / BN;
+        const int nt = (int)((t.kend - 1) / BN - j0 + 1);
+        /* this warpgroup's rows and the key tiles (0 .. nt-1 of the block's) they see */
+        const int64_t r0 = t.q0 + 64 * cw, rlast = min(r0 + 63, t.qlast);
+        int jlo = nt, jhi = -1;
+        if (r0 <= t.qlast) {
+            const int64_t ks = (p.causal && W > 0) ? max(r0 - W, (int64_t)0) : 0, ke = p.causal ? rlast + 1 : L;
+            jlo = (int)(ks / BN - j0);
+            jhi = (int)((ke - 1) / BN - j0);
+        }
+        const uint32_t qaddr = smem_u32(sQ + qs * QBYTES) + cw * 64 * 128;
+        const int64_t row_base = r0 + warp * 16 + g;
+        mbar_wait(b_fullQ + 8 * qs, (tc >> 1) & 1);
+        uint32_t qf[4][4]; /* QR: Q in registers (A fragments), the Q buffer is free at once */
+        if constexpr (QR) {
+            const unsigned char *qw = sQ + qs * QBYTES + cw * 64 * 128;
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) ldsm_x4(qf[kk], qw + sw128(warp * 16 + lane % 16, 2 * kk + lane / 16));
+            if (lane == 0) mbar_arrive(b_emptyQ + 8 * qs);
+        }
+
+        float acc[32], S[BN / 2], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+        uint32_t pa[BN / 16][4];
+#pragma unroll
+        for (int i = 0; i < 32; i++) acc[i] = 0.f;
+
+        /* mask (only tiles that cut the diagonal, the window's lower edge or the end of the
+         * sequence) and online softmax: S becomes exp2(S*scale - m_new) in place, alpha[r] the
+         * factor for the older partial sums, sum[r] this tile's row sums (partial over the quad) */
+        auto softmax = [&](int j, float alpha[2], float sum[2]) {
+            const int64_t k0 = (j0 + j) * BN;
+            if (k0 + BN > L || (p.causal && (k0 + BN - 1 > r0 || (W > 0 && k0 < rlast - W)))) {
+                /* in int32, relative to the tile: d = row - col for col = 8i + (e&1) + 2tg;
+                 * rows past Lq see what the last stored row sees (they are never written) */
+                const int lim = (int)min(L - k0, (int64_t)BN) - 2 * tg;
+                int d[2];
+#pragma unroll
+                for (int r = 0; r < 2; r++) d[r] = (int)(min(row_base + 8 * r, rlast) - k0) - 2 * tg;
+#pragma unroll
+                for (int i = 0; i < BN / 8; i++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int c = 8 * i + (e & 1), dd = d[e >> 1] - c;
+                        if (c >= lim || (p.causal && (dd < 0 || dd > Wm))) S[4 * i + e] = -INFINITY;
+                    }
+            }
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float mx = -INFINITY;
+#pragma unroll
+                for (int i = 0; i < BN / 8; i++) mx = fmaxf(mx, fmaxf(S[4 * i + 2 * r], S[4 * i + 2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+                const float m_new = fmaxf(m[r], mx * p.scale_log2);
+                const float m_use = m_new == -INFINITY ? 0.f : m_new;
+                alpha[r] = ex2(m[r] - m_use);
+                m[r] = m_new;
+                float s = 0.f;
+#pragma unroll
+                for (int i = 0; i < BN / 8; i++)
+#pragma unroll
+                    for (int e = 2 * r; e < 2 * r + 2; e++) {
+                        const float pv = ex2(fmaf(S[4 * i + e], p.scale_log2, -m_use));
+                        S[4 * i + e] = pv;
+                        s += pv;
+                    }
+                sum[r] = s;
+            }
+        };
+        auto pv_done = [&](uint32_t slot) { /* P V of `slot` finished: keep its registers, free the slot */
+#pragma unroll
+            for (int i = 0; i < 32; i++) reg_fence(acc[i]);
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++)
+#pragma unroll
+                for (int c = 0; c < 4; c++) reg_fence(pa[kk][c]);
+            if (lane == 0) mbar_arrive(b_empty + 8 * slot);
+        };
+
+        auto pack_p = [&]() {
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++) {
+                pa[kk][0] = pack_bf16(S[8 * kk + 0], S[8 * kk + 1]);
+                pa[kk][1] = pack_bf16(S[8 * kk + 2], S[8 * kk + 3]);
+                pa[kk][2] = pack_bf16(S[8 * kk + 4], S[8 * kk + 5]);
+                pa[kk][3] = pack_bf16(S[8 * kk + 6], S[8 * kk + 7]);
+            }
+        };
+        auto issue_qk = [&](uint32_t slot) {
+            mbar_wait(b_fullK + 8 * (slot % STAGES), (slot / STAGES) & 1);
+            wgmma_fence();
+            if constexpr (QR) ws_qk_r<BN>(S, qf, smem_u32(sK + (slot % STAGES) * KVBYTES));
+            else ws_qk<BN>(S, qaddr, smem_u32(sK + (slot % STAGES) * KVBYTES));
+            wgmma_commit();
+        };
+        auto issue_pv = [&](uint32_t slot) {
+            mbar_wait(b_fullV + 8 * (slot % STAGES), (slot / STAGES) & 1);
+            wgmma_fence();
+            ws_pv<BN>(acc, pa, smem_u32(sV + (slot % STAGES) * KVBYTES));
+            wgmma_commit();
+        };
+        auto s_done = [&]() { /* S is in registers (and Q's registers were read) */
+#pragma unroll
+            for (int i = 0; i < BN / 2; i++) reg_fence(S[i]);
+            if constexpr (QR)
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) reg_fence(qf[kk][c]);
+        };
+        /* a key tile of the block this warpgroup does not compute: wait until its slot is filled
+         * (so the arrivals stay in phase), free it, and take the turn all the same */
+        auto pass = [&]() {
+            turn_begin();
+            mbar_wait(b_fullK + 8 * (it % STAGES), (it / STAGES) & 1);
+            if (lane == 0) mbar_arrive(b_empty + 8 * (it % STAGES));
+            turn_end();
+        };
+
+        int j = 0;
+        for (; j < jlo; j++, it++) pass();
+        if (jlo <= jhi) {
+            /* first tile: S, softmax, P (nothing to overlap with yet) */
+            float alpha[2], sum[2];
+            turn_begin();
+            issue_qk(it);
+            turn_end();
+            wgmma_wait<0>();
+            s_done();
+            softmax(j, alpha, sum);
+            l[0] = sum[0], l[1] = sum[1];
+            pack_p();
+            uint32_t prev = it;
+            /* then per tile: issue S_j = Q K_j^T and O += P_{j-1} V_{j-1}; softmax of S_j while
+             * the second runs; O *= alpha, P_j = bf16(exp2(S_j - m)) */
+            for (j++, it++; j <= jhi; j++, it++) {
+                turn_begin();
+                issue_qk(it);
+                issue_pv(prev);
+                turn_end();
+                wgmma_wait<1>();
+                s_done();
+                softmax(j, alpha, sum);
+                wgmma_wait<0>();
+                pv_done(prev % STAGES);
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    l[r] = l[r] * alpha[r] + sum[r];
+#pragma unroll
+                    for (int i = 0; i < 8; i++) {
+                        acc[4 * i + 2 * r] *= alpha[r];
+                        acc[4 * i + 2 * r + 1] *= alpha[r];
+                    }
+                }
+                pack_p();
+                prev = it;
+            }
+            /* the last tile's P V */
+            issue_pv(prev);
+            wgmma_wait<0>();
+            pv_done(prev % STAGES);
+        }
+        if (!QR && lane == 0) mbar_arrive(b_emptyQ + 8 * qs); /* every S of this tile is done */
+        for (; j < nt; j++, it++) pass();
+
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float sum = l[r];
+            sum += __shfl_xor_sync(0xffffffff, sum, 1);
+            sum += __shfl_xor_sync(0xffffffff, sum, 2);
+            const float inv = sum > 0.f ? 1.f / sum : 0.f;
+            const int64_t row = row_base - p.p0 + r * 8; /* query row */
+            if (row < Lq) {
+                bf16 *orow = p.o + ((t.b * Lq + row) * p.HQ + t.a) * D;
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    *reinterpret_cast<uint32_t *>(orow + i * 8 + 2 * tg) =
+                        pack_bf16(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv);
+                if (tg == 0)
+                    p.lse[(t.b * p.HQ + t.a) * Lq + row] =
+                        sum > 0.f ? (m[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
+            }
+        }
+    }
+    if constexpr (PP)
+        if (cw == 0) asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* the last turn's opening */
+#endif
+}
