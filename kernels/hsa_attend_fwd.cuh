@@ -88,7 +88,12 @@ struct fwd_smem {
  * Registers: an SM sub-partition holds 16K of them, so 8 warps per CTA (one CTA per SM) allow
  * ~255 per thread (TPW = 2 needs ~193), 16 warps 128 (TPW = 1). */
 template <int S, int DH, int NCW, int TPW>
-__global__ void __launch_bounds__(32 * (NCW + 1), NCW <= 3 ? 2 : 1) attend_fwd_kernel(const tok_params p, const int NS) {
+/* plain_arrive (debug, LONGCTX_HSA_FWD_SYNC=plain): each producer lane waits for its own copies
+ * (cp.async.wait_group) and arrives on full[s] with an ordinary mbarrier.arrive, instead of
+ * cp.async.mbarrier.arrive.noinc; same protocol, slower, kept to tell tool artefacts from races
+ * under compute-sanitizer racecheck. */
+__global__ void __launch_bounds__(32 * (NCW + 1), NCW <= 3 ? 2 : 1) attend_fwd_kernel(const tok_params p, const int NS,
+                                                                                      const int plain_arrive) {
     typedef fwd_smem<S, DH, NCW, TPW> SM;
     constexpr int LD = SM::LD;
     constexpr int NTILE = SM::NTILE;
@@ -187,7 +192,13 @@ __global__ void __launch_bounds__(32 * (NCW + 1), NCW <= 3 ? 2 : 1) attend_fwd_k
                 cp_async16(Kd + r * LD + sg * 8, kg + (int64_t)r * p.H * DH + sg * 8);
                 cp_async16(Vd + r * LD + sg * 8, vg + (int64_t)r * p.H * DH + sg * 8);
             }
-            mbar_cp_async_arrive(full + s);
+            if (plain_arrive) {
+                cp_async_commit();
+                cp_async_wait<0>();
+                mbar_arrive(full + s);
+            } else {
+                mbar_cp_async_arrive(full + s);
+            }
             if (lane == 0) { /* arrive for the consumer warps that will not use this chunk */
                 const uint32_t m = Um[u];
                 int users = 0;
@@ -236,6 +247,9 @@ __global__ void __launch_bounds__(32 * (NCW + 1), NCW <= 3 ? 2 : 1) attend_fwd_k
         /* A consumer may skip the slot's previous chunk, so the parity alone could name an older
          * phase: first wait until the producer has issued chunk u (then the slot's full barrier is in
          * phase u/NS or has just completed it, and cannot pass it before this warp releases u). */
+        /* (a polled flag: racecheck reports it as a hazard. Shared atomics instead (atomicExch /
+         * atomicAdd(0)) silence it but made the t15 forward 13-15% slower in the H100 run of
+         * 7283cdd, so the flag stays volatile.) */
         while (tag[s] < u) __nanosleep(32);
         mbar_wait(full + s, (uint32_t)((u / NS) & 1));
         const bf16 *Kt = KVs + (size_t)s * 2 * S * LD, *Vt = Kt + S * LD;

@@ -1,10 +1,12 @@
 /* hsa_retrieve.cuh — streaming retrieval top-k (included by hsa.cu only).
  *
- * One CTA per (block of RB = 128 retrieval rows, batch b, retrieval head hr); 8 warps, a warp owns
- * 16 rows. The CTA streams the landmarks of every chunk its rows can see in tiles of TN = 128
- * chunks; each tile's scores [128 rows x 128 chunks] are a GEMM over dr, done with mma.sync in
- * k-slices of 32 that a 3-stage cp.async pipeline brings into shared memory (one barrier per
- * slice; query slices are re-read per tile, they stay in L2). After a tile, each value is compared
+ * One CTA per (block of RB = 128 retrieval rows, batch b, retrieval head hr); 8 warps. The CTA
+ * streams the landmarks of every chunk its rows can see in tiles of TN = 128 chunks; each tile's
+ * scores [128 rows x 128 chunks] are a GEMM over dr whose k-slices a 3-stage cp.async pipeline
+ * brings into shared memory (one barrier per slice; query slices are re-read per tile, they stay
+ * in L2). The GEMM runs either on mma.sync (k-slices of 32; warp tiles 16 x 128 or 32 x 64) or,
+ * on sm_90a, on wgmma (k-slices of 64 in 128-byte-swizzled panels; warpgroup tiles 64 x 128, the
+ * operands read by the tensor cores straight from shared memory). After a tile, each value is compared
  * with its row's current worst kept entry (all lanes at once, in registers) and marked as a
  * candidate if it beats it; the scores are parked in shared memory over the idle pipeline
  * stages, and one lane per row walks only its candidates: the row's top-K (key, score, chunk)
@@ -22,6 +24,7 @@
 #include <limits.h>
 
 #include "hsa_mma.cuh"
+#include "hsa_wgmma.cuh"
 
 namespace hsa_retrieve {
 
@@ -36,6 +39,7 @@ struct params {
      * and the Gumbel stream use the absolute row. No offset: p0 = 0, Lr_all = Lr. */
     int64_t p0, Lr_all;
     int gumbel;
+    int prune_kmax; /* pruning while lists fill applies for K <= this (8, 16 or 32) */
     uint64_t seed;
     float inv_sqrt_dr;
     const bf16 *qr, *lmk;
@@ -51,6 +55,11 @@ __device__ __forceinline__ int64_t nvis(int64_t r, const params &p) {
     return n < p.C ? n : p.C;
 }
 
+/* key of a value with Gumbel noise (hsa_mma.cuh twin of hsa_gumbel) */
+__device__ __forceinline__ float gumbel_key(float v, uint64_t seed, uint64_t row_head, uint64_t c) {
+    return v + gumbel(seed, row_head, c);
+}
+
 __device__ __forceinline__ bool better(float ka, int ia, float kb, int ib) {
     return ka > kb || (ka == kb && ia < ib);
 }
@@ -62,10 +71,23 @@ __device__ __forceinline__ bool better(float ka, int ia, float kb, int ib) {
  * 255 registers and spilled. */
 constexpr int SLD = TN + 4; /* score tile row stride (floats): 2-way bank pattern for float2 stores */
 
+/* WG (sm_90a): the score GEMM on warpgroup MMAs, k-slices of BKW = 64 in 128-byte-swizzled
+ * panels (hsa_wgmma.cuh), 3 stages of 32 KB; the region is 1024-byte aligned inside the dynamic
+ * shared memory (up to 1 KB of slack). */
+constexpr int BKW = 64;
+template <bool WG>
+constexpr size_t stage_bytes() {
+    return WG ? (size_t)STAGES * 2 * RB * BKW * sizeof(bf16) : (size_t)STAGES * 2 * RB * LDS * sizeof(bf16);
+}
+/* stages (aliased by the score tile) | lists RB*K*(key, score, id) | per-row worst key, id, count |
+ * candidate masks RB * 4*NWN words. At K = 8 the WG kernel takes 115,200 bytes: two CTAs
+ * and their 1 KB reserves fit the 228 KB of an H100 SM. */
+template <bool WG, int NWN>
 static size_t smem_bytes(int K) {
-    size_t stages = (size_t)STAGES * 2 * RB * LDS * sizeof(bf16);
+    size_t stages = stage_bytes<WG>();
     size_t tile = (size_t)RB * SLD * sizeof(float);
-    return (stages > tile ? stages : tile) + (size_t)RB * K * 12 + (size_t)RB * 16 + (size_t)RB * 4 * 4;
+    return (WG ? 1024 : 0) + (stages > tile ? stages : tile) + (size_t)RB * K * 12 + (size_t)RB * 12 +
+           (size_t)RB * 4 * NWN * 4;
 }
 
 /* Heap with the WORST entry at the root (order: better() reversed); restore from position j. */
@@ -87,30 +109,74 @@ __device__ __forceinline__ void sift_down(float *lk, float *ls, int *li, int K, 
     li[j] = i0;
 }
 
+/* Pruning threshold of one row of a score tile (the 4 lanes of a quad share the row; this lane's
+ * values are srow[n*8 + {0,1}], n < NN, visible when n*8 + e < lim): each lane keeps its M largest
+ * visible values (insertion into a sorted register list), T = min over the quad of the lanes'
+ * M-th largest. At least 4M values of the tile reach T, so with K <= 4M a value below T cannot be
+ * in the row's top K (it has K strictly larger values in this tile alone). A lane with fewer than
+ * M visible values gives -inf: no pruning. */
+template <int M, int NN>
+__device__ __forceinline__ float quad_threshold(const float *srow, int lim) {
+    float t[M];
+#pragma unroll
+    for (int i = 0; i < M; i++) t[i] = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < NN; n++) {
+        const float2 v2 = *reinterpret_cast<const float2 *>(srow + n * 8);
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            float v = n * 8 + e < lim ? (e ? v2.y : v2.x) : -INFINITY;
+#pragma unroll
+            for (int i = 0; i < M; i++) { /* t stays sorted descending; v carries the smaller one on */
+                const float hi = fmaxf(t[i], v);
+                v = fminf(t[i], v);
+                t[i] = hi;
+            }
+        }
+    }
+    float thr = t[M - 1];
+    thr = fminf(thr, __shfl_xor_sync(0xffffffffu, thr, 1));
+    thr = fminf(thr, __shfl_xor_sync(0xffffffffu, thr, 2));
+    return thr;
+}
+
+/* WM = rows of a warp's score tile: 16 (warp tile 16 x 128, the first version) or 32 (32 x 64:
+ * each k16 step reads 2 A + 4 B fragments instead of 1 + 8, a third less shared-memory traffic
+ * for the same mma count; the score GEMM is bound by shared-memory reads). PRUNE: while a row's
+ * list is not full, a value only becomes a candidate if it reaches the row's threshold T = the
+ * minimum over the 4 lanes sharing the row of each lane's M-th largest key of the tile (M = 2, 4,
+ * 8 for K <= 8, 16, 32; quad_threshold), no Gumbel noise, K <= params.prune_kmax. It spares the
+ * first tile's serial walk over every value. */
+template <int WM, bool PRUNE, bool WG>
 __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
-    extern __shared__ __align__(16) unsigned char smem[];
+    static_assert(!WG || WM == 16, "the wgmma accumulators are the WM = 16 layout (warp w: rows 16w..16w+15)");
+    static_assert(RB == 128 && TN == 128 && NTHREADS == 256, "load_wg: 256 threads copy 4 x 32 rows of 8 chunks");
+    constexpr int NWM = RB / WM, NWN = 8 / NWM, WN = TN / NWN, MI = WM / 16, NN = WN / 8;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *smem = WG ? smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023) : smem_raw;
     const int K = (int)p.K;
-    size_t stages = (size_t)STAGES * 2 * RB * LDS * sizeof(bf16), tileb = (size_t)RB * SLD * sizeof(float);
+    constexpr size_t stages = stage_bytes<WG>(), tileb = (size_t)RB * SLD * sizeof(float);
     bf16 *Qs = reinterpret_cast<bf16 *>(smem);
-    bf16 *Ls = Qs + STAGES * RB * LDS;
+    bf16 *Ls = Qs + STAGES * RB * (WG ? BKW : LDS);
     float *sct = reinterpret_cast<float *>(smem);
     float *lk = reinterpret_cast<float *>(smem + (stages > tileb ? stages : tileb));
     float *ls = lk + RB * K;
     int *li = reinterpret_cast<int *>(ls + RB * K);
     float *wk_s = reinterpret_cast<float *>(li + RB * K);
     int *wi_s = reinterpret_cast<int *>(wk_s + RB);
-    int *cnt_s = wi_s + RB + RB; /* (one int per row left unused) */
+    int *cnt_s = wi_s + RB;
     uint32_t *cm = reinterpret_cast<uint32_t *>(cnt_s + RB);
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g8 = lane >> 2, tig = lane & 3;
+    const int wm = warp / NWN, wn = warp % NWN;
     const int64_t nblk = gridDim.x;
     const int64_t r0 = (nblk - 1 - blockIdx.x) * RB;
     const int64_t b = blockIdx.y / p.Hr, hr = blockIdx.y % p.Hr;
     const int64_t rlast = (r0 + RB - 1 < p.Lr - 1) ? r0 + RB - 1 : p.Lr - 1;
     const int64_t nv_max = nvis(rlast, p);
     const int ntiles = (int)((nv_max + TN - 1) / TN);
-    const int nks = (int)(p.dr / BK);
+    const int nks = (int)(p.dr / (WG ? BKW : BK));
 
     for (int e = threadIdx.x; e < RB * K; e += NTHREADS) {
         lk[e] = -INFINITY;
@@ -142,82 +208,163 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
             }
         }
     };
+    /* WG: slice ks (64 columns of dr) of the 128 query rows and TN landmarks into swizzled panels.
+     * Thread t copies 16-byte chunk t%8 of rows t/8 + 32j (j < 4) of both; those rows share
+     * r & 7, so one swizzled offset serves all four (+ 32 rows = + 4096 bytes). */
+    const int wch = threadIdx.x & 7, wr = threadIdx.x >> 3;
+    const int wsw = hsa_wg::sw128(wr, wch);
+    auto load_wg = [&](int64_t c0, int ks, int st) {
+        unsigned char *qd = reinterpret_cast<unsigned char *>(Qs) + st * RB * 128 + wsw;
+        unsigned char *ld = reinterpret_cast<unsigned char *>(Ls) + st * TN * 128 + wsw;
+        const int64_t ko = (int64_t)ks * BKW + wch * 8;
+        const bf16 *qs = qbase + (r0 + wr) * qstride + ko, *lsrc = lbase + (c0 + wr) * qstride + ko;
+#pragma unroll
+        for (int j = 0; j < 4; j++) { /* rows past the end: zeros (never selected, never written) */
+            const bool qok = r0 + wr + 32 * j < p.Lr, lok = c0 + wr + 32 * j < nv_max;
+            hsa_wg::cp_async16_zfill(qd + j * 4096, qok ? qs + 32 * j * qstride : qbase, qok);
+            hsa_wg::cp_async16_zfill(ld + j * 4096, lok ? lsrc + 32 * j * qstride : lbase, lok);
+        }
+    };
 
-    const int row_l[2] = {warp * 16 + g8, warp * 16 + g8 + 8};
-    int64_t row_nv[2];
-    for (int hh = 0; hh < 2; hh++) {
-        int64_t gr = r0 + row_l[hh];
-        row_nv[hh] = gr < p.Lr ? nvis(gr, p) : 0;
-    }
+    /* this thread's rows wm*WM + mi*16 + g8 + hh*8 and their visible chunk counts (< 2^31) */
+    int row_nv[MI][2];
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int64_t gr = r0 + wm * WM + mi * 16 + g8 + hh * 8;
+            row_nv[mi][hh] = gr < p.Lr ? (int)nvis(gr, p) : 0;
+        }
+#define ROW_L(mi, hh) (wm * WM + (mi) * 16 + g8 + (hh) * 8)
     __syncthreads();
 
     for (int tile = 0; tile < ntiles; tile++) {
         const int64_t c0 = (int64_t)tile * TN;
-        float acc[TN / 8][4];
+        float acc[MI][NN][4];
 #pragma unroll
-        for (int n = 0; n < TN / 8; n++)
+        for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) acc[n][e] = 0.f;
-        for (int s = 0; s < STAGES - 1; s++) {
-            if (s < nks) load(c0, s, s);
-            cp_async_commit();
-        }
-        for (int ks = 0; ks < nks; ks++) {
-            const int st = ks % STAGES;
-            cp_async_wait<STAGES - 2>(); /* slice ks landed */
-            __syncthreads();              /* ... for everyone; slice ks-1's stage is free */
-            if (ks + STAGES - 1 < nks) load(c0, ks + STAGES - 1, (ks + STAGES - 1) % STAGES);
-            cp_async_commit();
-            const bf16 *Qt = Qs + st * RB * LDS, *Lt = Ls + st * TN * LDS;
+            for (int n = 0; n < NN; n++)
 #pragma unroll
-            for (int kk = 0; kk < BK / 16; kk++) {
-                uint32_t a[4];
-                lds_a(a, Qt, LDS, warp * 16, kk * 16, lane);
+                for (int e = 0; e < 4; e++) acc[mi][n][e] = 0.f;
+        if constexpr (WG) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+            /* warpgroup wg = warp/4 computes rows 64wg..64wg+63 x all TN columns; its warp w%4 holds
+             * rows 16*warp + g8 (+8): the same registers as the WM = 16 mma.sync layout below. The
+             * wgmma of slice ks completes (wait) before the barrier of slice ks+1, after which its
+             * stage is refilled. */
+            for (int s = 0; s < STAGES - 1; s++) {
+                if (s < nks) load_wg(c0, s, s);
+                cp_async_commit();
+            }
+            float *d = &acc[0][0][0];
+            const uint32_t qa = smem_u32(Qs) + (warp >> 2) * 64 * 128, la = smem_u32(Ls);
+            for (int ks = 0; ks < nks; ks++) {
+                const int st = ks % STAGES;
+                cp_async_wait<STAGES - 2>();
+                hsa_wg::fence_proxy_async();
+                __syncthreads();
+                if (ks + STAGES - 1 < nks) load_wg(c0, ks + STAGES - 1, (ks + STAGES - 1) % STAGES);
+                cp_async_commit();
+                hsa_wg::fence();
 #pragma unroll
-                for (int np = 0; np < TN / 16; np++) {
-                    uint32_t bb[4];
-                    lds_b_nk(bb, Lt, LDS, np * 16, kk * 16, lane);
-                    mma16816(acc[2 * np], a, bb[0], bb[1]);
-                    mma16816(acc[2 * np + 1], a, bb[2], bb[3]);
+                for (int kk = 0; kk < BKW / 16; kk++)
+                    hsa_wg::mma_ss_n128(d, hsa_wg::desc_sw128(qa + st * RB * 128 + kk * 32),
+                                        hsa_wg::desc_sw128(la + st * TN * 128 + kk * 32), 1);
+                hsa_wg::commit();
+                hsa_wg::wait0();
+#pragma unroll
+                for (int i = 0; i < MI * NN * 4; i++) hsa_wg::reg_fence(d[i]);
+            }
+#else
+            __trap(); /* the host launches WG kernels only where the sm_90a build is loaded */
+#endif
+        } else {
+            for (int s = 0; s < STAGES - 1; s++) {
+                if (s < nks) load(c0, s, s);
+                cp_async_commit();
+            }
+            for (int ks = 0; ks < nks; ks++) {
+                const int st = ks % STAGES;
+                cp_async_wait<STAGES - 2>(); /* slice ks landed */
+                __syncthreads();              /* ... for everyone; slice ks-1's stage is free */
+                if (ks + STAGES - 1 < nks) load(c0, ks + STAGES - 1, (ks + STAGES - 1) % STAGES);
+                cp_async_commit();
+                const bf16 *Qt = Qs + st * RB * LDS, *Lt = Ls + st * TN * LDS;
+#pragma unroll
+                for (int kk = 0; kk < BK / 16; kk++) {
+                    uint32_t a[MI][4];
+#pragma unroll
+                    for (int mi = 0; mi < MI; mi++) lds_a(a[mi], Qt, LDS, wm * WM + mi * 16, kk * 16, lane);
+#pragma unroll
+                    for (int np = 0; np < NN / 2; np++) {
+                        uint32_t bb[4];
+                        lds_b_nk(bb, Lt, LDS, wn * WN + np * 16, kk * 16, lane);
+#pragma unroll
+                        for (int mi = 0; mi < MI; mi++) {
+                            mma16816(acc[mi][2 * np], a[mi], bb[0], bb[1]);
+                            mma16816(acc[mi][2 * np + 1], a[mi], bb[2], bb[3]);
+                        }
+                    }
                 }
             }
         }
         cp_async_wait<0>();
         __syncthreads(); /* every warp is done with the stages: they become the score tile */
+        /* park the scaled scores in shared memory first (the accumulators die here, which keeps
+         * the candidate pass below within the register budget); each thread re-reads only the
+         * values it wrote itself */
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+            for (int n = 0; n < NN; n++)
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++)
+                    *reinterpret_cast<float2 *>(sct + ROW_L(mi, hh) * SLD + wn * WN + n * 8 + tig * 2) =
+                        make_float2(acc[mi][n][2 * hh] * p.inv_sqrt_dr, acc[mi][n][2 * hh + 1] * p.inv_sqrt_dr);
         /* candidates: visible values that beat the row's current worst entry */
-        uint32_t mask[2] = {0u, 0u};
-        float wk0[2];
-        int wi0[2];
+        bool fill = false; /* some row of this thread has a list that is not full yet */
 #pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            wk0[hh] = wk_s[row_l[hh]];
-            wi0[hh] = wi_s[row_l[hh]];
-        }
+        for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-        for (int n = 0; n < TN / 8; n++) {
+            for (int hh = 0; hh < 2; hh++) fill |= wk_s[ROW_L(mi, hh)] == -INFINITY;
+        const bool prune = PRUNE && !p.gumbel && p.K <= p.prune_kmax && __any_sync(0xffffffffu, fill);
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int hh = e >> 1;
-                const int64_t c = c0 + n * 8 + tig * 2 + (e & 1);
-                const float v = acc[n][e] * p.inv_sqrt_dr;
-                acc[n][e] = v;
-                bool cand = c < row_nv[hh];
-                if (cand) {
-                    float key = v;
-                    if (p.gumbel)
-                        key = v + gumbel(p.seed, (uint64_t)((b * p.Lr_all + p.p0 + r0 + row_l[hh]) * p.Hr + hr), (uint64_t)c);
-                    cand = better(key, (int)c, wk0[hh], wi0[hh]);
+        for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                const int rl = ROW_L(mi, hh);
+                const float *srow = sct + rl * SLD + wn * WN + tig * 2;
+                const int lim = row_nv[mi][hh] - (int)c0 - wn * WN - tig * 2; /* visible: n*8 + e < lim */
+                float thr = -INFINITY;
+                if (prune) { /* T = min over the quad of each lane's M-th largest visible key, 4M >= K */
+                    if (K <= 8) thr = quad_threshold<2, NN>(srow, lim);
+                    else if (K <= 16) thr = quad_threshold<4, NN>(srow, lim);
+                    else thr = quad_threshold<8, NN>(srow, lim);
                 }
-                if (cand) mask[hh] |= 1u << (n * 2 + (e & 1));
-            }
+                const float wk0 = wk_s[rl];
+                const int wi0 = wi_s[rl];
+                uint32_t mask = 0u;
+#pragma unroll 2
+                for (int n = 0; n < NN; n++) {
+                    const float2 v2 = *reinterpret_cast<const float2 *>(srow + n * 8);
 #pragma unroll
-            for (int hh = 0; hh < 2; hh++)
-                *reinterpret_cast<float2 *>(sct + row_l[hh] * SLD + n * 8 + tig * 2) =
-                    make_float2(acc[n][2 * hh], acc[n][2 * hh + 1]);
-        }
-        cm[row_l[0] * 4 + tig] = mask[0];
-        cm[row_l[1] * 4 + tig] = mask[1];
-        __syncwarp();
+                    for (int e = 0; e < 2; e++) {
+                        const float v = e ? v2.y : v2.x;
+                        const int c = (int)c0 + wn * WN + n * 8 + tig * 2 + e;
+                        bool cand = n * 8 + e < lim && v >= thr;
+                        if (cand) {
+                            float key = v;
+                            if (p.gumbel) key = gumbel_key(v, p.seed, (uint64_t)((b * p.Lr_all + p.p0 + r0 + rl) * p.Hr + hr), (uint64_t)c);
+                            cand = better(key, c, wk0, wi0);
+                        }
+                        if (cand) mask |= 1u << (n * 2 + e);
+                    }
+                }
+                cm[rl * (4 * NWN) + wn * 4 + tig] = mask;
+            }
+        if (NWN == 1) __syncwarp(); /* the warp walks its own rows */
+        else __syncthreads();        /* a row's masks come from NWN warps */
         if (lane < 16) { /* one lane per row walks the candidate bits */
             const int rl = warp * 16 + lane;
             const uint64_t rh = (uint64_t)((b * p.Lr_all + p.p0 + r0 + rl) * p.Hr + hr);
@@ -225,12 +372,12 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
             int *lir = li + rl * K;
             float wk = wk_s[rl];
             int wi = wi_s[rl], cnt = cnt_s[rl];
-            for (int tg = 0; tg < 4; tg++) {
-                uint32_t m = cm[rl * 4 + tg];
+            for (int tg = 0; tg < 4 * NWN; tg++) {
+                uint32_t m = cm[rl * (4 * NWN) + tg];
                 while (m) {
                     const int bit = __ffs(m) - 1;
                     m &= m - 1;
-                    const int col = (bit >> 1) * 8 + tg * 2 + (bit & 1);
+                    const int col = (tg >> 2) * WN + (bit >> 1) * 8 + (tg & 3) * 2 + (bit & 1);
                     const int c = (int)(c0 + col);
                     const float sc = sct[rl * SLD + col];
                     const float key = p.gumbel ? sc + gumbel(p.seed, rh, (uint64_t)c) : sc;
@@ -259,6 +406,7 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
         __syncthreads(); /* the tile buffer is the next tile's pipeline */
     }
 
+#undef ROW_L
     /* sort each row by chunk id descending (empty entries last) and write */
     for (int rl = threadIdx.x; rl < RB; rl += NTHREADS) {
         const int64_t gr = r0 + rl;

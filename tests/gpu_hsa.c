@@ -95,7 +95,7 @@ static const char *name_of(const char *what, const struct hsa_shape *s) {
     }
     if (*variant_tag) {
         size_t n = strlen(case_name);
-        snprintf(case_name + n, sizeof case_name - n, " [fwd %s]", variant_tag);
+        snprintf(case_name + n, sizeof case_name - n, " [variant %s]", variant_tag);
     }
     return case_name;
 }
@@ -541,27 +541,48 @@ static void test_errors(void) {
 }
 
 int main(int argc, char **argv) {
-    (void)argv;
     int quick = argc > 1; /* any argument: the small shapes only (for compute-sanitizer) */
+    if (argc > 1 && !strcmp(argv[1], "fwd")) { /* the producer/consumer forward alone (racecheck) */
+        test_attend(mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 100, 0);
+        test_attend(with_offset(mk(1, 3000, 32, 1, 64, 64, 12, 1, 32, 1, 1, HSA_SOFTMAX), 1000, 1999), 135, 0);
+        test_attend(mk(1, 2000, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 136, 0); /* the ring wraps */
+        return t_finish();
+    }
     test_errors();
     test_weights(HSA_SOFTMAX);
     test_weights(HSA_STICK_BREAKING);
 
-    /* retrieval */
-    test_retrieve(mk(2, 1000, 2, 2, 64, 32, 8, 2, 64, 1, 0, 0), 1);
-    {
-        struct hsa_shape s = mk(1, 1500, 1, 1, 64, 32, 8, 1, 96, 1, 0, 0);
-        s.gumbel = 1, s.gumbel_seed = 1234;
-        test_retrieve(s, 2);
+    /* retrieval: the default kernel (wgp, pruning for K <= 32, on sm_90a where dr % 64 == 0, else
+     * wtp), then the variants LONGCTX_HSA_RETR = wtp, wt, v2, wg, wgp8 (wg* fall back to the
+     * default where dr % 64 != 0) */
+    static const char *rvariants[] = {"", "wtp", "wt", "v2", "wg", "wgp8"};
+    for (int rv = 0; rv < 6; rv++) {
+        if (rv) setenv("LONGCTX_HSA_RETR", rvariants[rv], 1);
+        variant_tag = rv ? rvariants[rv] : "";
+        test_retrieve(mk(2, 1000, 2, 2, 64, 32, 8, 2, 64, 1, 0, 0), 1);
+        {
+            struct hsa_shape s = mk(1, 1500, 1, 1, 64, 32, 8, 1, 96, 1, 0, 0);
+            s.gumbel = 1, s.gumbel_seed = 1234;
+            test_retrieve(s, 2);
+        }
+        test_retrieve(mk(1, 2000, 1, 1, 64, 32, 4, 1, 64, 32, 0, 0), 3); /* GCA */
+        test_retrieve(mk(1, 3000, 1, 1, 64, 16, 5, 1, 64, 1, 0, 0), 7);  /* K = 5: pruning with 4m > K */
+        test_retrieve(mk(1, 2100, 1, 1, 64, 16, 8, 1, 1024, 1, 0, 0), 9); /* dr = 1024: 16 or 32 k-slices per tile */
+        test_retrieve(mk(1, 2500, 1, 1, 64, 16, 12, 1, 64, 1, 0, 0), 12);  /* K = 12, 24: pruning thresholds M = 4, 8 */
+        test_retrieve(mk(1, 2500, 1, 1, 64, 16, 24, 1, 128, 1, 0, 0), 13);
+        if (!quick) {
+            test_retrieve(mk(1, 20000, 1, 1, 64, 64, 16, 1, 128, 1, 0, 0), 4); /* 3 landmark tiles, 157 row blocks */
+            test_retrieve(mk(1, 20000, 1, 1, 64, 64, 8, 1, 128, 1, 0, 0), 8);  /* K = 8, pruned first tiles */
+            test_retrieve(mk(1, 5000, 1, 1, 64, 32, 64, 1, 32, 1, 0, 0), 5);   /* K = 64 */
+            test_retrieve(mk(1, 5000, 1, 1, 64, 32, 64, 1, 128, 1, 0, 0), 10);  /* K = 64, dr = 128 (wgmma) */
+            test_retrieve(mk(2, 3000, 2, 2, 64, 16, 32, 2, 1024, 1, 0, 0), 11); /* K = 32, dr = 1024, B = Hr = 2 */
+            struct hsa_shape s = mk(1, 9000, 1, 1, 64, 32, 32, 1, 64, 32, 0, 0); /* GCA + noise */
+            s.gumbel = 1, s.gumbel_seed = 77;
+            test_retrieve(s, 6);
+        }
     }
-    test_retrieve(mk(1, 2000, 1, 1, 64, 32, 4, 1, 64, 32, 0, 0), 3); /* GCA */
-    if (!quick) {
-        test_retrieve(mk(1, 20000, 1, 1, 64, 64, 16, 1, 128, 1, 0, 0), 4); /* 3 landmark tiles, 157 row blocks */
-        test_retrieve(mk(1, 5000, 1, 1, 64, 32, 64, 1, 32, 1, 0, 0), 5);   /* K = 64 */
-        struct hsa_shape s = mk(1, 9000, 1, 1, 64, 32, 32, 1, 64, 32, 0, 0); /* GCA + noise */
-        s.gumbel = 1, s.gumbel_seed = 77;
-        test_retrieve(s, 6);
-    }
+    unsetenv("LONGCTX_HSA_RETR");
+    variant_tag = "";
 
     /* chunk attention: forward, then forward + backward */
     struct hsa_shape fw[] = {
