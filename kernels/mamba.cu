@@ -5,6 +5,7 @@
 #include "mamba_conv.cuh"
 #include "mamba_scan.cuh"
 #include "mamba_ssd.cuh"
+#include "mamba_ssd2.cuh"
 #include "mamba_bwd.cuh"
 #include "mamba_ssd_bwd.cuh"
 
@@ -129,6 +130,31 @@ static bool bwd_tc(const struct mamba_scan_shape *s) {
     return s->P == 64 && s->N == 128 && !(env && env[0] == '1');
 }
 
+/* Which tensor-core forward (P = 64): 2 = mamba_ssd2.cuh (default), 1 = mamba_ssd.cuh (kept for
+ * comparison; LC_MAMBA_FWD=1). Read at every call so tests and benchmarks can switch it. */
+static int fwd_version(void) {
+    const char *env = getenv("LC_MAMBA_FWD");
+    return env && env[0] == '1' ? 1 : 2;
+}
+
+/* Local chunk states and decays (P = 64) by the selected forward's kernel. */
+static lc_status ssd_local_launch(mamba_scan::args &a, dim3 grid, cudaStream_t st) {
+    static bool attr = false;
+    if (!attr) {
+        cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
+        cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_local, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM_LOCAL));
+        attr = true;
+    }
+    if (fwd_version() == 1) {
+        mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
+        cuda_check_launch("ssd_fwd<local>");
+    } else {
+        mamba_ssd2::ssd_local<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM_LOCAL, st>>>(a);
+        cuda_check_launch("ssd_local");
+    }
+    return LC_OK;
+}
+
 /* persistent grid of ssd_bwd: two blocks per SM */
 static int64_t bwd_grid(void) {
     static int nsm = 0;
@@ -163,16 +189,20 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
     if (P == 64 && N == 128) { /* tensor-core path */
         static bool attr = false;
         if (!attr) {
-            cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
             cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
+            cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
             attr = true;
         }
-        mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
-        cuda_check_launch("ssd_fwd<local>");
+        LC_TRY(ssd_local_launch(a, grid, st));
         mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, a.hT, a.H, a.nch, PN, 0);
         cuda_check_launch("state_pass");
-        mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
-        cuda_check_launch("ssd_fwd");
+        if (fwd_version() == 1) {
+            mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
+            cuda_check_launch("ssd_fwd");
+        } else {
+            mamba_ssd2::ssd_out<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
+            cuda_check_launch("ssd_out");
+        }
         return LC_OK;
     }
     mamba_scan::chunk_fwd<P, N, true><<<grid, P * 4, 0, st>>>(a);
@@ -193,13 +223,11 @@ static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStre
     dim3 pgrid((unsigned)((PN / 4 + 255) / 256), (unsigned)a.H, (unsigned)a.B); /* state_pass: 4 elements a thread */
     static bool attr = false;
     if (!attr) {
-        cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
         cuda_check(cudaFuncSetAttribute(sb::ssd_dh_local, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_DHL2));
         cuda_check(cudaFuncSetAttribute(sb::ssd_bwd, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_BWD));
         attr = true;
     }
-    mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
-    cuda_check_launch("ssd_fwd<local> (bwd)");
+    LC_TRY(ssd_local_launch(a, grid, st));
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, nullptr, a.H, a.nch, PN, 0);
     cuda_check_launch("state_pass");
     sb::ssd_dh_local<<<grid, mamba_ssd::THREADS, sb::SMEM_DHL2, st>>>(a);

@@ -1,0 +1,418 @@
+/* mamba_ssd2.cuh — second version of the tensor-core forward of the Mamba-2 scan (P = 64,
+ * N = 128): the same chunked SSD math, passes and fragment layouts as mamba_ssd.cuh (read its
+ * header for the formulas), restructured for the latency/issue-bound profile that ncu showed
+ * for ssd_fwd (results/notes-mamba.md: 0.38 issued warps per scheduler per cycle, stalls split
+ * between fixed-latency waits, global loads of z, shared-memory loads and barriers):
+ *   - the causal row block of a warp (IT = warp % 4) is a template argument: S = C B^T, the
+ *     decay mask and M X are straight-line code (no run-time `jp <= it` branches cutting the
+ *     basic blocks, so ptxas can interleave ldmatrix and mma); only the diagonal block is masked;
+ *   - mma.sync without `volatile` (a pure register op the compiler may schedule);
+ *   - z of the epilogue comes by 4-byte cp.async into per-thread shared-memory slots, issued at
+ *     the start of its sub-chunk (the S, C h^T and M X work hides the latency; no registers held,
+ *     and no barrier since each thread reads only its own slots);
+ *   - the decay vectors (dt', cumulative log decay, w, exp(cum)) are double-buffered: warp 0 (the
+ *     lightest causal block) computes those of sub-chunk k+1 during sub-chunk k, so nothing
+ *     serial runs between the two barriers of consecutive sub-chunks;
+ *   - tile copies with per-thread offsets computed once (no per-element 64-bit index math).
+ * The local-state pass (ssd_local) is its own kernel: B and X tiles only, no C, state copy or z.
+ * Selected by mamba.cu (LC_MAMBA_FWD=1 keeps the first version). Plain sm_80+ instructions:
+ * the same code for sm_90 and sm_90a. Included by mamba.cu only. */
+#ifndef LONGCTX_MAMBA_SSD2_CUH
+#define LONGCTX_MAMBA_SSD2_CUH
+
+#include "mamba_scan.cuh"
+#include "mma.cuh"
+
+namespace mamba_ssd2 {
+
+constexpr int P = 64, N = 128, Q = 64, THREADS = 256;
+constexpr int LDN = N + 8, LDP = P + 8; /* bf16 rows padded by 16 B: ldmatrix without bank conflicts */
+constexpr int TILE_C = Q * LDN * 2, TILE_B = Q * LDN * 2, TILE_X = Q * LDP * 2;
+constexpr int VEC = 4 * Q * 4; /* dtp, cum, w, exp(cum): one buffer */
+/* output pass: 2 x (C, B, X), bf16 state, z slots [8][THREADS] (bf16 pairs), 2 vector buffers */
+constexpr int BUF = TILE_C + TILE_B + TILE_X;
+constexpr int OFF_H = 2 * BUF;
+constexpr int OFF_Z = OFF_H + P * LDN * 2;
+constexpr int OFF_V = OFF_Z + 8 * THREADS * 4;
+constexpr int SMEM = OFF_V + 2 * VEC; /* 114688 B: two blocks per SM fit the 228 KB */
+/* local pass: 2 x (B, X), 2 vector buffers */
+constexpr int BUFL = TILE_B + TILE_X;
+constexpr int OFF_VL = 2 * BUFL;
+constexpr int SMEM_LOCAL = OFF_VL + 2 * VEC;
+
+using lc_mma::pack_bf16;
+using lc_mma::smem_u32;
+
+/* mma.sync m16n8k16 bf16 -> fp32 as a pure register operation (no volatile: schedulable) */
+__device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+/* ldmatrix from a shared-memory address (kept volatile: ordered with the barriers and copies) */
+__device__ __forceinline__ void ldsm(uint32_t r[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_t(uint32_t r[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int PENDING>
+__device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory"); }
+
+__device__ __forceinline__ uint32_t scale2(uint32_t v, float lo, float hi) {
+    const float2 f = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 *>(&v));
+    return pack_bf16(f.x * lo, f.y * hi);
+}
+
+/* Rows 0..Q-1 of a W-wide bf16 tile (src = row 0, row stride `stride` elements) into shared
+ * memory at `dst` (row pitch LD) with 16-byte cp.async; rows >= nvalid are zero-filled. Thread
+ * tid copies rows tid / V + k * (THREADS / V), vector tid % V: its offsets are fixed. */
+template <int W, int LD>
+__device__ __forceinline__ void load_tile(uint32_t dst, const __nv_bfloat16 *src, int64_t stride, int nvalid) {
+    constexpr int V = W / 8, RPI = THREADS / V, IT = Q / RPI;
+    const int j0 = (int)threadIdx.x / V, v = (int)threadIdx.x % V, st = (int)stride; /* Q * stride < 2^31: H <= 65535 */
+    const int off = j0 * st + v * 8;
+    const uint32_t d = dst + (uint32_t)(j0 * LD + v * 8) * 2;
+#pragma unroll
+    for (int k = 0; k < IT; k++) {
+        const bool ok = j0 + k * RPI < nvalid;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d + (uint32_t)(k * RPI * LD * 2)),
+                     "l"(src + (ok ? off + k * RPI * st : 0)), "r"(ok ? 16 : 0)
+                     : "memory");
+    }
+}
+
+/* Warp 0: raw dt of the sub-chunk starting at token row `dtrow` (dt + row * H + h), 2 tokens a lane. */
+__device__ __forceinline__ float2 dt_fetch(const float *dtrow, int64_t H, int nvalid) {
+    const int l = threadIdx.x & 31;
+    float2 u = make_float2(0.0f, 0.0f);
+    if (2 * l < nvalid) u.x = dtrow[(int64_t)(2 * l) * H];
+    if (2 * l + 1 < nvalid) u.y = dtrow[(int64_t)(2 * l + 1) * H];
+    return u;
+}
+
+/* Warp 0: dt', the inclusive cumulative log decay c, w_j = exp(c_end - c_j) dt'_j, exp(c_i). */
+__device__ __forceinline__ void decay_prefix(float *vec, float2 raw, float Ah, float bias, int nvalid) {
+    float *dtp = vec, *cum = vec + Q, *wv = vec + 2 * Q, *ec = vec + 3 * Q;
+    const int l = threadIdx.x & 31;
+    const float d0 = 2 * l < nvalid ? mamba_scan::softplus(raw.x + bias) : 0.0f;
+    const float d1 = 2 * l + 1 < nvalid ? mamba_scan::softplus(raw.y + bias) : 0.0f;
+    const float v0 = d0 * Ah, v1 = d1 * Ah;
+    float s = v0 + v1;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const float t = __shfl_up_sync(0xffffffffu, s, o);
+        if (l >= o) s += t;
+    }
+    const float cend = __shfl_sync(0xffffffffu, s, 31), c0 = s - v1, c1 = s;
+    *reinterpret_cast<float2 *>(dtp + 2 * l) = make_float2(d0, d1);
+    *reinterpret_cast<float2 *>(cum + 2 * l) = make_float2(c0, c1);
+    *reinterpret_cast<float2 *>(wv + 2 * l) = make_float2(__expf(cend - c0) * d0, __expf(cend - c1) * d1);
+    *reinterpret_cast<float2 *>(ec + 2 * l) = make_float2(__expf(c0), __expf(c1));
+}
+
+/* h <- exp(c_end) h + (X diag(w))^T B for this warp's state tile: rows 16*tp.., cols 64*nh.. */
+__device__ __forceinline__ void state_update(float (&hacc)[8][4], uint32_t xs, uint32_t bs, const float *wv, float decay_all,
+                                             int tp, int nh) {
+    const int lane = threadIdx.x & 31, t = lane & 3, m = lane >> 3;
+    const uint32_t xa_a = xs + (uint32_t)(((lane & 7) + (m >> 1) * 8) * LDP + tp * 16 + (m & 1) * 8) * 2;
+    const uint32_t bb_a = bs + (uint32_t)(((lane & 7) + ((lane >> 3) & 1) * 8) * LDN + nh * 64 + (lane >> 4) * 8) * 2;
+#pragma unroll
+    for (int f = 0; f < 8; f++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) hacc[f][e] *= decay_all;
+#pragma unroll
+    for (int kk = 0; kk < Q / 16; kk++) {
+        uint32_t xa[4];
+        /* A = X^T: stored Xs[j][p]; matrices (p 0-7, j 0-7), (p 8-15, j 0-7), (p 0-7, j 8-15), (p 8-15, j 8-15) */
+        ldsm_t(xa, xa_a + kk * 16 * LDP * 2);
+        const int j = kk * 16 + 2 * t;
+        const float2 w01 = *reinterpret_cast<const float2 *>(wv + j), w89 = *reinterpret_cast<const float2 *>(wv + j + 8);
+        xa[0] = scale2(xa[0], w01.x, w01.y);
+        xa[1] = scale2(xa[1], w01.x, w01.y);
+        xa[2] = scale2(xa[2], w89.x, w89.y);
+        xa[3] = scale2(xa[3], w89.x, w89.y);
+        uint32_t bb[4][4]; /* B = Bs[j][n], k = j rows: transposed loads, two n8 tiles each */
+#pragma unroll
+        for (int q = 0; q < 4; q++) ldsm_t(bb[q], bb_a + (kk * 16 * LDN + q * 16) * 2);
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            mma(hacc[2 * q], xa, bb[q][0], bb[q][1]);
+            mma(hacc[2 * q + 1], xa, bb[q][2], bb[q][3]);
+        }
+    }
+}
+
+/* One warp's share of a sub-chunk's outputs: rows 16*IT.. (IT = causal row block), columns
+ * 32*ph..: S = C B^T over the causal column blocks, Y = diag(exp(c)) C h^T + M X, then
+ * y = (Y + D x) * silu(z) with z from this thread's cp.async slots. */
+template <int IT>
+__device__ __forceinline__ void out_rows(uint32_t cs, uint32_t bs, uint32_t xs_a, const __nv_bfloat16 *Xs, uint32_t hs,
+                                         const float *vec, const uint32_t *zslot, bool has_z, float Dh, __nv_bfloat16 *ylo,
+                                         __nv_bfloat16 *yhi, int nvalid, int ph) {
+    constexpr int NF = 2 * (IT + 1); /* causal n8 column tiles of S */
+    const int lane = threadIdx.x & 31, g8 = lane >> 2, t = lane & 3;
+    const int r_lo = IT * 16 + g8, r_hi = r_lo + 8;
+    const float *dtp = vec, *cum = vec + Q, *ec = vec + 3 * Q;
+    float sacc[NF][4], yacc[4][4];
+#pragma unroll
+    for (int f = 0; f < NF; f++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) sacc[f][e] = 0.0f;
+#pragma unroll
+    for (int f = 0; f < 4; f++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) yacc[f][e] = 0.0f;
+    const uint32_t ca_a = cs + (uint32_t)((IT * 16 + (lane & 15)) * LDN + (lane >> 4) * 8) * 2;
+    const uint32_t bb_a = bs + (uint32_t)(((lane & 7) + ((lane >> 4) << 3)) * LDN + ((lane >> 3) & 1) * 8) * 2;
+    const uint32_t hb_a = hs + (uint32_t)((ph * 32 + (lane & 7) + ((lane >> 4) << 3)) * LDN + ((lane >> 3) & 1) * 8) * 2;
+    /* S = C B^T (causal n8 tiles) and Y = C h^T share the A fragments of C */
+#pragma unroll
+    for (int kk = 0; kk < N / 16; kk++) {
+        uint32_t ca[4];
+        ldsm(ca, ca_a + kk * 32);
+#pragma unroll
+        for (int jp = 0; jp <= IT; jp++) {
+            uint32_t bb[4];
+            ldsm(bb, bb_a + jp * 16 * LDN * 2 + kk * 32);
+            mma(sacc[2 * jp], ca, bb[0], bb[1]);
+            mma(sacc[2 * jp + 1], ca, bb[2], bb[3]);
+        }
+#pragma unroll
+        for (int pp = 0; pp < 2; pp++) {
+            uint32_t hb[4];
+            ldsm(hb, hb_a + pp * 16 * LDN * 2 + kk * 32);
+            mma(yacc[2 * pp], ca, hb[0], hb[1]);
+            mma(yacc[2 * pp + 1], ca, hb[2], hb[3]);
+        }
+    }
+    const float e_lo = ec[r_lo], e_hi = ec[r_hi], c_lo = cum[r_lo], c_hi = cum[r_hi];
+#pragma unroll
+    for (int f = 0; f < 4; f++) yacc[f][0] *= e_lo, yacc[f][1] *= e_lo, yacc[f][2] *= e_hi, yacc[f][3] *= e_hi;
+    /* Y += M X, M packed from the S accumulators; only the diagonal block IT needs the mask */
+    const uint32_t xb_a = xs_a + (uint32_t)(((lane & 7) + ((lane >> 3) & 1) * 8) * LDP + ph * 32 + (lane >> 4) * 8) * 2;
+#pragma unroll
+    for (int kk = 0; kk <= IT; kk++) {
+        uint32_t ma[4];
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int f = 2 * kk + half, j = f * 8 + 2 * t;
+            const float2 w = *reinterpret_cast<const float2 *>(dtp + j), cj = *reinterpret_cast<const float2 *>(cum + j);
+            float m00 = sacc[f][0] * __expf(c_lo - cj.x) * w.x, m01 = sacc[f][1] * __expf(c_lo - cj.y) * w.y;
+            float m10 = sacc[f][2] * __expf(c_hi - cj.x) * w.x, m11 = sacc[f][3] * __expf(c_hi - cj.y) * w.y;
+            if (kk == IT) { /* compile-time: the diagonal block; j > i is masked (select, not a branch) */
+                m00 = j <= r_lo ? m00 : 0.0f, m01 = j + 1 <= r_lo ? m01 : 0.0f;
+                m10 = j <= r_hi ? m10 : 0.0f, m11 = j + 1 <= r_hi ? m11 : 0.0f;
+            }
+            ma[2 * half] = pack_bf16(m00, m01);
+            ma[2 * half + 1] = pack_bf16(m10, m11);
+        }
+#pragma unroll
+        for (int pp = 0; pp < 2; pp++) {
+            uint32_t xb[4];
+            ldsm_t(xb, xb_a + (kk * 16 * LDP + pp * 16) * 2);
+            mma(yacc[2 * pp], ma, xb[0], xb[1]);
+            mma(yacc[2 * pp + 1], ma, xb[2], xb[3]);
+        }
+    }
+    /* y = (Y + D x) * silu(z): z of this thread's slots (its own cp.async: wait, no barrier) */
+    cp_wait<1>();
+#pragma unroll
+    for (int f = 0; f < 4; f++) {
+        const int p = ph * 32 + f * 8 + 2 * t;
+#pragma unroll
+        for (int hv = 0; hv < 2; hv++) {
+            const int i = hv ? r_hi : r_lo;
+            const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(Xs + i * LDP + p));
+            float y0 = yacc[f][2 * hv] + Dh * xf.x, y1 = yacc[f][2 * hv + 1] + Dh * xf.y;
+            if (has_z) {
+                uint32_t zu = zslot[(f * 2 + hv) * THREADS];
+                const float2 zf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&zu));
+                y0 *= zf.x * mamba_scan::sigm(zf.x), y1 *= zf.y * mamba_scan::sigm(zf.y);
+            }
+            if (i < nvalid) *reinterpret_cast<__nv_bfloat162 *>((hv ? yhi : ylo) + f * 8) = __floats2bfloat162_rn(y0, y1);
+        }
+    }
+}
+
+/* Output pass: per (head, chunk, batch) from the chunk's incoming state (a.st), writes y (and
+ * nothing else). Sub-chunk k: copies of z(k) and of the tiles of k+1 are issued first; barrier
+ * [A] (tiles of k, the bf16 state, the vectors of k ready); warp 0 computes the vectors of
+ * k+1; every warp its rows of y; the state update; barrier [B] (buffers of k free); the bf16
+ * state copy for k+1. */
+__global__ void __launch_bounds__(THREADS, 2) ssd_out(mamba_scan::args a) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    const uint32_t sb = smem_u32(smem);
+    __nv_bfloat16 *Hs = (__nv_bfloat16 *)(smem + OFF_H);
+    float *vecs = (float *)(smem + OFF_V);
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t = lane & 3;
+    const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
+    const int64_t t_begin = c * a.T, t_end = min(t_begin + a.T, a.L);
+    const int64_t HP = a.H * P, GN = a.G * N;
+    const float *stp = a.st + ((b * a.nch + c) * a.H + h) * (int64_t)(P * N);
+    const int tp = warp & 3, nh = warp >> 2; /* state tile: rows 16*tp.., columns 64*nh.. */
+    const int it = warp & 3, ph = warp >> 2; /* output rows 16*it.., columns 32*ph.. */
+    float hacc[8][4];
+#pragma unroll
+    for (int f = 0; f < 8; f++) {
+        const float *s0 = stp + (tp * 16 + g8) * N + nh * 64 + f * 8 + 2 * t;
+        const float2 lo = *reinterpret_cast<const float2 *>(s0), hi = *reinterpret_cast<const float2 *>(s0 + 8 * N);
+        hacc[f][0] = lo.x, hacc[f][1] = lo.y, hacc[f][2] = hi.x, hacc[f][3] = hi.y;
+    }
+    for (int e = tid; e < P * N / 4; e += THREADS) { /* bf16 copy of the incoming state */
+        const int p = e / (N / 4), n4 = e % (N / 4);
+        const float4 v = *reinterpret_cast<const float4 *>(stp + p * N + n4 * 4);
+        *reinterpret_cast<uint2 *>(Hs + p * LDN + n4 * 4) = make_uint2(pack_bf16(v.x, v.y), pack_bf16(v.z, v.w));
+    }
+    const float Dh = a.D ? a.D[h] : 0.0f;
+    const bool has_z = a.z != nullptr;
+    /* this thread's output elements: rows r_lo, r_lo + 8 of the sub-chunk, column pairs
+     * ph*32 + f*8 + 2t; offset within the sub-chunk's rows (< 2^31: HP <= 65535 * 64) */
+    const int r_lo = it * 16 + g8;
+    const int o_lo = r_lo * (int)HP + (int)h * P + ph * 32 + 2 * t;
+    auto issue_tiles = [&](int64_t t0, int buf) {
+        const int nv = (int)min((int64_t)Q, t_end - t0);
+        const int64_t r0 = b * a.L + t0;
+        const uint32_t base = sb + buf * BUF;
+        load_tile<P, LDP>(base + TILE_C + TILE_B, a.x + r0 * HP + h * P, HP, nv);
+        load_tile<N, LDN>(base + TILE_C, a.Bm + r0 * GN + g * N, GN, nv);
+        load_tile<N, LDN>(base, a.Cm + r0 * GN + g * N, GN, nv);
+        /* z of that sub-chunk comes one sub-chunk later (its slots are busy): pull it into L2 now */
+        if (has_z && tid < nv) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(a.z + (r0 + tid) * HP + h * P));
+    };
+    auto issue_z = [&](int64_t t0) {
+        const int nv = (int)min((int64_t)Q, t_end - t0);
+        const __nv_bfloat16 *zb = a.z + (b * a.L + t0) * HP;
+#pragma unroll
+        for (int f = 0; f < 4; f++)
+#pragma unroll
+            for (int hv = 0; hv < 2; hv++) {
+                const bool ok = r_lo + 8 * hv < nv;
+                const __nv_bfloat16 *src = zb + (ok ? o_lo + hv * 8 * (int)HP + f * 8 : 0);
+                asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(sb + OFF_Z + (tid + (f * 2 + hv) * THREADS) * 4),
+                             "l"(src),
+                             "r"(ok ? 4 : 0)
+                             : "memory");
+            }
+    };
+    issue_tiles(t_begin, 0);
+    cp_commit();
+    float2 dt_raw = make_float2(0.f, 0.f);
+    if (warp == 0) {
+        const int nv0 = (int)min((int64_t)Q, t_end - t_begin);
+        const float *dtcol = a.dt + b * a.L * a.H + h;
+        decay_prefix(vecs, dt_fetch(dtcol + t_begin * a.H, a.H, nv0), a.A[h], a.dt_bias ? a.dt_bias[h] : 0.0f, nv0);
+        if (t_begin + Q < t_end) dt_raw = dt_fetch(dtcol + (t_begin + Q) * a.H, a.H, (int)min((int64_t)Q, t_end - t_begin - Q));
+    }
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1) {
+        const int nvalid = (int)min((int64_t)Q, t_end - t0);
+        const bool more = t0 + Q < t_end;
+        if (has_z) issue_z(t0);
+        cp_commit(); /* group z(k) */
+        if (more) issue_tiles(t0 + Q, buf ^ 1); /* that buffer was freed by the last barrier [B] */
+        cp_commit(); /* group tiles(k+1), possibly empty */
+        cp_wait<2>();
+        __syncthreads(); /* [A] */
+        const float *vec = vecs + buf * (VEC / 4);
+        if (warp == 0 && more) { /* the vectors of k+1 (their buffer was last read before [B] of k-1) */
+            decay_prefix(vecs + (buf ^ 1) * (VEC / 4), dt_raw, a.A[h], a.dt_bias ? a.dt_bias[h] : 0.0f,
+                         (int)min((int64_t)Q, t_end - t0 - Q));
+            if (t0 + 2 * Q < t_end)
+                dt_raw = dt_fetch(a.dt + (b * a.L + t0 + 2 * Q) * a.H + h, a.H, (int)min((int64_t)Q, t_end - t0 - 2 * Q));
+        }
+        const uint32_t cs = sb + buf * BUF, bs = cs + TILE_C, xs = bs + TILE_B;
+        const __nv_bfloat16 *Xs = (const __nv_bfloat16 *)(smem + buf * BUF + TILE_C + TILE_B);
+        const uint32_t *zslot = (const uint32_t *)(smem + OFF_Z) + tid;
+        const float cend = vec[2 * Q - 1];
+        __nv_bfloat16 *ylo = a.y + (b * a.L + t0) * HP + o_lo, *yhi = ylo + 8 * HP;
+        switch (it) {
+        case 0: out_rows<0>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
+        case 1: out_rows<1>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
+        case 2: out_rows<2>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
+        default: out_rows<3>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
+        }
+        state_update(hacc, xs, bs, vec + 2 * Q, __expf(cend), tp, nh);
+        __syncthreads(); /* [B] */
+        if (more) {
+#pragma unroll
+            for (int f = 0; f < 8; f++) {
+                __nv_bfloat16 *o = Hs + (tp * 16 + g8) * LDN + nh * 64 + f * 8 + 2 * t;
+                *reinterpret_cast<uint32_t *>(o) = pack_bf16(hacc[f][0], hacc[f][1]);
+                *reinterpret_cast<uint32_t *>(o + 8 * LDN) = pack_bf16(hacc[f][2], hacc[f][3]);
+            }
+        }
+    }
+    cp_wait<0>();
+}
+
+/* Local pass: per (head, chunk, batch) the state at the chunk's end from a zero state (a.st)
+ * and the chunk's total decay (a.decay). Same pipeline as ssd_out without C, z and the state copy. */
+__global__ void __launch_bounds__(THREADS, 2) ssd_local(mamba_scan::args a) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    const uint32_t sb = smem_u32(smem);
+    float *vecs = (float *)(smem + OFF_VL);
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t = lane & 3;
+    const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
+    const int64_t t_begin = c * a.T, t_end = min(t_begin + a.T, a.L);
+    const int64_t HP = a.H * P, GN = a.G * N;
+    const int tp = warp & 3, nh = warp >> 2;
+    float hacc[8][4];
+#pragma unroll
+    for (int f = 0; f < 8; f++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) hacc[f][e] = 0.0f;
+    const float Ah = a.A[h], bias = a.dt_bias ? a.dt_bias[h] : 0.0f;
+    const float *dtcol = a.dt + b * a.L * a.H + h;
+    auto issue_tiles = [&](int64_t t0, int buf) {
+        const int nv = (int)min((int64_t)Q, t_end - t0);
+        const int64_t r0 = b * a.L + t0;
+        const uint32_t base = sb + buf * BUFL;
+        load_tile<P, LDP>(base + TILE_B, a.x + r0 * HP + h * P, HP, nv);
+        load_tile<N, LDN>(base, a.Bm + r0 * GN + g * N, GN, nv);
+    };
+    issue_tiles(t_begin, 0);
+    cp_commit();
+    float2 dt_raw = make_float2(0.f, 0.f);
+    if (warp == 0) {
+        const int nv0 = (int)min((int64_t)Q, t_end - t_begin);
+        decay_prefix(vecs, dt_fetch(dtcol + t_begin * a.H, a.H, nv0), Ah, bias, nv0);
+        if (t_begin + Q < t_end) dt_raw = dt_fetch(dtcol + (t_begin + Q) * a.H, a.H, (int)min((int64_t)Q, t_end - t_begin - Q));
+    }
+    float logdecay = 0.0f;
+    int buf = 0;
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1) {
+        const bool more = t0 + Q < t_end;
+        if (more) issue_tiles(t0 + Q, buf ^ 1);
+        cp_commit();
+        cp_wait<1>();
+        __syncthreads(); /* [A] */
+        const float *vec = vecs + buf * (VEC / 4);
+        if (warp == 0 && more) {
+            decay_prefix(vecs + (buf ^ 1) * (VEC / 4), dt_raw, Ah, bias, (int)min((int64_t)Q, t_end - t0 - Q));
+            if (t0 + 2 * Q < t_end) dt_raw = dt_fetch(dtcol + (t0 + 2 * Q) * a.H, a.H, (int)min((int64_t)Q, t_end - t0 - 2 * Q));
+        }
+        const float cend = vec[2 * Q - 1];
+        logdecay += cend;
+        const uint32_t bs = sb + buf * BUFL;
+        state_update(hacc, bs + TILE_B, bs, vec + 2 * Q, __expf(cend), tp, nh);
+        __syncthreads(); /* [B] */
+    }
+    cp_wait<0>();
+    float *stp = a.st + ((b * a.nch + c) * a.H + h) * (int64_t)(P * N);
+#pragma unroll
+    for (int f = 0; f < 8; f++) {
+        float *s0 = stp + (tp * 16 + g8) * N + nh * 64 + f * 8 + 2 * t;
+        *reinterpret_cast<float2 *>(s0) = make_float2(hacc[f][0], hacc[f][1]);
+        *reinterpret_cast<float2 *>(s0 + 8 * N) = make_float2(hacc[f][2], hacc[f][3]);
+    }
+    if (tid == 0) a.decay[(b * a.nch + c) * a.H + h] = __expf(logdecay);
+}
+
+} // namespace mamba_ssd2
+#endif
