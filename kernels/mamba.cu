@@ -130,11 +130,13 @@ static bool bwd_tc(const struct mamba_scan_shape *s) {
     return s->P == 64 && s->N == 128 && !(env && env[0] == '1');
 }
 
-/* Which tensor-core forward (P = 64): 2 = mamba_ssd2.cuh (default), 1 = mamba_ssd.cuh (kept for
- * comparison; LC_MAMBA_FWD=1). Read at every call so tests and benchmarks can switch it. */
+/* Which tensor-core forward (P = 64): 2 = mamba_ssd2.cuh's ssd_out (default), 3 = its ssd_out_sw
+ * (same math, the causal row block switched inside the loop), 1 = mamba_ssd.cuh (the first,
+ * kept for comparison). LC_MAMBA_FWD=1|2|3; read at every call so tests and benchmarks can
+ * switch it. 1 also selects the first local-state kernel. */
 static int fwd_version(void) {
     const char *env = getenv("LC_MAMBA_FWD");
-    return env && env[0] == '1' ? 1 : 2;
+    return env && (env[0] == '1' || env[0] == '3') ? env[0] - '0' : 2;
 }
 
 /* Local chunk states and decays (P = 64) by the selected forward's kernel. */
@@ -191,6 +193,7 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
         if (!attr) {
             cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
             cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
+            cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out_sw, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
             attr = true;
         }
         LC_TRY(ssd_local_launch(a, grid, st));
@@ -199,6 +202,9 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
         if (fwd_version() == 1) {
             mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
             cuda_check_launch("ssd_fwd");
+        } else if (fwd_version() == 3) {
+            mamba_ssd2::ssd_out_sw<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
+            cuda_check_launch("ssd_out_sw");
         } else {
             mamba_ssd2::ssd_out<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
             cuda_check_launch("ssd_out");

@@ -13,7 +13,10 @@
  *   - the decay vectors (dt', cumulative log decay, w, exp(cum)) are double-buffered: warp 0 (the
  *     lightest causal block) computes those of sub-chunk k+1 during sub-chunk k, so nothing
  *     serial runs between the two barriers of consecutive sub-chunks;
- *   - tile copies with per-thread offsets computed once (no per-element 64-bit index math).
+ *   - tile copies with per-thread offsets computed once (no per-element 64-bit index math);
+ *   - off the diagonal 16 x 16 block the decay mask is a row factor times a column factor (2
+ *     exponentials per row and column, not one per element), and silu(z) divides with
+ *     __fdividef (the IEEE division was a call with a slow path per element).
  * The local-state pass (ssd_local) is its own kernel: B and X tiles only, no C, state copy or z.
  * Selected by mamba.cu (LC_MAMBA_FWD=1 keeps the first version). Plain sm_80+ instructions:
  * the same code for sm_90 and sm_90a. Included by mamba.cu only. */
@@ -64,6 +67,13 @@ __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_grou
 template <int PENDING>
 __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory"); }
 
+/* exp(x) as one ex2.approx.ftz (the non-ftz __expf adds a denormal range fix-up: 2 FMUL + FSETP) */
+__device__ __forceinline__ float fexp(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
+    return y;
+}
+
 __device__ __forceinline__ uint32_t scale2(uint32_t v, float lo, float hi) {
     const float2 f = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 *>(&v));
     return pack_bf16(f.x * lo, f.y * hi);
@@ -112,8 +122,8 @@ __device__ __forceinline__ void decay_prefix(float *vec, float2 raw, float Ah, f
     const float cend = __shfl_sync(0xffffffffu, s, 31), c0 = s - v1, c1 = s;
     *reinterpret_cast<float2 *>(dtp + 2 * l) = make_float2(d0, d1);
     *reinterpret_cast<float2 *>(cum + 2 * l) = make_float2(c0, c1);
-    *reinterpret_cast<float2 *>(wv + 2 * l) = make_float2(__expf(cend - c0) * d0, __expf(cend - c1) * d1);
-    *reinterpret_cast<float2 *>(ec + 2 * l) = make_float2(__expf(c0), __expf(c1));
+    *reinterpret_cast<float2 *>(wv + 2 * l) = make_float2(fexp(cend - c0) * d0, fexp(cend - c1) * d1);
+    *reinterpret_cast<float2 *>(ec + 2 * l) = make_float2(fexp(c0), fexp(c1));
 }
 
 /* h <- exp(c_end) h + (X diag(w))^T B for this warp's state tile: rows 16*tp.., cols 64*nh.. */
@@ -148,66 +158,67 @@ __device__ __forceinline__ void state_update(float (&hacc)[8][4], uint32_t xs, u
     }
 }
 
-/* One warp's share of a sub-chunk's outputs: rows 16*IT.. (IT = causal row block), columns
- * 32*ph..: S = C B^T over the causal column blocks, Y = diag(exp(c)) C h^T + M X, then
- * y = (Y + D x) * silu(z) with z from this thread's cp.async slots. */
-template <int IT>
-__device__ __forceinline__ void out_rows(uint32_t cs, uint32_t bs, uint32_t xs_a, const __nv_bfloat16 *Xs, uint32_t hs,
-                                         const float *vec, const uint32_t *zslot, bool has_z, float Dh, __nv_bfloat16 *ylo,
-                                         __nv_bfloat16 *yhi, int nvalid, int ph) {
-    constexpr int NF = 2 * (IT + 1); /* causal n8 column tiles of S */
-    const int lane = threadIdx.x & 31, g8 = lane >> 2, t = lane & 3;
-    const int r_lo = IT * 16 + g8, r_hi = r_lo + 8;
-    const float *dtp = vec, *cum = vec + Q, *ec = vec + 3 * Q;
-    float sacc[NF][4], yacc[4][4];
+/* S column blocks J0 .. J0+NJ-1 (16 wide) of this warp's rows 16*IT..: sacc[2 jj + half] =
+ * (C B^T) n8 tiles; WITH_H: also Y += C h^T (columns 32*ph..), sharing the A fragments of C. */
+template <int IT, int J0, int NJ, bool WITH_H>
+__device__ __forceinline__ void s_blocks(float (&sacc)[4][4], float (&yacc)[4][4], uint32_t ca_a, uint32_t bb_a, uint32_t hb_a) {
 #pragma unroll
-    for (int f = 0; f < NF; f++)
+    for (int f = 0; f < 2 * NJ; f++)
 #pragma unroll
         for (int e = 0; e < 4; e++) sacc[f][e] = 0.0f;
-#pragma unroll
-    for (int f = 0; f < 4; f++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) yacc[f][e] = 0.0f;
-    const uint32_t ca_a = cs + (uint32_t)((IT * 16 + (lane & 15)) * LDN + (lane >> 4) * 8) * 2;
-    const uint32_t bb_a = bs + (uint32_t)(((lane & 7) + ((lane >> 4) << 3)) * LDN + ((lane >> 3) & 1) * 8) * 2;
-    const uint32_t hb_a = hs + (uint32_t)((ph * 32 + (lane & 7) + ((lane >> 4) << 3)) * LDN + ((lane >> 3) & 1) * 8) * 2;
-    /* S = C B^T (causal n8 tiles) and Y = C h^T share the A fragments of C */
 #pragma unroll
     for (int kk = 0; kk < N / 16; kk++) {
         uint32_t ca[4];
         ldsm(ca, ca_a + kk * 32);
 #pragma unroll
-        for (int jp = 0; jp <= IT; jp++) {
+        for (int jj = 0; jj < NJ; jj++) {
             uint32_t bb[4];
-            ldsm(bb, bb_a + jp * 16 * LDN * 2 + kk * 32);
-            mma(sacc[2 * jp], ca, bb[0], bb[1]);
-            mma(sacc[2 * jp + 1], ca, bb[2], bb[3]);
+            ldsm(bb, bb_a + (J0 + jj) * 16 * LDN * 2 + kk * 32);
+            mma(sacc[2 * jj], ca, bb[0], bb[1]);
+            mma(sacc[2 * jj + 1], ca, bb[2], bb[3]);
         }
+        if (WITH_H) {
 #pragma unroll
-        for (int pp = 0; pp < 2; pp++) {
-            uint32_t hb[4];
-            ldsm(hb, hb_a + pp * 16 * LDN * 2 + kk * 32);
-            mma(yacc[2 * pp], ca, hb[0], hb[1]);
-            mma(yacc[2 * pp + 1], ca, hb[2], hb[3]);
+            for (int pp = 0; pp < 2; pp++) {
+                uint32_t hb[4];
+                ldsm(hb, hb_a + pp * 16 * LDN * 2 + kk * 32);
+                mma(yacc[2 * pp], ca, hb[0], hb[1]);
+                mma(yacc[2 * pp + 1], ca, hb[2], hb[3]);
+            }
         }
     }
-    const float e_lo = ec[r_lo], e_hi = ec[r_hi], c_lo = cum[r_lo], c_hi = cum[r_hi];
+}
+
+/* Y += M X over the column blocks J0 .. J0+NJ-1, M packed from sacc (FA2 repack). Off the
+ * diagonal block (j < 16 IT <= i) the decay splits at b = 16 IT into a row and a column factor,
+ * exp(c_i - c_j) = exp(c_i - c_b) exp(c_b - c_j), both <= 1 (c falls with the index): 2
+ * exponentials per column pair instead of one per element. The diagonal block IT keeps the
+ * exact per-element decay and masks j > i (a select, not a branch). */
+template <int IT, int J0, int NJ>
+__device__ __forceinline__ void m_blocks(const float (&sacc)[4][4], float (&yacc)[4][4], uint32_t xb_a, const float *vec,
+                                         float er_lo, float er_hi) {
+    const int lane = threadIdx.x & 31, g8 = lane >> 2, t = lane & 3;
+    const int r_lo = IT * 16 + g8, r_hi = r_lo + 8;
+    const float *dtp = vec, *cum = vec + Q;
+    const float cb = cum[IT * 16], c_lo = cum[r_lo], c_hi = cum[r_hi];
 #pragma unroll
-    for (int f = 0; f < 4; f++) yacc[f][0] *= e_lo, yacc[f][1] *= e_lo, yacc[f][2] *= e_hi, yacc[f][3] *= e_hi;
-    /* Y += M X, M packed from the S accumulators; only the diagonal block IT needs the mask */
-    const uint32_t xb_a = xs_a + (uint32_t)(((lane & 7) + ((lane >> 3) & 1) * 8) * LDP + ph * 32 + (lane >> 4) * 8) * 2;
-#pragma unroll
-    for (int kk = 0; kk <= IT; kk++) {
+    for (int jj = 0; jj < NJ; jj++) {
+        const int kk = J0 + jj;
         uint32_t ma[4];
 #pragma unroll
         for (int half = 0; half < 2; half++) {
-            const int f = 2 * kk + half, j = f * 8 + 2 * t;
+            const int f = 2 * jj + half, j = (2 * kk + half) * 8 + 2 * t;
             const float2 w = *reinterpret_cast<const float2 *>(dtp + j), cj = *reinterpret_cast<const float2 *>(cum + j);
-            float m00 = sacc[f][0] * __expf(c_lo - cj.x) * w.x, m01 = sacc[f][1] * __expf(c_lo - cj.y) * w.y;
-            float m10 = sacc[f][2] * __expf(c_hi - cj.x) * w.x, m11 = sacc[f][3] * __expf(c_hi - cj.y) * w.y;
-            if (kk == IT) { /* compile-time: the diagonal block; j > i is masked (select, not a branch) */
-                m00 = j <= r_lo ? m00 : 0.0f, m01 = j + 1 <= r_lo ? m01 : 0.0f;
-                m10 = j <= r_hi ? m10 : 0.0f, m11 = j + 1 <= r_hi ? m11 : 0.0f;
+            float m00, m01, m10, m11;
+            if (kk < IT) {
+                const float k0 = fexp(cb - cj.x) * w.x, k1 = fexp(cb - cj.y) * w.y;
+                m00 = sacc[f][0] * er_lo * k0, m01 = sacc[f][1] * er_lo * k1;
+                m10 = sacc[f][2] * er_hi * k0, m11 = sacc[f][3] * er_hi * k1;
+            } else {
+                m00 = j <= r_lo ? sacc[f][0] * fexp(c_lo - cj.x) * w.x : 0.0f;
+                m01 = j + 1 <= r_lo ? sacc[f][1] * fexp(c_lo - cj.y) * w.y : 0.0f;
+                m10 = j <= r_hi ? sacc[f][2] * fexp(c_hi - cj.x) * w.x : 0.0f;
+                m11 = j + 1 <= r_hi ? sacc[f][3] * fexp(c_hi - cj.y) * w.y : 0.0f;
             }
             ma[2 * half] = pack_bf16(m00, m01);
             ma[2 * half + 1] = pack_bf16(m10, m11);
@@ -219,6 +230,40 @@ __device__ __forceinline__ void out_rows(uint32_t cs, uint32_t bs, uint32_t xs_a
             mma(yacc[2 * pp], ma, xb[0], xb[1]);
             mma(yacc[2 * pp + 1], ma, xb[2], xb[3]);
         }
+    }
+}
+
+/* One warp's share of a sub-chunk's outputs: rows 16*IT.. (IT = causal row block), columns
+ * 32*ph..: S = C B^T over the causal column blocks, Y = diag(exp(c)) C h^T + M X, then
+ * y = (Y + D x) * silu(z) with z from this thread's cp.async slots. S goes in two passes of at
+ * most two column blocks (16 accumulators, not 32: the kernel stays inside 128 registers); the
+ * second pass re-reads the C fragments (8 ldmatrix). */
+template <int IT>
+__device__ __forceinline__ void out_rows(uint32_t cs, uint32_t bs, uint32_t xs_a, const __nv_bfloat16 *Xs, uint32_t hs,
+                                         const float *vec, const uint32_t *zslot, bool has_z, float Dh, __nv_bfloat16 *ylo,
+                                         __nv_bfloat16 *yhi, int nvalid, int ph) {
+    constexpr int NJ0 = IT >= 1 ? 2 : 1;
+    const int lane = threadIdx.x & 31, g8 = lane >> 2, t = lane & 3;
+    const int r_lo = IT * 16 + g8, r_hi = r_lo + 8;
+    const float *cum = vec + Q, *ec = vec + 3 * Q;
+    float sacc[4][4], yacc[4][4];
+#pragma unroll
+    for (int f = 0; f < 4; f++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) yacc[f][e] = 0.0f;
+    const uint32_t ca_a = cs + (uint32_t)((IT * 16 + (lane & 15)) * LDN + (lane >> 4) * 8) * 2;
+    const uint32_t bb_a = bs + (uint32_t)(((lane & 7) + ((lane >> 4) << 3)) * LDN + ((lane >> 3) & 1) * 8) * 2;
+    const uint32_t hb_a = hs + (uint32_t)((ph * 32 + (lane & 7) + ((lane >> 4) << 3)) * LDN + ((lane >> 3) & 1) * 8) * 2;
+    const uint32_t xb_a = xs_a + (uint32_t)(((lane & 7) + ((lane >> 3) & 1) * 8) * LDP + ph * 32 + (lane >> 4) * 8) * 2;
+    s_blocks<IT, 0, NJ0, true>(sacc, yacc, ca_a, bb_a, hb_a);
+    const float e_lo = ec[r_lo], e_hi = ec[r_hi], cb = cum[IT * 16];
+#pragma unroll
+    for (int f = 0; f < 4; f++) yacc[f][0] *= e_lo, yacc[f][1] *= e_lo, yacc[f][2] *= e_hi, yacc[f][3] *= e_hi;
+    const float er_lo = fexp(cum[r_lo] - cb), er_hi = fexp(cum[r_hi] - cb);
+    m_blocks<IT, 0, NJ0>(sacc, yacc, xb_a, vec, er_lo, er_hi);
+    if constexpr (IT >= 2) {
+        s_blocks<IT, 2, IT - 1, false>(sacc, yacc, ca_a, bb_a, hb_a);
+        m_blocks<IT, 2, IT - 1>(sacc, yacc, xb_a, vec, er_lo, er_hi);
     }
     /* y = (Y + D x) * silu(z): z of this thread's slots (its own cp.async: wait, no barrier) */
     cp_wait<1>();
@@ -233,7 +278,7 @@ __device__ __forceinline__ void out_rows(uint32_t cs, uint32_t bs, uint32_t xs_a
             if (has_z) {
                 uint32_t zu = zslot[(f * 2 + hv) * THREADS];
                 const float2 zf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&zu));
-                y0 *= zf.x * mamba_scan::sigm(zf.x), y1 *= zf.y * mamba_scan::sigm(zf.y);
+                y0 *= __fdividef(zf.x, 1.0f + fexp(-zf.x)), y1 *= __fdividef(zf.y, 1.0f + fexp(-zf.y));
             }
             if (i < nvalid) *reinterpret_cast<__nv_bfloat162 *>((hv ? yhi : ylo) + f * 8) = __floats2bfloat162_rn(y0, y1);
         }
@@ -245,8 +290,8 @@ __device__ __forceinline__ void out_rows(uint32_t cs, uint32_t bs, uint32_t xs_a
  * [A] (tiles of k, the bf16 state, the vectors of k ready); warp 0 computes the vectors of
  * k+1; every warp its rows of y; the state update; barrier [B] (buffers of k free); the bf16
  * state copy for k+1. */
-__global__ void __launch_bounds__(THREADS, 2) ssd_out(mamba_scan::args a) {
-    extern __shared__ __align__(128) unsigned char smem[];
+template <int ITX>
+__device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned char *smem) {
     const uint32_t sb = smem_u32(smem);
     __nv_bfloat16 *Hs = (__nv_bfloat16 *)(smem + OFF_H);
     float *vecs = (float *)(smem + OFF_V);
@@ -256,7 +301,7 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_out(mamba_scan::args a) {
     const int64_t HP = a.H * P, GN = a.G * N;
     const float *stp = a.st + ((b * a.nch + c) * a.H + h) * (int64_t)(P * N);
     const int tp = warp & 3, nh = warp >> 2; /* state tile: rows 16*tp.., columns 64*nh.. */
-    const int it = warp & 3, ph = warp >> 2; /* output rows 16*it.., columns 32*ph.. */
+    const int it = ITX >= 0 ? ITX : warp & 3, ph = warp >> 2; /* output rows 16*it.., columns 32*ph.. */
     float hacc[8][4];
 #pragma unroll
     for (int f = 0; f < 8; f++) {
@@ -331,13 +376,17 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_out(mamba_scan::args a) {
         const uint32_t *zslot = (const uint32_t *)(smem + OFF_Z) + tid;
         const float cend = vec[2 * Q - 1];
         __nv_bfloat16 *ylo = a.y + (b * a.L + t0) * HP + o_lo, *yhi = ylo + 8 * HP;
-        switch (it) {
-        case 0: out_rows<0>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
-        case 1: out_rows<1>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
-        case 2: out_rows<2>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
-        default: out_rows<3>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
+        if constexpr (ITX >= 0) {
+            out_rows<ITX>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph);
+        } else {
+            switch (it) {
+            case 0: out_rows<0>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
+            case 1: out_rows<1>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
+            case 2: out_rows<2>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
+            default: out_rows<3>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
+            }
         }
-        state_update(hacc, xs, bs, vec + 2 * Q, __expf(cend), tp, nh);
+        state_update(hacc, xs, bs, vec + 2 * Q, fexp(cend), tp, nh);
         __syncthreads(); /* [B] */
         if (more) {
 #pragma unroll
@@ -349,6 +398,26 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_out(mamba_scan::args a) {
         }
     }
     cp_wait<0>();
+}
+
+/* Two ways to reach the four causal row blocks (IT = warp % 4; warps w and w + 4 share a
+ * scheduler and a block): ssd_out selects a whole instantiation of the loop per warp (the four
+ * copies reach the same bar.sync 0 once per sub-chunk each); ssd_out_sw runs one loop with the
+ * switch inside around out_rows. ptxas spills either way at 128 registers (two blocks per SM):
+ * 576 B (summed over the copies) and 280 B statically; mamba.cu picks by LC_MAMBA_FWD, the
+ * measured faster one by default. */
+__global__ void __launch_bounds__(THREADS, 2) ssd_out(mamba_scan::args a) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    switch ((threadIdx.x >> 5) & 3) {
+    case 0: out_body<0>(a, smem); break;
+    case 1: out_body<1>(a, smem); break;
+    case 2: out_body<2>(a, smem); break;
+    default: out_body<3>(a, smem); break;
+    }
+}
+__global__ void __launch_bounds__(THREADS, 2) ssd_out_sw(mamba_scan::args a) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    out_body<-1>(a, smem);
 }
 
 /* Local pass: per (head, chunk, batch) the state at the chunk's end from a zero state (a.st)
@@ -400,7 +469,7 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_local(mamba_scan::args a) {
         const float cend = vec[2 * Q - 1];
         logdecay += cend;
         const uint32_t bs = sb + buf * BUFL;
-        state_update(hacc, bs + TILE_B, bs, vec + 2 * Q, __expf(cend), tp, nh);
+        state_update(hacc, bs + TILE_B, bs, vec + 2 * Q, fexp(cend), tp, nh);
         __syncthreads(); /* [B] */
     }
     cp_wait<0>();
@@ -411,7 +480,7 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_local(mamba_scan::args a) {
         *reinterpret_cast<float2 *>(s0) = make_float2(hacc[f][0], hacc[f][1]);
         *reinterpret_cast<float2 *>(s0 + 8 * N) = make_float2(hacc[f][2], hacc[f][3]);
     }
-    if (tid == 0) a.decay[(b * a.nch + c) * a.H + h] = __expf(logdecay);
+    if (tid == 0) a.decay[(b * a.nch + c) * a.H + h] = fexp(logdecay);
 }
 
 } // namespace mamba_ssd2
