@@ -83,9 +83,9 @@ __device__ __forceinline__ uint32_t scale2(uint32_t v, float lo, float hi) {
  * memory at `dst` (row pitch LD) with 16-byte cp.async; rows >= nvalid are zero-filled. Thread
  * tid copies rows tid / V + k * (THREADS / V), vector tid % V: its offsets are fixed. */
 template <int W, int LD>
-__device__ __forceinline__ void load_tile(uint32_t dst, const __nv_bfloat16 *src, int64_t stride, int nvalid) {
+__device__ __forceinline__ void load_tile(uint32_t dst, const __nv_bfloat16 *src, int stride, int nvalid) {
     constexpr int V = W / 8, RPI = THREADS / V, IT = Q / RPI;
-    const int j0 = (int)threadIdx.x / V, v = (int)threadIdx.x % V, st = (int)stride; /* Q * stride < 2^31: H <= 65535 */
+    const int j0 = (int)threadIdx.x / V, v = (int)threadIdx.x % V, st = stride; /* Q * stride < 2^31: H <= 65535 */
     const int off = j0 * st + v * 8;
     const uint32_t d = dst + (uint32_t)(j0 * LD + v * 8) * 2;
 #pragma unroll
@@ -241,7 +241,7 @@ __device__ __forceinline__ void m_blocks(const float (&sacc)[4][4], float (&yacc
 template <int IT>
 __device__ __forceinline__ void out_rows(uint32_t cs, uint32_t bs, uint32_t xs_a, const __nv_bfloat16 *Xs, uint32_t hs,
                                          const float *vec, const uint32_t *zslot, bool has_z, float Dh, __nv_bfloat16 *ylo,
-                                         __nv_bfloat16 *yhi, int nvalid, int ph) {
+                                         int HP, int nvalid, int ph) {
     constexpr int NJ0 = IT >= 1 ? 2 : 1;
     const int lane = threadIdx.x & 31, g8 = lane >> 2, t = lane & 3;
     const int r_lo = IT * 16 + g8, r_hi = r_lo + 8;
@@ -280,7 +280,7 @@ __device__ __forceinline__ void out_rows(uint32_t cs, uint32_t bs, uint32_t xs_a
                 const float2 zf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&zu));
                 y0 *= __fdividef(zf.x, 1.0f + fexp(-zf.x)), y1 *= __fdividef(zf.y, 1.0f + fexp(-zf.y));
             }
-            if (i < nvalid) *reinterpret_cast<__nv_bfloat162 *>((hv ? yhi : ylo) + f * 8) = __floats2bfloat162_rn(y0, y1);
+            if (i < nvalid) *reinterpret_cast<__nv_bfloat162 *>(ylo + hv * 8 * HP + f * 8) = __floats2bfloat162_rn(y0, y1);
         }
     }
 }
@@ -296,10 +296,12 @@ __device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned cha
     __nv_bfloat16 *Hs = (__nv_bfloat16 *)(smem + OFF_H);
     float *vecs = (float *)(smem + OFF_V);
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t = lane & 3;
-    const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
-    const int64_t t_begin = c * a.T, t_end = min(t_begin + a.T, a.L);
-    const int64_t HP = a.H * P, GN = a.G * N;
-    const float *stp = a.st + ((b * a.nch + c) * a.H + h) * (int64_t)(P * N);
+    /* 32-bit indices where they fit (fewer live registers: the loop is at the 128 cap): token
+     * indices < nch * T <= 65535 * 8192, HP and GN < 2^31 / Q; b * L and row offsets in 64 bits */
+    const int h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (int)(a.H / a.G);
+    const int t_begin = c * (int)a.T, t_end = (int)min((int64_t)t_begin + a.T, a.L);
+    const int HP = (int)a.H * P, GN = (int)a.G * N;
+    const float *stp = a.st + (((int64_t)b * a.nch + c) * a.H + h) * (int64_t)(P * N);
     const int tp = warp & 3, nh = warp >> 2; /* state tile: rows 16*tp.., columns 64*nh.. */
     const int it = ITX >= 0 ? ITX : warp & 3, ph = warp >> 2; /* output rows 16*it.., columns 32*ph.. */
     float hacc[8][4];
@@ -319,10 +321,10 @@ __device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned cha
     /* this thread's output elements: rows r_lo, r_lo + 8 of the sub-chunk, column pairs
      * ph*32 + f*8 + 2t; offset within the sub-chunk's rows (< 2^31: HP <= 65535 * 64) */
     const int r_lo = it * 16 + g8;
-    const int o_lo = r_lo * (int)HP + (int)h * P + ph * 32 + 2 * t;
-    auto issue_tiles = [&](int64_t t0, int buf) {
-        const int nv = (int)min((int64_t)Q, t_end - t0);
-        const int64_t r0 = b * a.L + t0;
+    const int o_lo = r_lo * HP + h * P + ph * 32 + 2 * t;
+    auto issue_tiles = [&](int t0, int buf) {
+        const int nv = min(Q, t_end - t0);
+        const int64_t r0 = (int64_t)b * a.L + t0;
         const uint32_t base = sb + buf * BUF;
         load_tile<P, LDP>(base + TILE_C + TILE_B, a.x + r0 * HP + h * P, HP, nv);
         load_tile<N, LDN>(base + TILE_C, a.Bm + r0 * GN + g * N, GN, nv);
@@ -330,15 +332,15 @@ __device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned cha
         /* z of that sub-chunk comes one sub-chunk later (its slots are busy): pull it into L2 now */
         if (has_z && tid < nv) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(a.z + (r0 + tid) * HP + h * P));
     };
-    auto issue_z = [&](int64_t t0) {
-        const int nv = (int)min((int64_t)Q, t_end - t0);
-        const __nv_bfloat16 *zb = a.z + (b * a.L + t0) * HP;
+    auto issue_z = [&](int t0) {
+        const int nv = min(Q, t_end - t0);
+        const __nv_bfloat16 *zb = a.z + ((int64_t)b * a.L + t0) * HP;
 #pragma unroll
         for (int f = 0; f < 4; f++)
 #pragma unroll
             for (int hv = 0; hv < 2; hv++) {
                 const bool ok = r_lo + 8 * hv < nv;
-                const __nv_bfloat16 *src = zb + (ok ? o_lo + hv * 8 * (int)HP + f * 8 : 0);
+                const __nv_bfloat16 *src = zb + (ok ? o_lo + hv * 8 * HP + f * 8 : 0);
                 asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(sb + OFF_Z + (tid + (f * 2 + hv) * THREADS) * 4),
                              "l"(src),
                              "r"(ok ? 4 : 0)
@@ -349,14 +351,14 @@ __device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned cha
     cp_commit();
     float2 dt_raw = make_float2(0.f, 0.f);
     if (warp == 0) {
-        const int nv0 = (int)min((int64_t)Q, t_end - t_begin);
-        const float *dtcol = a.dt + b * a.L * a.H + h;
-        decay_prefix(vecs, dt_fetch(dtcol + t_begin * a.H, a.H, nv0), a.A[h], a.dt_bias ? a.dt_bias[h] : 0.0f, nv0);
-        if (t_begin + Q < t_end) dt_raw = dt_fetch(dtcol + (t_begin + Q) * a.H, a.H, (int)min((int64_t)Q, t_end - t_begin - Q));
+        const int nv0 = min(Q, t_end - t_begin);
+        const float *dtcol = a.dt + (int64_t)b * a.L * a.H + h;
+        decay_prefix(vecs, dt_fetch(dtcol + (int64_t)t_begin * a.H, a.H, nv0), a.A[h], a.dt_bias ? a.dt_bias[h] : 0.0f, nv0);
+        if (t_begin + Q < t_end) dt_raw = dt_fetch(dtcol + (int64_t)(t_begin + Q) * a.H, a.H, min(Q, t_end - t_begin - Q));
     }
     int buf = 0;
-    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1) {
-        const int nvalid = (int)min((int64_t)Q, t_end - t0);
+    for (int t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1) {
+        const int nvalid = min(Q, t_end - t0);
         const bool more = t0 + Q < t_end;
         if (has_z) issue_z(t0);
         cp_commit(); /* group z(k) */
@@ -367,23 +369,23 @@ __device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned cha
         const float *vec = vecs + buf * (VEC / 4);
         if (warp == 0 && more) { /* the vectors of k+1 (their buffer was last read before [B] of k-1) */
             decay_prefix(vecs + (buf ^ 1) * (VEC / 4), dt_raw, a.A[h], a.dt_bias ? a.dt_bias[h] : 0.0f,
-                         (int)min((int64_t)Q, t_end - t0 - Q));
+                         min(Q, t_end - t0 - Q));
             if (t0 + 2 * Q < t_end)
-                dt_raw = dt_fetch(a.dt + (b * a.L + t0 + 2 * Q) * a.H + h, a.H, (int)min((int64_t)Q, t_end - t0 - 2 * Q));
+                dt_raw = dt_fetch(a.dt + ((int64_t)b * a.L + t0 + 2 * Q) * a.H + h, a.H, min(Q, t_end - t0 - 2 * Q));
         }
         const uint32_t cs = sb + buf * BUF, bs = cs + TILE_C, xs = bs + TILE_B;
         const __nv_bfloat16 *Xs = (const __nv_bfloat16 *)(smem + buf * BUF + TILE_C + TILE_B);
         const uint32_t *zslot = (const uint32_t *)(smem + OFF_Z) + tid;
         const float cend = vec[2 * Q - 1];
-        __nv_bfloat16 *ylo = a.y + (b * a.L + t0) * HP + o_lo, *yhi = ylo + 8 * HP;
+        __nv_bfloat16 *ylo = a.y + ((int64_t)b * a.L + t0) * HP + o_lo;
         if constexpr (ITX >= 0) {
-            out_rows<ITX>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph);
+            out_rows<ITX>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, HP, nvalid, ph);
         } else {
             switch (it) {
-            case 0: out_rows<0>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
-            case 1: out_rows<1>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
-            case 2: out_rows<2>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
-            default: out_rows<3>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, yhi, nvalid, ph); break;
+            case 0: out_rows<0>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, HP, nvalid, ph); break;
+            case 1: out_rows<1>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, HP, nvalid, ph); break;
+            case 2: out_rows<2>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, HP, nvalid, ph); break;
+            default: out_rows<3>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, HP, nvalid, ph); break;
             }
         }
         state_update(hacc, xs, bs, vec + 2 * Q, fexp(cend), tp, nh);
@@ -442,8 +444,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_local(mamba_scan::args a) {
         const int nv = (int)min((int64_t)Q, t_end - t0);
         const int64_t r0 = b * a.L + t0;
         const uint32_t base = sb + buf * BUFL;
-        load_tile<P, LDP>(base + TILE_B, a.x + r0 * HP + h * P, HP, nv);
-        load_tile<N, LDN>(base, a.Bm + r0 * GN + g * N, GN, nv);
+        load_tile<P, LDP>(base + TILE_B, a.x + r0 * HP + h * P, (int)HP, nv);
+        load_tile<N, LDN>(base, a.Bm + r0 * GN + g * N, (int)GN, nv);
     };
     issue_tiles(t_begin, 0);
     cp_commit();
