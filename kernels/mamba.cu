@@ -131,12 +131,13 @@ static bool bwd_tc(const struct mamba_scan_shape *s) {
 }
 
 /* Which tensor-core forward (P = 64): 2 = mamba_ssd2.cuh's ssd_out (default), 3 = its ssd_out_sw
- * (same math, the causal row block switched inside the loop), 1 = mamba_ssd.cuh (the first,
- * kept for comparison). LC_MAMBA_FWD=1|2|3; read at every call so tests and benchmarks can
- * switch it. 1 also selects the first local-state kernel. */
+ * (same math, the causal row block switched inside the loop), 4 = ssd_out<MIX> (heavy and light
+ * causal row blocks paired on each scheduler), 1 = mamba_ssd.cuh (the first, kept for
+ * comparison). LC_MAMBA_FWD=1..4; read at every call so tests and benchmarks can switch it.
+ * 1 also selects the first local-state kernel. */
 static int fwd_version(void) {
     const char *env = getenv("LC_MAMBA_FWD");
-    return env && (env[0] == '1' || env[0] == '3') ? env[0] - '0' : 2;
+    return env && env[0] >= '1' && env[0] <= '4' ? env[0] - '0' : 2;
 }
 
 /* Local chunk states and decays (P = 64) by the selected forward's kernel. */
@@ -144,14 +145,14 @@ static lc_status ssd_local_launch(mamba_scan::args &a, dim3 grid, cudaStream_t s
     static bool attr = false;
     if (!attr) {
         cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
-        cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_local, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM_LOCAL));
+        cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_local, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM_LOCAL4));
         attr = true;
     }
     if (fwd_version() == 1) {
         mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
         cuda_check_launch("ssd_fwd<local>");
     } else {
-        mamba_ssd2::ssd_local<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM_LOCAL, st>>>(a);
+        mamba_ssd2::ssd_local<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM_LOCAL4, st>>>(a);
         cuda_check_launch("ssd_local");
     }
     return LC_OK;
@@ -192,7 +193,8 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
         static bool attr = false;
         if (!attr) {
             cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
-            cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
+            cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
+            cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
             cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out_sw, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
             attr = true;
         }
@@ -205,8 +207,11 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
         } else if (fwd_version() == 3) {
             mamba_ssd2::ssd_out_sw<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
             cuda_check_launch("ssd_out_sw");
+        } else if (fwd_version() == 4) {
+            mamba_ssd2::ssd_out<true><<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
+            cuda_check_launch("ssd_out<mix>");
         } else {
-            mamba_ssd2::ssd_out<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
+            mamba_ssd2::ssd_out<false><<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
             cuda_check_launch("ssd_out");
         }
         return LC_OK;

@@ -38,10 +38,8 @@ constexpr int OFF_H = 2 * BUF;
 constexpr int OFF_Z = OFF_H + P * LDN * 2;
 constexpr int OFF_V = OFF_Z + 8 * THREADS * 4;
 constexpr int SMEM = OFF_V + 2 * VEC; /* 114688 B: two blocks per SM fit the 228 KB */
-/* local pass: 2 x (B, X), 2 vector buffers */
+/* local pass: an NSL-stage ring of (B, X) tiles, 2 vector buffers (SMEM_LOCAL4 below) */
 constexpr int BUFL = TILE_B + TILE_X;
-constexpr int OFF_VL = 2 * BUFL;
-constexpr int SMEM_LOCAL = OFF_VL + 2 * VEC;
 
 using lc_mma::pack_bf16;
 using lc_mma::smem_u32;
@@ -291,7 +289,7 @@ __device__ __forceinline__ void out_rows(uint32_t cs, uint32_t bs, uint32_t xs_a
  * k+1; every warp its rows of y; the state update; barrier [B] (buffers of k free); the bf16
  * state copy for k+1. */
 template <int ITX>
-__device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned char *smem) {
+__device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned char *smem, int it) {
     const uint32_t sb = smem_u32(smem);
     __nv_bfloat16 *Hs = (__nv_bfloat16 *)(smem + OFF_H);
     float *vecs = (float *)(smem + OFF_V);
@@ -303,7 +301,7 @@ __device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned cha
     const int HP = (int)a.H * P, GN = (int)a.G * N;
     const float *stp = a.st + (((int64_t)b * a.nch + c) * a.H + h) * (int64_t)(P * N);
     const int tp = warp & 3, nh = warp >> 2; /* state tile: rows 16*tp.., columns 64*nh.. */
-    const int it = ITX >= 0 ? ITX : warp & 3, ph = warp >> 2; /* output rows 16*it.., columns 32*ph.. */
+    const int ph = warp >> 2; /* output rows 16*it.., columns 32*ph.. (it: the caller's mapping) */
     float hacc[8][4];
 #pragma unroll
     for (int f = 0; f < 8; f++) {
@@ -403,86 +401,96 @@ __device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned cha
 }
 
 /* Two ways to reach the four causal row blocks (IT = warp % 4; warps w and w + 4 share a
- * scheduler and a block): ssd_out selects a whole instantiation of the loop per warp (the four
+ * scheduler and a block; ssd_out<MIX = true> maps warp w + 4 to block 3 - w instead, so each
+ * scheduler gets a heavy and a light causal block): ssd_out selects a whole instantiation of the loop per warp (the four
  * copies reach the same bar.sync 0 once per sub-chunk each); ssd_out_sw runs one loop with the
  * switch inside around out_rows. ptxas spills either way at 128 registers (two blocks per SM):
  * 576 B (summed over the copies) and 280 B statically; mamba.cu picks by LC_MAMBA_FWD, the
  * measured faster one by default. */
+template <bool MIX>
 __global__ void __launch_bounds__(THREADS, 2) ssd_out(mamba_scan::args a) {
     extern __shared__ __align__(128) unsigned char smem[];
-    switch ((threadIdx.x >> 5) & 3) {
-    case 0: out_body<0>(a, smem); break;
-    case 1: out_body<1>(a, smem); break;
-    case 2: out_body<2>(a, smem); break;
-    default: out_body<3>(a, smem); break;
+    const int w = threadIdx.x >> 5, it = MIX && (w >> 2) ? 3 - (w & 3) : (w & 3);
+    switch (it) {
+    case 0: out_body<0>(a, smem, 0); break;
+    case 1: out_body<1>(a, smem, 1); break;
+    case 2: out_body<2>(a, smem, 2); break;
+    default: out_body<3>(a, smem, 3); break;
     }
 }
 __global__ void __launch_bounds__(THREADS, 2) ssd_out_sw(mamba_scan::args a) {
     extern __shared__ __align__(128) unsigned char smem[];
-    out_body<-1>(a, smem);
+    out_body<-1>(a, smem, (threadIdx.x >> 5) & 3);
 }
 
 /* Local pass: per (head, chunk, batch) the state at the chunk's end from a zero state (a.st)
- * and the chunk's total decay (a.decay). Same pipeline as ssd_out without C, z and the state copy. */
+ * and the chunk's total decay (a.decay): h = sum over sub-chunks of the decayed X^T diag(w) B.
+ * B and X tiles go through an NSL-stage cp.async ring with one barrier per sub-chunk: the copy
+ * for sub-chunk k + NSL - 1 is issued after barrier [A] of k, into the buffer that sub-chunk k - 1
+ * used (every warp left it before reaching [A]); the decay vectors are double-buffered as in
+ * ssd_out. (The first version had two stages and two barriers per sub-chunk: ncu put 34% of its
+ * stall cycles on the barriers.) */
+constexpr int NSL = 4;
+constexpr int SMEM_LOCAL4 = NSL * BUFL + 2 * VEC;
 __global__ void __launch_bounds__(THREADS, 2) ssd_local(mamba_scan::args a) {
     extern __shared__ __align__(128) unsigned char smem[];
     const uint32_t sb = smem_u32(smem);
-    float *vecs = (float *)(smem + OFF_VL);
+    float *vecs = (float *)(smem + NSL * BUFL);
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t = lane & 3;
-    const int64_t h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (a.H / a.G);
-    const int64_t t_begin = c * a.T, t_end = min(t_begin + a.T, a.L);
-    const int64_t HP = a.H * P, GN = a.G * N;
+    const int h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, g = h / (int)(a.H / a.G);
+    const int t_begin = c * (int)a.T, t_end = (int)min((int64_t)t_begin + a.T, a.L);
+    const int HP = (int)a.H * P, GN = (int)a.G * N;
     const int tp = warp & 3, nh = warp >> 2;
     float hacc[8][4];
 #pragma unroll
     for (int f = 0; f < 8; f++)
 #pragma unroll
         for (int e = 0; e < 4; e++) hacc[f][e] = 0.0f;
-    const float Ah = a.A[h], bias = a.dt_bias ? a.dt_bias[h] : 0.0f;
-    const float *dtcol = a.dt + b * a.L * a.H + h;
-    auto issue_tiles = [&](int64_t t0, int buf) {
-        const int nv = (int)min((int64_t)Q, t_end - t0);
-        const int64_t r0 = b * a.L + t0;
-        const uint32_t base = sb + buf * BUFL;
-        load_tile<P, LDP>(base + TILE_B, a.x + r0 * HP + h * P, (int)HP, nv);
-        load_tile<N, LDN>(base, a.Bm + r0 * GN + g * N, (int)GN, nv);
+    const float *dtcol = a.dt + (int64_t)b * a.L * a.H + h;
+    auto issue_tiles = [&](int t0, int buf) {
+        if (t0 < t_end) {
+            const int nv = min(Q, t_end - t0);
+            const int64_t r0 = (int64_t)b * a.L + t0;
+            const uint32_t base = sb + buf * BUFL;
+            load_tile<P, LDP>(base + TILE_B, a.x + r0 * HP + h * P, HP, nv);
+            load_tile<N, LDN>(base, a.Bm + r0 * GN + g * N, GN, nv);
+        }
+        cp_commit(); /* one group per sub-chunk, empty past the end: the wait count stays fixed */
     };
-    issue_tiles(t_begin, 0);
-    cp_commit();
+#pragma unroll
+    for (int k = 0; k < NSL - 1; k++) issue_tiles(t_begin + k * Q, k);
     float2 dt_raw = make_float2(0.f, 0.f);
     if (warp == 0) {
-        const int nv0 = (int)min((int64_t)Q, t_end - t_begin);
-        decay_prefix(vecs, dt_fetch(dtcol + t_begin * a.H, a.H, nv0), Ah, bias, nv0);
-        if (t_begin + Q < t_end) dt_raw = dt_fetch(dtcol + (t_begin + Q) * a.H, a.H, (int)min((int64_t)Q, t_end - t_begin - Q));
+        const int nv0 = min(Q, t_end - t_begin);
+        decay_prefix(vecs, dt_fetch(dtcol + (int64_t)t_begin * a.H, a.H, nv0), a.A[h], a.dt_bias ? a.dt_bias[h] : 0.0f, nv0);
+        if (t_begin + Q < t_end) dt_raw = dt_fetch(dtcol + (int64_t)(t_begin + Q) * a.H, a.H, min(Q, t_end - t_begin - Q));
     }
     float logdecay = 0.0f;
-    int buf = 0;
-    for (int64_t t0 = t_begin; t0 < t_end; t0 += Q, buf ^= 1) {
-        const bool more = t0 + Q < t_end;
-        if (more) issue_tiles(t0 + Q, buf ^ 1);
-        cp_commit();
-        cp_wait<1>();
-        __syncthreads(); /* [A] */
-        const float *vec = vecs + buf * (VEC / 4);
-        if (warp == 0 && more) {
-            decay_prefix(vecs + (buf ^ 1) * (VEC / 4), dt_raw, Ah, bias, (int)min((int64_t)Q, t_end - t0 - Q));
-            if (t0 + 2 * Q < t_end) dt_raw = dt_fetch(dtcol + (t0 + 2 * Q) * a.H, a.H, (int)min((int64_t)Q, t_end - t0 - 2 * Q));
+    int buf = 0, vb = 0;
+    for (int t0 = t_begin; t0 < t_end; t0 += Q, vb ^= 1) {
+        cp_wait<NSL - 2>(); /* tiles of this sub-chunk landed (this thread's copies) */
+        __syncthreads();    /* [A] everyone's copies, the vectors; sub-chunk k - 1 finished by all */
+        issue_tiles(t0 + (NSL - 1) * Q, buf == 0 ? NSL - 1 : buf - 1);
+        const float *vec = vecs + vb * (VEC / 4);
+        if (warp == 0 && t0 + Q < t_end) {
+            decay_prefix(vecs + (vb ^ 1) * (VEC / 4), dt_raw, a.A[h], a.dt_bias ? a.dt_bias[h] : 0.0f, min(Q, t_end - t0 - Q));
+            if (t0 + 2 * Q < t_end) dt_raw = dt_fetch(dtcol + (int64_t)(t0 + 2 * Q) * a.H, a.H, min(Q, t_end - t0 - 2 * Q));
         }
         const float cend = vec[2 * Q - 1];
         logdecay += cend;
         const uint32_t bs = sb + buf * BUFL;
         state_update(hacc, bs + TILE_B, bs, vec + 2 * Q, fexp(cend), tp, nh);
-        __syncthreads(); /* [B] */
+        buf = buf == NSL - 1 ? 0 : buf + 1;
     }
     cp_wait<0>();
-    float *stp = a.st + ((b * a.nch + c) * a.H + h) * (int64_t)(P * N);
+    float *stp = a.st + (((int64_t)b * a.nch + c) * a.H + h) * (int64_t)(P * N);
 #pragma unroll
     for (int f = 0; f < 8; f++) {
         float *s0 = stp + (tp * 16 + g8) * N + nh * 64 + f * 8 + 2 * t;
         *reinterpret_cast<float2 *>(s0) = make_float2(hacc[f][0], hacc[f][1]);
         *reinterpret_cast<float2 *>(s0 + 8 * N) = make_float2(hacc[f][2], hacc[f][3]);
     }
-    if (tid == 0) a.decay[(b * a.nch + c) * a.H + h] = fexp(logdecay);
+    if (tid == 0) a.decay[((int64_t)b * a.nch + c) * a.H + h] = fexp(logdecay);
 }
 
 } // namespace mamba_ssd2
