@@ -42,6 +42,7 @@ constexpr int SMEM = OFF_V + 2 * VEC; /* 114688 B: two blocks per SM fit the 228
 constexpr int BUFL = TILE_B + TILE_X;
 
 using lc_mma::pack_bf16;
+using mamba_scan::fexp;
 using lc_mma::smem_u32;
 
 /* mma.sync m16n8k16 bf16 -> fp32 as a pure register operation (no volatile: schedulable) */
@@ -65,12 +66,6 @@ __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_grou
 template <int PENDING>
 __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory"); }
 
-/* exp(x) as one ex2.approx.ftz (the non-ftz __expf adds a denormal range fix-up: 2 FMUL + FSETP) */
-__device__ __forceinline__ float fexp(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
-    return y;
-}
 
 __device__ __forceinline__ uint32_t scale2(uint32_t v, float lo, float hi) {
     const float2 f = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 *>(&v));
