@@ -105,9 +105,10 @@ static lc_status scan_args(const struct mamba_scan_shape *s, const char *fn) {
 }
 
 /* Chunk length: long chunks cut the state traffic of the passes (P*N fp32 per chunk and head),
- * short ones give parallelism. The forward keeps ~2 blocks per SM of an H100 (its occupancy:
- * one full wave; at 64K T = 8192 ran 3% faster than 4 waves of T = 2048); the backward ~4 per SM
- * (its chunks are capped at TMAX_BWD, the persistent ssd_bwd balances them). */
+ * short ones give parallelism. The forward keeps ~4 blocks per SM of an H100 (two waves at its
+ * occupancy of 2; with the mamba_ssd2 kernels T = 4096 ran 1.107 ms at 64K against 1.169 ms for
+ * one wave of T = 8192; the first kernels preferred one wave); the backward ~4 per SM (its
+ * chunks are capped at TMAX_BWD, the persistent ssd_bwd balances them). */
 static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
     int64_t T = 64;
     const int64_t cap = backward ? mamba_scan::TMAX_BWD : 8192;
@@ -118,7 +119,7 @@ static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
         while (T < want && T < cap) T *= 2;
         return T;
     }
-    const int64_t want = backward ? 528 : 256;
+    const int64_t want = backward ? 528 : 512;
     while (T < cap && s->B * s->H * ((s->L + 2 * T - 1) / (2 * T)) >= want) T *= 2;
     return T;
 }
@@ -130,14 +131,12 @@ static bool bwd_tc(const struct mamba_scan_shape *s) {
     return s->P == 64 && s->N == 128 && !(env && env[0] == '1');
 }
 
-/* Which tensor-core forward (P = 64): 2 = mamba_ssd2.cuh's ssd_out (default), 3 = its ssd_out_sw
- * (same math, the causal row block switched inside the loop), 4 = ssd_out<MIX> (heavy and light
- * causal row blocks paired on each scheduler), 1 = mamba_ssd.cuh (the first, kept for
- * comparison). LC_MAMBA_FWD=1..4; read at every call so tests and benchmarks can switch it.
- * 1 also selects the first local-state kernel. */
+/* Which tensor-core forward (P = 64): 2 = mamba_ssd2.cuh (default), 1 = mamba_ssd.cuh (the first,
+ * kept for comparison: LC_MAMBA_FWD=1, also for the backward's local-state pass). Read at every
+ * call so tests and benchmarks can switch it. */
 static int fwd_version(void) {
     const char *env = getenv("LC_MAMBA_FWD");
-    return env && env[0] >= '1' && env[0] <= '4' ? env[0] - '0' : 2;
+    return env && env[0] == '1' ? 1 : 2;
 }
 
 /* Local chunk states and decays (P = 64) by the selected forward's kernel. */
@@ -145,15 +144,23 @@ static lc_status ssd_local_launch(mamba_scan::args &a, dim3 grid, cudaStream_t s
     static bool attr = false;
     if (!attr) {
         cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
-        cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_local, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM_LOCAL4));
+        cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_local<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM_LOCAL4));
+        cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_local<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM_LOCAL4));
         attr = true;
     }
     if (fwd_version() == 1) {
         mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
         cuda_check_launch("ssd_fwd<local>");
     } else {
-        mamba_ssd2::ssd_local<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM_LOCAL4, st>>>(a);
-        cuda_check_launch("ssd_local");
+        /* LC_MAMBA_LDW=0: the decay vectors on warp 0 instead of a ninth warp */
+        const char *env = getenv("LC_MAMBA_LDW");
+        if (env && env[0] == '0') {
+            mamba_ssd2::ssd_local<false><<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM_LOCAL4, st>>>(a);
+            cuda_check_launch("ssd_local");
+        } else {
+            mamba_ssd2::ssd_local<true><<<grid, mamba_ssd2::THREADS + 32, mamba_ssd2::SMEM_LOCAL4, st>>>(a);
+            cuda_check_launch("ssd_local<dw>");
+        }
     }
     return LC_OK;
 }
@@ -193,9 +200,7 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
         static bool attr = false;
         if (!attr) {
             cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
-            cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
-            cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
-            cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out_sw, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
+            cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
             attr = true;
         }
         LC_TRY(ssd_local_launch(a, grid, st));
@@ -204,14 +209,8 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
         if (fwd_version() == 1) {
             mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
             cuda_check_launch("ssd_fwd");
-        } else if (fwd_version() == 3) {
-            mamba_ssd2::ssd_out_sw<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
-            cuda_check_launch("ssd_out_sw");
-        } else if (fwd_version() == 4) {
-            mamba_ssd2::ssd_out<true><<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
-            cuda_check_launch("ssd_out<mix>");
         } else {
-            mamba_ssd2::ssd_out<false><<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
+            mamba_ssd2::ssd_out<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
             cuda_check_launch("ssd_out");
         }
         return LC_OK;

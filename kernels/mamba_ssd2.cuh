@@ -17,9 +17,14 @@
  *   - off the diagonal 16 x 16 block the decay mask is a row factor times a column factor (2
  *     exponentials per row and column, not one per element), and silu(z) divides with
  *     __fdividef (the IEEE division was a call with a slow path per element).
- * The local-state pass (ssd_local) is its own kernel: B and X tiles only, no C, state copy or z.
- * Selected by mamba.cu (LC_MAMBA_FWD=1 keeps the first version). Plain sm_80+ instructions:
- * the same code for sm_90 and sm_90a. Included by mamba.cu only. */
+ *   - each causal row block runs its own instantiation of the sub-chunk loop (ssd_out), and S
+ *     goes in two passes of at most two column blocks, to stay near the 128-register cap.
+ * The local-state pass (ssd_local) is its own kernel: B and X tiles only (no C, state copy or
+ * z) through a 4-stage ring with one barrier per sub-chunk, and a ninth warp for the decay
+ * vectors. Measured on an H100 (notes-mamba.md): scan forward 1.17 ms at L = 64K and 16.1 ms at
+ * 1M against 1.53 and 23.2 ms for mamba_ssd.cuh. Selected by mamba.cu (LC_MAMBA_FWD=1 keeps the
+ * first version, also for the backward's local pass). Plain sm_80+ instructions: the same code
+ * for sm_90 and sm_90a. Included by mamba.cu only. */
 #ifndef LONGCTX_MAMBA_SSD2_CUH
 #define LONGCTX_MAMBA_SSD2_CUH
 
@@ -283,8 +288,8 @@ __device__ __forceinline__ void out_rows(uint32_t cs, uint32_t bs, uint32_t xs_a
  * [A] (tiles of k, the bf16 state, the vectors of k ready); warp 0 computes the vectors of
  * k+1; every warp its rows of y; the state update; barrier [B] (buffers of k free); the bf16
  * state copy for k+1. */
-template <int ITX>
-__device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned char *smem, int it) {
+template <int IT>
+__device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned char *smem) {
     const uint32_t sb = smem_u32(smem);
     __nv_bfloat16 *Hs = (__nv_bfloat16 *)(smem + OFF_H);
     float *vecs = (float *)(smem + OFF_V);
@@ -296,7 +301,7 @@ __device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned cha
     const int HP = (int)a.H * P, GN = (int)a.G * N;
     const float *stp = a.st + (((int64_t)b * a.nch + c) * a.H + h) * (int64_t)(P * N);
     const int tp = warp & 3, nh = warp >> 2; /* state tile: rows 16*tp.., columns 64*nh.. */
-    const int ph = warp >> 2; /* output rows 16*it.., columns 32*ph.. (it: the caller's mapping) */
+    const int it = IT, ph = warp >> 2; /* output rows 16*it.., columns 32*ph.. */
     float hacc[8][4];
 #pragma unroll
     for (int f = 0; f < 8; f++) {
@@ -371,16 +376,7 @@ __device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned cha
         const uint32_t *zslot = (const uint32_t *)(smem + OFF_Z) + tid;
         const float cend = vec[2 * Q - 1];
         __nv_bfloat16 *ylo = a.y + ((int64_t)b * a.L + t0) * HP + o_lo;
-        if constexpr (ITX >= 0) {
-            out_rows<ITX>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, HP, nvalid, ph);
-        } else {
-            switch (it) {
-            case 0: out_rows<0>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, HP, nvalid, ph); break;
-            case 1: out_rows<1>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, HP, nvalid, ph); break;
-            case 2: out_rows<2>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, HP, nvalid, ph); break;
-            default: out_rows<3>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, HP, nvalid, ph); break;
-            }
-        }
+        out_rows<IT>(cs, bs, xs, Xs, sb + OFF_H, vec, zslot, has_z, Dh, ylo, HP, nvalid, ph);
         state_update(hacc, xs, bs, vec + 2 * Q, fexp(cend), tp, nh);
         __syncthreads(); /* [B] */
         if (more) {
@@ -395,27 +391,19 @@ __device__ __forceinline__ void out_body(const mamba_scan::args &a, unsigned cha
     cp_wait<0>();
 }
 
-/* Two ways to reach the four causal row blocks (IT = warp % 4; warps w and w + 4 share a
- * scheduler and a block; ssd_out<MIX = true> maps warp w + 4 to block 3 - w instead, so each
- * scheduler gets a heavy and a light causal block): ssd_out selects a whole instantiation of the loop per warp (the four
- * copies reach the same bar.sync 0 once per sub-chunk each); ssd_out_sw runs one loop with the
- * switch inside around out_rows. ptxas spills either way at 128 registers (two blocks per SM):
- * 576 B (summed over the copies) and 280 B statically; mamba.cu picks by LC_MAMBA_FWD, the
- * measured faster one by default. */
-template <bool MIX>
+/* The causal row block IT = warp % 4 selects a whole instantiation of the loop per warp (the
+ * four copies reach the same bar.sync 0 once per sub-chunk each; each is register-allocated on
+ * its own terms). Measured against it (results/notes-mamba.md): one loop with the switch inside
+ * around out_rows (10% slower at 1M) and heavy and light row blocks paired per scheduler (the
+ * same time); both removed. ptxas spills 184 B at the 128-register cap of two blocks per SM. */
 __global__ void __launch_bounds__(THREADS, 2) ssd_out(mamba_scan::args a) {
     extern __shared__ __align__(128) unsigned char smem[];
-    const int w = threadIdx.x >> 5, it = MIX && (w >> 2) ? 3 - (w & 3) : (w & 3);
-    switch (it) {
-    case 0: out_body<0>(a, smem, 0); break;
-    case 1: out_body<1>(a, smem, 1); break;
-    case 2: out_body<2>(a, smem, 2); break;
-    default: out_body<3>(a, smem, 3); break;
+    switch ((threadIdx.x >> 5) & 3) {
+    case 0: out_body<0>(a, smem); break;
+    case 1: out_body<1>(a, smem); break;
+    case 2: out_body<2>(a, smem); break;
+    default: out_body<3>(a, smem); break;
     }
-}
-__global__ void __launch_bounds__(THREADS, 2) ssd_out_sw(mamba_scan::args a) {
-    extern __shared__ __align__(128) unsigned char smem[];
-    out_body<-1>(a, smem, (threadIdx.x >> 5) & 3);
 }
 
 /* Local pass: per (head, chunk, batch) the state at the chunk's end from a zero state (a.st)
@@ -427,7 +415,12 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_out_sw(mamba_scan::args a) {
  * stall cycles on the barriers.) */
 constexpr int NSL = 4;
 constexpr int SMEM_LOCAL4 = NSL * BUFL + 2 * VEC;
-__global__ void __launch_bounds__(THREADS, 2) ssd_local(mamba_scan::args a) {
+/* DW: a ninth warp computes the decay vectors (with warp 0 doing it, ncu put 34% of the stall
+ * cycles on the barrier: the other warps waited for warp 0's extra prefix scan every sub-chunk).
+ * The extra warp issues no copies; 288 threads at two blocks per SM cap registers at 112. */
+template <bool DW>
+__global__ void __launch_bounds__(DW ? THREADS + 32 : THREADS, 2) ssd_local(mamba_scan::args a) {
+    constexpr int DECAY_WARP = DW ? THREADS / 32 : 0;
     extern __shared__ __align__(128) unsigned char smem[];
     const uint32_t sb = smem_u32(smem);
     float *vecs = (float *)(smem + NSL * BUFL);
@@ -443,6 +436,7 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_local(mamba_scan::args a) {
         for (int e = 0; e < 4; e++) hacc[f][e] = 0.0f;
     const float *dtcol = a.dt + (int64_t)b * a.L * a.H + h;
     auto issue_tiles = [&](int t0, int buf) {
+        if (DW && warp == DECAY_WARP) return; /* no copies, no groups: its waits return at once */
         if (t0 < t_end) {
             const int nv = min(Q, t_end - t0);
             const int64_t r0 = (int64_t)b * a.L + t0;
@@ -455,7 +449,7 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_local(mamba_scan::args a) {
 #pragma unroll
     for (int k = 0; k < NSL - 1; k++) issue_tiles(t_begin + k * Q, k);
     float2 dt_raw = make_float2(0.f, 0.f);
-    if (warp == 0) {
+    if (warp == DECAY_WARP) {
         const int nv0 = min(Q, t_end - t_begin);
         decay_prefix(vecs, dt_fetch(dtcol + (int64_t)t_begin * a.H, a.H, nv0), a.A[h], a.dt_bias ? a.dt_bias[h] : 0.0f, nv0);
         if (t_begin + Q < t_end) dt_raw = dt_fetch(dtcol + (int64_t)(t_begin + Q) * a.H, a.H, min(Q, t_end - t_begin - Q));
@@ -467,17 +461,18 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_local(mamba_scan::args a) {
         __syncthreads();    /* [A] everyone's copies, the vectors; sub-chunk k - 1 finished by all */
         issue_tiles(t0 + (NSL - 1) * Q, buf == 0 ? NSL - 1 : buf - 1);
         const float *vec = vecs + vb * (VEC / 4);
-        if (warp == 0 && t0 + Q < t_end) {
+        if (warp == DECAY_WARP && t0 + Q < t_end) {
             decay_prefix(vecs + (vb ^ 1) * (VEC / 4), dt_raw, a.A[h], a.dt_bias ? a.dt_bias[h] : 0.0f, min(Q, t_end - t0 - Q));
             if (t0 + 2 * Q < t_end) dt_raw = dt_fetch(dtcol + (int64_t)(t0 + 2 * Q) * a.H, a.H, min(Q, t_end - t0 - 2 * Q));
         }
         const float cend = vec[2 * Q - 1];
         logdecay += cend;
         const uint32_t bs = sb + buf * BUFL;
-        state_update(hacc, bs + TILE_B, bs, vec + 2 * Q, fexp(cend), tp, nh);
+        if (!DW || warp != DECAY_WARP) state_update(hacc, bs + TILE_B, bs, vec + 2 * Q, fexp(cend), tp, nh);
         buf = buf == NSL - 1 ? 0 : buf + 1;
     }
     cp_wait<0>();
+    if (DW && warp == DECAY_WARP) return;
     float *stp = a.st + (((int64_t)b * a.nch + c) * a.H + h) * (int64_t)(P * N);
 #pragma unroll
     for (int f = 0; f < 8; f++) {
