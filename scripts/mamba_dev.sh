@@ -21,9 +21,9 @@ if [ "${TESTS:-1}" = 1 ]; then
 fi
 CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 if [ -n "$CS" ] && [ "${SAN:-1}" = 1 ]; then
-  timeout 150 $CS --tool memcheck ./build/tests/gpu_mamba --quiet --small >$OUT/memcheck.log 2>&1
+  timeout 120 $CS --tool memcheck ./build/tests/gpu_mamba --quiet --small >$OUT/memcheck.log 2>&1
   echo "memcheck rc=$? $(grep -E 'ERROR SUMMARY' $OUT/memcheck.log)"
-  timeout 150 $CS --tool racecheck ./build/tests/gpu_mamba --quiet --small >$OUT/racecheck.log 2>&1
+  timeout 120 $CS --tool racecheck ./build/tests/gpu_mamba --quiet --small >$OUT/racecheck.log 2>&1
   echo "racecheck rc=$? $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' $OUT/racecheck.log)"
 fi
 gcc -O2 -std=c11 -fopenmp -D_GNU_SOURCE -DLC_CUDA=1 -Ikernels -Ibench -I/usr/local/cuda/include scripts/mamba_bench.c \
