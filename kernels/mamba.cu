@@ -5,6 +5,7 @@
 #include "mamba_conv.cuh"
 #include "mamba_scan.cuh"
 #include "mamba_ssd.cuh"
+#include "mamba_ssd2.cuh"
 #include "mamba_bwd.cuh"
 #include "mamba_ssd_bwd.cuh"
 
@@ -104,9 +105,10 @@ static lc_status scan_args(const struct mamba_scan_shape *s, const char *fn) {
 }
 
 /* Chunk length: long chunks cut the state traffic of the passes (P*N fp32 per chunk and head),
- * short ones give parallelism. The forward keeps ~2 blocks per SM of an H100 (its occupancy:
- * one full wave; at 64K T = 8192 ran 3% faster than 4 waves of T = 2048); the backward ~4 per SM
- * (its chunks are capped at TMAX_BWD, the persistent ssd_bwd balances them). */
+ * short ones give parallelism. The forward keeps ~4 blocks per SM of an H100 (two waves at its
+ * occupancy of 2; with the mamba_ssd2 kernels T = 4096 ran 1.107 ms at 64K against 1.169 ms for
+ * one wave of T = 8192; the first kernels preferred one wave); the backward ~4 per SM (its
+ * chunks are capped at TMAX_BWD, the persistent ssd_bwd balances them). */
 static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
     int64_t T = 64;
     const int64_t cap = backward ? mamba_scan::TMAX_BWD : 8192;
@@ -117,7 +119,7 @@ static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
         while (T < want && T < cap) T *= 2;
         return T;
     }
-    const int64_t want = backward ? 528 : 256;
+    const int64_t want = backward ? 528 : 512;
     while (T < cap && s->B * s->H * ((s->L + 2 * T - 1) / (2 * T)) >= want) T *= 2;
     return T;
 }
@@ -127,6 +129,40 @@ static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
 static bool bwd_tc(const struct mamba_scan_shape *s) {
     const char *env = getenv("LC_MAMBA_BWD_FP32");
     return s->P == 64 && s->N == 128 && !(env && env[0] == '1');
+}
+
+/* Which tensor-core forward (P = 64): 2 = mamba_ssd2.cuh (default), 1 = mamba_ssd.cuh (the first,
+ * kept for comparison: LC_MAMBA_FWD=1, also for the backward's local-state pass). Read at every
+ * call so tests and benchmarks can switch it. */
+static int fwd_version(void) {
+    const char *env = getenv("LC_MAMBA_FWD");
+    return env && env[0] == '1' ? 1 : 2;
+}
+
+/* Local chunk states and decays (P = 64) by the selected forward's kernel. */
+static lc_status ssd_local_launch(mamba_scan::args &a, dim3 grid, cudaStream_t st) {
+    static bool attr = false;
+    if (!attr) {
+        cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
+        cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_local<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM_LOCAL4));
+        cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_local<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM_LOCAL4));
+        attr = true;
+    }
+    if (fwd_version() == 1) {
+        mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
+        cuda_check_launch("ssd_fwd<local>");
+    } else {
+        /* LC_MAMBA_LDW=0: the decay vectors on warp 0 instead of a ninth warp */
+        const char *env = getenv("LC_MAMBA_LDW");
+        if (env && env[0] == '0') {
+            mamba_ssd2::ssd_local<false><<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM_LOCAL4, st>>>(a);
+            cuda_check_launch("ssd_local");
+        } else {
+            mamba_ssd2::ssd_local<true><<<grid, mamba_ssd2::THREADS + 32, mamba_ssd2::SMEM_LOCAL4, st>>>(a);
+            cuda_check_launch("ssd_local<dw>");
+        }
+    }
+    return LC_OK;
 }
 
 /* persistent grid of ssd_bwd: two blocks per SM */
@@ -163,16 +199,20 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
     if (P == 64 && N == 128) { /* tensor-core path */
         static bool attr = false;
         if (!attr) {
-            cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
             cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
+            cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
             attr = true;
         }
-        mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
-        cuda_check_launch("ssd_fwd<local>");
+        LC_TRY(ssd_local_launch(a, grid, st));
         mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, a.hT, a.H, a.nch, PN, 0);
         cuda_check_launch("state_pass");
-        mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
-        cuda_check_launch("ssd_fwd");
+        if (fwd_version() == 1) {
+            mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
+            cuda_check_launch("ssd_fwd");
+        } else {
+            mamba_ssd2::ssd_out<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
+            cuda_check_launch("ssd_out");
+        }
         return LC_OK;
     }
     mamba_scan::chunk_fwd<P, N, true><<<grid, P * 4, 0, st>>>(a);
@@ -193,13 +233,11 @@ static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStre
     dim3 pgrid((unsigned)((PN / 4 + 255) / 256), (unsigned)a.H, (unsigned)a.B); /* state_pass: 4 elements a thread */
     static bool attr = false;
     if (!attr) {
-        cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
         cuda_check(cudaFuncSetAttribute(sb::ssd_dh_local, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_DHL2));
         cuda_check(cudaFuncSetAttribute(sb::ssd_bwd, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_BWD));
         attr = true;
     }
-    mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
-    cuda_check_launch("ssd_fwd<local> (bwd)");
+    LC_TRY(ssd_local_launch(a, grid, st));
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, nullptr, a.H, a.nch, PN, 0);
     cuda_check_launch("state_pass");
     sb::ssd_dh_local<<<grid, mamba_ssd::THREADS, sb::SMEM_DHL2, st>>>(a);

@@ -40,8 +40,9 @@
  * the recurrence inside each chunk from a zero state (local end state), pass 2 walks the chunks
  * of each (b, h) in order to turn local states into each chunk's incoming state, pass 3 reruns
  * each chunk from its incoming state and writes y. For (P, N) = (64, 128) passes 1 and 3 are the
- * chunked SSD form on bf16 tensor cores (mamba_ssd.cuh; y and hT then carry bf16-level error,
- * ~2e-3 relative); (32, 64) uses fp32 recurrences. The backward mirrors the passes for dh; for
+ * chunked SSD form on bf16 tensor cores (mamba_ssd2.cuh; LC_MAMBA_FWD=1 selects the first version,
+ * mamba_ssd.cuh; y and hT then carry bf16-level error, ~2e-3 relative); (32, 64) uses fp32
+ * recurrences. The backward mirrors the passes for dh; for
  * (64, 128) every pass and the per-chunk gradients run in the SSD form on tensor cores
  * (mamba_ssd_bwd.cuh; all gradients then carry bf16-level error, ~2e-3..7e-3 relative), for
  * (32, 64) as fp32 recurrences (mamba_bwd.cuh, ~1e-5; LC_MAMBA_BWD_FP32=1 selects them for (64,

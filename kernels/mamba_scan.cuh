@@ -42,6 +42,12 @@ struct args {
 
 __device__ __forceinline__ float softplus(float v) { return v > 20.0f ? v : log1pf(__expf(v)); }
 __device__ __forceinline__ float sigm(float v) { return 1.0f / (1.0f + __expf(-v)); }
+/* exp(x) as one ex2.approx.ftz (the non-ftz __expf adds a denormal range fix-up: 2 FMUL + FSETP) */
+__device__ __forceinline__ float fexp(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
+    return y;
+}
 
 /* rows [row0, row0+TT) of a [.., W] bf16 tensor with row stride `stride` elements, into
  * dst[TT][W] fp32; rows at or past nvalid are zero. W % 8 == 0. In two halves: fetch() issues

@@ -5,7 +5,9 @@
  * unwritten element fails. Tolerances: bf16 outputs 1e-2 relative, fp32 outputs 2e-4 (hT of the
  * tensor-core forward and every gradient of the tensor-core backward, P = 64: 1e-2, their
  * products take bf16 operands). Environment knobs of mamba.cu select the other paths and chunk
- * shapes: LC_MAMBA_BWD_FP32 (the fp32 backward), LC_MAMBA_TFWD / LC_MAMBA_TBWD (chunk lengths). */
+ * shapes: LC_MAMBA_BWD_FP32 (the fp32 backward), LC_MAMBA_FWD=1 (the first tensor-core forward),
+ * LC_MAMBA_LDW=0 (the local pass without its decay warp),
+ * LC_MAMBA_TFWD / LC_MAMBA_TBWD (chunk lengths). */
 #include "common.h"
 #include "device.h"
 #include "mamba.h"
@@ -291,6 +293,22 @@ int main(int argc, char **argv) {
     setenv("LC_MAMBA_TFWD", "256", 1);
     test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
     unsetenv("LC_MAMBA_TBWD");
+    unsetenv("LC_MAMBA_TFWD");
+    /* the first tensor-core forward (mamba_ssd.cuh, kept for comparison), also with a ragged
+     * last sub-chunk in 4-sub-chunk chunks */
+    setenv("LC_MAMBA_FWD", "1", 1);
+    test_scan(2, 300, 4, 64, 2, 128, 1, 1);
+    setenv("LC_MAMBA_TFWD", "256", 1);
+    if (!small) test_scan(1, 1500, 6, 64, 1, 128, 1, 1);
+    unsetenv("LC_MAMBA_TFWD");
+    unsetenv("LC_MAMBA_FWD");
+    /* the second forward with chunks of 8 sub-chunks (the local pass's 4-stage ring wraps), a
+     * ragged last chunk and sub-chunk; then its local pass with the decay vectors on warp 0 */
+    setenv("LC_MAMBA_TFWD", "512", 1);
+    test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
+    setenv("LC_MAMBA_LDW", "0", 1);
+    test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
+    unsetenv("LC_MAMBA_LDW");
     unsetenv("LC_MAMBA_TFWD");
     /* the fp32 backward of P = 64 (kept for comparison) */
     setenv("LC_MAMBA_BWD_FP32", "1", 1);
