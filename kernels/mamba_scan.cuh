@@ -42,6 +42,29 @@ struct args {
 
 __device__ __forceinline__ float softplus(float v) { return v > 20.0f ? v : log1pf(__expf(v)); }
 __device__ __forceinline__ float sigm(float v) { return 1.0f / (1.0f + __expf(-v)); }
+/* One warp's pass over a 64-token sub-chunk's decay, lane l holding tokens 2l and 2l+1 (r0, r1 =
+ * dt + dt_bias): dt' = softplus(r) (0 at or past nvalid), the inclusive cumulative log decay
+ * c_t = sum_{s<=t} dt'_s A and its value at the sub-chunk's end. Shared by the SSD forward and
+ * backward kernels. */
+struct decay_pair {
+    float d0, d1, c0, c1, cend;
+};
+__device__ __forceinline__ decay_pair decay_scan(float r0, float r1, float Ah, int nvalid, int l) {
+    decay_pair p;
+    p.d0 = 2 * l < nvalid ? softplus(r0) : 0.0f;
+    p.d1 = 2 * l + 1 < nvalid ? softplus(r1) : 0.0f;
+    const float v0 = p.d0 * Ah, v1 = p.d1 * Ah;
+    float s = v0 + v1;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const float t = __shfl_up_sync(0xffffffffu, s, o);
+        if (l >= o) s += t;
+    }
+    p.cend = __shfl_sync(0xffffffffu, s, 31);
+    p.c0 = s - v1;
+    p.c1 = s;
+    return p;
+}
 /* exp(x) as one ex2.approx.ftz (the non-ftz __expf adds a denormal range fix-up: 2 FMUL + FSETP) */
 __device__ __forceinline__ float fexp(float x) {
     float y;

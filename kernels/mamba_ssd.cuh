@@ -78,16 +78,8 @@ __device__ __forceinline__ void decay_prefix(float *vec, const mamba_scan::args 
     float *dtp = vec, *cum = vec + Q, *wv = vec + 2 * Q, *ec = vec + 3 * Q;
     const int l = threadIdx.x;
     const float Ah = a.A[h], bias = a.dt_bias ? a.dt_bias[h] : 0.0f;
-    const float d0 = 2 * l < nvalid ? mamba_scan::softplus(raw.x + bias) : 0.0f;
-    const float d1 = 2 * l + 1 < nvalid ? mamba_scan::softplus(raw.y + bias) : 0.0f;
-    const float v0 = d0 * Ah, v1 = d1 * Ah;
-    float s = v0 + v1;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const float t = __shfl_up_sync(0xffffffffu, s, o);
-        if (l >= o) s += t;
-    }
-    const float cend = __shfl_sync(0xffffffffu, s, 31), c0 = s - v1, c1 = s;
+    const mamba_scan::decay_pair p = mamba_scan::decay_scan(raw.x + bias, raw.y + bias, Ah, nvalid, l);
+    const float d0 = p.d0, d1 = p.d1, c0 = p.c0, c1 = p.c1, cend = p.cend;
     dtp[2 * l] = d0, dtp[2 * l + 1] = d1;
     cum[2 * l] = c0, cum[2 * l + 1] = c1;
     wv[2 * l] = __expf(cend - c0) * d0, wv[2 * l + 1] = __expf(cend - c1) * d1;

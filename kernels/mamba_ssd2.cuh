@@ -108,16 +108,8 @@ __device__ __forceinline__ float2 dt_fetch(const float *dtrow, int64_t H, int nv
 __device__ __forceinline__ void decay_prefix(float *vec, float2 raw, float Ah, float bias, int nvalid) {
     float *dtp = vec, *cum = vec + Q, *wv = vec + 2 * Q, *ec = vec + 3 * Q;
     const int l = threadIdx.x & 31;
-    const float d0 = 2 * l < nvalid ? mamba_scan::softplus(raw.x + bias) : 0.0f;
-    const float d1 = 2 * l + 1 < nvalid ? mamba_scan::softplus(raw.y + bias) : 0.0f;
-    const float v0 = d0 * Ah, v1 = d1 * Ah;
-    float s = v0 + v1;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const float t = __shfl_up_sync(0xffffffffu, s, o);
-        if (l >= o) s += t;
-    }
-    const float cend = __shfl_sync(0xffffffffu, s, 31), c0 = s - v1, c1 = s;
+    const mamba_scan::decay_pair p = mamba_scan::decay_scan(raw.x + bias, raw.y + bias, Ah, nvalid, l);
+    const float d0 = p.d0, d1 = p.d1, c0 = p.c0, c1 = p.c1, cend = p.cend;
     *reinterpret_cast<float2 *>(dtp + 2 * l) = make_float2(d0, d1);
     *reinterpret_cast<float2 *>(cum + 2 * l) = make_float2(c0, c1);
     *reinterpret_cast<float2 *>(wv + 2 * l) = make_float2(fexp(cend - c0) * d0, fexp(cend - c1) * d1);

@@ -125,16 +125,8 @@ __device__ __forceinline__ void prefix_raw(float *vec, const args &a, float2 raw
     const int l = threadIdx.x;
     const float Ah = a.A[h], bias = a.dt_bias ? a.dt_bias[h] : 0.0f;
     const float r0 = raw.x + bias, r1 = raw.y + bias;
-    const float d0 = 2 * l < nvalid ? mamba_scan::softplus(r0) : 0.0f;
-    const float d1 = 2 * l + 1 < nvalid ? mamba_scan::softplus(r1) : 0.0f;
-    const float v0 = d0 * Ah, v1 = d1 * Ah;
-    float s = v0 + v1;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const float t = __shfl_up_sync(0xffffffffu, s, o);
-        if (l >= o) s += t;
-    }
-    const float cend = __shfl_sync(0xffffffffu, s, 31), c0 = s - v1, c1 = s;
+    const mamba_scan::decay_pair p = mamba_scan::decay_scan(r0, r1, Ah, nvalid, l);
+    const float d0 = p.d0, d1 = p.d1, c0 = p.c0, c1 = p.c1, cend = p.cend;
     float *dtp = vec, *cum = vec + Q, *wv = vec + 2 * Q, *ec = vec + 3 * Q, *wd = vec + 4 * Q, *sg = vec + 5 * Q;
     dtp[2 * l] = d0, dtp[2 * l + 1] = d1;
     cum[2 * l] = c0, cum[2 * l + 1] = c1;
