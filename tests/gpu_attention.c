@@ -322,6 +322,29 @@ int main(int argc, char **argv) {
             check_case(nm[7], (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 100 + i);
         }
         unsetenv("LC_ATTN_WGB");
+        /* the warp-specialised backward (sm_90a, dh 64), every variant; then with 3 persistent
+         * blocks, so each block serves many key blocks (K/V buffers, slot ring, dQ staging wrap) */
+        static const char *wsb[] = {"4", "5", "6"};
+        for (int i = 0; i < 3; i++) {
+            setenv("LC_ATTN_WGB", wsb[i], 1);
+            snprintf(nm[0], sizeof nm[0], "ws backward %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsb[i]);
+            check_case(nm[0], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 210 + i);
+            snprintf(nm[1], sizeof nm[1], "ws backward %s: dense dh 64, B=2 L=300 HQ=4 H=2", wsb[i]);
+            check_case(nm[1], (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 220 + i);
+            snprintf(nm[2], sizeof nm[2], "ws backward %s: SWA dh 64, L=1100 W=64 HQ=8 H=2 (G=4)", wsb[i]);
+            check_case(nm[2], (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 230 + i);
+            snprintf(nm[3], sizeof nm[3], "ws backward %s: non-causal dh 64, B=2 L=77 HQ=2 H=2", wsb[i]);
+            check_case(nm[3], (struct attn_shape){2, 77, 2, 2, 64, 0, 0, 0, 0, 0}, 240 + i);
+            snprintf(nm[4], sizeof nm[4], "ws backward %s: SWA dh 64, L=700 W=1 HQ=4 H=4", wsb[i]);
+            check_case(nm[4], (struct attn_shape){1, 700, 4, 4, 64, 1, 1, 0, 0, 0}, 250 + i);
+            setenv("LC_ATTN_WS_GRID", "3", 1);
+            snprintf(nm[5], sizeof nm[5], "ws backward %s, 3 blocks: SWA dh 64, B=2 L=3000 W=512 HQ=4 H=2", wsb[i]);
+            check_case(nm[5], (struct attn_shape){2, 3000, 4, 2, 64, 512, 1, 0, 0, 0}, 260 + i);
+            snprintf(nm[6], sizeof nm[6], "ws backward %s, 3 blocks: dense dh 64, L=1500 HQ=3 H=1", wsb[i]);
+            check_case(nm[6], (struct attn_shape){1, 1500, 3, 1, 64, 0, 1, 0, 0, 0}, 270 + i);
+            unsetenv("LC_ATTN_WS_GRID");
+        }
+        unsetenv("LC_ATTN_WGB");
         /* the warp-specialised forward (sm_90a, dh 64), every variant; then with 3 blocks, so each
          * persistent block serves many query tiles (key-slot ring and Q buffers wrap around) */
         static const char *wsv[] = {"8", "11", "13", "15", "16"};
