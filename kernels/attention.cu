@@ -1111,9 +1111,10 @@ lc_status launch_bwd_wgmma(const bwd_params &p0, int64_t B, cudaStream_t st) {
     return LC_OK;
 }
 
-/* The warp-specialised dh-64 backward; *ran = 0 (and nothing launched) when a tensor map could
- * not be made or the flat lse / D index would pass 2^31, so the caller takes the plain kernel. */
-template <int NCWG, int SPLIT, int STAGES, int OVL>
+/* The warp-specialised dh-64 backward; *ran = 0 (and nothing launched) when the shape does not
+ * suit the bulk tensor copies (below) or a tensor map could not be made, so the caller takes the
+ * plain warpgroup kernel (short or odd-sized inputs; the speed matters at long L). */
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR>
 lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BN = 64 * NCWG;
     bwd_params p = p0;
@@ -1121,7 +1122,9 @@ lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     *ran = 0;
     const int64_t nflat = B * p.HQ * p.L;
     CUtensorMap tq, tdo, tk, tv, tlse, tdd, tdq;
-    if (nflat + 64 > 0x7fffffffLL || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, 64) || !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, 64) ||
+    /* a box may not exceed its tensor (L >= BN rows; the flat lse / D vector at least 64 values,
+     * a whole number of 16-byte units) and the flat index is an int32 coordinate */
+    if (p.L < BN || nflat % 4 != 0 || nflat + 64 > 0x7fffffffLL || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, 64) || !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, 64) ||
         !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) || !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN) ||
         !flat_tensor_map(&tlse, p.lse, nflat) || !flat_tensor_map(&tdd, p.Dv, nflat) ||
         !ws_tensor_map(&tdq, p.dq_acc, B, p.L, p.HQ, 64, 4, 32))
@@ -1131,8 +1134,8 @@ lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = bws_smem<NCWG, SPLIT, STAGES>::total;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tlse, tdd, tdq, nitems);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tlse, tdd, tdq, nitems);
     cuda_check_launch("attn_bwd_ws_kernel");
     *ran = 1;
     return LC_OK;
@@ -1302,16 +1305,19 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
         /* 1: one warpgroup, 64 keys per block; 2: two warpgroups, 128 keys, dQ reduced over the
          * block before the atomics; 3: two warpgroups, dQ atomics per warpgroup (first version) */
         /* 4..6: the warp-specialised kernel of attention_bwd_ws.cuh (dh 64 only; dh 128 takes 2):
-         * 4 <2 consumer WGs, split dQ, overlap>, 5 <2 WGs, dQ per WG, overlap>, 6 <split, no overlap> */
+         * 4 <2 consumer WGs, split dQ, overlap>, 5 <2 WGs, dQ per WG, overlap>, 6 <split, no overlap>,
+         * 7 = 6 and 8 = 5 without overlap, with K, V in registers (with both, the registers spill) */
         constexpr int BWD_WS_NARROW = 4, BWD_WS_WIDE = 4;
         int wv = tuning_variant("LC_ATTN_WGB", D == 64 ? (narrow ? BWD_WS_NARROW : BWD_WS_WIDE) : narrow ? 1 : 2);
         if (D != 64 && wv >= 4) wv = 2;
         if (D == 64 && wv >= 4) { /* warp-specialised <consumer WGs, split dQ, ring slots, overlap> */
             int ran = 0;
             switch (wv) {
-            case 5: r = launch_bwd_ws<2, 0, 3, 1>(p, s->B, st, &ran); break;
-            case 6: r = launch_bwd_ws<2, 1, 3, 0>(p, s->B, st, &ran); break;
-            default: r = launch_bwd_ws<2, 1, 3, 1>(p, s->B, st, &ran); break;
+            case 5: r = launch_bwd_ws<2, 0, 3, 1, 0>(p, s->B, st, &ran); break;
+            case 6: r = launch_bwd_ws<2, 1, 3, 0, 0>(p, s->B, st, &ran); break;
+            case 7: r = launch_bwd_ws<2, 1, 3, 0, 1>(p, s->B, st, &ran); break;
+            case 8: r = launch_bwd_ws<2, 0, 3, 0, 1>(p, s->B, st, &ran); break;
+            default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
             if (r != LC_OK) return r;
             if (!ran) wv = narrow ? 1 : 2;

@@ -26,7 +26,10 @@
  *              wait for dQ only; dQ (fp32) -> shared memory (128-byte swizzle) -> one bulk tensor
  *              reduce-add (cp.reduce.async.bulk.tensor .add.f32) into the fp32 dQ workspace,
  *              instead of per-thread atomics. OVL: dV, dK keep running into the next tile's
- *              S^T / dP^T (their slot is released after that tile's wait).
+ *              S^T / dP^T (their slot is released after that tile's wait). KR: K_w and V_w are
+ *              held in registers as A fragments, so S^T and dP^T read only Q and dO from shared
+ *              memory (an all-shared-memory m64n64k16 reads 4 KB per 32 clocks, the whole
+ *              128 B/clock the SM's shared memory delivers).
  *              Without SPLIT the warpgroups are independent and pass over query tiles their keys
  *              do not see (W = 512, BN = 192: 12 tiles streamed per block, 9-10 computed per
  *              warpgroup); with SPLIT every warpgroup computes every tile (a consumer-wide named
@@ -72,7 +75,7 @@ struct bws_smem {
     static constexpr size_t total = 1024 + 2 * KV + STAGES * SLOT + DS + DQ + BARS;
 };
 
-template <int NCWG, int SPLIT, int STAGES, int OVL>
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_bwd_ws_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                        const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -184,6 +187,17 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         const uint32_t vA = smem_u32(sV + kvb * (SM::KV / 2)) + cw * 64 * 128;
         const int limk = (int)min(L - kw0, (int64_t)64); /* key rows < limk exist (may be <= 0) */
         mbar_wait(b_fullKV + 8 * kvb, (kc >> 1) & 1);
+        /* KR: this warpgroup's K and V rows as wgmma A fragments (fixed for the whole item), so
+         * S^T and dP^T read only Q and dO from shared memory (half the bytes at N = 64) */
+        uint32_t kf[4][4], vf[4][4];
+        if constexpr (KR) {
+            const unsigned char *kw = sK + kvb * (SM::KV / 2) + cw * 64 * 128, *vw = sV + kvb * (SM::KV / 2) + cw * 64 * 128;
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                ldsm_x4(kf[kk], kw + sw128(warp * 16 + lane % 16, 2 * kk + lane / 16));
+                ldsm_x4(vf[kk], vw + sw128(warp * 16 + lane % 16, 2 * kk + lane / 16));
+            }
+        }
 
         float dK[32], dV[32];
 #pragma unroll
@@ -237,12 +251,19 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 /* S^T = K_w Q^T and dP^T = V_w dO^T (64 keys x 64 queries each) */
                 float St[32], dPt[32];
                 wgmma_fence();
+                if constexpr (KR) {
 #pragma unroll
-                for (int kk = 0; kk < 4; kk++)
-                    wgmma_ss_n64(St, wgmma_desc(kA + kk * 32, 16, 1024), wgmma_desc(qB + kk * 32, 16, 1024), kk > 0);
+                    for (int kk = 0; kk < 4; kk++) wgmma_rs_n64_k(St, kf[kk], wgmma_desc(qB + kk * 32, 16, 1024), kk > 0);
 #pragma unroll
-                for (int kk = 0; kk < 4; kk++)
-                    wgmma_ss_n64(dPt, wgmma_desc(vA + kk * 32, 16, 1024), wgmma_desc(oB + kk * 32, 16, 1024), kk > 0);
+                    for (int kk = 0; kk < 4; kk++) wgmma_rs_n64_k(dPt, vf[kk], wgmma_desc(oB + kk * 32, 16, 1024), kk > 0);
+                } else {
+#pragma unroll
+                    for (int kk = 0; kk < 4; kk++)
+                        wgmma_ss_n64(St, wgmma_desc(kA + kk * 32, 16, 1024), wgmma_desc(qB + kk * 32, 16, 1024), kk > 0);
+#pragma unroll
+                    for (int kk = 0; kk < 4; kk++)
+                        wgmma_ss_n64(dPt, wgmma_desc(vA + kk * 32, 16, 1024), wgmma_desc(oB + kk * 32, 16, 1024), kk > 0);
+                }
                 wgmma_commit();
                 wgmma_wait<0>(); /* also the previous tile's dV, dK */
 #pragma unroll
@@ -250,6 +271,14 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                     reg_fence(St[i]);
                     reg_fence(dPt[i]);
                 }
+                if constexpr (KR)
+#pragma unroll
+                    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                        for (int c = 0; c < 4; c++) {
+                            reg_fence(kf[kk][c]);
+                            reg_fence(vf[kk][c]);
+                        }
                 if (pend >= 0) {
 #pragma unroll
                     for (int i = 0; i < 32; i++) {

@@ -337,6 +337,8 @@ int main(int argc, char **argv) {
             check_case(nm[3], (struct attn_shape){2, 77, 2, 2, 64, 0, 0, 0, 0, 0}, 240 + i);
             snprintf(nm[4], sizeof nm[4], "ws backward %s: SWA dh 64, L=700 W=1 HQ=4 H=4", wsb[i]);
             check_case(nm[4], (struct attn_shape){1, 700, 4, 4, 64, 1, 1, 0, 0, 0}, 250 + i);
+            snprintf(nm[7], sizeof nm[7], "ws backward %s: SWA dh 64, L=1111 W=300 HQ=4 H=2", wsb[i]);
+            check_case(nm[7], (struct attn_shape){1, 1111, 4, 2, 64, 300, 1, 0, 0, 0}, 280 + i);
             setenv("LC_ATTN_WS_GRID", "3", 1);
             snprintf(nm[5], sizeof nm[5], "ws backward %s, 3 blocks: SWA dh 64, B=2 L=3000 W=512 HQ=4 H=2", wsb[i]);
             check_case(nm[5], (struct attn_shape){2, 3000, 4, 2, 64, 512, 1, 0, 0, 0}, 260 + i);
