@@ -26,6 +26,9 @@
  * attention_fwd_ws.cuh (TMA producer, mbarrier ring, consumer warpgroups taking turns, persistent
  * blocks); the plain warpgroup kernel serves dh 128, decode (Lq <= 64) and a missing tensor-map
  * encoder. Tile shapes per shape class were picked on the H100 (results/notes-attn.md).
+ * attention_bwd_ws.cuh holds a warp-specialised dh-64 backward in the same style (TMA producer,
+ * two consumer warpgroups, dQ added with bulk tensor reduces), selectable with LC_ATTN_WGB = 4..8
+ * and not yet the default (see the dispatcher in attention_backward_cuda).
  * Environment overrides for tuning runs only: LC_ATTN_WGMMA=0 (force mma.sync), LC_ATTN_FWD /
  * LC_ATTN_BWD / LC_ATTN_WG / LC_ATTN_WGB = variant number, LC_ATTN_WS_GRID = at most this many
  * persistent blocks (tests).
@@ -1026,18 +1029,6 @@ int ws_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t rows, int
                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-/* A 1-D tensor map over n fp32 values, box of 64 (lse and D rows in the backward). */
-int flat_tensor_map(CUtensorMap *m, const float *base, int64_t n) {
-    PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
-    if (!encode || ((uintptr_t)base & 15)) return 0;
-    const cuuint64_t dims[1] = {(cuuint64_t)n};
-    const cuuint64_t strides[1] = {4};
-    const cuuint32_t box[1] = {64}, estr[1] = {1};
-    return encode(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 1, const_cast<float *>(base), dims, strides, box, estr,
-                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
-
 int sm_count() {
     static int n = 0;
     if (n == 0) {
@@ -1120,13 +1111,10 @@ lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     bwd_params p = p0;
     p.nkb = (p.L + BN - 1) / BN;
     *ran = 0;
-    const int64_t nflat = B * p.HQ * p.L;
-    CUtensorMap tq, tdo, tk, tv, tlse, tdd, tdq;
-    /* a box may not exceed its tensor (L >= BN rows; the flat lse / D vector at least 64 values,
-     * a whole number of 16-byte units) and the flat index is an int32 coordinate */
-    if (p.L < BN || nflat % 4 != 0 || nflat + 64 > 0x7fffffffLL || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, 64) || !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, 64) ||
+    CUtensorMap tq, tdo, tk, tv, tdq;
+    /* a box may not be larger than its tensor: L >= BN rows */
+    if (p.L < BN || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, 64) || !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, 64) ||
         !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) || !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN) ||
-        !flat_tensor_map(&tlse, p.lse, nflat) || !flat_tensor_map(&tdd, p.Dv, nflat) ||
         !ws_tensor_map(&tdq, p.dq_acc, B, p.L, p.HQ, 64, 4, 32))
         return LC_OK;
     const int64_t nitems = p.nkb * p.H * B;
@@ -1135,7 +1123,7 @@ lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = bws_smem<NCWG, SPLIT, STAGES>::total;
     cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tlse, tdd, tdq, nitems);
+    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, nitems);
     cuda_check_launch("attn_bwd_ws_kernel");
     *ran = 1;
     return LC_OK;
@@ -1304,11 +1292,12 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     if ((D == 64 || D == 128) && tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
         /* 1: one warpgroup, 64 keys per block; 2: two warpgroups, 128 keys, dQ reduced over the
          * block before the atomics; 3: two warpgroups, dQ atomics per warpgroup (first version) */
-        /* 4..6: the warp-specialised kernel of attention_bwd_ws.cuh (dh 64 only; dh 128 takes 2):
+        /* 4..8: the warp-specialised kernel of attention_bwd_ws.cuh (dh 64 only; dh 128 takes 2):
          * 4 <2 consumer WGs, split dQ, overlap>, 5 <2 WGs, dQ per WG, overlap>, 6 <split, no overlap>,
-         * 7 = 6 and 8 = 5 without overlap, with K, V in registers (with both, the registers spill) */
-        constexpr int BWD_WS_NARROW = 4, BWD_WS_WIDE = 4;
-        int wv = tuning_variant("LC_ATTN_WGB", D == 64 ? (narrow ? BWD_WS_NARROW : BWD_WS_WIDE) : narrow ? 1 : 2);
+         * 7 = 6 and 8 = 5 without overlap, with K, V in registers (with both, the registers spill).
+         * Opt-in until measured: its first device run (attn4, notes) passed one dense case and then
+         * stopped on an alignment fault since fixed, with no device run left to check the fix. */
+        int wv = tuning_variant("LC_ATTN_WGB", narrow ? 1 : 2);
         if (D != 64 && wv >= 4) wv = 2;
         if (D == 64 && wv >= 4) { /* warp-specialised <consumer WGs, split dQ, ring slots, overlap> */
             int ran = 0;

@@ -10,9 +10,11 @@
  *   producer   one thread issues bulk tensor copies (TMA): the block's K and V (two buffers, so
  *              the next item's keys load while this one finishes) and, per query tile of 64 rows
  *              that sees the block's keys (for each of the G query heads of the KV head), Q, dO
- *              (128-byte swizzle = the wgmma layout) and the tile's lse and D = rowsum(dO*O) rows
- *              into a ring of STAGES slots, each completing on an mbarrier; a slot is reused once
- *              every consumer warp has arrived on its empty barrier.
+ *              (128-byte swizzle = the wgmma layout) into a ring of STAGES slots, while the 32
+ *              lanes of its warp copy the tile's lse and D = rowsum(dO*O) rows (4-byte cp.async,
+ *              which has no alignment condition); the slot's full mbarrier completes when the
+ *              bulk bytes have landed and every lane's cp.async arrival has fired. A slot is
+ *              reused once every consumer warp has arrived on its empty barrier.
  *   consumers  warpgroup w owns keys kw0 = k0 + 64w .. +63 and keeps dK, dV (64 x 64 each) in
  *              registers for the whole item. Per query tile (q0 .. q0+63):
  *                S^T = K_w Q^T, dP^T = V_w dO^T        (wgmma, both operands in shared memory)
@@ -34,16 +36,17 @@
  *              do not see (W = 512, BN = 192: 12 tiles streamed per block, 9-10 computed per
  *              warpgroup); with SPLIT every warpgroup computes every tile (a consumer-wide named
  *              barrier per tile joins the dS^T halves, double-buffered).
- * Layouts: as in attention.h; tensor maps view q, dout as [B][L][HQ][64], k, v as [B][L][H][64],
- * lse and D as one flat fp32 vector [B*HQ*L] (a box that runs past a row reads the next row or
- * zeros: those columns are masked), the dQ workspace as fp32 [B][L][HQ][64] in boxes of 32
- * columns x 64 rows (rows past L are not written). */
+ * Layouts: as in attention.h; tensor maps view q, dout as [B][L][HQ][64], k, v as [B][L][H][64]
+ * (rows past L arrive as zeros; a box may not be larger than its tensor, so L >= BN), the dQ
+ * workspace as fp32 [B][L][HQ][64] in boxes of 32 columns x 64 rows (rows past L are not
+ * written). An earlier version brought lse and D with 1-D bulk tensor copies and stopped with
+ * an illegal instruction on the H100 where (b*HQ + a)*L was not a multiple of 4 (L = 1, 2049). */
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ void tma_load_1d(uint32_t dst, const CUtensorMap *map, int c0, uint32_t bar) {
-    asm volatile("cp.async.bulk.tensor.1d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2}], [%3];\n" ::"r"(dst),
-                 "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(bar)
-                 : "memory");
+/* One arrival on the mbarrier once every cp.async this thread issued so far has landed (.noinc:
+ * the barrier's expected count includes these arrivals). */
+__device__ __forceinline__ void cp_async_mbar_arrive(uint32_t bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
 }
 /* global box (c0 innermost .. c3) += the box at src in shared memory, as one bulk operation */
 __device__ __forceinline__ void tma_reduce_add_4d(const CUtensorMap *map, uint32_t src, int c0, int c1, int c2, int c3) {
@@ -68,7 +71,7 @@ struct bws_smem {
     static constexpr int BN = 64 * NCWG;
     static constexpr int DQB = (SPLIT || NCWG == 2) ? 2 : 1;        /* dQ staging buffers per warpgroup */
     static constexpr size_t KV = 2 * (size_t)BN * 128;              /* K and V of one item */
-    static constexpr size_t SLOT = 2 * 64 * 128 + 1024;             /* Q, dO, then lse, D (256 B each) */
+    static constexpr size_t SLOT = 2 * 64 * 128 + 1024;             /* Q, dO, then lse, D (64 floats each) */
     static constexpr size_t DS = SPLIT ? 2 * (size_t)BN * 128 : (size_t)NCWG * 64 * 128; /* dS^T */
     static constexpr size_t DQ = (size_t)NCWG * DQB * (SPLIT ? 32 : 64) * 64 * 4;        /* dQ fp32 */
     static constexpr size_t BARS = 8 * (4 + 2 * STAGES);
@@ -79,13 +82,12 @@ template <int NCWG, int SPLIT, int STAGES, int OVL, int KR>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_bwd_ws_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                        const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
-                       const __grid_constant__ CUtensorMap tlse, const __grid_constant__ CUtensorMap tdd,
                        const __grid_constant__ CUtensorMap tdq, const int64_t nitems) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using SM = bws_smem<NCWG, SPLIT, STAGES>;
     constexpr int BN = SM::BN, DQB = SM::DQB, DQC = SPLIT ? 32 : 64; /* dQ columns per warpgroup */
-    /* registers: producer 24, consumers what it frees (2 WG: 128*24 + 256*240; 3: 128*24 + 384*160) */
-    constexpr int PROD_REGS = 24, CONS_REGS = NCWG == 2 ? 240 : 160;
+    /* registers: producer 40, consumers what it frees (2 WG: 128*40 + 256*232; 3: 128*32 + 384*160) */
+    constexpr int PROD_REGS = NCWG == 2 ? 56 : 32, CONS_REGS = NCWG == 2 ? 224 : 160;
     static_assert(!SPLIT || NCWG == 2, "split dQ columns need two consumer warpgroups");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *sK = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [2][BN x 128 B] */
@@ -104,7 +106,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             mbar_init(b_emptyKV + 8 * i, 4 * NCWG); /* lane 0 of every consumer warp */
         }
         for (int s = 0; s < STAGES; s++) {
-            mbar_init(b_full + 8 * s, 1);
+            mbar_init(b_full + 8 * s, 1 + 32); /* the copy engine's expect_tx + each producer lane's cp.async */
             mbar_init(b_empty + 8 * s, 4 * NCWG);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -131,29 +133,42 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
 
     if (wg == 0) { /* ------------------------------------------------------------ producer */
         setmaxnreg_dec<PROD_REGS>();
-        if (warp == 0 && lane == 0) {
+        if (warp == 0) {
             uint32_t it = 0, kc = 0; /* query tiles and items issued so far */
             for (int64_t idx = blockIdx.x; idx < nitems; idx += gridDim.x, kc++) {
                 const item t = item_of(idx);
                 const uint32_t kvb = kc & 1;
-                mbar_wait(b_emptyKV + 8 * kvb, ((kc >> 1) & 1) ^ 1);
-                mbar_expect_tx(b_fullKV + 8 * kvb, 2 * BN * 128);
-                tma_load_4d(smem_u32(sK + kvb * (SM::KV / 2)), &tk, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullKV + 8 * kvb);
-                tma_load_4d(smem_u32(sV + kvb * (SM::KV / 2)), &tv, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullKV + 8 * kvb);
+                if (lane == 0) {
+                    mbar_wait(b_emptyKV + 8 * kvb, ((kc >> 1) & 1) ^ 1);
+                    mbar_expect_tx(b_fullKV + 8 * kvb, 2 * BN * 128);
+                    tma_load_4d(smem_u32(sK + kvb * (SM::KV / 2)), &tk, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullKV + 8 * kvb);
+                    tma_load_4d(smem_u32(sV + kvb * (SM::KV / 2)), &tv, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullKV + 8 * kvb);
+                }
                 for (int64_t a = t.h * G; a < (t.h + 1) * G; a++)
                     for (int j = 0; j < t.nqt; j++, it++) {
                         const uint32_t s = it % STAGES, bar = b_full + 8 * s;
-                        const int q0 = (int)((t.qt0 + j) * 64);
+                        const int64_t q0 = (t.qt0 + j) * 64;
                         unsigned char *slot = sRing + s * SM::SLOT;
                         mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
-                        mbar_expect_tx(bar, 2 * 64 * 128 + 2 * 64 * 4);
-                        tma_load_4d(smem_u32(slot), &tq, 0, (int)a, q0, (int)t.b, bar);
-                        tma_load_4d(smem_u32(slot + 8192), &tdo, 0, (int)a, q0, (int)t.b, bar);
-                        const int row = (int)((t.b * HQ + a) * L + q0);
-                        tma_load_1d(smem_u32(slot + 16384), &tlse, row, bar);
-                        tma_load_1d(smem_u32(slot + 16384 + 256), &tdd, row, bar);
+                        if (lane == 0) {
+                            mbar_expect_tx(bar, 2 * 64 * 128);
+                            tma_load_4d(smem_u32(slot), &tq, 0, (int)a, (int)q0, (int)t.b, bar);
+                            tma_load_4d(smem_u32(slot + 8192), &tdo, 0, (int)a, (int)q0, (int)t.b, bar);
+                        }
+                        /* lse and D of rows q0 .. q0+63 (zeros past L): two of each per lane, 4-byte
+                         * async copies with no alignment condition (see the note on layouts above) */
+                        const int64_t row0 = (t.b * HQ + a) * L;
+#pragma unroll
+                        for (int c = lane; c < 64; c += 32) {
+                            const bool ok = q0 + c < L;
+                            const int64_t off = row0 + (ok ? q0 + c : 0);
+                            cp_async4(slot + 16384 + 4 * c, p.lse + off, ok);
+                            cp_async4(slot + 16384 + 256 + 4 * c, p.Dv + off, ok);
+                        }
+                        cp_async_mbar_arrive(bar);
                     }
             }
+            asm volatile("cp.async.wait_all;\n" ::: "memory"); /* nothing in flight when the warp exits */
         }
         return;
     }
