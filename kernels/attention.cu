@@ -45,6 +45,7 @@
 
 #include "attention.h"
 #include "cuda_common.cuh"
+#include "device.h"
 #include "mma.cuh"
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #include "attention_wgmma.cuh"
@@ -323,13 +324,6 @@ __device__ __forceinline__ void reg_fence(float &x) { asm volatile("" : "+f"(x):
 __device__ __forceinline__ void reg_fence(uint32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
 #endif
 
-__global__ void attn_probe_sm90a_kernel(int *out) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    *out = 1;
-#else
-    *out = 0;
-#endif
-}
 
 template <int D, int BN, int NWG>
 __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_params p) {
@@ -1066,25 +1060,6 @@ lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *r
     return LC_OK;
 }
 
-/* 1 when the code the driver loaded for this device is the sm_90a build (wgmma available). Probed
- * once per process; the answer cannot change while it runs. */
-int have_sm90a() {
-    static int cached = -1;
-    if (cached >= 0) return cached;
-    int *d = NULL, h = 0;
-    if (cudaMalloc(&d, sizeof(int)) != cudaSuccess) {
-        cudaGetLastError();
-        return 0;
-    }
-    attn_probe_sm90a_kernel<<<1, 1>>>(d);
-    if (cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost) != cudaSuccess) {
-        cudaGetLastError();
-        h = 0;
-    }
-    cudaFree(d);
-    cached = h;
-    return h;
-}
 
 
 template <int D, int NWG, int SPLIT>
@@ -1184,7 +1159,7 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     switch (s->dh) {
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
     case 64:
-        if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+        if (tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a()) {
             /* attn3 runs 2-3 (notes): the warp-specialised kernel with turns, 3 consumer warpgroups;
              * narrow windows 64-key tiles with Q in registers (13), otherwise 128-key tiles (16);
              * a handful of query rows (decode) keeps the plain 64-row kernel */
@@ -1215,7 +1190,7 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
         default: return launch_fwd<64, 64, 4, 2>(p, s->B, st);
         }
     default:
-        if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+        if (tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a()) {
             switch (tuning_variant("LC_ATTN_WG", narrow ? 1 : 4)) {
             case 1: return launch_fwd_wgmma<128, 64, 1>(p, s->B, st);
             case 2: return launch_fwd_wgmma<128, 64, 2>(p, s->B, st);
@@ -1289,7 +1264,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
     /* run 8 (notes): 2 warpgroups with the block-reduced dQ win dense and W = 4096; one warpgroup W = 512 */
     const int var = tuning_variant("LC_ATTN_BWD", narrow ? 1 : 0);
-    if ((D == 64 || D == 128) && tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+    if ((D == 64 || D == 128) && tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a()) {
         /* 1: one warpgroup, 64 keys per block; 2: two warpgroups, 128 keys, dQ reduced over the
          * block before the atomics; 3: two warpgroups, dQ atomics per warpgroup (first version) */
         /* 4..8: the warp-specialised kernel of attention_bwd_ws.cuh (dh 64 only; dh 128 takes 2):
