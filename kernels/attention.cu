@@ -27,8 +27,8 @@
  * blocks); the plain warpgroup kernel serves dh 128, decode (Lq <= 64) and a missing tensor-map
  * encoder. Tile shapes per shape class were picked on the H100 (results/notes-attn.md).
  * attention_bwd_ws.cuh holds a warp-specialised dh-64 backward in the same style (TMA producer,
- * two consumer warpgroups, dQ added with bulk tensor reduces), selectable with LC_ATTN_WGB = 4..8
- * and not yet the default (see the dispatcher in attention_backward_cuda).
+ * two consumer warpgroups, dQ added with bulk tensor reduces); its variant 7 is the dh-64
+ * backward on sm_90a (see the dispatcher in attention_backward_cuda).
  * Environment overrides for tuning runs only: LC_ATTN_WGMMA=0 (force mma.sync), LC_ATTN_FWD /
  * LC_ATTN_BWD / LC_ATTN_WG / LC_ATTN_WGB = variant number, LC_ATTN_WS_GRID = at most this many
  * persistent blocks (tests).
@@ -1270,9 +1270,11 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
         /* 4..8: the warp-specialised kernel of attention_bwd_ws.cuh (dh 64 only; dh 128 takes 2):
          * 4 <2 consumer WGs, split dQ, overlap>, 5 <2 WGs, dQ per WG, overlap>, 6 <split, no overlap>,
          * 7 = 6 and 8 = 5 without overlap, with K, V in registers (with both, the registers spill).
-         * Opt-in until measured: its first device run (attn4, notes) passed one dense case and then
-         * stopped on an alignment fault since fixed, with no device run left to check the fix. */
-        int wv = tuning_variant("LC_ATTN_WGB", narrow ? 1 : 2);
+         * Same H100 run (session 3, notes-attn.md), bwd ms at L = 1M, 16 heads, W = 512 / 4096, and
+         * dense L = 64K: 1 33.9 / 184.9 / 129.4, 2 38.0 / 169.2 / 76.5, 4 31.2 / 150.1 / 74.5,
+         * 5 30.3 / 153.3 / 83.4, 6 31.3 / 151.5 / 74.7, 7 31.2 / 150.2 / 73.2, 8 39.1 / 210.1 / 102.6:
+         * 7 (no spills) is the dh-64 default; dh 128 keeps 1 (narrow windows) or 2. */
+        int wv = tuning_variant("LC_ATTN_WGB", D == 64 ? 7 : narrow ? 1 : 2);
         if (D != 64 && wv >= 4) wv = 2;
         if (D == 64 && wv >= 4) { /* warp-specialised <consumer WGs, split dQ, ring slots, overlap> */
             int ran = 0;

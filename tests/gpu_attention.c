@@ -258,13 +258,10 @@ static void check_huge(void) {
 
 /* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8), every variant, against the
  * C reference; then with 3 persistent blocks, so each block serves many key blocks (K/V buffers,
- * slot ring, dQ staging wrap around). Runs only with LC_TEST_ATTN_WS_BWD=1 while the kernel is
- * opt-in and its current version has not run on a device (a fault or a hang there must not
- * take the default path's tests down); last, so a fault leaves the tests before it unaffected.
- * --small (for compute-sanitizer) runs variant 4 on two shapes. */
+ * slot ring, dQ staging wrap around). Variant 7 is the dh-64 default; it and the others ran clean
+ * on the H100 (session 3). Last, so a fault leaves the tests before it unaffected. --small (for
+ * compute-sanitizer) runs variant 4 on two shapes. */
 static void check_ws_backward(int small) {
-    const char *on = getenv("LC_TEST_ATTN_WS_BWD");
-    if (!on || strcmp(on, "1") != 0) return;
     static const char *wsb[] = {"4", "5", "6", "7", "8"};
     char nm[8][96];
     for (int i = 0; i < (small ? 1 : 5); i++) {
