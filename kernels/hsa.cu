@@ -7,6 +7,7 @@
  *                     16-row tiles per consumer warp share each K/V fragment
  *   hsa_attend.cuh    chunk attention over the union of a token block's chunks (forward for the
  *                     other shapes, dq pass) and dK/dV per chunk through a radix-sorted reverse index
+ *   hsa_attend_bwd.cuh the backward's dq pass in the producer/consumer form of the forward
  *   this file         fusion weights, dw reduction, reverse-index build, host entry points.
  * bf16 storage, fp32 accumulation; every result is deterministic except dlmk in
  * hsa_scores_backward_cuda (fp32 atomics, documented there).
@@ -20,6 +21,7 @@
 #include "hsa.h"
 #include "hsa_attend.cuh"
 #include "hsa_attend_fwd.cuh"
+#include "hsa_attend_bwd.cuh"
 #include "hsa_retrieve.cuh"
 
 typedef __nv_bfloat16 bf16;
@@ -541,6 +543,35 @@ static lc_status launch_dkdv(const hsa_attend::dkdv_params &p, cudaStream_t st) 
     return LC_OK;
 }
 
+/* Which dq pass: the token-block kernel (attend_tok_kernel<BWD>, "tok") or the producer/consumer
+ * one (hsa_attend_bwd.cuh; G % 16 == 0, S = dh = 64): t15 = 15 consumer warps (128 registers),
+ * t11 = 11 (168 registers). LONGCTX_HSA_BWD = tok | t15 | t11; shapes it cannot take use tok.
+ * Returns the consumer-warp count, 0 for tok. */
+static int bwd_variant(const struct hsa_shape *s) {
+    const int64_t G = s->HQ / s->H;
+    const int fits = G % 16 == 0 && G / 16 <= 11 && s->S == 64 && s->dh == 64;
+    const char *env = getenv("LONGCTX_HSA_BWD");
+    if (!env) return 0;
+    if (!strcmp(env, "t15")) return fits ? 15 : 0;
+    if (!strcmp(env, "t11")) return fits ? 11 : 0;
+    return 0;
+}
+
+template <int NCW>
+static lc_status launch_dq(hsa_attend::tok_params p, cudaStream_t st) {
+    typedef hsa_bwd::dq_smem<64, 64, NCW> SM;
+    auto kern = hsa_bwd::attend_dq_kernel<64, 64, NCW>;
+    p.MT = NCW / (int)(p.G / 16);
+    if (p.MT < 1) return lc_errorf(LC_EUNSUPPORTED, "hsa_attend_backward_cuda: G = %lld too large for the dq kernel", (long long)p.G);
+    const int ns = SM::stages(p.MT, (int)p.K, (size_t)220 * 1024);
+    const size_t sm = SM::bytes(p.MT, (int)p.K, ns);
+    cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    dim3 grid((unsigned)((p.Lq + p.MT - 1) / p.MT), (unsigned)p.H, (unsigned)p.B);
+    kern<<<grid, 32 * (NCW + 1), sm, st>>>(p, ns);
+    cuda_check_launch("attend_dq_kernel");
+    return LC_OK;
+}
+
 lc_status hsa_attend_backward_cuda(const struct hsa_shape *s, const bf16_t *q, const bf16_t *k, const bf16_t *v,
                                    const int32_t *idx, const float *w, const float *lse, const bf16_t *dout,
                                    bf16_t *dq, bf16_t *dk, bf16_t *dv, float *dw, void *workspace, void *stream) {
@@ -568,7 +599,10 @@ lc_status hsa_attend_backward_cuda(const struct hsa_shape *s, const bf16_t *q, c
     p.lse_in = lse;
     p.dq = reinterpret_cast<bf16 *>(dq);
     p.D = ws.D;
-    HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, true>(p, cfg, st))));
+    const int bv = bwd_variant(s);
+    if (bv == 15) LC_TRY(launch_dq<15>(p, st));
+    else if (bv == 11) LC_TRY(launch_dq<11>(p, st));
+    else HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, true>(p, cfg, st))));
 
     /* 2. dw */
     nvtx_range.next("hsa.attend.bwd.dw");

@@ -611,6 +611,30 @@ int main(int argc, char **argv) {
         variant_tag = "";
     }
     for (int i = 0; i < nfw; i++) test_attend(fw[i], 200 + (uint64_t)i, 1);
+    /* the producer/consumer dq pass of the backward (LONGCTX_HSA_BWD = t15 | t11, kernels/hsa_attend_bwd.cuh)
+     * against the C reference: G = 16 (ragged L with K > visible; K = 24 with the ring wrapping over a
+     * long union, stick-breaking; H = 2 with Hr = 1; B = 2 with Hr = H), G = 32, and G = 1, 4 (shapes the
+     * kernel does not take: they must fall back to the token-block dq pass) */
+    {
+        static const char *bvariants[] = {"t15", "t11"};
+        struct hsa_shape bw[] = {
+            fw[0],
+            mk(1, 1600, 16, 1, 64, 64, 24, 1, 32, 1, 0, HSA_STICK_BREAKING),
+            mk(1, 1100, 32, 2, 64, 64, 12, 1, 32, 1, 1, HSA_SOFTMAX),
+            mk(2, 700, 32, 2, 64, 64, 8, 2, 32, 1, 0, HSA_STICK_BREAKING),
+            mk(1, 1500, 32, 1, 64, 64, 12, 1, 32, 1, 1, HSA_SOFTMAX),
+            mk(1, 777, 1, 1, 64, 64, 4, 1, 32, 1, 0, HSA_SOFTMAX),
+            mk(1, 900, 4, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX),
+        };
+        const int nbw = quick ? 2 : (int)(sizeof bw / sizeof bw[0]);
+        for (int vi = 0; vi < 2; vi++) {
+            setenv("LONGCTX_HSA_BWD", bvariants[vi], 1);
+            variant_tag = bvariants[vi];
+            for (int i = 0; i < nbw; i++) test_attend(bw[i], 400 + (uint64_t)i, 1);
+        }
+        unsetenv("LONGCTX_HSA_BWD");
+        variant_tag = "";
+    }
 
     test_scores_backward(mk(1, 900, 1, 1, 64, 32, 8, 1, 64, 1, 0, 0));
 
