@@ -456,7 +456,8 @@ static size_t bwd_layout(const struct hsa_shape *s, void *base, bwd_ws *ws) {
     size_t cub_bytes = 0;
     cub::DeviceRadixSort::SortPairs((void *)NULL, cub_bytes, (int32_t *)NULL, (int32_t *)NULL, (int32_t *)NULL,
                                     (int32_t *)NULL, (int)N, 0, 32);
-    size_t sizes[7] = {align256((size_t)(s->B * s->L * s->HQ * s->K) * sizeof(float)),
+    /* D: float2 {lse log2(e), D} per (b, t, slot, query head) */
+    size_t sizes[7] = {align256((size_t)(s->B * s->L * s->HQ * s->K) * 2 * sizeof(float)),
                        align256((size_t)N * 4),
                        align256((size_t)N * 4),
                        align256((size_t)N * 4),
@@ -510,7 +511,8 @@ __global__ void offsets_kernel(int64_t N, int32_t nkeys, const int32_t *keys, in
     for (int32_t kk = prev + 1; kk <= cur; kk++) off[kk] = (int32_t)i;
 }
 
-/* dw[b, r, hr, k] = sum over the row's tokens, the KV heads of hr and their G query heads of D. */
+/* dw[b, r, hr, k] = sum over the row's tokens, the KV heads of hr and their G query heads of D
+ * (the .y of the float2 {lse, D} at ((b, t, k), a)). */
 __global__ void dw_kernel(int64_t B, int64_t L, int64_t HQ, int64_t H, int64_t K, int64_t Hr, int64_t Lr,
                           int64_t S, int64_t C, int64_t block_q, const float *D, float *dw) {
     int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -524,7 +526,7 @@ __global__ void dw_kernel(int64_t B, int64_t L, int64_t HQ, int64_t H, int64_t K
         int64_t ta = r * block_q, tb = ta + block_q < L ? ta + block_q : L;
         for (int64_t t = ta; t < tb; t++)
             for (int64_t h = h0; h < h1; h++)
-                for (int64_t g = 0; g < G; g++) acc += D[((b * L + t) * HQ + h * G + g) * K + k];
+                for (int64_t g = 0; g < G; g++) acc += D[2 * (((b * L + t) * K + k) * HQ + h * G + g) + 1];
     }
     dw[e] = acc;
 }
@@ -653,7 +655,6 @@ lc_status hsa_attend_backward_cuda(const struct hsa_shape *s, const bf16_t *q, c
     d.v = p.v;
     d.dout = p.dout;
     d.w = w;
-    d.lse = lse;
     d.D = ws.D;
     d.off = ws.off;
     d.pairs = ws.vals_out;

@@ -7,7 +7,8 @@
  * only for the chunks its token selected (no CTA barrier per chunk). The block's q AND dO rows sit
  * in shared memory. Math per (token t, query head a, slot k on chunk c), as attend_tok_kernel<BWD>:
  *   s = q K_c^T, p = exp(s scale - lse[t,a,k]), dP = dO V_c^T,
- *   D[t,a,k] = rowsum(p * dP)   (= <o_k, dO>, stored for dw and the dK/dV pass),
+ *   D[t,a,k] = rowsum(p * dP)   (= <o_k, dO>; {lse log2(e), D} stored as a float2 per (t, k, a)
+ *                                 for dw and the dK/dV pass, layout as attend_tok_kernel<BWD>),
  *   dZ = w_k p (dP - D),  dq[t,a] += dZ K_c scale.
  * Used for G % 16 == 0, S = dh = 64 (the benchmark shape); LONGCTX_HSA_BWD picks it (hsa.cu).
  * Registers: sc, dP and the dq accumulator are 3 x 32 fp32 per thread; NCW = 15 (16 warps, 128
@@ -171,10 +172,12 @@ __global__ void __launch_bounds__(32 * (NCW + 1), 1) attend_dq_kernel(const tok_
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[nd][e] = 0.f;
     const float sl2 = p.scale * 1.4426950408889634f;
-    /* (t, a, slot) offsets of this thread's two rows, slot 0 */
+    /* (t, a, slot) offsets of this thread's two rows at slot 0 (lse), and its query head (D) */
     int64_t lo[2];
 #pragma unroll
     for (int hh = 0; hh < 2; hh++) lo[hh] = ((b * p.Lq + tok) * p.HQ + h * G + hg * 16 + g8 + hh * 8) * p.K;
+    const int64_t a0 = h * G + hg * 16 + g8;
+    float2 *LSD = reinterpret_cast<float2 *>(p.D);
 
     for (int u = 0; u < nU; u++) {
         const uint32_t m = Um[u];
@@ -224,7 +227,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1), 1) attend_dq_kernel(const tok_
                 }
             D += __shfl_xor_sync(0xffffffffu, D, 1);
             D += __shfl_xor_sync(0xffffffffu, D, 2);
-            if (tig == 0) p.D[lo[hh] + slot] = D;
+            if (tig == 0) LSD[((b * p.Lq + tok) * p.K + slot) * p.HQ + a0 + hh * 8] = make_float2(lse2, D);
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
 #pragma unroll
