@@ -26,6 +26,9 @@
  * attention_fwd_ws.cuh (TMA producer, mbarrier ring, consumer warpgroups taking turns, persistent
  * blocks); the plain warpgroup kernel serves dh 128, decode (Lq <= 64) and a missing tensor-map
  * encoder. Tile shapes per shape class were picked on the H100 (results/notes-attn.md).
+ * attention_bwd_ws.cuh holds a warp-specialised dh-64 backward in the same style (TMA producer,
+ * two consumer warpgroups, dQ added with bulk tensor reduces); its variant 7 is the dh-64
+ * backward on sm_90a (see the dispatcher in attention_backward_cuda).
  * Environment overrides for tuning runs only: LC_ATTN_WGMMA=0 (force mma.sync), LC_ATTN_FWD /
  * LC_ATTN_BWD / LC_ATTN_WG / LC_ATTN_WGB = variant number, LC_ATTN_WS_GRID = at most this many
  * persistent blocks (tests).
@@ -42,6 +45,7 @@
 
 #include "attention.h"
 #include "cuda_common.cuh"
+#include "device.h"
 #include "mma.cuh"
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #include "attention_wgmma.cuh"
@@ -320,13 +324,6 @@ __device__ __forceinline__ void reg_fence(float &x) { asm volatile("" : "+f"(x):
 __device__ __forceinline__ void reg_fence(uint32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
 #endif
 
-__global__ void attn_probe_sm90a_kernel(int *out) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    *out = 1;
-#else
-    *out = 0;
-#endif
-}
 
 template <int D, int BN, int NWG>
 __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_params p) {
@@ -936,6 +933,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_bwd_wgmma_kernel(const bwd_
 #endif
 }
 
+#include "attention_bwd_ws.cuh"
+
 /* Backward, step 3: dq = bf16(scale * dq_acc), 4 values per thread. */
 __global__ void attn_bwd_dq_kernel(const float *acc, bf16 *dq, int64_t n4, float scale) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -990,10 +989,9 @@ int tuning_variant(const char *name, int dflt) {
     return e && *e ? atoi(e) : dflt;
 }
 
-/* A 4-D tensor map over a [B][rows][heads][64] bf16 tensor (innermost first: 64, heads, rows,
- * B) whose box is one head's `box_rows` rows, 128-byte swizzled. 0 when the driver entry point
- * is missing or the encoder refuses (pointer not 16-byte aligned, say): callers fall back. */
-int ws_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t rows, int64_t heads, int box_rows) {
+/* cuTensorMapEncodeTiled through the runtime's driver entry point (no libcuda link); NULL when
+ * the driver lacks it. */
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
     static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
     static int looked = 0;
     if (!looked) {
@@ -1006,13 +1004,23 @@ int ws_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t rows, int
         else
             cudaGetLastError();
     }
+    return encode;
+}
+
+/* A 4-D tensor map over a [B][rows][heads][64] tensor (innermost first: 64, heads, rows, B) of
+ * bf16 (or fp32, elem = 4) whose box is `box_cols` columns of one head's `box_rows` rows,
+ * 128-byte swizzled. 0 when the driver entry point is missing or the encoder refuses (pointer
+ * not 16-byte aligned, say): callers fall back. */
+int ws_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t rows, int64_t heads, int box_rows,
+                  int elem = 2, int box_cols = 64) {
+    PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
     if (!encode || ((uintptr_t)base & 15)) return 0;
     const cuuint64_t dims[4] = {64, (cuuint64_t)heads, (cuuint64_t)rows, (cuuint64_t)B};
-    const cuuint64_t strides[3] = {128, (cuuint64_t)heads * 128, (cuuint64_t)(rows * heads * 128)};
-    const cuuint32_t box[4] = {64, 1, (cuuint32_t)box_rows, 1}, estr[4] = {1, 1, 1, 1};
-    return encode(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void *>(base), dims, strides, box, estr,
-                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    const cuuint64_t strides[3] = {(cuuint64_t)(64 * elem), (cuuint64_t)(heads * 64 * elem), (cuuint64_t)(rows * heads * 64 * elem)};
+    const cuuint32_t box[4] = {(cuuint32_t)box_cols, 1, (cuuint32_t)box_rows, 1}, estr[4] = {1, 1, 1, 1};
+    return encode(m, elem == 4 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void *>(base),
+                  dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 int sm_count() {
@@ -1052,25 +1060,6 @@ lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *r
     return LC_OK;
 }
 
-/* 1 when the code the driver loaded for this device is the sm_90a build (wgmma available). Probed
- * once per process; the answer cannot change while it runs. */
-int have_sm90a() {
-    static int cached = -1;
-    if (cached >= 0) return cached;
-    int *d = NULL, h = 0;
-    if (cudaMalloc(&d, sizeof(int)) != cudaSuccess) {
-        cudaGetLastError();
-        return 0;
-    }
-    attn_probe_sm90a_kernel<<<1, 1>>>(d);
-    if (cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost) != cudaSuccess) {
-        cudaGetLastError();
-        h = 0;
-    }
-    cudaFree(d);
-    cached = h;
-    return h;
-}
 
 
 template <int D, int NWG, int SPLIT>
@@ -1085,6 +1074,33 @@ lc_status launch_bwd_wgmma(const bwd_params &p0, int64_t B, cudaStream_t st) {
     cuda_check(cudaFuncSetAttribute(attn_bwd_wgmma_kernel<D, NWG, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     attn_bwd_wgmma_kernel<D, NWG, SPLIT><<<(unsigned)blocks, NWG * 128, smem, st>>>(p);
     cuda_check_launch("attn_bwd_wgmma_kernel");
+    return LC_OK;
+}
+
+/* The warp-specialised dh-64 backward; *ran = 0 (and nothing launched) when the shape does not
+ * suit the bulk tensor copies (below) or a tensor map could not be made, so the caller takes the
+ * plain warpgroup kernel (short or odd-sized inputs; the speed matters at long L). */
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR>
+lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
+    constexpr int BN = 64 * NCWG;
+    bwd_params p = p0;
+    p.nkb = (p.L + BN - 1) / BN;
+    *ran = 0;
+    CUtensorMap tq, tdo, tk, tv, tdq;
+    /* a box may not be larger than its tensor: L >= BN rows */
+    if (p.L < BN || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, 64) || !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, 64) ||
+        !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) || !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN) ||
+        !ws_tensor_map(&tdq, p.dq_acc, B, p.L, p.HQ, 64, 4, 32))
+        return LC_OK;
+    const int64_t nitems = p.nkb * p.H * B;
+    int64_t grid = nitems < sm_count() ? nitems : sm_count();
+    const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
+    if (cap > 0 && cap < grid) grid = cap;
+    const size_t smem = bws_smem<NCWG, SPLIT, STAGES>::total;
+    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, nitems);
+    cuda_check_launch("attn_bwd_ws_kernel");
+    *ran = 1;
     return LC_OK;
 }
 
@@ -1143,7 +1159,7 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     switch (s->dh) {
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
     case 64:
-        if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+        if (tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a()) {
             /* attn3 runs 2-3 (notes): the warp-specialised kernel with turns, 3 consumer warpgroups;
              * narrow windows 64-key tiles with Q in registers (13), otherwise 128-key tiles (16);
              * a handful of query rows (decode) keeps the plain 64-row kernel */
@@ -1174,7 +1190,7 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
         default: return launch_fwd<64, 64, 4, 2>(p, s->B, st);
         }
     default:
-        if (tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+        if (tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a()) {
             switch (tuning_variant("LC_ATTN_WG", narrow ? 1 : 4)) {
             case 1: return launch_fwd_wgmma<128, 64, 1>(p, s->B, st);
             case 2: return launch_fwd_wgmma<128, 64, 2>(p, s->B, st);
@@ -1248,11 +1264,32 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
     /* run 8 (notes): 2 warpgroups with the block-reduced dQ win dense and W = 4096; one warpgroup W = 512 */
     const int var = tuning_variant("LC_ATTN_BWD", narrow ? 1 : 0);
-    if ((D == 64 || D == 128) && tuning_variant("LC_ATTN_WGMMA", 1) && have_sm90a()) {
+    if ((D == 64 || D == 128) && tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a()) {
         /* 1: one warpgroup, 64 keys per block; 2: two warpgroups, 128 keys, dQ reduced over the
          * block before the atomics; 3: two warpgroups, dQ atomics per warpgroup (first version) */
-        const int wv = tuning_variant("LC_ATTN_WGB", narrow ? 1 : 2);
-        if (D == 64) r = wv == 1 ? launch_bwd_wgmma<64, 1, 1>(p, s->B, st) : wv == 3 ? launch_bwd_wgmma<64, 2, 0>(p, s->B, st) : launch_bwd_wgmma<64, 2, 1>(p, s->B, st);
+        /* 4..8: the warp-specialised kernel of attention_bwd_ws.cuh (dh 64 only; dh 128 takes 2):
+         * 4 <2 consumer WGs, split dQ, overlap>, 5 <2 WGs, dQ per WG, overlap>, 6 <split, no overlap>,
+         * 7 = 6 and 8 = 5 without overlap, with K, V in registers (with both, the registers spill).
+         * Same H100 run (session 3, notes-attn.md), bwd ms at L = 1M, 16 heads, W = 512 / 4096, and
+         * dense L = 64K: 1 33.9 / 184.9 / 129.4, 2 38.0 / 169.2 / 76.5, 4 31.2 / 150.1 / 74.5,
+         * 5 30.3 / 153.3 / 83.4, 6 31.3 / 151.5 / 74.7, 7 31.2 / 150.2 / 73.2, 8 39.1 / 210.1 / 102.6:
+         * 7 (no spills) is the dh-64 default; dh 128 keeps 1 (narrow windows) or 2. */
+        int wv = tuning_variant("LC_ATTN_WGB", D == 64 ? 7 : narrow ? 1 : 2);
+        if (D != 64 && wv >= 4) wv = 2;
+        if (D == 64 && wv >= 4) { /* warp-specialised <consumer WGs, split dQ, ring slots, overlap> */
+            int ran = 0;
+            switch (wv) {
+            case 5: r = launch_bwd_ws<2, 0, 3, 1, 0>(p, s->B, st, &ran); break;
+            case 6: r = launch_bwd_ws<2, 1, 3, 0, 0>(p, s->B, st, &ran); break;
+            case 7: r = launch_bwd_ws<2, 1, 3, 0, 1>(p, s->B, st, &ran); break;
+            case 8: r = launch_bwd_ws<2, 0, 3, 0, 1>(p, s->B, st, &ran); break;
+            default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
+            }
+            if (r != LC_OK) return r;
+            if (!ran) wv = narrow ? 1 : 2;
+        }
+        if (wv >= 4) { /* ran */
+        } else if (D == 64) r = wv == 1 ? launch_bwd_wgmma<64, 1, 1>(p, s->B, st) : wv == 3 ? launch_bwd_wgmma<64, 2, 0>(p, s->B, st) : launch_bwd_wgmma<64, 2, 1>(p, s->B, st);
         else r = wv == 1 ? launch_bwd_wgmma<128, 1, 1>(p, s->B, st) : wv == 3 ? launch_bwd_wgmma<128, 2, 0>(p, s->B, st) : launch_bwd_wgmma<128, 2, 1>(p, s->B, st);
     } else
     switch (D) {

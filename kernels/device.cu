@@ -20,6 +20,34 @@ extern "C" int lc_cuda_device_count(const char **why) {
     return n;
 }
 
+/* Writes 1 only in the sm_90a build of this kernel: which build the driver loaded for this device
+ * tells whether the wgmma / setmaxnreg kernels of this binary can run (the plain sm_90 build
+ * has them compiled out). Every .cu file is built for both targets, so one probe answers for all. */
+__global__ void probe_sm90a_kernel(int *out) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    *out = 1;
+#else
+    *out = 0;
+#endif
+}
+
+extern "C" int lc_cuda_have_sm90a(void) {
+    static int cached = -1;
+    if (cached >= 0) return cached;
+    int *d = NULL, h = 0;
+    if (lc_cuda_device_count(NULL) == 0 || cudaMalloc(&d, sizeof(int)) != cudaSuccess) {
+        cudaGetLastError();
+        return cached = 0;
+    }
+    probe_sm90a_kernel<<<1, 1>>>(d);
+    if (cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost) != cudaSuccess) {
+        cudaGetLastError();
+        h = 0;
+    }
+    cudaFree(d);
+    return cached = h;
+}
+
 extern "C" const char *lc_device_name(void) {
     static char name[256];
     if (!name[0]) {

@@ -16,6 +16,9 @@ int lc_cuda_built(void);
 /* Number of usable CUDA devices (0 without the backend or without a driver/GPU); when 0 and
  * `why` is non-NULL, *why says why (e.g. "no CUDA device: cudaErrorNoDevice"). */
 int lc_cuda_device_count(const char **why);
+/* 1 when the driver runs this binary's sm_90a code on device 0 (wgmma, TMA kernels available);
+ * probed once per process, 0 without a device. */
+int lc_cuda_have_sm90a(void);
 /* Name of device 0 as the driver reports it ("NVIDIA H100 80GB HBM3"), or "cpu". */
 const char *lc_device_name(void);
 /* Free and total bytes on device 0; LC_EDEVICE when there is none. */

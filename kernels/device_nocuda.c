@@ -2,6 +2,7 @@
 #include "device.h"
 
 int lc_cuda_built(void) { return 0; }
+int lc_cuda_have_sm90a(void) { return 0; }
 int lc_cuda_device_count(const char **why) {
     if (why) *why = "built without the CUDA backend (CUDA=0 or nvcc not found)";
     return 0;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cuda_common.cuh"
+#include "device.h"
 #include "hsa.h"
 #include "hsa_attend.cuh"
 #include "hsa_attend_fwd.cuh"
@@ -39,34 +40,6 @@ static lc_status cuda_shape_check(const struct hsa_shape *s, const char *what, i
 }
 
 /* ---------------- retrieval ---------------- */
-
-__global__ void hsa_probe_sm90a_kernel(int *out) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    *out = 1;
-#else
-    *out = 0;
-#endif
-}
-
-/* 1 when the code the driver loaded for this device is the sm_90a build (wgmma available); probed
- * once per process. */
-static int hsa_have_sm90a(void) {
-    static int cached = -1;
-    if (cached >= 0) return cached;
-    int *d = NULL, h = 0;
-    if (cudaMalloc(&d, sizeof(int)) != cudaSuccess) {
-        cudaGetLastError();
-        return 0;
-    }
-    hsa_probe_sm90a_kernel<<<1, 1>>>(d);
-    if (cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost) != cudaSuccess) {
-        cudaGetLastError();
-        h = 0;
-    }
-    cudaFree(d);
-    cached = h;
-    return h;
-}
 
 size_t hsa_retrieve_workspace_cuda(const struct hsa_shape *s) {
     (void)s;
@@ -104,7 +77,7 @@ lc_status hsa_retrieve_cuda(const struct hsa_shape *s, const bf16_t *q_r, const 
      * tiles) | wtp (32 x 64 + threshold pruning while the lists fill) | wg (wgmma, sm_90a, dr a
      * multiple of 64) | wgp (wgmma + pruning; the default where it applies, else wtp) | wgp8 */
     const char *env = getenv("LONGCTX_HSA_RETR");
-    const bool wg_ok = s->dr % BKW == 0 && hsa_have_sm90a();
+    const bool wg_ok = s->dr % BKW == 0 && lc_cuda_have_sm90a();
     void (*kern)(const params) = wg_ok ? retrieve_kernel<16, true, true> : retrieve_kernel<32, true, false>;
     size_t sm = wg_ok ? smem_bytes<true, 1>((int)s->K) : smem_bytes<false, 2>((int)s->K);
     if (env && !strcmp(env, "v2")) kern = retrieve_kernel<16, false, false>, sm = smem_bytes<false, 1>((int)s->K);

@@ -78,6 +78,13 @@ int main(int argc, char **argv) {
                 snprintf(note, sizeof note, "%s", lc_last_error());
             }
         }
+        if (!strcmp(status, "ok")) { /* tuning overrides in force, so rows of different variants stay apart */
+            static const char *envs[] = {"LC_ATTN_WG", "LC_ATTN_WGB", "LC_ATTN_FWD", "LC_ATTN_BWD", "LC_ATTN_WGMMA"};
+            for (int e = 0; e < 5; e++) {
+                const char *v = getenv(envs[e]);
+                if (v && *v) snprintf(note + strlen(note), sizeof note - strlen(note), "%s%s=%s", *note ? " " : "", envs[e], v);
+            }
+        }
         for (char *s = note; *s; s++)
             if (*s == ',' || *s == '\n') *s = ';';
         const double tf = t.ms_median > 0 ? c.flops / (t.ms_median * 1e-3) / 1e12 : 0;

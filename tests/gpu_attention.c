@@ -256,6 +256,41 @@ static void check_huge(void) {
     free(o), free(lse), free(dq), free(dk), free(dv);
 }
 
+/* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8), every variant, against the
+ * C reference; then with 3 persistent blocks, so each block serves many key blocks (K/V buffers,
+ * slot ring, dQ staging wrap around). Variant 7 is the dh-64 default; it and the others ran clean
+ * on the H100 (session 3). Last, so a fault leaves the tests before it unaffected. --small (for
+ * compute-sanitizer) runs variant 4 on two shapes. */
+static void check_ws_backward(int small) {
+    static const char *wsb[] = {"4", "5", "6", "7", "8"};
+    char nm[8][96];
+    for (int i = 0; i < (small ? 1 : 5); i++) {
+        setenv("LC_ATTN_WGB", wsb[i], 1);
+        snprintf(nm[0], sizeof nm[0], "ws backward %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsb[i]);
+        check_case(nm[0], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 210 + i);
+        snprintf(nm[1], sizeof nm[1], "ws backward %s: dense dh 64, B=2 L=300 HQ=4 H=2", wsb[i]);
+        check_case(nm[1], (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 220 + i);
+        if (small) break;
+        snprintf(nm[2], sizeof nm[2], "ws backward %s: SWA dh 64, L=1100 W=64 HQ=8 H=2 (G=4)", wsb[i]);
+        check_case(nm[2], (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 230 + i);
+        snprintf(nm[3], sizeof nm[3], "ws backward %s: non-causal dh 64, B=2 L=77 HQ=2 H=2", wsb[i]);
+        check_case(nm[3], (struct attn_shape){2, 77, 2, 2, 64, 0, 0, 0, 0, 0}, 240 + i);
+        snprintf(nm[4], sizeof nm[4], "ws backward %s: non-causal dh 64, L=333 HQ=2 H=1, scale 0.2", wsb[i]);
+        check_case(nm[4], (struct attn_shape){1, 333, 2, 1, 64, 0, 0, 0.2f, 0, 0}, 245 + i);
+        snprintf(nm[5], sizeof nm[5], "ws backward %s: SWA dh 64, L=700 W=1 HQ=4 H=4", wsb[i]);
+        check_case(nm[5], (struct attn_shape){1, 700, 4, 4, 64, 1, 1, 0, 0, 0}, 250 + i);
+        snprintf(nm[6], sizeof nm[6], "ws backward %s: SWA dh 64, L=1111 W=300 HQ=4 H=2", wsb[i]);
+        check_case(nm[6], (struct attn_shape){1, 1111, 4, 2, 64, 300, 1, 0, 0, 0}, 280 + i);
+        setenv("LC_ATTN_WS_GRID", "3", 1);
+        snprintf(nm[7], sizeof nm[7], "ws backward %s, 3 blocks: SWA dh 64, B=2 L=3000 W=512 HQ=4 H=2", wsb[i]);
+        check_case(nm[7], (struct attn_shape){2, 3000, 4, 2, 64, 512, 1, 0, 0, 0}, 260 + i);
+        snprintf(nm[7], sizeof nm[7], "ws backward %s, 3 blocks: dense dh 64, L=1500 HQ=3 H=1", wsb[i]);
+        check_case(nm[7], (struct attn_shape){1, 1500, 3, 1, 64, 0, 1, 0, 0, 0}, 270 + i);
+        unsetenv("LC_ATTN_WS_GRID");
+    }
+    unsetenv("LC_ATTN_WGB");
+}
+
 int main(int argc, char **argv) {
     const char *why = NULL;
     int small = argc > 1 && strcmp(argv[1], "--small") == 0; /* for compute-sanitizer */
@@ -378,5 +413,6 @@ int main(int argc, char **argv) {
         s.q_pos0 = 64;
         T_ERR(attention_forward_cuda(&s, (bf16_t *)8, (bf16_t *)8, (bf16_t *)8, (bf16_t *)8, (float *)8, NULL), "exceeds L");
     }
+    check_ws_backward(small);
     return t_finish();
 }
