@@ -13,17 +13,14 @@
  *            l = sum p (+ e^-m), acc += (w/l) p V      (p scaled before bf16 rounding)
  *            lse[t, a, slot] = m + log l
  *   BWD (dq pass): p = exp(s*scale - lse), dP = dO V^T, D = rowsum(p * dP)  (= <o_k, dO>),
- *            dZ = w p (dP - D), dq += dZ K scale;  {lse log2(e), D} stored per (t, slot, a) as a
- *            float2 for dw and dK/dV (the 16 heads of a (token, slot) pair are 128 contiguous bytes,
- *            where the (t, a, slot) layout of lse costs one 32-byte sector per head and array).
+ *            dZ = w p (dP - D), dq += dZ K scale;  D stored per (t, a, slot) for dw and dK/dV.
  * Each thread tracks, for its two rows per tile, a pointer into that row's token list; the
  * pointer advances when the union reaches the list head, which gives the slot number.
  *
  * attend_dkdv_kernel<S, DH, R>: one CTA per (chunk c, KV head h, batch b), one warp per 16 keys.
  * The (token, slot) pairs that selected c come from a stable radix sort of all pairs by chunk
  * (token order inside a chunk, so sums are deterministic); their G query rows are gathered R
- * rows at a time (cp.async, double-buffered), with their {lse, D} float2 (written by the dq pass):
- * S^T = K q^T, dP^T = V dO^T, P^T = exp(S^T scale - lse), dV += (w P^T) dO,
+ * rows at a time (cp.async, double-buffered): S^T = K q^T, dP^T = V dO^T, P^T = exp(S^T scale - lse), dV += (w P^T) dO,
  * dK += w P^T (dP^T - D) q scale. Work is proportional to L*K*G, not L^2.
  */
 #ifndef LONGCTX_HSA_ATTEND_CUH
@@ -35,10 +32,6 @@ namespace hsa_attend {
 
 using namespace hsa_mma;
 typedef __nv_bfloat16 bf16;
-
-__device__ __forceinline__ void cp_async8(void *smem, const void *gmem) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(smem_u32(smem)), "l"(gmem));
-}
 
 struct tok_params {
     int64_t B, L, HQ, H, G, K, Hr, Lr, block_q, S, C;
@@ -58,7 +51,7 @@ struct tok_params {
     const bf16 *dout;
     const float *lse_in;
     bf16 *dq;
-    float *D; /* float2 {lse log2(e), D} per ((b, t, slot), query head a) */
+    float *D;
 };
 
 __device__ __forceinline__ int64_t num_visible(int64_t r, int64_t S, int64_t block_q, int64_t C) {
@@ -298,9 +291,7 @@ __global__ void __launch_bounds__(512) attend_tok_kernel(const tok_params p, con
                     }
                 D += __shfl_xor_sync(0xffffffffu, D, 1);
                 D += __shfl_xor_sync(0xffffffffu, D, 2);
-                if (slot[hh] >= 0 && tig == 0)
-                    reinterpret_cast<float2 *>(p.D)[((b * p.Lq + tok) * p.K + slot[hh]) * p.HQ + h * G + rhead[hh]] =
-                        make_float2(lse2, D);
+                if (slot[hh] >= 0 && tig == 0) p.D[lo] = D;
                 const float wv = wr[hh];
 #pragma unroll
                 for (int nt = 0; nt < NT; nt++)
@@ -350,7 +341,7 @@ struct dkdv_params {
     int64_t B, L, HQ, H, G, K, Hr, Lr, block_q, S, C;
     float scale;
     const bf16 *q, *k, *v, *dout;
-    const float *w, *D; /* D: float2 {lse log2(e), D} per ((b, t, slot), a), from the dq pass */
+    const float *w, *lse, *D;
     const int32_t *off;  /* [B*Hr*C + 1] */
     const int32_t *pairs; /* t*K + slot, sorted by (b, hr, chunk), token order inside */
     bf16 *dk, *dv;
@@ -359,11 +350,9 @@ struct dkdv_params {
 template <int S, int DH, int R>
 struct dkdv_smem {
     static constexpr int LD = DH + 8;
-    /* K_c, V_c, then two buffers of R gathered rows: q, dO, {lse, D}, w */
-    static constexpr size_t buf_bytes = (size_t)2 * R * LD * sizeof(bf16) + (size_t)R * (sizeof(float2) + sizeof(float));
-    /* then two row tables (q/dO element offset, {lse, D} index, w index per gathered row) */
-    static constexpr size_t tab_bytes = (size_t)3 * R * sizeof(int64_t);
-    static constexpr size_t bytes = (size_t)2 * S * LD * sizeof(bf16) + 2 * buf_bytes + 2 * tab_bytes;
+    /* K_c, V_c, then two buffers of R gathered rows: q, dO, lse, D, w */
+    static constexpr size_t buf_bytes = (size_t)2 * R * LD * sizeof(bf16) + (size_t)3 * R * sizeof(float);
+    static constexpr size_t bytes = (size_t)2 * S * LD * sizeof(bf16) + 2 * buf_bytes;
 };
 
 template <int S, int DH, int R>
@@ -394,61 +383,44 @@ __global__ void __launch_bounds__(S * 2) attend_dkdv_kernel(const dkdv_params p)
     }
 
     const int64_t nrows = (p1 - p0) * G;
-    int64_t *tabs = reinterpret_cast<int64_t *>(bufs + 2 * SM::buf_bytes); /* [2][3][R] */
-    /* row table of the batch of R rows (pair, head) starting at row i0, one thread per row: the
-     * index arithmetic (divisions by G and K) once per row and batch instead of once per copied
-     * 16-byte segment; offset -1 marks a row past the end */
-    auto plan = [&](int64_t i0, int st) {
-        int64_t *tq = tabs + st * 3 * R, *tl = tq + R, *tw = tl + R;
-        for (int r = threadIdx.x; r < R; r += blockDim.x) {
-            const int64_t i = i0 + r;
-            int64_t qo = -1, lo = 0, wo = 0;
-            if (i < nrows) {
-                const int64_t pr = i / G;
-                const int64_t g = i - pr * G;
-                const int32_t pv = p.pairs[p0 + pr];
-                const int64_t t = pv / (int32_t)p.K, sl = pv - (int32_t)t * (int32_t)p.K;
-                qo = ((b * p.L + t) * p.HQ + h * G + g) * DH;
-                lo = ((b * p.L + t) * p.K + sl) * p.HQ + h * G + g;
-                wo = ((b * p.Lr + t / p.block_q) * p.Hr + hr) * p.K + sl;
-            }
-            tq[r] = qo, tl[r] = lo, tw[r] = wo;
-        }
-    };
-    /* gather the rows of table st into buffer st, all by cp.async */
-    auto gather = [&](int st) {
-        const int64_t *tq = tabs + st * 3 * R, *tl = tq + R, *tw = tl + R;
+    /* gather R query rows (pair, head) starting at row i0 into buffer st, all by cp.async */
+    auto gather = [&](int64_t i0, int st) {
         bf16 *qs = reinterpret_cast<bf16 *>(bufs + st * SM::buf_bytes);
         bf16 *ds = qs + R * LD;
-        float2 *ls_s = reinterpret_cast<float2 *>(ds + R * LD);
-        float *w_s = reinterpret_cast<float *>(ls_s + R);
+        float *lse_s = reinterpret_cast<float *>(ds + R * LD);
+        float *D_s = lse_s + R, *w_s = D_s + R;
         for (int e = threadIdx.x; e < R * SEG; e += blockDim.x) {
-            const int r = e / SEG, sg = e % SEG;
-            const int64_t off = tq[r];
-            if (off >= 0) {
-                cp_async16(qs + r * LD + sg * 8, p.q + off + sg * 8);
-                cp_async16(ds + r * LD + sg * 8, p.dout + off + sg * 8);
+            int r = e / SEG, sg = e % SEG;
+            int64_t i = i0 + r;
+            if (i < nrows) {
+                int32_t pv = p.pairs[p0 + i / G];
+                int64_t t = pv / p.K;
+                int64_t off = ((b * p.L + t) * p.HQ + h * G + i % G) * DH + sg * 8;
+                cp_async16(qs + r * LD + sg * 8, p.q + off);
+                cp_async16(ds + r * LD + sg * 8, p.dout + off);
             } else {
                 *reinterpret_cast<uint4 *>(qs + r * LD + sg * 8) = make_uint4(0, 0, 0, 0);
                 *reinterpret_cast<uint4 *>(ds + r * LD + sg * 8) = make_uint4(0, 0, 0, 0);
             }
         }
         for (int r = threadIdx.x; r < R; r += blockDim.x) {
-            if (tq[r] >= 0) {
-                cp_async8(ls_s + r, p.D + 2 * tl[r]);
-                cp_async4(w_s + r, p.w + tw[r]);
+            int64_t i = i0 + r;
+            if (i < nrows) {
+                int32_t pv = p.pairs[p0 + i / G];
+                int64_t t = pv / p.K, sl = pv % p.K;
+                int64_t o = ((b * p.L + t) * p.HQ + h * G + i % G) * p.K + sl;
+                cp_async4(lse_s + r, p.lse + o);
+                cp_async4(D_s + r, p.D + o);
+                cp_async4(w_s + r, p.w + ((b * p.Lr + t / p.block_q) * p.Hr + hr) * p.K + sl);
             } else {
-                ls_s[r] = make_float2(0.f, 0.f);
+                lse_s[r] = 0.f;
+                D_s[r] = 0.f;
                 w_s[r] = 0.f; /* padding rows contribute nothing */
             }
         }
     };
-    if (nrows > 0) plan(0, 0);
-    __syncthreads();
-    if (nrows > 0) gather(0);
+    if (nrows > 0) gather(0, 0);
     cp_async_commit();
-    if (R < nrows) plan(R, 1);
-    __syncthreads(); /* table 1 visible to the first iteration's gather */
 
     float dK[ND][4], dV[ND][4];
 #pragma unroll
@@ -459,14 +431,14 @@ __global__ void __launch_bounds__(S * 2) attend_dkdv_kernel(const dkdv_params p)
     const float sl2 = p.scale * 1.4426950408889634f;
     int st = 0;
     for (int64_t i0 = 0; i0 < nrows; i0 += R, st ^= 1) {
-        if (i0 + R < nrows) gather(st ^ 1); /* its table was planned before the last barrier */
+        if (i0 + R < nrows) gather(i0 + R, st ^ 1);
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
         const bf16 *qs = reinterpret_cast<const bf16 *>(bufs + st * SM::buf_bytes);
         const bf16 *ds = qs + R * LD;
-        const float2 *ls_s = reinterpret_cast<const float2 *>(ds + R * LD);
-        const float *w_s = reinterpret_cast<const float *>(ls_s + R);
+        const float *lse_s = reinterpret_cast<const float *>(ds + R * LD);
+        const float *D_s = lse_s + R, *w_s = D_s + R;
 
         /* S^T [16 keys x R rows] and dP^T */
         float sT[NR][4], dT[NR][4];
@@ -496,10 +468,9 @@ __global__ void __launch_bounds__(S * 2) attend_dkdv_kernel(const dkdv_params p)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int r = n * 8 + tig * 2 + (e & 1);
-                const float2 ld = ls_s[r];
-                float pw = w_s[r] * exp2f(fmaf(sT[n][e], sl2, -ld.x));
+                float pw = w_s[r] * exp2f(sT[n][e] * sl2 - lse_s[r] * 1.4426950408889634f);
                 sT[n][e] = pw;
-                dT[n][e] = pw * (dT[n][e] - ld.y);
+                dT[n][e] = pw * (dT[n][e] - D_s[r]);
             }
         /* dV += pw dO ; dK += dz q   (k-dim = rows) */
 #pragma unroll
@@ -524,9 +495,7 @@ __global__ void __launch_bounds__(S * 2) attend_dkdv_kernel(const dkdv_params p)
                 mma16816(dK[2 * np + 1], za, bq[2], bq[3]);
             }
         }
-        /* table st was read when batch i0 was issued (an iteration ago): plan batch i0 + 2R into it */
-        if (i0 + 2 * R < nrows) plan(i0 + 2 * R, st);
-        __syncthreads(); /* buffer st is refilled, and table st read, at the next iteration's top */
+        __syncthreads(); /* buffer st is refilled two batches later */
     }
     cp_async_wait<0>();
 #pragma unroll
