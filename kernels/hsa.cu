@@ -7,6 +7,8 @@
  *                     16-row tiles per consumer warp share each K/V fragment
  *   hsa_attend.cuh    chunk attention over the union of a token block's chunks (forward for the
  *                     other shapes, dq pass) and dK/dV per chunk through a radix-sorted reverse index
+ *   hsa_attend_bwd.cuh opt-in backward (LONGCTX_HSA_BWD): dq pass in the producer/consumer form of
+ *                     the forward, dK/dV pass reading a packed {lse, D} float2
  *   this file         fusion weights, dw reduction, reverse-index build, host entry points.
  * bf16 storage, fp32 accumulation; every result is deterministic except dlmk in
  * hsa_scores_backward_cuda (fp32 atomics, documented there).
@@ -21,6 +23,7 @@
 #include "hsa.h"
 #include "hsa_attend.cuh"
 #include "hsa_attend_fwd.cuh"
+#include "hsa_attend_bwd.cuh"
 #include "hsa_retrieve.cuh"
 
 typedef __nv_bfloat16 bf16;
@@ -412,6 +415,23 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
 
 /* ---- backward ---- */
 
+/* Which backward: the default ("tok": attend_tok_kernel<BWD> dq pass, attend_dkdv_kernel) or the
+ * hsa_attend_bwd.cuh pipeline (G % 16 == 0, S = dh = 64): producer/consumer dq pass with t15 = 15
+ * consumer warps (128 registers) or t11 = 11 (166), packed {lse, D}, attend_dkdv2_kernel.
+ * LONGCTX_HSA_BWD = tok | t15 | t11; shapes the pipeline cannot take use the default. Not yet
+ * timed or run on a GPU (session 4 had no device time left), hence opt-in.
+ * Returns the consumer-warp count, 0 for the default. The workspace size depends on it (the
+ * packed array is twice D), so the size query and the call must see the same environment. */
+static int bwd_variant(const struct hsa_shape *s) {
+    const int64_t G = s->HQ / s->H;
+    const int fits = G % 16 == 0 && G / 16 <= 11 && s->S == 64 && s->dh == 64;
+    const char *env = getenv("LONGCTX_HSA_BWD");
+    if (!env) return 0;
+    if (!strcmp(env, "t15")) return fits ? 15 : 0;
+    if (!strcmp(env, "t11")) return fits ? 11 : 0;
+    return 0;
+}
+
 static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 struct bwd_ws {
@@ -427,7 +447,10 @@ static size_t bwd_layout(const struct hsa_shape *s, void *base, bwd_ws *ws) {
     size_t cub_bytes = 0;
     cub::DeviceRadixSort::SortPairs((void *)NULL, cub_bytes, (int32_t *)NULL, (int32_t *)NULL, (int32_t *)NULL,
                                     (int32_t *)NULL, (int)N, 0, 32);
-    size_t sizes[7] = {align256((size_t)(s->B * s->L * s->HQ * s->K) * sizeof(float)),
+    /* D: per (b, t, query head, slot); the LONGCTX_HSA_BWD pipeline stores a float2 {lse log2(e), D}
+     * per (b, t, slot, query head) there instead */
+    const size_t dsz = bwd_variant(s) ? 2 * sizeof(float) : sizeof(float);
+    size_t sizes[7] = {align256((size_t)(s->B * s->L * s->HQ * s->K) * dsz),
                        align256((size_t)N * 4),
                        align256((size_t)N * 4),
                        align256((size_t)N * 4),
@@ -481,9 +504,10 @@ __global__ void offsets_kernel(int64_t N, int32_t nkeys, const int32_t *keys, in
     for (int32_t kk = prev + 1; kk <= cur; kk++) off[kk] = (int32_t)i;
 }
 
-/* dw[b, r, hr, k] = sum over the row's tokens, the KV heads of hr and their G query heads of D. */
+/* dw[b, r, hr, k] = sum over the row's tokens, the KV heads of hr and their G query heads of D
+ * (packed: the .y of the float2 {lse, D} at ((b, t, k), a); else D at ((b, t, a), k)). */
 __global__ void dw_kernel(int64_t B, int64_t L, int64_t HQ, int64_t H, int64_t K, int64_t Hr, int64_t Lr,
-                          int64_t S, int64_t C, int64_t block_q, const float *D, float *dw) {
+                          int64_t S, int64_t C, int64_t block_q, int packed, const float *D, float *dw) {
     int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= B * Lr * Hr * K) return;
     int64_t k = e % K, hr = (e / K) % Hr, r = (e / (K * Hr)) % Lr, b = e / (K * Hr * Lr);
@@ -495,22 +519,46 @@ __global__ void dw_kernel(int64_t B, int64_t L, int64_t HQ, int64_t H, int64_t K
         int64_t ta = r * block_q, tb = ta + block_q < L ? ta + block_q : L;
         for (int64_t t = ta; t < tb; t++)
             for (int64_t h = h0; h < h1; h++)
-                for (int64_t g = 0; g < G; g++) acc += D[((b * L + t) * HQ + h * G + g) * K + k];
+                for (int64_t g = 0; g < G; g++)
+                    acc += packed ? D[2 * (((b * L + t) * K + k) * HQ + h * G + g) + 1]
+                                  : D[((b * L + t) * HQ + h * G + g) * K + k];
     }
     dw[e] = acc;
 }
 
-template <int S, int DH>
+template <int S, int DH, bool PACKED>
 static lc_status launch_dkdv(const hsa_attend::dkdv_params &p, cudaStream_t st) {
     constexpr int R = DH <= 64 ? 64 : 32;
-    auto kern = hsa_attend::attend_dkdv_kernel<S, DH, R>;
-    size_t sm = hsa_attend::dkdv_smem<S, DH, R>::bytes;
+    void (*kern)(const hsa_attend::dkdv_params);
+    size_t sm;
+    if constexpr (PACKED) {
+        kern = hsa_bwd::attend_dkdv2_kernel<S, DH, R>;
+        sm = hsa_bwd::dkdv2_smem<S, DH, R>::bytes;
+    } else {
+        kern = hsa_attend::attend_dkdv_kernel<S, DH, R>;
+        sm = hsa_attend::dkdv_smem<S, DH, R>::bytes;
+    }
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     if (p.C > 0) {
         dim3 grid((unsigned)p.C, (unsigned)p.H, (unsigned)p.B);
         kern<<<grid, (S / 16) * 32, sm, st>>>(p);
         cuda_check_launch("attend_dkdv_kernel");
     }
+    return LC_OK;
+}
+
+template <int NCW>
+static lc_status launch_dq(hsa_attend::tok_params p, cudaStream_t st) {
+    typedef hsa_bwd::dq_smem<64, 64, NCW> SM;
+    auto kern = hsa_bwd::attend_dq_kernel<64, 64, NCW>;
+    p.MT = NCW / (int)(p.G / 16);
+    if (p.MT < 1) return lc_errorf(LC_EUNSUPPORTED, "hsa_attend_backward_cuda: G = %lld too large for the dq kernel", (long long)p.G);
+    const int ns = SM::stages(p.MT, (int)p.K, (size_t)220 * 1024);
+    const size_t sm = SM::bytes(p.MT, (int)p.K, ns);
+    cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    dim3 grid((unsigned)((p.Lq + p.MT - 1) / p.MT), (unsigned)p.H, (unsigned)p.B);
+    kern<<<grid, 32 * (NCW + 1), sm, st>>>(p, ns);
+    cuda_check_launch("attend_dq_kernel");
     return LC_OK;
 }
 
@@ -541,14 +589,17 @@ lc_status hsa_attend_backward_cuda(const struct hsa_shape *s, const bf16_t *q, c
     p.lse_in = lse;
     p.dq = reinterpret_cast<bf16 *>(dq);
     p.D = ws.D;
-    HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, true>(p, cfg, st))));
+    const int bv = bwd_variant(s);
+    if (bv == 15) LC_TRY(launch_dq<15>(p, st));
+    else if (bv == 11) LC_TRY(launch_dq<11>(p, st));
+    else HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, true>(p, cfg, st))));
 
     /* 2. dw */
     nvtx_range.next("hsa.attend.bwd.dw");
     {
         int64_t n = s->B * Lr * s->Hr * s->K;
         dw_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(s->B, s->L, s->HQ, s->H, s->K, s->Hr, Lr, s->S, C,
-                                                               s->block_q, ws.D, dw);
+                                                               s->block_q, bv != 0, ws.D, dw);
         cuda_check_launch("dw_kernel");
     }
 
@@ -592,12 +643,13 @@ lc_status hsa_attend_backward_cuda(const struct hsa_shape *s, const bf16_t *q, c
     d.v = p.v;
     d.dout = p.dout;
     d.w = w;
-    d.lse = lse;
+    d.lse = lse; /* read by the default dK/dV kernel; the packed one takes lse from D's float2 */
     d.D = ws.D;
     d.off = ws.off;
     d.pairs = ws.vals_out;
     d.dk = reinterpret_cast<bf16 *>(dk);
     d.dv = reinterpret_cast<bf16 *>(dv);
-    HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_dkdv<S, DH>(d, st))));
+    if (bv) LC_TRY((launch_dkdv<64, 64, true>(d, st)));
+    else HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_dkdv<S, DH, false>(d, st))));
     return LC_OK;
 }

@@ -13,7 +13,9 @@
  *  - attend backward: dq, dk, dv rel err <= 2e-2, dw rel err <= 1e-2; a second run is bitwise equal.
  *  - scores backward: dq_r rel err <= 1e-4 (dlmk uses atomics: checked against the reference).
  * Shapes: ragged L, K larger than the visible chunks, G = 1, 3, 4, 16, H = 2 with Hr = 1 and H,
- * softmax1 on/off, both weightings, block_q 1 and S, S 32/64/128, dh 32/64/128, K up to 64. */
+ * softmax1 on/off, both weightings, block_q 1 and S, S 32/64/128, dh 32/64/128, K up to 64.
+ * The backward's dq-pass variants (LONGCTX_HSA_BWD = t15, t11) run the same backward checks on
+ * G = 1, 4, 16, 32 (test_bwd_variants). `gpu_hsa bwd` runs the backward tests alone. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,12 +542,46 @@ static void test_errors(void) {
     T_ERR(hsa_retrieve_cuda(&s, NULL, NULL, NULL, NULL, NULL, NULL), "dr = 48");
 }
 
+/* the producer/consumer dq pass of the backward (LONGCTX_HSA_BWD = t15 | t11, kernels/hsa_attend_bwd.cuh)
+ * against the C reference: G = 16 (ragged L with K > visible; K = 24 with the ring wrapping over a
+ * long union, stick-breaking; H = 2 with Hr = 1; B = 2 with Hr = H), G = 32, and G = 1, 4 (shapes the
+ * kernel does not take: they must fall back to the token-block dq pass) */
+static void test_bwd_variants(int quick) {
+    {
+        static const char *bvariants[] = {"t15", "t11"};
+        struct hsa_shape bw[] = {
+            mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX),
+            mk(1, 1600, 16, 1, 64, 64, 24, 1, 32, 1, 0, HSA_STICK_BREAKING),
+            mk(1, 1100, 32, 2, 64, 64, 12, 1, 32, 1, 1, HSA_SOFTMAX),
+            mk(2, 700, 32, 2, 64, 64, 8, 2, 32, 1, 0, HSA_STICK_BREAKING),
+            mk(1, 1500, 32, 1, 64, 64, 12, 1, 32, 1, 1, HSA_SOFTMAX),
+            mk(1, 777, 1, 1, 64, 64, 4, 1, 32, 1, 0, HSA_SOFTMAX),
+            mk(1, 900, 4, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX),
+        };
+        const int nbw = quick ? 2 : (int)(sizeof bw / sizeof bw[0]);
+        for (int vi = 0; vi < 2; vi++) {
+            setenv("LONGCTX_HSA_BWD", bvariants[vi], 1);
+            variant_tag = bvariants[vi];
+            for (int i = 0; i < nbw; i++) test_attend(bw[i], 400 + (uint64_t)i, 1);
+        }
+        unsetenv("LONGCTX_HSA_BWD");
+        variant_tag = "";
+    }
+}
+
 int main(int argc, char **argv) {
     int quick = argc > 1; /* any argument: the small shapes only (for compute-sanitizer) */
     if (argc > 1 && !strcmp(argv[1], "fwd")) { /* the producer/consumer forward alone (racecheck) */
         test_attend(mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 100, 0);
         test_attend(with_offset(mk(1, 3000, 32, 1, 64, 64, 12, 1, 32, 1, 1, HSA_SOFTMAX), 1000, 1999), 135, 0);
         test_attend(mk(1, 2000, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 136, 0); /* the ring wraps */
+        return t_finish();
+    }
+    if (argc > 1 && !strcmp(argv[1], "bwd")) { /* the backward alone: default (token-block dq) and the variants */
+        test_attend(mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 200, 1);
+        test_attend(mk(2, 1000, 4, 2, 32, 32, 8, 2, 32, 1, 1, HSA_STICK_BREAKING), 201, 1);
+        test_attend(mk(1, 520, 32, 2, 64, 32, 16, 1, 32, 1, 1, HSA_SOFTMAX), 203, 1);
+        test_bwd_variants(0);
         return t_finish();
     }
     test_errors();
@@ -611,6 +647,7 @@ int main(int argc, char **argv) {
         variant_tag = "";
     }
     for (int i = 0; i < nfw; i++) test_attend(fw[i], 200 + (uint64_t)i, 1);
+    test_bwd_variants(quick);
 
     test_scores_backward(mk(1, 900, 1, 1, 64, 32, 8, 1, 64, 1, 0, 0));
 
