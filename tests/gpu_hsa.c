@@ -647,7 +647,11 @@ int main(int argc, char **argv) {
         variant_tag = "";
     }
     for (int i = 0; i < nfw; i++) test_attend(fw[i], 200 + (uint64_t)i, 1);
-    test_bwd_variants(quick);
+    /* the opt-in backward variants have not run on a device yet: under `make test` only with
+     * LC_TEST_HSA_BWD=1 (a fault there must not take the default path's tests down); `gpu_hsa bwd`
+     * runs them always */
+    const char *bwd_on = getenv("LC_TEST_HSA_BWD");
+    if (bwd_on && !strcmp(bwd_on, "1")) test_bwd_variants(quick);
 
     test_scores_backward(mk(1, 900, 1, 1, 64, 32, 8, 1, 64, 1, 0, 0));
 
