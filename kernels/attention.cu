@@ -1172,6 +1172,10 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             case 13: e = launch_fwd_ws<64, 3, 4, 1, 1>(p, s->B, st, &ran); break;
             case 15: e = launch_fwd_ws<128, 2, 3, 1, 1>(p, s->B, st, &ran); break;
             case 16: e = launch_fwd_ws<128, 3, 3, 1, 0>(p, s->B, st, &ran); break;
+            /* attn5 (opt-in, not yet timed): 2 consumer warpgroups x 192-key tiles, for W > 1024 and dense */
+            case 21: e = launch_fwd_ws<192, 2, 4, 1, 1>(p, s->B, st, &ran); break;
+            case 22: e = launch_fwd_ws<192, 2, 3, 1, 0>(p, s->B, st, &ran); break;
+            case 23: e = launch_fwd_ws<192, 2, 2, 1, 1>(p, s->B, st, &ran); break;
             default: break;
             }
             if (e != LC_OK || ran) return e;
@@ -1283,6 +1287,10 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
             case 6: r = launch_bwd_ws<2, 1, 3, 0, 0>(p, s->B, st, &ran); break;
             case 7: r = launch_bwd_ws<2, 1, 3, 0, 1>(p, s->B, st, &ran); break;
             case 8: r = launch_bwd_ws<2, 0, 3, 0, 1>(p, s->B, st, &ran); break;
+            /* attn5 (opt-in, not yet timed): 7 with a 4- or 2-slot Q / dO ring (overlap with K, V in
+             * registers spills 128-140 B even at 232-240 registers a consumer: not kept) */
+            case 11: r = launch_bwd_ws<2, 1, 4, 0, 1>(p, s->B, st, &ran); break;
+            case 12: r = launch_bwd_ws<2, 1, 2, 0, 1>(p, s->B, st, &ran); break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
             if (r != LC_OK) return r;
