@@ -1080,7 +1080,7 @@ lc_status launch_bwd_wgmma(const bwd_params &p0, int64_t B, cudaStream_t st) {
 /* The warp-specialised dh-64 backward; *ran = 0 (and nothing launched) when the shape does not
  * suit the bulk tensor copies (below) or a tensor map could not be made, so the caller takes the
  * plain warpgroup kernel (short or odd-sized inputs; the speed matters at long L). */
-template <int NCWG, int SPLIT, int STAGES, int OVL, int KR>
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int DQH = 0>
 lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BN = 64 * NCWG;
     bwd_params p = p0;
@@ -1097,8 +1097,8 @@ lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = bws_smem<NCWG, SPLIT, STAGES>::total;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, nitems);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, DQH>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, DQH><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, nitems);
     cuda_check_launch("attn_bwd_ws_kernel");
     *ran = 1;
     return LC_OK;
@@ -1291,6 +1291,11 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
              * registers spills 128-140 B even at 232-240 registers a consumer: not kept) */
             case 11: r = launch_bwd_ws<2, 1, 4, 0, 1>(p, s->B, st, &ran); break;
             case 12: r = launch_bwd_ws<2, 1, 2, 0, 1>(p, s->B, st, &ran); break;
+            /* attn5 (opt-in, not yet timed): each warpgroup its own dQ over its 64 keys (the warpgroups
+             * are not in lockstep, as in 5 and 8) in two 32-column halves, dV, dK issued after the
+             * second half and running under its store; no spills (with K, V in registers 148 B, with
+             * the overlap into the next tile 116 B: not kept) */
+            case 13: r = launch_bwd_ws<2, 0, 3, 0, 0, 1>(p, s->B, st, &ran); break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
             if (r != LC_OK) return r;

@@ -29,6 +29,8 @@
  *              warpgroup's softmax runs while the others' MMAs do, in a fixed order.
  * Layouts: Q, K, V, O, lse as in attention.h; tensor maps view q as [B][Lq][HQ][64] and k, v as
  * [B][L][H][64] (4-D, innermost first), so rows past Lq or L arrive as zeros.
+ * BN = 192 (attn5, LC_ATTN_WG 21-23, opt-in): 2 consumer warpgroups x 192-key tiles (m64n192k16;
+ * S 96 + P 48 + O 32 + Q 16 registers a thread), producer 24 / consumers 240 registers; no spills.
  * Tuning runs (results/notes-attn.md, attn3): PP +10-20%, QR +5-10% at BN = 64, 3 consumer
  * warpgroups beat 2; a quarter of the exp2 on the FMA pipe (a cubic) was slower and was dropped. */
 

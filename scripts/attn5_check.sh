@@ -6,7 +6,8 @@
 #   make -j16 all && make -j16 build/tests/gpu_attention
 # Variants (env var = value): forward LC_ATTN_WG 21 <192-key tiles, 2 consumer WGs, 4 slots, Q in
 # registers>, 22 <192, 2 WGs, 3 slots, Q in shared memory>, 23 <192, 2 WGs, 2 slots, Q in
-# registers>; backward LC_ATTN_WGB 11 / 12 = the default 7 with a 4- / 2-slot Q, dO ring.
+# registers>; backward LC_ATTN_WGB 11 / 12 = the default 7 with a 4- / 2-slot Q, dO ring, 13 <each
+# warpgroup its own dQ (warpgroups not in lockstep) in two 32-column halves, K, V in shared memory>.
 # Defaults: forward 13 (W <= 1024) / 16 (W > 1024, dense); backward 7.
 # Prints PASS/FAIL counts and FAIL lines, then one line per (variant, point): ms. Under ~100 s.
 # Logs and the CSV go to $OUT when set (else build/attn5/).
@@ -28,8 +29,7 @@ gcc -O2 -std=c11 -fopenmp -D_GNU_SOURCE -DLC_CUDA=1 -Ikernels -Ibench -I"$CUDA/i
     build/liblongctx.a -L"$CUDA/lib64" -Wl,-rpath,"$CUDA/lib64" -lcudart -lcublasLt -lcublas -lm -lstdc++ -o "$bench" \
     >"$out/attn5_bench_build.log" 2>&1 || { echo "bench build failed:"; head -5 "$out/attn5_bench_build.log"; exit 1; }
 
-csv="$out/attn5_bench.csv"
-rm -f "$csv"
+rm -f "$out"/attn5_bench_*.csv
 sha=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 W512=swa,DIR,1,1048576,16,16,64,512
 W4K=swa,DIR,1,1048576,16,16,64,4096
@@ -38,6 +38,7 @@ pts() { local d=$1; shift; for p in "$@"; do printf '%s ' "${p/DIR/$d}"; done; }
 # one bench process per variant (the env var selects it for every point of that process)
 runv() { # label envvar value timeout points...
     local label=$1 var=$2 val=$3 to=$4; shift 4
+    local csv="$out/attn5_bench_$label.csv"
     if [ -n "$var" ]; then env "$var=$val" timeout "$to" "$bench" "$csv" "$sha" "$@" >>"$out/attn5_bench.log" 2>&1
     else timeout "$to" "$bench" "$csv" "$sha" "$@" >>"$out/attn5_bench.log" 2>&1; fi
     local r=$?
@@ -50,12 +51,21 @@ runv fwd-default "" "" 20 $(pts fwd $W512 $W4K $DENSE)
 for v in 21 22 23; do runv "fwd-WG$v" LC_ATTN_WG $v 20 $(pts fwd $W512 $W4K $DENSE); done
 # backward: the default 7 and the ring-depth variants
 runv bwd-default "" "" 25 $(pts bwd $W512 $W4K $DENSE)
-for v in 11 12; do runv "bwd-WGB$v" LC_ATTN_WGB $v 25 $(pts bwd $W512 $W4K $DENSE); done
+for v in 11 12 13; do runv "bwd-WGB$v" LC_ATTN_WGB $v 25 $(pts bwd $W512 $W4K $DENSE); done
 
-# table: variant (from the note column; default when empty), point, ms, TFLOP/s
-awk -F, 'NR > 1 {
-    v = ($21 == "" ? "default" : $21); pt = ($1 == "swa" ? "W" $9 " L" $5 : "dense L" $5);
-    printf "%-4s %-16s %-18s %9.3f ms %6.1f TF/s %s\n", $2, v, pt, $10, $14, ($19 == "ok" ? "" : $19)
-}' "$csv" 2>/dev/null | sed 's/L1048576/L1M/; s/L65536/L64K/'
+# table: variant (the file's label), point, ms, TFLOP/s; a point that did not run says why.
+# Then one CSV (label, then the bench's columns) in place of the per-variant files.
+: >"$out/attn5_bench.csv"
+for label in fwd-default fwd-WG21 fwd-WG22 fwd-WG23 bwd-default bwd-WGB11 bwd-WGB12 bwd-WGB13; do
+    f="$out/attn5_bench_$label.csv"
+    [ -f "$f" ] || { echo "$label: no rows"; continue; }
+    awk -F, -v l="$label" 'NR > 1 {
+        n = ($5 == 1048576 ? "1M" : $5 == 65536 ? "64K" : $5);
+        pt = ($1 == "swa" ? "W" $9 " L" n : "dense L" n);
+        printf "%-12s %-11s %9.3f ms %6.1f TF/s %s\n", l, pt, $10, $14, ($19 == "ok" ? "" : $19 " " substr($21, 1, 60))
+    }' "$f"
+    sed "s/^/$label,/" "$f" >>"$out/attn5_bench.csv"
+    rm -f "$f"
+done
 # the csv fields: kernel,direction,backend,B,L,HQ,H,dh,W,ms,ms_min,ms_max,reps,tflops,gbps,device,git_sha,date,status,anchor,note
 echo "total $(( $(date +%s) - t0 )) s"

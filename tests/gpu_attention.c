@@ -256,15 +256,15 @@ static void check_huge(void) {
     free(o), free(lse), free(dq), free(dk), free(dv);
 }
 
-/* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8, 11, 12), every variant, against the
+/* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8, 11..13), every variant, against the
  * C reference; then with 3 persistent blocks, so each block serves many key blocks (K/V buffers,
  * slot ring, dQ staging wrap around). Variant 7 is the dh-64 default; it and the others ran clean
  * on the H100 (session 3). Last, so a fault leaves the tests before it unaffected. --small (for
  * compute-sanitizer) runs variant 4 on two shapes. */
 static void check_ws_backward(int small) {
-    static const char *wsb[] = {"4", "5", "6", "7", "8", "11", "12"}; /* 11, 12: attn5 */
+    static const char *wsb[] = {"4", "5", "6", "7", "8", "11", "12", "13"}; /* 11-13: attn5 */
     char nm[8][96];
-    for (int i = 0; i < (small ? 1 : 7); i++) {
+    for (int i = 0; i < (small ? 1 : 8); i++) {
         setenv("LC_ATTN_WGB", wsb[i], 1);
         snprintf(nm[0], sizeof nm[0], "ws backward %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsb[i]);
         check_case(nm[0], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 210 + i);
