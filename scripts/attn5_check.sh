@@ -6,8 +6,10 @@
 #   make -j16 all && make -j16 build/tests/gpu_attention
 # Variants (env var = value): forward LC_ATTN_WG 21 <192-key tiles, 2 consumer WGs, 4 slots, Q in
 # registers>, 22 <192, 2 WGs, 3 slots, Q in shared memory>, 23 <192, 2 WGs, 2 slots, Q in
-# registers>; backward LC_ATTN_WGB 11 / 12 = the default 7 with a 4- / 2-slot Q, dO ring, 13 <each
-# warpgroup its own dQ (warpgroups not in lockstep) in two 32-column halves, K, V in shared memory>.
+# registers>, 24 = the default 16 <128 keys, 3 WGs> with int32 tile bookkeeping (spills 8 B, 16
+# spills 76 B), 25 = the default 13 <64 keys, 3 WGs, Q in registers> with int32 bookkeeping;
+# backward LC_ATTN_WGB 11 / 12 = the default 7 with a 4- / 2-slot Q, dO ring, 13 <each warpgroup
+# its own dQ (warpgroups not in lockstep) in two 32-column halves, K, V in shared memory>.
 # Defaults: forward 13 (W <= 1024) / 16 (W > 1024, dense); backward 7.
 # Prints PASS/FAIL counts and FAIL lines, then one line per (variant, point): ms. Under ~100 s.
 # Logs and the CSV go to $OUT when set (else build/attn5/).
@@ -46,17 +48,17 @@ runv() { # label envvar value timeout points...
 }
 echo "== timing (ms, median; $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
 : >"$out/attn5_bench.log"
-# forward: defaults (13 at W 512, 16 at W 4096 and dense) and the 192-key variants
+# forward: defaults (13 at W 512, 16 at W 4096 and dense) and the new variants
 runv fwd-default "" "" 20 $(pts fwd $W512 $W4K $DENSE)
-for v in 21 22 23; do runv "fwd-WG$v" LC_ATTN_WG $v 20 $(pts fwd $W512 $W4K $DENSE); done
-# backward: the default 7 and the ring-depth variants
+for v in 21 22 23 24 25; do runv "fwd-WG$v" LC_ATTN_WG $v 20 $(pts fwd $W512 $W4K $DENSE); done
+# backward: the default 7 and the new variants
 runv bwd-default "" "" 25 $(pts bwd $W512 $W4K $DENSE)
 for v in 11 12 13; do runv "bwd-WGB$v" LC_ATTN_WGB $v 25 $(pts bwd $W512 $W4K $DENSE); done
 
 # table: variant (the file's label), point, ms, TFLOP/s; a point that did not run says why.
 # Then one CSV (label, then the bench's columns) in place of the per-variant files.
 : >"$out/attn5_bench.csv"
-for label in fwd-default fwd-WG21 fwd-WG22 fwd-WG23 bwd-default bwd-WGB11 bwd-WGB12 bwd-WGB13; do
+for label in fwd-default fwd-WG21 fwd-WG22 fwd-WG23 fwd-WG24 fwd-WG25 bwd-default bwd-WGB11 bwd-WGB12 bwd-WGB13; do
     f="$out/attn5_bench_$label.csv"
     [ -f "$f" ] || { echo "$label: no rows"; continue; }
     awk -F, -v l="$label" 'NR > 1 {

@@ -359,8 +359,9 @@ int main(int argc, char **argv) {
         unsetenv("LC_ATTN_WGB");
         /* the warp-specialised forward (sm_90a, dh 64), every variant; then with 3 blocks, so each
          * persistent block serves many query tiles (key-slot ring and Q buffers wrap around) */
-        static const char *wsv[] = {"8", "11", "13", "15", "16", "21", "22", "23"}; /* 21-23: attn5, 192-key tiles */
-        for (int i = 0; i < 8; i++) {
+        /* 21-23: attn5, 192-key tiles; 24, 25: 16 and 13 with int32 positions */
+        static const char *wsv[] = {"8", "11", "13", "15", "16", "21", "22", "23", "24", "25"};
+        for (int i = 0; i < 10; i++) {
             setenv("LC_ATTN_WG", wsv[i], 1);
             snprintf(nm[0], sizeof nm[0], "ws variant %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsv[i]);
             check_case(nm[0], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 110 + i);
