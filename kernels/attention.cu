@@ -1038,12 +1038,14 @@ int sm_count() {
 
 /* The warp-specialised dh-64 forward; *ran = 0 (and nothing launched) when no tensor map could
  * be made, so the caller takes the plain warpgroup kernel. */
-template <int BN, int NCWG, int STAGES, int PP, int QR>
+template <int BN, int NCWG, int STAGES, int PP, int QR, int I32 = 0>
 lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BM = 64 * NCWG;
     fwd_params p = p0;
     p.nqb = (p.Lq + BM - 1) / BM;
     *ran = 0;
+    if (I32 && (p.L >= ((int64_t)1 << 30) || p.p0 + p.Lq >= ((int64_t)1 << 30) || p.nqb * p.HQ * B >= ((int64_t)1 << 30)))
+        return LC_OK; /* int32 positions and tile indices */
     CUtensorMap tq, tk, tv;
     if (!ws_tensor_map(&tq, p.q, B, p.Lq, p.HQ, BM) || !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) ||
         !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN))
@@ -1053,8 +1055,8 @@ lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = ws_smem_bytes<BN, NCWG, STAGES>();
-    cuda_check(cudaFuncSetAttribute(attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
+    cuda_check(cudaFuncSetAttribute(attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR, I32>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR, I32><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
     cuda_check_launch("attn_fwd_ws_kernel");
     *ran = 1;
     return LC_OK;
@@ -1080,7 +1082,7 @@ lc_status launch_bwd_wgmma(const bwd_params &p0, int64_t B, cudaStream_t st) {
 /* The warp-specialised dh-64 backward; *ran = 0 (and nothing launched) when the shape does not
  * suit the bulk tensor copies (below) or a tensor map could not be made, so the caller takes the
  * plain warpgroup kernel (short or odd-sized inputs; the speed matters at long L). */
-template <int NCWG, int SPLIT, int STAGES, int OVL, int KR>
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int DQH = 0>
 lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BN = 64 * NCWG;
     bwd_params p = p0;
@@ -1097,8 +1099,8 @@ lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = bws_smem<NCWG, SPLIT, STAGES>::total;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, nitems);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, DQH>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, DQH><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, nitems);
     cuda_check_launch("attn_bwd_ws_kernel");
     *ran = 1;
     return LC_OK;
@@ -1172,6 +1174,14 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             case 13: e = launch_fwd_ws<64, 3, 4, 1, 1>(p, s->B, st, &ran); break;
             case 15: e = launch_fwd_ws<128, 2, 3, 1, 1>(p, s->B, st, &ran); break;
             case 16: e = launch_fwd_ws<128, 3, 3, 1, 0>(p, s->B, st, &ran); break;
+            /* attn5 (opt-in, not yet timed): 2 consumer warpgroups x 192-key tiles, for W > 1024 and dense */
+            case 21: e = launch_fwd_ws<192, 2, 4, 1, 1>(p, s->B, st, &ran); break;
+            case 22: e = launch_fwd_ws<192, 2, 3, 1, 0>(p, s->B, st, &ran); break;
+            case 23: e = launch_fwd_ws<192, 2, 2, 1, 1>(p, s->B, st, &ran); break;
+            /* attn5: 16 and 13 with int32 positions / tile indices in the kernel (L < 2^30; else falls
+             * back): 16 spills 76 B, 24 8 B; 25 no spills */
+            case 24: e = launch_fwd_ws<128, 3, 3, 1, 0, 1>(p, s->B, st, &ran); break;
+            case 25: e = launch_fwd_ws<64, 3, 4, 1, 1, 1>(p, s->B, st, &ran); break;
             default: break;
             }
             if (e != LC_OK || ran) return e;
@@ -1283,6 +1293,15 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
             case 6: r = launch_bwd_ws<2, 1, 3, 0, 0>(p, s->B, st, &ran); break;
             case 7: r = launch_bwd_ws<2, 1, 3, 0, 1>(p, s->B, st, &ran); break;
             case 8: r = launch_bwd_ws<2, 0, 3, 0, 1>(p, s->B, st, &ran); break;
+            /* attn5 (opt-in, not yet timed): 7 with a 4- or 2-slot Q / dO ring (overlap with K, V in
+             * registers spills 128-140 B even at 232-240 registers a consumer: not kept) */
+            case 11: r = launch_bwd_ws<2, 1, 4, 0, 1>(p, s->B, st, &ran); break;
+            case 12: r = launch_bwd_ws<2, 1, 2, 0, 1>(p, s->B, st, &ran); break;
+            /* attn5 (opt-in, not yet timed): each warpgroup its own dQ over its 64 keys (the warpgroups
+             * are not in lockstep, as in 5 and 8) in two 32-column halves, dV, dK issued after the
+             * second half and running under its store; no spills (with K, V in registers 148 B, with
+             * the overlap into the next tile 116 B: not kept) */
+            case 13: r = launch_bwd_ws<2, 0, 3, 0, 0, 1>(p, s->B, st, &ran); break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
             if (r != LC_OK) return r;

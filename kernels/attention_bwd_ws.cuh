@@ -36,6 +36,10 @@
  *              do not see (W = 512, BN = 192: 12 tiles streamed per block, 9-10 computed per
  *              warpgroup); with SPLIT every warpgroup computes every tile (a consumer-wide named
  *              barrier per tile joins the dS^T halves, double-buffered).
+ *              DQH (attn5, variant 13; needs !SPLIT): dQ over the warpgroup's keys in two
+ *              32-column halves (dQ_0; wait; dQ_1, then dV, dK; wait for dQ_1 only), so 16
+ *              accumulator registers are live, not 32: no spills without KR (variant 8's form,
+ *              with KR, spilled 164 B; with DQH and KR 148 B, with DQH and OVL 116 B).
  * Layouts: as in attention.h; tensor maps view q, dout as [B][L][HQ][64], k, v as [B][L][H][64]
  * (rows past L arrive as zeros; a box may not be larger than its tensor, so L >= BN), the dQ
  * workspace as fp32 [B][L][HQ][64] in boxes of 32 columns x 64 rows (rows past L are not
@@ -78,7 +82,7 @@ struct bws_smem {
     static constexpr size_t total = 1024 + 2 * KV + STAGES * SLOT + DS + DQ + BARS;
 };
 
-template <int NCWG, int SPLIT, int STAGES, int OVL, int KR>
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int DQH = 0>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_bwd_ws_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                        const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -89,6 +93,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     /* registers: producer 40, consumers what it frees (2 WG: 128*40 + 256*232; 3: 128*32 + 384*160) */
     constexpr int PROD_REGS = NCWG == 2 ? 56 : 32, CONS_REGS = NCWG == 2 ? 224 : 160;
     static_assert(!SPLIT || NCWG == 2, "split dQ columns need two consumer warpgroups");
+    static_assert(!DQH || !SPLIT, "dQ in halves: per-warpgroup dQ (all 64 columns)");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *sK = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [2][BN x 128 B] */
     unsigned char *sV = sK + SM::KV;                                               /* [2][BN x 128 B] */
@@ -353,58 +358,113 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 if (SPLIT) asm volatile("bar.sync 1, %0;\n" ::"n"(NCWG * 128) : "memory"); /* both halves of dS^T */
                 else wg_sync();
 
-                /* dQ = dS K first, then dV += P^T dO and dK += dS^T Q (queries are the reduction) */
-                float dQ[DQC / 2];
+                if constexpr (DQH) {
+                    /* attn5: each warpgroup's dQ (its 64 keys, all 64 columns) in two 32-column
+                     * halves, 16 accumulator registers live instead of 32 (variant 8 spilled):
+                     * dQ_0 = dS K[:, 0:32], then dV, dK; dQ_0 to shared memory while dV, dK run;
+                     * dQ_1 = dS K[:, 32:64], to shared memory; one reduce-add per half */
+                    const uint32_t dsA = smem_u32(dsT);
+                    unsigned char *qbuf = myDQ + (dqc % DQB) * (DQC * 64 * 4);
 #pragma unroll
-                for (int i = 0; i < DQC / 2; i++) {
-                    dQ[i] = 0.f;
-                    reg_fence(dQ[i]);
-                }
-                const uint32_t dsA = smem_u32(dsT);
-                wgmma_fence();
-                if constexpr (SPLIT) {
+                    for (int h = 0; h < 2; h++) {
+                        float dQ[16];
 #pragma unroll
-                    for (int kk = 0; kk < BN / 16; kk++)
-                        wgmma_ss_n32_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024),
-                                        wgmma_desc(kBlk + cw * 64 + kk * 16 * 128, 1024, 1024));
-                } else {
+                        for (int i = 0; i < 16; i++) {
+                            dQ[i] = 0.f;
+                            reg_fence(dQ[i]);
+                        }
+                        wgmma_fence();
 #pragma unroll
-                    for (int kk = 0; kk < 4; kk++)
-                        wgmma_ss_n64_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024), wgmma_desc(kA + kk * 16 * 128, 1024, 1024));
-                }
-                wgmma_commit();
+                        for (int kk = 0; kk < 4; kk++)
+                            wgmma_ss_n32_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024),
+                                            wgmma_desc(kA + h * 64 + kk * 16 * 128, 1024, 1024));
+                        wgmma_commit();
+                        if (h == 0) {
+                            wgmma_wait<0>(); /* dQ_0 done */
+                            if (tid % 128 == 0) bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
+                            wg_sync();
+                        } else {
 #pragma unroll
-                for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dV, pa[kk], wgmma_desc(oB + kk * 16 * 128, 1024, 1024));
+                            for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dV, pa[kk], wgmma_desc(oB + kk * 16 * 128, 1024, 1024));
 #pragma unroll
-                for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dK, sa[kk], wgmma_desc(qB + kk * 16 * 128, 1024, 1024));
-                wgmma_commit();
-                pend = (int)s;
-                wgmma_wait<1>(); /* dQ done; dV, dK may still run */
+                            for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dK, sa[kk], wgmma_desc(qB + kk * 16 * 128, 1024, 1024));
+                            wgmma_commit();
+                            pend = (int)s;
+                            wgmma_wait<1>(); /* dQ_1 done; dV, dK may still run */
+                        }
 #pragma unroll
-                for (int i = 0; i < DQC / 2; i++) reg_fence(dQ[i]);
-
-                /* dQ -> shared memory (fp32, 128-byte swizzle per 32-column panel) -> bulk reduce-add */
-                unsigned char *qbuf = myDQ + (dqc % DQB) * (DQC * 64 * 4);
-                if (tid % 128 == 0) bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
-                wg_sync();
+                        for (int i = 0; i < 16; i++) reg_fence(dQ[i]);
 #pragma unroll
-                for (int i = 0; i < DQC / 8; i++)
+                        for (int i = 0; i < 4; i++)
 #pragma unroll
-                    for (int hr = 0; hr < 2; hr++) {
-                        const int r = rrow + 8 * hr, pn = i / 4, ch = 2 * (i % 4) + (tg >> 1);
-                        *reinterpret_cast<float2 *>(qbuf + pn * 8192 + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
-                            make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
+                            for (int hr = 0; hr < 2; hr++) {
+                                const int r = rrow + 8 * hr, ch = 2 * i + (tg >> 1);
+                                *reinterpret_cast<float2 *>(qbuf + h * 8192 + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
+                                    make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
+                            }
                     }
-                fence_proxy_async();
-                wg_sync();
-                if (tid % 128 == 0) {
-                    const uint32_t src = smem_u32(qbuf);
-                    if constexpr (SPLIT) tma_reduce_add_4d(&tdq, src, 32 * cw, (int)a, (int)q0, (int)t.b);
-                    else {
+                    fence_proxy_async();
+                    wg_sync();
+                    if (tid % 128 == 0) {
+                        const uint32_t src = smem_u32(qbuf);
                         tma_reduce_add_4d(&tdq, src, 0, (int)a, (int)q0, (int)t.b);
                         tma_reduce_add_4d(&tdq, src + 8192, 32, (int)a, (int)q0, (int)t.b);
+                        bulk_commit();
                     }
-                    bulk_commit();
+                } else {
+                    /* dQ = dS K first, then dV += P^T dO and dK += dS^T Q (queries are the reduction) */
+                    float dQ[DQC / 2];
+#pragma unroll
+                    for (int i = 0; i < DQC / 2; i++) {
+                        dQ[i] = 0.f;
+                        reg_fence(dQ[i]);
+                    }
+                    const uint32_t dsA = smem_u32(dsT);
+                    wgmma_fence();
+                    if constexpr (SPLIT) {
+#pragma unroll
+                        for (int kk = 0; kk < BN / 16; kk++)
+                            wgmma_ss_n32_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024),
+                                            wgmma_desc(kBlk + cw * 64 + kk * 16 * 128, 1024, 1024));
+                    } else {
+#pragma unroll
+                        for (int kk = 0; kk < 4; kk++)
+                            wgmma_ss_n64_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024), wgmma_desc(kA + kk * 16 * 128, 1024, 1024));
+                    }
+                    wgmma_commit();
+#pragma unroll
+                    for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dV, pa[kk], wgmma_desc(oB + kk * 16 * 128, 1024, 1024));
+#pragma unroll
+                    for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dK, sa[kk], wgmma_desc(qB + kk * 16 * 128, 1024, 1024));
+                    wgmma_commit();
+                    pend = (int)s;
+                    wgmma_wait<1>(); /* dQ done; dV, dK may still run */
+#pragma unroll
+                    for (int i = 0; i < DQC / 2; i++) reg_fence(dQ[i]);
+
+                    /* dQ -> shared memory (fp32, 128-byte swizzle per 32-column panel) -> bulk reduce-add */
+                    unsigned char *qbuf = myDQ + (dqc % DQB) * (DQC * 64 * 4);
+                    if (tid % 128 == 0) bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
+                    wg_sync();
+#pragma unroll
+                    for (int i = 0; i < DQC / 8; i++)
+#pragma unroll
+                        for (int hr = 0; hr < 2; hr++) {
+                            const int r = rrow + 8 * hr, pn = i / 4, ch = 2 * (i % 4) + (tg >> 1);
+                            *reinterpret_cast<float2 *>(qbuf + pn * 8192 + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
+                                make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
+                        }
+                    fence_proxy_async();
+                    wg_sync();
+                    if (tid % 128 == 0) {
+                        const uint32_t src = smem_u32(qbuf);
+                        if constexpr (SPLIT) tma_reduce_add_4d(&tdq, src, 32 * cw, (int)a, (int)q0, (int)t.b);
+                        else {
+                            tma_reduce_add_4d(&tdq, src, 0, (int)a, (int)q0, (int)t.b);
+                            tma_reduce_add_4d(&tdq, src + 8192, 32, (int)a, (int)q0, (int)t.b);
+                        }
+                        bulk_commit();
+                    }
                 }
                 dqc++;
                 if (!OVL) flush();

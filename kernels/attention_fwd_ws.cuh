@@ -29,6 +29,8 @@
  *              warpgroup's softmax runs while the others' MMAs do, in a fixed order.
  * Layouts: Q, K, V, O, lse as in attention.h; tensor maps view q as [B][Lq][HQ][64] and k, v as
  * [B][L][H][64] (4-D, innermost first), so rows past Lq or L arrive as zeros.
+ * BN = 192 (attn5, LC_ATTN_WG 21-23, opt-in): 2 consumer warpgroups x 192-key tiles (m64n192k16;
+ * S 96 + P 48 + O 32 + Q 16 registers a thread), producer 24 / consumers 240 registers; no spills.
  * Tuning runs (results/notes-attn.md, attn3): PP +10-20%, QR +5-10% at BN = 64, 3 consumer
  * warpgroups beat 2; a quarter of the exp2 on the FMA pipe (a cubic) was slower and was dropped. */
 
@@ -91,13 +93,30 @@ __device__ __forceinline__ void wgmma_rs_n128_k(float *d, const uint32_t *a, uin
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
 }
 
+/* m64n192k16 (attn5: BN = 192 key tiles for 2 consumer warpgroups; S is 96 floats a thread) */
+__device__ __forceinline__ void wgmma_rs_n192_k(float *d, const uint32_t *a, uint64_t db, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %101, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n192k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, {%96, %97, %98, %99}, %100, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmma_ss_n192(float *d, uint64_t da, uint64_t db, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n192k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, %96, %97, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+        : "l"(da), "l"(db), "r"(accumulate));
+}
+
 /* S (64 x BN, this warpgroup's rows) = Q K^T over dh 64: four k16 steps inside the swizzled rows. */
 template <int BN>
 __device__ __forceinline__ void ws_qk(float *S, uint32_t qaddr, uint32_t kaddr) {
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
         const uint64_t da = wgmma_desc(qaddr + kk * 32, 16, 1024), db = wgmma_desc(kaddr + kk * 32, 16, 1024);
-        if constexpr (BN == 128) wgmma_ss_n128(S, da, db, kk > 0);
+        if constexpr (BN == 192) wgmma_ss_n192(S, da, db, kk > 0);
+        else if constexpr (BN == 128) wgmma_ss_n128(S, da, db, kk > 0);
         else wgmma_ss_n64(S, da, db, kk > 0);
     }
 }
@@ -108,7 +127,8 @@ __device__ __forceinline__ void ws_qk_r(float *S, const uint32_t (*qf)[4], uint3
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
         const uint64_t db = wgmma_desc(kaddr + kk * 32, 16, 1024);
-        if constexpr (BN == 128) wgmma_rs_n128_k(S, qf[kk], db, kk > 0);
+        if constexpr (BN == 192) wgmma_rs_n192_k(S, qf[kk], db, kk > 0);
+        else if constexpr (BN == 128) wgmma_rs_n128_k(S, qf[kk], db, kk > 0);
         else wgmma_rs_n64_k(S, qf[kk], db, kk > 0);
     }
 }
@@ -126,7 +146,7 @@ constexpr size_t ws_smem_bytes() {
     return 1024 + 2 * (size_t)NCWG * 64 * 128 + 2 * (size_t)STAGES * BN * 128 + (4 + 3 * STAGES) * 8;
 }
 
-template <int BN, int NCWG, int STAGES, int PP, int QR>
+template <int BN, int NCWG, int STAGES, int PP, int QR, int I32 = 0>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_fwd_ws_kernel(const fwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                        const __grid_constant__ CUtensorMap tv, const int64_t ntiles) {
@@ -135,7 +155,8 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     constexpr uint32_t QBYTES = BM * 128, KVBYTES = BN * 128;
     /* registers: at entry every thread has 65536 / threads (168 or 128); the producer drops to
      * PROD_REGS and the consumers take what it freed (2 WG: 128*40 + 256*232; 3: 128*32 + 384*160) */
-    constexpr int PROD_REGS = NCWG == 2 ? 40 : 32, CONS_REGS = NCWG == 2 ? 232 : 160;
+    /* BN = 192 (attn5): S 96 + P 48 + O 32 + Q 16 registers live in the overlap: 24 / 240 */
+    constexpr int PROD_REGS = BN == 192 ? 24 : NCWG == 2 ? 40 : 32, CONS_REGS = BN == 192 ? 240 : NCWG == 2 ? 232 : 160;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *sQ = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [2][BM x 128 B] */
     unsigned char *sK = sQ + 2 * QBYTES;                                          /* [STAGES][BN x 128 B] */
@@ -159,18 +180,21 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     }
     __syncthreads();
 
+    /* I32 (attn5): positions and tile indices as int32 (the host runs it only below 2^30): fewer
+     * registers for the bookkeeping, for the 3-warpgroup 128-key form that spilled */
+    using pos_t = typename std::conditional<I32 != 0, int, int64_t>::type;
     if (wg == 0) { /* ------------------------------------------------------------ producer */
         setmaxnreg_dec<PROD_REGS>();
         if (warp == 0 && lane == 0) {
             uint32_t it = 0, tc = 0; /* key tiles and query tiles issued so far */
-            for (int64_t idx = blockIdx.x; idx < ntiles; idx += gridDim.x, tc++) {
+            for (pos_t idx = blockIdx.x; idx < (pos_t)ntiles; idx += gridDim.x, tc++) {
                 const fwd_tile<D> t = fwd_tile_of<D>(p, BM, idx);
                 const int h = (int)(t.a / (p.HQ / p.H)), b = (int)t.b;
                 const uint32_t qs = tc & 1;
                 mbar_wait(b_emptyQ + 8 * qs, ((tc >> 1) & 1) ^ 1);
                 mbar_expect_tx(b_fullQ + 8 * qs, QBYTES);
                 tma_load_4d(smem_u32(sQ + qs * QBYTES), &tq, 0, (int)t.a, (int)t.i0, b, b_fullQ + 8 * qs);
-                for (int64_t j = t.kstart / BN; j <= (t.kend - 1) / BN; j++, it++) {
+                for (pos_t j = (pos_t)(t.kstart / BN); j <= (pos_t)((t.kend - 1) / BN); j++, it++) {
                     const uint32_t s = it % STAGES;
                     mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
                     mbar_expect_tx(b_fullK + 8 * s, KVBYTES);
@@ -186,9 +210,9 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     /* ----------------------------------------------------------------------------- consumers */
     setmaxnreg_inc<CONS_REGS>();
     const int cw = wg - 1;
-    const int64_t L = p.L, Lq = p.Lq, W = p.W;
+    const pos_t L = (pos_t)p.L, Lq = (pos_t)p.Lq, W = (pos_t)p.W;
     /* window width for the int32 mask test: dense causal = no lower edge */
-    const int Wm = (p.causal && W > 0) ? (int)min(W, (int64_t)1 << 30) : 1 << 30;
+    const int Wm = (p.causal && W > 0) ? (int)min((int64_t)W, (int64_t)1 << 30) : 1 << 30;
     uint32_t it = 0, tc = 0;
     /* PP: the consumer warpgroups take turns issuing their MMAs (named barrier 1 + w is
      * warpgroup w's turn; the previous one opens it), so one warpgroup's softmax runs while the
@@ -203,21 +227,21 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     if constexpr (PP)
         if (cw == NCWG - 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
 
-    for (int64_t idx = blockIdx.x; idx < ntiles; idx += gridDim.x, tc++) {
+    for (pos_t idx = blockIdx.x; idx < (pos_t)ntiles; idx += gridDim.x, tc++) {
         const fwd_tile<D> t = fwd_tile_of<D>(p, BM, idx);
         const uint32_t qs = tc & 1;
-        const int64_t j0 = t.kstart / BN;
+        const pos_t j0 = (pos_t)t.kstart / BN;
         const int nt = (int)((t.kend - 1) / BN - j0 + 1);
         /* this warpgroup's rows and the key tiles (0 .. nt-1 of the block's) they see */
-        const int64_t r0 = t.q0 + 64 * cw, rlast = min(r0 + 63, t.qlast);
+        const pos_t r0 = (pos_t)t.q0 + 64 * cw, rlast = min(r0 + 63, (pos_t)t.qlast);
         int jlo = nt, jhi = -1;
-        if (r0 <= t.qlast) {
-            const int64_t ks = (p.causal && W > 0) ? max(r0 - W, (int64_t)0) : 0, ke = p.causal ? rlast + 1 : L;
+        if (r0 <= (pos_t)t.qlast) {
+            const pos_t ks = (p.causal && W > 0) ? max(r0 - W, (pos_t)0) : 0, ke = p.causal ? rlast + 1 : L;
             jlo = (int)(ks / BN - j0);
             jhi = (int)((ke - 1) / BN - j0);
         }
         const uint32_t qaddr = smem_u32(sQ + qs * QBYTES) + cw * 64 * 128;
-        const int64_t row_base = r0 + warp * 16 + g;
+        const pos_t row_base = r0 + warp * 16 + g;
         mbar_wait(b_fullQ + 8 * qs, (tc >> 1) & 1);
         uint32_t qf[4][4]; /* QR: Q in registers (A fragments), the Q buffer is free at once */
         if constexpr (QR) {
@@ -236,11 +260,11 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
          * sequence) and online softmax: S becomes exp2(S*scale - m_new) in place, alpha[r] the
          * factor for the older partial sums, sum[r] this tile's row sums (partial over the quad) */
         auto softmax = [&](int j, float alpha[2], float sum[2]) {
-            const int64_t k0 = (j0 + j) * BN;
+            const pos_t k0 = (j0 + j) * BN;
             if (k0 + BN > L || (p.causal && (k0 + BN - 1 > r0 || (W > 0 && k0 < rlast - W)))) {
                 /* in int32, relative to the tile: d = row - col for col = 8i + (e&1) + 2tg;
                  * rows past Lq see what the last stored row sees (they are never written) */
-                const int lim = (int)min(L - k0, (int64_t)BN) - 2 * tg;
+                const int lim = (int)min(L - k0, (pos_t)BN) - 2 * tg;
                 int d[2];
 #pragma unroll
                 for (int r = 0; r < 2; r++) d[r] = (int)(min(row_base + 8 * r, rlast) - k0) - 2 * tg;
@@ -338,19 +362,19 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             softmax(j, alpha, sum);
             l[0] = sum[0], l[1] = sum[1];
             pack_p();
-            uint32_t prev = it;
+            uint32_t prev = it; /* = it - 1 in the loop below (I32 uses that: one register less) */
             /* then per tile: issue S_j = Q K_j^T and O += P_{j-1} V_{j-1}; softmax of S_j while
              * the second runs; O *= alpha, P_j = bf16(exp2(S_j - m)) */
             for (j++, it++; j <= jhi; j++, it++) {
                 turn_begin();
                 issue_qk(it);
-                issue_pv(prev);
+                issue_pv(I32 ? it - 1 : prev);
                 turn_end();
                 wgmma_wait<1>();
                 s_done();
                 softmax(j, alpha, sum);
                 wgmma_wait<0>();
-                pv_done(prev % STAGES);
+                pv_done((I32 ? it - 1 : prev) % STAGES);
 #pragma unroll
                 for (int r = 0; r < 2; r++) {
                     l[r] = l[r] * alpha[r] + sum[r];
@@ -364,28 +388,37 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 prev = it;
             }
             /* the last tile's P V */
-            issue_pv(prev);
+            issue_pv(I32 ? it - 1 : prev);
             wgmma_wait<0>();
-            pv_done(prev % STAGES);
+            pv_done((I32 ? it - 1 : prev) % STAGES);
         }
         if (!QR && lane == 0) mbar_arrive(b_emptyQ + 8 * qs); /* every S of this tile is done */
         for (; j < nt; j++, it++) pass();
 
+        /* I32: the batch and head again from idx (opaque to the compiler), so they need no
+         * registers across the key loop */
+        int64_t ta = t.a, tb = t.b;
+        if constexpr (I32 != 0) {
+            pos_t idx2 = idx;
+            asm volatile("" : "+r"(idx2));
+            ta = idx2 % p.HQ;
+            tb = idx2 / p.HQ / p.nqb;
+        }
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             float sum = l[r];
             sum += __shfl_xor_sync(0xffffffff, sum, 1);
             sum += __shfl_xor_sync(0xffffffff, sum, 2);
             const float inv = sum > 0.f ? 1.f / sum : 0.f;
-            const int64_t row = row_base - p.p0 + r * 8; /* query row */
+            const int64_t row = (int64_t)row_base - p.p0 + r * 8; /* query row */
             if (row < Lq) {
-                bf16 *orow = p.o + ((t.b * Lq + row) * p.HQ + t.a) * D;
+                bf16 *orow = p.o + ((tb * Lq + row) * p.HQ + ta) * D;
 #pragma unroll
                 for (int i = 0; i < 8; i++)
                     *reinterpret_cast<uint32_t *>(orow + i * 8 + 2 * tg) =
                         pack_bf16(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv);
                 if (tg == 0)
-                    p.lse[(t.b * p.HQ + t.a) * Lq + row] =
+                    p.lse[(tb * p.HQ + ta) * Lq + row] =
                         sum > 0.f ? (m[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
             }
         }

@@ -256,15 +256,15 @@ static void check_huge(void) {
     free(o), free(lse), free(dq), free(dk), free(dv);
 }
 
-/* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8), every variant, against the
+/* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8, 11..13), every variant, against the
  * C reference; then with 3 persistent blocks, so each block serves many key blocks (K/V buffers,
  * slot ring, dQ staging wrap around). Variant 7 is the dh-64 default; it and the others ran clean
  * on the H100 (session 3). Last, so a fault leaves the tests before it unaffected. --small (for
  * compute-sanitizer) runs variant 4 on two shapes. */
 static void check_ws_backward(int small) {
-    static const char *wsb[] = {"4", "5", "6", "7", "8"};
+    static const char *wsb[] = {"4", "5", "6", "7", "8", "11", "12", "13"}; /* 11-13: attn5 */
     char nm[8][96];
-    for (int i = 0; i < (small ? 1 : 5); i++) {
+    for (int i = 0; i < (small ? 1 : 8); i++) {
         setenv("LC_ATTN_WGB", wsb[i], 1);
         snprintf(nm[0], sizeof nm[0], "ws backward %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsb[i]);
         check_case(nm[0], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 210 + i);
@@ -359,8 +359,9 @@ int main(int argc, char **argv) {
         unsetenv("LC_ATTN_WGB");
         /* the warp-specialised forward (sm_90a, dh 64), every variant; then with 3 blocks, so each
          * persistent block serves many query tiles (key-slot ring and Q buffers wrap around) */
-        static const char *wsv[] = {"8", "11", "13", "15", "16"};
-        for (int i = 0; i < 5; i++) {
+        /* 21-23: attn5, 192-key tiles; 24, 25: 16 and 13 with int32 positions */
+        static const char *wsv[] = {"8", "11", "13", "15", "16", "21", "22", "23", "24", "25"};
+        for (int i = 0; i < 10; i++) {
             setenv("LC_ATTN_WG", wsv[i], 1);
             snprintf(nm[0], sizeof nm[0], "ws variant %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsv[i]);
             check_case(nm[0], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 110 + i);
@@ -370,6 +371,9 @@ int main(int argc, char **argv) {
             check_case(nm[2], (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 130 + i);
             snprintf(nm[3], sizeof nm[3], "ws variant %s: non-causal dh 64, L=200 HQ=2 H=1", wsv[i]);
             check_case(nm[3], (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f, 0, 0}, 140 + i);
+            /* a window that is no multiple of 64, 128 or 192 keys, longer than one tile of each */
+            snprintf(nm[3], sizeof nm[3], "ws variant %s: SWA dh 64, L=1601 W=1300 HQ=2 H=1", wsv[i]);
+            check_case(nm[3], (struct attn_shape){1, 1601, 2, 1, 64, 1300, 1, 0, 0, 0}, 190 + i);
             snprintf(nm[4], sizeof nm[4], "offset, ws variant %s: dense dh 64 L=400 HQ=4 H=2", wsv[i]);
             check_offset(nm[4], (struct attn_shape){1, 400, 4, 2, 64, 0, 1, 0, 0, 0}, c8, 4, 150 + i);
             snprintf(nm[5], sizeof nm[5], "offset, ws variant %s: SWA dh 64, B=2 L=2049 W=511", wsv[i]);
