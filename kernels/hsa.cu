@@ -415,21 +415,21 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
 
 /* ---- backward ---- */
 
-/* Which backward: the default ("tok": attend_tok_kernel<BWD> dq pass, attend_dkdv_kernel) or the
- * hsa_attend_bwd.cuh pipeline (G % 16 == 0, S = dh = 64): producer/consumer dq pass with t15 = 15
- * consumer warps (128 registers) or t11 = 11 (166), packed {lse, D}, attend_dkdv2_kernel.
- * LONGCTX_HSA_BWD = tok | t15 | t11; shapes the pipeline cannot take use the default. Not yet
- * timed or run on a GPU (session 4 had no device time left), hence opt-in.
- * Returns the consumer-warp count, 0 for the default. The workspace size depends on it (the
- * packed array is twice D), so the size query and the call must see the same environment. */
+/* Which backward: the token-block one ("tok": attend_tok_kernel<BWD> dq pass, attend_dkdv_kernel)
+ * or the hsa_attend_bwd.cuh pipeline (G % 16 == 0, S = dh = 64): producer/consumer dq pass with
+ * t15 = 15 consumer warps (128 registers) or t11 = 11 (166), packed {lse, D}, attend_dkdv2_kernel.
+ * Same H100 run (session 3), fwd+bwd at 256K, K = 32 / 8: tok 59.15 / 15.52 ms, t15 47.30 / 12.77,
+ * t11 46.06 / 12.53, and t11 and t15 passed their tests against the C reference there: t11 is the
+ * default where it fits, tok elsewhere. LONGCTX_HSA_BWD = tok | t15 | t11 overrides.
+ * Returns the consumer-warp count, 0 for tok. The workspace size depends on it (the packed
+ * array is twice D), so the size query and the call must see the same environment. */
 static int bwd_variant(const struct hsa_shape *s) {
     const int64_t G = s->HQ / s->H;
     const int fits = G % 16 == 0 && G / 16 <= 11 && s->S == 64 && s->dh == 64;
     const char *env = getenv("LONGCTX_HSA_BWD");
-    if (!env) return 0;
-    if (!strcmp(env, "t15")) return fits ? 15 : 0;
-    if (!strcmp(env, "t11")) return fits ? 11 : 0;
-    return 0;
+    if (env && !strcmp(env, "tok")) return 0;
+    if (env && !strcmp(env, "t15")) return fits ? 15 : 0;
+    return fits ? 11 : 0;
 }
 
 static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }

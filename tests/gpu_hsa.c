@@ -14,7 +14,7 @@
  *  - scores backward: dq_r rel err <= 1e-4 (dlmk uses atomics: checked against the reference).
  * Shapes: ragged L, K larger than the visible chunks, G = 1, 3, 4, 16, H = 2 with Hr = 1 and H,
  * softmax1 on/off, both weightings, block_q 1 and S, S 32/64/128, dh 32/64/128, K up to 64.
- * The backward's dq-pass variants (LONGCTX_HSA_BWD = t15, t11) run the same backward checks on
+ * Every backward (LONGCTX_HSA_BWD = tok, t15, t11; t11 the default where it fits) runs the same checks on
  * G = 1, 4, 16, 32 (test_bwd_variants). `gpu_hsa bwd` runs the backward tests alone. */
 #include <math.h>
 #include <stdio.h>
@@ -542,13 +542,13 @@ static void test_errors(void) {
     T_ERR(hsa_retrieve_cuda(&s, NULL, NULL, NULL, NULL, NULL, NULL), "dr = 48");
 }
 
-/* the producer/consumer dq pass of the backward (LONGCTX_HSA_BWD = t15 | t11, kernels/hsa_attend_bwd.cuh)
- * against the C reference: G = 16 (ragged L with K > visible; K = 24 with the ring wrapping over a
+/* every backward (LONGCTX_HSA_BWD = tok, the token-block one; t15 | t11, the producer/consumer dq pass
+ * of kernels/hsa_attend_bwd.cuh; t11 is the default where it fits) against the C reference: G = 16 (ragged L with K > visible; K = 24 with the ring wrapping over a
  * long union, stick-breaking; H = 2 with Hr = 1; B = 2 with Hr = H), G = 32, and G = 1, 4 (shapes the
  * kernel does not take: they must fall back to the token-block dq pass) */
 static void test_bwd_variants(int quick) {
     {
-        static const char *bvariants[] = {"t15", "t11"};
+        static const char *bvariants[] = {"tok", "t15", "t11"};
         struct hsa_shape bw[] = {
             mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX),
             mk(1, 1600, 16, 1, 64, 64, 24, 1, 32, 1, 0, HSA_STICK_BREAKING),
@@ -559,7 +559,7 @@ static void test_bwd_variants(int quick) {
             mk(1, 900, 4, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX),
         };
         const int nbw = quick ? 2 : (int)(sizeof bw / sizeof bw[0]);
-        for (int vi = 0; vi < 2; vi++) {
+        for (int vi = 0; vi < 3; vi++) {
             setenv("LONGCTX_HSA_BWD", bvariants[vi], 1);
             variant_tag = bvariants[vi];
             for (int i = 0; i < nbw; i++) test_attend(bw[i], 400 + (uint64_t)i, 1);
@@ -647,11 +647,7 @@ int main(int argc, char **argv) {
         variant_tag = "";
     }
     for (int i = 0; i < nfw; i++) test_attend(fw[i], 200 + (uint64_t)i, 1);
-    /* the opt-in backward variants have not run on a device yet: under `make test` only with
-     * LC_TEST_HSA_BWD=1 (a fault there must not take the default path's tests down); `gpu_hsa bwd`
-     * runs them always */
-    const char *bwd_on = getenv("LC_TEST_HSA_BWD");
-    if (bwd_on && !strcmp(bwd_on, "1")) test_bwd_variants(quick);
+    test_bwd_variants(quick);
 
     test_scores_backward(mk(1, 900, 1, 1, 64, 32, 8, 1, 64, 1, 0, 0));
 
