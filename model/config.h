@@ -88,7 +88,8 @@ typedef struct {
 } lc_config;
 
 /* NORMAL: N(0, std^2). UNIFORM: U(-std, std) (std holds the bound). MAMBA_A_LOG: log U(1, 16).
- * MAMBA_DT_BIAS: softplus^-1(dt), dt log-uniform in [1e-3, 0.1] (mamba_ssm's Mamba2 init). */
+ * MAMBA_DT_BIAS: softplus^-1(dt), dt log-uniform in [1e-3, 0.1] (mamba_ssm's Mamba2 init).
+ * CONST: every entry = std (init.pos_decay's beta). */
 enum lc_init { LC_INIT_NORMAL, LC_INIT_ZERO, LC_INIT_ONE, LC_INIT_MAMBA_A_LOG, LC_INIT_MAMBA_DT_BIAS, LC_INIT_UNIFORM, LC_INIT_CONST };
 
 typedef struct {
