@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # attn5_check.sh — one device check of the attn5 opt-in attention variants (results/notes-attn.md,
-# session 5): correctness of every variant against the C reference (tests/gpu_attention.c), then
+# session 3, attn5): correctness of every variant against the C reference (tests/gpu_attention.c), then
 # their time next to the current defaults at the SWA / dense points of issue 3 (HQ = H = 16,
 # dh 64, B = 1). Run from the repository root after
 #   make -j16 all && make -j16 build/tests/gpu_attention

@@ -4,7 +4,7 @@
  * union of their chunk lists once: K and V rows, 2 * S * dh * 2 bytes per chunk and KV head.
  * This prints, per pattern, the mean union per CTA, the chunk loads per token and the gathered
  * bytes, next to the minimal K/V bytes (each row once).
- * Backward (session 4): the dK/dV pass of hsa_attend.cuh gathers, per valid (token, slot) pair, the
+ * Backward (session 3, hsa4): the dK/dV pass of hsa_attend.cuh gathers, per valid (token, slot) pair, the
  * G = 16 query rows of q and of dO (2 * G * dh * 2 bytes); a token-block-major dK/dV pass would
  * instead emit, per (CTA, union chunk), S x dh partial sums of dK and dV (fp32: 2 * S * dh * 4
  * bytes, as atomics or partials to reduce). Both are printed ("pair gathers" vs "block partials").
