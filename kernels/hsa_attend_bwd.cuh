@@ -31,6 +31,8 @@ namespace hsa_bwd {
 
 using namespace hsa_mma;
 using hsa_attend::tok_params;
+using hsa_fwd::chunk_copy;
+using hsa_fwd::chunk_union;
 using hsa_fwd::mbar_arrive;
 using hsa_fwd::mbar_arrive_cnt;
 using hsa_fwd::mbar_cp_async_arrive;
@@ -121,20 +123,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1), 1) attend_dq_kernel(const tok_
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
-    if (warp == 0) {
-        int ptr = 0, n = 0;
-        const int nv = lane < MT ? nv_s[lane] : 0;
-        for (;;) {
-            const int head = ptr < nv ? idx_s[lane * K + ptr] : -1;
-            const int c = __reduce_max_sync(0xffffffffu, head);
-            if (c < 0) break;
-            const uint32_t m = __ballot_sync(0xffffffffu, head == c);
-            if (head == c) ptr++;
-            if (lane == 0) U[n] = c, Um[n] = m;
-            n++;
-        }
-        if (lane == 0) nU_s = n;
-    }
+    if (warp == 0) chunk_union(idx_s, nv_s, K, MT, lane, U, Um, &nU_s);
     __syncthreads();
     const int nU = nU_s;
 
@@ -147,12 +136,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1), 1) attend_dq_kernel(const tok_
             const bf16 *kg = p.k + ((b * p.L + c * S) * p.H + h) * DH;
             const bf16 *vg = p.v + ((b * p.L + c * S) * p.H + h) * DH;
             bf16 *Kd = KVs + (size_t)s * 2 * S * LD, *Vd = Kd + S * LD;
-#pragma unroll 4
-            for (int e = lane; e < S * SEG; e += 32) {
-                const int r = e / SEG, sg = e % SEG;
-                cp_async16(Kd + r * LD + sg * 8, kg + (int64_t)r * p.H * DH + sg * 8);
-                cp_async16(Vd + r * LD + sg * 8, vg + (int64_t)r * p.H * DH + sg * 8);
-            }
+            chunk_copy<S, DH, LD>(Kd, Vd, kg, vg, p.H, lane);
             mbar_cp_async_arrive(full + s);
             if (lane == 0) {
                 const uint32_t m = Um[u];

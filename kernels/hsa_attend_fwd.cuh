@@ -65,6 +65,38 @@ __device__ __forceinline__ void mbar_cp_async_arrive(uint64_t *bar) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(bar)) : "memory");
 }
 
+/* Warp 0: the union of the block's per-token chunk lists (each sorted descending, nv_s[j] valid
+ * entries of row j of idx_s, K per row), most recent first: U[n] = chunk, Um[n] = mask of the
+ * tokens (lanes) that selected it. Lane 0 writes the count to *nU. */
+__device__ __forceinline__ void chunk_union(const int *idx_s, const int *nv_s, int K, int MT, int lane, int *U, uint32_t *Um,
+                                            int *nU) {
+    int ptr = 0, n = 0;
+    const int nv = lane < MT ? nv_s[lane] : 0;
+    for (;;) {
+        const int head = ptr < nv ? idx_s[lane * K + ptr] : -1;
+        const int c = __reduce_max_sync(0xffffffffu, head);
+        if (c < 0) break;
+        const uint32_t m = __ballot_sync(0xffffffffu, head == c);
+        if (head == c) ptr++;
+        if (lane == 0) U[n] = c, Um[n] = m;
+        n++;
+    }
+    if (lane == 0) *nU = n;
+}
+
+/* The producer warp's copies of one chunk's S rows of K and V (row stride H*DH in global memory)
+ * into a ring slot (row stride LD), 16 bytes per cp.async. */
+template <int S, int DH, int LD>
+__device__ __forceinline__ void chunk_copy(bf16 *Kd, bf16 *Vd, const bf16 *kg, const bf16 *vg, int64_t H, int lane) {
+    constexpr int SEG = DH / 8;
+#pragma unroll 4
+    for (int e = lane; e < S * SEG; e += 32) {
+        const int r = e / SEG, sg = e % SEG;
+        cp_async16(Kd + r * LD + sg * 8, kg + (int64_t)r * H * DH + sg * 8);
+        cp_async16(Vd + r * LD + sg * 8, vg + (int64_t)r * H * DH + sg * 8);
+    }
+}
+
 template <int S, int DH, int NCW, int TPW>
 struct fwd_smem {
     static constexpr int LD = DH + 8; /* padded row: conflict-free ldmatrix */
@@ -160,20 +192,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1), NCW <= 3 ? 2 : 1) attend_fwd_k
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
-    if (warp == 0) { /* union of the sorted-descending lists, with the mask of selecting tokens */
-        int ptr = 0, n = 0;
-        const int nv = lane < MT ? nv_s[lane] : 0;
-        for (;;) {
-            const int head = ptr < nv ? idx_s[lane * K + ptr] : -1;
-            const int c = __reduce_max_sync(0xffffffffu, head);
-            if (c < 0) break;
-            const uint32_t m = __ballot_sync(0xffffffffu, head == c);
-            if (head == c) ptr++;
-            if (lane == 0) U[n] = c, Um[n] = m;
-            n++;
-        }
-        if (lane == 0) nU_s = n;
-    }
+    if (warp == 0) chunk_union(idx_s, nv_s, K, MT, lane, U, Um, &nU_s);
     __syncthreads();
     const int nU = nU_s;
 
@@ -186,12 +205,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1), NCW <= 3 ? 2 : 1) attend_fwd_k
             const bf16 *kg = p.k + ((b * p.L + c * S) * p.H + h) * DH;
             const bf16 *vg = p.v + ((b * p.L + c * S) * p.H + h) * DH;
             bf16 *Kd = KVs + (size_t)s * 2 * S * LD, *Vd = Kd + S * LD;
-#pragma unroll 4
-            for (int e = lane; e < S * SEG; e += 32) {
-                const int r = e / SEG, sg = e % SEG;
-                cp_async16(Kd + r * LD + sg * 8, kg + (int64_t)r * p.H * DH + sg * 8);
-                cp_async16(Vd + r * LD + sg * 8, vg + (int64_t)r * p.H * DH + sg * 8);
-            }
+            chunk_copy<S, DH, LD>(Kd, Vd, kg, vg, p.H, lane);
             if (plain_arrive) {
                 cp_async_commit();
                 cp_async_wait<0>();
