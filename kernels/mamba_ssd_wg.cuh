@@ -48,6 +48,7 @@ using mamba_scan::fexp;
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 __device__ __forceinline__ void proxy_fence() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 __device__ __forceinline__ void rfence(float &x) { asm volatile("" : "+f"(x)::"memory"); }
 __device__ __forceinline__ void rfence(uint32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
@@ -137,8 +138,10 @@ __device__ __forceinline__ void put_h(unsigned char *hs, const float (&hacc)[64]
 }
 #endif
 
-/* One block = one warpgroup per (head, chunk, batch); LOCAL: the local-state pass. */
-template <bool LOCAL>
+/* One block = one warpgroup per (head, chunk, batch); LOCAL: the local-state pass. OVL (output
+ * pass only): the X^T fragments and the state decay run while the S / C h^T wgmmas do, and the
+ * y epilogue while the state-update wgmmas do (M X and the state update are two commit groups). */
+template <bool LOCAL, bool OVL>
 __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int STG = LOCAL ? STAGE_L : STAGE;
@@ -226,6 +229,8 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
         float Y[32];
         if (!LOCAL) {
             float S[32];
+            uint32_t xa[4][4];
+            const float E = fexp(cend);
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < N / 16; kk++) {
@@ -240,6 +245,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
                 if (t0 + 2 * Q < t_end)
                     dt_raw = mamba_ssd2::dt_fetch(dtcol + (int64_t)(t0 + 2 * Q) * a.H, a.H, min(Q, t_end - t0 - 2 * Q));
             }
+            if (OVL) xw_frags(xa, xs, wv); /* independent of S and Y: overlaps the wgmmas above */
             wg_wait0();
 #pragma unroll
             for (int i = 0; i < 32; i++) rfence(S[i]), rfence(Y[i]);
@@ -272,28 +278,26 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
             const float e_lo = ec[r_lo], e_hi = ec[r_lo + 8];
 #pragma unroll
             for (int i = 0; i < 8; i++) Y[4 * i] *= e_lo, Y[4 * i + 1] *= e_lo, Y[4 * i + 2] *= e_hi, Y[4 * i + 3] *= e_hi;
-            uint32_t xa[4][4];
-            xw_frags(xa, xs, wv);
-            const float E = fexp(cend);
+            if (!OVL) xw_frags(xa, xs, wv);
 #pragma unroll
-            for (int i = 0; i < 64; i++) hacc[i] *= E;
+            for (int i = 0; i < 64; i++) hacc[i] *= E, rfence(hacc[i]); /* before the fence, not sunk past it */
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) rs_n64(Y, ma[kk], desc(xs + kk * 16 * 128, 1024, 1024));
+            if (OVL) wg_commit(); /* group: M X */
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
 #pragma unroll
                 for (int pn = 0; pn < 2; pn++) rs_n64(hacc + pn * 32, xa[kk], desc(bs + pn * PANEL + kk * 16 * 128, 1024, 1024));
-            wg_commit();
-            wg_wait0();
+            wg_commit(); /* group: the state update (with M X unless OVL) */
+            if (OVL) wg_wait1();
+            else wg_wait0();
 #pragma unroll
             for (int i = 0; i < 32; i++) rfence(Y[i]);
 #pragma unroll
-            for (int i = 0; i < 64; i++) rfence(hacc[i]);
-#pragma unroll
             for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) rfence(ma[kk][e]), rfence(xa[kk][e]);
+                for (int e = 0; e < 4; e++) rfence(ma[kk][e]);
             /* y = (Y + D x) silu(z) */
             mamba_ssd2::cp_wait<1>(); /* z(k): this thread's own slots */
             const uint32_t *zslot = (const uint32_t *)(smem + OFF_Z) + tid;
@@ -313,6 +317,13 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
                     }
                     if (r < nvalid) *reinterpret_cast<__nv_bfloat162 *>(yrow + (int64_t)r * HP + 8 * i) = __floats2bfloat162_rn(y0, y1);
                 }
+            if (OVL) wg_wait0();
+#pragma unroll
+            for (int i = 0; i < 64; i++) rfence(hacc[i]);
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) rfence(xa[kk][e]);
         } else {
             if (warp == 0 && more) {
                 mamba_ssd2::decay_prefix(vecs + (buf ^ 1) * (VEC / 4), dt_raw, Ah, bias, min(Q, t_end - t0 - Q));
@@ -323,7 +334,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
             xw_frags(xa, xs, wv);
             const float E = fexp(cend);
 #pragma unroll
-            for (int i = 0; i < 64; i++) hacc[i] *= E;
+            for (int i = 0; i < 64; i++) hacc[i] *= E, rfence(hacc[i]);
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
@@ -354,6 +365,117 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
             }
         if (tid == 0) a.decay[((int64_t)b * a.nch + c) * a.H + h] = fexp(logdecay);
     }
+#else
+    (void)a;
+#endif
+}
+
+/* Local dh pass of the backward on wgmma (replaces mamba_ssd_bwd::ssd_dh_local; LC_MAMBA_DHL):
+ * per (head, chunk, batch), in reverse over the sub-chunks from dh = 0,
+ *   dh <- exp(c_end) dh + (G diag(e))^T C,  G = dy silu(z) (dy without z), e_i = exp(c_i),
+ * into a.dst. The A fragments of (G diag(e))^T come from ldmatrix.trans of the dy and z tiles at
+ * the same positions (identical fragment layouts), combined in registers: no G tile and no
+ * barrier for it. C, dy, z tiles double-buffered by cp.async (the earlier sub-chunk's fly). */
+constexpr int STAGE_DH = T_C + 2 * T_X;
+constexpr int SMEM_DH = 2 * STAGE_DH + 2 * VEC + 1024;
+__global__ void __launch_bounds__(NT, 2) ssd_wg_dh(mamba_scan::args a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
+    const uint32_t sb = smem_u32(smem);
+    float *vecs = (float *)(smem + 2 * STAGE_DH);
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, m = lane >> 3;
+    const int h = blockIdx.x, c = blockIdx.y, b = blockIdx.z, grp = h / (int)(a.H / a.G);
+    const int t_begin = c * (int)a.T, t_end = (int)min((int64_t)t_begin + a.T, a.L);
+    const int ns = (t_end - t_begin + Q - 1) / Q;
+    const int HP = (int)a.H * P, GN = (int)a.G * N;
+    const float Ah = a.A[h], bias = a.dt_bias ? a.dt_bias[h] : 0.0f;
+    const float *dtcol = a.dt + (int64_t)b * a.L * a.H + h;
+    const bool has_z = a.z != nullptr;
+    const int r_lo = warp * 16 + g;
+    auto nv_of = [&](int sc) { return min(Q, t_end - t_begin - sc * Q); };
+    auto issue = [&](int sc, int buf) {
+        const int nv = nv_of(sc);
+        const int64_t r0 = (int64_t)b * a.L + t_begin + sc * Q;
+        const uint32_t base = sb + buf * STAGE_DH;
+        load_sw<N>(base, a.Cm + r0 * GN + grp * N, GN, nv);
+        load_sw<P>(base + T_C, a.dy + r0 * HP + h * P, HP, nv);
+        if (has_z) load_sw<P>(base + T_C + T_X, a.z + r0 * HP + h * P, HP, nv);
+    };
+    float hacc[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) hacc[i] = 0.0f;
+    issue(ns - 1, 0);
+    mamba_ssd2::cp_commit();
+    float2 dt_raw = make_float2(0.f, 0.f);
+    if (warp == 0) {
+        const int nv = nv_of(ns - 1);
+        mamba_ssd2::decay_prefix(vecs, mamba_ssd2::dt_fetch(dtcol + (int64_t)(t_begin + (ns - 1) * Q) * a.H, a.H, nv), Ah, bias, nv);
+        if (ns > 1) dt_raw = mamba_ssd2::dt_fetch(dtcol + (int64_t)(t_begin + (ns - 2) * Q) * a.H, a.H, nv_of(ns - 2));
+    }
+    int buf = 0;
+    for (int sc = ns - 1; sc >= 0; sc--, buf ^= 1) {
+        if (sc > 0) issue(sc - 1, buf ^ 1); /* that buffer was freed by the last barrier [B] */
+        mamba_ssd2::cp_commit();
+        mamba_ssd2::cp_wait<1>();
+        proxy_fence();
+        bar(); /* [A] */
+        if (warp == 0 && sc > 0) {
+            mamba_ssd2::decay_prefix(vecs + (buf ^ 1) * (VEC / 4), dt_raw, Ah, bias, nv_of(sc - 1));
+            if (sc > 1) dt_raw = mamba_ssd2::dt_fetch(dtcol + (int64_t)(t_begin + (sc - 2) * Q) * a.H, a.H, nv_of(sc - 2));
+        }
+        const float *vec = vecs + buf * (VEC / 4), *ec = vec + 3 * Q;
+        const uint32_t cs = sb + buf * STAGE_DH, ds = cs + T_C, zs = ds + T_X;
+        uint32_t ga[4][4];
+        const int ch = 2 * warp + (m & 1);
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            const int j = kk * 16 + (lane & 7) + (m >> 1) * 8;
+            mamba_ssd2::ldsm_t(ga[kk], ds + sw(j, ch));
+            uint32_t za[4] = {0u, 0u, 0u, 0u};
+            if (has_z) mamba_ssd2::ldsm_t(za, zs + sw(j, ch));
+            const int jj = kk * 16 + 2 * t;
+            const float2 e01 = *reinterpret_cast<const float2 *>(ec + jj), e89 = *reinterpret_cast<const float2 *>(ec + jj + 8);
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const float2 e = q < 2 ? e01 : e89;
+                float2 d = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&ga[kk][q]));
+                if (has_z) {
+                    const float2 zf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&za[q]));
+                    d.x *= __fdividef(zf.x, 1.0f + fexp(-zf.x)), d.y *= __fdividef(zf.y, 1.0f + fexp(-zf.y));
+                }
+                ga[kk][q] = pack_bf16(d.x * e.x, d.y * e.y);
+            }
+        }
+        const float E = fexp(vec[2 * Q - 1]);
+#pragma unroll
+        for (int i = 0; i < 64; i++) hacc[i] *= E, rfence(hacc[i]);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+            for (int pn = 0; pn < 2; pn++) rs_n64(hacc + pn * 32, ga[kk], desc(cs + pn * PANEL + kk * 16 * 128, 1024, 1024));
+        wg_commit();
+        wg_wait0();
+#pragma unroll
+        for (int i = 0; i < 64; i++) rfence(hacc[i]);
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) rfence(ga[kk][q]);
+        bar(); /* [B] */
+    }
+    mamba_ssd2::cp_wait<0>();
+    float *o = a.dst + (((int64_t)b * a.nch + c) * a.H + h) * (int64_t)(P * N);
+#pragma unroll
+    for (int pn = 0; pn < 2; pn++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            float *s0 = o + r_lo * N + pn * 64 + 8 * i + 2 * t;
+            const float *d = hacc + pn * 32 + 4 * i;
+            *reinterpret_cast<float2 *>(s0) = make_float2(d[0], d[1]);
+            *reinterpret_cast<float2 *>(s0 + 8 * N) = make_float2(d[2], d[3]);
+        }
 #else
     (void)a;
 #endif

@@ -4,10 +4,12 @@
  * segments with carried state equal one run. Outputs are poisoned with NaN first, so an
  * unwritten element fails. Tolerances: bf16 outputs 1e-2 relative, fp32 outputs 2e-4 (hT of the
  * tensor-core forward and every gradient of the tensor-core backward, P = 64: 1e-2, their
- * products take bf16 operands). Environment knobs of mamba.cu select the other paths and chunk
- * shapes: LC_MAMBA_BWD_FP32 (the fp32 backward), LC_MAMBA_FWD=1 / 2 / 3 (the first, second and
- * wgmma tensor-core forwards; 3 needs sm_90a and falls back to 2 without it),
- * LC_MAMBA_LDW=0 (the second forward's local pass without its decay warp),
+ * products take bf16 operands; dA 3e-2, see test_scan). Environment knobs of mamba.cu select the
+ * other paths and chunk shapes: LC_MAMBA_BWD_FP32 (the fp32 backward), LC_MAMBA_FWD=1 / 2 / 3 / 4
+ * (the first, second, wgmma and overlapped wgmma tensor-core forwards; 3 and 4 need sm_90a and
+ * fall back to 2 without it; the default is 3),
+ * LC_MAMBA_LDW=0 (the second forward's local pass without its decay warp), LC_MAMBA_DHL=1 (the
+ * backward's wgmma local dh pass),
  * LC_MAMBA_TFWD / LC_MAMBA_TBWD (chunk lengths). */
 #include "common.h"
 #include "device.h"
@@ -189,7 +191,9 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
     /* P = 64 runs the tensor-core forward: the state update has bf16 operands */
     CMP32(ghT, hT, ns, P == 64 ? 1e-2 : 2e-4, "scan hT");
 
-    snprintf(name[k % 8], 160, "cuda scan backward (L=%lld P=%lld z=%d h0=%d)", (long long)L, (long long)P, with_z, with_h0);
+    const char *dv = getenv("LC_MAMBA_DHL"), *tb_env = getenv("LC_MAMBA_TBWD");
+    snprintf(name[k % 8], 160, "cuda scan backward (L=%lld P=%lld z=%d h0=%d DHL=%s TBWD=%s)", (long long)L, (long long)P,
+             with_z, with_h0, dv ? dv : "default", tb_env ? tb_env : "auto");
     t_begin(name[k++ % 8]);
     {
         float *dx = malloc(sizeof(float) * nx), *ddt = malloc(sizeof(float) * ndt), *dB = malloc(sizeof(float) * nbc);
@@ -212,7 +216,12 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
         CMP32(gdB, dB, nbc, tb, "scan dBm");
         CMP32(gdC, dC, nbc, tb, "scan dCm");
         CMP32(gdh0, dh0, ns, tb, "scan dh0");
-        CMP32(gdA, dA, (size_t)H, tb, "scan dA");
+        /* dA (H values) sums dt' times suffix sums of the decay gradient over all L tokens: large
+         * terms that cancel, so its relative error amplifies the bf16 rounding of the tensor-core
+         * backward's operands: measured 4e-4 .. 1.9e-2 over the random cases of session 4, and
+         * 1.03e-2 vs < 1e-2 for identical inputs in two runs (float atomic order). A wrong state or
+         * decay gives O(1). */
+        CMP32(gdA, dA, (size_t)H, tb == 1e-2 ? 3e-2 : tb, "scan dA");
         CMP32(gdD, dD, (size_t)H, tb, "scan dD");
         CMP32(gdb, dbias, (size_t)H, tb, "scan ddt_bias");
         free(dx), free(ddt), free(dB), free(dC), free(dz), free(dh0), free(dA), free(dD), free(dbias);
@@ -326,7 +335,23 @@ int main(int argc, char **argv) {
     setenv("LC_MAMBA_TFWD", "128", 1);
     if (!small) test_scan(1, 2000, 3, 64, 1, 128, 1, 0);
     unsetenv("LC_MAMBA_TFWD");
+    /* its overlapped output pass (FWD=4) */
+    setenv("LC_MAMBA_FWD", "4", 1);
+    test_scan(2, 300, 4, 64, 2, 128, 1, 1);
+    setenv("LC_MAMBA_TFWD", "512", 1);
+    test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
+    unsetenv("LC_MAMBA_TFWD");
+    test_scan(1, small ? 200 : 1000, 4, 64, 1, 128, 0, 1);
     unsetenv("LC_MAMBA_FWD");
+    /* the wgmma local dh pass of the backward (LC_MAMBA_DHL=1): B = 2 and G = 2; 8 sub-chunks per
+     * backward chunk with a ragged last chunk and sub-chunk; no z */
+    setenv("LC_MAMBA_DHL", "1", 1);
+    test_scan(2, 300, 4, 64, 2, 128, 1, 1);
+    setenv("LC_MAMBA_TBWD", "512", 1);
+    test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
+    unsetenv("LC_MAMBA_TBWD");
+    test_scan(1, small ? 200 : 1000, 4, 64, 1, 128, 0, 1);
+    unsetenv("LC_MAMBA_DHL");
     /* the fp32 backward of P = 64 (kept for comparison) */
     setenv("LC_MAMBA_BWD_FP32", "1", 1);
     if (!small) test_scan(2, 300, 4, 64, 2, 128, 1, 1);
