@@ -134,21 +134,20 @@ static bool bwd_tc(const struct mamba_scan_shape *s) {
 }
 
 /* Which tensor-core forward (P = 64), chosen by LC_MAMBA_FWD (also for the backward's local-state
- * pass): 3 = mamba_ssd_wg.cuh (wgmma; the default where the sm_90a code runs), 4 = the same with
- * the overlapped output pass (OVL), 2 = mamba_ssd2.cuh (mma.sync; the default elsewhere), 1 =
- * mamba_ssd.cuh (the first, kept for comparison). 3 and 4 fall back to 2 without sm_90a code.
- * Read at every call so tests and benchmarks can switch it. */
+ * pass): 3 = mamba_ssd_wg.cuh (wgmma; the default where the sm_90a code runs), 2 = mamba_ssd2.cuh
+ * (mma.sync; the default elsewhere), 1 = mamba_ssd.cuh (the first, kept for comparison). 3 falls
+ * back to 2 without sm_90a code. Read at every call so tests and benchmarks can switch it. */
 static int fwd_version(void) {
     const char *env = getenv("LC_MAMBA_FWD");
-    const int v = env && env[0] >= '1' && env[0] <= '4' ? env[0] - '0' : 3;
-    return v >= 3 && !lc_cuda_have_sm90a() ? 2 : v;
+    const int v = env && env[0] >= '1' && env[0] <= '3' ? env[0] - '0' : 3;
+    return v == 3 && !lc_cuda_have_sm90a() ? 2 : v;
 }
 
-/* The backward's local dh pass (P = 64): LC_MAMBA_DHL=1 the wgmma kernel (mamba_ssd_wg.cuh, sm_90a
- * only), else mamba_ssd_bwd::ssd_dh_local (mma.sync). */
+/* The backward's local dh pass (P = 64): the wgmma kernel (mamba_ssd_wg.cuh) where the sm_90a code
+ * runs, unless LC_MAMBA_DHL=0; else mamba_ssd_bwd::ssd_dh_local (mma.sync). */
 static bool dhl_wg(void) {
     const char *env = getenv("LC_MAMBA_DHL");
-    return env && env[0] == '1' && lc_cuda_have_sm90a();
+    return !(env && env[0] == '0') && lc_cuda_have_sm90a();
 }
 
 /* Local chunk states and decays (P = 64) by the selected forward's kernel. */
@@ -158,15 +157,15 @@ static lc_status ssd_local_launch(mamba_scan::args &a, dim3 grid, cudaStream_t s
         cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
         cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_local<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM_LOCAL4));
         cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_local<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM_LOCAL4));
-        cuda_check(cudaFuncSetAttribute(mamba_ssd_wg::ssd_wg<true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_wg::SMEM_L));
+        cuda_check(cudaFuncSetAttribute(mamba_ssd_wg::ssd_wg<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_wg::SMEM_L));
         attr = true;
     }
     const int v = fwd_version();
     if (v == 1) {
         mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
         cuda_check_launch("ssd_fwd<local>");
-    } else if (v >= 3) {
-        mamba_ssd_wg::ssd_wg<true, false><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM_L, st>>>(a);
+    } else if (v == 3) {
+        mamba_ssd_wg::ssd_wg<true><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM_L, st>>>(a);
         cuda_check_launch("ssd_wg<local>");
     } else {
         /* LC_MAMBA_LDW=0: the decay vectors on warp 0 instead of a ninth warp */
@@ -218,8 +217,7 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
         if (!attr) {
             cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
             cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
-            cuda_check(cudaFuncSetAttribute(mamba_ssd_wg::ssd_wg<false, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_wg::SMEM));
-            cuda_check(cudaFuncSetAttribute(mamba_ssd_wg::ssd_wg<false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_wg::SMEM));
+            cuda_check(cudaFuncSetAttribute(mamba_ssd_wg::ssd_wg<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_wg::SMEM));
             attr = true;
         }
         LC_TRY(ssd_local_launch(a, grid, st));
@@ -230,11 +228,8 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
             mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
             cuda_check_launch("ssd_fwd");
         } else if (v == 3) {
-            mamba_ssd_wg::ssd_wg<false, false><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM, st>>>(a);
+            mamba_ssd_wg::ssd_wg<false><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM, st>>>(a);
             cuda_check_launch("ssd_wg");
-        } else if (v == 4) {
-            mamba_ssd_wg::ssd_wg<false, true><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM, st>>>(a);
-            cuda_check_launch("ssd_wg<ovl>");
         } else {
             mamba_ssd2::ssd_out<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
             cuda_check_launch("ssd_out");

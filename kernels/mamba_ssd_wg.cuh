@@ -22,7 +22,12 @@
  * proxy fence precedes the barrier that publishes them. Loads are double-buffered: the tiles of
  * sub-chunk k+1 fly while k computes; warp 0 computes the decay vectors of k+1 while the first
  * wgmma batch of k runs. Only the sm_90a build has a body; mamba.cu selects these kernels only
- * when lc_cuda_have_sm90a(). Included by mamba.cu only. */
+ * when lc_cuda_have_sm90a(). ssd_wg_dh (end of the file) is the backward's local dh pass in the
+ * same style. Measured on an H100 (results/notes-mamba.md, session 4): scan forward 0.78 ms at
+ * L = 64K and 11.6 ms at 1M against 1.13 and 16.2 ms for mamba_ssd2.cuh in the same run.
+ * Variants measured slower and dropped: the X^T fragments issued while the S / C h^T wgmmas run
+ * and the y epilogue while the state-update wgmmas run (two commit groups): 0.86 / 12.7 ms;
+ * the state decay forced ahead of the wgmma fence: ~4% slower. Included by mamba.cu only. */
 #ifndef LONGCTX_MAMBA_SSD_WG_CUH
 #define LONGCTX_MAMBA_SSD_WG_CUH
 
@@ -48,7 +53,6 @@ using mamba_scan::fexp;
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 __device__ __forceinline__ void proxy_fence() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 __device__ __forceinline__ void rfence(float &x) { asm volatile("" : "+f"(x)::"memory"); }
 __device__ __forceinline__ void rfence(uint32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
@@ -138,10 +142,8 @@ __device__ __forceinline__ void put_h(unsigned char *hs, const float (&hacc)[64]
 }
 #endif
 
-/* One block = one warpgroup per (head, chunk, batch); LOCAL: the local-state pass. OVL (output
- * pass only): the X^T fragments and the state decay run while the S / C h^T wgmmas do, and the
- * y epilogue while the state-update wgmmas do (M X and the state update are two commit groups). */
-template <bool LOCAL, bool OVL>
+/* One block = one warpgroup per (head, chunk, batch); LOCAL: the local-state pass. */
+template <bool LOCAL>
 __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int STG = LOCAL ? STAGE_L : STAGE;
@@ -229,8 +231,6 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
         float Y[32];
         if (!LOCAL) {
             float S[32];
-            uint32_t xa[4][4];
-            const float E = fexp(cend);
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < N / 16; kk++) {
@@ -245,7 +245,6 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
                 if (t0 + 2 * Q < t_end)
                     dt_raw = mamba_ssd2::dt_fetch(dtcol + (int64_t)(t0 + 2 * Q) * a.H, a.H, min(Q, t_end - t0 - 2 * Q));
             }
-            if (OVL) xw_frags(xa, xs, wv); /* independent of S and Y: overlaps the wgmmas above */
             wg_wait0();
 #pragma unroll
             for (int i = 0; i < 32; i++) rfence(S[i]), rfence(Y[i]);
@@ -278,26 +277,28 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
             const float e_lo = ec[r_lo], e_hi = ec[r_lo + 8];
 #pragma unroll
             for (int i = 0; i < 8; i++) Y[4 * i] *= e_lo, Y[4 * i + 1] *= e_lo, Y[4 * i + 2] *= e_hi, Y[4 * i + 3] *= e_hi;
-            if (!OVL) xw_frags(xa, xs, wv);
+            uint32_t xa[4][4];
+            xw_frags(xa, xs, wv);
+            const float E = fexp(cend);
 #pragma unroll
-            for (int i = 0; i < 64; i++) hacc[i] *= E, rfence(hacc[i]); /* before the fence, not sunk past it */
+            for (int i = 0; i < 64; i++) hacc[i] *= E;
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) rs_n64(Y, ma[kk], desc(xs + kk * 16 * 128, 1024, 1024));
-            if (OVL) wg_commit(); /* group: M X */
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
 #pragma unroll
                 for (int pn = 0; pn < 2; pn++) rs_n64(hacc + pn * 32, xa[kk], desc(bs + pn * PANEL + kk * 16 * 128, 1024, 1024));
-            wg_commit(); /* group: the state update (with M X unless OVL) */
-            if (OVL) wg_wait1();
-            else wg_wait0();
+            wg_commit();
+            wg_wait0();
 #pragma unroll
             for (int i = 0; i < 32; i++) rfence(Y[i]);
 #pragma unroll
+            for (int i = 0; i < 64; i++) rfence(hacc[i]);
+#pragma unroll
             for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) rfence(ma[kk][e]);
+                for (int e = 0; e < 4; e++) rfence(ma[kk][e]), rfence(xa[kk][e]);
             /* y = (Y + D x) silu(z) */
             mamba_ssd2::cp_wait<1>(); /* z(k): this thread's own slots */
             const uint32_t *zslot = (const uint32_t *)(smem + OFF_Z) + tid;
@@ -317,13 +318,6 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
                     }
                     if (r < nvalid) *reinterpret_cast<__nv_bfloat162 *>(yrow + (int64_t)r * HP + 8 * i) = __floats2bfloat162_rn(y0, y1);
                 }
-            if (OVL) wg_wait0();
-#pragma unroll
-            for (int i = 0; i < 64; i++) rfence(hacc[i]);
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) rfence(xa[kk][e]);
         } else {
             if (warp == 0 && more) {
                 mamba_ssd2::decay_prefix(vecs + (buf ^ 1) * (VEC / 4), dt_raw, Ah, bias, min(Q, t_end - t0 - Q));
@@ -334,7 +328,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
             xw_frags(xa, xs, wv);
             const float E = fexp(cend);
 #pragma unroll
-            for (int i = 0; i < 64; i++) hacc[i] *= E, rfence(hacc[i]);
+            for (int i = 0; i < 64; i++) hacc[i] *= E;
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)

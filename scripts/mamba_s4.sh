@@ -3,9 +3,11 @@
 # compute-sanitizer on the small shapes (wgmma paths selected), same-run timing of the forward
 # versions (LC_MAMBA_FWD) and backward local dh passes (LC_MAMBA_DHL) at 64K and 1M, then the CSV
 # points (ALL = scripts/mamba_dev.sh's set) with the fastest passing configuration exported.
+# MODE FINAL: the tests, an mma.sync baseline (LC_MAMBA_FWD=2 LC_MAMBA_DHL=0) and the scan CSV
+# points of the defaults only (no sanitizer, no sweep).
 # Uses binaries in prebuilt/ when present (built on the CPU machine with the same nvcc 13.0: saves
 # the device-side compile), else builds. Usage (device, repository root):
-#   scripts/mamba_s4.sh SHA [ALL]        writes logs and CSVs under $OUT
+#   scripts/mamba_s4.sh SHA [ALL|FINAL]  writes logs and CSVs under $OUT
 cd "$(dirname "$0")/.."
 SHA=${1:-dev}
 MODE=$2
@@ -27,9 +29,10 @@ if [ "${TESTS:-1}" = 1 ]; then
   grep "^FAIL" $OUT/gpu_test.log | head -20
   grep "rel err" $OUT/gpu_test.log | sort -k5 -g | tail -4
 fi
+[ "$MODE" = FINAL ] && SAN=0
 if [ "${SAN:-1}" = 1 ]; then
   CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
-  for cfg in "3 1" "4 0"; do
+  for cfg in "3 1" "2 0"; do
     set -- $cfg
     LC_MAMBA_FWD=$1 LC_MAMBA_DHL=$2 timeout 90 $CS --tool memcheck ./$B/gpu_mamba --quiet --small >$OUT/memcheck_$1$2.log 2>&1
     echo "memcheck FWD=$1 DHL=$2 rc=$? $(grep -E 'ERROR SUMMARY' $OUT/memcheck_$1$2.log) $(grep -c '^PASS' $OUT/memcheck_$1$2.log) PASS $(grep -c '^FAIL' $OUT/memcheck_$1$2.log) FAIL"
@@ -44,11 +47,20 @@ run() { # tag env... -- points
   local tag=$1; shift
   env "$@" timeout 60 ./$B/mamba_bench $OUT/t_$tag.csv $SHA $PTS 2>&1 | sed "s/^/[$tag] /"
 }
+if [ "$MODE" = FINAL ]; then # a same-run mma.sync baseline, then the scan CSV points of the defaults
+  S="mamba_scan"
+  PTS="$F $FB"
+  run v2 LC_MAMBA_FWD=2 LC_MAMBA_DHL=0
+  PTS="$S,fwd,1,4096,$R $S,fwd,1,16384,$R $S,fwd,1,65536,$R $S,fwd,1,262144,$R $S,fwd,1,1048576,$R $S,fwd,1,4194304,$R
+ $S,fwd,1,16777216,$R $S,fwdbwd,1,4096,$R $S,fwdbwd,1,65536,$R $S,fwdbwd,1,262144,$R $S,fwdbwd,1,1048576,$R
+ $S,fwdbwd,1,4194304,$R"
+  run default
+  exit 0
+fi
 PTS="$F $FB"
 for rep in 1 2; do
   run v2 LC_MAMBA_FWD=2 LC_MAMBA_DHL=0
   run v3 LC_MAMBA_FWD=3 LC_MAMBA_DHL=0
-  run v4 LC_MAMBA_FWD=4 LC_MAMBA_DHL=0
   run v3dhl LC_MAMBA_FWD=3 LC_MAMBA_DHL=1
 done
 PTS="$F"
@@ -56,11 +68,8 @@ run v3t2048 LC_MAMBA_FWD=3 LC_MAMBA_TFWD=2048
 run v3t8192 LC_MAMBA_FWD=3 LC_MAMBA_TFWD=8192
 ms() { awk -F, -v d=$2 '$2 == d && $5 == 1048576 {s += $10; n++} END {if (n) printf "%.4f", s / n}' $OUT/t_$1.csv; }
 best=3; bestdhl=0
-if [ "$FAILS" = 0 ]; then
-  awk "BEGIN{exit !($(ms v4 fwd) < $(ms v3 fwd))}" && best=4
-  awk "BEGIN{exit !($(ms v3dhl fwdbwd) < $(ms v3 fwdbwd))}" && bestdhl=1
-fi
-echo "1M means: fwd v2 $(ms v2 fwd) v3 $(ms v3 fwd) v4 $(ms v4 fwd); fwdbwd v2 $(ms v2 fwdbwd) v3 $(ms v3 fwdbwd) v4 $(ms v4 fwdbwd) v3+dhl $(ms v3dhl fwdbwd)"
+[ "$FAILS" = 0 ] && awk "BEGIN{exit !($(ms v3dhl fwdbwd) < $(ms v3 fwdbwd))}" && bestdhl=1
+echo "1M means: fwd v2 $(ms v2 fwd) v3 $(ms v3 fwd); fwdbwd v2 $(ms v2 fwdbwd) v3 $(ms v3 fwdbwd) v3+dhl $(ms v3dhl fwdbwd)"
 echo "picked LC_MAMBA_FWD=$best LC_MAMBA_DHL=$bestdhl (tests: $FAILS FAIL)"
 if [ "$MODE" = ALL ]; then
   S="mamba_scan" C="mamba_conv"

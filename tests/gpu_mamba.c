@@ -5,11 +5,11 @@
  * unwritten element fails. Tolerances: bf16 outputs 1e-2 relative, fp32 outputs 2e-4 (hT of the
  * tensor-core forward and every gradient of the tensor-core backward, P = 64: 1e-2, their
  * products take bf16 operands; dA 3e-2, see test_scan). Environment knobs of mamba.cu select the
- * other paths and chunk shapes: LC_MAMBA_BWD_FP32 (the fp32 backward), LC_MAMBA_FWD=1 / 2 / 3 / 4
- * (the first, second, wgmma and overlapped wgmma tensor-core forwards; 3 and 4 need sm_90a and
- * fall back to 2 without it; the default is 3),
- * LC_MAMBA_LDW=0 (the second forward's local pass without its decay warp), LC_MAMBA_DHL=1 (the
- * backward's wgmma local dh pass),
+ * other paths and chunk shapes: LC_MAMBA_BWD_FP32 (the fp32 backward), LC_MAMBA_FWD=1 / 2 / 3
+ * (the first, second and wgmma tensor-core forwards; 3 needs sm_90a and falls back to 2 without
+ * it; the default is 3),
+ * LC_MAMBA_LDW=0 (the second forward's local pass without its decay warp), LC_MAMBA_DHL=0 (the
+ * backward's mma.sync local dh pass instead of the wgmma one),
  * LC_MAMBA_TFWD / LC_MAMBA_TBWD (chunk lengths). */
 #include "common.h"
 #include "device.h"
@@ -218,9 +218,9 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
         CMP32(gdh0, dh0, ns, tb, "scan dh0");
         /* dA (H values) sums dt' times suffix sums of the decay gradient over all L tokens: large
          * terms that cancel, so its relative error amplifies the bf16 rounding of the tensor-core
-         * backward's operands: measured 4e-4 .. 1.9e-2 over the random cases of session 4, and
-         * 1.03e-2 vs < 1e-2 for identical inputs in two runs (float atomic order). A wrong state or
-         * decay gives O(1). */
+         * backward's operands: 4e-4 .. 6.7e-3 over the random cases, and 1.86e-2 (the same in two
+         * runs) for the L = 1500, 8-sub-chunk wgmma case of session 4. A wrong state or decay
+         * gives O(1). */
         CMP32(gdA, dA, (size_t)H, tb == 1e-2 ? 3e-2 : tb, "scan dA");
         CMP32(gdD, dD, (size_t)H, tb, "scan dD");
         CMP32(gdb, dbias, (size_t)H, tb, "scan ddt_bias");
@@ -335,22 +335,15 @@ int main(int argc, char **argv) {
     setenv("LC_MAMBA_TFWD", "128", 1);
     if (!small) test_scan(1, 2000, 3, 64, 1, 128, 1, 0);
     unsetenv("LC_MAMBA_TFWD");
-    /* its overlapped output pass (FWD=4) */
-    setenv("LC_MAMBA_FWD", "4", 1);
-    test_scan(2, 300, 4, 64, 2, 128, 1, 1);
-    setenv("LC_MAMBA_TFWD", "512", 1);
-    test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
-    unsetenv("LC_MAMBA_TFWD");
-    test_scan(1, small ? 200 : 1000, 4, 64, 1, 128, 0, 1);
-    unsetenv("LC_MAMBA_FWD");
-    /* the wgmma local dh pass of the backward (LC_MAMBA_DHL=1): B = 2 and G = 2; 8 sub-chunks per
-     * backward chunk with a ragged last chunk and sub-chunk; no z */
-    setenv("LC_MAMBA_DHL", "1", 1);
+    /* the mma.sync local dh pass of the backward (LC_MAMBA_DHL=0; the default is the wgmma one on
+     * sm_90a): B = 2 and G = 2; 8 sub-chunks per backward chunk with a ragged last chunk and
+     * sub-chunk; no z */
+    setenv("LC_MAMBA_DHL", "0", 1);
     test_scan(2, 300, 4, 64, 2, 128, 1, 1);
     setenv("LC_MAMBA_TBWD", "512", 1);
     test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
     unsetenv("LC_MAMBA_TBWD");
-    test_scan(1, small ? 200 : 1000, 4, 64, 1, 128, 0, 1);
+    if (!small) test_scan(1, 1000, 4, 64, 1, 128, 0, 1);
     unsetenv("LC_MAMBA_DHL");
     /* the fp32 backward of P = 64 (kept for comparison) */
     setenv("LC_MAMBA_BWD_FP32", "1", 1);
