@@ -13,8 +13,8 @@
  *                                         (ldmatrix.trans of X, scaled), B MN-major, two
  *                                         64-column panels; h stays in registers (fp32)
  *   y = (Y + D x) silu(z)                 z by 4-byte cp.async into per-thread slots
- * S and M X run over the full 64 x 64 (the causal upper half is masked to zero): the tensor
- * cores are idle enough that skipping it is not worth warp-dependent wgmma shapes.
+ * S and M X run over the full 64 x 64 (the causal upper half is masked to zero): a wgmma spans
+ * all four row blocks, so skipping the upper half would need per-row-block shapes.
  * LOCAL = true is the local-state pass (no C, no outputs): h from zero, written to a.st with the
  * chunk's total decay, as mamba_ssd2::ssd_local.
  * Tiles live in 128-byte-swizzled panels (64 bf16 columns x 64 rows, 8 KB, 1024-byte aligned),
@@ -23,8 +23,8 @@
  * sub-chunk k+1 fly while k computes; warp 0 computes the decay vectors of k+1 while the first
  * wgmma batch of k runs. Only the sm_90a build has a body; mamba.cu selects these kernels only
  * when lc_cuda_have_sm90a(). ssd_wg_dh (end of the file) is the backward's local dh pass in the
- * same style. Measured on an H100 (results/notes-mamba.md, session 4): scan forward 0.78 ms at
- * L = 64K and 11.6 ms at 1M against 1.13 and 16.2 ms for mamba_ssd2.cuh in the same run.
+ * same style. Measured on an H100 (results/notes-mamba.md, session 4): scan forward 0.76-0.78 ms
+ * at L = 64K and 11.6 ms at 1M against 1.10-1.13 and 16.2 ms for mamba_ssd2.cuh in the same runs.
  * Variants measured slower and dropped: the X^T fragments issued while the S / C h^T wgmmas run
  * and the y epilogue while the state-update wgmmas run (two commit groups): 0.86 / 12.7 ms;
  * the state decay forced ahead of the wgmma fence: ~4% slower. Included by mamba.cu only. */
