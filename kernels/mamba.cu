@@ -6,6 +6,8 @@
 #include "mamba_scan.cuh"
 #include "mamba_ssd.cuh"
 #include "mamba_ssd2.cuh"
+#include "mamba_ssd_wg.cuh"
+#include "device.h"
 #include "mamba_bwd.cuh"
 #include "mamba_ssd_bwd.cuh"
 
@@ -131,12 +133,21 @@ static bool bwd_tc(const struct mamba_scan_shape *s) {
     return s->P == 64 && s->N == 128 && !(env && env[0] == '1');
 }
 
-/* Which tensor-core forward (P = 64): 2 = mamba_ssd2.cuh (default), 1 = mamba_ssd.cuh (the first,
- * kept for comparison: LC_MAMBA_FWD=1, also for the backward's local-state pass). Read at every
- * call so tests and benchmarks can switch it. */
+/* Which tensor-core forward (P = 64), chosen by LC_MAMBA_FWD (also for the backward's local-state
+ * pass): 3 = mamba_ssd_wg.cuh (wgmma; the default where the sm_90a code runs), 2 = mamba_ssd2.cuh
+ * (mma.sync; the default elsewhere), 1 = mamba_ssd.cuh (the first, kept for comparison). 3 falls
+ * back to 2 without sm_90a code. Read at every call so tests and benchmarks can switch it. */
 static int fwd_version(void) {
     const char *env = getenv("LC_MAMBA_FWD");
-    return env && env[0] == '1' ? 1 : 2;
+    const int v = env && env[0] >= '1' && env[0] <= '3' ? env[0] - '0' : 3;
+    return v == 3 && !lc_cuda_have_sm90a() ? 2 : v;
+}
+
+/* The backward's local dh pass (P = 64): the wgmma kernel (mamba_ssd_wg.cuh) where the sm_90a code
+ * runs, unless LC_MAMBA_DHL=0; else mamba_ssd_bwd::ssd_dh_local (mma.sync). */
+static bool dhl_wg(void) {
+    const char *env = getenv("LC_MAMBA_DHL");
+    return !(env && env[0] == '0') && lc_cuda_have_sm90a();
 }
 
 /* Local chunk states and decays (P = 64) by the selected forward's kernel. */
@@ -146,11 +157,16 @@ static lc_status ssd_local_launch(mamba_scan::args &a, dim3 grid, cudaStream_t s
         cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
         cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_local<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM_LOCAL4));
         cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_local<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM_LOCAL4));
+        cuda_check(cudaFuncSetAttribute(mamba_ssd_wg::ssd_wg<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_wg::SMEM_L));
         attr = true;
     }
-    if (fwd_version() == 1) {
+    const int v = fwd_version();
+    if (v == 1) {
         mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
         cuda_check_launch("ssd_fwd<local>");
+    } else if (v == 3) {
+        mamba_ssd_wg::ssd_wg<true><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM_L, st>>>(a);
+        cuda_check_launch("ssd_wg<local>");
     } else {
         /* LC_MAMBA_LDW=0: the decay vectors on warp 0 instead of a ninth warp */
         const char *env = getenv("LC_MAMBA_LDW");
@@ -201,14 +217,19 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
         if (!attr) {
             cuda_check(cudaFuncSetAttribute(mamba_ssd::ssd_fwd<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd::SMEM));
             cuda_check(cudaFuncSetAttribute(mamba_ssd2::ssd_out, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd2::SMEM));
+            cuda_check(cudaFuncSetAttribute(mamba_ssd_wg::ssd_wg<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_wg::SMEM));
             attr = true;
         }
         LC_TRY(ssd_local_launch(a, grid, st));
         mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, a.hT, a.H, a.nch, PN, 0);
         cuda_check_launch("state_pass");
-        if (fwd_version() == 1) {
+        const int v = fwd_version();
+        if (v == 1) {
             mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
             cuda_check_launch("ssd_fwd");
+        } else if (v == 3) {
+            mamba_ssd_wg::ssd_wg<false><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM, st>>>(a);
+            cuda_check_launch("ssd_wg");
         } else {
             mamba_ssd2::ssd_out<<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM, st>>>(a);
             cuda_check_launch("ssd_out");
@@ -235,13 +256,19 @@ static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStre
     if (!attr) {
         cuda_check(cudaFuncSetAttribute(sb::ssd_dh_local, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_DHL2));
         cuda_check(cudaFuncSetAttribute(sb::ssd_bwd, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_BWD));
+        cuda_check(cudaFuncSetAttribute(mamba_ssd_wg::ssd_wg_dh, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_wg::SMEM_DH));
         attr = true;
     }
     LC_TRY(ssd_local_launch(a, grid, st));
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.st, a.decay, h0, nullptr, a.H, a.nch, PN, 0);
     cuda_check_launch("state_pass");
-    sb::ssd_dh_local<<<grid, mamba_ssd::THREADS, sb::SMEM_DHL2, st>>>(a);
-    cuda_check_launch("ssd_dh_local");
+    if (dhl_wg()) {
+        mamba_ssd_wg::ssd_wg_dh<<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM_DH, st>>>(a);
+        cuda_check_launch("ssd_wg_dh");
+    } else {
+        sb::ssd_dh_local<<<grid, mamba_ssd::THREADS, sb::SMEM_DHL2, st>>>(a);
+        cuda_check_launch("ssd_dh_local");
+    }
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.dst, a.decay, a.dhT, a.dh0, a.H, a.nch, PN, 1);
     cuda_check_launch("state_pass<reverse>");
     const int64_t nwork = a.B * a.nch * a.H, gb = bwd_grid();

@@ -40,11 +40,13 @@
  * the recurrence inside each chunk from a zero state (local end state), pass 2 walks the chunks
  * of each (b, h) in order to turn local states into each chunk's incoming state, pass 3 reruns
  * each chunk from its incoming state and writes y. For (P, N) = (64, 128) passes 1 and 3 are the
- * chunked SSD form on bf16 tensor cores (mamba_ssd2.cuh; LC_MAMBA_FWD=1 selects the first version,
- * mamba_ssd.cuh; y and hT then carry bf16-level error, ~2e-3 relative); (32, 64) uses fp32
- * recurrences. The backward mirrors the passes for dh; for
+ * chunked SSD form on bf16 tensor cores: warpgroup MMAs where the sm_90a code runs
+ * (mamba_ssd_wg.cuh), else mma.sync (mamba_ssd2.cuh); LC_MAMBA_FWD=2 / 1 select the mma.sync
+ * versions (mamba_ssd2.cuh, mamba_ssd.cuh); y and hT carry bf16-level error, ~2e-3 relative;
+ * (32, 64) uses fp32 recurrences. The backward mirrors the passes for dh; for
  * (64, 128) every pass and the per-chunk gradients run in the SSD form on tensor cores
- * (mamba_ssd_bwd.cuh; all gradients then carry bf16-level error, ~2e-3..7e-3 relative), for
+ * (mamba_ssd_bwd.cuh, its local dh pass on wgmma in mamba_ssd_wg.cuh unless LC_MAMBA_DHL=0; all
+ * gradients then carry bf16-level error, ~2e-3..7e-3 relative, dA up to ~2e-2), for
  * (32, 64) as fp32 recurrences (mamba_bwd.cuh, ~1e-5; LC_MAMBA_BWD_FP32=1 selects them for (64,
  * 128) too). Workspace: mamba_scan_workspace_bytes() (the tensor-core backward adds a 34 MB
  * scratch for its persistent grid); pass ws = NULL to let the call allocate (stream-ordered) itself.

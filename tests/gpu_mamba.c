@@ -4,9 +4,12 @@
  * segments with carried state equal one run. Outputs are poisoned with NaN first, so an
  * unwritten element fails. Tolerances: bf16 outputs 1e-2 relative, fp32 outputs 2e-4 (hT of the
  * tensor-core forward and every gradient of the tensor-core backward, P = 64: 1e-2, their
- * products take bf16 operands). Environment knobs of mamba.cu select the other paths and chunk
- * shapes: LC_MAMBA_BWD_FP32 (the fp32 backward), LC_MAMBA_FWD=1 (the first tensor-core forward),
- * LC_MAMBA_LDW=0 (the local pass without its decay warp),
+ * products take bf16 operands; dA 3e-2, see test_scan). Environment knobs of mamba.cu select the
+ * other paths and chunk shapes: LC_MAMBA_BWD_FP32 (the fp32 backward), LC_MAMBA_FWD=1 / 2 / 3
+ * (the first, second and wgmma tensor-core forwards; 3 needs sm_90a and falls back to 2 without
+ * it; the default is 3),
+ * LC_MAMBA_LDW=0 (the second forward's local pass without its decay warp), LC_MAMBA_DHL=0 (the
+ * backward's mma.sync local dh pass instead of the wgmma one),
  * LC_MAMBA_TFWD / LC_MAMBA_TBWD (chunk lengths). */
 #include "common.h"
 #include "device.h"
@@ -173,8 +176,10 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
     printf("scan B=%lld L=%lld H=%lld P=%lld G=%lld N=%lld z=%d h0=%d workspace fwd %zu bwd %zu bytes\n", (long long)B,
            (long long)L, (long long)H, (long long)P, (long long)G, (long long)N, with_z, with_h0,
            mamba_scan_workspace_bytes(&s, 0), mamba_scan_workspace_bytes(&s, 1));
-    snprintf(name[k % 8], 160, "cuda scan forward (B=%lld L=%lld H=%lld P=%lld G=%lld N=%lld z=%d h0=%d)", (long long)B,
-             (long long)L, (long long)H, (long long)P, (long long)G, (long long)N, with_z, with_h0);
+    const char *fv = getenv("LC_MAMBA_FWD"), *tf = getenv("LC_MAMBA_TFWD");
+    snprintf(name[k % 8], 160, "cuda scan forward (B=%lld L=%lld H=%lld P=%lld G=%lld N=%lld z=%d h0=%d FWD=%s TFWD=%s)",
+             (long long)B, (long long)L, (long long)H, (long long)P, (long long)G, (long long)N, with_z, with_h0,
+             fv ? fv : "default", tf ? tf : "auto");
     t_begin(name[k++ % 8]);
     float *y = malloc(sizeof(float) * nx), *hT = malloc(sizeof(float) * ns);
     T_OK(mamba_scan_forward_ref(&s, h.x, h.dt, h.dt_bias, h.A, h.Bm, h.Cm, h.D, h.z, h.h0, y, hT));
@@ -186,7 +191,9 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
     /* P = 64 runs the tensor-core forward: the state update has bf16 operands */
     CMP32(ghT, hT, ns, P == 64 ? 1e-2 : 2e-4, "scan hT");
 
-    snprintf(name[k % 8], 160, "cuda scan backward (L=%lld P=%lld z=%d h0=%d)", (long long)L, (long long)P, with_z, with_h0);
+    const char *dv = getenv("LC_MAMBA_DHL"), *tb_env = getenv("LC_MAMBA_TBWD");
+    snprintf(name[k % 8], 160, "cuda scan backward (L=%lld P=%lld z=%d h0=%d DHL=%s TBWD=%s)", (long long)L, (long long)P,
+             with_z, with_h0, dv ? dv : "default", tb_env ? tb_env : "auto");
     t_begin(name[k++ % 8]);
     {
         float *dx = malloc(sizeof(float) * nx), *ddt = malloc(sizeof(float) * ndt), *dB = malloc(sizeof(float) * nbc);
@@ -209,7 +216,12 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
         CMP32(gdB, dB, nbc, tb, "scan dBm");
         CMP32(gdC, dC, nbc, tb, "scan dCm");
         CMP32(gdh0, dh0, ns, tb, "scan dh0");
-        CMP32(gdA, dA, (size_t)H, tb, "scan dA");
+        /* dA (H values) sums dt' times suffix sums of the decay gradient over all L tokens: large
+         * terms that cancel, so its relative error amplifies the bf16 rounding of the tensor-core
+         * backward's operands: 4e-4 .. 6.7e-3 over the random cases, and 1.86e-2 (the same in two
+         * runs) for the L = 1500, 8-sub-chunk wgmma case of session 4. A wrong state or decay
+         * gives O(1). */
+        CMP32(gdA, dA, (size_t)H, tb == 1e-2 ? 3e-2 : tb, "scan dA");
         CMP32(gdD, dD, (size_t)H, tb, "scan dD");
         CMP32(gdb, dbias, (size_t)H, tb, "scan ddt_bias");
         free(dx), free(ddt), free(dB), free(dC), free(dz), free(dh0), free(dA), free(dD), free(dbias);
@@ -304,12 +316,35 @@ int main(int argc, char **argv) {
     unsetenv("LC_MAMBA_FWD");
     /* the second forward with chunks of 8 sub-chunks (the local pass's 4-stage ring wraps), a
      * ragged last chunk and sub-chunk; then its local pass with the decay vectors on warp 0 */
+    setenv("LC_MAMBA_FWD", "2", 1);
+    test_scan(2, 300, 4, 64, 2, 128, 1, 1);
     setenv("LC_MAMBA_TFWD", "512", 1);
     test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
     setenv("LC_MAMBA_LDW", "0", 1);
     test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
     unsetenv("LC_MAMBA_LDW");
     unsetenv("LC_MAMBA_TFWD");
+    /* the wgmma forward (also the backward's local pass): B = 2 and G = 2; 8 sub-chunks per
+     * chunk with a ragged last chunk and sub-chunk; no z; no h0 with short chunks */
+    setenv("LC_MAMBA_FWD", "3", 1);
+    test_scan(2, 300, 4, 64, 2, 128, 1, 1);
+    setenv("LC_MAMBA_TFWD", "512", 1);
+    test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
+    unsetenv("LC_MAMBA_TFWD");
+    test_scan(1, small ? 200 : 1000, 4, 64, 1, 128, 0, 1);
+    setenv("LC_MAMBA_TFWD", "128", 1);
+    if (!small) test_scan(1, 2000, 3, 64, 1, 128, 1, 0);
+    unsetenv("LC_MAMBA_TFWD");
+    /* the mma.sync local dh pass of the backward (LC_MAMBA_DHL=0; the default is the wgmma one on
+     * sm_90a): B = 2 and G = 2; 8 sub-chunks per backward chunk with a ragged last chunk and
+     * sub-chunk; no z */
+    setenv("LC_MAMBA_DHL", "0", 1);
+    test_scan(2, 300, 4, 64, 2, 128, 1, 1);
+    setenv("LC_MAMBA_TBWD", "512", 1);
+    test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
+    unsetenv("LC_MAMBA_TBWD");
+    if (!small) test_scan(1, 1000, 4, 64, 1, 128, 0, 1);
+    unsetenv("LC_MAMBA_DHL");
     /* the fp32 backward of P = 64 (kept for comparison) */
     setenv("LC_MAMBA_BWD_FP32", "1", 1);
     if (!small) test_scan(2, 300, 4, 64, 2, 128, 1, 1);
