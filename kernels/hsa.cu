@@ -405,21 +405,26 @@ static int hsa_sm_count() {
 }
 
 /* TMA + wgmma forward (hsa_attend_fwd_wg.cuh), persistent: one CTA per SM. *ran = 0 (nothing
- * launched) when the tensor maps cannot be made. */
-template <int NWG>
+ * launched) when the tensor maps cannot be made. Timing experiments only: LONGCTX_HSA_FWD_NS = ring
+ * slots (2..12), LONGCTX_HSA_FWD_DIAG = dry | hot (see the kernel; hot gives wrong results). */
+template <int NWG, int PIPE>
 static lc_status launch_fwd_wg(hsa_attend::tok_params p, cudaStream_t st, int *ran) {
     using hsa_fwd_wg::wg_smem;
     *ran = 0;
     CUtensorMap tk, tv;
     if (!hsa_chunk_map(&tk, p.k, p.B, p.L, p.H) || !hsa_chunk_map(&tv, p.v, p.B, p.L, p.H)) return LC_OK;
-    auto kern = hsa_fwd_wg::attend_fwd_wg_kernel<NWG>;
+    auto kern = hsa_fwd_wg::attend_fwd_wg_kernel<NWG, PIPE>;
     p.MT = 4 * NWG / (int)(p.G / 16);
-    const int ns = wg_smem::stages(p.MT, (int)p.K, (size_t)227 * 1024);
+    int ns = wg_smem::stages(p.MT, (int)p.K, (size_t)227 * 1024);
+    const char *nse = getenv("LONGCTX_HSA_FWD_NS");
+    if (nse && atoi(nse) >= 2 && atoi(nse) < ns) ns = atoi(nse);
+    const char *dg = getenv("LONGCTX_HSA_FWD_DIAG");
+    const int diag = !dg ? 0 : !strcmp(dg, "dry") ? 1 : !strcmp(dg, "hot") ? 2 : 0;
     const size_t sm = wg_smem::bytes(p.MT, (int)p.K, ns);
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     const int64_t ntb = (p.Lq + p.MT - 1) / p.MT, nblk = ntb * p.H * p.B;
     const int64_t grid = nblk < hsa_sm_count() ? nblk : hsa_sm_count();
-    kern<<<(unsigned)grid, 128 * NWG + 32, sm, st>>>(p, tk, tv, ns, ntb, nblk);
+    kern<<<(unsigned)grid, 128 * NWG + 32, sm, st>>>(p, tk, tv, ns, ntb, nblk, diag);
     cuda_check_launch("attend_fwd_wg_kernel");
     *ran = 1;
     return LC_OK;
@@ -428,7 +433,7 @@ static lc_status launch_fwd_wg(hsa_attend::tok_params p, cudaStream_t st, int *r
 /* Which forward kernel: the token-block kernel (attend_tok_kernel, "tok") or the producer/consumer
  * kernel (G % 16 == 0, G <= 112, S and dh <= 64; wN: N consumer warps of two tiles, t15: 15 warps
  * of one tile; w3, w8, t15 exist for S = dh = 64 only and fall back to w7 elsewhere), picked by
- * LONGCTX_HSA_FWD = tok | w7 | w3 | w8 | t15 | t16 | t16w2 (TMA + wgmma, hsa_attend_fwd_wg.cuh; falls back to t15 or tok
+ * LONGCTX_HSA_FWD = tok | w7 | w3 | w8 | t15 | t16 | t16s | t16w2 (TMA + wgmma, hsa_attend_fwd_wg.cuh; falls back to t15 or tok
  * where it cannot run). w* and t15 pass the device tests. */
 static int G_ok_t15(const struct hsa_shape *s) { return s->HQ / s->H == 16; }
 static int fwd_variant(const struct hsa_shape *s) {
@@ -444,8 +449,9 @@ static int fwd_variant(const struct hsa_shape *s) {
     if (!env) return fits && G == 16 && s->S == 64 && s->dh == 64 ? 15 : 0;
     if (!strcmp(env, "tok")) return 0;
     /* t16 / t16w2: TMA + wgmma, 3 or 2 consumer warpgroups (S = dh = 64, G = 16, 32, 64, sm_90a) */
-    if (!strcmp(env, "t16") || !strcmp(env, "t16w2")) {
-        if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a()) return env[3] ? 162 : 163;
+    if (!strcmp(env, "t16") || !strcmp(env, "t16w2") || !strcmp(env, "t16s")) {
+        if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a())
+            return !strcmp(env, "t16") ? 163 : !strcmp(env, "t16s") ? 164 : 162;
         return fits && s->S == 64 && s->dh == 64 ? 15 : 0;
     }
     int want = 7;
@@ -474,10 +480,11 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
     cudaStream_t st = lc_stream(stream);
     /* producer/consumer variants (hsa_attend_fwd.cuh) where fwd_variant picks one */
     if (const int variant = fwd_variant(s)) {
-        if (variant == 162 || variant == 163) {
+        if (variant >= 162 && variant <= 164) {
             int ran = 0;
-            if (variant == 163) LC_TRY(launch_fwd_wg<3>(p, st, &ran));
-            else LC_TRY(launch_fwd_wg<2>(p, st, &ran));
+            if (variant == 163) LC_TRY((launch_fwd_wg<3, 1>(p, st, &ran)));
+            else if (variant == 164) LC_TRY((launch_fwd_wg<3, 0>(p, st, &ran)));
+            else LC_TRY((launch_fwd_wg<2, 1>(p, st, &ran)));
             if (ran) return LC_OK;
             if (G_ok_t15(s)) return launch_fwd<64, 64, 15, 1>(p, st);
             HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, false>(p, cfg, st))));
