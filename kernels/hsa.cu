@@ -424,7 +424,7 @@ static lc_status launch_fwd_wg(hsa_attend::tok_params p, cudaStream_t st, int *r
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     const int64_t ntb = (p.Lq + p.MT - 1) / p.MT, nblk = ntb * p.H * p.B;
     const int64_t grid = nblk < hsa_sm_count() ? nblk : hsa_sm_count();
-    kern<<<(unsigned)grid, 128 * NWG + 32, sm, st>>>(p, tk, tv, ns, ntb, nblk, diag);
+    kern<<<(unsigned)grid, 128 * NWG + 128, sm, st>>>(p, tk, tv, ns, ntb, nblk, diag);
     cuda_check_launch("attend_fwd_wg_kernel");
     *ran = 1;
     return LC_OK;
