@@ -434,7 +434,10 @@ static lc_status launch_fwd_wg(hsa_attend::tok_params p, cudaStream_t st, int *r
  * kernel (G % 16 == 0, G <= 112, S and dh <= 64; wN: N consumer warps of two tiles, t15: 15 warps
  * of one tile; w3, w8, t15 exist for S = dh = 64 only and fall back to w7 elsewhere), picked by
  * LONGCTX_HSA_FWD = tok | w7 | w3 | w8 | t15 | t16 | t16s | t16w2 (TMA + wgmma, hsa_attend_fwd_wg.cuh; falls back to t15 or tok
- * where it cannot run). w* and t15 pass the device tests. */
+ * where it cannot run). All pass the device tests. t16 (H100, 65a5dec, notes-hsacuda.md session 4):
+ * 5-7 % faster than t15 at K = 8 on the drift pattern, 7-10 % slower at K = 32 and 46 % slower on
+ * the pool pattern (its 4-token warpgroups compute the union of their tokens' chunks), so t15
+ * stays the default. */
 static int G_ok_t15(const struct hsa_shape *s) { return s->HQ / s->H == 16; }
 static int fwd_variant(const struct hsa_shape *s) {
     const int64_t G = s->HQ / s->H;
