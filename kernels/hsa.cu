@@ -5,6 +5,7 @@
  *   hsa_attend_fwd.cuh chunk attention forward for G % 16 == 0, S, dh <= 64: a producer warp
  *                     streams the union of a token block's chunks through an mbarrier ring, two
  *                     16-row tiles per consumer warp share each K/V fragment
+ *   hsa_attend_fwd_wg.cuh the same on TMA + wgmma (sm_90a, S = dh = 64; opt-in t16 / t16w2)
  *   hsa_attend.cuh    chunk attention over the union of a token block's chunks (forward for the
  *                     other shapes, dq pass) and dK/dV per chunk through a radix-sorted reverse index
  *   hsa_attend_bwd.cuh opt-in backward (LONGCTX_HSA_BWD): dq pass in the producer/consumer form of
@@ -14,6 +15,8 @@
  * hsa_scores_backward_cuda (fp32 atomics, documented there).
  */
 #include <cub/cub.cuh>
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,7 @@
 #include "hsa.h"
 #include "hsa_attend.cuh"
 #include "hsa_attend_fwd.cuh"
+#include "hsa_attend_fwd_wg.cuh"
 #include "hsa_attend_bwd.cuh"
 #include "hsa_retrieve.cuh"
 
@@ -357,10 +361,84 @@ static lc_status launch_fwd(hsa_attend::tok_params p, cudaStream_t st) {
     return LC_OK;
 }
 
+/* cuTensorMapEncodeTiled through the runtime's driver entry point (no libcuda link); NULL when
+ * the driver lacks it. */
+static PFN_cuTensorMapEncodeTiled_v12000 hsa_tensor_map_encoder() {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+    static int looked = 0;
+    if (!looked) {
+        looked = 1;
+        void *fn = NULL;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+        else
+            cudaGetLastError();
+    }
+    return encode;
+}
+
+/* A 4-D tensor map over k or v [B][L][H][64] bf16 (innermost first: 64, H, L, B) whose box is one
+ * chunk: 64 rows of one head, 128-byte swizzle. 0 when it cannot be made (callers fall back). */
+static int hsa_chunk_map(CUtensorMap *m, const void *base, int64_t B, int64_t L, int64_t H) {
+    PFN_cuTensorMapEncodeTiled_v12000 encode = hsa_tensor_map_encoder();
+    if (!encode || ((uintptr_t)base & 15)) return 0;
+    const cuuint64_t dims[4] = {64, (cuuint64_t)H, (cuuint64_t)L, (cuuint64_t)B};
+    const cuuint64_t strides[3] = {(cuuint64_t)(64 * 2), (cuuint64_t)(H * 64 * 2), (cuuint64_t)(L * H * 64 * 2)};
+    const cuuint32_t box[4] = {64, 1, 64, 1}, estr[4] = {1, 1, 1, 1};
+    return encode(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void *>(base), dims, strides, box, estr,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+static int hsa_sm_count() {
+    static int n = 0;
+    if (n == 0) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) {
+            cudaGetLastError();
+            n = 132;
+        }
+    }
+    return n;
+}
+
+/* TMA + wgmma forward (hsa_attend_fwd_wg.cuh), persistent: one CTA per SM. *ran = 0 (nothing
+ * launched) when the tensor maps cannot be made. Timing experiments only: LONGCTX_HSA_FWD_NS = ring
+ * slots (2..12), LONGCTX_HSA_FWD_DIAG = dry | hot (see the kernel; hot gives wrong results). */
+template <int NWG, int PIPE>
+static lc_status launch_fwd_wg(hsa_attend::tok_params p, cudaStream_t st, int *ran) {
+    using hsa_fwd_wg::wg_smem;
+    *ran = 0;
+    CUtensorMap tk, tv;
+    if (!hsa_chunk_map(&tk, p.k, p.B, p.L, p.H) || !hsa_chunk_map(&tv, p.v, p.B, p.L, p.H)) return LC_OK;
+    auto kern = hsa_fwd_wg::attend_fwd_wg_kernel<NWG, PIPE>;
+    p.MT = 4 * NWG / (int)(p.G / 16);
+    int ns = wg_smem::stages(p.MT, (int)p.K, (size_t)227 * 1024);
+    const char *nse = getenv("LONGCTX_HSA_FWD_NS");
+    if (nse && atoi(nse) >= 2 && atoi(nse) < ns) ns = atoi(nse);
+    const char *dg = getenv("LONGCTX_HSA_FWD_DIAG");
+    const int diag = !dg ? 0 : !strcmp(dg, "dry") ? 1 : !strcmp(dg, "hot") ? 2 : 0;
+    const size_t sm = wg_smem::bytes(p.MT, (int)p.K, ns);
+    cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    const int64_t ntb = (p.Lq + p.MT - 1) / p.MT, nblk = ntb * p.H * p.B;
+    const int64_t grid = nblk < hsa_sm_count() ? nblk : hsa_sm_count();
+    kern<<<(unsigned)grid, 128 * NWG + 128, sm, st>>>(p, tk, tv, ns, ntb, nblk, diag);
+    cuda_check_launch("attend_fwd_wg_kernel");
+    *ran = 1;
+    return LC_OK;
+}
+
 /* Which forward kernel: the token-block kernel (attend_tok_kernel, "tok") or the producer/consumer
  * kernel (G % 16 == 0, G <= 112, S and dh <= 64; wN: N consumer warps of two tiles, t15: 15 warps
  * of one tile; w3, w8, t15 exist for S = dh = 64 only and fall back to w7 elsewhere), picked by
- * LONGCTX_HSA_FWD = tok | w7 | w3 | w8 | t15. All pass the device tests. */
+ * LONGCTX_HSA_FWD = tok | w7 | w3 | w8 | t15 | t16 | t16s | t16w2 (TMA + wgmma, hsa_attend_fwd_wg.cuh; falls back to t15 or tok
+ * where it cannot run). All pass the device tests. t16 (H100, 65a5dec, notes-hsacuda.md session 4):
+ * 5-7 % faster than t15 at K = 8 on the drift pattern, 7-10 % slower at K = 32 and 46 % slower on
+ * the pool pattern (its 4-token warpgroups compute the union of their tokens' chunks), so t15
+ * stays the default. */
+static int G_ok_t15(const struct hsa_shape *s) { return s->HQ / s->H == 16; }
 static int fwd_variant(const struct hsa_shape *s) {
     const int64_t G = s->HQ / s->H;
     const int fits = G % 16 == 0 && G / 16 <= 7 && s->S <= 64 && s->dh <= 64;
@@ -373,6 +451,12 @@ static int fwd_variant(const struct hsa_shape *s) {
      * wrapping too), unexplained so far (notes-hsacuda.md, session 3) */
     if (!env) return fits && G == 16 && s->S == 64 && s->dh == 64 ? 15 : 0;
     if (!strcmp(env, "tok")) return 0;
+    /* t16 / t16w2: TMA + wgmma, 3 or 2 consumer warpgroups (S = dh = 64, G = 16, 32, 64, sm_90a) */
+    if (!strcmp(env, "t16") || !strcmp(env, "t16w2") || !strcmp(env, "t16s")) {
+        if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a())
+            return !strcmp(env, "t16") ? 163 : !strcmp(env, "t16s") ? 164 : 162;
+        return fits && s->S == 64 && s->dh == 64 ? 15 : 0;
+    }
     int want = 7;
     if (env && !strcmp(env, "w3")) want = 3;
     if (env && !strcmp(env, "w8")) want = 8;
@@ -399,6 +483,16 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
     cudaStream_t st = lc_stream(stream);
     /* producer/consumer variants (hsa_attend_fwd.cuh) where fwd_variant picks one */
     if (const int variant = fwd_variant(s)) {
+        if (variant >= 162 && variant <= 164) {
+            int ran = 0;
+            if (variant == 163) LC_TRY((launch_fwd_wg<3, 1>(p, st, &ran)));
+            else if (variant == 164) LC_TRY((launch_fwd_wg<3, 0>(p, st, &ran)));
+            else LC_TRY((launch_fwd_wg<2, 1>(p, st, &ran)));
+            if (ran) return LC_OK;
+            if (G_ok_t15(s)) return launch_fwd<64, 64, 15, 1>(p, st);
+            HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, false>(p, cfg, st))));
+            return LC_OK;
+        }
         if (s->S == 64 && s->dh == 64) {
             if (variant == 3) return launch_fwd<64, 64, 3, 2>(p, st);
             if (variant == 8) return launch_fwd<64, 64, 8, 2>(p, st);

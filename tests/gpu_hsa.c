@@ -569,12 +569,47 @@ static void test_bwd_variants(int quick) {
     }
 }
 
+/* the TMA + wgmma forward (LONGCTX_HSA_FWD = t16 | t16w2, kernels/hsa_attend_fwd_wg.cuh): S = dh = 64,
+ * G = 16, 32, 64; ragged L, K > visible, the ring wrapping over long unions, persistent CTAs walking
+ * several token blocks (L = 5000: 417 blocks of 12 tokens), H = 2, B = 2, Hr = H, softmax1 on and
+ * off, stick-breaking, GCA rows, a query offset; one fwd+bwd case (the backward reads its lse) */
+static void test_fwd_wg(int quick) {
+    static const char *variants[] = {"t16", "t16s", "t16w2"};
+    struct hsa_shape sh[] = {
+        mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX),
+        mk(1, 2000, 16, 1, 64, 64, 8, 1, 32, 1, 1, HSA_SOFTMAX),
+        with_offset(mk(1, 3000, 32, 1, 64, 64, 12, 1, 32, 1, 1, HSA_SOFTMAX), 1000, 1999),
+        mk(1, 5000, 16, 1, 64, 64, 32, 1, 32, 1, 0, HSA_STICK_BREAKING),
+        mk(2, 1100, 32, 2, 64, 64, 12, 2, 32, 1, 1, HSA_STICK_BREAKING),
+        mk(1, 900, 64, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX),
+        mk(1, 1500, 16, 1, 64, 64, 64, 1, 32, 1, 1, HSA_SOFTMAX),
+        mk(1, 1000, 16, 1, 64, 64, 6, 1, 32, 64, 1, HSA_SOFTMAX),
+        with_offset(mk(1, 700, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 1, 699),
+    };
+    const int n = quick ? 3 : (int)(sizeof sh / sizeof sh[0]);
+    for (int vi = 0; vi < 3; vi++) {
+        setenv("LONGCTX_HSA_FWD", variants[vi], 1);
+        variant_tag = variants[vi];
+        for (int i = 0; i < n; i++) test_attend(sh[i], 500 + (uint64_t)i, 0);
+        if (!quick) {
+            test_attend(mk(1, 1300, 16, 1, 64, 64, 16, 1, 32, 1, 1, HSA_SOFTMAX), 520, 1);
+            test_cross_composition(mk(1, 1200, 16, 1, 64, 64, 20, 1, 64, 1, 0, HSA_SOFTMAX), 53);
+        }
+    }
+    unsetenv("LONGCTX_HSA_FWD");
+    variant_tag = "";
+}
+
 int main(int argc, char **argv) {
     int quick = argc > 1; /* any argument: the small shapes only (for compute-sanitizer) */
     if (argc > 1 && !strcmp(argv[1], "fwd")) { /* the producer/consumer forward alone (racecheck) */
         test_attend(mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 100, 0);
         test_attend(with_offset(mk(1, 3000, 32, 1, 64, 64, 12, 1, 32, 1, 1, HSA_SOFTMAX), 1000, 1999), 135, 0);
         test_attend(mk(1, 2000, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 136, 0); /* the ring wraps */
+        return t_finish();
+    }
+    if (argc > 1 && !strcmp(argv[1], "wg")) { /* the TMA + wgmma forward alone; "wg quick": small shapes */
+        test_fwd_wg(argc > 2);
         return t_finish();
     }
     if (argc > 1 && !strcmp(argv[1], "bwd")) { /* the backward alone: default (token-block dq) and the variants */
@@ -646,6 +681,7 @@ int main(int argc, char **argv) {
         unsetenv("LONGCTX_HSA_FWD");
         variant_tag = "";
     }
+    test_fwd_wg(quick);
     for (int i = 0; i < nfw; i++) test_attend(fw[i], 200 + (uint64_t)i, 1);
     test_bwd_variants(quick);
 
