@@ -256,21 +256,23 @@ static void check_huge(void) {
     free(o), free(lse), free(dq), free(dk), free(dv);
 }
 
-/* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8, 11..13), every variant, against the
+/* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8, 11..15), every variant, against the
  * C reference; then with 3 persistent blocks, so each block serves many key blocks (K/V buffers,
  * slot ring, dQ staging wrap around). Variant 7 is the dh-64 default; it and the others ran clean
  * on the H100 (session 3). Last, so a fault leaves the tests before it unaffected. --small (for
- * compute-sanitizer) runs variant 4 on two shapes. */
+ * compute-sanitizer) runs variants 15 and 4 on two shapes. */
 static void check_ws_backward(int small) {
-    static const char *wsb[] = {"4", "5", "6", "7", "8", "11", "12", "13"}; /* 11-13: attn5 */
+    /* 11-13: attn5; 14, 15: attn6 (ping-pong turns, K / V in registers or shared memory) */
+    static const char *wsb[] = {"4", "5", "6", "7", "8", "11", "12", "13", "14", "15"};
     char nm[8][96];
-    for (int i = 0; i < (small ? 1 : 8); i++) {
+    for (int i = 0; i < 10; i++) {
+        if (small && i != 0 && i != 9) continue;
         setenv("LC_ATTN_WGB", wsb[i], 1);
         snprintf(nm[0], sizeof nm[0], "ws backward %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsb[i]);
         check_case(nm[0], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 210 + i);
         snprintf(nm[1], sizeof nm[1], "ws backward %s: dense dh 64, B=2 L=300 HQ=4 H=2", wsb[i]);
         check_case(nm[1], (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 220 + i);
-        if (small) break;
+        if (small) continue;
         snprintf(nm[2], sizeof nm[2], "ws backward %s: SWA dh 64, L=1100 W=64 HQ=8 H=2 (G=4)", wsb[i]);
         check_case(nm[2], (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 230 + i);
         snprintf(nm[3], sizeof nm[3], "ws backward %s: non-causal dh 64, B=2 L=77 HQ=2 H=2", wsb[i]);
