@@ -10,7 +10,8 @@
 #       scripts/attention_bench.c build/liblongctx.a -L$CUDA/lib64 -Wl,-rpath,$CUDA/lib64 \
 #       -lcudart -lcublasLt -lcublas -lm -lstdc++ -o build/attn6/attn_bench
 # Environment: BWD_VARIANTS (LC_ATTN_WGB values timed next to the default; default "15 14 4"),
-# FWD_VARIANTS (LC_ATTN_WG values; default none), SKIP_SAN=1 skips the sanitizers.
+# FWD_VARIANTS (LC_ATTN_WG values; default none), SKIP_SAN=1 skips the sanitizers, SAN_TOOLS picks
+# them (default "racecheck memcheck").
 # Prints PASS/FAIL counts and FAIL lines, the sanitizer summaries, then one line per (variant,
 # point): ms and TFLOP/s. Logs and the CSV go to $OUT when set (else build/attn6/).
 set -u
@@ -32,7 +33,7 @@ grep '^FAIL' "$out/test.log" | cut -c1-160 | head -20
 [ "$rc" -eq 124 ] && { echo "gpu_attention timed out; last lines:"; tail -3 "$out/test.log"; }
 
 if [ "${SKIP_SAN:-0}" != 1 ]; then
-    for tool in racecheck memcheck; do
+    for tool in ${SAN_TOOLS:-racecheck memcheck}; do
         echo "== compute-sanitizer --tool $tool $test_bin --small (timeout ${SAN_TIMEOUT:-120} s)"
         timeout "${SAN_TIMEOUT:-120}" "$SAN" --tool $tool $test_bin --small >"$out/$tool.log" 2>&1
         echo "rc=$? PASS=$(grep -c '^PASS' "$out/$tool.log") FAIL=$(grep -c '^FAIL' "$out/$tool.log") ($(el))"
