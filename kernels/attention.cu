@@ -1103,7 +1103,7 @@ lc_status launch_bwd_wgmma(const bwd_params &p0, int64_t B, cudaStream_t st) {
 /* The warp-specialised dh-64 backward; *ran = 0 (and nothing launched) when the shape does not
  * suit the bulk tensor copies (below) or a tensor map could not be made, so the caller takes the
  * plain warpgroup kernel (short or odd-sized inputs; the speed matters at long L). */
-template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int DQH = 0>
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int ATOM = 0>
 lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BN = 64 * NCWG;
     bwd_params p = p0;
@@ -1120,8 +1120,8 @@ lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = bws_smem<NCWG, SPLIT, STAGES>::total;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, DQH>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, DQH><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, ATOM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, ATOM><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
     cuda_check_launch("attn_bwd_ws_kernel");
     *ran = 1;
     return LC_OK;
@@ -1129,7 +1129,7 @@ lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
 
 /* attn6: the ping-pong backward of attention_bwd_ws.cuh (2 consumer warpgroups x 64 keys, split
  * dQ, MMAs in turns); the same fallback conditions as launch_bwd_ws. */
-template <int KR>
+template <int ATOM>
 lc_status launch_bwd_pp(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BN = 128;
     bwd_params p = p0;
@@ -1145,9 +1145,9 @@ lc_status launch_bwd_pp(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     int64_t grid = nitems < sm_count() ? nitems : sm_count();
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0);
     if (cap > 0 && cap < grid) grid = cap;
-    const size_t smem = bpp_smem<KR>::total;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_pp_kernel<KR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_pp_kernel<KR><<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
+    const size_t smem = bpp_smem::total;
+    cuda_check(cudaFuncSetAttribute(attn_bwd_pp_kernel<ATOM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_pp_kernel<ATOM><<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
     cuda_check_launch("attn_bwd_pp_kernel");
     *ran = 1;
     return LC_OK;
@@ -1221,10 +1221,9 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             case 13: e = launch_fwd_ws<64, 3, 4, 1, 1>(p, s->B, st, &ran); break;
             case 15: e = launch_fwd_ws<128, 2, 3, 1, 1>(p, s->B, st, &ran); break;
             case 16: e = launch_fwd_ws<128, 3, 3, 1, 0>(p, s->B, st, &ran); break;
-            /* attn5 (opt-in, not yet timed): 2 consumer warpgroups x 192-key tiles, for W > 1024 and dense */
-            case 21: e = launch_fwd_ws<192, 2, 4, 1, 1>(p, s->B, st, &ran); break;
-            case 22: e = launch_fwd_ws<192, 2, 3, 1, 0>(p, s->B, st, &ran); break;
-            case 23: e = launch_fwd_ws<192, 2, 2, 1, 1>(p, s->B, st, &ran); break;
+            /* attn5's 21-23 (2 consumer warpgroups x 192-key tiles) were slower (lead's run, session 3:
+             * W 512 / 4096 at 1M, dense 64K: 21 9.98 / 46.37 / 22.73 ms, 22 10.16 / 44.75 / 20.79
+             * against 7.75 / 40.52 / 20.74 for the defaults): removed in attn6 */
             /* attn5: 16 and 13 with int32 positions / tile indices in the kernel (L < 2^30; else falls
              * back): 16 spills 76 B, 24 8 B; 25 no spills */
             case 24: e = launch_fwd_ws<128, 3, 3, 1, 0, 1>(p, s->B, st, &ran); break;
@@ -1356,18 +1355,18 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
             case 6: r = launch_bwd_ws<2, 1, 3, 0, 0>(p, s->B, st, &ran); break;
             case 7: r = launch_bwd_ws<2, 1, 3, 0, 1>(p, s->B, st, &ran); break;
             case 8: r = launch_bwd_ws<2, 0, 3, 0, 1>(p, s->B, st, &ran); break;
-            /* attn5 (opt-in, not yet timed): 7 with a 4- or 2-slot Q / dO ring (overlap with K, V in
-             * registers spills 128-140 B even at 232-240 registers a consumer: not kept) */
-            case 11: r = launch_bwd_ws<2, 1, 4, 0, 1>(p, s->B, st, &ran); break;
-            case 12: r = launch_bwd_ws<2, 1, 2, 0, 1>(p, s->B, st, &ran); break;
-            /* attn5 (opt-in, not yet timed): each warpgroup its own dQ over its 64 keys (the warpgroups
-             * are not in lockstep, as in 5 and 8) in two 32-column halves, dV, dK issued after the
-             * second half and running under its store; no spills (with K, V in registers 148 B, with
-             * the overlap into the next tile 116 B: not kept) */
-            case 13: r = launch_bwd_ws<2, 0, 3, 0, 0, 1>(p, s->B, st, &ran); break;
-            /* attn6: 6 / 7 with the warpgroups' MMAs in turns (ping-pong), dQ two tiles late */
-            case 14: r = launch_bwd_pp<1>(p, s->B, st, &ran); break;
+            /* attn5's 11 / 12 (7 with a 4- / 2-slot ring) and 13 (dQ per warpgroup in halves) were no
+             * faster (lead's run, session 3: 11 31.43 / 151.8 / 78.94, 13 36.28 / 169.3 / 89.44 ms
+             * against 31.36 / 151.6 / 75.86 for 7): removed in attn6, as was attn6's 14 (15 with K, V
+             * in registers: spills 80 B, 35.6 / 165.6 / 80.9 ms).
+             * attn6: 6 with the warpgroups' MMAs in turns (ping-pong), dQ two tiles late, one tile
+             * stream per block (attn6 run 1: 29.61 / 147.6 / 73.47 ms against 29.98 / 140.3 / 69.28
+             * for 7 in the same run; kept opt-in, tested) */
             case 15: r = launch_bwd_pp<0>(p, s->B, st, &ran); break;
+            case 17: r = launch_bwd_pp<1>(p, s->B, st, &ran); break; /* 15 with 16's dQ reductions */
+            /* attn6: 7 with dQ added from registers by 8-byte vector reductions (red.global.add.v2.f32)
+             * instead of shared-memory staging and one bulk reduce-add per tile */
+            case 16: r = launch_bwd_ws<2, 1, 3, 0, 1, 1>(p, s->B, st, &ran); break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
             if (r != LC_OK) return r;

@@ -35,10 +35,6 @@
  *              do not see (W = 512, BN = 192: 12 tiles streamed per block, 9-10 computed per
  *              warpgroup); with SPLIT every warpgroup computes every tile (a consumer-wide named
  *              barrier per tile joins the dS^T halves, double-buffered).
- *              DQH (attn5, variant 13; needs !SPLIT): dQ over the warpgroup's keys in two
- *              32-column halves (dQ_0; wait; dQ_1, then dV, dK; wait for dQ_1 only), so 16
- *              accumulator registers are live, not 32: no spills without KR (variant 8's form,
- *              with KR, spilled 164 B; with DQH and KR 148 B, with DQH and OVL 116 B).
  * Layouts: as in attention.h; tensor maps view q, dout as [B][L][HQ][64], k, v as [B][L][H][64]
  * (rows past L arrive as zeros; a box may not be larger than its tensor, so L >= BN), the dQ
  * workspace as fp32 [B][L][HQ][64] in boxes of 32 columns x 64 rows (rows past L are not
@@ -144,7 +140,7 @@ struct bws_smem {
     static constexpr size_t total = 1024 + 2 * KV + STAGES * SLOT + DS + DQ + BARS;
 };
 
-template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int DQH = 0>
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int ATOM = 0>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_bwd_ws_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                        const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -156,7 +152,6 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     /* registers: producer 40, consumers what it frees (2 WG: 128*40 + 256*232; 3: 128*32 + 384*160) */
     constexpr int PROD_REGS = NCWG == 2 ? 56 : 32, CONS_REGS = NCWG == 2 ? 224 : 160;
     static_assert(!SPLIT || NCWG == 2, "split dQ columns need two consumer warpgroups");
-    static_assert(!DQH || !SPLIT, "dQ in halves: per-warpgroup dQ (all 64 columns)");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *sK = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [2][BN x 128 B] */
     unsigned char *sV = sK + SM::KV;                                               /* [2][BN x 128 B] */
@@ -373,60 +368,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 if (SPLIT) asm volatile("bar.sync 1, %0;\n" ::"n"(NCWG * 128) : "memory"); /* both halves of dS^T */
                 else wg_sync();
 
-                if constexpr (DQH) {
-                    /* attn5: each warpgroup's dQ (its 64 keys, all 64 columns) in two 32-column
-                     * halves, 16 accumulator registers live instead of 32 (variant 8 spilled):
-                     * dQ_0 = dS K[:, 0:32], then dV, dK; dQ_0 to shared memory while dV, dK run;
-                     * dQ_1 = dS K[:, 32:64], to shared memory; one reduce-add per half */
-                    const uint32_t dsA = smem_u32(dsT);
-                    unsigned char *qbuf = myDQ + (dqc % DQB) * (DQC * 64 * 4);
-#pragma unroll
-                    for (int h = 0; h < 2; h++) {
-                        float dQ[16];
-#pragma unroll
-                        for (int i = 0; i < 16; i++) {
-                            dQ[i] = 0.f;
-                            reg_fence(dQ[i]);
-                        }
-                        wgmma_fence();
-#pragma unroll
-                        for (int kk = 0; kk < 4; kk++)
-                            wgmma_ss_n32_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024),
-                                            wgmma_desc(kA + h * 64 + kk * 16 * 128, 1024, 1024));
-                        wgmma_commit();
-                        if (h == 0) {
-                            wgmma_wait<0>(); /* dQ_0 done */
-                            if (tid % 128 == 0) bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
-                            wg_sync();
-                        } else {
-#pragma unroll
-                            for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dV, pa[kk], wgmma_desc(oB + kk * 16 * 128, 1024, 1024));
-#pragma unroll
-                            for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dK, sa[kk], wgmma_desc(qB + kk * 16 * 128, 1024, 1024));
-                            wgmma_commit();
-                            pend = (int)s;
-                            wgmma_wait<1>(); /* dQ_1 done; dV, dK may still run */
-                        }
-#pragma unroll
-                        for (int i = 0; i < 16; i++) reg_fence(dQ[i]);
-#pragma unroll
-                        for (int i = 0; i < 4; i++)
-#pragma unroll
-                            for (int hr = 0; hr < 2; hr++) {
-                                const int r = rrow + 8 * hr, ch = 2 * i + (tg >> 1);
-                                *reinterpret_cast<float2 *>(qbuf + h * 8192 + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
-                                    make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
-                            }
-                    }
-                    fence_proxy_async();
-                    wg_sync();
-                    if (tid % 128 == 0) {
-                        const uint32_t src = smem_u32(qbuf);
-                        tma_reduce_add_4d(&tdq, src, 0, (int)a, (int)q0, (int)t.b);
-                        tma_reduce_add_4d(&tdq, src + 8192, 32, (int)a, (int)q0, (int)t.b);
-                        bulk_commit();
-                    }
-                } else {
+                {
                     /* dQ = dS K first, then dV += P^T dO and dK += dS^T Q (queries are the reduction) */
                     float dQ[DQC / 2];
 #pragma unroll
@@ -457,6 +399,24 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
 #pragma unroll
                     for (int i = 0; i < DQC / 2; i++) reg_fence(dQ[i]);
 
+                    if constexpr (ATOM) {
+                        /* attn6, variant 16: dQ += from registers, 8-byte vector reductions (no staging, no
+                         * bulk copy: the copy engine then only loads); thread: query rows rrow, rrow + 8,
+                         * columns DQC*cw + 8i + 2tg (+1) */
+                        static_assert(!ATOM || SPLIT, "vector reductions: split dQ");
+#pragma unroll
+                        for (int hr = 0; hr < 2; hr++) {
+                            const int64_t q = q0 + rrow + 8 * hr;
+                            if (q < L) {
+                                float *row = p.dq_acc + ((t.b * L + q) * HQ + a) * 64 + DQC * cw + 2 * tg;
+#pragma unroll
+                                for (int i = 0; i < DQC / 8; i++)
+                                    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(row + 8 * i), "f"(dQ[4 * i + 2 * hr]),
+                                                 "f"(dQ[4 * i + 2 * hr + 1])
+                                                 : "memory");
+                            }
+                        }
+                    } else {
                     /* dQ -> shared memory (fp32, 128-byte swizzle per 32-column panel) -> bulk reduce-add */
                     unsigned char *qbuf = myDQ + (dqc % DQB) * (DQC * 64 * 4);
                     if (tid % 128 == 0) bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
@@ -479,6 +439,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                             tma_reduce_add_4d(&tdq, src + 8192, 32, (int)a, (int)q0, (int)t.b);
                         }
                         bulk_commit();
+                    }
                     }
                 }
                 dqc++;
@@ -509,7 +470,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * PP (attn6, LC_ATTN_WGB 14 / 15): the split-dQ organisation of variant 6 / 7 (2 consumer
+ * PP (attn6, LC_ATTN_WGB 15): the split-dQ organisation of variant 6 (2 consumer
  * warpgroups x 64 keys, dQ columns split between them) with the two warpgroups' MMAs in turns,
  * so one warpgroup's softmax runs while the other's MMAs do. Per (item, query head) pass of n
  * query tiles, each warpgroup runs turns t = 0 .. n+1; turn t issues, in this order,
@@ -524,25 +485,18 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
  * issued its turn t-1, and that came before this warpgroup's turn t. Four dS^T buffers: a
  * buffer is rewritten four tiles later, when both warpgroups have finished that dQ (a
  * warpgroup entering turn t knows the other has issued its turn t-1, so it completed turn t-2).
- * KR: K_w, V_w in registers as A fragments (S^T, dP^T read only Q, dO from shared memory).
  * Every wgmma of a turn is issued and waited inside one straight-line piece (a template per
  * combination of the three parts), as ptxas serialises wgmmas around data-dependent branches. */
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* The first MMA of an S^T / dP^T chain, D = A B with D write-only ("=f"): the registers of the
  * previous tile's values are free from their last use on, not held until this MMA as with the
- * read-write (+f) form and a zero scale-d. RS: A from registers, B K-major; SS: both K-major. */
+ * read-write (+f) form and a zero scale-d. A and B K-major in shared memory. */
 #define BPP_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
 #define BPP_OUT32(d)                                                                                                              \
     "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]),     \
         "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]),  \
         "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]),  \
         "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31])
-__device__ __forceinline__ void wgmma_rs_n64_first(float *d, const uint32_t *a, uint64_t db) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " BPP_D32 ", {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
-                 : BPP_OUT32(d)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
-}
 __device__ __forceinline__ void wgmma_ss_n64_first(float *d, uint64_t da, uint64_t db) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " BPP_D32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
@@ -553,7 +507,6 @@ __device__ __forceinline__ void wgmma_ss_n64_first(float *d, uint64_t da, uint64
 #undef BPP_OUT32
 #endif
 
-template <int KR>
 struct bpp_smem {
     static constexpr int BN = 128, STAGES = 3, NDS = 4, DQB = 2, NKB = 3, NVB = 2;
     static constexpr size_t KV1 = (size_t)BN * 128;           /* one K or V block */
@@ -566,14 +519,14 @@ struct bpp_smem {
     static_assert(total <= 232448, "shared memory per block");
 };
 
-template <int KR>
+template <int ATOM>
 __global__ void __launch_bounds__(384, 1)
     attn_bwd_pp_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                        const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                        const __grid_constant__ CUtensorMap tdq, const __grid_constant__ CUtensorMap tld,
                        const int64_t nitems) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using SM = bpp_smem<KR>;
+    using SM = bpp_smem;
     constexpr int BN = SM::BN, STAGES = SM::STAGES, NDS = SM::NDS, DQB = SM::DQB, NKB = SM::NKB, NVB = SM::NVB;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *sK = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [NKB][BN x 128 B] */
@@ -673,7 +626,7 @@ __global__ void __launch_bounds__(384, 1)
     };
 
     float dK[32], dV[32], St[32], dPt[32];
-    uint32_t pa[4][4], sa[4][4], kf[4][4], vf[4][4];
+    uint32_t pa[4][4], sa[4][4];
 #pragma unroll
     for (int i = 0; i < 32; i++) {
         dK[i] = dV[i] = 0.f;
@@ -699,15 +652,6 @@ __global__ void __launch_bounds__(384, 1)
                 mbar_wait(b_fullV + 8 * ((m0.k0f & F_VB) ? 1 : 0), (m0.k0f & F_VPAR) ? 1 : 0);
             }
             mbar_wait(b_full + 8 * (x % STAGES), (x / STAGES) & 1);
-            if constexpr (KR) { /* this warpgroup's K and V rows as A fragments */
-                const unsigned char *kw = sK + (m0.k0f & F_KB) * SM::KV1 + cw * 64 * 128;
-                const unsigned char *vw = sV + ((m0.k0f & F_VB) ? 1 : 0) * SM::KV1 + cw * 64 * 128;
-#pragma unroll
-                for (int kk = 0; kk < 4; kk++) {
-                    ldsm_x4(kf[kk], kw + sw128(warp * 16 + lane % 16, 2 * kk + lane / 16));
-                    ldsm_x4(vf[kk], vw + sw128(warp * 16 + lane % 16, 2 * kk + lane / 16));
-                }
-            }
         }
         turn_wait();
         float dQ[16];
@@ -775,22 +719,13 @@ __global__ void __launch_bounds__(384, 1)
         if constexpr (HS) {
             const uint32_t qB = smem_u32(slot_ptr(x)), oB = qB + 8192;
             if constexpr (HV) wgmma_fence();
-            if constexpr (KR) {
-                wgmma_rs_n64_first(St, kf[0], wgmma_desc(qB, 16, 1024));
+            const uint32_t kA = kbuf(m0.k0f) + cw * 64 * 128, vA = vbuf(m0.k0f) + cw * 64 * 128;
+            wgmma_ss_n64_first(St, wgmma_desc(kA, 16, 1024), wgmma_desc(qB, 16, 1024));
 #pragma unroll
-                for (int kk = 1; kk < 4; kk++) wgmma_rs_n64_k(St, kf[kk], wgmma_desc(qB + kk * 32, 16, 1024), 1);
-                wgmma_rs_n64_first(dPt, vf[0], wgmma_desc(oB, 16, 1024));
+            for (int kk = 1; kk < 4; kk++) wgmma_ss_n64(St, wgmma_desc(kA + kk * 32, 16, 1024), wgmma_desc(qB + kk * 32, 16, 1024), 1);
+            wgmma_ss_n64_first(dPt, wgmma_desc(vA, 16, 1024), wgmma_desc(oB, 16, 1024));
 #pragma unroll
-                for (int kk = 1; kk < 4; kk++) wgmma_rs_n64_k(dPt, vf[kk], wgmma_desc(oB + kk * 32, 16, 1024), 1);
-            } else {
-                const uint32_t kA = kbuf(m0.k0f) + cw * 64 * 128, vA = vbuf(m0.k0f) + cw * 64 * 128;
-                wgmma_ss_n64_first(St, wgmma_desc(kA, 16, 1024), wgmma_desc(qB, 16, 1024));
-#pragma unroll
-                for (int kk = 1; kk < 4; kk++) wgmma_ss_n64(St, wgmma_desc(kA + kk * 32, 16, 1024), wgmma_desc(qB + kk * 32, 16, 1024), 1);
-                wgmma_ss_n64_first(dPt, wgmma_desc(vA, 16, 1024), wgmma_desc(oB, 16, 1024));
-#pragma unroll
-                for (int kk = 1; kk < 4; kk++) wgmma_ss_n64(dPt, wgmma_desc(vA + kk * 32, 16, 1024), wgmma_desc(oB + kk * 32, 16, 1024), 1);
-            }
+            for (int kk = 1; kk < 4; kk++) wgmma_ss_n64(dPt, wgmma_desc(vA + kk * 32, 16, 1024), wgmma_desc(oB + kk * 32, 16, 1024), 1);
             wgmma_commit();
         }
         turn_pass();
@@ -798,6 +733,21 @@ __global__ void __launch_bounds__(384, 1)
             wgmma_wait<HS>(); /* dQ(x - 2) done; S^T, dP^T may still run */
 #pragma unroll
             for (int i = 0; i < 16; i++) reg_fence(dQ[i]);
+            if constexpr (ATOM) { /* variant 17: 8-byte vector reductions from registers (see variant 16) */
+                const int b = (int)(m2.ab >> 16), a = (int)(m2.ab & 0xffff);
+#pragma unroll
+                for (int hr = 0; hr < 2; hr++) {
+                    const int q = m2.q0 + rrow + 8 * hr;
+                    if (q < Li) {
+                        float *row = p.dq_acc + (((int64_t)b * L + q) * HQ + a) * 64 + 32 * cw + 2 * tg;
+#pragma unroll
+                        for (int i = 0; i < 4; i++)
+                            asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(row + 8 * i), "f"(dQ[4 * i + 2 * hr]),
+                                         "f"(dQ[4 * i + 2 * hr + 1])
+                                         : "memory");
+                    }
+                }
+            } else {
             unsigned char *qbuf = myDQ + ((x - 2) % DQB) * (32 * 64 * 4);
             if (tid % 128 == 0) bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
             wg_sync();
@@ -814,6 +764,7 @@ __global__ void __launch_bounds__(384, 1)
             if (tid % 128 == 0) {
                 tma_reduce_add_4d(&tdq, smem_u32(qbuf), 32 * cw, (int)(m2.ab & 0xffff), m2.q0, (int)(m2.ab >> 16));
                 bulk_commit();
+            }
             }
             /* the item's last dQ: no MMA of this warpgroup reads its K any more */
             if ((m2.k0f & F_LAST) && lane == 0) mbar_arrive(b_emptyK + 8 * (m2.k0f & F_KB));
