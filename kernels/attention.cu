@@ -1359,14 +1359,16 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
              * faster (lead's run, session 3: 11 31.43 / 151.8 / 78.94, 13 36.28 / 169.3 / 89.44 ms
              * against 31.36 / 151.6 / 75.86 for 7): removed in attn6, as was attn6's 14 (15 with K, V
              * in registers: spills 80 B, 35.6 / 165.6 / 80.9 ms).
-             * attn6: 6 with the warpgroups' MMAs in turns (ping-pong), dQ two tiles late, one tile
-             * stream per block (attn6 run 1: 29.61 / 147.6 / 73.47 ms against 29.98 / 140.3 / 69.28
-             * for 7 in the same run; kept opt-in, tested) */
+             * attn6, opt-in and tested; attn6 run 2 (notes), bwd ms at W 512 / 4096 (L = 1M) and dense
+             * 64K, same run: 7 29.96 / 140.5 / 69.51, 15 29.54 / 147.1 / 73.86, 16 29.25 / 142.1 / 80.01,
+             * 17 30.16 / 153.8 / 78.55; none wins by more than 2.4% anywhere, so 7 stays the default.
+             * 15: 6 with the warpgroups' MMAs in turns (ping-pong), dQ two tiles late, one tile stream
+             * per block; 16: 7 with dQ added from registers by 8-byte vector reductions
+             * (red.global.add.v2.f32) instead of shared-memory staging and one bulk reduce-add per
+             * tile; 17: 15 with 16's reductions. */
             case 15: r = launch_bwd_pp<0>(p, s->B, st, &ran); break;
-            case 17: r = launch_bwd_pp<1>(p, s->B, st, &ran); break; /* 15 with 16's dQ reductions */
-            /* attn6: 7 with dQ added from registers by 8-byte vector reductions (red.global.add.v2.f32)
-             * instead of shared-memory staging and one bulk reduce-add per tile */
             case 16: r = launch_bwd_ws<2, 1, 3, 0, 1, 1>(p, s->B, st, &ran); break;
+            case 17: r = launch_bwd_pp<1>(p, s->B, st, &ran); break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
             if (r != LC_OK) return r;

@@ -35,6 +35,9 @@
  *              do not see (W = 512, BN = 192: 12 tiles streamed per block, 9-10 computed per
  *              warpgroup); with SPLIT every warpgroup computes every tile (a consumer-wide named
  *              barrier per tile joins the dS^T halves, double-buffered).
+ *              ATOM (attn6, variant 16; SPLIT only): dQ leaves the registers by 8-byte vector
+ *              reductions (red.global.add.v2.f32) into the fp32 workspace instead of the staging
+ *              and bulk reduce-add, so the copy engine only loads; no faster (notes, attn6 run 2).
  * Layouts: as in attention.h; tensor maps view q, dout as [B][L][HQ][64], k, v as [B][L][H][64]
  * (rows past L arrive as zeros; a box may not be larger than its tensor, so L >= BN), the dQ
  * workspace as fp32 [B][L][HQ][64] in boxes of 32 columns x 64 rows (rows past L are not
@@ -486,7 +489,11 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
  * buffer is rewritten four tiles later, when both warpgroups have finished that dQ (a
  * warpgroup entering turn t knows the other has issued its turn t-1, so it completed turn t-2).
  * Every wgmma of a turn is issued and waited inside one straight-line piece (a template per
- * combination of the three parts), as ptxas serialises wgmmas around data-dependent branches. */
+ * combination of the three parts), as ptxas serialises wgmmas around data-dependent branches.
+ * ATOM (variant 17): dQ by vector reductions from registers, as variant 16.
+ * On the H100 (notes, attn6 runs 1-2) 15 ties 7 at W = 512 and is 5-6% slower at W = 4096 and
+ * dense: ncu puts 7 at 34% issue-slot use and 33.5% tensor-pipe use with L2 at 40%, latency-bound,
+ * and taking turns did not shorten what each tile waits on. */
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* The first MMA of an S^T / dP^T chain, D = A B with D write-only ("=f"): the registers of the
  * previous tile's values are free from their last use on, not held until this MMA as with the

@@ -42,7 +42,7 @@ if [ "${SKIP_SAN:-0}" != 1 ]; then
 fi
 
 rm -f "$out"/bench_*.csv
-sha=$(git rev-parse --short HEAD 2>/dev/null || echo "${GIT_SHA:-unknown}")
+sha=${GIT_SHA:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)} # GIT_SHA first: a copied tree may sit inside another repository
 W512=swa,DIR,1,1048576,16,16,64,512
 W4K=swa,DIR,1,1048576,16,16,64,4096
 DENSE=dense,DIR,1,65536,16,16,64,0
