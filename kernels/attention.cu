@@ -40,6 +40,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include <type_traits>
+
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
@@ -474,10 +476,12 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
 #include "attention_fwd_ws.cuh"
 
 /* ---------------------------------------------------------------------------------------------
- * Backward, step 1: D[b, a, t] = <dO, O> in fp32; one group of D/8 lanes per row. */
+ * Backward, step 1: D[b, a, t] = <dO, O> in fp32; one group of D/8 lanes per row. With ld set
+ * (the warp-specialised dh-64 backward) it writes the packed pairs ld[b*HQ + a][t] = (lse, D)
+ * instead, rows Lp apart (attention_bwd_ws.cuh reads one tile's pairs with one tensor copy). */
 template <int D>
 __global__ void attn_bwd_dot_kernel(const bf16 *o, const bf16 *dout, float *Dv, int64_t rows, int64_t L,
-                                    int64_t HQ) {
+                                    int64_t HQ, const float *lse, float2 *ld, int64_t Lp) {
     constexpr int LPR = D / 8; /* lanes per row, 16 bytes each */
     const int64_t gtid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t row = gtid / LPR;
@@ -499,13 +503,16 @@ __global__ void attn_bwd_dot_kernel(const bf16 *o, const bf16 *dout, float *Dv, 
     if (row < rows && part == 0) {
         /* row = (b*L + t)*HQ + a  ->  [b, a, t] */
         const int64_t a = row % HQ, bt = row / HQ, t = bt % L, b = bt / L;
-        Dv[(b * HQ + a) * L + t] = s;
+        if (ld) ld[(b * HQ + a) * Lp + t] = make_float2(lse[(b * HQ + a) * L + t], s);
+        else Dv[(b * HQ + a) * L + t] = s;
     }
 }
 
 struct bwd_params {
     const bf16 *q, *k, *v, *dout;
     const float *lse, *Dv;
+    const float2 *ld; /* packed (lse, D) pairs, [B*HQ][Lp] (warp-specialised kernel only) */
+    int64_t Lp;
     float *dq_acc;
     bf16 *dk, *dv;
     int64_t L, HQ, H, W, nkb;
@@ -1023,6 +1030,20 @@ int ws_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t rows, int
                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+/* A 2-D tensor map over the packed (lse, D) buffer, fp32 [rows][Lp][2]: 2L valid floats per row
+ * (the rest of the row and every box element past 2L arrive as zeros), rows 8*Lp bytes apart
+ * (Lp a multiple of 4, the stride a multiple of 16 bytes); box = one tile's 64 pairs. */
+int ld_tensor_map(CUtensorMap *m, const float2 *base, int64_t rows, int64_t L, int64_t Lp) {
+    PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+    if (!encode || ((uintptr_t)base & 15) || (Lp & 3) || L > Lp || 2 * L < 128) return 0;
+    const cuuint64_t dims[2] = {(cuuint64_t)(2 * L), (cuuint64_t)rows};
+    const cuuint64_t strides[1] = {(cuuint64_t)(Lp * 8)};
+    const cuuint32_t box[2] = {128, 1}, estr[2] = {1, 1};
+    return encode(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, const_cast<float2 *>(base), dims, strides, box, estr,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 int sm_count() {
     static int n = 0;
     if (n == 0) {
@@ -1082,26 +1103,52 @@ lc_status launch_bwd_wgmma(const bwd_params &p0, int64_t B, cudaStream_t st) {
 /* The warp-specialised dh-64 backward; *ran = 0 (and nothing launched) when the shape does not
  * suit the bulk tensor copies (below) or a tensor map could not be made, so the caller takes the
  * plain warpgroup kernel (short or odd-sized inputs; the speed matters at long L). */
-template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int DQH = 0>
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int ATOM = 0>
 lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BN = 64 * NCWG;
     bwd_params p = p0;
     p.nkb = (p.L + BN - 1) / BN;
     *ran = 0;
-    CUtensorMap tq, tdo, tk, tv, tdq;
+    CUtensorMap tq, tdo, tk, tv, tdq, tld;
     /* a box may not be larger than its tensor: L >= BN rows */
-    if (p.L < BN || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, 64) || !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, 64) ||
+    if (p.L < BN || !p.ld || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, 64) || !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, 64) ||
         !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) || !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN) ||
-        !ws_tensor_map(&tdq, p.dq_acc, B, p.L, p.HQ, 64, 4, 32))
+        !ws_tensor_map(&tdq, p.dq_acc, B, p.L, p.HQ, 64, 4, 32) || !ld_tensor_map(&tld, p.ld, B * p.HQ, p.L, p.Lp))
         return LC_OK;
     const int64_t nitems = p.nkb * p.H * B;
     int64_t grid = nitems < sm_count() ? nitems : sm_count();
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = bws_smem<NCWG, SPLIT, STAGES>::total;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, DQH>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, DQH><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, nitems);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, ATOM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, ATOM><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
     cuda_check_launch("attn_bwd_ws_kernel");
+    *ran = 1;
+    return LC_OK;
+}
+
+/* attn6: the ping-pong backward of attention_bwd_ws.cuh (2 consumer warpgroups x 64 keys, split
+ * dQ, MMAs in turns); the same fallback conditions as launch_bwd_ws. */
+template <int ATOM>
+lc_status launch_bwd_pp(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
+    constexpr int BN = 128;
+    bwd_params p = p0;
+    p.nkb = (p.L + BN - 1) / BN;
+    *ran = 0;
+    CUtensorMap tq, tdo, tk, tv, tdq, tld;
+    /* int32 positions in the kernel (key block start << 4 with flags) */
+    if (p.L < BN || p.L >= ((int64_t)1 << 26) || !p.ld || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, 64) || !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, 64) ||
+        !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) || !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN) ||
+        !ws_tensor_map(&tdq, p.dq_acc, B, p.L, p.HQ, 64, 4, 32) || !ld_tensor_map(&tld, p.ld, B * p.HQ, p.L, p.Lp))
+        return LC_OK;
+    const int64_t nitems = p.nkb * p.H * B;
+    int64_t grid = nitems < sm_count() ? nitems : sm_count();
+    const int cap = tuning_variant("LC_ATTN_WS_GRID", 0);
+    if (cap > 0 && cap < grid) grid = cap;
+    const size_t smem = bpp_smem::total;
+    cuda_check(cudaFuncSetAttribute(attn_bwd_pp_kernel<ATOM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_pp_kernel<ATOM><<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
+    cuda_check_launch("attn_bwd_pp_kernel");
     *ran = 1;
     return LC_OK;
 }
@@ -1174,10 +1221,9 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             case 13: e = launch_fwd_ws<64, 3, 4, 1, 1>(p, s->B, st, &ran); break;
             case 15: e = launch_fwd_ws<128, 2, 3, 1, 1>(p, s->B, st, &ran); break;
             case 16: e = launch_fwd_ws<128, 3, 3, 1, 0>(p, s->B, st, &ran); break;
-            /* attn5 (opt-in, not yet timed): 2 consumer warpgroups x 192-key tiles, for W > 1024 and dense */
-            case 21: e = launch_fwd_ws<192, 2, 4, 1, 1>(p, s->B, st, &ran); break;
-            case 22: e = launch_fwd_ws<192, 2, 3, 1, 0>(p, s->B, st, &ran); break;
-            case 23: e = launch_fwd_ws<192, 2, 2, 1, 1>(p, s->B, st, &ran); break;
+            /* attn5's 21-23 (2 consumer warpgroups x 192-key tiles) were slower (lead's run, session 3:
+             * W 512 / 4096 at 1M, dense 64K: 21 9.98 / 46.37 / 22.73 ms, 22 10.16 / 44.75 / 20.79
+             * against 7.75 / 40.52 / 20.74 for the defaults): removed in attn6 */
             /* attn5: 16 and 13 with int32 positions / tile indices in the kernel (L < 2^30; else falls
              * back): 16 spills 76 B, 24 8 B; 25 no spills */
             case 24: e = launch_fwd_ws<128, 3, 3, 1, 0, 1>(p, s->B, st, &ran); break;
@@ -1225,9 +1271,26 @@ extern "C" lc_status attention_fill_random_cuda(bf16_t *x, size_t n, uint64_t se
     return LC_OK;
 }
 
+/* Workspace: fp32 dq accumulators [B][L][HQ][dh], then either D [B][HQ][L] (the plain kernels)
+ * or the packed (lse, D) pairs [B*HQ][Lp][2] (the warp-specialised dh-64 kernel), Lp = L rounded
+ * up to 4; the second region is sized for the larger. */
+static size_t bwd_ld_rows(const struct attn_shape *s) { return (size_t)((s->L + 3) & ~(int64_t)3); }
+
 extern "C" size_t attention_backward_workspace_cuda(const struct attn_shape *s) {
     const size_t rows = (size_t)s->B * (size_t)s->L * (size_t)s->HQ;
-    return align256(rows * (size_t)s->dh * sizeof(float)) + align256(rows * sizeof(float));
+    return align256(rows * (size_t)s->dh * sizeof(float)) + align256((size_t)s->B * (size_t)s->HQ * bwd_ld_rows(s) * 2 * sizeof(float));
+}
+
+/* step 1 of the backward: D (ld == NULL) or the packed (lse, D) pairs */
+static void bwd_dot(const struct attn_shape *s, const bf16_t *o, const bf16_t *dout, float *Dv, const float *lse, float2 *ld,
+             cudaStream_t st) {
+    const int64_t rows = s->B * s->L * s->HQ, D = s->dh, Lp = (int64_t)bwd_ld_rows(s);
+    const int64_t threads = rows * (D / 8);
+    const unsigned grid = (unsigned)((threads + 255) / 256);
+    const bf16 *po = reinterpret_cast<const bf16 *>(o), *pg = reinterpret_cast<const bf16 *>(dout);
+    if (D == 32) attn_bwd_dot_kernel<32><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp);
+    else if (D == 64) attn_bwd_dot_kernel<64><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp);
+    else attn_bwd_dot_kernel<128><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp);
 }
 
 extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const bf16_t *q, const bf16_t *k,
@@ -1246,16 +1309,16 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     const int64_t rows = s->B * s->L * s->HQ, D = s->dh;
     float *dq_acc = static_cast<float *>(workspace);
     float *Dv = reinterpret_cast<float *>(static_cast<char *>(workspace) + align256((size_t)rows * D * sizeof(float)));
+    float2 *ld = reinterpret_cast<float2 *>(Dv); /* the same region, packed form */
     cuda_check(cudaMemsetAsync(dq_acc, 0, (size_t)rows * D * sizeof(float), st));
-    {
-        const int64_t threads = rows * (D / 8);
-        const unsigned grid = (unsigned)((threads + 255) / 256);
-        const bf16 *po = reinterpret_cast<const bf16 *>(o), *pg = reinterpret_cast<const bf16 *>(dout);
-        if (D == 32) attn_bwd_dot_kernel<32><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ);
-        else if (D == 64) attn_bwd_dot_kernel<64><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ);
-        else attn_bwd_dot_kernel<128><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ);
-        cuda_check_launch("attn_bwd_dot_kernel");
-    }
+    const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
+    const bool wgmma = (D == 64 || D == 128) && tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a();
+    /* the variant (see below); the warp-specialised kernels (>= 4, dh 64, L >= 128) take the packed pairs */
+    int wv = tuning_variant("LC_ATTN_WGB", D == 64 ? 7 : narrow ? 1 : 2);
+    if (D != 64 && wv >= 4) wv = 2;
+    const bool ws = wgmma && D == 64 && wv >= 4 && s->L >= 128;
+    bwd_dot(s, o, dout, Dv, lse, ws ? ld : NULL, st);
+    cuda_check_launch("attn_bwd_dot_kernel");
     bwd_params p;
     p.q = reinterpret_cast<const bf16 *>(q);
     p.k = reinterpret_cast<const bf16 *>(k);
@@ -1263,6 +1326,8 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     p.dout = reinterpret_cast<const bf16 *>(dout);
     p.lse = lse;
     p.Dv = Dv;
+    p.ld = ws ? ld : NULL;
+    p.Lp = (int64_t)bwd_ld_rows(s);
     p.dq_acc = dq_acc;
     p.dk = reinterpret_cast<bf16 *>(dk);
     p.dv = reinterpret_cast<bf16 *>(dv);
@@ -1271,10 +1336,9 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     p.scale = attention_scale(s);
     p.scale_log2 = p.scale * 1.4426950408889634f;
     lc_status r;
-    const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
     /* run 8 (notes): 2 warpgroups with the block-reduced dQ win dense and W = 4096; one warpgroup W = 512 */
     const int var = tuning_variant("LC_ATTN_BWD", narrow ? 1 : 0);
-    if ((D == 64 || D == 128) && tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a()) {
+    if (wgmma) {
         /* 1: one warpgroup, 64 keys per block; 2: two warpgroups, 128 keys, dQ reduced over the
          * block before the atomics; 3: two warpgroups, dQ atomics per warpgroup (first version) */
         /* 4..8: the warp-specialised kernel of attention_bwd_ws.cuh (dh 64 only; dh 128 takes 2):
@@ -1284,8 +1348,6 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
          * dense L = 64K: 1 33.9 / 184.9 / 129.4, 2 38.0 / 169.2 / 76.5, 4 31.2 / 150.1 / 74.5,
          * 5 30.3 / 153.3 / 83.4, 6 31.3 / 151.5 / 74.7, 7 31.2 / 150.2 / 73.2, 8 39.1 / 210.1 / 102.6:
          * 7 (no spills) is the dh-64 default; dh 128 keeps 1 (narrow windows) or 2. */
-        int wv = tuning_variant("LC_ATTN_WGB", D == 64 ? 7 : narrow ? 1 : 2);
-        if (D != 64 && wv >= 4) wv = 2;
         if (D == 64 && wv >= 4) { /* warp-specialised <consumer WGs, split dQ, ring slots, overlap> */
             int ran = 0;
             switch (wv) {
@@ -1293,19 +1355,31 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
             case 6: r = launch_bwd_ws<2, 1, 3, 0, 0>(p, s->B, st, &ran); break;
             case 7: r = launch_bwd_ws<2, 1, 3, 0, 1>(p, s->B, st, &ran); break;
             case 8: r = launch_bwd_ws<2, 0, 3, 0, 1>(p, s->B, st, &ran); break;
-            /* attn5 (opt-in, not yet timed): 7 with a 4- or 2-slot Q / dO ring (overlap with K, V in
-             * registers spills 128-140 B even at 232-240 registers a consumer: not kept) */
-            case 11: r = launch_bwd_ws<2, 1, 4, 0, 1>(p, s->B, st, &ran); break;
-            case 12: r = launch_bwd_ws<2, 1, 2, 0, 1>(p, s->B, st, &ran); break;
-            /* attn5 (opt-in, not yet timed): each warpgroup its own dQ over its 64 keys (the warpgroups
-             * are not in lockstep, as in 5 and 8) in two 32-column halves, dV, dK issued after the
-             * second half and running under its store; no spills (with K, V in registers 148 B, with
-             * the overlap into the next tile 116 B: not kept) */
-            case 13: r = launch_bwd_ws<2, 0, 3, 0, 0, 1>(p, s->B, st, &ran); break;
+            /* attn5's 11 / 12 (7 with a 4- / 2-slot ring) and 13 (dQ per warpgroup in halves) were no
+             * faster (lead's run, session 3: 11 31.43 / 151.8 / 78.94, 13 36.28 / 169.3 / 89.44 ms
+             * against 31.36 / 151.6 / 75.86 for 7): removed in attn6, as was attn6's 14 (15 with K, V
+             * in registers: spills 80 B, 35.6 / 165.6 / 80.9 ms).
+             * attn6, opt-in and tested; attn6 run 2 (notes), bwd ms at W 512 / 4096 (L = 1M) and dense
+             * 64K, same run: 7 29.96 / 140.5 / 69.51, 15 29.54 / 147.1 / 73.86, 16 29.25 / 142.1 / 80.01,
+             * 17 30.16 / 153.8 / 78.55; none wins by more than 2.4% anywhere, so 7 stays the default.
+             * 15: 6 with the warpgroups' MMAs in turns (ping-pong), dQ two tiles late, one tile stream
+             * per block; 16: 7 with dQ added from registers by 8-byte vector reductions
+             * (red.global.add.v2.f32) instead of shared-memory staging and one bulk reduce-add per
+             * tile; 17: 15 with 16's reductions. */
+            case 15: r = launch_bwd_pp<0>(p, s->B, st, &ran); break;
+            case 16: r = launch_bwd_ws<2, 1, 3, 0, 1, 1>(p, s->B, st, &ran); break;
+            case 17: r = launch_bwd_pp<1>(p, s->B, st, &ran); break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
             if (r != LC_OK) return r;
-            if (!ran) wv = narrow ? 1 : 2;
+            if (!ran) { /* short L or no tensor map: the plain kernel, which reads D unpacked */
+                wv = narrow ? 1 : 2;
+                p.ld = NULL;
+                if (ws) {
+                    bwd_dot(s, o, dout, Dv, lse, NULL, st);
+                    cuda_check_launch("attn_bwd_dot_kernel");
+                }
+            }
         }
         if (wv >= 4) { /* ran */
         } else if (D == 64) r = wv == 1 ? launch_bwd_wgmma<64, 1, 1>(p, s->B, st) : wv == 3 ? launch_bwd_wgmma<64, 2, 0>(p, s->B, st) : launch_bwd_wgmma<64, 2, 1>(p, s->B, st);

@@ -76,7 +76,7 @@ lc_status attention_backward_ref(const struct attn_shape *s, const float *q, con
  * 128; any B; L up to 2^24 (B*HQ and B up to 65535); other shapes return LC_EUNSUPPORTED.
  * The forward writes o (bf16) and lse (fp32, required), also with a query offset (Lq, q_pos0). The backward overwrites dq, dk, dv (bf16)
  * and needs attention_backward_workspace_cuda(s) bytes of device scratch (fp32 dq accumulators
- * and D = rowsum(dO * O)). Calls are asynchronous on `stream`; the first call in a process also
+ * and D = rowsum(dO * O), for dh 64 on sm_90a packed with lse as (lse, D) pairs). Calls are asynchronous on `stream`; the first call in a process also
  * runs a tiny synchronous probe (is the sm_90a build loaded?), so make one call before capturing
  * a CUDA graph. Results do not depend on the stream or on earlier calls, but dq sums fp32 partials
  * with atomics, so its last bits can vary from run to run. */

@@ -10,11 +10,10 @@
  *   producer   one thread issues bulk tensor copies (TMA): the block's K and V (two buffers, so
  *              the next item's keys load while this one finishes) and, per query tile of 64 rows
  *              that sees the block's keys (for each of the G query heads of the KV head), Q, dO
- *              (128-byte swizzle = the wgmma layout) into a ring of STAGES slots, while the 32
- *              lanes of its warp copy the tile's lse and D = rowsum(dO*O) rows (4-byte cp.async,
- *              which has no alignment condition); the slot's full mbarrier completes when the
- *              bulk bytes have landed and every lane's cp.async arrival has fired. A slot is
- *              reused once every consumer warp has arrived on its empty barrier.
+ *              (128-byte swizzle = the wgmma layout) and the tile's (lse, D = rowsum(dO*O)) pairs
+ *              (64 x 2 floats from the packed buffer the preprocessing kernel writes) into a ring
+ *              of STAGES slots; the slot's full mbarrier completes when all three copies have
+ *              landed. A slot is reused once every consumer warp has arrived on its empty barrier.
  *   consumers  warpgroup w owns keys kw0 = k0 + 64w .. +63 and keeps dK, dV (64 x 64 each) in
  *              registers for the whole item. Per query tile (q0 .. q0+63):
  *                S^T = K_w Q^T, dP^T = V_w dO^T        (wgmma, both operands in shared memory)
@@ -36,21 +35,29 @@
  *              do not see (W = 512, BN = 192: 12 tiles streamed per block, 9-10 computed per
  *              warpgroup); with SPLIT every warpgroup computes every tile (a consumer-wide named
  *              barrier per tile joins the dS^T halves, double-buffered).
- *              DQH (attn5, variant 13; needs !SPLIT): dQ over the warpgroup's keys in two
- *              32-column halves (dQ_0; wait; dQ_1, then dV, dK; wait for dQ_1 only), so 16
- *              accumulator registers are live, not 32: no spills without KR (variant 8's form,
- *              with KR, spilled 164 B; with DQH and KR 148 B, with DQH and OVL 116 B).
+ *              ATOM (attn6, variant 16; SPLIT only): dQ leaves the registers by 8-byte vector
+ *              reductions (red.global.add.v2.f32) into the fp32 workspace instead of the staging
+ *              and bulk reduce-add, so the copy engine only loads; no faster (notes, attn6 run 2).
  * Layouts: as in attention.h; tensor maps view q, dout as [B][L][HQ][64], k, v as [B][L][H][64]
  * (rows past L arrive as zeros; a box may not be larger than its tensor, so L >= BN), the dQ
  * workspace as fp32 [B][L][HQ][64] in boxes of 32 columns x 64 rows (rows past L are not
- * written). An earlier version brought lse and D with 1-D bulk tensor copies and stopped with
- * an illegal instruction on the H100 where (b*HQ + a)*L was not a multiple of 4 (L = 1, 2049). */
+ * written), and the packed (lse, D) buffer as fp32 [B*HQ][Lp][2] (Lp = L rounded up to 4, so a
+ * row's stride is a multiple of 16 bytes as a tensor map needs) through a 2-D map of 2L x B*HQ
+ * elements: a tile's box of 128 floats starts at element 2*q0 of its row, and everything past
+ * 2L (rows past L) arrives as zeros, so padding is never read.
+ * History: lse and D first came by 1-D bulk copies from [B][HQ][L] rows, which stopped with an
+ * illegal instruction on the H100 where (b*HQ + a)*L was not a multiple of 4 (L = 1, 2049: a
+ * bulk copy's global address must be 16-byte aligned); then by 4-byte cp.async from the
+ * producer's lanes with cp.async.mbarrier.arrive.noinc on the full barrier, which worked but
+ * compute-sanitizer racecheck does not model (12 false hazards); now by one tensor copy per
+ * tile whose rows start 32-byte aligned for every L. */
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/* One arrival on the mbarrier once every cp.async this thread issued so far has landed (.noinc:
- * the barrier's expected count includes these arrivals). */
-__device__ __forceinline__ void cp_async_mbar_arrive(uint32_t bar) {
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+/* Box at coordinates (c0 innermost, c1) of a 2-D tensor map into shared memory at dst. */
+__device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap *map, int c0, int c1, uint32_t bar) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+                 "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
+                 : "memory");
 }
 /* global box (c0 innermost .. c3) += the box at src in shared memory, as one bulk operation */
 __device__ __forceinline__ void tma_reduce_add_4d(const CUtensorMap *map, uint32_t src, int c0, int c1, int c2, int c3) {
@@ -68,6 +75,60 @@ __device__ __forceinline__ void bulk_wait_read() {
 __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 #endif
 
+/* One work item: the key block k0 .. k0+BN-1 of (batch b, KV head h) and the query tiles
+ * qt0 .. qt0+nqt-1 (64 rows each) that see any of its keys. Items run heads fastest. */
+struct bws_item {
+    int64_t h, b, k0, qt0;
+    int nqt;
+};
+__device__ __forceinline__ bws_item bws_item_of(const bwd_params &p, int64_t idx, int BN) {
+    const int64_t L = p.L, W = p.W;
+    bws_item t;
+    t.h = idx % p.H;
+    idx /= p.H;
+    t.k0 = (idx % p.nkb) * BN;
+    t.b = idx / p.nkb;
+    const int64_t qlo = p.causal ? t.k0 : 0;
+    const int64_t qhi = (p.causal && W > 0) ? min(L - 1, t.k0 + BN - 1 + W) : L - 1;
+    t.qt0 = qlo / 64;
+    t.nqt = (int)(qhi / 64 - t.qt0 + 1);
+    return t;
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* The producer (one thread): per item, K and V into buffer kc & 1 (after the consumers freed it),
+ * then per query head of the KV head and per query tile, Q, dO and the (lse, D) pairs into ring
+ * slot it % STAGES, all completing on that slot's full barrier. */
+template <int BN, int STAGES>
+__device__ __forceinline__ void bws_produce(const bwd_params &p, const CUtensorMap *tq, const CUtensorMap *tdo,
+                                            const CUtensorMap *tk, const CUtensorMap *tv, const CUtensorMap *tld,
+                                            unsigned char *sK, unsigned char *sV, unsigned char *sRing, size_t kv_bytes,
+                                            size_t slot_bytes, uint32_t b_fullKV, uint32_t b_emptyKV, uint32_t b_full,
+                                            uint32_t b_empty, int64_t nitems) {
+    const int64_t G = p.HQ / p.H;
+    uint32_t it = 0, kc = 0; /* query tiles and items issued so far */
+    for (int64_t idx = blockIdx.x; idx < nitems; idx += gridDim.x, kc++) {
+        const bws_item t = bws_item_of(p, idx, BN);
+        const uint32_t kvb = kc & 1;
+        mbar_wait(b_emptyKV + 8 * kvb, ((kc >> 1) & 1) ^ 1);
+        mbar_expect_tx(b_fullKV + 8 * kvb, 2 * BN * 128);
+        tma_load_4d(smem_u32(sK + kvb * (kv_bytes / 2)), tk, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullKV + 8 * kvb);
+        tma_load_4d(smem_u32(sV + kvb * (kv_bytes / 2)), tv, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullKV + 8 * kvb);
+        for (int64_t a = t.h * G; a < (t.h + 1) * G; a++)
+            for (int j = 0; j < t.nqt; j++, it++) {
+                const uint32_t s = it % STAGES, bar = b_full + 8 * s;
+                const int64_t q0 = (t.qt0 + j) * 64;
+                unsigned char *slot = sRing + s * slot_bytes;
+                mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
+                mbar_expect_tx(bar, 2 * 64 * 128 + 64 * 8);
+                tma_load_4d(smem_u32(slot), tq, 0, (int)a, (int)q0, (int)t.b, bar);
+                tma_load_4d(smem_u32(slot + 8192), tdo, 0, (int)a, (int)q0, (int)t.b, bar);
+                tma_load_2d(smem_u32(slot + 16384), tld, (int)(2 * q0), (int)(t.b * p.HQ + a), bar);
+            }
+    }
+}
+#endif
+
 /* Shared-memory layout of one block, in bytes (each piece a multiple of 1024, so every swizzled
  * tile stays 1024-aligned; 1024 of slack to align the start). */
 template <int NCWG, int SPLIT, int STAGES>
@@ -75,29 +136,29 @@ struct bws_smem {
     static constexpr int BN = 64 * NCWG;
     static constexpr int DQB = (SPLIT || NCWG == 2) ? 2 : 1;        /* dQ staging buffers per warpgroup */
     static constexpr size_t KV = 2 * (size_t)BN * 128;              /* K and V of one item */
-    static constexpr size_t SLOT = 2 * 64 * 128 + 1024;             /* Q, dO, then lse, D (64 floats each) */
+    static constexpr size_t SLOT = 2 * 64 * 128 + 1024;             /* Q, dO, then 64 (lse, D) pairs */
     static constexpr size_t DS = SPLIT ? 2 * (size_t)BN * 128 : (size_t)NCWG * 64 * 128; /* dS^T */
     static constexpr size_t DQ = (size_t)NCWG * DQB * (SPLIT ? 32 : 64) * 64 * 4;        /* dQ fp32 */
     static constexpr size_t BARS = 8 * (4 + 2 * STAGES);
     static constexpr size_t total = 1024 + 2 * KV + STAGES * SLOT + DS + DQ + BARS;
 };
 
-template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int DQH = 0>
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int ATOM = 0>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_bwd_ws_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                        const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
-                       const __grid_constant__ CUtensorMap tdq, const int64_t nitems) {
+                       const __grid_constant__ CUtensorMap tdq, const __grid_constant__ CUtensorMap tld,
+                       const int64_t nitems) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using SM = bws_smem<NCWG, SPLIT, STAGES>;
     constexpr int BN = SM::BN, DQB = SM::DQB, DQC = SPLIT ? 32 : 64; /* dQ columns per warpgroup */
     /* registers: producer 40, consumers what it frees (2 WG: 128*40 + 256*232; 3: 128*32 + 384*160) */
     constexpr int PROD_REGS = NCWG == 2 ? 56 : 32, CONS_REGS = NCWG == 2 ? 224 : 160;
     static_assert(!SPLIT || NCWG == 2, "split dQ columns need two consumer warpgroups");
-    static_assert(!DQH || !SPLIT, "dQ in halves: per-warpgroup dQ (all 64 columns)");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *sK = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [2][BN x 128 B] */
     unsigned char *sV = sK + SM::KV;                                               /* [2][BN x 128 B] */
-    unsigned char *sRing = sK + 2 * SM::KV; /* [STAGES] { Q 8 KB, dO 8 KB, lse 256 B, D 256 B } */
+    unsigned char *sRing = sK + 2 * SM::KV; /* [STAGES] { Q 8 KB, dO 8 KB, 64 x (lse, D) 512 B } */
     unsigned char *sdS = sRing + STAGES * SM::SLOT;
     unsigned char *sdQ = sdS + SM::DS; /* [NCWG][DQB][64 rows x DQC floats], 128-byte swizzle per 32 columns */
     const uint32_t bar0 = smem_u32(sdQ + SM::DQ);
@@ -111,70 +172,21 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             mbar_init(b_emptyKV + 8 * i, 4 * NCWG); /* lane 0 of every consumer warp */
         }
         for (int s = 0; s < STAGES; s++) {
-            mbar_init(b_full + 8 * s, 1 + 32); /* the copy engine's expect_tx + each producer lane's cp.async */
+            mbar_init(b_full + 8 * s, 1); /* the producer's expect_tx; the copies complete the bytes */
             mbar_init(b_empty + 8 * s, 4 * NCWG);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
 
-    /* the item's key block and the query tiles qt0 .. qt0+nqt-1 that see any of its keys */
-    struct item {
-        int64_t h, b, k0, qt0;
-        int nqt;
-    };
-    auto item_of = [&](int64_t idx) {
-        item t;
-        t.h = idx % H;
-        idx /= H;
-        t.k0 = (idx % p.nkb) * BN;
-        t.b = idx / p.nkb;
-        const int64_t qlo = p.causal ? t.k0 : 0;
-        const int64_t qhi = (p.causal && W > 0) ? min(L - 1, t.k0 + BN - 1 + W) : L - 1;
-        t.qt0 = qlo / 64;
-        t.nqt = (int)(qhi / 64 - t.qt0 + 1);
-        return t;
-    };
+    using item = bws_item;
+    auto item_of = [&](int64_t idx) { return bws_item_of(p, idx, BN); };
 
     if (wg == 0) { /* ------------------------------------------------------------ producer */
         setmaxnreg_dec<PROD_REGS>();
-        if (warp == 0) {
-            uint32_t it = 0, kc = 0; /* query tiles and items issued so far */
-            for (int64_t idx = blockIdx.x; idx < nitems; idx += gridDim.x, kc++) {
-                const item t = item_of(idx);
-                const uint32_t kvb = kc & 1;
-                if (lane == 0) {
-                    mbar_wait(b_emptyKV + 8 * kvb, ((kc >> 1) & 1) ^ 1);
-                    mbar_expect_tx(b_fullKV + 8 * kvb, 2 * BN * 128);
-                    tma_load_4d(smem_u32(sK + kvb * (SM::KV / 2)), &tk, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullKV + 8 * kvb);
-                    tma_load_4d(smem_u32(sV + kvb * (SM::KV / 2)), &tv, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullKV + 8 * kvb);
-                }
-                for (int64_t a = t.h * G; a < (t.h + 1) * G; a++)
-                    for (int j = 0; j < t.nqt; j++, it++) {
-                        const uint32_t s = it % STAGES, bar = b_full + 8 * s;
-                        const int64_t q0 = (t.qt0 + j) * 64;
-                        unsigned char *slot = sRing + s * SM::SLOT;
-                        mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
-                        if (lane == 0) {
-                            mbar_expect_tx(bar, 2 * 64 * 128);
-                            tma_load_4d(smem_u32(slot), &tq, 0, (int)a, (int)q0, (int)t.b, bar);
-                            tma_load_4d(smem_u32(slot + 8192), &tdo, 0, (int)a, (int)q0, (int)t.b, bar);
-                        }
-                        /* lse and D of rows q0 .. q0+63 (zeros past L): two of each per lane, 4-byte
-                         * async copies with no alignment condition (see the note on layouts above) */
-                        const int64_t row0 = (t.b * HQ + a) * L;
-#pragma unroll
-                        for (int c = lane; c < 64; c += 32) {
-                            const bool ok = q0 + c < L;
-                            const int64_t off = row0 + (ok ? q0 + c : 0);
-                            cp_async4(slot + 16384 + 4 * c, p.lse + off, ok);
-                            cp_async4(slot + 16384 + 256 + 4 * c, p.Dv + off, ok);
-                        }
-                        cp_async_mbar_arrive(bar);
-                    }
-            }
-            asm volatile("cp.async.wait_all;\n" ::: "memory"); /* nothing in flight when the warp exits */
-        }
+        if (warp == 0 && lane == 0)
+            bws_produce<BN, STAGES>(p, &tq, &tdo, &tk, &tv, &tld, sK, sV, sRing, SM::KV, SM::SLOT, b_fullKV, b_emptyKV, b_full,
+                                    b_empty, nitems);
         return;
     }
 
@@ -265,7 +277,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 const int64_t q0 = (t.qt0 + j) * 64;
                 unsigned char *slot = sRing + s * SM::SLOT;
                 const uint32_t qB = smem_u32(slot), oB = qB + 8192;
-                const float *cL = reinterpret_cast<const float *>(slot + 16384), *cD = cL + 64;
+                const float2 *cLD = reinterpret_cast<const float2 *>(slot + 16384); /* (lse, D) per query */
                 mbar_wait(b_full + 8 * s, (it / STAGES) & 1);
 
                 /* S^T = K_w Q^T and dP^T = V_w dO^T (64 keys x 64 queries each) */
@@ -327,13 +339,14 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         const int c = 8 * i + 2 * tg + (e & 1);
-                        float pv = ex2(fmaf(St[4 * i + e], p.scale_log2, -cL[c] * 1.4426950408889634f));
+                        const float2 ld = cLD[c];
+                        float pv = ex2(fmaf(St[4 * i + e], p.scale_log2, -ld.x * 1.4426950408889634f));
                         if (need_mask) {
                             const int r = rrow + (e >= 2 ? 8 : 0), d = rel + c - r;
                             if (c >= limq || r >= limk || (p.causal && (d < 0 || d > Wm))) pv = 0.f;
                         }
                         St[4 * i + e] = pv;
-                        dPt[4 * i + e] = pv * (dPt[4 * i + e] - cD[c]);
+                        dPt[4 * i + e] = pv * (dPt[4 * i + e] - ld.y);
                     }
 #pragma unroll
                 for (int kk = 0; kk < 4; kk++)
@@ -358,60 +371,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 if (SPLIT) asm volatile("bar.sync 1, %0;\n" ::"n"(NCWG * 128) : "memory"); /* both halves of dS^T */
                 else wg_sync();
 
-                if constexpr (DQH) {
-                    /* attn5: each warpgroup's dQ (its 64 keys, all 64 columns) in two 32-column
-                     * halves, 16 accumulator registers live instead of 32 (variant 8 spilled):
-                     * dQ_0 = dS K[:, 0:32], then dV, dK; dQ_0 to shared memory while dV, dK run;
-                     * dQ_1 = dS K[:, 32:64], to shared memory; one reduce-add per half */
-                    const uint32_t dsA = smem_u32(dsT);
-                    unsigned char *qbuf = myDQ + (dqc % DQB) * (DQC * 64 * 4);
-#pragma unroll
-                    for (int h = 0; h < 2; h++) {
-                        float dQ[16];
-#pragma unroll
-                        for (int i = 0; i < 16; i++) {
-                            dQ[i] = 0.f;
-                            reg_fence(dQ[i]);
-                        }
-                        wgmma_fence();
-#pragma unroll
-                        for (int kk = 0; kk < 4; kk++)
-                            wgmma_ss_n32_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024),
-                                            wgmma_desc(kA + h * 64 + kk * 16 * 128, 1024, 1024));
-                        wgmma_commit();
-                        if (h == 0) {
-                            wgmma_wait<0>(); /* dQ_0 done */
-                            if (tid % 128 == 0) bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
-                            wg_sync();
-                        } else {
-#pragma unroll
-                            for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dV, pa[kk], wgmma_desc(oB + kk * 16 * 128, 1024, 1024));
-#pragma unroll
-                            for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dK, sa[kk], wgmma_desc(qB + kk * 16 * 128, 1024, 1024));
-                            wgmma_commit();
-                            pend = (int)s;
-                            wgmma_wait<1>(); /* dQ_1 done; dV, dK may still run */
-                        }
-#pragma unroll
-                        for (int i = 0; i < 16; i++) reg_fence(dQ[i]);
-#pragma unroll
-                        for (int i = 0; i < 4; i++)
-#pragma unroll
-                            for (int hr = 0; hr < 2; hr++) {
-                                const int r = rrow + 8 * hr, ch = 2 * i + (tg >> 1);
-                                *reinterpret_cast<float2 *>(qbuf + h * 8192 + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
-                                    make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
-                            }
-                    }
-                    fence_proxy_async();
-                    wg_sync();
-                    if (tid % 128 == 0) {
-                        const uint32_t src = smem_u32(qbuf);
-                        tma_reduce_add_4d(&tdq, src, 0, (int)a, (int)q0, (int)t.b);
-                        tma_reduce_add_4d(&tdq, src + 8192, 32, (int)a, (int)q0, (int)t.b);
-                        bulk_commit();
-                    }
-                } else {
+                {
                     /* dQ = dS K first, then dV += P^T dO and dK += dS^T Q (queries are the reduction) */
                     float dQ[DQC / 2];
 #pragma unroll
@@ -442,6 +402,24 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
 #pragma unroll
                     for (int i = 0; i < DQC / 2; i++) reg_fence(dQ[i]);
 
+                    if constexpr (ATOM) {
+                        /* attn6, variant 16: dQ += from registers, 8-byte vector reductions (no staging, no
+                         * bulk copy: the copy engine then only loads); thread: query rows rrow, rrow + 8,
+                         * columns DQC*cw + 8i + 2tg (+1) */
+                        static_assert(!ATOM || SPLIT, "vector reductions: split dQ");
+#pragma unroll
+                        for (int hr = 0; hr < 2; hr++) {
+                            const int64_t q = q0 + rrow + 8 * hr;
+                            if (q < L) {
+                                float *row = p.dq_acc + ((t.b * L + q) * HQ + a) * 64 + DQC * cw + 2 * tg;
+#pragma unroll
+                                for (int i = 0; i < DQC / 8; i++)
+                                    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(row + 8 * i), "f"(dQ[4 * i + 2 * hr]),
+                                                 "f"(dQ[4 * i + 2 * hr + 1])
+                                                 : "memory");
+                            }
+                        }
+                    } else {
                     /* dQ -> shared memory (fp32, 128-byte swizzle per 32-column panel) -> bulk reduce-add */
                     unsigned char *qbuf = myDQ + (dqc % DQB) * (DQC * 64 * 4);
                     if (tid % 128 == 0) bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
@@ -464,6 +442,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                             tma_reduce_add_4d(&tdq, src + 8192, 32, (int)a, (int)q0, (int)t.b);
                         }
                         bulk_commit();
+                    }
                     }
                 }
                 dqc++;
@@ -490,5 +469,391 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         if (lane == 0) mbar_arrive(b_emptyKV + 8 * kvb); /* every MMA that read this K, V is done */
     }
     if (tid % 128 == 0) bulk_wait_all(); /* the last reduces have read (and written) their sources */
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * PP (attn6, LC_ATTN_WGB 15): the split-dQ organisation of variant 6 (2 consumer
+ * warpgroups x 64 keys, dQ columns split between them) with the two warpgroups' MMAs in turns,
+ * so one warpgroup's softmax runs while the other's MMAs do. Per (item, query head) pass of n
+ * query tiles, each warpgroup runs turns t = 0 .. n+1; turn t issues, in this order,
+ *     dQ(t-2) = dS(t-2) K       (t >= 2; both dS^T halves of tile t-2, all 128 keys, 32 columns)
+ *     dV += P^T(t-1) dO, dK += dS^T(t-1) Q   (1 <= t <= n; P^T, dS^T from registers)
+ *     S^T(t) = K_w Q^T, dP^T(t) = V_w dO^T    (t < n)
+ * then hands the turn to the other warpgroup (named barriers 4 + w: warpgroup 0 issues turn t,
+ * then warpgroup 1 its turn t, then 0 its turn t+1 ...), waits for dQ(t-2) and stores it for the
+ * bulk reduce-add, waits for the rest (frees tile t-1's slot), and computes P^T(t), dS^T(t)
+ * (its half of dS^T(t) to shared memory). dQ waits two turns for its tile, so both halves of
+ * dS^T(t-2) are in place by the rotation alone: the other warpgroup wrote its half before it
+ * issued its turn t-1, and that came before this warpgroup's turn t. Four dS^T buffers: a
+ * buffer is rewritten four tiles later, when both warpgroups have finished that dQ (a
+ * warpgroup entering turn t knows the other has issued its turn t-1, so it completed turn t-2).
+ * Every wgmma of a turn is issued and waited inside one straight-line piece (a template per
+ * combination of the three parts), as ptxas serialises wgmmas around data-dependent branches.
+ * ATOM (variant 17): dQ by vector reductions from registers, as variant 16.
+ * On the H100 (notes, attn6 runs 1-2) 15 ties 7 at W = 512 and is 5-6% slower at W = 4096 and
+ * dense: ncu puts 7 at 34% issue-slot use and 33.5% tensor-pipe use with L2 at 40%, latency-bound,
+ * and taking turns did not shorten what each tile waits on. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* The first MMA of an S^T / dP^T chain, D = A B with D write-only ("=f"): the registers of the
+ * previous tile's values are free from their last use on, not held until this MMA as with the
+ * read-write (+f) form and a zero scale-d. A and B K-major in shared memory. */
+#define BPP_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define BPP_OUT32(d)                                                                                                              \
+    "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]),     \
+        "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]),  \
+        "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]),  \
+        "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31])
+__device__ __forceinline__ void wgmma_ss_n64_first(float *d, uint64_t da, uint64_t db) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " BPP_D32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : BPP_OUT32(d)
+                 : "l"(da), "l"(db));
+}
+#undef BPP_D32
+#undef BPP_OUT32
+#endif
+
+struct bpp_smem {
+    static constexpr int BN = 128, STAGES = 3, NDS = 4, DQB = 2, NKB = 3, NVB = 2;
+    static constexpr size_t KV1 = (size_t)BN * 128;           /* one K or V block */
+    static constexpr size_t SLOT = 2 * 64 * 128;              /* Q, dO */
+    static constexpr size_t DS = NDS * (size_t)BN * 128;
+    static constexpr size_t DQ = 2 * (size_t)DQB * 32 * 64 * 4;
+    static constexpr size_t LD = STAGES * 64 * 8;              /* (lse, D) pairs per slot */
+    static constexpr size_t BARS = 8 * (2 * NKB + 2 * NVB + 2 * STAGES);
+    static constexpr size_t total = 1024 + (NKB + NVB) * KV1 + STAGES * SLOT + DS + DQ + LD + BARS;
+    static_assert(total <= 232448, "shared memory per block");
+};
+
+template <int ATOM>
+__global__ void __launch_bounds__(384, 1)
+    attn_bwd_pp_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
+                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
+                       const __grid_constant__ CUtensorMap tdq, const __grid_constant__ CUtensorMap tld,
+                       const int64_t nitems) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using SM = bpp_smem;
+    constexpr int BN = SM::BN, STAGES = SM::STAGES, NDS = SM::NDS, DQB = SM::DQB, NKB = SM::NKB, NVB = SM::NVB;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *sK = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [NKB][BN x 128 B] */
+    unsigned char *sV = sK + NKB * SM::KV1;                                        /* [NVB][BN x 128 B] */
+    unsigned char *sRing = sV + NVB * SM::KV1;      /* [STAGES] { Q 8 KB, dO 8 KB } */
+    unsigned char *sdS = sRing + STAGES * SM::SLOT; /* [NDS][BN rows (keys) x 64 queries] bf16, swizzled */
+    unsigned char *sdQ = sdS + SM::DS;              /* [2 WG][DQB][64 rows x 32 floats] */
+    unsigned char *sLD = sdQ + SM::DQ;              /* [STAGES][64] (lse, D) */
+    const uint32_t bar0 = smem_u32(sLD + SM::LD);
+    const uint32_t b_fullK = bar0, b_emptyK = b_fullK + 8 * NKB, b_fullV = b_emptyK + 8 * NKB, b_emptyV = b_fullV + 8 * NVB;
+    const uint32_t b_full = b_emptyV + 8 * NVB, b_empty = b_full + 8 * STAGES;
+
+    const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
+    const int64_t L = p.L, HQ = p.HQ, H = p.H, G = HQ / H, W = p.W;
+    if (tid == 0) {
+        for (int i = 0; i < NKB; i++) mbar_init(b_fullK + 8 * i, 1), mbar_init(b_emptyK + 8 * i, 8);
+        for (int i = 0; i < NVB; i++) mbar_init(b_fullV + 8 * i, 1), mbar_init(b_emptyV + 8 * i, 8);
+        for (int s = 0; s < STAGES; s++) mbar_init(b_full + 8 * s, 1), mbar_init(b_empty + 8 * s, 8);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) { /* ------------------------------------------------------------ producer */
+        setmaxnreg_dec<56>();
+        if (warp == 0 && lane == 0) { /* item kc: K into buffer kc % 3, V into kc % 2 (see above) */
+            uint32_t it = 0, kc = 0;
+            for (int64_t idx = blockIdx.x; idx < nitems; idx += gridDim.x, kc++) {
+                const bws_item t = bws_item_of(p, idx, BN);
+                const uint32_t kb = kc % NKB, vb = kc % NVB;
+                mbar_wait(b_emptyK + 8 * kb, ((kc / NKB) & 1) ^ 1);
+                mbar_expect_tx(b_fullK + 8 * kb, BN * 128);
+                tma_load_4d(smem_u32(sK + kb * SM::KV1), &tk, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullK + 8 * kb);
+                mbar_wait(b_emptyV + 8 * vb, ((kc / NVB) & 1) ^ 1);
+                mbar_expect_tx(b_fullV + 8 * vb, BN * 128);
+                tma_load_4d(smem_u32(sV + vb * SM::KV1), &tv, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullV + 8 * vb);
+                for (int64_t a = t.h * G; a < (t.h + 1) * G; a++)
+                    for (int j = 0; j < t.nqt; j++, it++) {
+                        const uint32_t s = it % STAGES, bar = b_full + 8 * s;
+                        const int64_t q0 = (t.qt0 + j) * 64;
+                        mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
+                        mbar_expect_tx(bar, 2 * 64 * 128 + 64 * 8);
+                        tma_load_4d(smem_u32(sRing + s * SM::SLOT), &tq, 0, (int)a, (int)q0, (int)t.b, bar);
+                        tma_load_4d(smem_u32(sRing + s * SM::SLOT + 8192), &tdo, 0, (int)a, (int)q0, (int)t.b, bar);
+                        tma_load_2d(smem_u32(sLD + s * 512), &tld, (int)(2 * q0), (int)(t.b * HQ + a), bar);
+                    }
+            }
+        }
+        return;
+    }
+
+    /* ----------------------------------------------------------------------------- consumers */
+    setmaxnreg_inc<224>();
+    const int cw = wg - 1;
+    const int Li = (int)L, Gi = (int)G;
+    const int Wm = (p.causal && W > 0) ? (int)min(W, (int64_t)1 << 30) : 1 << 30;
+    const int rrow = warp * 16 + g;
+    unsigned char *myDQ = sdQ + (size_t)cw * DQB * 32 * 64 * 4;
+    auto wg_sync = [&]() { asm volatile("bar.sync %0, 128;\n" ::"r"(2 + cw) : "memory"); };
+    /* turns: wait for mine (barrier 4 + cw), hand over (barrier 5 - cw); 256 threads each */
+    auto turn_wait = [&]() { asm volatile("bar.sync %0, 256;\n" ::"r"(4 + cw) : "memory"); };
+    auto turn_pass = [&]() { asm volatile("bar.arrive %0, 256;\n" ::"r"(5 - cw) : "memory"); };
+    if (cw == 1) turn_pass(); /* warpgroup 0 takes the first turn */
+
+    /* The block's query tiles as one stream (items, then query heads, then tiles, the producer's
+     * order); tile x uses ring slot x % STAGES, dS^T buffer x % NDS, dQ buffer x % DQB. Per tile
+     * (3 words, kept for the tile and the two before it): q0; a | b << 16; k0 << 7 | flags. */
+    /* flags: K buffer (2 bits), V buffer, their phases, the item's first / last tile; k0 << 7 */
+    constexpr int F_KB = 3, F_VB = 4, F_KPAR = 8, F_VPAR = 16, F_FIRST = 32, F_LAST = 64, F_SH = 7;
+    struct tmeta {
+        int q0;
+        uint32_t ab;
+        int k0f;
+    };
+    int64_t idx = blockIdx.x;
+    bws_item cur;
+    int ca = 0, cj = 0;
+    uint32_t kc = 0;
+    if (idx < nitems) cur = bws_item_of(p, idx, BN), ca = (int)cur.h * Gi;
+    auto meta_now = [&]() {
+        tmeta m;
+        m.q0 = (int)(cur.qt0 + cj) * 64;
+        m.ab = (uint32_t)ca | ((uint32_t)cur.b << 16);
+        const int first = ca == (int)cur.h * Gi && cj == 0, last = ca == (int)cur.h * Gi + Gi - 1 && cj == cur.nqt - 1;
+        m.k0f = ((int)cur.k0 << F_SH) | (int)(kc % NKB) | (kc % NVB ? F_VB : 0) | ((kc / NKB) & 1 ? F_KPAR : 0) |
+                ((kc / NVB) & 1 ? F_VPAR : 0) | (first ? F_FIRST : 0) | (last ? F_LAST : 0);
+        return m;
+    };
+    auto advance = [&]() { /* to the next tile of the stream; false at its end */
+        if (++cj < cur.nqt) return true;
+        cj = 0;
+        if (++ca < (int)(cur.h + 1) * Gi) return true;
+        idx += gridDim.x, kc++;
+        if (idx >= nitems) return false;
+        cur = bws_item_of(p, idx, BN);
+        ca = (int)cur.h * Gi;
+        return true;
+    };
+
+    float dK[32], dV[32], St[32], dPt[32];
+    uint32_t pa[4][4], sa[4][4];
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        dK[i] = dV[i] = 0.f;
+        reg_fence(dK[i]);
+        reg_fence(dV[i]);
+    }
+    tmeta m0, m1, m2; /* tiles x, x - 1, x - 2 */
+    m0.q0 = m1.q0 = m2.q0 = 0, m0.ab = m1.ab = m2.ab = 0, m0.k0f = m1.k0f = m2.k0f = 0;
+    auto slot_ptr = [&](uint32_t x) { return sRing + (x % STAGES) * SM::SLOT; };
+    auto ds_ptr = [&](uint32_t x) { return sdS + (x % NDS) * (BN * 128); };
+    auto kbuf = [&](int k0f) { return smem_u32(sK + (k0f & F_KB) * SM::KV1); };
+    auto vbuf = [&](int k0f) { return smem_u32(sV + ((k0f & F_VB) ? 1 : 0) * SM::KV1); };
+
+    /* turn x: HV: dV, dK of tile x - 1 (then, at its item's last tile, dK and dV leave and
+     * restart from zero); HQD: dQ(x - 2); HS: S^T, dP^T of tile x. dV, dK go first and are
+     * waited for (under dQ) before S^T, dP^T are issued, so the MMAs in flight never hold the
+     * P^T, dS^T and the S^T, dP^T registers at once. */
+    auto turn = [&](uint32_t x, auto hqd, auto hv, auto hs) {
+        constexpr int HQD = decltype(hqd)::value, HV = decltype(hv)::value, HS = decltype(hs)::value;
+        if (HS) {
+            if (m0.k0f & F_FIRST) {
+                mbar_wait(b_fullK + 8 * (m0.k0f & F_KB), (m0.k0f & F_KPAR) ? 1 : 0);
+                mbar_wait(b_fullV + 8 * ((m0.k0f & F_VB) ? 1 : 0), (m0.k0f & F_VPAR) ? 1 : 0);
+            }
+            mbar_wait(b_full + 8 * (x % STAGES), (x / STAGES) & 1);
+        }
+        turn_wait();
+        float dQ[16];
+        if constexpr (HQD) {
+#pragma unroll
+            for (int i = 0; i < 16; i++) {
+                dQ[i] = 0.f;
+                reg_fence(dQ[i]);
+            }
+        }
+        wgmma_fence();
+        if constexpr (HV) {
+            const uint32_t qB = smem_u32(slot_ptr(x - 1)), oB = qB + 8192;
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dV, pa[kk], wgmma_desc(oB + kk * 16 * 128, 1024, 1024));
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dK, sa[kk], wgmma_desc(qB + kk * 16 * 128, 1024, 1024));
+            wgmma_commit();
+        }
+        if constexpr (HQD) {
+            const uint32_t dsA = smem_u32(ds_ptr(x - 2)), kB = kbuf(m2.k0f);
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++)
+                wgmma_ss_n32_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024), wgmma_desc(kB + cw * 64 + kk * 16 * 128, 1024, 1024));
+            wgmma_commit();
+        }
+        if constexpr (HV) {
+            wgmma_wait<HQD>(); /* dV, dK done (dQ may run on) */
+#pragma unroll
+            for (int i = 0; i < 32; i++) {
+                reg_fence(dK[i]);
+                reg_fence(dV[i]);
+            }
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    reg_fence(pa[kk][c]);
+                    reg_fence(sa[kk][c]);
+                }
+            if (lane == 0) mbar_arrive(b_empty + 8 * ((x - 1) % STAGES)); /* tile x-1's Q, dO are read */
+            const bool done = (m1.k0f & F_LAST) != 0;
+            if (done) { /* dK (times the softmax scale) and dV of the item's keys this warpgroup owns */
+                const int kw0 = (m1.k0f >> F_SH) + 64 * cw, b = (int)(m1.ab >> 16), h = (int)(m1.ab & 0xffff) / Gi;
+#pragma unroll
+                for (int hr = 0; hr < 2; hr++) {
+                    const int key = kw0 + rrow + 8 * hr;
+                    if (key < Li) {
+                        bf16 *dkr = p.dk + (((int64_t)b * L + key) * H + h) * 64, *dvr = p.dv + (((int64_t)b * L + key) * H + h) * 64;
+#pragma unroll
+                        for (int i = 0; i < 8; i++) {
+                            *reinterpret_cast<uint32_t *>(dkr + i * 8 + 2 * tg) =
+                                pack_bf16(dK[4 * i + 2 * hr] * p.scale, dK[4 * i + 2 * hr + 1] * p.scale);
+                            *reinterpret_cast<uint32_t *>(dvr + i * 8 + 2 * tg) = pack_bf16(dV[4 * i + 2 * hr], dV[4 * i + 2 * hr + 1]);
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < 32; i++) { /* a select, not a branch, on the MMA accumulators */
+                dK[i] = done ? 0.f : dK[i];
+                dV[i] = done ? 0.f : dV[i];
+            }
+        }
+        if constexpr (HS) {
+            const uint32_t qB = smem_u32(slot_ptr(x)), oB = qB + 8192;
+            if constexpr (HV) wgmma_fence();
+            const uint32_t kA = kbuf(m0.k0f) + cw * 64 * 128, vA = vbuf(m0.k0f) + cw * 64 * 128;
+            wgmma_ss_n64_first(St, wgmma_desc(kA, 16, 1024), wgmma_desc(qB, 16, 1024));
+#pragma unroll
+            for (int kk = 1; kk < 4; kk++) wgmma_ss_n64(St, wgmma_desc(kA + kk * 32, 16, 1024), wgmma_desc(qB + kk * 32, 16, 1024), 1);
+            wgmma_ss_n64_first(dPt, wgmma_desc(vA, 16, 1024), wgmma_desc(oB, 16, 1024));
+#pragma unroll
+            for (int kk = 1; kk < 4; kk++) wgmma_ss_n64(dPt, wgmma_desc(vA + kk * 32, 16, 1024), wgmma_desc(oB + kk * 32, 16, 1024), 1);
+            wgmma_commit();
+        }
+        turn_pass();
+        if constexpr (HQD) {
+            wgmma_wait<HS>(); /* dQ(x - 2) done; S^T, dP^T may still run */
+#pragma unroll
+            for (int i = 0; i < 16; i++) reg_fence(dQ[i]);
+            if constexpr (ATOM) { /* variant 17: 8-byte vector reductions from registers (see variant 16) */
+                const int b = (int)(m2.ab >> 16), a = (int)(m2.ab & 0xffff);
+#pragma unroll
+                for (int hr = 0; hr < 2; hr++) {
+                    const int q = m2.q0 + rrow + 8 * hr;
+                    if (q < Li) {
+                        float *row = p.dq_acc + (((int64_t)b * L + q) * HQ + a) * 64 + 32 * cw + 2 * tg;
+#pragma unroll
+                        for (int i = 0; i < 4; i++)
+                            asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(row + 8 * i), "f"(dQ[4 * i + 2 * hr]),
+                                         "f"(dQ[4 * i + 2 * hr + 1])
+                                         : "memory");
+                    }
+                }
+            } else {
+            unsigned char *qbuf = myDQ + ((x - 2) % DQB) * (32 * 64 * 4);
+            if (tid % 128 == 0) bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
+            wg_sync();
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int hr = 0; hr < 2; hr++) {
+                    const int r = rrow + 8 * hr, ch = 2 * i + (tg >> 1);
+                    *reinterpret_cast<float2 *>(qbuf + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
+                        make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
+                }
+            fence_proxy_async();
+            wg_sync();
+            if (tid % 128 == 0) {
+                tma_reduce_add_4d(&tdq, smem_u32(qbuf), 32 * cw, (int)(m2.ab & 0xffff), m2.q0, (int)(m2.ab >> 16));
+                bulk_commit();
+            }
+            }
+            /* the item's last dQ: no MMA of this warpgroup reads its K any more */
+            if ((m2.k0f & F_LAST) && lane == 0) mbar_arrive(b_emptyK + 8 * (m2.k0f & F_KB));
+        }
+        if constexpr (HS) {
+            wgmma_wait<0>();
+#pragma unroll
+            for (int i = 0; i < 32; i++) {
+                reg_fence(St[i]);
+                reg_fence(dPt[i]);
+            }
+            /* the item's last S^T, dP^T: no MMA of this warpgroup reads its V any more */
+            if ((m0.k0f & F_LAST) && lane == 0) mbar_arrive(b_emptyV + 8 * ((m0.k0f & F_VB) ? 1 : 0));
+        }
+    };
+
+    /* P^T(x), dS^T(x) from S^T, dP^T; this warpgroup's dS^T half to shared memory */
+    auto softmax = [&](uint32_t x) {
+        const int q0 = m0.q0, kw0 = (m0.k0f >> F_SH) + 64 * cw;
+        const float2 *cLD = reinterpret_cast<const float2 *>(sLD + (x % STAGES) * 512);
+        const int limq = min(Li - q0, 64), limk = min(Li - kw0, 64);
+        const bool need_mask = limq < 64 || limk < 64 || (p.causal && (q0 < kw0 + 63 || (W > 0 && q0 + 63 > kw0 + Wm)));
+        const int rel = q0 - kw0;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int c = 8 * i + 2 * tg + (e & 1);
+                const float2 ld = cLD[c];
+                float pv = ex2(fmaf(St[4 * i + e], p.scale_log2, -ld.x * 1.4426950408889634f));
+                if (need_mask) {
+                    const int r = rrow + (e >= 2 ? 8 : 0), d = rel + c - r;
+                    if (c >= limq || r >= limk || (p.causal && (d < 0 || d > Wm))) pv = 0.f;
+                }
+                St[4 * i + e] = pv;
+                dPt[4 * i + e] = pv * (dPt[4 * i + e] - ld.y);
+            }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                pa[kk][c] = pack_bf16(St[8 * kk + 2 * c], St[8 * kk + 2 * c + 1]);
+                sa[kk][c] = pack_bf16(dPt[8 * kk + 2 * c], dPt[8 * kk + 2 * c + 1]);
+            }
+        unsigned char *dsT = ds_ptr(x);
+        const int srow = cw * 64 + rrow;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int off = ((i ^ (srow & 7)) << 4) + 4 * tg;
+            *reinterpret_cast<uint32_t *>(dsT + srow * 128 + off) = sa[i / 2][(i % 2) * 2];
+            *reinterpret_cast<uint32_t *>(dsT + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
+        }
+        fence_proxy_async(); /* the other warpgroup's dQ MMA reads it after my next turn */
+    };
+
+    using I0 = std::integral_constant<int, 0>;
+    using I1 = std::integral_constant<int, 1>;
+    if (idx < nitems) {
+        /* prologue: tiles 0 and 1; steady turns; epilogue: the last tile's dV, dK, the last two dQ */
+        m0 = meta_now();
+        turn(0, I0{}, I0{}, I1{});
+        softmax(0);
+        uint32_t x = 1;
+        if (advance()) {
+            m1 = m0, m0 = meta_now();
+            turn(1, I0{}, I1{}, I1{});
+            softmax(1);
+            for (x = 2; advance(); x++) {
+                m2 = m1, m1 = m0, m0 = meta_now();
+                turn(x, I1{}, I1{}, I1{});
+                softmax(x);
+            }
+            m2 = m1, m1 = m0;
+            turn(x, I1{}, I1{}, I0{});
+        } else {
+            m1 = m0;
+            turn(1, I0{}, I1{}, I0{});
+        }
+        m2 = m1;
+        turn(x + 1, I1{}, I0{}, I0{});
+    }
+    if (cw == 0) turn_wait(); /* consume warpgroup 1's last hand-over */
+    if (tid % 128 == 0) bulk_wait_all();
 #endif
 }

@@ -29,8 +29,6 @@
  *              warpgroup's softmax runs while the others' MMAs do, in a fixed order.
  * Layouts: Q, K, V, O, lse as in attention.h; tensor maps view q as [B][Lq][HQ][64] and k, v as
  * [B][L][H][64] (4-D, innermost first), so rows past Lq or L arrive as zeros.
- * BN = 192 (attn5, LC_ATTN_WG 21-23, opt-in): 2 consumer warpgroups x 192-key tiles (m64n192k16;
- * S 96 + P 48 + O 32 + Q 16 registers a thread), producer 24 / consumers 240 registers; no spills.
  * Tuning runs (results/notes-attn.md, attn3): PP +10-20%, QR +5-10% at BN = 64, 3 consumer
  * warpgroups beat 2; a quarter of the exp2 on the FMA pipe (a cubic) was slower and was dropped. */
 
@@ -93,30 +91,13 @@ __device__ __forceinline__ void wgmma_rs_n128_k(float *d, const uint32_t *a, uin
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
 }
 
-/* m64n192k16 (attn5: BN = 192 key tiles for 2 consumer warpgroups; S is 96 floats a thread) */
-__device__ __forceinline__ void wgmma_rs_n192_k(float *d, const uint32_t *a, uint64_t db, int accumulate) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %101, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n192k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, {%96, %97, %98, %99}, %100, p, 1, 1, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
-}
-__device__ __forceinline__ void wgmma_ss_n192(float *d, uint64_t da, uint64_t db, int accumulate) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n192k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, %96, %97, p, 1, 1, 0, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
-        : "l"(da), "l"(db), "r"(accumulate));
-}
-
 /* S (64 x BN, this warpgroup's rows) = Q K^T over dh 64: four k16 steps inside the swizzled rows. */
 template <int BN>
 __device__ __forceinline__ void ws_qk(float *S, uint32_t qaddr, uint32_t kaddr) {
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
         const uint64_t da = wgmma_desc(qaddr + kk * 32, 16, 1024), db = wgmma_desc(kaddr + kk * 32, 16, 1024);
-        if constexpr (BN == 192) wgmma_ss_n192(S, da, db, kk > 0);
-        else if constexpr (BN == 128) wgmma_ss_n128(S, da, db, kk > 0);
+        if constexpr (BN == 128) wgmma_ss_n128(S, da, db, kk > 0);
         else wgmma_ss_n64(S, da, db, kk > 0);
     }
 }
@@ -127,8 +108,7 @@ __device__ __forceinline__ void ws_qk_r(float *S, const uint32_t (*qf)[4], uint3
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
         const uint64_t db = wgmma_desc(kaddr + kk * 32, 16, 1024);
-        if constexpr (BN == 192) wgmma_rs_n192_k(S, qf[kk], db, kk > 0);
-        else if constexpr (BN == 128) wgmma_rs_n128_k(S, qf[kk], db, kk > 0);
+        if constexpr (BN == 128) wgmma_rs_n128_k(S, qf[kk], db, kk > 0);
         else wgmma_rs_n64_k(S, qf[kk], db, kk > 0);
     }
 }
@@ -155,8 +135,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     constexpr uint32_t QBYTES = BM * 128, KVBYTES = BN * 128;
     /* registers: at entry every thread has 65536 / threads (168 or 128); the producer drops to
      * PROD_REGS and the consumers take what it freed (2 WG: 128*40 + 256*232; 3: 128*32 + 384*160) */
-    /* BN = 192 (attn5): S 96 + P 48 + O 32 + Q 16 registers live in the overlap: 24 / 240 */
-    constexpr int PROD_REGS = BN == 192 ? 24 : NCWG == 2 ? 40 : 32, CONS_REGS = BN == 192 ? 240 : NCWG == 2 ? 232 : 160;
+    constexpr int PROD_REGS = NCWG == 2 ? 40 : 32, CONS_REGS = NCWG == 2 ? 232 : 160;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *sQ = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [2][BM x 128 B] */
     unsigned char *sK = sQ + 2 * QBYTES;                                          /* [STAGES][BN x 128 B] */
