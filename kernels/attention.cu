@@ -996,31 +996,13 @@ int tuning_variant(const char *name, int dflt) {
     return e && *e ? atoi(e) : dflt;
 }
 
-/* cuTensorMapEncodeTiled through the runtime's driver entry point (no libcuda link); NULL when
- * the driver lacks it. */
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
-    static int looked = 0;
-    if (!looked) {
-        looked = 1;
-        void *fn = NULL;
-        cudaDriverEntryPointQueryResult q;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) == cudaSuccess &&
-            q == cudaDriverEntryPointSuccess)
-            encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-        else
-            cudaGetLastError();
-    }
-    return encode;
-}
-
 /* A 4-D tensor map over a [B][rows][heads][64] tensor (innermost first: 64, heads, rows, B) of
  * bf16 (or fp32, elem = 4) whose box is `box_cols` columns of one head's `box_rows` rows,
  * 128-byte swizzled. 0 when the driver entry point is missing or the encoder refuses (pointer
  * not 16-byte aligned, say): callers fall back. */
 int ws_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t rows, int64_t heads, int box_rows,
                   int elem = 2, int box_cols = 64) {
-    PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+    PFN_cuTensorMapEncodeTiled_v12000 encode = lc_tensor_map_encoder();
     if (!encode || ((uintptr_t)base & 15)) return 0;
     const cuuint64_t dims[4] = {64, (cuuint64_t)heads, (cuuint64_t)rows, (cuuint64_t)B};
     const cuuint64_t strides[3] = {(cuuint64_t)(64 * elem), (cuuint64_t)(heads * 64 * elem), (cuuint64_t)(rows * heads * 64 * elem)};
@@ -1034,7 +1016,7 @@ int ws_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t rows, int
  * (the rest of the row and every box element past 2L arrive as zeros), rows 8*Lp bytes apart
  * (Lp a multiple of 4, the stride a multiple of 16 bytes); box = one tile's 64 pairs. */
 int ld_tensor_map(CUtensorMap *m, const float2 *base, int64_t rows, int64_t L, int64_t Lp) {
-    PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+    PFN_cuTensorMapEncodeTiled_v12000 encode = lc_tensor_map_encoder();
     if (!encode || ((uintptr_t)base & 15) || (Lp & 3) || L > Lp || 2 * L < 128) return 0;
     const cuuint64_t dims[2] = {(cuuint64_t)(2 * L), (cuuint64_t)rows};
     const cuuint64_t strides[1] = {(cuuint64_t)(Lp * 8)};

@@ -96,6 +96,39 @@ __device__ __forceinline__ bws_item bws_item_of(const bwd_params &p, int64_t idx
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* One consumer thread's part of a 64-key x 64-query tile: P^T = exp2(S^T scale_log2 - lse) and
+ * dS^T = P^T (dP^T - D), in place in St and dPt (the wgmma accumulator layout: query col
+ * c = 8i + 2tg + (e&1), key row r = rrow + 8*(e>=2)), zero outside the mask where need_mask
+ * (q - k = rel + c - r must lie in 0..Wm for causal; c < limq, r < limk), then packed to bf16
+ * wgmma A fragments: pa (P^T) and sa (dS^T). ld[c] = (lse, D) of query column c. */
+__device__ __forceinline__ void bws_tile_softmax(float (&St)[32], float (&dPt)[32], const float2 *ld, float scale_log2,
+                                                 int tg, int rrow, bool need_mask, int rel, int limq, int limk,
+                                                 int causal, int Wm, uint32_t (&pa)[4][4], uint32_t (&sa)[4][4]) {
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int c = 8 * i + 2 * tg + (e & 1);
+            const float2 l = ld[c];
+            float pv = ex2(fmaf(St[4 * i + e], scale_log2, -l.x * 1.4426950408889634f));
+            if (need_mask) {
+                const int r = rrow + (e >= 2 ? 8 : 0), d = rel + c - r;
+                if (c >= limq || r >= limk || (causal && (d < 0 || d > Wm))) pv = 0.f;
+            }
+            St[4 * i + e] = pv;
+            dPt[4 * i + e] = pv * (dPt[4 * i + e] - l.y);
+        }
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            pa[kk][c] = pack_bf16(St[8 * kk + 2 * c], St[8 * kk + 2 * c + 1]);
+            sa[kk][c] = pack_bf16(dPt[8 * kk + 2 * c], dPt[8 * kk + 2 * c + 1]);
+        }
+}
+#endif
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* The producer (one thread): per item, K and V into buffer kc & 1 (after the consumers freed it),
  * then per query head of the KV head and per query tile, Q, dO and the (lse, D) pairs into ring
  * slot it % STAGES, all completing on that slot's full barrier. */
@@ -328,33 +361,12 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                     pend = -1;
                 }
 
-                /* P^T and dS^T in place; masks in int32 relative to the tile:
-                 * query col c = 8i + 2tg + (e&1), key row r = rrow + 8*(e>=2), d = q - k */
+                /* P^T and dS^T in place (masks in int32 relative to the tile), packed for the MMAs */
                 const int limq = (int)min(L - q0, (int64_t)64);
                 const bool need_mask = limq < 64 || limk < 64 ||
                                        (p.causal && (q0 < kw0 + 63 || (W > 0 && q0 + 63 > kw0 + W)));
-                const int rel = (int)(q0 - kw0);
-#pragma unroll
-                for (int i = 0; i < 8; i++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int c = 8 * i + 2 * tg + (e & 1);
-                        const float2 ld = cLD[c];
-                        float pv = ex2(fmaf(St[4 * i + e], p.scale_log2, -ld.x * 1.4426950408889634f));
-                        if (need_mask) {
-                            const int r = rrow + (e >= 2 ? 8 : 0), d = rel + c - r;
-                            if (c >= limq || r >= limk || (p.causal && (d < 0 || d > Wm))) pv = 0.f;
-                        }
-                        St[4 * i + e] = pv;
-                        dPt[4 * i + e] = pv * (dPt[4 * i + e] - ld.y);
-                    }
-#pragma unroll
-                for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                    for (int c = 0; c < 4; c++) {
-                        pa[kk][c] = pack_bf16(St[8 * kk + 2 * c], St[8 * kk + 2 * c + 1]);
-                        sa[kk][c] = pack_bf16(dPt[8 * kk + 2 * c], dPt[8 * kk + 2 * c + 1]);
-                    }
+                bws_tile_softmax(St, dPt, cLD, p.scale_log2, tg, rrow, need_mask, (int)(q0 - kw0), limq, limk, p.causal, Wm,
+                                 pa, sa);
 
                 /* dS^T rows (keys) to shared memory, 128-byte swizzle (chunk i = queries 8i .. 8i+7) */
                 unsigned char *dsT = SPLIT ? sdS + (it & 1) * (BN * 128) : sdS + cw * 64 * 128;
@@ -794,28 +806,7 @@ __global__ void __launch_bounds__(384, 1)
         const float2 *cLD = reinterpret_cast<const float2 *>(sLD + (x % STAGES) * 512);
         const int limq = min(Li - q0, 64), limk = min(Li - kw0, 64);
         const bool need_mask = limq < 64 || limk < 64 || (p.causal && (q0 < kw0 + 63 || (W > 0 && q0 + 63 > kw0 + Wm)));
-        const int rel = q0 - kw0;
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int c = 8 * i + 2 * tg + (e & 1);
-                const float2 ld = cLD[c];
-                float pv = ex2(fmaf(St[4 * i + e], p.scale_log2, -ld.x * 1.4426950408889634f));
-                if (need_mask) {
-                    const int r = rrow + (e >= 2 ? 8 : 0), d = rel + c - r;
-                    if (c >= limq || r >= limk || (p.causal && (d < 0 || d > Wm))) pv = 0.f;
-                }
-                St[4 * i + e] = pv;
-                dPt[4 * i + e] = pv * (dPt[4 * i + e] - ld.y);
-            }
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-            for (int c = 0; c < 4; c++) {
-                pa[kk][c] = pack_bf16(St[8 * kk + 2 * c], St[8 * kk + 2 * c + 1]);
-                sa[kk][c] = pack_bf16(dPt[8 * kk + 2 * c], dPt[8 * kk + 2 * c + 1]);
-            }
+        bws_tile_softmax(St, dPt, cLD, p.scale_log2, tg, rrow, need_mask, q0 - kw0, limq, limk, p.causal, Wm, pa, sa);
         unsigned char *dsT = ds_ptr(x);
         const int srow = cw * 64 + rrow;
 #pragma unroll

@@ -5,6 +5,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <cudaTypedefs.h>
 
 #include "common.h"
 #include "nvtx.h"
@@ -28,6 +29,9 @@
     } while (0)
 
 static inline cudaStream_t lc_stream(void *s) { return (cudaStream_t)s; }
+
+/* cuTensorMapEncodeTiled (device.cu), or NULL when the driver lacks it: TMA kernels then fall back. */
+PFN_cuTensorMapEncodeTiled_v12000 lc_tensor_map_encoder(void);
 
 /* An NVTX range (domain "longctx", bench/nvtx.h) over the rest of the enclosing scope, so every
  * return path closes it: one per public entry point, named family.op.direction, so that

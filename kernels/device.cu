@@ -98,3 +98,21 @@ extern "C" lc_status lc_cuda_sync(void) {
     cuda_check(cudaDeviceSynchronize());
     return LC_OK;
 }
+
+/* cuTensorMapEncodeTiled through the runtime's driver entry point (no libcuda link), looked up once;
+ * NULL when the driver lacks it. Used by the TMA kernels (attention, HSA) to build tensor maps. */
+PFN_cuTensorMapEncodeTiled_v12000 lc_tensor_map_encoder(void) {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+    static int looked = 0;
+    if (!looked) {
+        looked = 1;
+        void *fn = NULL;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+        else
+            cudaGetLastError();
+    }
+    return encode;
+}

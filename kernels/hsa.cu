@@ -361,28 +361,10 @@ static lc_status launch_fwd(hsa_attend::tok_params p, cudaStream_t st) {
     return LC_OK;
 }
 
-/* cuTensorMapEncodeTiled through the runtime's driver entry point (no libcuda link); NULL when
- * the driver lacks it. */
-static PFN_cuTensorMapEncodeTiled_v12000 hsa_tensor_map_encoder() {
-    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
-    static int looked = 0;
-    if (!looked) {
-        looked = 1;
-        void *fn = NULL;
-        cudaDriverEntryPointQueryResult q;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) == cudaSuccess &&
-            q == cudaDriverEntryPointSuccess)
-            encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-        else
-            cudaGetLastError();
-    }
-    return encode;
-}
-
 /* A 4-D tensor map over k or v [B][L][H][64] bf16 (innermost first: 64, H, L, B) whose box is one
  * chunk: 64 rows of one head, 128-byte swizzle. 0 when it cannot be made (callers fall back). */
 static int hsa_chunk_map(CUtensorMap *m, const void *base, int64_t B, int64_t L, int64_t H) {
-    PFN_cuTensorMapEncodeTiled_v12000 encode = hsa_tensor_map_encoder();
+    PFN_cuTensorMapEncodeTiled_v12000 encode = lc_tensor_map_encoder();
     if (!encode || ((uintptr_t)base & 15)) return 0;
     const cuuint64_t dims[4] = {64, (cuuint64_t)H, (cuuint64_t)L, (cuuint64_t)B};
     const cuuint64_t strides[3] = {(cuuint64_t)(64 * 2), (cuuint64_t)(H * 64 * 2), (cuuint64_t)(L * H * 64 * 2)};
