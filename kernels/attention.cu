@@ -49,9 +49,7 @@
 #include "cuda_common.cuh"
 #include "device.h"
 #include "mma.cuh"
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#include "attention_wgmma.cuh"
-#endif
+#include "sm90.cuh"
 
 namespace {
 
@@ -305,8 +303,6 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
  * (K-major), O += P V takes P from registers and V MN-major (row-major [key][d] as stored).
  * Loads are cp.async (generic proxy), hence the proxy fence before the barrier. */
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ int sw128(int r, int chunk) { return r * 128 + ((chunk ^ (r & 7)) << 4); }
-
 /* Rows r0 .. r0+R-1 of a [*, D] bf16 tensor into D/64 column panels of R x 128 bytes each,
  * 128-byte swizzled (the layout wgmma descriptors with swizzle mode 1 read). */
 template <int R, int NT, int D = 64>
@@ -318,12 +314,9 @@ __device__ __forceinline__ void load_rows_sw(unsigned char *s, const bf16 *g, in
         const int r = c / CPR, ch = c % CPR;
         const int64_t row = r0 + r;
         const bool ok = row < L;
-        cp_async16(s + (ch >> 3) * R * 128 + sw128(r, ch & 7), g + (ok ? row : 0) * stride + ch * 8, ok);
+        cp_async16(s + (ch >> 3) * R * 128 + sm90::sw128(r, ch & 7), g + (ok ? row : 0) * stride + ch * 8, ok);
     }
 }
-
-__device__ __forceinline__ void reg_fence(float &x) { asm volatile("" : "+f"(x)::"memory"); }
-__device__ __forceinline__ void reg_fence(uint32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
 #endif
 
 
@@ -366,26 +359,26 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
         } else {
             cp_async_wait<0>();
         }
-        fence_proxy_async();
+        sm90::fence_proxy_async();
         __syncthreads();
         const uint32_t kaddr = smem_u32(sK + buf * BN * 2 * D), vaddr = smem_u32(sV + buf * BN * 2 * D);
 
         float S[BN / 2];
 #pragma unroll
         for (int i = 0; i < BN / 2; i++) S[i] = 0.f;
-        wgmma_fence();
+        sm90::fence();
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             const int pn = kk / 4, ko = (kk % 4) * 32; /* panel, byte offset inside the 128-byte row */
-            const uint64_t da = wgmma_desc(qaddr + pn * BM * 128 + ko, 16, 1024);
-            const uint64_t db = wgmma_desc(kaddr + pn * BN * 128 + ko, 16, 1024);
-            if constexpr (BN == 128) wgmma_ss_n128(S, da, db, 1);
-            else wgmma_ss_n64(S, da, db, 1);
+            const uint64_t da = sm90::desc_k(qaddr + pn * BM * 128 + ko);
+            const uint64_t db = sm90::desc_k(kaddr + pn * BN * 128 + ko);
+            if constexpr (BN == 128) sm90::ss_n128(S, da, db, 1);
+            else sm90::ss_n64(S, da, db, 1);
         }
-        wgmma_commit();
-        wgmma_wait0();
+        sm90::commit();
+        sm90::wait<0>();
 #pragma unroll
-        for (int i = 0; i < BN / 2; i++) reg_fence(S[i]);
+        for (int i = 0; i < BN / 2; i++) sm90::reg_fence(S[i]);
 
         const int64_t k0 = jt * BN;
         const bool need_mask = k0 + BN > L || (p.causal && (k0 + BN - 1 > q0 || (W > 0 && k0 < qlast - W)));
@@ -435,20 +428,20 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
             pa[kk][2] = pack_bf16(S[8 * kk + 4], S[8 * kk + 5]);
             pa[kk][3] = pack_bf16(S[8 * kk + 6], S[8 * kk + 7]);
         }
-        wgmma_fence();
+        sm90::fence();
 #pragma unroll
         for (int pn = 0; pn < NP; pn++) /* one n64 chain per 64-column panel of V and O */
 #pragma unroll
             for (int kk = 0; kk < BN / 16; kk++)
-                wgmma_rs_n64(acc + pn * 32, pa[kk], wgmma_desc(vaddr + pn * BN * 128 + kk * 16 * 128, 1024, 1024));
-        wgmma_commit();
-        wgmma_wait0();
+                sm90::rs_n64<1>(acc + pn * 32, pa[kk], sm90::desc_mn(vaddr + pn * BN * 128 + kk * 16 * 128), 1);
+        sm90::commit();
+        sm90::wait<0>();
 #pragma unroll
-        for (int i = 0; i < D / 2; i++) reg_fence(acc[i]);
+        for (int i = 0; i < D / 2; i++) sm90::reg_fence(acc[i]);
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++)
 #pragma unroll
-            for (int j = 0; j < 4; j++) reg_fence(pa[kk][j]);
+            for (int j = 0; j < 4; j++) sm90::reg_fence(pa[kk][j]);
         __syncthreads();
     }
 
@@ -782,7 +775,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_bwd_wgmma_kernel(const bwd_
         } else {
             cp_async_wait<0>();
         }
-        fence_proxy_async();
+        sm90::fence_proxy_async();
         __syncthreads();
         const int64_t a = h * G + it / nqt, q0 = (qt0 + it % nqt) * BM;
         const uint32_t qB = smem_u32(sQ + buf * BM * 2 * D), oB = smem_u32(sdO + buf * BM * 2 * D);
@@ -792,26 +785,26 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_bwd_wgmma_kernel(const bwd_
 #pragma unroll
         for (int i = 0; i < 32; i++) {
             St[i] = dPt[i] = 0.f;
-            reg_fence(St[i]); /* materialise the zeros before the fence, not between the wgmmas */
-            reg_fence(dPt[i]);
+            sm90::reg_fence(St[i]); /* materialise the zeros before the fence, not between the wgmmas */
+            sm90::reg_fence(dPt[i]);
         }
-        wgmma_fence();
+        sm90::fence();
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             const int pn = kk / 4, ko = (kk % 4) * 32;
-            wgmma_ss_n64(St, wgmma_desc(kA + pn * BN * 128 + ko, 16, 1024), wgmma_desc(qB + pn * BM * 128 + ko, 16, 1024), 1);
+            sm90::ss_n64(St, sm90::desc_k(kA + pn * BN * 128 + ko), sm90::desc_k(qB + pn * BM * 128 + ko), 1);
         }
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             const int pn = kk / 4, ko = (kk % 4) * 32;
-            wgmma_ss_n64(dPt, wgmma_desc(vA + pn * BN * 128 + ko, 16, 1024), wgmma_desc(oB + pn * BM * 128 + ko, 16, 1024), 1);
+            sm90::ss_n64(dPt, sm90::desc_k(vA + pn * BN * 128 + ko), sm90::desc_k(oB + pn * BM * 128 + ko), 1);
         }
-        wgmma_commit();
-        wgmma_wait0();
+        sm90::commit();
+        sm90::wait<0>();
 #pragma unroll
         for (int i = 0; i < 32; i++) {
-            reg_fence(St[i]);
-            reg_fence(dPt[i]);
+            sm90::reg_fence(St[i]);
+            sm90::reg_fence(dPt[i]);
         }
 
         const bool need_mask = q0 + BM > L || k0 + BN > L ||
@@ -853,26 +846,26 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_bwd_wgmma_kernel(const bwd_
             *reinterpret_cast<uint32_t *>(sdS + srow * 128 + off) = sa[i / 2][(i % 2) * 2];
             *reinterpret_cast<uint32_t *>(sdS + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
         }
-        fence_proxy_async();
+        sm90::fence_proxy_async();
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                reg_fence(pa[kk][j]);
-                reg_fence(sa[kk][j]);
+                sm90::reg_fence(pa[kk][j]);
+                sm90::reg_fence(sa[kk][j]);
             }
-        wgmma_fence();
+        sm90::fence();
 #pragma unroll
         for (int pn = 0; pn < NP; pn++)
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
-                wgmma_rs_n64(dV + pn * 32, pa[kk], wgmma_desc(oB + pn * BM * 128 + kk * 16 * 128, 1024, 1024));
+                sm90::rs_n64<1>(dV + pn * 32, pa[kk], sm90::desc_mn(oB + pn * BM * 128 + kk * 16 * 128), 1);
 #pragma unroll
         for (int pn = 0; pn < NP; pn++)
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
-                wgmma_rs_n64(dK + pn * 32, sa[kk], wgmma_desc(qB + pn * BM * 128 + kk * 16 * 128, 1024, 1024));
-        wgmma_commit();
+                sm90::rs_n64<1>(dK + pn * 32, sa[kk], sm90::desc_mn(qB + pn * BM * 128 + kk * 16 * 128), 1);
+        sm90::commit();
         if (SPLIT) asm volatile("bar.sync 1, %0;\n" ::"n"(NT) : "memory"); /* every warpgroup's dS^T is in place */
         else asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory"); /* this warpgroup's dS^T is in place */
 #pragma unroll
@@ -883,20 +876,20 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_bwd_wgmma_kernel(const bwd_
 #pragma unroll
             for (int i = 0; i < QC / 2; i++) {
                 dQ[i] = 0.f;
-                reg_fence(dQ[i]);
+                sm90::reg_fence(dQ[i]);
             }
-            wgmma_fence();
+            sm90::fence();
 #pragma unroll
             for (int kk = 0; kk < QK / 16; kk++) {
                 if constexpr (QC == 64)
-                    wgmma_ss_n64_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024), wgmma_desc(kcol + kk * 16 * 128, 1024, 1024));
+                    sm90::ss_n64_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kcol + kk * 16 * 128));
                 else
-                    wgmma_ss_n32_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024), wgmma_desc(kcol + kk * 16 * 128, 1024, 1024));
+                    sm90::ss_n32_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kcol + kk * 16 * 128));
             }
-            wgmma_commit();
-            wgmma_wait0();
+            sm90::commit();
+            sm90::wait<0>();
 #pragma unroll
-            for (int i = 0; i < QC / 2; i++) reg_fence(dQ[i]);
+            for (int i = 0; i < QC / 2; i++) sm90::reg_fence(dQ[i]);
 #pragma unroll
             for (int r = 0; r < 2; r++) {
                 const int64_t t = q0 + warp * 16 + g + r * 8;
@@ -908,18 +901,18 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_bwd_wgmma_kernel(const bwd_
                 }
             }
         }
-        wgmma_wait0();
+        sm90::wait<0>();
 #pragma unroll
         for (int i = 0; i < D / 2; i++) {
-            reg_fence(dK[i]);
-            reg_fence(dV[i]);
+            sm90::reg_fence(dK[i]);
+            sm90::reg_fence(dV[i]);
         }
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                reg_fence(pa[kk][j]);
-                reg_fence(sa[kk][j]);
+                sm90::reg_fence(pa[kk][j]);
+                sm90::reg_fence(sa[kk][j]);
             }
         __syncthreads();
     }

@@ -1,8 +1,9 @@
 /* attention_bwd_ws.cuh — the warp-specialised Hopper backward for dh 64 (the FlashAttention-3
  * organisation of the backward), built for the sliding-window shapes and used for dense causal
  * and non-causal attention too. Included by attention.cu inside its anonymous namespace, after
- * attention_fwd_ws.cuh (mbarrier / TMA / setmaxnreg helpers) and bwd_params; the kernel body is
- * compiled for sm_90a only and the host launches it only where the sm_90a build is loaded.
+ * attention_fwd_ws.cuh and bwd_params (the wgmma / mbarrier / TMA / bulk-group primitives are
+ * sm90.cuh's); the kernel body is compiled for sm_90a only and the host launches it only where
+ * the sm_90a build is loaded.
  *
  * Work item = (batch, KV head, key block of BN = 64*NCWG keys); block = 1 producer warpgroup +
  * NCWG consumer warpgroups, one block per SM, persistent (block p serves items p, p + grid, ...,
@@ -51,29 +52,6 @@
  * producer's lanes with cp.async.mbarrier.arrive.noinc on the full barrier, which worked but
  * compute-sanitizer racecheck does not model (12 false hazards); now by one tensor copy per
  * tile whose rows start 32-byte aligned for every L. */
-
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/* Box at coordinates (c0 innermost, c1) of a 2-D tensor map into shared memory at dst. */
-__device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap *map, int c0, int c1, uint32_t bar) {
-    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
-                 "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
-                 : "memory");
-}
-/* global box (c0 innermost .. c3) += the box at src in shared memory, as one bulk operation */
-__device__ __forceinline__ void tma_reduce_add_4d(const CUtensorMap *map, uint32_t src, int c0, int c1, int c2, int c3) {
-    asm volatile("cp.reduce.async.bulk.tensor.4d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n" ::"l"(
-                     reinterpret_cast<uint64_t>(map)),
-                 "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
-                 : "memory");
-}
-__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-/* at most N of this thread's bulk groups may still be reading their shared-memory source */
-template <int N>
-__device__ __forceinline__ void bulk_wait_read() {
-    asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
-}
-__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
-#endif
 
 /* One work item: the key block k0 .. k0+BN-1 of (batch b, KV head h) and the query tiles
  * qt0 .. qt0+nqt-1 (64 rows each) that see any of its keys. Items run heads fastest. */
@@ -143,20 +121,20 @@ __device__ __forceinline__ void bws_produce(const bwd_params &p, const CUtensorM
     for (int64_t idx = blockIdx.x; idx < nitems; idx += gridDim.x, kc++) {
         const bws_item t = bws_item_of(p, idx, BN);
         const uint32_t kvb = kc & 1;
-        mbar_wait(b_emptyKV + 8 * kvb, ((kc >> 1) & 1) ^ 1);
-        mbar_expect_tx(b_fullKV + 8 * kvb, 2 * BN * 128);
-        tma_load_4d(smem_u32(sK + kvb * (kv_bytes / 2)), tk, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullKV + 8 * kvb);
-        tma_load_4d(smem_u32(sV + kvb * (kv_bytes / 2)), tv, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullKV + 8 * kvb);
+        sm90::mbar_wait(b_emptyKV + 8 * kvb, ((kc >> 1) & 1) ^ 1);
+        sm90::mbar_expect_tx(b_fullKV + 8 * kvb, 2 * BN * 128);
+        sm90::tma_load_4d(smem_u32(sK + kvb * (kv_bytes / 2)), tk, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullKV + 8 * kvb);
+        sm90::tma_load_4d(smem_u32(sV + kvb * (kv_bytes / 2)), tv, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullKV + 8 * kvb);
         for (int64_t a = t.h * G; a < (t.h + 1) * G; a++)
             for (int j = 0; j < t.nqt; j++, it++) {
                 const uint32_t s = it % STAGES, bar = b_full + 8 * s;
                 const int64_t q0 = (t.qt0 + j) * 64;
                 unsigned char *slot = sRing + s * slot_bytes;
-                mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
-                mbar_expect_tx(bar, 2 * 64 * 128 + 64 * 8);
-                tma_load_4d(smem_u32(slot), tq, 0, (int)a, (int)q0, (int)t.b, bar);
-                tma_load_4d(smem_u32(slot + 8192), tdo, 0, (int)a, (int)q0, (int)t.b, bar);
-                tma_load_2d(smem_u32(slot + 16384), tld, (int)(2 * q0), (int)(t.b * p.HQ + a), bar);
+                sm90::mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
+                sm90::mbar_expect_tx(bar, 2 * 64 * 128 + 64 * 8);
+                sm90::tma_load_4d(smem_u32(slot), tq, 0, (int)a, (int)q0, (int)t.b, bar);
+                sm90::tma_load_4d(smem_u32(slot + 8192), tdo, 0, (int)a, (int)q0, (int)t.b, bar);
+                sm90::tma_load_2d(smem_u32(slot + 16384), tld, (int)(2 * q0), (int)(t.b * p.HQ + a), bar);
             }
     }
 }
@@ -201,12 +179,12 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     const int64_t L = p.L, HQ = p.HQ, H = p.H, G = HQ / H, W = p.W;
     if (tid == 0) {
         for (int i = 0; i < 2; i++) {
-            mbar_init(b_fullKV + 8 * i, 1);
-            mbar_init(b_emptyKV + 8 * i, 4 * NCWG); /* lane 0 of every consumer warp */
+            sm90::mbar_init(b_fullKV + 8 * i, 1);
+            sm90::mbar_init(b_emptyKV + 8 * i, 4 * NCWG); /* lane 0 of every consumer warp */
         }
         for (int s = 0; s < STAGES; s++) {
-            mbar_init(b_full + 8 * s, 1); /* the producer's expect_tx; the copies complete the bytes */
-            mbar_init(b_empty + 8 * s, 4 * NCWG);
+            sm90::mbar_init(b_full + 8 * s, 1); /* the producer's expect_tx; the copies complete the bytes */
+            sm90::mbar_init(b_empty + 8 * s, 4 * NCWG);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
@@ -216,7 +194,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     auto item_of = [&](int64_t idx) { return bws_item_of(p, idx, BN); };
 
     if (wg == 0) { /* ------------------------------------------------------------ producer */
-        setmaxnreg_dec<PROD_REGS>();
+        sm90::setmaxnreg_dec<PROD_REGS>();
         if (warp == 0 && lane == 0)
             bws_produce<BN, STAGES>(p, &tq, &tdo, &tk, &tv, &tld, sK, sV, sRing, SM::KV, SM::SLOT, b_fullKV, b_emptyKV, b_full,
                                     b_empty, nitems);
@@ -224,7 +202,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     }
 
     /* ----------------------------------------------------------------------------- consumers */
-    setmaxnreg_inc<CONS_REGS>();
+    sm90::setmaxnreg_inc<CONS_REGS>();
     const int cw = wg - 1;
     const int Wm = (p.causal && W > 0) ? (int)min(W, (int64_t)1 << 30) : 1 << 30; /* dense: no lower edge */
     const int rrow = warp * 16 + g; /* this thread's accumulator rows (keys): rrow, rrow + 8 */
@@ -251,7 +229,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         const uint32_t kBlk = smem_u32(sK + kvb * (SM::KV / 2)), kA = kBlk + cw * 64 * 128;
         const uint32_t vA = smem_u32(sV + kvb * (SM::KV / 2)) + cw * 64 * 128;
         const int limk = (int)min(L - kw0, (int64_t)64); /* key rows < limk exist (may be <= 0) */
-        mbar_wait(b_fullKV + 8 * kvb, (kc >> 1) & 1);
+        sm90::mbar_wait(b_fullKV + 8 * kvb, (kc >> 1) & 1);
         /* KR: this warpgroup's K and V rows as wgmma A fragments (fixed for the whole item), so
          * S^T and dP^T read only Q and dO from shared memory (half the bytes at N = 64) */
         uint32_t kf[4][4], vf[4][4];
@@ -259,8 +237,8 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             const unsigned char *kw = sK + kvb * (SM::KV / 2) + cw * 64 * 128, *vw = sV + kvb * (SM::KV / 2) + cw * 64 * 128;
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
-                ldsm_x4(kf[kk], kw + sw128(warp * 16 + lane % 16, 2 * kk + lane / 16));
-                ldsm_x4(vf[kk], vw + sw128(warp * 16 + lane % 16, 2 * kk + lane / 16));
+                ldsm_x4(kf[kk], kw + sm90::sw128(warp * 16 + lane % 16, 2 * kk + lane / 16));
+                ldsm_x4(vf[kk], vw + sm90::sw128(warp * 16 + lane % 16, 2 * kk + lane / 16));
             }
         }
 
@@ -268,29 +246,29 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
 #pragma unroll
         for (int i = 0; i < 32; i++) {
             dK[i] = dV[i] = 0.f;
-            reg_fence(dK[i]);
-            reg_fence(dV[i]);
+            sm90::reg_fence(dK[i]);
+            sm90::reg_fence(dV[i]);
         }
         uint32_t pa[4][4], sa[4][4];
         int pend = -1; /* OVL: the slot whose dV / dK MMAs are still running */
         auto release = [&](uint32_t s) {
-            if (lane == 0) mbar_arrive(b_empty + 8 * s);
+            if (lane == 0) sm90::mbar_arrive(b_empty + 8 * s);
         };
         /* the pending dV, dK MMAs are done: keep their registers, free their slot (straight-line
          * code: a wgmma wait under a data-dependent branch makes ptxas serialise every wgmma) */
         auto flush = [&]() {
-            wgmma_wait<0>();
+            sm90::wait<0>();
 #pragma unroll
             for (int i = 0; i < 32; i++) {
-                reg_fence(dK[i]);
-                reg_fence(dV[i]);
+                sm90::reg_fence(dK[i]);
+                sm90::reg_fence(dV[i]);
             }
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
 #pragma unroll
                 for (int c = 0; c < 4; c++) {
-                    reg_fence(pa[kk][c]);
-                    reg_fence(sa[kk][c]);
+                    sm90::reg_fence(pa[kk][c]);
+                    sm90::reg_fence(sa[kk][c]);
                 }
             if (pend >= 0) release((uint32_t)pend);
             pend = -1;
@@ -298,7 +276,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         /* a query tile this warpgroup's keys do not see: wait for the fill (so the arrivals stay
          * in phase) and free the slot */
         auto pass = [&](uint32_t s) {
-            mbar_wait(b_full + 8 * s, (it / STAGES) & 1);
+            sm90::mbar_wait(b_full + 8 * s, (it / STAGES) & 1);
             release(s);
         };
 
@@ -311,51 +289,51 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 unsigned char *slot = sRing + s * SM::SLOT;
                 const uint32_t qB = smem_u32(slot), oB = qB + 8192;
                 const float2 *cLD = reinterpret_cast<const float2 *>(slot + 16384); /* (lse, D) per query */
-                mbar_wait(b_full + 8 * s, (it / STAGES) & 1);
+                sm90::mbar_wait(b_full + 8 * s, (it / STAGES) & 1);
 
                 /* S^T = K_w Q^T and dP^T = V_w dO^T (64 keys x 64 queries each) */
                 float St[32], dPt[32];
-                wgmma_fence();
+                sm90::fence();
                 if constexpr (KR) {
 #pragma unroll
-                    for (int kk = 0; kk < 4; kk++) wgmma_rs_n64_k(St, kf[kk], wgmma_desc(qB + kk * 32, 16, 1024), kk > 0);
+                    for (int kk = 0; kk < 4; kk++) sm90::rs_n64<0>(St, kf[kk], sm90::desc_k(qB + kk * 32), kk > 0);
 #pragma unroll
-                    for (int kk = 0; kk < 4; kk++) wgmma_rs_n64_k(dPt, vf[kk], wgmma_desc(oB + kk * 32, 16, 1024), kk > 0);
+                    for (int kk = 0; kk < 4; kk++) sm90::rs_n64<0>(dPt, vf[kk], sm90::desc_k(oB + kk * 32), kk > 0);
                 } else {
 #pragma unroll
                     for (int kk = 0; kk < 4; kk++)
-                        wgmma_ss_n64(St, wgmma_desc(kA + kk * 32, 16, 1024), wgmma_desc(qB + kk * 32, 16, 1024), kk > 0);
+                        sm90::ss_n64(St, sm90::desc_k(kA + kk * 32), sm90::desc_k(qB + kk * 32), kk > 0);
 #pragma unroll
                     for (int kk = 0; kk < 4; kk++)
-                        wgmma_ss_n64(dPt, wgmma_desc(vA + kk * 32, 16, 1024), wgmma_desc(oB + kk * 32, 16, 1024), kk > 0);
+                        sm90::ss_n64(dPt, sm90::desc_k(vA + kk * 32), sm90::desc_k(oB + kk * 32), kk > 0);
                 }
-                wgmma_commit();
-                wgmma_wait<0>(); /* also the previous tile's dV, dK */
+                sm90::commit();
+                sm90::wait<0>(); /* also the previous tile's dV, dK */
 #pragma unroll
                 for (int i = 0; i < 32; i++) {
-                    reg_fence(St[i]);
-                    reg_fence(dPt[i]);
+                    sm90::reg_fence(St[i]);
+                    sm90::reg_fence(dPt[i]);
                 }
                 if constexpr (KR)
 #pragma unroll
                     for (int kk = 0; kk < 4; kk++)
 #pragma unroll
                         for (int c = 0; c < 4; c++) {
-                            reg_fence(kf[kk][c]);
-                            reg_fence(vf[kk][c]);
+                            sm90::reg_fence(kf[kk][c]);
+                            sm90::reg_fence(vf[kk][c]);
                         }
                 if (pend >= 0) {
 #pragma unroll
                     for (int i = 0; i < 32; i++) {
-                        reg_fence(dK[i]);
-                        reg_fence(dV[i]);
+                        sm90::reg_fence(dK[i]);
+                        sm90::reg_fence(dV[i]);
                     }
 #pragma unroll
                     for (int kk = 0; kk < 4; kk++)
 #pragma unroll
                         for (int c = 0; c < 4; c++) {
-                            reg_fence(pa[kk][c]);
-                            reg_fence(sa[kk][c]);
+                            sm90::reg_fence(pa[kk][c]);
+                            sm90::reg_fence(sa[kk][c]);
                         }
                     release((uint32_t)pend);
                     pend = -1;
@@ -379,7 +357,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                         *reinterpret_cast<uint32_t *>(dsT + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
                     }
                 }
-                fence_proxy_async();
+                sm90::fence_proxy_async();
                 if (SPLIT) asm volatile("bar.sync 1, %0;\n" ::"n"(NCWG * 128) : "memory"); /* both halves of dS^T */
                 else wg_sync();
 
@@ -389,30 +367,30 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
 #pragma unroll
                     for (int i = 0; i < DQC / 2; i++) {
                         dQ[i] = 0.f;
-                        reg_fence(dQ[i]);
+                        sm90::reg_fence(dQ[i]);
                     }
                     const uint32_t dsA = smem_u32(dsT);
-                    wgmma_fence();
+                    sm90::fence();
                     if constexpr (SPLIT) {
 #pragma unroll
                         for (int kk = 0; kk < BN / 16; kk++)
-                            wgmma_ss_n32_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024),
-                                            wgmma_desc(kBlk + cw * 64 + kk * 16 * 128, 1024, 1024));
+                            sm90::ss_n32_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128),
+                                            sm90::desc_mn(kBlk + cw * 64 + kk * 16 * 128));
                     } else {
 #pragma unroll
                         for (int kk = 0; kk < 4; kk++)
-                            wgmma_ss_n64_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024), wgmma_desc(kA + kk * 16 * 128, 1024, 1024));
+                            sm90::ss_n64_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kA + kk * 16 * 128));
                     }
-                    wgmma_commit();
+                    sm90::commit();
 #pragma unroll
-                    for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dV, pa[kk], wgmma_desc(oB + kk * 16 * 128, 1024, 1024));
+                    for (int kk = 0; kk < 4; kk++) sm90::rs_n64<1>(dV, pa[kk], sm90::desc_mn(oB + kk * 16 * 128), 1);
 #pragma unroll
-                    for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dK, sa[kk], wgmma_desc(qB + kk * 16 * 128, 1024, 1024));
-                    wgmma_commit();
+                    for (int kk = 0; kk < 4; kk++) sm90::rs_n64<1>(dK, sa[kk], sm90::desc_mn(qB + kk * 16 * 128), 1);
+                    sm90::commit();
                     pend = (int)s;
-                    wgmma_wait<1>(); /* dQ done; dV, dK may still run */
+                    sm90::wait<1>(); /* dQ done; dV, dK may still run */
 #pragma unroll
-                    for (int i = 0; i < DQC / 2; i++) reg_fence(dQ[i]);
+                    for (int i = 0; i < DQC / 2; i++) sm90::reg_fence(dQ[i]);
 
                     if constexpr (ATOM) {
                         /* attn6, variant 16: dQ += from registers, 8-byte vector reductions (no staging, no
@@ -434,7 +412,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                     } else {
                     /* dQ -> shared memory (fp32, 128-byte swizzle per 32-column panel) -> bulk reduce-add */
                     unsigned char *qbuf = myDQ + (dqc % DQB) * (DQC * 64 * 4);
-                    if (tid % 128 == 0) bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
+                    if (tid % 128 == 0) sm90::bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
                     wg_sync();
 #pragma unroll
                     for (int i = 0; i < DQC / 8; i++)
@@ -444,16 +422,16 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                             *reinterpret_cast<float2 *>(qbuf + pn * 8192 + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
                                 make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
                         }
-                    fence_proxy_async();
+                    sm90::fence_proxy_async();
                     wg_sync();
                     if (tid % 128 == 0) {
                         const uint32_t src = smem_u32(qbuf);
-                        if constexpr (SPLIT) tma_reduce_add_4d(&tdq, src, 32 * cw, (int)a, (int)q0, (int)t.b);
+                        if constexpr (SPLIT) sm90::tma_reduce_add_4d(&tdq, src, 32 * cw, (int)a, (int)q0, (int)t.b);
                         else {
-                            tma_reduce_add_4d(&tdq, src, 0, (int)a, (int)q0, (int)t.b);
-                            tma_reduce_add_4d(&tdq, src + 8192, 32, (int)a, (int)q0, (int)t.b);
+                            sm90::tma_reduce_add_4d(&tdq, src, 0, (int)a, (int)q0, (int)t.b);
+                            sm90::tma_reduce_add_4d(&tdq, src + 8192, 32, (int)a, (int)q0, (int)t.b);
                         }
-                        bulk_commit();
+                        sm90::bulk_commit();
                     }
                     }
                 }
@@ -478,9 +456,9 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 }
             }
         }
-        if (lane == 0) mbar_arrive(b_emptyKV + 8 * kvb); /* every MMA that read this K, V is done */
+        if (lane == 0) sm90::mbar_arrive(b_emptyKV + 8 * kvb); /* every MMA that read this K, V is done */
     }
-    if (tid % 128 == 0) bulk_wait_all(); /* the last reduces have read (and written) their sources */
+    if (tid % 128 == 0) sm90::bulk_wait_all(); /* the last reduces have read (and written) their sources */
 #endif
 }
 
@@ -506,26 +484,6 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
  * On the H100 (notes, attn6 runs 1-2) 15 ties 7 at W = 512 and is 5-6% slower at W = 4096 and
  * dense: ncu puts 7 at 34% issue-slot use and 33.5% tensor-pipe use with L2 at 40%, latency-bound,
  * and taking turns did not shorten what each tile waits on. */
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/* The first MMA of an S^T / dP^T chain, D = A B with D write-only ("=f"): the registers of the
- * previous tile's values are free from their last use on, not held until this MMA as with the
- * read-write (+f) form and a zero scale-d. A and B K-major in shared memory. */
-#define BPP_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
-#define BPP_OUT32(d)                                                                                                              \
-    "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]),     \
-        "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]),  \
-        "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]),  \
-        "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31])
-__device__ __forceinline__ void wgmma_ss_n64_first(float *d, uint64_t da, uint64_t db) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " BPP_D32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
-                 : BPP_OUT32(d)
-                 : "l"(da), "l"(db));
-}
-#undef BPP_D32
-#undef BPP_OUT32
-#endif
-
 struct bpp_smem {
     static constexpr int BN = 128, STAGES = 3, NDS = 4, DQB = 2, NKB = 3, NVB = 2;
     static constexpr size_t KV1 = (size_t)BN * 128;           /* one K or V block */
@@ -561,35 +519,35 @@ __global__ void __launch_bounds__(384, 1)
     const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
     const int64_t L = p.L, HQ = p.HQ, H = p.H, G = HQ / H, W = p.W;
     if (tid == 0) {
-        for (int i = 0; i < NKB; i++) mbar_init(b_fullK + 8 * i, 1), mbar_init(b_emptyK + 8 * i, 8);
-        for (int i = 0; i < NVB; i++) mbar_init(b_fullV + 8 * i, 1), mbar_init(b_emptyV + 8 * i, 8);
-        for (int s = 0; s < STAGES; s++) mbar_init(b_full + 8 * s, 1), mbar_init(b_empty + 8 * s, 8);
+        for (int i = 0; i < NKB; i++) sm90::mbar_init(b_fullK + 8 * i, 1), sm90::mbar_init(b_emptyK + 8 * i, 8);
+        for (int i = 0; i < NVB; i++) sm90::mbar_init(b_fullV + 8 * i, 1), sm90::mbar_init(b_emptyV + 8 * i, 8);
+        for (int s = 0; s < STAGES; s++) sm90::mbar_init(b_full + 8 * s, 1), sm90::mbar_init(b_empty + 8 * s, 8);
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
 
     if (wg == 0) { /* ------------------------------------------------------------ producer */
-        setmaxnreg_dec<56>();
+        sm90::setmaxnreg_dec<56>();
         if (warp == 0 && lane == 0) { /* item kc: K into buffer kc % 3, V into kc % 2 (see above) */
             uint32_t it = 0, kc = 0;
             for (int64_t idx = blockIdx.x; idx < nitems; idx += gridDim.x, kc++) {
                 const bws_item t = bws_item_of(p, idx, BN);
                 const uint32_t kb = kc % NKB, vb = kc % NVB;
-                mbar_wait(b_emptyK + 8 * kb, ((kc / NKB) & 1) ^ 1);
-                mbar_expect_tx(b_fullK + 8 * kb, BN * 128);
-                tma_load_4d(smem_u32(sK + kb * SM::KV1), &tk, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullK + 8 * kb);
-                mbar_wait(b_emptyV + 8 * vb, ((kc / NVB) & 1) ^ 1);
-                mbar_expect_tx(b_fullV + 8 * vb, BN * 128);
-                tma_load_4d(smem_u32(sV + vb * SM::KV1), &tv, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullV + 8 * vb);
+                sm90::mbar_wait(b_emptyK + 8 * kb, ((kc / NKB) & 1) ^ 1);
+                sm90::mbar_expect_tx(b_fullK + 8 * kb, BN * 128);
+                sm90::tma_load_4d(smem_u32(sK + kb * SM::KV1), &tk, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullK + 8 * kb);
+                sm90::mbar_wait(b_emptyV + 8 * vb, ((kc / NVB) & 1) ^ 1);
+                sm90::mbar_expect_tx(b_fullV + 8 * vb, BN * 128);
+                sm90::tma_load_4d(smem_u32(sV + vb * SM::KV1), &tv, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullV + 8 * vb);
                 for (int64_t a = t.h * G; a < (t.h + 1) * G; a++)
                     for (int j = 0; j < t.nqt; j++, it++) {
                         const uint32_t s = it % STAGES, bar = b_full + 8 * s;
                         const int64_t q0 = (t.qt0 + j) * 64;
-                        mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
-                        mbar_expect_tx(bar, 2 * 64 * 128 + 64 * 8);
-                        tma_load_4d(smem_u32(sRing + s * SM::SLOT), &tq, 0, (int)a, (int)q0, (int)t.b, bar);
-                        tma_load_4d(smem_u32(sRing + s * SM::SLOT + 8192), &tdo, 0, (int)a, (int)q0, (int)t.b, bar);
-                        tma_load_2d(smem_u32(sLD + s * 512), &tld, (int)(2 * q0), (int)(t.b * HQ + a), bar);
+                        sm90::mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
+                        sm90::mbar_expect_tx(bar, 2 * 64 * 128 + 64 * 8);
+                        sm90::tma_load_4d(smem_u32(sRing + s * SM::SLOT), &tq, 0, (int)a, (int)q0, (int)t.b, bar);
+                        sm90::tma_load_4d(smem_u32(sRing + s * SM::SLOT + 8192), &tdo, 0, (int)a, (int)q0, (int)t.b, bar);
+                        sm90::tma_load_2d(smem_u32(sLD + s * 512), &tld, (int)(2 * q0), (int)(t.b * HQ + a), bar);
                     }
             }
         }
@@ -597,7 +555,7 @@ __global__ void __launch_bounds__(384, 1)
     }
 
     /* ----------------------------------------------------------------------------- consumers */
-    setmaxnreg_inc<224>();
+    sm90::setmaxnreg_inc<224>();
     const int cw = wg - 1;
     const int Li = (int)L, Gi = (int)G;
     const int Wm = (p.causal && W > 0) ? (int)min(W, (int64_t)1 << 30) : 1 << 30;
@@ -649,8 +607,8 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
     for (int i = 0; i < 32; i++) {
         dK[i] = dV[i] = 0.f;
-        reg_fence(dK[i]);
-        reg_fence(dV[i]);
+        sm90::reg_fence(dK[i]);
+        sm90::reg_fence(dV[i]);
     }
     tmeta m0, m1, m2; /* tiles x, x - 1, x - 2 */
     m0.q0 = m1.q0 = m2.q0 = 0, m0.ab = m1.ab = m2.ab = 0, m0.k0f = m1.k0f = m2.k0f = 0;
@@ -667,10 +625,10 @@ __global__ void __launch_bounds__(384, 1)
         constexpr int HQD = decltype(hqd)::value, HV = decltype(hv)::value, HS = decltype(hs)::value;
         if (HS) {
             if (m0.k0f & F_FIRST) {
-                mbar_wait(b_fullK + 8 * (m0.k0f & F_KB), (m0.k0f & F_KPAR) ? 1 : 0);
-                mbar_wait(b_fullV + 8 * ((m0.k0f & F_VB) ? 1 : 0), (m0.k0f & F_VPAR) ? 1 : 0);
+                sm90::mbar_wait(b_fullK + 8 * (m0.k0f & F_KB), (m0.k0f & F_KPAR) ? 1 : 0);
+                sm90::mbar_wait(b_fullV + 8 * ((m0.k0f & F_VB) ? 1 : 0), (m0.k0f & F_VPAR) ? 1 : 0);
             }
-            mbar_wait(b_full + 8 * (x % STAGES), (x / STAGES) & 1);
+            sm90::mbar_wait(b_full + 8 * (x % STAGES), (x / STAGES) & 1);
         }
         turn_wait();
         float dQ[16];
@@ -678,40 +636,40 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
             for (int i = 0; i < 16; i++) {
                 dQ[i] = 0.f;
-                reg_fence(dQ[i]);
+                sm90::reg_fence(dQ[i]);
             }
         }
-        wgmma_fence();
+        sm90::fence();
         if constexpr (HV) {
             const uint32_t qB = smem_u32(slot_ptr(x - 1)), oB = qB + 8192;
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dV, pa[kk], wgmma_desc(oB + kk * 16 * 128, 1024, 1024));
+            for (int kk = 0; kk < 4; kk++) sm90::rs_n64<1>(dV, pa[kk], sm90::desc_mn(oB + kk * 16 * 128), 1);
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) wgmma_rs_n64(dK, sa[kk], wgmma_desc(qB + kk * 16 * 128, 1024, 1024));
-            wgmma_commit();
+            for (int kk = 0; kk < 4; kk++) sm90::rs_n64<1>(dK, sa[kk], sm90::desc_mn(qB + kk * 16 * 128), 1);
+            sm90::commit();
         }
         if constexpr (HQD) {
             const uint32_t dsA = smem_u32(ds_ptr(x - 2)), kB = kbuf(m2.k0f);
 #pragma unroll
             for (int kk = 0; kk < BN / 16; kk++)
-                wgmma_ss_n32_tt(dQ, wgmma_desc(dsA + kk * 16 * 128, 1024, 1024), wgmma_desc(kB + cw * 64 + kk * 16 * 128, 1024, 1024));
-            wgmma_commit();
+                sm90::ss_n32_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kB + cw * 64 + kk * 16 * 128));
+            sm90::commit();
         }
         if constexpr (HV) {
-            wgmma_wait<HQD>(); /* dV, dK done (dQ may run on) */
+            sm90::wait<HQD>(); /* dV, dK done (dQ may run on) */
 #pragma unroll
             for (int i = 0; i < 32; i++) {
-                reg_fence(dK[i]);
-                reg_fence(dV[i]);
+                sm90::reg_fence(dK[i]);
+                sm90::reg_fence(dV[i]);
             }
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
 #pragma unroll
                 for (int c = 0; c < 4; c++) {
-                    reg_fence(pa[kk][c]);
-                    reg_fence(sa[kk][c]);
+                    sm90::reg_fence(pa[kk][c]);
+                    sm90::reg_fence(sa[kk][c]);
                 }
-            if (lane == 0) mbar_arrive(b_empty + 8 * ((x - 1) % STAGES)); /* tile x-1's Q, dO are read */
+            if (lane == 0) sm90::mbar_arrive(b_empty + 8 * ((x - 1) % STAGES)); /* tile x-1's Q, dO are read */
             const bool done = (m1.k0f & F_LAST) != 0;
             if (done) { /* dK (times the softmax scale) and dV of the item's keys this warpgroup owns */
                 const int kw0 = (m1.k0f >> F_SH) + 64 * cw, b = (int)(m1.ab >> 16), h = (int)(m1.ab & 0xffff) / Gi;
@@ -737,21 +695,21 @@ __global__ void __launch_bounds__(384, 1)
         }
         if constexpr (HS) {
             const uint32_t qB = smem_u32(slot_ptr(x)), oB = qB + 8192;
-            if constexpr (HV) wgmma_fence();
+            if constexpr (HV) sm90::fence();
             const uint32_t kA = kbuf(m0.k0f) + cw * 64 * 128, vA = vbuf(m0.k0f) + cw * 64 * 128;
-            wgmma_ss_n64_first(St, wgmma_desc(kA, 16, 1024), wgmma_desc(qB, 16, 1024));
+            sm90::ss_n64_first(St, sm90::desc_k(kA), sm90::desc_k(qB));
 #pragma unroll
-            for (int kk = 1; kk < 4; kk++) wgmma_ss_n64(St, wgmma_desc(kA + kk * 32, 16, 1024), wgmma_desc(qB + kk * 32, 16, 1024), 1);
-            wgmma_ss_n64_first(dPt, wgmma_desc(vA, 16, 1024), wgmma_desc(oB, 16, 1024));
+            for (int kk = 1; kk < 4; kk++) sm90::ss_n64(St, sm90::desc_k(kA + kk * 32), sm90::desc_k(qB + kk * 32), 1);
+            sm90::ss_n64_first(dPt, sm90::desc_k(vA), sm90::desc_k(oB));
 #pragma unroll
-            for (int kk = 1; kk < 4; kk++) wgmma_ss_n64(dPt, wgmma_desc(vA + kk * 32, 16, 1024), wgmma_desc(oB + kk * 32, 16, 1024), 1);
-            wgmma_commit();
+            for (int kk = 1; kk < 4; kk++) sm90::ss_n64(dPt, sm90::desc_k(vA + kk * 32), sm90::desc_k(oB + kk * 32), 1);
+            sm90::commit();
         }
         turn_pass();
         if constexpr (HQD) {
-            wgmma_wait<HS>(); /* dQ(x - 2) done; S^T, dP^T may still run */
+            sm90::wait<HS>(); /* dQ(x - 2) done; S^T, dP^T may still run */
 #pragma unroll
-            for (int i = 0; i < 16; i++) reg_fence(dQ[i]);
+            for (int i = 0; i < 16; i++) sm90::reg_fence(dQ[i]);
             if constexpr (ATOM) { /* variant 17: 8-byte vector reductions from registers (see variant 16) */
                 const int b = (int)(m2.ab >> 16), a = (int)(m2.ab & 0xffff);
 #pragma unroll
@@ -768,7 +726,7 @@ __global__ void __launch_bounds__(384, 1)
                 }
             } else {
             unsigned char *qbuf = myDQ + ((x - 2) % DQB) * (32 * 64 * 4);
-            if (tid % 128 == 0) bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
+            if (tid % 128 == 0) sm90::bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
             wg_sync();
 #pragma unroll
             for (int i = 0; i < 4; i++)
@@ -778,25 +736,25 @@ __global__ void __launch_bounds__(384, 1)
                     *reinterpret_cast<float2 *>(qbuf + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
                         make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
                 }
-            fence_proxy_async();
+            sm90::fence_proxy_async();
             wg_sync();
             if (tid % 128 == 0) {
-                tma_reduce_add_4d(&tdq, smem_u32(qbuf), 32 * cw, (int)(m2.ab & 0xffff), m2.q0, (int)(m2.ab >> 16));
-                bulk_commit();
+                sm90::tma_reduce_add_4d(&tdq, smem_u32(qbuf), 32 * cw, (int)(m2.ab & 0xffff), m2.q0, (int)(m2.ab >> 16));
+                sm90::bulk_commit();
             }
             }
             /* the item's last dQ: no MMA of this warpgroup reads its K any more */
-            if ((m2.k0f & F_LAST) && lane == 0) mbar_arrive(b_emptyK + 8 * (m2.k0f & F_KB));
+            if ((m2.k0f & F_LAST) && lane == 0) sm90::mbar_arrive(b_emptyK + 8 * (m2.k0f & F_KB));
         }
         if constexpr (HS) {
-            wgmma_wait<0>();
+            sm90::wait<0>();
 #pragma unroll
             for (int i = 0; i < 32; i++) {
-                reg_fence(St[i]);
-                reg_fence(dPt[i]);
+                sm90::reg_fence(St[i]);
+                sm90::reg_fence(dPt[i]);
             }
             /* the item's last S^T, dP^T: no MMA of this warpgroup reads its V any more */
-            if ((m0.k0f & F_LAST) && lane == 0) mbar_arrive(b_emptyV + 8 * ((m0.k0f & F_VB) ? 1 : 0));
+            if ((m0.k0f & F_LAST) && lane == 0) sm90::mbar_arrive(b_emptyV + 8 * ((m0.k0f & F_VB) ? 1 : 0));
         }
     };
 
@@ -815,7 +773,7 @@ __global__ void __launch_bounds__(384, 1)
             *reinterpret_cast<uint32_t *>(dsT + srow * 128 + off) = sa[i / 2][(i % 2) * 2];
             *reinterpret_cast<uint32_t *>(dsT + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
         }
-        fence_proxy_async(); /* the other warpgroup's dQ MMA reads it after my next turn */
+        sm90::fence_proxy_async(); /* the other warpgroup's dQ MMA reads it after my next turn */
     };
 
     using I0 = std::integral_constant<int, 0>;
@@ -845,6 +803,6 @@ __global__ void __launch_bounds__(384, 1)
         turn(x + 1, I1{}, I0{}, I0{});
     }
     if (cw == 0) turn_wait(); /* consume warpgroup 1's last hand-over */
-    if (tid % 128 == 0) bulk_wait_all();
+    if (tid % 128 == 0) sm90::bulk_wait_all();
 #endif
 }

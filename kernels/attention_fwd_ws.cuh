@@ -1,9 +1,9 @@
 /* attention_fwd_ws.cuh — the warp-specialised Hopper forward for dh 64 (the FlashAttention-3
  * organisation), built for the sliding-window shapes; it is also the default for dense causal and
  * non-causal attention at dh 64. Included by attention.cu inside its anonymous namespace (it uses
- * fwd_params, fwd_tile_of, visible-range logic, ex2, reg_fence, sw128 and the wgmma wrappers
- * there); the kernel body is compiled for sm_90a only and the host launches it only where the
- * sm_90a build is loaded.
+ * fwd_params, fwd_tile_of, visible-range logic and ex2 there, and the wgmma / mbarrier / TMA /
+ * setmaxnreg primitives of sm90.cuh); the kernel body is compiled for sm_90a only and the host
+ * launches it only where the sm_90a build is loaded.
  *
  * Block = 1 producer warpgroup + NCWG consumer warpgroups, one block per SM, persistent: block
  * p serves the query tiles p, p + grid, p + 2*grid, ... in fwd_tile_of's order (heads fastest).
@@ -33,72 +33,14 @@
  * warpgroups beat 2; a quarter of the exp2 on the FMA pipe (a cubic) was slower and was dropped. */
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-/* One arrival that also tells the barrier `bytes` more will land through copies. */
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-/* Wait until the phase of parity `parity` has completed. */
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-    uint32_t done;
-    do {
-        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(done)
-                     : "r"(bar), "r"(parity)
-                     : "memory");
-    } while (!done);
-}
-/* Box at coordinates (c0 innermost .. c3) of a 4-D tensor map into shared memory at dst. */
-__device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2, int c3,
-                                            uint32_t bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
-        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
-        : "memory");
-}
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-template <int N>
-__device__ __forceinline__ void setmaxnreg_inc() {
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
-}
-template <int N>
-__device__ __forceinline__ void setmaxnreg_dec() {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
-}
-
-/* D[64 x N] (+)= A[64 x 16] * B[16 x N], A from registers (mma.sync A-fragment layout per warp),
- * B K-major in shared memory: S = Q K^T with Q held in registers. */
-__device__ __forceinline__ void wgmma_rs_n64_k(float *d, const uint32_t *a, uint64_t db, int accumulate) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
-}
-__device__ __forceinline__ void wgmma_rs_n128_k(float *d, const uint32_t *a, uint64_t db, int accumulate) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
-}
-
 /* S (64 x BN, this warpgroup's rows) = Q K^T over dh 64: four k16 steps inside the swizzled rows. */
 template <int BN>
 __device__ __forceinline__ void ws_qk(float *S, uint32_t qaddr, uint32_t kaddr) {
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-        const uint64_t da = wgmma_desc(qaddr + kk * 32, 16, 1024), db = wgmma_desc(kaddr + kk * 32, 16, 1024);
-        if constexpr (BN == 128) wgmma_ss_n128(S, da, db, kk > 0);
-        else wgmma_ss_n64(S, da, db, kk > 0);
+        const uint64_t da = sm90::desc_k(qaddr + kk * 32), db = sm90::desc_k(kaddr + kk * 32);
+        if constexpr (BN == 128) sm90::ss_n128(S, da, db, kk > 0);
+        else sm90::ss_n64(S, da, db, kk > 0);
     }
 }
 /* The same with Q from registers (qf[kk]: the A fragment of columns 16kk .. 16kk+15): the MMA
@@ -107,16 +49,16 @@ template <int BN>
 __device__ __forceinline__ void ws_qk_r(float *S, const uint32_t (*qf)[4], uint32_t kaddr) {
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-        const uint64_t db = wgmma_desc(kaddr + kk * 32, 16, 1024);
-        if constexpr (BN == 128) wgmma_rs_n128_k(S, qf[kk], db, kk > 0);
-        else wgmma_rs_n64_k(S, qf[kk], db, kk > 0);
+        const uint64_t db = sm90::desc_k(kaddr + kk * 32);
+        if constexpr (BN == 128) sm90::rs_n128<0>(S, qf[kk], db, kk > 0);
+        else sm90::rs_n64<0>(S, qf[kk], db, kk > 0);
     }
 }
 /* O (64 x 64) += P V with P (64 x BN) from registers and V [BN keys][64] MN-major. */
 template <int BN>
 __device__ __forceinline__ void ws_pv(float *acc, const uint32_t (*pa)[4], uint32_t vaddr) {
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) wgmma_rs_n64(acc, pa[kk], wgmma_desc(vaddr + kk * 16 * 128, 1024, 1024));
+    for (int kk = 0; kk < BN / 16; kk++) sm90::rs_n64<1>(acc, pa[kk], sm90::desc_mn(vaddr + kk * 16 * 128), 1);
 }
 #endif
 
@@ -147,13 +89,13 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
     if (tid == 0) {
         for (int i = 0; i < 2; i++) {
-            mbar_init(b_fullQ + 8 * i, 1);
-            mbar_init(b_emptyQ + 8 * i, 4 * NCWG); /* lane 0 of every consumer warp */
+            sm90::mbar_init(b_fullQ + 8 * i, 1);
+            sm90::mbar_init(b_emptyQ + 8 * i, 4 * NCWG); /* lane 0 of every consumer warp */
         }
         for (int s = 0; s < STAGES; s++) {
-            mbar_init(b_fullK + 8 * s, 1);
-            mbar_init(b_fullV + 8 * s, 1);
-            mbar_init(b_empty + 8 * s, 4 * NCWG);
+            sm90::mbar_init(b_fullK + 8 * s, 1);
+            sm90::mbar_init(b_fullV + 8 * s, 1);
+            sm90::mbar_init(b_empty + 8 * s, 4 * NCWG);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
@@ -163,23 +105,23 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
      * registers for the bookkeeping, for the 3-warpgroup 128-key form that spilled */
     using pos_t = typename std::conditional<I32 != 0, int, int64_t>::type;
     if (wg == 0) { /* ------------------------------------------------------------ producer */
-        setmaxnreg_dec<PROD_REGS>();
+        sm90::setmaxnreg_dec<PROD_REGS>();
         if (warp == 0 && lane == 0) {
             uint32_t it = 0, tc = 0; /* key tiles and query tiles issued so far */
             for (pos_t idx = blockIdx.x; idx < (pos_t)ntiles; idx += gridDim.x, tc++) {
                 const fwd_tile<D> t = fwd_tile_of<D>(p, BM, idx);
                 const int h = (int)(t.a / (p.HQ / p.H)), b = (int)t.b;
                 const uint32_t qs = tc & 1;
-                mbar_wait(b_emptyQ + 8 * qs, ((tc >> 1) & 1) ^ 1);
-                mbar_expect_tx(b_fullQ + 8 * qs, QBYTES);
-                tma_load_4d(smem_u32(sQ + qs * QBYTES), &tq, 0, (int)t.a, (int)t.i0, b, b_fullQ + 8 * qs);
+                sm90::mbar_wait(b_emptyQ + 8 * qs, ((tc >> 1) & 1) ^ 1);
+                sm90::mbar_expect_tx(b_fullQ + 8 * qs, QBYTES);
+                sm90::tma_load_4d(smem_u32(sQ + qs * QBYTES), &tq, 0, (int)t.a, (int)t.i0, b, b_fullQ + 8 * qs);
                 for (pos_t j = (pos_t)(t.kstart / BN); j <= (pos_t)((t.kend - 1) / BN); j++, it++) {
                     const uint32_t s = it % STAGES;
-                    mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
-                    mbar_expect_tx(b_fullK + 8 * s, KVBYTES);
-                    tma_load_4d(smem_u32(sK + s * KVBYTES), &tk, 0, h, (int)(j * BN), b, b_fullK + 8 * s);
-                    mbar_expect_tx(b_fullV + 8 * s, KVBYTES);
-                    tma_load_4d(smem_u32(sV + s * KVBYTES), &tv, 0, h, (int)(j * BN), b, b_fullV + 8 * s);
+                    sm90::mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
+                    sm90::mbar_expect_tx(b_fullK + 8 * s, KVBYTES);
+                    sm90::tma_load_4d(smem_u32(sK + s * KVBYTES), &tk, 0, h, (int)(j * BN), b, b_fullK + 8 * s);
+                    sm90::mbar_expect_tx(b_fullV + 8 * s, KVBYTES);
+                    sm90::tma_load_4d(smem_u32(sV + s * KVBYTES), &tv, 0, h, (int)(j * BN), b, b_fullV + 8 * s);
                 }
             }
         }
@@ -187,7 +129,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     }
 
     /* ----------------------------------------------------------------------------- consumers */
-    setmaxnreg_inc<CONS_REGS>();
+    sm90::setmaxnreg_inc<CONS_REGS>();
     const int cw = wg - 1;
     const pos_t L = (pos_t)p.L, Lq = (pos_t)p.Lq, W = (pos_t)p.W;
     /* window width for the int32 mask test: dense causal = no lower edge */
@@ -221,13 +163,13 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         }
         const uint32_t qaddr = smem_u32(sQ + qs * QBYTES) + cw * 64 * 128;
         const pos_t row_base = r0 + warp * 16 + g;
-        mbar_wait(b_fullQ + 8 * qs, (tc >> 1) & 1);
+        sm90::mbar_wait(b_fullQ + 8 * qs, (tc >> 1) & 1);
         uint32_t qf[4][4]; /* QR: Q in registers (A fragments), the Q buffer is free at once */
         if constexpr (QR) {
             const unsigned char *qw = sQ + qs * QBYTES + cw * 64 * 128;
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) ldsm_x4(qf[kk], qw + sw128(warp * 16 + lane % 16, 2 * kk + lane / 16));
-            if (lane == 0) mbar_arrive(b_emptyQ + 8 * qs);
+            for (int kk = 0; kk < 4; kk++) ldsm_x4(qf[kk], qw + sm90::sw128(warp * 16 + lane % 16, 2 * kk + lane / 16));
+            if (lane == 0) sm90::mbar_arrive(b_emptyQ + 8 * qs);
         }
 
         float acc[32], S[BN / 2], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
@@ -280,12 +222,12 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         };
         auto pv_done = [&](uint32_t slot) { /* P V of `slot` finished: keep its registers, free the slot */
 #pragma unroll
-            for (int i = 0; i < 32; i++) reg_fence(acc[i]);
+            for (int i = 0; i < 32; i++) sm90::reg_fence(acc[i]);
 #pragma unroll
             for (int kk = 0; kk < BN / 16; kk++)
 #pragma unroll
-                for (int c = 0; c < 4; c++) reg_fence(pa[kk][c]);
-            if (lane == 0) mbar_arrive(b_empty + 8 * slot);
+                for (int c = 0; c < 4; c++) sm90::reg_fence(pa[kk][c]);
+            if (lane == 0) sm90::mbar_arrive(b_empty + 8 * slot);
         };
 
         auto pack_p = [&]() {
@@ -298,33 +240,33 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             }
         };
         auto issue_qk = [&](uint32_t slot) {
-            mbar_wait(b_fullK + 8 * (slot % STAGES), (slot / STAGES) & 1);
-            wgmma_fence();
+            sm90::mbar_wait(b_fullK + 8 * (slot % STAGES), (slot / STAGES) & 1);
+            sm90::fence();
             if constexpr (QR) ws_qk_r<BN>(S, qf, smem_u32(sK + (slot % STAGES) * KVBYTES));
             else ws_qk<BN>(S, qaddr, smem_u32(sK + (slot % STAGES) * KVBYTES));
-            wgmma_commit();
+            sm90::commit();
         };
         auto issue_pv = [&](uint32_t slot) {
-            mbar_wait(b_fullV + 8 * (slot % STAGES), (slot / STAGES) & 1);
-            wgmma_fence();
+            sm90::mbar_wait(b_fullV + 8 * (slot % STAGES), (slot / STAGES) & 1);
+            sm90::fence();
             ws_pv<BN>(acc, pa, smem_u32(sV + (slot % STAGES) * KVBYTES));
-            wgmma_commit();
+            sm90::commit();
         };
         auto s_done = [&]() { /* S is in registers (and Q's registers were read) */
 #pragma unroll
-            for (int i = 0; i < BN / 2; i++) reg_fence(S[i]);
+            for (int i = 0; i < BN / 2; i++) sm90::reg_fence(S[i]);
             if constexpr (QR)
 #pragma unroll
                 for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-                    for (int c = 0; c < 4; c++) reg_fence(qf[kk][c]);
+                    for (int c = 0; c < 4; c++) sm90::reg_fence(qf[kk][c]);
         };
         /* a key tile of the block this warpgroup does not compute: wait until its slot is filled
          * (so the arrivals stay in phase), free it, and take the turn all the same */
         auto pass = [&]() {
             turn_begin();
-            mbar_wait(b_fullK + 8 * (it % STAGES), (it / STAGES) & 1);
-            if (lane == 0) mbar_arrive(b_empty + 8 * (it % STAGES));
+            sm90::mbar_wait(b_fullK + 8 * (it % STAGES), (it / STAGES) & 1);
+            if (lane == 0) sm90::mbar_arrive(b_empty + 8 * (it % STAGES));
             turn_end();
         };
 
@@ -336,7 +278,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             turn_begin();
             issue_qk(it);
             turn_end();
-            wgmma_wait<0>();
+            sm90::wait<0>();
             s_done();
             softmax(j, alpha, sum);
             l[0] = sum[0], l[1] = sum[1];
@@ -349,10 +291,10 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 issue_qk(it);
                 issue_pv(I32 ? it - 1 : prev);
                 turn_end();
-                wgmma_wait<1>();
+                sm90::wait<1>();
                 s_done();
                 softmax(j, alpha, sum);
-                wgmma_wait<0>();
+                sm90::wait<0>();
                 pv_done((I32 ? it - 1 : prev) % STAGES);
 #pragma unroll
                 for (int r = 0; r < 2; r++) {
@@ -368,10 +310,10 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             }
             /* the last tile's P V */
             issue_pv(I32 ? it - 1 : prev);
-            wgmma_wait<0>();
+            sm90::wait<0>();
             pv_done((I32 ? it - 1 : prev) % STAGES);
         }
-        if (!QR && lane == 0) mbar_arrive(b_emptyQ + 8 * qs); /* every S of this tile is done */
+        if (!QR && lane == 0) sm90::mbar_arrive(b_emptyQ + 8 * qs); /* every S of this tile is done */
         for (; j < nt; j++, it++) pass();
 
         /* I32: the batch and head again from idx (opaque to the compiler), so they need no
