@@ -46,7 +46,7 @@
 
 #include "hsa_attend.cuh"
 #include "hsa_attend_fwd.cuh"
-#include "hsa_wgmma.cuh"
+#include "sm90.cuh"
 
 namespace hsa_fwd_wg {
 
@@ -85,7 +85,6 @@ __global__ void __launch_bounds__(128 * NWG + 128, 1)
     attend_fwd_wg_kernel(const tok_params p, const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                          const int NS, const int64_t ntb, const int64_t nblk, const int diag) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using namespace hsa_wg;
     using hsa_fwd::mbar_arrive;
     using hsa_fwd::mbar_init;
     using hsa_fwd::mbar_wait;
@@ -115,7 +114,7 @@ __global__ void __launch_bounds__(128 * NWG + 128, 1)
             mbar_init(listFull + i, 32);      /* every producer lane (each wrote list entries) */
             mbar_init(listEmpty + i, 128 * NWG); /* every consumer thread (each read them) */
         }
-        fence_mbar_init();
+        sm90::fence_mbar_init();
     }
     __syncthreads();
 
@@ -125,7 +124,7 @@ __global__ void __launch_bounds__(128 * NWG + 128, 1)
      * PREG (fewer spill) but the NWG = 3 consumers still within the kernel's 128. */
     constexpr int PREG = 56, CREG = NWG == 3 ? 152 : 224;
     if (warp >= 4 * NWG) { /* --------------------------------------------------- producer */
-        setmaxnreg_dec<PREG>();
+        sm90::setmaxnreg_dec<PREG>();
         if (warp > 4 * NWG) return;
         uint32_t it = 0;
         int n = 0;
@@ -172,10 +171,10 @@ __global__ void __launch_bounds__(128 * NWG + 128, 1)
                     const uint32_t s = it % NS;
                     if (it >= (uint32_t)NS) mbar_wait(empty + s, ((it / NS) - 1) & 1);
                     const uint32_t fb = smem_u32(full + s), dst = smem_u32(ring + (size_t)s * 2 * CHUNK_BYTES);
-                    mbar_expect_tx(fb, 2 * CHUNK_BYTES);
+                    sm90::mbar_expect_tx(fb, 2 * CHUNK_BYTES);
                     const int row = diag & 2 ? 0 : U[u] * 64;
-                    tma_load_4d(dst, &tk, 0, (int)h, row, (int)b, fb);
-                    tma_load_4d(dst + CHUNK_BYTES, &tv, 0, (int)h, row, (int)b, fb);
+                    sm90::tma_load_4d(dst, &tk, 0, (int)h, row, (int)b, fb);
+                    sm90::tma_load_4d(dst + CHUNK_BYTES, &tv, 0, (int)h, row, (int)b, fb);
                 }
             }
             it = __shfl_sync(0xffffffffu, it, 0);
@@ -185,7 +184,7 @@ __global__ void __launch_bounds__(128 * NWG + 128, 1)
     }
 
     /* --------------------------------------------------------------------------- consumers */
-    setmaxnreg_inc<CREG>();
+    sm90::setmaxnreg_inc<CREG>();
     const int wg = warp >> 2, wq = warp & 3, g8 = lane >> 2, tig = lane & 3;
     const int tile = 4 * wg + wq, jt = tile / GT, hg = tile % GT;
     const int jlo = (4 * wg) / GT, jhi = (4 * wg + 3) / GT;
@@ -253,17 +252,17 @@ __global__ void __launch_bounds__(128 * NWG + 128, 1)
         /* wgmma groups: QK = S of one chunk, PV = O += P' V of one chunk */
         auto issue_qk = [&](int u) {
             const uint32_t ka = slot_addr(u);
-            fence();
+            sm90::fence();
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) mma_rs_n64<0>(S, qf[kk], desc_sw128(ka + kk * 32), kk > 0);
-            commit();
+            for (int kk = 0; kk < 4; kk++) sm90::rs_n64<0>(S, qf[kk], sm90::desc_k(ka + kk * 32), kk > 0);
+            sm90::commit();
         };
         auto issue_pv = [&](int u) {
             const uint32_t va = slot_addr(u) + CHUNK_BYTES;
-            fence();
+            sm90::fence();
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) mma_rs_n64<1>(acc, pa[kk], desc_sw128_mn(va + kk * 16 * 128), 1);
-            commit();
+            for (int kk = 0; kk < 4; kk++) sm90::rs_n64<1>(acc, pa[kk], sm90::desc_mn(va + kk * 16 * 128), 1);
+            sm90::commit();
         };
         /* softmax of chunk u in place in S (fp32) for this warp's token (16 heads = 16 rows, a quad
          * shares a row): S = exp2(s scale log2e - m); fac = w / l per row (0 if the token did not
@@ -326,7 +325,7 @@ __global__ void __launch_bounds__(128 * NWG + 128, 1)
              * prv is released (flush). */
             auto flush = [&](int &prv) {
                 issue_pv(prv);
-                wait<0>();
+                sm90::wait<0>();
                 release(prv);
                 prv = -1;
 #pragma unroll
@@ -346,11 +345,11 @@ __global__ void __launch_bounds__(128 * NWG + 128, 1)
                 issue_qk(cur);
                 /* always a P V group (no wgmma on a divergent path): with no prv, P' = 0 on cur's slot */
                 issue_pv(prv >= 0 ? prv : cur);
-                wait<1>();
+                sm90::wait<1>();
 #pragma unroll
-                for (int i = 0; i < 32; i++) reg_fence(S[i]);
+                for (int i = 0; i < 32; i++) sm90::reg_fence(S[i]);
                 softmax(cur);
-                wait<0>();
+                sm90::wait<0>();
                 if (prv >= 0) release(prv);
                 pack();
                 prv = cur;
@@ -368,12 +367,12 @@ __global__ void __launch_bounds__(128 * NWG + 128, 1)
                     wait_full(nx);
                     issue_qk(nx);
                 }
-                wait<0>();
+                sm90::wait<0>();
                 if (held >= 0) release(held);
                 if (nx >= nU) break;
                 const int cur = nx;
 #pragma unroll
-                for (int i = 0; i < 32; i++) reg_fence(S[i]);
+                for (int i = 0; i < 32; i++) sm90::reg_fence(S[i]);
                 softmax(cur);
                 pack();
                 /* O += P' V of chunk cur; the S of the next chunk is issued behind it at the top of the
@@ -382,21 +381,21 @@ __global__ void __launch_bounds__(128 * NWG + 128, 1)
                 held = cur;
                 for (nx = cur + 1; nx < nU && !(Um[nx] & mymask); nx++) {
                     if (held >= 0 && nx >= cur + NS) {
-                        wait<0>();
+                        sm90::wait<0>();
                         release(held);
                         held = -1;
                     }
                     pass(nx);
                 }
                 if (held >= 0 && nx < nU && nx >= cur + NS) {
-                    wait<0>();
+                    sm90::wait<0>();
                     release(held);
                     held = -1;
                 }
             }
         }
 #pragma unroll
-        for (int i = 0; i < 32; i++) reg_fence(acc[i]);
+        for (int i = 0; i < 32; i++) sm90::reg_fence(acc[i]);
         mbar_arrive(listEmpty + buf); /* this thread no longer reads the block's lists */
         it += (uint32_t)nU;
 

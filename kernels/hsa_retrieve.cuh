@@ -24,12 +24,18 @@
 #include <limits.h>
 
 #include "hsa_mma.cuh"
-#include "hsa_wgmma.cuh"
+#include "sm90.cuh"
 
 namespace hsa_retrieve {
 
 using namespace hsa_mma;
 typedef __nv_bfloat16 bf16;
+
+/* 16-byte cp.async that writes zeros instead when !ok (gmem is then not read) */
+__device__ __forceinline__ void cp_async16_zfill(void *smem, const void *gmem, bool ok) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"((uint32_t)__cvta_generic_to_shared(smem)),
+                 "l"(gmem), "r"(ok ? 16 : 0));
+}
 
 constexpr int RB = 128, TN = 128, BK = 32, LDS = BK + 8, STAGES = 3, NTHREADS = 256;
 
@@ -72,7 +78,7 @@ __device__ __forceinline__ bool better(float ka, int ia, float kb, int ib) {
 constexpr int SLD = TN + 4; /* score tile row stride (floats): 2-way bank pattern for float2 stores */
 
 /* WG (sm_90a): the score GEMM on warpgroup MMAs, k-slices of BKW = 64 in 128-byte-swizzled
- * panels (hsa_wgmma.cuh), 3 stages of 32 KB; the region is 1024-byte aligned inside the dynamic
+ * panels (sm90.cuh), 3 stages of 32 KB; the region is 1024-byte aligned inside the dynamic
  * shared memory (up to 1 KB of slack). */
 constexpr int BKW = 64;
 template <bool WG>
@@ -212,7 +218,7 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
      * Thread t copies 16-byte chunk t%8 of rows t/8 + 32j (j < 4) of both; those rows share
      * r & 7, so one swizzled offset serves all four (+ 32 rows = + 4096 bytes). */
     const int wch = threadIdx.x & 7, wr = threadIdx.x >> 3;
-    const int wsw = hsa_wg::sw128(wr, wch);
+    const int wsw = sm90::sw128(wr, wch);
     auto load_wg = [&](int64_t c0, int ks, int st) {
         unsigned char *qd = reinterpret_cast<unsigned char *>(Qs) + st * RB * 128 + wsw;
         unsigned char *ld = reinterpret_cast<unsigned char *>(Ls) + st * TN * 128 + wsw;
@@ -221,8 +227,8 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
 #pragma unroll
         for (int j = 0; j < 4; j++) { /* rows past the end: zeros (never selected, never written) */
             const bool qok = r0 + wr + 32 * j < p.Lr, lok = c0 + wr + 32 * j < nv_max;
-            hsa_wg::cp_async16_zfill(qd + j * 4096, qok ? qs + 32 * j * qstride : qbase, qok);
-            hsa_wg::cp_async16_zfill(ld + j * 4096, lok ? lsrc + 32 * j * qstride : lbase, lok);
+            cp_async16_zfill(qd + j * 4096, qok ? qs + 32 * j * qstride : qbase, qok);
+            cp_async16_zfill(ld + j * 4096, lok ? lsrc + 32 * j * qstride : lbase, lok);
         }
     };
 
@@ -262,19 +268,18 @@ __global__ void __launch_bounds__(NTHREADS, 2) retrieve_kernel(const params p) {
             for (int ks = 0; ks < nks; ks++) {
                 const int st = ks % STAGES;
                 cp_async_wait<STAGES - 2>();
-                hsa_wg::fence_proxy_async();
+                sm90::fence_proxy_async();
                 __syncthreads();
                 if (ks + STAGES - 1 < nks) load_wg(c0, ks + STAGES - 1, (ks + STAGES - 1) % STAGES);
                 cp_async_commit();
-                hsa_wg::fence();
+                sm90::fence();
 #pragma unroll
                 for (int kk = 0; kk < BKW / 16; kk++)
-                    hsa_wg::mma_ss_n128(d, hsa_wg::desc_sw128(qa + st * RB * 128 + kk * 32),
-                                        hsa_wg::desc_sw128(la + st * TN * 128 + kk * 32), 1);
-                hsa_wg::commit();
-                hsa_wg::wait0();
+                    sm90::ss_n128(d, sm90::desc_k(qa + st * RB * 128 + kk * 32), sm90::desc_k(la + st * TN * 128 + kk * 32), 1);
+                sm90::commit();
+                sm90::wait<0>();
 #pragma unroll
-                for (int i = 0; i < MI * NN * 4; i++) hsa_wg::reg_fence(d[i]);
+                for (int i = 0; i < MI * NN * 4; i++) sm90::reg_fence(d[i]);
             }
 #else
             __trap(); /* the host launches WG kernels only where the sm_90a build is loaded */
