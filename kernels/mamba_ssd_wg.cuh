@@ -18,7 +18,7 @@
  * LOCAL = true is the local-state pass (no C, no outputs): h from zero, written to a.st with the
  * chunk's total decay, as mamba_ssd2::ssd_local.
  * Tiles live in 128-byte-swizzled panels (64 bf16 columns x 64 rows, 8 KB, 1024-byte aligned),
- * the layout wgmma descriptors with swizzle mode 1 read; filled by cp.async (generic proxy), so a
+ * the layout sm90.cuh's descriptors (swizzle mode 1) read; filled by cp.async (generic proxy), so a
  * proxy fence precedes the barrier that publishes them. Loads are double-buffered: the tiles of
  * sub-chunk k+1 fly while k computes; warp 0 computes the decay vectors of k+1 while the first
  * wgmma batch of k runs. Only the sm_90a build has a body; mamba.cu selects these kernels only
@@ -32,6 +32,7 @@
 #define LONGCTX_MAMBA_SSD_WG_CUH
 
 #include "mamba_ssd2.cuh"
+#include "sm90.cuh"
 
 namespace mamba_ssd_wg {
 
@@ -50,50 +51,8 @@ using lc_mma::smem_u32;
 using mamba_scan::fexp;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-__device__ __forceinline__ void proxy_fence() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-__device__ __forceinline__ void rfence(float &x) { asm volatile("" : "+f"(x)::"memory"); }
-__device__ __forceinline__ void rfence(uint32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
 /* 128-threads barrier of the block (the block is one warpgroup) */
 __device__ __forceinline__ void bar() { __syncthreads(); }
-
-/* shared-memory matrix descriptor, 128-byte swizzle (mode 1) */
-__device__ __forceinline__ uint64_t desc(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
-    return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32) | (1ull << 62);
-}
-/* byte offset of 16-byte chunk ch (0..7) of row r in a swizzled panel */
-__device__ __forceinline__ uint32_t sw(int r, int ch) { return (uint32_t)(r * 128 + ((ch ^ (r & 7)) << 4)); }
-
-#define MAMBA_WG_D32                                                                                                     \
-    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),         \
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),           \
-        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),          \
-        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-#define MAMBA_WG_R32                                                                                                     \
-    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, "   \
-    "%24, %25, %26, %27, %28, %29, %30, %31}"
-
-/* D[64 x 64] (+)= A[64 x 16] B[16 x 64], A and B K-major in shared memory; accumulate = 0
- * ignores the old D (the first k step: no zero-filled registers) */
-__device__ __forceinline__ void ss_n64(float *d, uint64_t da, uint64_t db, int accumulate) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " MAMBA_WG_R32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
-                 : MAMBA_WG_D32
-                 : "l"(da), "l"(db), "r"(accumulate));
-}
-/* D[64 x 64] += A[64 x 16] B[16 x 64], A from registers (mma.sync A-fragment layout, rows
- * 16 * warp.. of the warpgroup), B MN-major in shared memory */
-__device__ __forceinline__ void rs_n64(float *d, const uint32_t *a, uint64_t db) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " MAMBA_WG_R32
-                 ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
-                 : MAMBA_WG_D32
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-#undef MAMBA_WG_D32
-#undef MAMBA_WG_R32
 
 /* Rows 0..Q-1 of a W-wide bf16 tile (src = row 0, row stride `stride` elements) into W/64
  * swizzled panels at dst; rows >= nvalid zero-filled (the source is then not read). */
@@ -104,7 +63,7 @@ __device__ __forceinline__ void load_sw(uint32_t dst, const __nv_bfloat16 *src, 
     for (int k = 0; k < IT; k++) {
         const int c = (int)threadIdx.x + k * NT, r = c / CPR, ch = c % CPR;
         const bool ok = r < nvalid;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst + (ch >> 3) * PANEL + sw(r, ch & 7)),
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst + (ch >> 3) * PANEL + sm90::sw128(r, ch & 7)),
                      "l"(src + (ok ? r * stride + ch * 8 : 0)), "r"(ok ? 16 : 0)
                      : "memory");
     }
@@ -117,7 +76,7 @@ __device__ __forceinline__ void xw_frags(uint32_t (&xa)[4][4], uint32_t xs, cons
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
         const int j = kk * 16 + (lane & 7) + (m >> 1) * 8;
-        mamba_ssd2::ldsm_t(xa[kk], xs + sw(j, ch));
+        mamba_ssd2::ldsm_t(xa[kk], xs + sm90::sw128(j, ch));
         const int jj = kk * 16 + 2 * t;
         const float2 w01 = *reinterpret_cast<const float2 *>(wv + jj), w89 = *reinterpret_cast<const float2 *>(wv + jj + 8);
         xa[kk][0] = mamba_ssd2::scale2(xa[kk][0], w01.x, w01.y);
@@ -136,8 +95,8 @@ __device__ __forceinline__ void put_h(unsigned char *hs, const float (&hacc)[64]
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             const float *d = hacc + pn * 32 + 4 * i;
-            *reinterpret_cast<uint32_t *>(hs + pn * PANEL + sw(r, i) + 4 * t) = pack_bf16(d[0], d[1]);
-            *reinterpret_cast<uint32_t *>(hs + pn * PANEL + sw(r + 8, i) + 4 * t) = pack_bf16(d[2], d[3]);
+            *reinterpret_cast<uint32_t *>(hs + pn * PANEL + sm90::sw128(r, i) + 4 * t) = pack_bf16(d[0], d[1]);
+            *reinterpret_cast<uint32_t *>(hs + pn * PANEL + sm90::sw128(r + 8, i) + 4 * t) = pack_bf16(d[2], d[3]);
         }
 }
 #endif
@@ -221,7 +180,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
         if (more) issue_tiles(t0 + Q, buf ^ 1); /* that buffer was freed by the last barrier [B] */
         mamba_ssd2::cp_commit(); /* group tiles(k+1), possibly empty */
         mamba_ssd2::cp_wait<2>(); /* tiles(k) */
-        proxy_fence(); /* this thread's cp.async data and h stores -> the async proxy (wgmma) */
+        sm90::fence_proxy_async(); /* this thread's cp.async data and h stores -> the async proxy (wgmma) */
         bar();         /* [A] */
         const float *vec = vecs + buf * (VEC / 4);
         const float *dtp = vec, *cum = vec + Q, *wv = vec + 2 * Q, *ec = vec + 3 * Q;
@@ -231,23 +190,23 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
         float Y[32];
         if (!LOCAL) {
             float S[32];
-            wg_fence();
+            sm90::fence();
 #pragma unroll
             for (int kk = 0; kk < N / 16; kk++) {
                 const uint32_t ko = (kk >> 2) * PANEL + (kk & 3) * 32;
-                const uint64_t dc = desc(cs + ko, 16, 1024);
-                ss_n64(S, dc, desc(bs + ko, 16, 1024), kk > 0);
-                ss_n64(Y, dc, desc(sb + OFF_H + ko, 16, 1024), kk > 0);
+                const uint64_t dc = sm90::desc_k(cs + ko);
+                sm90::ss_n64(S, dc, sm90::desc_k(bs + ko), kk > 0);
+                sm90::ss_n64(Y, dc, sm90::desc_k(sb + OFF_H + ko), kk > 0);
             }
-            wg_commit();
+            sm90::commit();
             if (warp == 0 && more) { /* the vectors of k+1 while the tensor cores run */
                 mamba_ssd2::decay_prefix(vecs + (buf ^ 1) * (VEC / 4), dt_raw, Ah, bias, min(Q, t_end - t0 - Q));
                 if (t0 + 2 * Q < t_end)
                     dt_raw = mamba_ssd2::dt_fetch(dtcol + (int64_t)(t0 + 2 * Q) * a.H, a.H, min(Q, t_end - t0 - 2 * Q));
             }
-            wg_wait0();
+            sm90::wait<0>();
 #pragma unroll
-            for (int i = 0; i < 32; i++) rfence(S[i]), rfence(Y[i]);
+            for (int i = 0; i < 32; i++) sm90::reg_fence(S[i]), sm90::reg_fence(Y[i]);
             /* M = S o L diag(dt'): below the diagonal 16-row block the decay splits at b = 16 warp
              * into a row and a column factor (both <= 1); the diagonal block is exact and masked;
              * columns past it are zero. Then pack M into A fragments (n-tiles 2kk, 2kk+1 -> kk). */
@@ -282,23 +241,23 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
             const float E = fexp(cend);
 #pragma unroll
             for (int i = 0; i < 64; i++) hacc[i] *= E;
-            wg_fence();
+            sm90::fence();
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) rs_n64(Y, ma[kk], desc(xs + kk * 16 * 128, 1024, 1024));
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                for (int pn = 0; pn < 2; pn++) rs_n64(hacc + pn * 32, xa[kk], desc(bs + pn * PANEL + kk * 16 * 128, 1024, 1024));
-            wg_commit();
-            wg_wait0();
-#pragma unroll
-            for (int i = 0; i < 32; i++) rfence(Y[i]);
-#pragma unroll
-            for (int i = 0; i < 64; i++) rfence(hacc[i]);
+            for (int kk = 0; kk < 4; kk++) sm90::rs_n64<1>(Y, ma[kk], sm90::desc_mn(xs + kk * 16 * 128), 1);
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) rfence(ma[kk][e]), rfence(xa[kk][e]);
+                for (int pn = 0; pn < 2; pn++) sm90::rs_n64<1>(hacc + pn * 32, xa[kk], sm90::desc_mn(bs + pn * PANEL + kk * 16 * 128), 1);
+            sm90::commit();
+            sm90::wait<0>();
+#pragma unroll
+            for (int i = 0; i < 32; i++) sm90::reg_fence(Y[i]);
+#pragma unroll
+            for (int i = 0; i < 64; i++) sm90::reg_fence(hacc[i]);
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) sm90::reg_fence(ma[kk][e]), sm90::reg_fence(xa[kk][e]);
             /* y = (Y + D x) silu(z) */
             mamba_ssd2::cp_wait<1>(); /* z(k): this thread's own slots */
             const uint32_t *zslot = (const uint32_t *)(smem + OFF_Z) + tid;
@@ -309,7 +268,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
 #pragma unroll
                 for (int hv = 0; hv < 2; hv++) {
                     const int r = r_lo + 8 * hv;
-                    const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(Xs + sw(r, i) + 4 * t));
+                    const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(Xs + sm90::sw128(r, i) + 4 * t));
                     float y0 = Y[4 * i + 2 * hv] + Dh * xf.x, y1 = Y[4 * i + 2 * hv + 1] + Dh * xf.y;
                     if (has_z) {
                         uint32_t zu = zslot[(i * 2 + hv) * NT];
@@ -329,19 +288,19 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
             const float E = fexp(cend);
 #pragma unroll
             for (int i = 0; i < 64; i++) hacc[i] *= E;
-            wg_fence();
+            sm90::fence();
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-                for (int pn = 0; pn < 2; pn++) rs_n64(hacc + pn * 32, xa[kk], desc(bs + pn * PANEL + kk * 16 * 128, 1024, 1024));
-            wg_commit();
-            wg_wait0();
+                for (int pn = 0; pn < 2; pn++) sm90::rs_n64<1>(hacc + pn * 32, xa[kk], sm90::desc_mn(bs + pn * PANEL + kk * 16 * 128), 1);
+            sm90::commit();
+            sm90::wait<0>();
 #pragma unroll
-            for (int i = 0; i < 64; i++) rfence(hacc[i]);
+            for (int i = 0; i < 64; i++) sm90::reg_fence(hacc[i]);
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) rfence(xa[kk][e]);
+                for (int e = 0; e < 4; e++) sm90::reg_fence(xa[kk][e]);
         }
         bar(); /* [B] the tiles of k, h (bf16) and the vectors of k are free */
         if (!LOCAL && more) put_h(smem + OFF_H, hacc);
@@ -412,7 +371,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg_dh(mamba_scan::args a) {
         if (sc > 0) issue(sc - 1, buf ^ 1); /* that buffer was freed by the last barrier [B] */
         mamba_ssd2::cp_commit();
         mamba_ssd2::cp_wait<1>();
-        proxy_fence();
+        sm90::fence_proxy_async();
         bar(); /* [A] */
         if (warp == 0 && sc > 0) {
             mamba_ssd2::decay_prefix(vecs + (buf ^ 1) * (VEC / 4), dt_raw, Ah, bias, nv_of(sc - 1));
@@ -425,9 +384,9 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg_dh(mamba_scan::args a) {
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
             const int j = kk * 16 + (lane & 7) + (m >> 1) * 8;
-            mamba_ssd2::ldsm_t(ga[kk], ds + sw(j, ch));
+            mamba_ssd2::ldsm_t(ga[kk], ds + sm90::sw128(j, ch));
             uint32_t za[4] = {0u, 0u, 0u, 0u};
-            if (has_z) mamba_ssd2::ldsm_t(za, zs + sw(j, ch));
+            if (has_z) mamba_ssd2::ldsm_t(za, zs + sm90::sw128(j, ch));
             const int jj = kk * 16 + 2 * t;
             const float2 e01 = *reinterpret_cast<const float2 *>(ec + jj), e89 = *reinterpret_cast<const float2 *>(ec + jj + 8);
 #pragma unroll
@@ -443,20 +402,20 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg_dh(mamba_scan::args a) {
         }
         const float E = fexp(vec[2 * Q - 1]);
 #pragma unroll
-        for (int i = 0; i < 64; i++) hacc[i] *= E, rfence(hacc[i]);
-        wg_fence();
+        for (int i = 0; i < 64; i++) hacc[i] *= E, sm90::reg_fence(hacc[i]);
+        sm90::fence();
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-            for (int pn = 0; pn < 2; pn++) rs_n64(hacc + pn * 32, ga[kk], desc(cs + pn * PANEL + kk * 16 * 128, 1024, 1024));
-        wg_commit();
-        wg_wait0();
+            for (int pn = 0; pn < 2; pn++) sm90::rs_n64<1>(hacc + pn * 32, ga[kk], sm90::desc_mn(cs + pn * PANEL + kk * 16 * 128), 1);
+        sm90::commit();
+        sm90::wait<0>();
 #pragma unroll
-        for (int i = 0; i < 64; i++) rfence(hacc[i]);
+        for (int i = 0; i < 64; i++) sm90::reg_fence(hacc[i]);
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-            for (int q = 0; q < 4; q++) rfence(ga[kk][q]);
+            for (int q = 0; q < 4; q++) sm90::reg_fence(ga[kk][q]);
         bar(); /* [B] */
     }
     mamba_ssd2::cp_wait<0>();
