@@ -382,26 +382,7 @@ __global__ void __launch_bounds__(S * 2) attend_dkdv2_kernel(const hsa_attend::d
 
         /* S^T [16 keys x R rows] and dP^T */
         float sT[NR][4], dT[NR][4];
-#pragma unroll
-        for (int n = 0; n < NR; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) sT[n][e] = dT[n][e] = 0.f;
-#pragma unroll
-        for (int kd = 0; kd < KD; kd++) {
-            uint32_t ka[4], va[4];
-            lds_a(ka, Kc, LD, warp * 16, kd * 16, lane);
-            lds_a(va, Vc, LD, warp * 16, kd * 16, lane);
-#pragma unroll
-            for (int np = 0; np < NR / 2; np++) {
-                uint32_t bq[4], bd[4];
-                lds_b_nk(bq, qs, LD, np * 16, kd * 16, lane);
-                lds_b_nk(bd, ds, LD, np * 16, kd * 16, lane);
-                mma16816(sT[2 * np], ka, bq[0], bq[1]);
-                mma16816(sT[2 * np + 1], ka, bq[2], bq[3]);
-                mma16816(dT[2 * np], va, bd[0], bd[1]);
-                mma16816(dT[2 * np + 1], va, bd[2], bd[3]);
-            }
-        }
+        hsa_attend::dkdv_scores<KD, NR, LD>(sT, dT, Kc, Vc, qs, ds, warp, lane);
         /* element (key, row): pw = w p ; dz = pw (dP - D) */
 #pragma unroll
         for (int n = 0; n < NR; n++)
@@ -413,47 +394,13 @@ __global__ void __launch_bounds__(S * 2) attend_dkdv2_kernel(const hsa_attend::d
                 sT[n][e] = pw;
                 dT[n][e] = pw * (dT[n][e] - ld.y);
             }
-        /* dV += pw dO ; dK += dz q   (k-dim = rows) */
-#pragma unroll
-        for (int ks = 0; ks < R / 16; ks++) {
-            uint32_t pa[4], za[4];
-            pa[0] = pack_bf16(sT[2 * ks][0], sT[2 * ks][1]);
-            pa[1] = pack_bf16(sT[2 * ks][2], sT[2 * ks][3]);
-            pa[2] = pack_bf16(sT[2 * ks + 1][0], sT[2 * ks + 1][1]);
-            pa[3] = pack_bf16(sT[2 * ks + 1][2], sT[2 * ks + 1][3]);
-            za[0] = pack_bf16(dT[2 * ks][0], dT[2 * ks][1]);
-            za[1] = pack_bf16(dT[2 * ks][2], dT[2 * ks][3]);
-            za[2] = pack_bf16(dT[2 * ks + 1][0], dT[2 * ks + 1][1]);
-            za[3] = pack_bf16(dT[2 * ks + 1][2], dT[2 * ks + 1][3]);
-#pragma unroll
-            for (int np = 0; np < ND / 2; np++) {
-                uint32_t bd[4], bq[4];
-                lds_b_kn(bd, ds, LD, np * 16, ks * 16, lane);
-                lds_b_kn(bq, qs, LD, np * 16, ks * 16, lane);
-                mma16816(dV[2 * np], pa, bd[0], bd[1]);
-                mma16816(dV[2 * np + 1], pa, bd[2], bd[3]);
-                mma16816(dK[2 * np], za, bq[0], bq[1]);
-                mma16816(dK[2 * np + 1], za, bq[2], bq[3]);
-            }
-        }
+        hsa_attend::dkdv_accumulate<R, ND, NR, LD>(dK, dV, sT, dT, qs, ds, lane);
         /* table st was read when batch i0 was issued (an iteration ago): plan batch i0 + 2R into it */
         if (i0 + 2 * R < nrows) plan(i0 + 2 * R, st);
         __syncthreads(); /* buffer st is refilled, and table st read, at the next iteration's top */
     }
     cp_async_wait<0>();
-#pragma unroll
-    for (int hh = 0; hh < 2; hh++) {
-        int64_t key = c * S + warp * 16 + g8 + hh * 8;
-        bf16 *dkr = p.dk + ((b * p.L + key) * p.H + h) * DH;
-        bf16 *dvr = p.dv + ((b * p.L + key) * p.H + h) * DH;
-#pragma unroll
-        for (int nd = 0; nd < ND; nd++) {
-            *reinterpret_cast<__nv_bfloat162 *>(dkr + nd * 8 + tig * 2) =
-                __floats2bfloat162_rn(dK[nd][2 * hh] * p.scale, dK[nd][2 * hh + 1] * p.scale);
-            *reinterpret_cast<__nv_bfloat162 *>(dvr + nd * 8 + tig * 2) =
-                __floats2bfloat162_rn(dV[nd][2 * hh], dV[nd][2 * hh + 1]);
-        }
-    }
+    hsa_attend::dkdv_store<S, DH, ND>(p, dK, dV, c, h, b, warp, g8, tig);
 }
 
 }  // namespace hsa_bwd
