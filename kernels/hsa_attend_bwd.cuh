@@ -33,6 +33,7 @@ using namespace hsa_mma;
 using hsa_attend::tok_params;
 using hsa_fwd::chunk_copy;
 using hsa_fwd::chunk_union;
+using hsa_fwd::token_lists;
 using hsa_fwd::mbar_arrive;
 using hsa_fwd::mbar_arrive_cnt;
 using hsa_fwd::mbar_cp_async_arrive;
@@ -102,24 +103,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1), 1) attend_dq_kernel(const tok_
             *reinterpret_cast<uint4 *>(Os + r * LD + sg * 8) = make_uint4(0, 0, 0, 0);
         }
     }
-    for (int e = threadIdx.x; e < MT * K; e += blockDim.x) {
-        const int j = e / K, kk = e % K;
-        const int64_t t = t0 + j;
-        int nv = 0;
-        if (t < p.Lq) {
-            const int64_t n = hsa_attend::num_visible((p.p0 + t) / p.block_q, p.S, p.block_q, p.C);
-            nv = (int)(n < p.K ? n : p.K);
-        }
-        if (kk == 0) nv_s[j] = nv;
-        if (kk < nv) {
-            const int64_t off = ((b * p.Lr + t / p.block_q) * p.Hr + hr) * p.K + kk;
-            cp_async4(idx_s + e, p.idx + off);
-            cp_async4(w_s + e, p.w + off);
-        } else {
-            idx_s[e] = -1;
-            w_s[e] = 0.f;
-        }
-    }
+    token_lists<false>(p, t0, MT, K, G, b, h, hr, idx_s, w_s, nv_s);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();

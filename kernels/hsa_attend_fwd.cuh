@@ -84,6 +84,34 @@ __device__ __forceinline__ void chunk_union(const int *idx_s, const int *nv_s, i
     if (lane == 0) *nU = n;
 }
 
+/* The block's chunk lists (cp.async; the caller commits and waits): for each of its MT tokens
+ * t0 + j, nv_s[j] = the valid slots (min(K, visible chunks); 0 past Lq) and rows j of idx_s / w_s
+ * (idx -1, w 0 in the invalid slots). FWD_LSE (the forward): lse = -inf in the invalid slots. */
+template <bool FWD_LSE>
+__device__ __forceinline__ void token_lists(const tok_params &p, int64_t t0, int MT, int K, int G, int64_t b, int64_t h,
+                                            int64_t hr, int *idx_s, float *w_s, int *nv_s) {
+    for (int e = threadIdx.x; e < MT * K; e += blockDim.x) {
+        const int j = e / K, kk = e % K;
+        const int64_t t = t0 + j;
+        int nv = 0;
+        if (t < p.Lq) {
+            const int64_t n = hsa_attend::num_visible((p.p0 + t) / p.block_q, p.S, p.block_q, p.C);
+            nv = (int)(n < p.K ? n : p.K);
+        }
+        if (kk == 0) nv_s[j] = nv;
+        if (kk < nv) {
+            const int64_t off = ((b * p.Lr + t / p.block_q) * p.Hr + hr) * p.K + kk;
+            cp_async4(idx_s + e, p.idx + off);
+            cp_async4(w_s + e, p.w + off);
+        } else {
+            idx_s[e] = -1;
+            w_s[e] = 0.f;
+            if (FWD_LSE && t < p.Lq && p.lse)
+                for (int a = 0; a < G; a++) p.lse[((b * p.Lq + t) * p.HQ + h * G + a) * p.K + kk] = -INFINITY;
+        }
+    }
+}
+
 /* The producer warp's copies of one chunk's S rows of K and V (row stride H*DH in global memory)
  * into a ring slot (row stride LD), 16 bytes per cp.async. */
 template <int S, int DH, int LD>
@@ -169,26 +197,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1), NCW <= 3 ? 2 : 1) attend_fwd_k
         else
             *reinterpret_cast<uint4 *>(Qs + r * LD + sg * 8) = make_uint4(0, 0, 0, 0);
     }
-    for (int e = threadIdx.x; e < MT * K; e += blockDim.x) {
-        const int j = e / K, kk = e % K;
-        const int64_t t = t0 + j;
-        int nv = 0;
-        if (t < p.Lq) {
-            const int64_t n = hsa_attend::num_visible((p.p0 + t) / p.block_q, p.S, p.block_q, p.C);
-            nv = (int)(n < p.K ? n : p.K);
-        }
-        if (kk == 0) nv_s[j] = nv;
-        if (kk < nv) {
-            const int64_t off = ((b * p.Lr + t / p.block_q) * p.Hr + hr) * p.K + kk;
-            cp_async4(idx_s + e, p.idx + off);
-            cp_async4(w_s + e, p.w + off);
-        } else {
-            idx_s[e] = -1;
-            w_s[e] = 0.f;
-            if (t < p.Lq && p.lse)
-                for (int a = 0; a < G; a++) p.lse[((b * p.Lq + t) * p.HQ + h * G + a) * p.K + kk] = -INFINITY;
-        }
-    }
+    token_lists<true>(p, t0, MT, K, G, b, h, hr, idx_s, w_s, nv_s);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
