@@ -74,6 +74,24 @@ __device__ __forceinline__ bws_item bws_item_of(const bwd_params &p, int64_t idx
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* After the wait for a dV, dK MMA batch: its accumulators (dK, dV) and A fragments (pa = P^T,
+ * sa = dS^T) are settled, so ptxas may not move their later uses above the wait. */
+__device__ __forceinline__ void bws_fence_dkdv(float (&dK)[32], float (&dV)[32], uint32_t (&pa)[4][4],
+                                               uint32_t (&sa)[4][4]) {
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        sm90::reg_fence(dK[i]);
+        sm90::reg_fence(dV[i]);
+    }
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            sm90::reg_fence(pa[kk][c]);
+            sm90::reg_fence(sa[kk][c]);
+        }
+}
+
 /* One consumer thread's part of a 64-key x 64-query tile: P^T = exp2(S^T scale_log2 - lse) and
  * dS^T = P^T (dP^T - D), in place in St and dPt (the wgmma accumulator layout: query col
  * c = 8i + 2tg + (e&1), key row r = rrow + 8*(e>=2)), zero outside the mask where need_mask
@@ -258,18 +276,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
          * code: a wgmma wait under a data-dependent branch makes ptxas serialise every wgmma) */
         auto flush = [&]() {
             sm90::wait<0>();
-#pragma unroll
-            for (int i = 0; i < 32; i++) {
-                sm90::reg_fence(dK[i]);
-                sm90::reg_fence(dV[i]);
-            }
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                for (int c = 0; c < 4; c++) {
-                    sm90::reg_fence(pa[kk][c]);
-                    sm90::reg_fence(sa[kk][c]);
-                }
+            bws_fence_dkdv(dK, dV, pa, sa);
             if (pend >= 0) release((uint32_t)pend);
             pend = -1;
         };
@@ -323,18 +330,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                             sm90::reg_fence(vf[kk][c]);
                         }
                 if (pend >= 0) {
-#pragma unroll
-                    for (int i = 0; i < 32; i++) {
-                        sm90::reg_fence(dK[i]);
-                        sm90::reg_fence(dV[i]);
-                    }
-#pragma unroll
-                    for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                        for (int c = 0; c < 4; c++) {
-                            sm90::reg_fence(pa[kk][c]);
-                            sm90::reg_fence(sa[kk][c]);
-                        }
+                    bws_fence_dkdv(dK, dV, pa, sa);
                     release((uint32_t)pend);
                     pend = -1;
                 }
@@ -657,18 +653,7 @@ __global__ void __launch_bounds__(384, 1)
         }
         if constexpr (HV) {
             sm90::wait<HQD>(); /* dV, dK done (dQ may run on) */
-#pragma unroll
-            for (int i = 0; i < 32; i++) {
-                sm90::reg_fence(dK[i]);
-                sm90::reg_fence(dV[i]);
-            }
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                for (int c = 0; c < 4; c++) {
-                    sm90::reg_fence(pa[kk][c]);
-                    sm90::reg_fence(sa[kk][c]);
-                }
+            bws_fence_dkdv(dK, dV, pa, sa);
             if (lane == 0) sm90::mbar_arrive(b_empty + 8 * ((x - 1) % STAGES)); /* tile x-1's Q, dO are read */
             const bool done = (m1.k0f & F_LAST) != 0;
             if (done) { /* dK (times the softmax scale) and dV of the item's keys this warpgroup owns */
