@@ -320,6 +320,45 @@ __device__ __forceinline__ void load_rows_sw(unsigned char *s, const bf16 *g, in
 #endif
 
 
+/* Online-softmax step of one row half r (row g for r = 0, g + 8 for r = 1) of a 64 x BN score
+ * tile in the wgmma accumulator layout (4 lanes share a row): the running max m (log2 units)
+ * takes the tile's row max, S becomes exp2(S scale_log2 - m), `sum` gets the row sum of the
+ * new S; returns alpha = exp2(m_old - m_new), the factor for the old row sum and output. */
+template <int BN>
+__device__ __forceinline__ float wg_softmax_row(float *S, float &m, int r, float scale_log2, float &sum) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < BN / 8; i++) mx = fmaxf(mx, fmaxf(S[4 * i + 2 * r], S[4 * i + 2 * r + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+    const float m_new = fmaxf(m, mx * scale_log2);
+    const float m_use = m_new == -INFINITY ? 0.f : m_new;
+    const float alpha = ex2(m - m_use);
+    m = m_new;
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < BN / 8; i++)
+#pragma unroll
+        for (int e = 2 * r; e < 2 * r + 2; e++) {
+            const float pv = ex2(fmaf(S[4 * i + e], scale_log2, -m_use));
+            S[4 * i + e] = pv;
+            s += pv;
+        }
+    sum = s;
+    return alpha;
+}
+/* P (the accumulator layout of S) as bf16 A fragments for the P V wgmma */
+template <int BN>
+__device__ __forceinline__ void wg_pack_p(uint32_t (&pa)[BN / 16][4], const float *S) {
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+        pa[kk][0] = pack_bf16(S[8 * kk + 0], S[8 * kk + 1]);
+        pa[kk][1] = pack_bf16(S[8 * kk + 2], S[8 * kk + 3]);
+        pa[kk][2] = pack_bf16(S[8 * kk + 4], S[8 * kk + 5]);
+        pa[kk][3] = pack_bf16(S[8 * kk + 6], S[8 * kk + 7]);
+    }
+}
+
 template <int D, int BN, int NWG>
 __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -394,24 +433,8 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
         }
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            float mx = -INFINITY;
-#pragma unroll
-            for (int i = 0; i < BN / 8; i++) mx = fmaxf(mx, fmaxf(S[4 * i + 2 * r], S[4 * i + 2 * r + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-            const float m_new = fmaxf(m[r], mx * p.scale_log2);
-            const float m_use = m_new == -INFINITY ? 0.f : m_new;
-            const float alpha = ex2(m[r] - m_use);
-            m[r] = m_new;
-            float sum = 0.f;
-#pragma unroll
-            for (int i = 0; i < BN / 8; i++)
-#pragma unroll
-                for (int e = 2 * r; e < 2 * r + 2; e++) {
-                    const float pv = ex2(fmaf(S[4 * i + e], p.scale_log2, -m_use));
-                    S[4 * i + e] = pv;
-                    sum += pv;
-                }
+            float sum;
+            const float alpha = wg_softmax_row<BN>(S, m[r], r, p.scale_log2, sum);
             l[r] = l[r] * alpha + sum;
 #pragma unroll
             for (int i = 0; i < D / 8; i++) {
@@ -421,13 +444,7 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
         }
 
         uint32_t pa[BN / 16][4];
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            pa[kk][0] = pack_bf16(S[8 * kk + 0], S[8 * kk + 1]);
-            pa[kk][1] = pack_bf16(S[8 * kk + 2], S[8 * kk + 3]);
-            pa[kk][2] = pack_bf16(S[8 * kk + 4], S[8 * kk + 5]);
-            pa[kk][3] = pack_bf16(S[8 * kk + 6], S[8 * kk + 7]);
-        }
+        wg_pack_p<BN>(pa, S);
         sm90::fence();
 #pragma unroll
         for (int pn = 0; pn < NP; pn++) /* one n64 chain per 64-column panel of V and O */

@@ -198,27 +198,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                     }
             }
 #pragma unroll
-            for (int r = 0; r < 2; r++) {
-                float mx = -INFINITY;
-#pragma unroll
-                for (int i = 0; i < BN / 8; i++) mx = fmaxf(mx, fmaxf(S[4 * i + 2 * r], S[4 * i + 2 * r + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-                const float m_new = fmaxf(m[r], mx * p.scale_log2);
-                const float m_use = m_new == -INFINITY ? 0.f : m_new;
-                alpha[r] = ex2(m[r] - m_use);
-                m[r] = m_new;
-                float s = 0.f;
-#pragma unroll
-                for (int i = 0; i < BN / 8; i++)
-#pragma unroll
-                    for (int e = 2 * r; e < 2 * r + 2; e++) {
-                        const float pv = ex2(fmaf(S[4 * i + e], p.scale_log2, -m_use));
-                        S[4 * i + e] = pv;
-                        s += pv;
-                    }
-                sum[r] = s;
-            }
+            for (int r = 0; r < 2; r++) alpha[r] = wg_softmax_row<BN>(S, m[r], r, p.scale_log2, sum[r]);
         };
         auto pv_done = [&](uint32_t slot) { /* P V of `slot` finished: keep its registers, free the slot */
 #pragma unroll
@@ -231,13 +211,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         };
 
         auto pack_p = [&]() {
-#pragma unroll
-            for (int kk = 0; kk < BN / 16; kk++) {
-                pa[kk][0] = pack_bf16(S[8 * kk + 0], S[8 * kk + 1]);
-                pa[kk][1] = pack_bf16(S[8 * kk + 2], S[8 * kk + 3]);
-                pa[kk][2] = pack_bf16(S[8 * kk + 4], S[8 * kk + 5]);
-                pa[kk][3] = pack_bf16(S[8 * kk + 6], S[8 * kk + 7]);
-            }
+            wg_pack_p<BN>(pa, S);
         };
         auto issue_qk = [&](uint32_t slot) {
             sm90::mbar_wait(b_fullK + 8 * (slot % STAGES), (slot / STAGES) & 1);
