@@ -33,6 +33,7 @@ using namespace hsa_mma;
 using hsa_attend::tok_params;
 using hsa_fwd::chunk_copy;
 using hsa_fwd::chunk_union;
+using hsa_fwd::ring_init;
 using hsa_fwd::token_lists;
 using hsa_fwd::mbar_arrive;
 using hsa_fwd::mbar_arrive_cnt;
@@ -84,13 +85,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1), 1) attend_dq_kernel(const tok_
     const int64_t hr = p.Hr == 1 ? 0 : h;
     const int64_t t0 = (int64_t)blockIdx.x * MT;
 
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < NS; s++) {
-            mbar_init(full + s, 32);
-            mbar_init(empty + s, NCW);
-            tag[s] = -1;
-        }
-    }
+    if (threadIdx.x == 0) ring_init(full, empty, tag, NS, NCW);
     for (int e = threadIdx.x; e < NCW * 16 * SEG; e += blockDim.x) {
         const int r = e / SEG, sg = e % SEG, tile = r / 16, j = tile / GT, a = (tile % GT) * 16 + r % 16;
         const int64_t t = t0 + j;

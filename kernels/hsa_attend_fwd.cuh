@@ -84,6 +84,16 @@ __device__ __forceinline__ void chunk_union(const int *idx_s, const int *nv_s, i
     if (lane == 0) *nU = n;
 }
 
+/* Thread 0: the slot ring's barriers (full: the producer's 32 lanes; empty: the NCW consumer
+ * warps) and tags (no chunk issued yet). */
+__device__ __forceinline__ void ring_init(uint64_t *full, uint64_t *empty, volatile int *tag, int NS, int NCW) {
+    for (int s = 0; s < NS; s++) {
+        mbar_init(full + s, 32);
+        mbar_init(empty + s, NCW);
+        tag[s] = -1;
+    }
+}
+
 /* The block's chunk lists (cp.async; the caller commits and waits): for each of its MT tokens
  * t0 + j, nv_s[j] = the valid slots (min(K, visible chunks); 0 past Lq) and rows j of idx_s / w_s
  * (idx -1, w 0 in the invalid slots). FWD_LSE (the forward): lse = -inf in the invalid slots. */
@@ -181,13 +191,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1), NCW <= 3 ? 2 : 1) attend_fwd_k
     const int64_t hr = p.Hr == 1 ? 0 : h;
     const int64_t t0 = (int64_t)blockIdx.x * MT;
 
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < NS; s++) {
-            mbar_init(full + s, 32);
-            mbar_init(empty + s, NCW);
-            tag[s] = -1;
-        }
-    }
+    if (threadIdx.x == 0) ring_init(full, empty, tag, NS, NCW);
     /* q rows of the block: tile = j*GT + hg holds heads hg*16 .. +15 of token j; zeros past the end */
     for (int e = threadIdx.x; e < NTILE * 16 * SEG; e += blockDim.x) {
         const int r = e / SEG, sg = e % SEG, tile = r / 16, j = tile / GT, a = (tile % GT) * 16 + r % 16;
