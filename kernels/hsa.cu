@@ -427,6 +427,9 @@ static lc_status launch_fwd_wg(hsa_attend::tok_params p, cudaStream_t st, int *r
  * the pool pattern (its 4-token warpgroups compute the union of their tokens' chunks), so t15
  * stays the default. */
 static int G_ok_t15(const struct hsa_shape *s) { return s->HQ / s->H == 16; }
+/* fwd_variant's codes: 0 = tok, 3 / 7 / 8 / 15 = the producer/consumer kernel's consumer warps,
+ * and the TMA + wgmma kernels (not warp counts) */
+enum { FWD_T16W2 = 162, FWD_T16 = 163, FWD_T16S = 164 };
 static int fwd_variant(const struct hsa_shape *s) {
     const int64_t G = s->HQ / s->H;
     const int fits = G % 16 == 0 && G / 16 <= 7 && s->S <= 64 && s->dh <= 64;
@@ -442,7 +445,7 @@ static int fwd_variant(const struct hsa_shape *s) {
     /* t16 / t16w2: TMA + wgmma, 3 or 2 consumer warpgroups (S = dh = 64, G = 16, 32, 64, sm_90a) */
     if (!strcmp(env, "t16") || !strcmp(env, "t16w2") || !strcmp(env, "t16s")) {
         if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a())
-            return !strcmp(env, "t16") ? 163 : !strcmp(env, "t16s") ? 164 : 162;
+            return !strcmp(env, "t16") ? FWD_T16 : !strcmp(env, "t16s") ? FWD_T16S : FWD_T16W2;
         return fits && s->S == 64 && s->dh == 64 ? 15 : 0;
     }
     int want = 7;
@@ -471,10 +474,10 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
     cudaStream_t st = lc_stream(stream);
     /* producer/consumer variants (hsa_attend_fwd.cuh) where fwd_variant picks one */
     if (const int variant = fwd_variant(s)) {
-        if (variant >= 162 && variant <= 164) {
+        if (variant == FWD_T16 || variant == FWD_T16S || variant == FWD_T16W2) {
             int ran = 0;
-            if (variant == 163) LC_TRY((launch_fwd_wg<3, 1>(p, st, &ran)));
-            else if (variant == 164) LC_TRY((launch_fwd_wg<3, 0>(p, st, &ran)));
+            if (variant == FWD_T16) LC_TRY((launch_fwd_wg<3, 1>(p, st, &ran)));
+            else if (variant == FWD_T16S) LC_TRY((launch_fwd_wg<3, 0>(p, st, &ran)));
             else LC_TRY((launch_fwd_wg<2, 1>(p, st, &ran)));
             if (ran) return LC_OK;
             if (G_ok_t15(s)) return launch_fwd<64, 64, 15, 1>(p, st);
