@@ -1051,7 +1051,7 @@ int sm_count() {
 
 /* The warp-specialised dh-64 forward; *ran = 0 (and nothing launched) when no tensor map could
  * be made, so the caller takes the plain warpgroup kernel. */
-template <int BN, int NCWG, int STAGES, int PP, int QR, int I32 = 0>
+template <int BN, int NCWG, int STAGES, int PP, int QR, int I32 = 0, int LZ = 0, int RS = 0, int EMU = 0>
 lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BM = 64 * NCWG;
     fwd_params p = p0;
@@ -1067,9 +1067,10 @@ lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *r
     int64_t grid = ntiles < sm_count() ? ntiles : sm_count();
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
     if (cap > 0 && cap < grid) grid = cap;
-    const size_t smem = ws_smem_bytes<BN, NCWG, STAGES>();
-    cuda_check(cudaFuncSetAttribute(attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR, I32>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR, I32><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
+    const size_t smem = ws_smem_bytes<BN, NCWG, STAGES, RS>();
+    auto kern = attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR, I32, LZ, RS, EMU>;
+    cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    kern<<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
     cuda_check_launch("attn_fwd_ws_kernel");
     *ran = 1;
     return LC_OK;
@@ -1220,6 +1221,18 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
              * back): 16 spills 76 B, 24 8 B; 25 no spills */
             case 24: e = launch_fwd_ws<128, 3, 3, 1, 0, 1>(p, s->B, st, &ran); break;
             case 25: e = launch_fwd_ws<64, 3, 4, 1, 1, 1>(p, s->B, st, &ran); break;
+            /* attn8 (exploration, int32 bookkeeping): + LZ (lazy rescale), RS (row sums on the tensor
+             * cores), EMU (exp2 of EMU/8 of the scores on the FMA pipe) */
+            case 30: e = launch_fwd_ws<128, 3, 3, 1, 0, 1, 1, 0, 0>(p, s->B, st, &ran); break;
+            case 31: e = launch_fwd_ws<128, 3, 3, 1, 0, 1, 1, 1, 0>(p, s->B, st, &ran); break;
+            case 32: e = launch_fwd_ws<128, 3, 3, 1, 0, 1, 1, 1, 1>(p, s->B, st, &ran); break;
+            case 33: e = launch_fwd_ws<128, 3, 3, 1, 0, 1, 1, 1, 2>(p, s->B, st, &ran); break;
+            case 34: e = launch_fwd_ws<128, 3, 3, 1, 0, 1, 1, 0, 1>(p, s->B, st, &ran); break;
+            case 35: e = launch_fwd_ws<64, 3, 4, 1, 1, 1, 1, 0, 0>(p, s->B, st, &ran); break;
+            case 36: e = launch_fwd_ws<64, 3, 4, 1, 1, 1, 1, 1, 0>(p, s->B, st, &ran); break;
+            case 37: e = launch_fwd_ws<64, 3, 4, 1, 1, 1, 1, 1, 1>(p, s->B, st, &ran); break;
+            case 38: e = launch_fwd_ws<64, 3, 4, 1, 1, 1, 1, 0, 1>(p, s->B, st, &ran); break;
+            case 39: e = launch_fwd_ws<128, 2, 3, 1, 1, 1, 1, 1, 1>(p, s->B, st, &ran); break;
             default: break;
             }
             if (e != LC_OK || ran) return e;

@@ -33,12 +33,19 @@
  * warpgroups beat 2; a quarter of the exp2 on the FMA pipe (a cubic) was slower and was dropped. */
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* a descriptor moved by `off` 16-byte units: the start-address field is the low 14 bits and
+ * every operand here lies inside shared memory, so a 32-bit add of the low word never carries
+ * (the descriptors are built once per slot and stepped, not rebuilt from the address per MMA:
+ * that cost ~5 uniform-datapath instructions per wgmma, ~100 issue slots per 128-key tile) */
+__device__ __forceinline__ uint64_t ws_desc_add(uint64_t d, uint32_t off) {
+    return (d & 0xFFFFFFFF00000000ull) | (uint32_t)((uint32_t)d + off);
+}
 /* S (64 x BN, this warpgroup's rows) = Q K^T over dh 64: four k16 steps inside the swizzled rows. */
 template <int BN>
-__device__ __forceinline__ void ws_qk(float *S, uint32_t qaddr, uint32_t kaddr) {
+__device__ __forceinline__ void ws_qk(float *S, uint64_t dq, uint64_t dk) {
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-        const uint64_t da = sm90::desc_k(qaddr + kk * 32), db = sm90::desc_k(kaddr + kk * 32);
+        const uint64_t da = ws_desc_add(dq, kk * 2), db = ws_desc_add(dk, kk * 2);
         if constexpr (BN == 128) sm90::ss_n128(S, da, db, kk > 0);
         else sm90::ss_n64(S, da, db, kk > 0);
     }
@@ -46,29 +53,58 @@ __device__ __forceinline__ void ws_qk(float *S, uint32_t qaddr, uint32_t kaddr) 
 /* The same with Q from registers (qf[kk]: the A fragment of columns 16kk .. 16kk+15): the MMA
  * then reads only K from shared memory, half the bytes of the form above at BN = 64. */
 template <int BN>
-__device__ __forceinline__ void ws_qk_r(float *S, const uint32_t (*qf)[4], uint32_t kaddr) {
+__device__ __forceinline__ void ws_qk_r(float *S, const uint32_t (*qf)[4], uint64_t dk) {
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-        const uint64_t db = sm90::desc_k(kaddr + kk * 32);
+        const uint64_t db = ws_desc_add(dk, kk * 2);
         if constexpr (BN == 128) sm90::rs_n128<0>(S, qf[kk], db, kk > 0);
         else sm90::rs_n64<0>(S, qf[kk], db, kk > 0);
     }
 }
 /* O (64 x 64) += P V with P (64 x BN) from registers and V [BN keys][64] MN-major. */
 template <int BN>
-__device__ __forceinline__ void ws_pv(float *acc, const uint32_t (*pa)[4], uint32_t vaddr) {
+__device__ __forceinline__ void ws_pv(float *acc, const uint32_t (*pa)[4], uint64_t dv) {
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) sm90::rs_n64<1>(acc, pa[kk], sm90::desc_mn(vaddr + kk * 16 * 128), 1);
+    for (int kk = 0; kk < BN / 16; kk++) sm90::rs_n64<1>(acc, pa[kk], ws_desc_add(dv, kk * 16 * 128 / 16), 1);
+}
+/* RS: the row sums l += P 1 on the tensor cores (D[64 x 8] += P[64 x 16] ones[16 x 8] per k16
+ * step, all 8 columns the same sum), so the softmax needs no add per score; B is a 1 KB block of
+ * bf16 ones in shared memory, the same descriptor for every step (any layout reads ones) */
+__device__ __forceinline__ void ws_rowsum_n8(float (&d)[4], const uint32_t *a, uint64_t db) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, {%4, %5, %6, %7}, %8, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+template <int BN>
+__device__ __forceinline__ void ws_rowsum(float (&d)[4], const uint32_t (*pa)[4], uint64_t dones) {
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) ws_rowsum_n8(d, pa[kk], dones);
+}
+/* 2^x on the FMA pipe (EMU): 2^round(x) from the exponent bits, 2^f for f in [-0.5, 0.5] by a
+ * cubic (minimax for the relative error, 7.5e-5, far below the bf16 rounding of P); x is clamped
+ * at -126 (the result then is 2^-126 or a denormal instead of 0: nothing next to the row max).
+ * Eight FMA-pipe instructions against one MUFU.EX2: at dh 64 the SFU does one exp2 per 256 MMA
+ * FLOPs, as busy as the tensor cores, so a small share moved here shortens the softmax. */
+__device__ __forceinline__ float ex2_fma(float x) {
+    x = fmaxf(x, -126.f);
+    const float t = x + 12582912.f; /* 1.5 * 2^23: the low mantissa bits of t hold round(x) */
+    const float f = x - (t - 12582912.f);
+    const float q = fmaf(fmaf(fmaf(0.0551716691f, f, 0.242611122f), f, 0.693260985f), f, 0.999928074f);
+    return __int_as_float(__float_as_int(q) + (__float_as_int(t) << 23));
 }
 #endif
 
 /* Shared-memory bytes of one block (1024 of slack to align the swizzle atoms). */
-template <int BN, int NCWG, int STAGES>
+template <int BN, int NCWG, int STAGES, int RS = 0>
 constexpr size_t ws_smem_bytes() {
-    return 1024 + 2 * (size_t)NCWG * 64 * 128 + 2 * (size_t)STAGES * BN * 128 + (4 + 3 * STAGES) * 8;
+    return 1024 + 2 * (size_t)NCWG * 64 * 128 + 2 * (size_t)STAGES * BN * 128 + (RS ? 1024 : 0) + (4 + 3 * STAGES) * 8;
 }
 
-template <int BN, int NCWG, int STAGES, int PP, int QR, int I32 = 0>
+/* LZ (attn8): the running max moves only when a row's tile max exceeds it by more than 8 (log2
+ * units), decided per warp (vote), so most tiles skip the O rescale (32 multiplies a thread) and
+ * alpha; P then stays below 2^8, harmless in fp32 / bf16. RS, EMU: above. */
+template <int BN, int NCWG, int STAGES, int PP, int QR, int I32 = 0, int LZ = 0, int RS = 0, int EMU = 0>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_fwd_ws_kernel(const fwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                        const __grid_constant__ CUtensorMap tv, const int64_t ntiles) {
@@ -82,7 +118,8 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     unsigned char *sQ = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [2][BM x 128 B] */
     unsigned char *sK = sQ + 2 * QBYTES;                                          /* [STAGES][BN x 128 B] */
     unsigned char *sV = sK + STAGES * KVBYTES;
-    const uint32_t bar0 = smem_u32(sV + STAGES * KVBYTES);
+    unsigned char *sOnes = sV + STAGES * KVBYTES; /* RS: 1 KB of bf16 ones */
+    const uint32_t bar0 = smem_u32(sOnes + (RS ? 1024 : 0));
     const uint32_t b_fullQ = bar0, b_emptyQ = bar0 + 16, b_fullK = bar0 + 32, b_fullV = b_fullK + 8 * STAGES,
                    b_empty = b_fullV + 8 * STAGES;
 
@@ -98,6 +135,10 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             sm90::mbar_init(b_empty + 8 * s, 4 * NCWG);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    if constexpr (RS) {
+        if (tid < 256) reinterpret_cast<uint32_t *>(sOnes)[tid] = 0x3F803F80u; /* two bf16 1.0 */
+        sm90::fence_proxy_async(); /* generic writes -> the wgmma (async proxy) reads */
     }
     __syncthreads();
 
@@ -134,16 +175,27 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     const pos_t L = (pos_t)p.L, Lq = (pos_t)p.Lq, W = (pos_t)p.W;
     /* window width for the int32 mask test: dense causal = no lower edge */
     const int Wm = (p.causal && W > 0) ? (int)min((int64_t)W, (int64_t)1 << 30) : 1 << 30;
+    /* descriptors of slot 0 (K, V), of this warpgroup's rows in Q buffer 0 and of the ones; a slot
+     * or buffer s is s * bytes / 16 further */
+    const uint64_t dK0 = sm90::desc_k(smem_u32(sK)), dV0 = sm90::desc_mn(smem_u32(sV));
+    const uint64_t dQ0 = sm90::desc_k(smem_u32(sQ) + cw * 64 * 128), dOnes = sm90::desc_k(smem_u32(sOnes));
+    /* key tiles consumed so far (ring slot it % STAGES, phase (it / STAGES) & 1: a power-of-two
+     * STAGES makes both one instruction) and query tiles */
     uint32_t it = 0, tc = 0;
     /* PP: the consumer warpgroups take turns issuing their MMAs (named barrier 1 + w is
      * warpgroup w's turn; the previous one opens it), so one warpgroup's softmax runs while the
      * next one's MMAs do. Every warpgroup takes one turn per key tile of the block, computed
      * or not, so the turns stay in step; the last warpgroup opens the first turn. */
+    /* (the next warpgroup's barrier is derived from this one's inside the asm: one register
+     * less across the key loop than two ids) */
+    const uint32_t turn_id = 1 + cw;
     auto turn_begin = [&]() {
-        if constexpr (PP) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory");
+        if constexpr (PP) asm volatile("bar.sync %0, 256;\n" ::"r"(turn_id) : "memory");
     };
     auto turn_end = [&]() {
-        if constexpr (PP) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + (cw + 1) % NCWG) : "memory");
+        if constexpr (PP)
+            asm volatile("{\n.reg .pred p;\n.reg .u32 t;\nsetp.eq.u32 p, %0, %1;\nadd.u32 t, %0, 1;\n"
+                         "selp.u32 t, 1, t, p;\nbar.arrive t, 256;\n}\n" ::"r"(turn_id), "n"(NCWG) : "memory");
     };
     if constexpr (PP)
         if (cw == NCWG - 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
@@ -161,7 +213,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             jlo = (int)(ks / BN - j0);
             jhi = (int)((ke - 1) / BN - j0);
         }
-        const uint32_t qaddr = smem_u32(sQ + qs * QBYTES) + cw * 64 * 128;
+        const uint64_t dq = ws_desc_add(dQ0, qs * (QBYTES / 16));
         const pos_t row_base = r0 + warp * 16 + g;
         sm90::mbar_wait(b_fullQ + 8 * qs, (tc >> 1) & 1);
         uint32_t qf[4][4]; /* QR: Q in registers (A fragments), the Q buffer is free at once */
@@ -172,15 +224,16 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             if (lane == 0) sm90::mbar_arrive(b_emptyQ + 8 * qs);
         }
 
-        float acc[32], S[BN / 2], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+        float acc[32], S[BN / 2], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, ls[4] = {0.f, 0.f, 0.f, 0.f};
         uint32_t pa[BN / 16][4];
 #pragma unroll
         for (int i = 0; i < 32; i++) acc[i] = 0.f;
 
         /* mask (only tiles that cut the diagonal, the window's lower edge or the end of the
-         * sequence) and online softmax: S becomes exp2(S*scale - m_new) in place, alpha[r] the
-         * factor for the older partial sums, sum[r] this tile's row sums (partial over the quad) */
-        auto softmax = [&](int j, float alpha[2], float sum[2]) {
+         * sequence) and online softmax: S becomes exp2(S*scale - m) in place, alpha[r] the factor
+         * for the older partial sums, sum[r] this tile's row sums (partial over the quad; not
+         * formed with RS); returns whether alpha is other than 1 for some row of the warp */
+        auto softmax = [&](int j, float alpha[2], float sum[2]) -> bool {
             const pos_t k0 = (j0 + j) * BN;
             if (k0 + BN > L || (p.causal && (k0 + BN - 1 > r0 || (W > 0 && k0 < rlast - W)))) {
                 /* in int32, relative to the tile: d = row - col for col = 8i + (e&1) + 2tg;
@@ -197,33 +250,75 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                         if (c >= lim || (p.causal && (dd < 0 || dd > Wm))) S[4 * i + e] = -INFINITY;
                     }
             }
+            float mn[2];
+            bool move = false;
 #pragma unroll
-            for (int r = 0; r < 2; r++) alpha[r] = wg_softmax_row<BN>(S, m[r], r, p.scale_log2, sum[r]);
+            for (int r = 0; r < 2; r++) {
+                float mx = -INFINITY;
+#pragma unroll
+                for (int i = 0; i < BN / 8; i++) mx = fmaxf(mx, fmaxf(S[4 * i + 2 * r], S[4 * i + 2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+                mn[r] = fmaxf(m[r], mx * p.scale_log2);
+                move |= mn[r] > m[r] + (LZ ? 8.f : 0.f);
+            }
+            if constexpr (LZ) move = __any_sync(0xffffffff, move);
+            else move = true;
+            float mu[2];
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                if (move) { /* alpha = 2^(m_old - m_new); -inf (no key seen yet) counts as 0 */
+                    mu[r] = mn[r] == -INFINITY ? 0.f : mn[r];
+                    alpha[r] = ex2(m[r] - mu[r]);
+                    m[r] = mn[r];
+                } else {
+                    mu[r] = m[r] == -INFINITY ? 0.f : m[r];
+                    alpha[r] = 1.f;
+                }
+            }
+            float s[2] = {0.f, 0.f};
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const float x = fmaf(S[4 * i + e], p.scale_log2, -mu[e >> 1]);
+                    const float pv = (EMU > 0 && i % 8 < EMU) ? ex2_fma(x) : ex2(x);
+                    S[4 * i + e] = pv;
+                    if constexpr (!RS) s[e >> 1] += pv;
+                }
+            sum[0] = s[0], sum[1] = s[1];
+            return move;
         };
-        auto pv_done = [&](uint32_t slot) { /* P V of `slot` finished: keep its registers, free the slot */
+        auto pv_done = [&](uint32_t vslot) { /* P V of `vslot` finished: keep its registers, free the slot */
 #pragma unroll
             for (int i = 0; i < 32; i++) sm90::reg_fence(acc[i]);
+            if constexpr (RS)
+#pragma unroll
+                for (int i = 0; i < 4; i++) sm90::reg_fence(ls[i]);
 #pragma unroll
             for (int kk = 0; kk < BN / 16; kk++)
 #pragma unroll
                 for (int c = 0; c < 4; c++) sm90::reg_fence(pa[kk][c]);
-            if (lane == 0) sm90::mbar_arrive(b_empty + 8 * slot);
+            if (lane == 0) sm90::mbar_arrive(b_empty + 8 * vslot);
         };
 
         auto pack_p = [&]() {
             wg_pack_p<BN>(pa, S);
         };
-        auto issue_qk = [&](uint32_t slot) {
-            sm90::mbar_wait(b_fullK + 8 * (slot % STAGES), (slot / STAGES) & 1);
+        auto issue_qk = [&]() {
+            const uint32_t slot = it % STAGES;
+            sm90::mbar_wait(b_fullK + 8 * slot, (it / STAGES) & 1);
             sm90::fence();
-            if constexpr (QR) ws_qk_r<BN>(S, qf, smem_u32(sK + (slot % STAGES) * KVBYTES));
-            else ws_qk<BN>(S, qaddr, smem_u32(sK + (slot % STAGES) * KVBYTES));
+            if constexpr (QR) ws_qk_r<BN>(S, qf, ws_desc_add(dK0, slot * (KVBYTES / 16)));
+            else ws_qk<BN>(S, dq, ws_desc_add(dK0, slot * (KVBYTES / 16)));
             sm90::commit();
         };
-        auto issue_pv = [&](uint32_t slot) {
-            sm90::mbar_wait(b_fullV + 8 * (slot % STAGES), (slot / STAGES) & 1);
+        auto issue_pv = [&](uint32_t vit) {
+            const uint32_t vslot = vit % STAGES;
+            sm90::mbar_wait(b_fullV + 8 * vslot, (vit / STAGES) & 1);
             sm90::fence();
-            ws_pv<BN>(acc, pa, smem_u32(sV + (slot % STAGES) * KVBYTES));
+            ws_pv<BN>(acc, pa, ws_desc_add(dV0, vslot * (KVBYTES / 16)));
+            if constexpr (RS) ws_rowsum<BN>(ls, pa, dOnes);
             sm90::commit();
         };
         auto s_done = [&]() { /* S is in registers (and Q's registers were read) */
@@ -242,53 +337,59 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             sm90::mbar_wait(b_fullK + 8 * (it % STAGES), (it / STAGES) & 1);
             if (lane == 0) sm90::mbar_arrive(b_empty + 8 * (it % STAGES));
             turn_end();
+            it++;
         };
 
         int j = 0;
-        for (; j < jlo; j++, it++) pass();
+        for (; j < jlo; j++) pass();
         if (jlo <= jhi) {
             /* first tile: S, softmax, P (nothing to overlap with yet) */
             float alpha[2], sum[2];
             turn_begin();
-            issue_qk(it);
+            issue_qk();
             turn_end();
             sm90::wait<0>();
             s_done();
             softmax(j, alpha, sum);
             l[0] = sum[0], l[1] = sum[1];
             pack_p();
-            uint32_t prev = it; /* = it - 1 in the loop below (I32 uses that: one register less) */
+            it++; /* it - 1: the slot whose V the pending P multiplies */
             /* then per tile: issue S_j = Q K_j^T and O += P_{j-1} V_{j-1}; softmax of S_j while
              * the second runs; O *= alpha, P_j = bf16(exp2(S_j - m)) */
-            for (j++, it++; j <= jhi; j++, it++) {
+            for (j++; j <= jhi; j++) {
                 turn_begin();
-                issue_qk(it);
-                issue_pv(I32 ? it - 1 : prev);
+                issue_qk();
+                issue_pv(it - 1);
                 turn_end();
                 sm90::wait<1>();
                 s_done();
-                softmax(j, alpha, sum);
+                const bool move = softmax(j, alpha, sum);
                 sm90::wait<0>();
-                pv_done((I32 ? it - 1 : prev) % STAGES);
+                pv_done((it - 1) % STAGES);
+                if (!LZ || move) {
 #pragma unroll
-                for (int r = 0; r < 2; r++) {
-                    l[r] = l[r] * alpha[r] + sum[r];
+                    for (int r = 0; r < 2; r++) {
 #pragma unroll
-                    for (int i = 0; i < 8; i++) {
-                        acc[4 * i + 2 * r] *= alpha[r];
-                        acc[4 * i + 2 * r + 1] *= alpha[r];
+                        for (int i = 0; i < 8; i++) {
+                            acc[4 * i + 2 * r] *= alpha[r];
+                            acc[4 * i + 2 * r + 1] *= alpha[r];
+                        }
+                        if constexpr (RS) ls[2 * r] *= alpha[r], ls[2 * r + 1] *= alpha[r];
                     }
                 }
+                if constexpr (!RS)
+#pragma unroll
+                    for (int r = 0; r < 2; r++) l[r] = l[r] * alpha[r] + sum[r];
                 pack_p();
-                prev = it;
+                it++;
             }
             /* the last tile's P V */
-            issue_pv(I32 ? it - 1 : prev);
+            issue_pv(it - 1);
             sm90::wait<0>();
-            pv_done((I32 ? it - 1 : prev) % STAGES);
+            pv_done((it - 1) % STAGES);
         }
         if (!QR && lane == 0) sm90::mbar_arrive(b_emptyQ + 8 * qs); /* every S of this tile is done */
-        for (; j < nt; j++, it++) pass();
+        for (; j < nt; j++) pass();
 
         /* I32: the batch and head again from idx (opaque to the compiler), so they need no
          * registers across the key loop */
@@ -301,9 +402,14 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         }
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            float sum = l[r];
-            sum += __shfl_xor_sync(0xffffffff, sum, 1);
-            sum += __shfl_xor_sync(0xffffffff, sum, 2);
+            float sum;
+            if constexpr (RS) {
+                sum = ls[2 * r]; /* the whole row's sum already */
+            } else {
+                sum = l[r];
+                sum += __shfl_xor_sync(0xffffffff, sum, 1);
+                sum += __shfl_xor_sync(0xffffffff, sum, 2);
+            }
             const float inv = sum > 0.f ? 1.f / sum : 0.f;
             const int64_t row = (int64_t)row_base - p.p0 + r * 8; /* query row */
             if (row < Lq) {
