@@ -323,8 +323,9 @@ __device__ __forceinline__ void load_rows_sw(unsigned char *s, const bf16 *g, in
 /* Online-softmax step of one row half r (row g for r = 0, g + 8 for r = 1) of a 64 x BN score
  * tile in the wgmma accumulator layout (4 lanes share a row): the running max m (log2 units)
  * takes the tile's row max, S becomes exp2(S scale_log2 - m), `sum` gets the row sum of the
- * new S; returns alpha = exp2(m_old - m_new), the factor for the old row sum and output. */
-template <int BN>
+ * new S (SUM = 0: not formed, 0; the caller sums on the tensor cores); returns
+ * alpha = exp2(m_old - m_new), the factor for the old row sum and output. */
+template <int BN, int SUM = 1>
 __device__ __forceinline__ float wg_softmax_row(float *S, float &m, int r, float scale_log2, float &sum) {
     float mx = -INFINITY;
 #pragma unroll
@@ -342,7 +343,7 @@ __device__ __forceinline__ float wg_softmax_row(float *S, float &m, int r, float
         for (int e = 2 * r; e < 2 * r + 2; e++) {
             const float pv = ex2(fmaf(S[4 * i + e], scale_log2, -m_use));
             S[4 * i + e] = pv;
-            s += pv;
+            if constexpr (SUM) s += pv;
         }
     sum = s;
     return alpha;
@@ -1051,7 +1052,7 @@ int sm_count() {
 
 /* The warp-specialised dh-64 forward; *ran = 0 (and nothing launched) when no tensor map could
  * be made, so the caller takes the plain warpgroup kernel. */
-template <int BN, int NCWG, int STAGES, int PP, int QR, int I32 = 0, int LZ = 0, int RS = 0, int EMU = 0>
+template <int BN, int NCWG, int STAGES, int QR, int I32 = 0, int RS = 0>
 lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BM = 64 * NCWG;
     fwd_params p = p0;
@@ -1068,7 +1069,7 @@ lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = ws_smem_bytes<BN, NCWG, STAGES, RS>();
-    auto kern = attn_fwd_ws_kernel<BN, NCWG, STAGES, PP, QR, I32, LZ, RS, EMU>;
+    auto kern = attn_fwd_ws_kernel<BN, NCWG, STAGES, QR, I32, RS>;
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     kern<<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
     cuda_check_launch("attn_fwd_ws_kernel");
@@ -1203,40 +1204,30 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
     case 64:
         if (tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a()) {
             /* attn3 runs 2-3 (notes): the warp-specialised kernel with turns, 3 consumer warpgroups;
-             * narrow windows 64-key tiles with Q in registers (13), otherwise 128-key tiles (16);
+             * narrow windows 64-key tiles with Q in registers (13), otherwise 128-key tiles with int32
+             * bookkeeping (24, attn5; the default since attn8's H100 run: 0 spills, 3-10% faster than 16);
              * a handful of query rows (decode) keeps the plain 64-row kernel */
-            const int dflt = p.Lq <= 64 ? 1 : narrow ? 13 : 16;
+            const int dflt = p.Lq <= 64 ? 1 : narrow ? 13 : 24;
             int ran = 0;
             lc_status e = LC_OK;
-            switch (tuning_variant("LC_ATTN_WG", dflt)) { /* 8..16: warp-specialised <BN, consumer WGs, ring slots, turns, Q in registers> (the others of notes run 2/3 were dropped); falls through when it cannot run */
-            case 8: e = launch_fwd_ws<64, 3, 4, 0, 0>(p, s->B, st, &ran); break;
-            case 11: e = launch_fwd_ws<128, 2, 3, 1, 0>(p, s->B, st, &ran); break;
-            case 13: e = launch_fwd_ws<64, 3, 4, 1, 1>(p, s->B, st, &ran); break;
-            case 15: e = launch_fwd_ws<128, 2, 3, 1, 1>(p, s->B, st, &ran); break;
-            case 16: e = launch_fwd_ws<128, 3, 3, 1, 0>(p, s->B, st, &ran); break;
-            /* attn5's 21-23 (2 consumer warpgroups x 192-key tiles) were slower (lead's run, session 3:
-             * W 512 / 4096 at 1M, dense 64K: 21 9.98 / 46.37 / 22.73 ms, 22 10.16 / 44.75 / 20.79
-             * against 7.75 / 40.52 / 20.74 for the defaults): removed in attn6 */
-            /* attn5: 16 and 13 with int32 positions / tile indices in the kernel (L < 2^30; else falls
-             * back): 16 spills 76 B, 24 8 B; 25 no spills */
-            case 24: e = launch_fwd_ws<128, 3, 3, 1, 0, 1>(p, s->B, st, &ran); break;
-            case 25: e = launch_fwd_ws<64, 3, 4, 1, 1, 1>(p, s->B, st, &ran); break;
-            /* attn8 (exploration, int32 bookkeeping): + LZ (lazy rescale), RS (row sums on the tensor
-             * cores), EMU (exp2 of EMU/8 of the scores on the FMA pipe) */
-            case 30: e = launch_fwd_ws<128, 3, 3, 1, 0, 1, 1, 0, 0>(p, s->B, st, &ran); break;
-            case 31: e = launch_fwd_ws<128, 3, 3, 1, 0, 1, 1, 1, 0>(p, s->B, st, &ran); break;
-            case 32: e = launch_fwd_ws<128, 3, 3, 1, 0, 1, 1, 1, 1>(p, s->B, st, &ran); break;
-            case 33: e = launch_fwd_ws<128, 3, 3, 1, 0, 1, 1, 1, 2>(p, s->B, st, &ran); break;
-            case 34: e = launch_fwd_ws<128, 3, 3, 1, 0, 1, 1, 0, 1>(p, s->B, st, &ran); break;
-            case 35: e = launch_fwd_ws<64, 3, 4, 1, 1, 1, 1, 0, 0>(p, s->B, st, &ran); break;
-            case 36: e = launch_fwd_ws<64, 3, 4, 1, 1, 1, 1, 1, 0>(p, s->B, st, &ran); break;
-            case 37: e = launch_fwd_ws<64, 3, 4, 1, 1, 1, 1, 1, 1>(p, s->B, st, &ran); break;
-            case 38: e = launch_fwd_ws<64, 3, 4, 1, 1, 1, 1, 0, 1>(p, s->B, st, &ran); break;
-            case 39: e = launch_fwd_ws<128, 2, 3, 1, 1, 1, 1, 1, 1>(p, s->B, st, &ran); break;
+            /* <BN, consumer warpgroups, ring slots, Q in registers, int32 bookkeeping, row sums on
+             * the tensor cores>; every form has 3 consumer warpgroups taking turns. 24 and 26 fall
+             * back to 16 where int32 positions or tile indices would not do (L, q_pos0 + Lq or the
+             * tile count at 2^30). Removed after the H100 runs of results/notes-attn.md: attn3's 8, 11,
+             * 15 (no turns, 2 warpgroups), attn5's 25 (13 in int32: no faster), attn8's lazy rescale
+             * and exp2 on the FMA pipe (both slower). */
+            const int wv = tuning_variant("LC_ATTN_WG", dflt);
+            switch (wv) {
+            case 13: e = launch_fwd_ws<64, 3, 4, 1>(p, s->B, st, &ran); break;
+            case 16: e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran); break;
+            case 24: e = launch_fwd_ws<128, 3, 3, 0, 1>(p, s->B, st, &ran); break;
+            case 26: e = launch_fwd_ws<128, 3, 3, 0, 1, 1>(p, s->B, st, &ran); break;
+            case 27: e = launch_fwd_ws<64, 3, 4, 1, 0, 1>(p, s->B, st, &ran); break;
             default: break;
             }
+            if (e == LC_OK && !ran && (wv == 24 || wv == 26)) e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran);
             if (e != LC_OK || ran) return e;
-            switch (tuning_variant("LC_ATTN_WG", dflt)) {
+            switch (wv) {
             case 1: return launch_fwd_wgmma<64, 64, 1>(p, s->B, st);
             case 2: return launch_fwd_wgmma<64, 64, 2>(p, s->B, st);
             case 3: return launch_fwd_wgmma<64, 128, 1>(p, s->B, st);

@@ -25,12 +25,18 @@
  *                softmax of S_j (masks only on tiles that cut the diagonal, the window's lower
  *                edge or the end of the sequence, in int32 relative to the tile) while
  *                P_{j-1} V_{j-1} still runs, then O *= alpha_j and P_j = bf16(exp2(S_j - m_j)).
- *              PP: the warpgroups take turns issuing their MMAs (named barriers), so one
+ *              The warpgroups take turns issuing their MMAs (named barriers), so one
  *              warpgroup's softmax runs while the others' MMAs do, in a fixed order.
+ *              RS: the row sums of P come from the tensor cores (P times a block of ones, see
+ *              ws_rowsum) instead of one add per score.
+ *              I32: positions and tile indices in int32 (fewer registers: 0 spills at 160).
  * Layouts: Q, K, V, O, lse as in attention.h; tensor maps view q as [B][Lq][HQ][64] and k, v as
  * [B][L][H][64] (4-D, innermost first), so rows past Lq or L arrive as zeros.
- * Tuning runs (results/notes-attn.md, attn3): PP +10-20%, QR +5-10% at BN = 64, 3 consumer
- * warpgroups beat 2; a quarter of the exp2 on the FMA pipe (a cubic) was slower and was dropped. */
+ * Tuning runs (results/notes-attn.md): turns +10-20%, QR +5-10% at BN = 64, 3 consumer
+ * warpgroups beat 2 (attn3). Tried and dropped (slower on the H100 although they issue fewer
+ * instructions or fewer SFU ops): a quarter (attn3), an eighth or a quarter (attn8) of the exp2
+ * as a cubic on the FMA pipe; a lazy rescale that moves the running max only when it grows by
+ * more than 2^8 (attn8: no O rescale on most tiles, but a warp vote and branches per tile). */
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* a descriptor moved by `off` 16-byte units: the start-address field is the low 14 bits and
@@ -81,18 +87,6 @@ __device__ __forceinline__ void ws_rowsum(float (&d)[4], const uint32_t (*pa)[4]
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) ws_rowsum_n8(d, pa[kk], dones);
 }
-/* 2^x on the FMA pipe (EMU): 2^round(x) from the exponent bits, 2^f for f in [-0.5, 0.5] by a
- * cubic (minimax for the relative error, 7.5e-5, far below the bf16 rounding of P); x is clamped
- * at -126 (the result then is 2^-126 or a denormal instead of 0: nothing next to the row max).
- * Eight FMA-pipe instructions against one MUFU.EX2: at dh 64 the SFU does one exp2 per 256 MMA
- * FLOPs, as busy as the tensor cores, so a small share moved here shortens the softmax. */
-__device__ __forceinline__ float ex2_fma(float x) {
-    x = fmaxf(x, -126.f);
-    const float t = x + 12582912.f; /* 1.5 * 2^23: the low mantissa bits of t hold round(x) */
-    const float f = x - (t - 12582912.f);
-    const float q = fmaf(fmaf(fmaf(0.0551716691f, f, 0.242611122f), f, 0.693260985f), f, 0.999928074f);
-    return __int_as_float(__float_as_int(q) + (__float_as_int(t) << 23));
-}
 #endif
 
 /* Shared-memory bytes of one block (1024 of slack to align the swizzle atoms). */
@@ -101,10 +95,7 @@ constexpr size_t ws_smem_bytes() {
     return 1024 + 2 * (size_t)NCWG * 64 * 128 + 2 * (size_t)STAGES * BN * 128 + (RS ? 1024 : 0) + (4 + 3 * STAGES) * 8;
 }
 
-/* LZ (attn8): the running max moves only when a row's tile max exceeds it by more than 8 (log2
- * units), decided per warp (vote), so most tiles skip the O rescale (32 multiplies a thread) and
- * alpha; P then stays below 2^8, harmless in fp32 / bf16. RS, EMU: above. */
-template <int BN, int NCWG, int STAGES, int PP, int QR, int I32 = 0, int LZ = 0, int RS = 0, int EMU = 0>
+template <int BN, int NCWG, int STAGES, int QR, int I32 = 0, int RS = 0>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_fwd_ws_kernel(const fwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                        const __grid_constant__ CUtensorMap tv, const int64_t ntiles) {
@@ -182,23 +173,19 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     /* key tiles consumed so far (ring slot it % STAGES, phase (it / STAGES) & 1: a power-of-two
      * STAGES makes both one instruction) and query tiles */
     uint32_t it = 0, tc = 0;
-    /* PP: the consumer warpgroups take turns issuing their MMAs (named barrier 1 + w is
+    /* turns: the consumer warpgroups take turns issuing their MMAs (named barrier 1 + w is
      * warpgroup w's turn; the previous one opens it), so one warpgroup's softmax runs while the
      * next one's MMAs do. Every warpgroup takes one turn per key tile of the block, computed
-     * or not, so the turns stay in step; the last warpgroup opens the first turn. */
-    /* (the next warpgroup's barrier is derived from this one's inside the asm: one register
-     * less across the key loop than two ids) */
+     * or not, so the turns stay in step; the last warpgroup opens the first turn. The next
+     * warpgroup's barrier is derived from this one's inside the asm (one register less across
+     * the key loop than two ids). */
     const uint32_t turn_id = 1 + cw;
-    auto turn_begin = [&]() {
-        if constexpr (PP) asm volatile("bar.sync %0, 256;\n" ::"r"(turn_id) : "memory");
-    };
+    auto turn_begin = [&]() { asm volatile("bar.sync %0, 256;\n" ::"r"(turn_id) : "memory"); };
     auto turn_end = [&]() {
-        if constexpr (PP)
-            asm volatile("{\n.reg .pred p;\n.reg .u32 t;\nsetp.eq.u32 p, %0, %1;\nadd.u32 t, %0, 1;\n"
-                         "selp.u32 t, 1, t, p;\nbar.arrive t, 256;\n}\n" ::"r"(turn_id), "n"(NCWG) : "memory");
+        asm volatile("{\n.reg .pred p;\n.reg .u32 t;\nsetp.eq.u32 p, %0, %1;\nadd.u32 t, %0, 1;\n"
+                     "selp.u32 t, 1, t, p;\nbar.arrive t, 256;\n}\n" ::"r"(turn_id), "n"(NCWG) : "memory");
     };
-    if constexpr (PP)
-        if (cw == NCWG - 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+    if (cw == NCWG - 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
 
     for (pos_t idx = blockIdx.x; idx < (pos_t)ntiles; idx += gridDim.x, tc++) {
         const fwd_tile<D> t = fwd_tile_of<D>(p, BM, idx);
@@ -230,10 +217,10 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         for (int i = 0; i < 32; i++) acc[i] = 0.f;
 
         /* mask (only tiles that cut the diagonal, the window's lower edge or the end of the
-         * sequence) and online softmax: S becomes exp2(S*scale - m) in place, alpha[r] the factor
-         * for the older partial sums, sum[r] this tile's row sums (partial over the quad; not
-         * formed with RS); returns whether alpha is other than 1 for some row of the warp */
-        auto softmax = [&](int j, float alpha[2], float sum[2]) -> bool {
+         * sequence) and online softmax: S becomes exp2(S*scale - m_new) in place, alpha[r] the
+         * factor for the older partial sums, sum[r] this tile's row sums (partial over the quad;
+         * not formed with RS) */
+        auto softmax = [&](int j, float alpha[2], float sum[2]) {
             const pos_t k0 = (j0 + j) * BN;
             if (k0 + BN > L || (p.causal && (k0 + BN - 1 > r0 || (W > 0 && k0 < rlast - W)))) {
                 /* in int32, relative to the tile: d = row - col for col = 8i + (e&1) + 2tg;
@@ -250,44 +237,8 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                         if (c >= lim || (p.causal && (dd < 0 || dd > Wm))) S[4 * i + e] = -INFINITY;
                     }
             }
-            float mn[2];
-            bool move = false;
 #pragma unroll
-            for (int r = 0; r < 2; r++) {
-                float mx = -INFINITY;
-#pragma unroll
-                for (int i = 0; i < BN / 8; i++) mx = fmaxf(mx, fmaxf(S[4 * i + 2 * r], S[4 * i + 2 * r + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-                mn[r] = fmaxf(m[r], mx * p.scale_log2);
-                move |= mn[r] > m[r] + (LZ ? 8.f : 0.f);
-            }
-            if constexpr (LZ) move = __any_sync(0xffffffff, move);
-            else move = true;
-            float mu[2];
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                if (move) { /* alpha = 2^(m_old - m_new); -inf (no key seen yet) counts as 0 */
-                    mu[r] = mn[r] == -INFINITY ? 0.f : mn[r];
-                    alpha[r] = ex2(m[r] - mu[r]);
-                    m[r] = mn[r];
-                } else {
-                    mu[r] = m[r] == -INFINITY ? 0.f : m[r];
-                    alpha[r] = 1.f;
-                }
-            }
-            float s[2] = {0.f, 0.f};
-#pragma unroll
-            for (int i = 0; i < BN / 8; i++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const float x = fmaf(S[4 * i + e], p.scale_log2, -mu[e >> 1]);
-                    const float pv = (EMU > 0 && i % 8 < EMU) ? ex2_fma(x) : ex2(x);
-                    S[4 * i + e] = pv;
-                    if constexpr (!RS) s[e >> 1] += pv;
-                }
-            sum[0] = s[0], sum[1] = s[1];
-            return move;
+            for (int r = 0; r < 2; r++) alpha[r] = wg_softmax_row<BN, !RS>(S, m[r], r, p.scale_log2, sum[r]);
         };
         auto pv_done = [&](uint32_t vslot) { /* P V of `vslot` finished: keep its registers, free the slot */
 #pragma unroll
@@ -363,23 +314,19 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                 turn_end();
                 sm90::wait<1>();
                 s_done();
-                const bool move = softmax(j, alpha, sum);
+                softmax(j, alpha, sum);
                 sm90::wait<0>();
                 pv_done((it - 1) % STAGES);
-                if (!LZ || move) {
 #pragma unroll
-                    for (int r = 0; r < 2; r++) {
+                for (int r = 0; r < 2; r++) {
 #pragma unroll
-                        for (int i = 0; i < 8; i++) {
-                            acc[4 * i + 2 * r] *= alpha[r];
-                            acc[4 * i + 2 * r + 1] *= alpha[r];
-                        }
-                        if constexpr (RS) ls[2 * r] *= alpha[r], ls[2 * r + 1] *= alpha[r];
+                    for (int i = 0; i < 8; i++) {
+                        acc[4 * i + 2 * r] *= alpha[r];
+                        acc[4 * i + 2 * r + 1] *= alpha[r];
                     }
+                    if constexpr (RS) ls[2 * r] *= alpha[r], ls[2 * r + 1] *= alpha[r];
+                    else l[r] = l[r] * alpha[r] + sum[r];
                 }
-                if constexpr (!RS)
-#pragma unroll
-                    for (int r = 0; r < 2; r++) l[r] = l[r] * alpha[r] + sum[r];
                 pack_p();
                 it++;
             }
@@ -424,7 +371,6 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             }
         }
     }
-    if constexpr (PP)
-        if (cw == 0) asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* the last turn's opening */
+    if (cw == 0) asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* the last turn's opening */
 #endif
 }

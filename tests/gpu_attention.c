@@ -264,9 +264,8 @@ static void check_ws_forward(void) {
     const int64_t c8[] = {0, 1, 190, 191, 400};
     /* the warp-specialised forward (sm_90a, dh 64), every variant; then with 3 blocks, so each
      * persistent block serves many query tiles (key-slot ring and Q buffers wrap around) */
-    /* 24, 25: attn5, 16 and 13 with int32 positions (attn5's 21-23, 192-key tiles, were removed) */
-    /* 30-39: attn8, lazy rescale / row sums on the tensor cores / part of exp2 on the FMA pipe */
-    static const char *wsv[] = {"8", "11", "13", "15", "16", "24", "25", "30", "31", "32", "33", "34", "35", "36", "37", "38", "39"};
+    /* 24: 16 with int32 positions (attn5); 26, 27: 24 and 13 with the row sums on the tensor cores (attn8) */
+    static const char *wsv[] = {"13", "16", "24", "26", "27"};
     const int nwsv = (int)(sizeof wsv / sizeof wsv[0]);
     const int64_t c9[] = {0, 700, 1601};
     for (int i = 0; i < nwsv; i++) {
