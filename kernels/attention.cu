@@ -323,9 +323,8 @@ __device__ __forceinline__ void load_rows_sw(unsigned char *s, const bf16 *g, in
 /* Online-softmax step of one row half r (row g for r = 0, g + 8 for r = 1) of a 64 x BN score
  * tile in the wgmma accumulator layout (4 lanes share a row): the running max m (log2 units)
  * takes the tile's row max, S becomes exp2(S scale_log2 - m), `sum` gets the row sum of the
- * new S (SUM = 0: not formed, 0; the caller sums on the tensor cores); returns
- * alpha = exp2(m_old - m_new), the factor for the old row sum and output. */
-template <int BN, int SUM = 1>
+ * new S; returns alpha = exp2(m_old - m_new), the factor for the old row sum and output. */
+template <int BN>
 __device__ __forceinline__ float wg_softmax_row(float *S, float &m, int r, float scale_log2, float &sum) {
     float mx = -INFINITY;
 #pragma unroll
@@ -343,7 +342,7 @@ __device__ __forceinline__ float wg_softmax_row(float *S, float &m, int r, float
         for (int e = 2 * r; e < 2 * r + 2; e++) {
             const float pv = ex2(fmaf(S[4 * i + e], scale_log2, -m_use));
             S[4 * i + e] = pv;
-            if constexpr (SUM) s += pv;
+            s += pv;
         }
     sum = s;
     return alpha;
@@ -1052,7 +1051,7 @@ int sm_count() {
 
 /* The warp-specialised dh-64 forward; *ran = 0 (and nothing launched) when no tensor map could
  * be made, so the caller takes the plain warpgroup kernel. */
-template <int BN, int NCWG, int STAGES, int QR, int I32 = 0, int RS = 0>
+template <int BN, int NCWG, int STAGES, int QR, int I32 = 0>
 lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BM = 64 * NCWG;
     fwd_params p = p0;
@@ -1068,8 +1067,8 @@ lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *r
     int64_t grid = ntiles < sm_count() ? ntiles : sm_count();
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
     if (cap > 0 && cap < grid) grid = cap;
-    const size_t smem = ws_smem_bytes<BN, NCWG, STAGES, RS>();
-    auto kern = attn_fwd_ws_kernel<BN, NCWG, STAGES, QR, I32, RS>;
+    const size_t smem = ws_smem_bytes<BN, NCWG, STAGES>();
+    auto kern = attn_fwd_ws_kernel<BN, NCWG, STAGES, QR, I32>;
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     kern<<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
     cuda_check_launch("attn_fwd_ws_kernel");
@@ -1210,22 +1209,20 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             const int dflt = p.Lq <= 64 ? 1 : narrow ? 13 : 24;
             int ran = 0;
             lc_status e = LC_OK;
-            /* <BN, consumer warpgroups, ring slots, Q in registers, int32 bookkeeping, row sums on
-             * the tensor cores>; every form has 3 consumer warpgroups taking turns. 24 and 26 fall
-             * back to 16 where int32 positions or tile indices would not do (L, q_pos0 + Lq or the
-             * tile count at 2^30). Removed after the H100 runs of results/notes-attn.md: attn3's 8, 11,
-             * 15 (no turns, 2 warpgroups), attn5's 25 (13 in int32: no faster), attn8's lazy rescale
-             * and exp2 on the FMA pipe (both slower). */
+            /* <BN, consumer warpgroups, ring slots, Q in registers, int32 bookkeeping>; every form
+             * has 3 consumer warpgroups taking turns. 24 falls back to 16 where int32 positions or
+             * tile indices would not do (L, q_pos0 + Lq or the tile count at 2^30). Removed after
+             * the H100 runs of results/notes-attn.md: attn3's 8, 11, 15 (no turns, 2 warpgroups),
+             * attn5's 25 (13 in int32: no faster), attn8's lazy rescale, exp2 on the FMA pipe and
+             * row sums on the tensor cores (26, 27: none faster). */
             const int wv = tuning_variant("LC_ATTN_WG", dflt);
             switch (wv) {
             case 13: e = launch_fwd_ws<64, 3, 4, 1>(p, s->B, st, &ran); break;
             case 16: e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran); break;
             case 24: e = launch_fwd_ws<128, 3, 3, 0, 1>(p, s->B, st, &ran); break;
-            case 26: e = launch_fwd_ws<128, 3, 3, 0, 1, 1>(p, s->B, st, &ran); break;
-            case 27: e = launch_fwd_ws<64, 3, 4, 1, 0, 1>(p, s->B, st, &ran); break;
             default: break;
             }
-            if (e == LC_OK && !ran && (wv == 24 || wv == 26)) e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran);
+            if (e == LC_OK && !ran && wv == 24) e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran);
             if (e != LC_OK || ran) return e;
             switch (wv) {
             case 1: return launch_fwd_wgmma<64, 64, 1>(p, s->B, st);

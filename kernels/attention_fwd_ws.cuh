@@ -27,8 +27,6 @@
  *                P_{j-1} V_{j-1} still runs, then O *= alpha_j and P_j = bf16(exp2(S_j - m_j)).
  *              The warpgroups take turns issuing their MMAs (named barriers), so one
  *              warpgroup's softmax runs while the others' MMAs do, in a fixed order.
- *              RS: the row sums of P come from the tensor cores (P times a block of ones, see
- *              ws_rowsum) instead of one add per score.
  *              I32: positions and tile indices in int32 (fewer registers: 0 spills at 160).
  * Layouts: Q, K, V, O, lse as in attention.h; tensor maps view q as [B][Lq][HQ][64] and k, v as
  * [B][L][H][64] (4-D, innermost first), so rows past Lq or L arrive as zeros.
@@ -36,7 +34,9 @@
  * warpgroups beat 2 (attn3). Tried and dropped (slower on the H100 although they issue fewer
  * instructions or fewer SFU ops): a quarter (attn3), an eighth or a quarter (attn8) of the exp2
  * as a cubic on the FMA pipe; a lazy rescale that moves the running max only when it grows by
- * more than 2^8 (attn8: no O rescale on most tiles, but a warp vote and branches per tile). */
+ * more than 2^8 (attn8: no O rescale on most tiles, but a warp vote and branches per tile); the
+ * row sums of P on the tensor cores (attn8: P times a block of ones in an m64n8k16 wgmma per k16
+ * step instead of one add per score; no faster). */
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* a descriptor moved by `off` 16-byte units: the start-address field is the low 14 bits and
@@ -73,29 +73,15 @@ __device__ __forceinline__ void ws_pv(float *acc, const uint32_t (*pa)[4], uint6
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) sm90::rs_n64<1>(acc, pa[kk], ws_desc_add(dv, kk * 16 * 128 / 16), 1);
 }
-/* RS: the row sums l += P 1 on the tensor cores (D[64 x 8] += P[64 x 16] ones[16 x 8] per k16
- * step, all 8 columns the same sum), so the softmax needs no add per score; B is a 1 KB block of
- * bf16 ones in shared memory, the same descriptor for every step (any layout reads ones) */
-__device__ __forceinline__ void ws_rowsum_n8(float (&d)[4], const uint32_t *a, uint64_t db) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, {%4, %5, %6, %7}, %8, p, 1, 1, 0;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
-}
-template <int BN>
-__device__ __forceinline__ void ws_rowsum(float (&d)[4], const uint32_t (*pa)[4], uint64_t dones) {
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) ws_rowsum_n8(d, pa[kk], dones);
-}
 #endif
 
 /* Shared-memory bytes of one block (1024 of slack to align the swizzle atoms). */
-template <int BN, int NCWG, int STAGES, int RS = 0>
+template <int BN, int NCWG, int STAGES>
 constexpr size_t ws_smem_bytes() {
-    return 1024 + 2 * (size_t)NCWG * 64 * 128 + 2 * (size_t)STAGES * BN * 128 + (RS ? 1024 : 0) + (4 + 3 * STAGES) * 8;
+    return 1024 + 2 * (size_t)NCWG * 64 * 128 + 2 * (size_t)STAGES * BN * 128 + (4 + 3 * STAGES) * 8;
 }
 
-template <int BN, int NCWG, int STAGES, int QR, int I32 = 0, int RS = 0>
+template <int BN, int NCWG, int STAGES, int QR, int I32 = 0>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_fwd_ws_kernel(const fwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                        const __grid_constant__ CUtensorMap tv, const int64_t ntiles) {
@@ -109,8 +95,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     unsigned char *sQ = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [2][BM x 128 B] */
     unsigned char *sK = sQ + 2 * QBYTES;                                          /* [STAGES][BN x 128 B] */
     unsigned char *sV = sK + STAGES * KVBYTES;
-    unsigned char *sOnes = sV + STAGES * KVBYTES; /* RS: 1 KB of bf16 ones */
-    const uint32_t bar0 = smem_u32(sOnes + (RS ? 1024 : 0));
+    const uint32_t bar0 = smem_u32(sV + STAGES * KVBYTES);
     const uint32_t b_fullQ = bar0, b_emptyQ = bar0 + 16, b_fullK = bar0 + 32, b_fullV = b_fullK + 8 * STAGES,
                    b_empty = b_fullV + 8 * STAGES;
 
@@ -126,10 +111,6 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             sm90::mbar_init(b_empty + 8 * s, 4 * NCWG);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    }
-    if constexpr (RS) {
-        if (tid < 256) reinterpret_cast<uint32_t *>(sOnes)[tid] = 0x3F803F80u; /* two bf16 1.0 */
-        sm90::fence_proxy_async(); /* generic writes -> the wgmma (async proxy) reads */
     }
     __syncthreads();
 
@@ -166,10 +147,10 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     const pos_t L = (pos_t)p.L, Lq = (pos_t)p.Lq, W = (pos_t)p.W;
     /* window width for the int32 mask test: dense causal = no lower edge */
     const int Wm = (p.causal && W > 0) ? (int)min((int64_t)W, (int64_t)1 << 30) : 1 << 30;
-    /* descriptors of slot 0 (K, V), of this warpgroup's rows in Q buffer 0 and of the ones; a slot
-     * or buffer s is s * bytes / 16 further */
+    /* descriptors of slot 0 (K, V) and of this warpgroup's rows in Q buffer 0; a slot or buffer s
+     * is s * bytes / 16 further */
     const uint64_t dK0 = sm90::desc_k(smem_u32(sK)), dV0 = sm90::desc_mn(smem_u32(sV));
-    const uint64_t dQ0 = sm90::desc_k(smem_u32(sQ) + cw * 64 * 128), dOnes = sm90::desc_k(smem_u32(sOnes));
+    const uint64_t dQ0 = sm90::desc_k(smem_u32(sQ) + cw * 64 * 128);
     /* key tiles consumed so far (ring slot it % STAGES, phase (it / STAGES) & 1: a power-of-two
      * STAGES makes both one instruction) and query tiles */
     uint32_t it = 0, tc = 0;
@@ -211,15 +192,14 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             if (lane == 0) sm90::mbar_arrive(b_emptyQ + 8 * qs);
         }
 
-        float acc[32], S[BN / 2], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, ls[4] = {0.f, 0.f, 0.f, 0.f};
+        float acc[32], S[BN / 2], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
         uint32_t pa[BN / 16][4];
 #pragma unroll
         for (int i = 0; i < 32; i++) acc[i] = 0.f;
 
         /* mask (only tiles that cut the diagonal, the window's lower edge or the end of the
          * sequence) and online softmax: S becomes exp2(S*scale - m_new) in place, alpha[r] the
-         * factor for the older partial sums, sum[r] this tile's row sums (partial over the quad;
-         * not formed with RS) */
+         * factor for the older partial sums, sum[r] this tile's row sums (partial over the quad) */
         auto softmax = [&](int j, float alpha[2], float sum[2]) {
             const pos_t k0 = (j0 + j) * BN;
             if (k0 + BN > L || (p.causal && (k0 + BN - 1 > r0 || (W > 0 && k0 < rlast - W)))) {
@@ -238,14 +218,11 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                     }
             }
 #pragma unroll
-            for (int r = 0; r < 2; r++) alpha[r] = wg_softmax_row<BN, !RS>(S, m[r], r, p.scale_log2, sum[r]);
+            for (int r = 0; r < 2; r++) alpha[r] = wg_softmax_row<BN>(S, m[r], r, p.scale_log2, sum[r]);
         };
         auto pv_done = [&](uint32_t vslot) { /* P V of `vslot` finished: keep its registers, free the slot */
 #pragma unroll
             for (int i = 0; i < 32; i++) sm90::reg_fence(acc[i]);
-            if constexpr (RS)
-#pragma unroll
-                for (int i = 0; i < 4; i++) sm90::reg_fence(ls[i]);
 #pragma unroll
             for (int kk = 0; kk < BN / 16; kk++)
 #pragma unroll
@@ -269,7 +246,6 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
             sm90::mbar_wait(b_fullV + 8 * vslot, (vit / STAGES) & 1);
             sm90::fence();
             ws_pv<BN>(acc, pa, ws_desc_add(dV0, vslot * (KVBYTES / 16)));
-            if constexpr (RS) ws_rowsum<BN>(ls, pa, dOnes);
             sm90::commit();
         };
         auto s_done = [&]() { /* S is in registers (and Q's registers were read) */
@@ -324,8 +300,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                         acc[4 * i + 2 * r] *= alpha[r];
                         acc[4 * i + 2 * r + 1] *= alpha[r];
                     }
-                    if constexpr (RS) ls[2 * r] *= alpha[r], ls[2 * r + 1] *= alpha[r];
-                    else l[r] = l[r] * alpha[r] + sum[r];
+                    l[r] = l[r] * alpha[r] + sum[r];
                 }
                 pack_p();
                 it++;
@@ -349,14 +324,9 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         }
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            float sum;
-            if constexpr (RS) {
-                sum = ls[2 * r]; /* the whole row's sum already */
-            } else {
-                sum = l[r];
-                sum += __shfl_xor_sync(0xffffffff, sum, 1);
-                sum += __shfl_xor_sync(0xffffffff, sum, 2);
-            }
+            float sum = l[r];
+            sum += __shfl_xor_sync(0xffffffff, sum, 1);
+            sum += __shfl_xor_sync(0xffffffff, sum, 2);
             const float inv = sum > 0.f ? 1.f / sum : 0.f;
             const int64_t row = (int64_t)row_base - p.p0 + r * 8; /* query row */
             if (row < Lq) {
