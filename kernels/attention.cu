@@ -1048,7 +1048,7 @@ int sm_count() {
 
 /* The warp-specialised dh-64 forward; *ran = 0 (and nothing launched) when no tensor map could
  * be made, so the caller takes the plain warpgroup kernel. */
-template <int BN, int NCWG, int STAGES, int QR, int I32 = 0, int TREE = 0>
+template <int BN, int NCWG, int STAGES, int QR, int I32 = 0>
 lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BM = 64 * NCWG;
     fwd_params p = p0;
@@ -1065,7 +1065,7 @@ lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = ws_smem_bytes<BN, NCWG, STAGES>();
-    auto kern = attn_fwd_ws_kernel<BN, NCWG, STAGES, QR, I32, TREE>;
+    auto kern = attn_fwd_ws_kernel<BN, NCWG, STAGES, QR, I32>;
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     kern<<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
     cuda_check_launch("attn_fwd_ws_kernel");
@@ -1218,11 +1218,9 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             case 13: e = launch_fwd_ws<64, 3, 4, 1>(p, s->B, st, &ran); break;
             case 16: e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran); break;
             case 24: e = launch_fwd_ws<128, 3, 3, 0, 1>(p, s->B, st, &ran); break;
-            case 28: e = launch_fwd_ws<128, 3, 3, 0, 1, 1>(p, s->B, st, &ran); break; /* attn8 run 3: 24 + TREE */
-            case 29: e = launch_fwd_ws<64, 3, 4, 1, 0, 1>(p, s->B, st, &ran); break;  /* 13 + TREE */
             default: break;
             }
-            if (e == LC_OK && !ran && (wv == 24 || wv == 28)) e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran);
+            if (e == LC_OK && !ran && wv == 24) e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran);
             if (e != LC_OK || ran) return e;
             switch (wv) {
             case 1: return launch_fwd_wgmma<64, 64, 1>(p, s->B, st);

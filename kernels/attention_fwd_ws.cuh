@@ -75,43 +75,13 @@ __device__ __forceinline__ void ws_pv(float *acc, const uint32_t (*pa)[4], uint6
 }
 #endif
 
-/* wg_softmax_row (attention.cu) with shorter dependency chains (TREE, attn8): the row max over
- * four independent FMNMX chains (depth BN/32 + 2 instead of BN/8) and the row sum over two FADD
- * chains; the same instructions, less latency between S arriving and the first exp2 */
-template <int BN>
-__device__ __forceinline__ float ws_softmax_row(float *S, float &m, int r, float scale_log2, float &sum) {
-    float c[4];
-#pragma unroll
-    for (int k = 0; k < 4; k++) c[k] = fmaxf(S[4 * k + 2 * r], S[4 * k + 2 * r + 1]);
-#pragma unroll
-    for (int i = 4; i < BN / 8; i++) c[i % 4] = fmaxf(c[i % 4], fmaxf(S[4 * i + 2 * r], S[4 * i + 2 * r + 1]));
-    float mx = fmaxf(fmaxf(c[0], c[1]), fmaxf(c[2], c[3]));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-    const float m_new = fmaxf(m, mx * scale_log2);
-    const float m_use = m_new == -INFINITY ? 0.f : m_new;
-    const float alpha = ex2(m - m_use);
-    m = m_new;
-    float s[2] = {0.f, 0.f};
-#pragma unroll
-    for (int i = 0; i < BN / 8; i++)
-#pragma unroll
-        for (int e = 2 * r; e < 2 * r + 2; e++) {
-            const float pv = ex2(fmaf(S[4 * i + e], scale_log2, -m_use));
-            S[4 * i + e] = pv;
-            s[i & 1] += pv;
-        }
-    sum = s[0] + s[1];
-    return alpha;
-}
-
 /* Shared-memory bytes of one block (1024 of slack to align the swizzle atoms). */
 template <int BN, int NCWG, int STAGES>
 constexpr size_t ws_smem_bytes() {
     return 1024 + 2 * (size_t)NCWG * 64 * 128 + 2 * (size_t)STAGES * BN * 128 + (4 + 3 * STAGES) * 8;
 }
 
-template <int BN, int NCWG, int STAGES, int QR, int I32 = 0, int TREE = 0>
+template <int BN, int NCWG, int STAGES, int QR, int I32 = 0>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_fwd_ws_kernel(const fwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                        const __grid_constant__ CUtensorMap tv, const int64_t ntiles) {
@@ -248,9 +218,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                     }
             }
 #pragma unroll
-            for (int r = 0; r < 2; r++)
-                alpha[r] = TREE ? ws_softmax_row<BN>(S, m[r], r, p.scale_log2, sum[r])
-                                : wg_softmax_row<BN>(S, m[r], r, p.scale_log2, sum[r]);
+            for (int r = 0; r < 2; r++) alpha[r] = wg_softmax_row<BN>(S, m[r], r, p.scale_log2, sum[r]);
         };
         auto pv_done = [&](uint32_t vslot) { /* P V of `vslot` finished: keep its registers, free the slot */
 #pragma unroll

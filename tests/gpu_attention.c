@@ -265,7 +265,7 @@ static void check_ws_forward(void) {
     /* the warp-specialised forward (sm_90a, dh 64), every variant; then with 3 blocks, so each
      * persistent block serves many query tiles (key-slot ring and Q buffers wrap around) */
     /* 13, 24: the defaults (W <= 1024 / otherwise); 16: 24 with 64-bit positions, its fallback */
-    static const char *wsv[] = {"13", "16", "24", "28", "29"};
+    static const char *wsv[] = {"13", "16", "24"};
     const int nwsv = (int)(sizeof wsv / sizeof wsv[0]);
     const int64_t c9[] = {0, 700, 1601};
     for (int i = 0; i < nwsv; i++) {
