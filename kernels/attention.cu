@@ -1025,12 +1025,12 @@ int ws_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t rows, int
 /* A 2-D tensor map over the packed (lse, D) buffer, fp32 [rows][Lp][2]: 2L valid floats per row
  * (the rest of the row and every box element past 2L arrive as zeros), rows 8*Lp bytes apart
  * (Lp a multiple of 4, the stride a multiple of 16 bytes); box = one tile's 64 pairs. */
-int ld_tensor_map(CUtensorMap *m, const float2 *base, int64_t rows, int64_t L, int64_t Lp) {
+int ld_tensor_map(CUtensorMap *m, const float2 *base, int64_t rows, int64_t L, int64_t Lp, int box_floats = 128) {
     PFN_cuTensorMapEncodeTiled_v12000 encode = lc_tensor_map_encoder();
-    if (!encode || ((uintptr_t)base & 15) || (Lp & 3) || L > Lp || 2 * L < 128) return 0;
+    if (!encode || ((uintptr_t)base & 15) || (Lp & 3) || L > Lp || 2 * L < box_floats) return 0;
     const cuuint64_t dims[2] = {(cuuint64_t)(2 * L), (cuuint64_t)rows};
     const cuuint64_t strides[1] = {(cuuint64_t)(Lp * 8)};
-    const cuuint32_t box[2] = {128, 1}, estr[2] = {1, 1};
+    const cuuint32_t box[2] = {(cuuint32_t)box_floats, 1}, estr[2] = {1, 1};
     return encode(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, const_cast<float2 *>(base), dims, strides, box, estr,
                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
@@ -1141,6 +1141,32 @@ lc_status launch_bwd_pp(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     cuda_check(cudaFuncSetAttribute(attn_bwd_pp_kernel<ATOM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     attn_bwd_pp_kernel<ATOM><<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
     cuda_check_launch("attn_bwd_pp_kernel");
+    *ran = 1;
+    return LC_OK;
+}
+
+/* attn7: the 128-query-tile backward of attention_bwd_ws.cuh (variant 18); the same fallback
+ * conditions as launch_bwd_ws (L >= 128: the Q, dO boxes are 128 rows, the (lse, D) box 256 floats). */
+lc_status launch_bwd_bq(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
+    constexpr int BN = bwq_smem::BN, BM = bwq_smem::BM;
+    bwd_params p = p0;
+    p.nkb = (p.L + BN - 1) / BN;
+    *ran = 0;
+    CUtensorMap tq, tdo, tk, tv, tdq, tld;
+    if (p.L < BN || p.L < BM || p.L >= ((int64_t)1 << 30) || !p.ld || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, BM) ||
+        !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, BM) || !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) ||
+        !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN) || !ws_tensor_map(&tdq, p.dq_acc, B, p.L, p.HQ, 64, 4, 32) ||
+        !ld_tensor_map(&tld, p.ld, B * p.HQ, p.L, p.Lp, 2 * BM))
+        return LC_OK;
+    const int64_t nitems = p.nkb * p.H * B;
+    if (nitems >= ((int64_t)1 << 31) - 1024) return LC_OK; /* int32 item indices in the producer */
+    int64_t grid = nitems < sm_count() ? nitems : sm_count();
+    const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
+    if (cap > 0 && cap < grid) grid = cap;
+    const size_t smem = bwq_smem::alloc;
+    cuda_check(cudaFuncSetAttribute(attn_bwd_bq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_bq_kernel<<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
+    cuda_check_launch("attn_bwd_bq_kernel");
     *ran = 1;
     return LC_OK;
 }
@@ -1361,6 +1387,8 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
             case 15: r = launch_bwd_pp<0>(p, s->B, st, &ran); break;
             case 16: r = launch_bwd_ws<2, 1, 3, 0, 1, 1>(p, s->B, st, &ran); break;
             case 17: r = launch_bwd_pp<1>(p, s->B, st, &ran); break;
+            /* attn7: 7 with 128-query tiles (dQ split by query rows, S^T / dP^T from shared memory) */
+            case 18: r = launch_bwd_bq(p, s->B, st, &ran); break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
             if (r != LC_OK) return r;

@@ -59,7 +59,7 @@ struct bws_item {
     int64_t h, b, k0, qt0;
     int nqt;
 };
-__device__ __forceinline__ bws_item bws_item_of(const bwd_params &p, int64_t idx, int BN) {
+__device__ __forceinline__ bws_item bws_item_of(const bwd_params &p, int64_t idx, int BN, int BM = 64) {
     const int64_t L = p.L, W = p.W;
     bws_item t;
     t.h = idx % p.H;
@@ -68,23 +68,24 @@ __device__ __forceinline__ bws_item bws_item_of(const bwd_params &p, int64_t idx
     t.b = idx / p.nkb;
     const int64_t qlo = p.causal ? t.k0 : 0;
     const int64_t qhi = (p.causal && W > 0) ? min(L - 1, t.k0 + BN - 1 + W) : L - 1;
-    t.qt0 = qlo / 64;
-    t.nqt = (int)(qhi / 64 - t.qt0 + 1);
+    t.qt0 = qlo / BM;
+    t.nqt = (int)(qhi / BM - t.qt0 + 1);
     return t;
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* After the wait for a dV, dK MMA batch: its accumulators (dK, dV) and A fragments (pa = P^T,
  * sa = dS^T) are settled, so ptxas may not move their later uses above the wait. */
-__device__ __forceinline__ void bws_fence_dkdv(float (&dK)[32], float (&dV)[32], uint32_t (&pa)[4][4],
-                                               uint32_t (&sa)[4][4]) {
+template <int NK>
+__device__ __forceinline__ void bws_fence_dkdv(float (&dK)[32], float (&dV)[32], uint32_t (&pa)[NK][4],
+                                               uint32_t (&sa)[NK][4]) {
 #pragma unroll
     for (int i = 0; i < 32; i++) {
         sm90::reg_fence(dK[i]);
         sm90::reg_fence(dV[i]);
     }
 #pragma unroll
-    for (int kk = 0; kk < 4; kk++)
+    for (int kk = 0; kk < NK; kk++)
 #pragma unroll
         for (int c = 0; c < 4; c++) {
             sm90::reg_fence(pa[kk][c]);
@@ -92,16 +93,18 @@ __device__ __forceinline__ void bws_fence_dkdv(float (&dK)[32], float (&dV)[32],
         }
 }
 
-/* One consumer thread's part of a 64-key x 64-query tile: P^T = exp2(S^T scale_log2 - lse) and
+/* One consumer thread's part of a 64-key x NE/2-query tile (NE = 32: 64 queries; NE = 64: the
+ * 128-query tiles of variant 18): P^T = exp2(S^T scale_log2 - lse) and
  * dS^T = P^T (dP^T - D), in place in St and dPt (the wgmma accumulator layout: query col
  * c = 8i + 2tg + (e&1), key row r = rrow + 8*(e>=2)), zero outside the mask where need_mask
  * (q - k = rel + c - r must lie in 0..Wm for causal; c < limq, r < limk), then packed to bf16
  * wgmma A fragments: pa (P^T) and sa (dS^T). ld[c] = (lse, D) of query column c. */
-__device__ __forceinline__ void bws_tile_softmax(float (&St)[32], float (&dPt)[32], const float2 *ld, float scale_log2,
+template <int NE>
+__device__ __forceinline__ void bws_tile_softmax(float (&St)[NE], float (&dPt)[NE], const float2 *ld, float scale_log2,
                                                  int tg, int rrow, bool need_mask, int rel, int limq, int limk,
-                                                 int causal, int Wm, uint32_t (&pa)[4][4], uint32_t (&sa)[4][4]) {
+                                                 int causal, int Wm, uint32_t (&pa)[NE / 8][4], uint32_t (&sa)[NE / 8][4]) {
 #pragma unroll
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < NE / 4; i++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int c = 8 * i + 2 * tg + (e & 1);
@@ -115,7 +118,7 @@ __device__ __forceinline__ void bws_tile_softmax(float (&St)[32], float (&dPt)[3
             dPt[4 * i + e] = pv * (dPt[4 * i + e] - l.y);
         }
 #pragma unroll
-    for (int kk = 0; kk < 4; kk++)
+    for (int kk = 0; kk < NE / 8; kk++)
 #pragma unroll
         for (int c = 0; c < 4; c++) {
             pa[kk][c] = pack_bf16(St[8 * kk + 2 * c], St[8 * kk + 2 * c + 1]);
@@ -788,6 +791,248 @@ __global__ void __launch_bounds__(384, 1)
         turn(x + 1, I1{}, I0{}, I0{});
     }
     if (cw == 0) turn_wait(); /* consume warpgroup 1's last hand-over */
+    if (tid % 128 == 0) sm90::bulk_wait_all();
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * BQ (attn7, LC_ATTN_WGB 18): variant 7's organisation (1 producer + 2 consumer warpgroups, 64
+ * keys each, BN = 128, one barrier per tile joining the dS^T halves) with 128-query tiles
+ * (FlashAttention-3's 128 x 128 tile for dh 64), so each chain of waits (S^T/dP^T MMAs -> wait ->
+ * softmax -> dS^T -> barrier -> dQ -> wait -> staging -> dV, dK wait) carries twice the MMA work.
+ * Per 128-query tile, warpgroup w:
+ *   S^T = K_w Q^T, dP^T = V_w dO^T       m64n128k16 x 4 each, both operands in shared memory
+ *                                        (64 keys x 128 queries: 64 + 64 accumulator registers)
+ *   P^T, dS^T                            bws_tile_softmax<64>, packed as 8 A fragments each
+ *   dS^T -> shared memory                two 64-query panels of 128 key rows x 128 B (swizzled);
+ *                                        double-buffered, one consumer-wide barrier per tile
+ *   dQ = dS K                            its own 64 query rows (panel w) x all 64 columns over the
+ *                                        block's 128 keys: m64n64k16 x 8, both MN-major
+ *   dV += P^T dO, dK += dS^T Q           m64n64k16 x 8 each, P^T / dS^T from registers
+ *   wait dQ; dQ -> shared memory (2 panels of 32 fp32 columns) -> two bulk tensor reduce-adds;
+ *   wait dV, dK; free the slot.
+ * dQ splits by query rows, not columns as in 7: each warpgroup reads one dS panel (16 KB) and K
+ * (16 KB) instead of all of dS twice. Shared memory (227 KB, the per-block maximum): K, V of two
+ * items 64 KB, 2 slots of Q, dO 64 KB, dS^T 2 x 32 KB, dQ staging 2 x 16 KB (one buffer per
+ * warpgroup: its previous reduce has long finished reading), (lse, D) 2 x 1 KB, barriers; the
+ * start is taken 1024-aligned in the 960 bytes left (the dynamic shared memory starts 1024-aligned
+ * on the H100; the kernel traps if it ever does not fit). Registers: producer 24, consumers 240
+ * (128 * 24 + 256 * 240 = 65536). */
+struct bwq_smem {
+    static constexpr int BN = 128, BM = 128, STAGES = 2;
+    static constexpr size_t KV1 = (size_t)BN * 128;      /* one K or V block */
+    static constexpr size_t SLOT = 2 * (size_t)BM * 128; /* Q, dO */
+    static constexpr size_t DS1 = (size_t)BN * BM * 2;   /* one dS^T buffer: [2 query panels][BN x 128 B] */
+    static constexpr size_t DQ1 = 64 * 64 * 4;           /* one warpgroup's dQ: [2 column panels][64 x 128 B] */
+    static constexpr size_t LD1 = (size_t)BM * 8;        /* one slot's (lse, D) pairs */
+    static constexpr size_t total = 4 * KV1 + STAGES * SLOT + 2 * DS1 + 2 * DQ1 + STAGES * LD1 + 8 * (4 + 2 * STAGES);
+    static constexpr size_t alloc = total + 1024 < 232448 ? total + 1024 : 232448;
+    static_assert(total <= 232448 - 960, "shared memory per block");
+};
+
+__global__ void __launch_bounds__(384, 1)
+    attn_bwd_bq_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
+                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
+                       const __grid_constant__ CUtensorMap tdq, const __grid_constant__ CUtensorMap tld,
+                       const int64_t nitems) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using SM = bwq_smem;
+    constexpr int BN = SM::BN, BM = SM::BM, STAGES = SM::STAGES;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    const uint32_t pad = (1024 - (smem_u32(smem_raw) & 1023)) & 1023;
+    if (pad > SM::alloc - SM::total) __trap(); /* never on the H100 (see above) */
+    unsigned char *sK = smem_raw + pad;                   /* [2][BN x 128 B] */
+    unsigned char *sV = sK + 2 * SM::KV1;                 /* [2][BN x 128 B] */
+    unsigned char *sRing = sV + 2 * SM::KV1;              /* [STAGES] { Q 16 KB, dO 16 KB } */
+    unsigned char *sdS = sRing + STAGES * SM::SLOT;       /* [2][2 panels][BN x 128 B] */
+    unsigned char *sdQ = sdS + 2 * SM::DS1;               /* [2 WG][2 panels][64 x 128 B] */
+    unsigned char *sLD = sdQ + 2 * SM::DQ1;               /* [STAGES][BM] (lse, D) */
+    const uint32_t bar0 = smem_u32(sLD + STAGES * SM::LD1);
+    const uint32_t b_fullKV = bar0, b_emptyKV = bar0 + 16, b_full = bar0 + 32, b_empty = b_full + 8 * STAGES;
+
+    const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
+    const int64_t L = p.L, HQ = p.HQ, H = p.H, G = HQ / H, W = p.W;
+    if (tid == 0) {
+        for (int i = 0; i < 2; i++) {
+            sm90::mbar_init(b_fullKV + 8 * i, 1);
+            sm90::mbar_init(b_emptyKV + 8 * i, 8); /* lane 0 of every consumer warp */
+        }
+        for (int s = 0; s < STAGES; s++) {
+            sm90::mbar_init(b_full + 8 * s, 1);
+            sm90::mbar_init(b_empty + 8 * s, 8);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) { /* ------------------------------------------------------------ producer */
+        sm90::setmaxnreg_dec<24>();
+        if (warp == 0 && lane == 0) {
+            /* int32 throughout (the host checks L < 2^30 and nitems < 2^31): 24 registers */
+            const int Hi = (int)H, Gi = (int)G, HQi = (int)HQ, Li = (int)L, nkb = (int)p.nkb, Wi = (int)min(W, (int64_t)1 << 30);
+            uint32_t it = 0, kc = 0;
+            for (int idx = blockIdx.x; idx < (int)nitems; idx += gridDim.x, kc++) {
+                const int h = idx % Hi, k0 = (idx / Hi) % nkb * BN, b = idx / Hi / nkb;
+                const int qlo = p.causal ? k0 : 0, qhi = (p.causal && Wi > 0) ? min(Li - 1, k0 + BN - 1 + Wi) : Li - 1;
+                const uint32_t kvb = kc & 1;
+                sm90::mbar_wait(b_emptyKV + 8 * kvb, ((kc >> 1) & 1) ^ 1);
+                sm90::mbar_expect_tx(b_fullKV + 8 * kvb, 2 * BN * 128);
+                sm90::tma_load_4d(smem_u32(sK + kvb * SM::KV1), &tk, 0, h, k0, b, b_fullKV + 8 * kvb);
+                sm90::tma_load_4d(smem_u32(sV + kvb * SM::KV1), &tv, 0, h, k0, b, b_fullKV + 8 * kvb);
+                for (int a = h * Gi; a < (h + 1) * Gi; a++)
+                    for (int q0 = qlo / BM * BM; q0 <= qhi; q0 += BM, it++) {
+                        const uint32_t s = it % STAGES, bar = b_full + 8 * s;
+                        const uint32_t slot = smem_u32(sRing + s * SM::SLOT);
+                        sm90::mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
+                        sm90::mbar_expect_tx(bar, 2 * BM * 128 + BM * 8);
+                        sm90::tma_load_4d(slot, &tq, 0, a, q0, b, bar);
+                        sm90::tma_load_4d(slot + BM * 128, &tdo, 0, a, q0, b, bar);
+                        sm90::tma_load_2d(smem_u32(sLD + s * SM::LD1), &tld, 2 * q0, b * HQi + a, bar);
+                    }
+            }
+        }
+        return;
+    }
+
+    /* ----------------------------------------------------------------------------- consumers */
+    sm90::setmaxnreg_inc<240>();
+    const int cw = wg - 1;
+    const int Wm = (p.causal && W > 0) ? (int)min(W, (int64_t)1 << 30) : 1 << 30;
+    const int rrow = warp * 16 + g; /* this thread's accumulator rows (keys): rrow, rrow + 8 */
+    unsigned char *myDQ = sdQ + cw * SM::DQ1;
+    uint32_t it = 0, kc = 0;
+    auto wg_sync = [&]() { asm volatile("bar.sync %0, 128;\n" ::"r"(2 + cw) : "memory"); };
+
+    /* int32 positions and indices, as in the producer (fewer live registers) */
+    const int Hi = (int)H, Gi = (int)G, Li = (int)L, nkb = (int)p.nkb, Wi = (int)min(W, (int64_t)1 << 30);
+    for (int idx = blockIdx.x; idx < (int)nitems; idx += gridDim.x, kc++) {
+        const int h = idx % Hi, k0 = (idx / Hi) % nkb * BN, b = idx / Hi / nkb;
+        const int qlo = p.causal ? k0 : 0, qhi = (p.causal && Wi > 0) ? min(Li - 1, k0 + BN - 1 + Wi) : Li - 1;
+        const int qt0 = qlo / BM * BM;
+        const uint32_t kvb = kc & 1;
+        const int kw0 = k0 + 64 * cw;
+        const uint32_t kBlk = smem_u32(sK + kvb * SM::KV1), kA = kBlk + cw * 64 * 128;
+        const uint32_t vA = smem_u32(sV + kvb * SM::KV1) + cw * 64 * 128;
+        const int limk = min(Li - kw0, 64); /* key rows < limk exist (may be <= 0) */
+        sm90::mbar_wait(b_fullKV + 8 * kvb, (kc >> 1) & 1);
+
+        float dK[32], dV[32];
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            dK[i] = dV[i] = 0.f;
+            sm90::reg_fence(dK[i]);
+            sm90::reg_fence(dV[i]);
+        }
+        for (int a = h * Gi; a < (h + 1) * Gi; a++) {
+            for (int q0 = qt0; q0 <= qhi; q0 += BM, it++) {
+                const uint32_t s = it % STAGES;
+                const uint32_t qB = smem_u32(sRing + s * SM::SLOT), oB = qB + BM * 128;
+                const float2 *cLD = reinterpret_cast<const float2 *>(sLD + s * SM::LD1);
+                sm90::mbar_wait(b_full + 8 * s, (it / STAGES) & 1);
+
+                /* S^T = K_w Q^T and dP^T = V_w dO^T (64 keys x 128 queries each) */
+                float St[64], dPt[64];
+                sm90::fence();
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++) sm90::ss_n128(St, sm90::desc_k(kA + kk * 32), sm90::desc_k(qB + kk * 32), kk > 0);
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++) sm90::ss_n128(dPt, sm90::desc_k(vA + kk * 32), sm90::desc_k(oB + kk * 32), kk > 0);
+                sm90::commit();
+                sm90::wait<0>();
+#pragma unroll
+                for (int i = 0; i < 64; i++) {
+                    sm90::reg_fence(St[i]);
+                    sm90::reg_fence(dPt[i]);
+                }
+
+                const int limq = min(Li - q0, BM);
+                const bool need_mask = limq < BM || limk < 64 ||
+                                       (p.causal && (q0 < kw0 + 63 || (Wi > 0 && q0 + BM - 1 > kw0 + Wi)));
+                uint32_t pa[8][4], sa[8][4];
+                bws_tile_softmax(St, dPt, cLD, p.scale_log2, tg, rrow, need_mask, q0 - kw0, limq, limk, p.causal, Wm, pa, sa);
+
+                /* this warpgroup's 64 key rows of dS^T, both 64-query panels (chunk i = queries 8i .. 8i+7) */
+                unsigned char *dsT = sdS + (it & 1) * SM::DS1;
+                {
+                    const int srow = cw * 64 + rrow;
+#pragma unroll
+                    for (int i = 0; i < 16; i++) {
+                        unsigned char *pn = dsT + (i / 8) * (BN * 128);
+                        const int off = (((i % 8) ^ (srow & 7)) << 4) + 4 * tg;
+                        *reinterpret_cast<uint32_t *>(pn + srow * 128 + off) = sa[i / 2][(i % 2) * 2];
+                        *reinterpret_cast<uint32_t *>(pn + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
+                    }
+                }
+                sm90::fence_proxy_async();
+                asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* both halves of dS^T */
+
+                /* dQ (query rows 64 cw .. +63) = dS K over the 128 keys, then dV += P^T dO, dK += dS^T Q */
+                float dQ[32];
+#pragma unroll
+                for (int i = 0; i < 32; i++) {
+                    dQ[i] = 0.f;
+                    sm90::reg_fence(dQ[i]);
+                }
+                const uint32_t dsA = smem_u32(dsT + cw * (BN * 128));
+                sm90::fence();
+#pragma unroll
+                for (int kk = 0; kk < BN / 16; kk++)
+                    sm90::ss_n64_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kBlk + kk * 16 * 128));
+                sm90::commit();
+#pragma unroll
+                for (int kk = 0; kk < BM / 16; kk++) sm90::rs_n64<1>(dV, pa[kk], sm90::desc_mn(oB + kk * 16 * 128), 1);
+#pragma unroll
+                for (int kk = 0; kk < BM / 16; kk++) sm90::rs_n64<1>(dK, sa[kk], sm90::desc_mn(qB + kk * 16 * 128), 1);
+                sm90::commit();
+                sm90::wait<1>(); /* dQ done; dV, dK may still run */
+#pragma unroll
+                for (int i = 0; i < 32; i++) sm90::reg_fence(dQ[i]);
+
+                /* dQ -> shared memory (fp32, 128-byte swizzle per 32-column panel) -> bulk reduce-adds */
+                if (tid % 128 == 0) sm90::bulk_wait_read<0>(); /* the previous reduce has read the buffer */
+                wg_sync();
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+#pragma unroll
+                    for (int hr = 0; hr < 2; hr++) {
+                        const int r = rrow + 8 * hr, pn = i / 4, ch = 2 * (i % 4) + (tg >> 1);
+                        *reinterpret_cast<float2 *>(myDQ + pn * 8192 + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
+                            make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
+                    }
+                sm90::fence_proxy_async();
+                wg_sync();
+                if (tid % 128 == 0) {
+                    const int qr = q0 + 64 * cw;
+                    if (qr < Li) {
+                        const uint32_t src = smem_u32(myDQ);
+                        sm90::tma_reduce_add_4d(&tdq, src, 0, a, qr, b);
+                        sm90::tma_reduce_add_4d(&tdq, src + 8192, 32, a, qr, b);
+                    }
+                    sm90::bulk_commit();
+                }
+                sm90::wait<0>(); /* dV, dK: the slot's Q, dO are read */
+                bws_fence_dkdv(dK, dV, pa, sa);
+                if (lane == 0) sm90::mbar_arrive(b_empty + 8 * s);
+            }
+        }
+
+        /* dK (times the softmax scale) and dV of this warpgroup's keys */
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            const int key = kw0 + rrow + 8 * hr;
+            if (key < Li) {
+                const int64_t row = ((int64_t)b * L + key) * H + h;
+                bf16 *dkr = p.dk + row * 64, *dvr = p.dv + row * 64;
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    *reinterpret_cast<uint32_t *>(dkr + i * 8 + 2 * tg) =
+                        pack_bf16(dK[4 * i + 2 * hr] * p.scale, dK[4 * i + 2 * hr + 1] * p.scale);
+                    *reinterpret_cast<uint32_t *>(dvr + i * 8 + 2 * tg) = pack_bf16(dV[4 * i + 2 * hr], dV[4 * i + 2 * hr + 1]);
+                }
+            }
+        }
+        if (lane == 0) sm90::mbar_arrive(b_emptyKV + 8 * kvb); /* every MMA that read this K, V is done */
+    }
     if (tid % 128 == 0) sm90::bulk_wait_all();
 #endif
 }

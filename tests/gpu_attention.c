@@ -264,9 +264,10 @@ static void check_huge(void) {
 static void check_ws_backward(int small) {
     /* 15-17: attn6 (ping-pong turns; dQ by vector reductions; both); attn5's 11-13 and attn6's 14
      * were removed (slower) */
-    static const char *wsb[] = {"4", "5", "6", "7", "8", "15", "16", "17"};
+    /* 18: attn7 (128-query tiles) */
+    static const char *wsb[] = {"4", "5", "6", "7", "8", "15", "16", "17", "18"};
     char nm[9][96];
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < (int)(sizeof wsb / sizeof wsb[0]); i++) {
         if (small && i != 0 && i < 5) continue;
         setenv("LC_ATTN_WGB", wsb[i], 1);
         snprintf(nm[0], sizeof nm[0], "ws backward %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsb[i]);
