@@ -487,7 +487,7 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
 
 /* ---------------------------------------------------------------------------------------------
  * Backward, step 1: D[b, a, t] = <dO, O> in fp32; one group of D/8 lanes per row. With ld set
- * (the warp-specialised dh-64 backward) it writes the packed pairs ld[b*HQ + a][t] = (lse, D)
+ * (the warp-specialised dh-64 backward) it writes the packed pairs ld[b*HQ + a][t] = (lse log2(e), D)
  * instead, rows Lp apart (attention_bwd_ws.cuh reads one tile's pairs with one tensor copy). */
 template <int D>
 __global__ void attn_bwd_dot_kernel(const bf16 *o, const bf16 *dout, float *Dv, int64_t rows, int64_t L,
@@ -513,7 +513,7 @@ __global__ void attn_bwd_dot_kernel(const bf16 *o, const bf16 *dout, float *Dv, 
     if (row < rows && part == 0) {
         /* row = (b*L + t)*HQ + a  ->  [b, a, t] */
         const int64_t a = row % HQ, bt = row / HQ, t = bt % L, b = bt / L;
-        if (ld) ld[(b * HQ + a) * Lp + t] = make_float2(lse[(b * HQ + a) * L + t], s);
+        if (ld) ld[(b * HQ + a) * Lp + t] = make_float2(lse[(b * HQ + a) * L + t] * 1.4426950408889634f, s);
         else Dv[(b * HQ + a) * L + t] = s;
     }
 }
@@ -1147,6 +1147,7 @@ lc_status launch_bwd_pp(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
 
 /* attn7: the 128-query-tile backward of attention_bwd_ws.cuh (variant 18); the same fallback
  * conditions as launch_bwd_ws (L >= 128: the Q, dO boxes are 128 rows, the (lse, D) box 256 floats). */
+template <int OV>
 lc_status launch_bwd_bq(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BN = bwq_smem::BN, BM = bwq_smem::BM;
     bwd_params p = p0;
@@ -1164,8 +1165,8 @@ lc_status launch_bwd_bq(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = bwq_smem::alloc;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_bq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_bq_kernel<<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_bq_kernel<OV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_bq_kernel<OV><<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
     cuda_check_launch("attn_bwd_bq_kernel");
     *ran = 1;
     return LC_OK;
@@ -1388,7 +1389,10 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
             case 16: r = launch_bwd_ws<2, 1, 3, 0, 1, 1>(p, s->B, st, &ran); break;
             case 17: r = launch_bwd_pp<1>(p, s->B, st, &ran); break;
             /* attn7: 7 with 128-query tiles (dQ split by query rows, S^T / dP^T from shared memory) */
-            case 18: r = launch_bwd_bq(p, s->B, st, &ran); break;
+            case 18: r = launch_bwd_bq<0>(p, s->B, st, &ran); break;
+            /* 19: 18 with S^T and dP^T in separate commit groups; dV issued as soon as P^T is packed
+             * (under the dS^T step), dK after dQ (under the dQ staging); dS^T from the bf16 P^T */
+            case 19: r = launch_bwd_bq<1>(p, s->B, st, &ran); break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
             if (r != LC_OK) return r;

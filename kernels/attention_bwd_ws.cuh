@@ -98,7 +98,7 @@ __device__ __forceinline__ void bws_fence_dkdv(float (&dK)[32], float (&dV)[32],
  * dS^T = P^T (dP^T - D), in place in St and dPt (the wgmma accumulator layout: query col
  * c = 8i + 2tg + (e&1), key row r = rrow + 8*(e>=2)), zero outside the mask where need_mask
  * (q - k = rel + c - r must lie in 0..Wm for causal; c < limq, r < limk), then packed to bf16
- * wgmma A fragments: pa (P^T) and sa (dS^T). ld[c] = (lse, D) of query column c. */
+ * wgmma A fragments: pa (P^T) and sa (dS^T). ld[c] = (lse log2(e), D) of query column c. */
 template <int NE>
 __device__ __forceinline__ void bws_tile_softmax(float (&St)[NE], float (&dPt)[NE], const float2 *ld, float scale_log2,
                                                  int tg, int rrow, bool need_mask, int rel, int limq, int limk,
@@ -109,7 +109,7 @@ __device__ __forceinline__ void bws_tile_softmax(float (&St)[NE], float (&dPt)[N
         for (int e = 0; e < 4; e++) {
             const int c = 8 * i + 2 * tg + (e & 1);
             const float2 l = ld[c];
-            float pv = ex2(fmaf(St[4 * i + e], scale_log2, -l.x * 1.4426950408889634f));
+            float pv = ex2(fmaf(St[4 * i + e], scale_log2, -l.x)); /* l.x = lse * log2(e) */
             if (need_mask) {
                 const int r = rrow + (e >= 2 ? 8 : 0), d = rel + c - r;
                 if (c >= limq || r >= limk || (causal && (d < 0 || d > Wm))) pv = 0.f;
@@ -123,6 +123,46 @@ __device__ __forceinline__ void bws_tile_softmax(float (&St)[NE], float (&dPt)[N
         for (int c = 0; c < 4; c++) {
             pa[kk][c] = pack_bf16(St[8 * kk + 2 * c], St[8 * kk + 2 * c + 1]);
             sa[kk][c] = pack_bf16(dPt[8 * kk + 2 * c], dPt[8 * kk + 2 * c + 1]);
+        }
+}
+
+/* bws_tile_softmax in two steps, so the MMAs run under them (variant 19): bws_tile_p computes P^T
+ * (masked) and packs pa while dP^T is still in flight; bws_tile_ds then computes dS^T = P^T (dP^T
+ * - D) from the packed (bf16) P^T, while dV += P^T dO runs and holds St's registers no longer
+ * (P^T in fp32 would keep 64 more registers live). pa[kk][c] holds the elements 8kk + 2c (low
+ * half) and 8kk + 2c + 1 (high), query columns 8(2kk + c/2) + 2tg (+1). */
+template <int NE>
+__device__ __forceinline__ void bws_tile_p(float (&St)[NE], const float2 *ld, float scale_log2, int tg, int rrow,
+                                           bool need_mask, int rel, int limq, int limk, int causal, int Wm,
+                                           uint32_t (&pa)[NE / 8][4]) {
+#pragma unroll
+    for (int i = 0; i < NE / 4; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int c = 8 * i + 2 * tg + (e & 1);
+            float pv = ex2(fmaf(St[4 * i + e], scale_log2, -ld[c].x));
+            if (need_mask) {
+                const int r = rrow + (e >= 2 ? 8 : 0), d = rel + c - r;
+                if (c >= limq || r >= limk || (causal && (d < 0 || d > Wm))) pv = 0.f;
+            }
+            St[4 * i + e] = pv;
+        }
+#pragma unroll
+    for (int kk = 0; kk < NE / 8; kk++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) pa[kk][c] = pack_bf16(St[8 * kk + 2 * c], St[8 * kk + 2 * c + 1]);
+}
+template <int NE>
+__device__ __forceinline__ void bws_tile_ds(const float (&dPt)[NE], const uint32_t (&pa)[NE / 8][4], const float2 *ld, int tg,
+                                            uint32_t (&sa)[NE / 8][4]) {
+#pragma unroll
+    for (int kk = 0; kk < NE / 8; kk++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            const int col = 8 * (2 * kk + c / 2) + 2 * tg;
+            const float4 l = *reinterpret_cast<const float4 *>(ld + col); /* (lse, D) of col, col + 1 */
+            const float p0 = __uint_as_float(pa[kk][c] << 16), p1 = __uint_as_float(pa[kk][c] & 0xffff0000u);
+            sa[kk][c] = pack_bf16(p0 * (dPt[8 * kk + 2 * c] - l.y), p1 * (dPt[8 * kk + 2 * c + 1] - l.w));
         }
 }
 #endif
@@ -830,6 +870,7 @@ struct bwq_smem {
     static_assert(total <= 232448 - 960, "shared memory per block");
 };
 
+template <int OV>
 __global__ void __launch_bounds__(384, 1)
     attn_bwd_bq_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                        const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -930,6 +971,65 @@ __global__ void __launch_bounds__(384, 1)
                 const float2 *cLD = reinterpret_cast<const float2 *>(sLD + s * SM::LD1);
                 sm90::mbar_wait(b_full + 8 * s, (it / STAGES) & 1);
 
+                float dQ[32];
+                uint32_t pa[8][4], sa[8][4];
+                if constexpr (OV) {
+                /* S^T = K_w Q^T, then dP^T = V_w dO^T, two commit groups (64 keys x 128 queries each) */
+                float St[64], dPt[64];
+                const int limq = min(Li - q0, BM);
+                const bool need_mask = limq < BM || limk < 64 ||
+                                       (p.causal && (q0 < kw0 + 63 || (Wi > 0 && q0 + BM - 1 > kw0 + Wi)));
+                unsigned char *dsT = sdS + (it & 1) * SM::DS1;
+                sm90::fence();
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++) sm90::ss_n128(St, sm90::desc_k(kA + kk * 32), sm90::desc_k(qB + kk * 32), kk > 0);
+                sm90::commit();
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++) sm90::ss_n128(dPt, sm90::desc_k(vA + kk * 32), sm90::desc_k(oB + kk * 32), kk > 0);
+                sm90::commit();
+                sm90::wait<1>(); /* S^T done; dP^T may run */
+#pragma unroll
+                for (int i = 0; i < 64; i++) sm90::reg_fence(St[i]);
+                bws_tile_p(St, cLD, p.scale_log2, tg, rrow, need_mask, q0 - kw0, limq, limk, p.causal, Wm, pa);
+                /* dV += P^T dO under the rest of the softmax */
+                sm90::fence();
+#pragma unroll
+                for (int kk = 0; kk < BM / 16; kk++) sm90::rs_n64<1>(dV, pa[kk], sm90::desc_mn(oB + kk * 16 * 128), 1);
+                sm90::commit();
+                sm90::wait<1>(); /* dP^T done; dV may run */
+#pragma unroll
+                for (int i = 0; i < 64; i++) sm90::reg_fence(dPt[i]);
+                bws_tile_ds(dPt, pa, cLD, tg, sa);
+                {
+                    const int srow = cw * 64 + rrow;
+#pragma unroll
+                    for (int i = 0; i < 16; i++) {
+                        unsigned char *pn = dsT + (i / 8) * (BN * 128);
+                        const int off = (((i % 8) ^ (srow & 7)) << 4) + 4 * tg;
+                        *reinterpret_cast<uint32_t *>(pn + srow * 128 + off) = sa[i / 2][(i % 2) * 2];
+                        *reinterpret_cast<uint32_t *>(pn + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
+                    }
+                }
+                sm90::fence_proxy_async();
+                asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* both halves of dS^T */
+#pragma unroll
+                for (int i = 0; i < 32; i++) {
+                    dQ[i] = 0.f;
+                    sm90::reg_fence(dQ[i]);
+                }
+                const uint32_t dsA = smem_u32(dsT + cw * (BN * 128));
+                sm90::fence();
+#pragma unroll
+                for (int kk = 0; kk < BN / 16; kk++)
+                    sm90::ss_n64_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kBlk + kk * 16 * 128));
+                sm90::commit();
+#pragma unroll
+                for (int kk = 0; kk < BM / 16; kk++) sm90::rs_n64<1>(dK, sa[kk], sm90::desc_mn(qB + kk * 16 * 128), 1);
+                sm90::commit();
+                sm90::wait<1>(); /* dV and dQ done; dK may run */
+#pragma unroll
+                for (int i = 0; i < 32; i++) sm90::reg_fence(dQ[i]);
+                } else {
                 /* S^T = K_w Q^T and dP^T = V_w dO^T (64 keys x 128 queries each) */
                 float St[64], dPt[64];
                 sm90::fence();
@@ -948,7 +1048,6 @@ __global__ void __launch_bounds__(384, 1)
                 const int limq = min(Li - q0, BM);
                 const bool need_mask = limq < BM || limk < 64 ||
                                        (p.causal && (q0 < kw0 + 63 || (Wi > 0 && q0 + BM - 1 > kw0 + Wi)));
-                uint32_t pa[8][4], sa[8][4];
                 bws_tile_softmax(St, dPt, cLD, p.scale_log2, tg, rrow, need_mask, q0 - kw0, limq, limk, p.causal, Wm, pa, sa);
 
                 /* this warpgroup's 64 key rows of dS^T, both 64-query panels (chunk i = queries 8i .. 8i+7) */
@@ -967,7 +1066,6 @@ __global__ void __launch_bounds__(384, 1)
                 asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* both halves of dS^T */
 
                 /* dQ (query rows 64 cw .. +63) = dS K over the 128 keys, then dV += P^T dO, dK += dS^T Q */
-                float dQ[32];
 #pragma unroll
                 for (int i = 0; i < 32; i++) {
                     dQ[i] = 0.f;
@@ -988,6 +1086,7 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
                 for (int i = 0; i < 32; i++) sm90::reg_fence(dQ[i]);
 
+                }
                 /* dQ -> shared memory (fp32, 128-byte swizzle per 32-column panel) -> bulk reduce-adds */
                 if (tid % 128 == 0) sm90::bulk_wait_read<0>(); /* the previous reduce has read the buffer */
                 wg_sync();
