@@ -1095,7 +1095,7 @@ lc_status launch_bwd_wgmma(const bwd_params &p0, int64_t B, cudaStream_t st) {
 /* The warp-specialised dh-64 backward; *ran = 0 (and nothing launched) when the shape does not
  * suit the bulk tensor copies (below) or a tensor map could not be made, so the caller takes the
  * plain warpgroup kernel (short or odd-sized inputs; the speed matters at long L). */
-template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int ATOM = 0>
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR>
 lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BN = 64 * NCWG;
     bwd_params p = p0;
@@ -1112,35 +1112,9 @@ lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = bws_smem<NCWG, SPLIT, STAGES>::total;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, ATOM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, ATOM><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
     cuda_check_launch("attn_bwd_ws_kernel");
-    *ran = 1;
-    return LC_OK;
-}
-
-/* attn6: the ping-pong backward of attention_bwd_ws.cuh (2 consumer warpgroups x 64 keys, split
- * dQ, MMAs in turns); the same fallback conditions as launch_bwd_ws. */
-template <int ATOM>
-lc_status launch_bwd_pp(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
-    constexpr int BN = 128;
-    bwd_params p = p0;
-    p.nkb = (p.L + BN - 1) / BN;
-    *ran = 0;
-    CUtensorMap tq, tdo, tk, tv, tdq, tld;
-    /* int32 positions in the kernel (key block start << 4 with flags) */
-    if (p.L < BN || p.L >= ((int64_t)1 << 26) || !p.ld || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, 64) || !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, 64) ||
-        !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) || !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN) ||
-        !ws_tensor_map(&tdq, p.dq_acc, B, p.L, p.HQ, 64, 4, 32) || !ld_tensor_map(&tld, p.ld, B * p.HQ, p.L, p.Lp))
-        return LC_OK;
-    const int64_t nitems = p.nkb * p.H * B;
-    int64_t grid = nitems < sm_count() ? nitems : sm_count();
-    const int cap = tuning_variant("LC_ATTN_WS_GRID", 0);
-    if (cap > 0 && cap < grid) grid = cap;
-    const size_t smem = bpp_smem::total;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_pp_kernel<ATOM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_pp_kernel<ATOM><<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
-    cuda_check_launch("attn_bwd_pp_kernel");
     *ran = 1;
     return LC_OK;
 }
@@ -1333,7 +1307,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
     const bool wgmma = (D == 64 || D == 128) && tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a();
     /* the variant (see below); the warp-specialised kernels (>= 4, dh 64, L >= 128) take the packed pairs */
-    int wv = tuning_variant("LC_ATTN_WGB", D == 64 ? 7 : narrow ? 1 : 2);
+    int wv = tuning_variant("LC_ATTN_WGB", D == 64 ? 19 : narrow ? 1 : 2);
     if (D != 64 && wv >= 4) wv = 2;
     const bool ws = wgmma && D == 64 && wv >= 4 && s->L >= 128;
     bwd_dot(s, o, dout, Dv, lse, ws ? ld : NULL, st);
@@ -1376,22 +1350,16 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
             case 8: r = launch_bwd_ws<2, 0, 3, 0, 1>(p, s->B, st, &ran); break;
             /* attn5's 11 / 12 (7 with a 4- / 2-slot ring) and 13 (dQ per warpgroup in halves) were no
              * faster (lead's run, session 3: 11 31.43 / 151.8 / 78.94, 13 36.28 / 169.3 / 89.44 ms
-             * against 31.36 / 151.6 / 75.86 for 7): removed in attn6, as was attn6's 14 (15 with K, V
-             * in registers: spills 80 B, 35.6 / 165.6 / 80.9 ms).
-             * attn6, opt-in and tested; attn6 run 2 (notes), bwd ms at W 512 / 4096 (L = 1M) and dense
-             * 64K, same run: 7 29.96 / 140.5 / 69.51, 15 29.54 / 147.1 / 73.86, 16 29.25 / 142.1 / 80.01,
-             * 17 30.16 / 153.8 / 78.55; none wins by more than 2.4% anywhere, so 7 stays the default.
-             * 15: 6 with the warpgroups' MMAs in turns (ping-pong), dQ two tiles late, one tile stream
-             * per block; 16: 7 with dQ added from registers by 8-byte vector reductions
-             * (red.global.add.v2.f32) instead of shared-memory staging and one bulk reduce-add per
-             * tile; 17: 15 with 16's reductions. */
-            case 15: r = launch_bwd_pp<0>(p, s->B, st, &ran); break;
-            case 16: r = launch_bwd_ws<2, 1, 3, 0, 1, 1>(p, s->B, st, &ran); break;
-            case 17: r = launch_bwd_pp<1>(p, s->B, st, &ran); break;
-            /* attn7: 7 with 128-query tiles (dQ split by query rows, S^T / dP^T from shared memory) */
+             * against 31.36 / 151.6 / 75.86 for 7): removed in attn6, as was attn6's 14 (ping-pong with
+             * K, V in registers: spills 80 B, 35.6 / 165.6 / 80.9 ms). attn6's 15 (ping-pong: the two
+             * warpgroups' MMAs in turns, dQ two tiles late), 16 (7 with dQ by red.global.add.v2.f32
+             * from registers) and 17 (both) were no faster either (attn6 run 2, bwd ms at W 512 / 4096,
+             * L = 1M, and dense 64K: 7 29.96 / 140.5 / 69.51, 15 29.54 / 147.1 / 73.86, 16 29.25 /
+             * 142.1 / 80.01, 17 30.16 / 153.8 / 78.55): removed in attn7.
+             * attn7: 18 = 7 with 128-query tiles (dQ split by query rows, S^T / dP^T from shared
+             * memory); 19 = 18 with dV issued as soon as P^T is packed (under the dS^T step) and dK
+             * after dQ (under the dQ staging), dS^T from the bf16 P^T. */
             case 18: r = launch_bwd_bq<0>(p, s->B, st, &ran); break;
-            /* 19: 18 with S^T and dP^T in separate commit groups; dV issued as soon as P^T is packed
-             * (under the dS^T step), dK after dQ (under the dQ staging); dS^T from the bf16 P^T */
             case 19: r = launch_bwd_bq<1>(p, s->B, st, &ran); break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
