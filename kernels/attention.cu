@@ -27,8 +27,9 @@
  * blocks); the plain warpgroup kernel serves dh 128, decode (Lq <= 64) and a missing tensor-map
  * encoder. Tile shapes per shape class were picked on the H100 (results/notes-attn.md).
  * attention_bwd_ws.cuh holds a warp-specialised dh-64 backward in the same style (TMA producer,
- * two consumer warpgroups, dQ added with bulk tensor reduces); its variant 7 is the dh-64
- * backward on sm_90a (see the dispatcher in attention_backward_cuda).
+ * two consumer warpgroups, dQ added with bulk tensor reduces); its 128-query-tile kernel is the
+ * dh-64 backward on sm_90a, variant 19 for windows W <= 1024 and 18 otherwise (see the dispatcher
+ * in attention_backward_cuda).
  * Environment overrides for tuning runs only: LC_ATTN_WGMMA=0 (force mma.sync), LC_ATTN_FWD /
  * LC_ATTN_BWD / LC_ATTN_WG / LC_ATTN_WGB = variant number, LC_ATTN_WS_GRID = at most this many
  * persistent blocks (tests).
@@ -1307,7 +1308,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
     const bool wgmma = (D == 64 || D == 128) && tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a();
     /* the variant (see below); the warp-specialised kernels (>= 4, dh 64, L >= 128) take the packed pairs */
-    int wv = tuning_variant("LC_ATTN_WGB", D == 64 ? 19 : narrow ? 1 : 2);
+    int wv = tuning_variant("LC_ATTN_WGB", D == 64 ? (narrow ? 19 : 18) : narrow ? 1 : 2);
     if (D != 64 && wv >= 4) wv = 2;
     const bool ws = wgmma && D == 64 && wv >= 4 && s->L >= 128;
     bwd_dot(s, o, dout, Dv, lse, ws ? ld : NULL, st);
@@ -1340,7 +1341,8 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
          * Same H100 run (session 3, notes-attn.md), bwd ms at L = 1M, 16 heads, W = 512 / 4096, and
          * dense L = 64K: 1 33.9 / 184.9 / 129.4, 2 38.0 / 169.2 / 76.5, 4 31.2 / 150.1 / 74.5,
          * 5 30.3 / 153.3 / 83.4, 6 31.3 / 151.5 / 74.7, 7 31.2 / 150.2 / 73.2, 8 39.1 / 210.1 / 102.6:
-         * 7 (no spills) is the dh-64 default; dh 128 keeps 1 (narrow windows) or 2. */
+         * 7 (no spills) was the dh-64 default until attn7 (18 / 19 below); dh 128 keeps 1 (narrow
+         * windows) or 2. */
         if (D == 64 && wv >= 4) { /* warp-specialised <consumer WGs, split dQ, ring slots, overlap> */
             int ran = 0;
             switch (wv) {
@@ -1358,7 +1360,10 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
              * 142.1 / 80.01, 17 30.16 / 153.8 / 78.55): removed in attn7.
              * attn7: 18 = 7 with 128-query tiles (dQ split by query rows, S^T / dP^T from shared
              * memory); 19 = 18 with dV issued as soon as P^T is packed (under the dS^T step) and dK
-             * after dQ (under the dQ staging), dS^T from the bf16 P^T. */
+             * after dQ (under the dQ staging), dS^T from the bf16 P^T. Same H100 run (attn7 call 2,
+             * notes), bwd ms at L = 1M, 16 heads, W = 512 / 4096, dense L = 64K: 7 29.70 / 140.55 /
+             * 70.75, 18 30.26 / 131.38 / 67.82, 19 28.85 / 134.14 / 67.51 (again 28.96 / 134.86 /
+             * 68.54): 19 is the default for W <= 1024, 18 for wider windows and dense. */
             case 18: r = launch_bwd_bq<0>(p, s->B, st, &ran); break;
             case 19: r = launch_bwd_bq<1>(p, s->B, st, &ran); break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;

@@ -480,7 +480,8 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * BQ (attn7, LC_ATTN_WGB 18): variant 7's organisation (1 producer + 2 consumer warpgroups, 64
+ * BQ (attn7, LC_ATTN_WGB 18 / 19 = OV 0 / 1; the dh-64 defaults for W > 1024 or dense / W <= 1024):
+ * variant 7's organisation (1 producer + 2 consumer warpgroups, 64
  * keys each, BN = 128, one barrier per tile joining the dS^T halves) with 128-query tiles
  * (FlashAttention-3's 128 x 128 tile for dh 64), so each chain of waits (S^T/dP^T MMAs -> wait ->
  * softmax -> dS^T -> barrier -> dQ -> wait -> staging -> dV, dK wait) carries twice the MMA work.
@@ -495,6 +496,11 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
  *   dV += P^T dO, dK += dS^T Q           m64n64k16 x 8 each, P^T / dS^T from registers
  *   wait dQ; dQ -> shared memory (2 panels of 32 fp32 columns) -> two bulk tensor reduce-adds;
  *   wait dV, dK; free the slot.
+ * OV = 1 (19) reorders the MMAs to run under the CUDA-core steps: S^T and dP^T in two commit
+ * groups; P^T (bws_tile_p) while dP^T runs; dV += P^T dO issued at once, under dS^T = P^T (dP^T -
+ * D) (bws_tile_ds, from the packed bf16 P^T) and the dS^T store; after the barrier dQ, then dK,
+ * which runs under the dQ staging. H100, same run (notes, attn7 call 2), bwd at L = 1M: 19 is 4%
+ * faster than 18 at W = 512 and 2% slower at W = 4096 (18 spills 40 B, 19 none).
  * dQ splits by query rows, not columns as in 7: each warpgroup reads one dS panel (16 KB) and K
  * (16 KB) instead of all of dS twice. Shared memory (227 KB, the per-block maximum): K, V of two
  * items 64 KB, 2 slots of Q, dO 64 KB, dS^T 2 x 32 KB, dQ staging 2 x 16 KB (one buffer per

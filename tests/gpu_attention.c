@@ -258,12 +258,12 @@ static void check_huge(void) {
 
 /* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8, 18, 19), every variant, against the
  * C reference; then with 3 persistent blocks, so each block serves many key blocks (K/V buffers,
- * slot ring, dQ staging wrap around). Variant 19 is the dh-64 default (attn7; 7 before). Last, so
+ * slot ring, dQ staging wrap around). 19 (W <= 1024) and 18 are the dh-64 defaults (attn7; 7 before). Last, so
  * a fault leaves the tests before it unaffected. --small (for compute-sanitizer) runs variants 4,
  * 7, 18 and 19 on two shapes; --wsb LIST the listed variants on every shape, after the L = 2^24
  * case (with the default backward, or LC_ATTN_WGB as set by the caller). */
 static void check_ws_backward(int small, const char *only) {
-    /* 18, 19: attn7 (128-query tiles; 19, the default, with the MMAs under the softmax steps);
+    /* 18, 19: attn7 (128-query tiles, the defaults; 19 with the MMAs under the softmax steps);
      * attn6's 15-17 were removed in attn7 (slower) */
     static const char *wsb[] = {"4", "5", "6", "7", "8", "18", "19"};
     char nm[9][96];
