@@ -27,8 +27,9 @@
  * blocks); the plain warpgroup kernel serves dh 128, decode (Lq <= 64) and a missing tensor-map
  * encoder. Tile shapes per shape class were picked on the H100 (results/notes-attn.md).
  * attention_bwd_ws.cuh holds a warp-specialised dh-64 backward in the same style (TMA producer,
- * two consumer warpgroups, dQ added with bulk tensor reduces); its variant 7 is the dh-64
- * backward on sm_90a (see the dispatcher in attention_backward_cuda).
+ * two consumer warpgroups, dQ added with bulk tensor reduces); its 128-query-tile kernel is the
+ * dh-64 backward on sm_90a, variant 19 for windows W <= 1024 and 18 otherwise (see the dispatcher
+ * in attention_backward_cuda).
  * Environment overrides for tuning runs only: LC_ATTN_WGMMA=0 (force mma.sync), LC_ATTN_FWD /
  * LC_ATTN_BWD / LC_ATTN_WG / LC_ATTN_WGB = variant number, LC_ATTN_WS_GRID = at most this many
  * persistent blocks (tests).
@@ -487,7 +488,7 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
 
 /* ---------------------------------------------------------------------------------------------
  * Backward, step 1: D[b, a, t] = <dO, O> in fp32; one group of D/8 lanes per row. With ld set
- * (the warp-specialised dh-64 backward) it writes the packed pairs ld[b*HQ + a][t] = (lse, D)
+ * (the warp-specialised dh-64 backward) it writes the packed pairs ld[b*HQ + a][t] = (lse log2(e), D)
  * instead, rows Lp apart (attention_bwd_ws.cuh reads one tile's pairs with one tensor copy). */
 template <int D>
 __global__ void attn_bwd_dot_kernel(const bf16 *o, const bf16 *dout, float *Dv, int64_t rows, int64_t L,
@@ -513,7 +514,7 @@ __global__ void attn_bwd_dot_kernel(const bf16 *o, const bf16 *dout, float *Dv, 
     if (row < rows && part == 0) {
         /* row = (b*L + t)*HQ + a  ->  [b, a, t] */
         const int64_t a = row % HQ, bt = row / HQ, t = bt % L, b = bt / L;
-        if (ld) ld[(b * HQ + a) * Lp + t] = make_float2(lse[(b * HQ + a) * L + t], s);
+        if (ld) ld[(b * HQ + a) * Lp + t] = make_float2(lse[(b * HQ + a) * L + t] * 1.4426950408889634f, s);
         else Dv[(b * HQ + a) * L + t] = s;
     }
 }
@@ -999,10 +1000,6 @@ lc_status launch_fwd_wgmma(const fwd_params &p0, int64_t B, cudaStream_t st) {
     return LC_OK;
 }
 
-/* Tile-configuration override for tuning runs (LC_ATTN_* = variant number, kernels/tuning.c;
- * checked by the entry points); unset = the shipped default for the shape. */
-int tuning_variant(const char *name, int dflt) { return (int)lc_tuning_int(name, dflt); }
-
 /* A 4-D tensor map over a [B][rows][heads][64] tensor (innermost first: 64, heads, rows, B) of
  * bf16 (or fp32, elem = 4) whose box is `box_cols` columns of one head's `box_rows` rows,
  * 128-byte swizzled. 0 when the driver entry point is missing or the encoder refuses (pointer
@@ -1022,12 +1019,12 @@ int ws_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t rows, int
 /* A 2-D tensor map over the packed (lse, D) buffer, fp32 [rows][Lp][2]: 2L valid floats per row
  * (the rest of the row and every box element past 2L arrive as zeros), rows 8*Lp bytes apart
  * (Lp a multiple of 4, the stride a multiple of 16 bytes); box = one tile's 64 pairs. */
-int ld_tensor_map(CUtensorMap *m, const float2 *base, int64_t rows, int64_t L, int64_t Lp) {
+int ld_tensor_map(CUtensorMap *m, const float2 *base, int64_t rows, int64_t L, int64_t Lp, int box_floats = 128) {
     PFN_cuTensorMapEncodeTiled_v12000 encode = lc_tensor_map_encoder();
-    if (!encode || ((uintptr_t)base & 15) || (Lp & 3) || L > Lp || 2 * L < 128) return 0;
+    if (!encode || ((uintptr_t)base & 15) || (Lp & 3) || L > Lp || 2 * L < box_floats) return 0;
     const cuuint64_t dims[2] = {(cuuint64_t)(2 * L), (cuuint64_t)rows};
     const cuuint64_t strides[1] = {(cuuint64_t)(Lp * 8)};
-    const cuuint32_t box[2] = {128, 1}, estr[2] = {1, 1};
+    const cuuint32_t box[2] = {(cuuint32_t)box_floats, 1}, estr[2] = {1, 1};
     return encode(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, const_cast<float2 *>(base), dims, strides, box, estr,
                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
@@ -1062,7 +1059,7 @@ lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *r
         return LC_OK;
     const int64_t ntiles = p.nqb * p.HQ * B;
     int64_t grid = ntiles < sm_count() ? ntiles : sm_count();
-    const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
+    const int cap = (int)lc_tuning_int("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = ws_smem_bytes<BN, NCWG, STAGES>();
     auto kern = attn_fwd_ws_kernel<BN, NCWG, STAGES, QR, I32>;
@@ -1093,7 +1090,7 @@ lc_status launch_bwd_wgmma(const bwd_params &p0, int64_t B, cudaStream_t st) {
 /* The warp-specialised dh-64 backward; *ran = 0 (and nothing launched) when the shape does not
  * suit the bulk tensor copies (below) or a tensor map could not be made, so the caller takes the
  * plain warpgroup kernel (short or odd-sized inputs; the speed matters at long L). */
-template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int ATOM = 0>
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR>
 lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BN = 64 * NCWG;
     bwd_params p = p0;
@@ -1107,38 +1104,39 @@ lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
         return LC_OK;
     const int64_t nitems = p.nkb * p.H * B;
     int64_t grid = nitems < sm_count() ? nitems : sm_count();
-    const int cap = tuning_variant("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
+    const int cap = (int)lc_tuning_int("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = bws_smem<NCWG, SPLIT, STAGES>::total;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, ATOM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR, ATOM><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_ws_kernel<NCWG, SPLIT, STAGES, OVL, KR><<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
     cuda_check_launch("attn_bwd_ws_kernel");
     *ran = 1;
     return LC_OK;
 }
 
-/* attn6: the ping-pong backward of attention_bwd_ws.cuh (2 consumer warpgroups x 64 keys, split
- * dQ, MMAs in turns); the same fallback conditions as launch_bwd_ws. */
-template <int ATOM>
-lc_status launch_bwd_pp(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
-    constexpr int BN = 128;
+/* attn7: the 128-query-tile backward of attention_bwd_ws.cuh (variant 18); the same fallback
+ * conditions as launch_bwd_ws (L >= 128: the Q, dO boxes are 128 rows, the (lse, D) box 256 floats). */
+template <int OV>
+lc_status launch_bwd_bq(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
+    constexpr int BN = bwq_smem::BN, BM = bwq_smem::BM;
     bwd_params p = p0;
     p.nkb = (p.L + BN - 1) / BN;
     *ran = 0;
     CUtensorMap tq, tdo, tk, tv, tdq, tld;
-    /* int32 positions in the kernel (key block start << 4 with flags) */
-    if (p.L < BN || p.L >= ((int64_t)1 << 26) || !p.ld || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, 64) || !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, 64) ||
-        !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) || !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN) ||
-        !ws_tensor_map(&tdq, p.dq_acc, B, p.L, p.HQ, 64, 4, 32) || !ld_tensor_map(&tld, p.ld, B * p.HQ, p.L, p.Lp))
+    if (p.L < BN || p.L < BM || p.L >= ((int64_t)1 << 30) || !p.ld || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, BM) ||
+        !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, BM) || !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) ||
+        !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN) || !ws_tensor_map(&tdq, p.dq_acc, B, p.L, p.HQ, 64, 4, 32) ||
+        !ld_tensor_map(&tld, p.ld, B * p.HQ, p.L, p.Lp, 2 * BM))
         return LC_OK;
     const int64_t nitems = p.nkb * p.H * B;
+    if (nitems >= ((int64_t)1 << 31) - 1024) return LC_OK; /* int32 item indices in the producer */
     int64_t grid = nitems < sm_count() ? nitems : sm_count();
-    const int cap = tuning_variant("LC_ATTN_WS_GRID", 0);
+    const int cap = (int)lc_tuning_int("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
     if (cap > 0 && cap < grid) grid = cap;
-    const size_t smem = bpp_smem::total;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_pp_kernel<ATOM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_pp_kernel<ATOM><<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
-    cuda_check_launch("attn_bwd_pp_kernel");
+    const size_t smem = bwq_smem::alloc;
+    cuda_check(cudaFuncSetAttribute(attn_bwd_bq_kernel<OV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_bq_kernel<OV><<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
+    cuda_check_launch("attn_bwd_bq_kernel");
     *ran = 1;
     return LC_OK;
 }
@@ -1195,11 +1193,11 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
      * windows at dh 64 (less masked work per tile), 128 rows otherwise. Few query rows (decode,
      * short segments) take the 64-row tiles too: a bigger tile would be mostly empty rows. */
     const bool narrow = (s->causal && s->W > 0 && s->W <= 1024) || p.Lq <= 64;
-    const int var = tuning_variant("LC_ATTN_FWD", s->dh == 64 ? (narrow ? 3 : 0) : 3);
+    const int var = (int)lc_tuning_int("LC_ATTN_FWD", s->dh == 64 ? (narrow ? 3 : 0) : 3);
     switch (s->dh) {
     case 32: return launch_fwd<32, 64, 4, 2>(p, s->B, st);
     case 64:
-        if (tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a()) {
+        if (lc_tuning_int("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a()) {
             /* attn3 runs 2-3 (notes): the warp-specialised kernel with turns, 3 consumer warpgroups;
              * narrow windows 64-key tiles with Q in registers (13), otherwise 128-key tiles with int32
              * bookkeeping (24, attn5; the default since attn8's H100 run: 0 spills, 3-10% faster than 16);
@@ -1213,7 +1211,7 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
              * the H100 runs of results/notes-attn.md: attn3's 8, 11, 15 (no turns, 2 warpgroups),
              * attn5's 25 (13 in int32: no faster), attn8's lazy rescale, exp2 on the FMA pipe and
              * row sums on the tensor cores (26, 27: none faster). */
-            const int wv = tuning_variant("LC_ATTN_WG", dflt);
+            const int wv = (int)lc_tuning_int("LC_ATTN_WG", dflt);
             switch (wv) {
             case 13: e = launch_fwd_ws<64, 3, 4, 1>(p, s->B, st, &ran); break;
             case 16: e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran); break;
@@ -1237,8 +1235,8 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
         default: return launch_fwd<64, 64, 4, 2>(p, s->B, st);
         }
     default:
-        if (tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a()) {
-            switch (tuning_variant("LC_ATTN_WG", narrow ? 1 : 4)) {
+        if (lc_tuning_int("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a()) {
+            switch ((int)lc_tuning_int("LC_ATTN_WG", narrow ? 1 : 4)) {
             case 1: return launch_fwd_wgmma<128, 64, 1>(p, s->B, st);
             case 2: return launch_fwd_wgmma<128, 64, 2>(p, s->B, st);
             case 3: return launch_fwd_wgmma<128, 128, 1>(p, s->B, st);
@@ -1304,9 +1302,9 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     float2 *ld = reinterpret_cast<float2 *>(Dv); /* the same region, packed form */
     cuda_check(cudaMemsetAsync(dq_acc, 0, (size_t)rows * D * sizeof(float), st));
     const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
-    const bool wgmma = (D == 64 || D == 128) && tuning_variant("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a();
+    const bool wgmma = (D == 64 || D == 128) && lc_tuning_int("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a();
     /* the variant (see below); the warp-specialised kernels (>= 4, dh 64, L >= 128) take the packed pairs */
-    int wv = tuning_variant("LC_ATTN_WGB", D == 64 ? 7 : narrow ? 1 : 2);
+    int wv = (int)lc_tuning_int("LC_ATTN_WGB", D == 64 ? (narrow ? 19 : 18) : narrow ? 1 : 2);
     if (D != 64 && wv >= 4) wv = 2;
     const bool ws = wgmma && D == 64 && wv >= 4 && s->L >= 128;
     bwd_dot(s, o, dout, Dv, lse, ws ? ld : NULL, st);
@@ -1329,7 +1327,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     p.scale_log2 = p.scale * 1.4426950408889634f;
     lc_status r;
     /* run 8 (notes): 2 warpgroups with the block-reduced dQ win dense and W = 4096; one warpgroup W = 512 */
-    const int var = tuning_variant("LC_ATTN_BWD", narrow ? 1 : 0);
+    const int var = (int)lc_tuning_int("LC_ATTN_BWD", narrow ? 1 : 0);
     if (wgmma) {
         /* 1: one warpgroup, 64 keys per block; 2: two warpgroups, 128 keys, dQ reduced over the
          * block before the atomics; 3: two warpgroups, dQ atomics per warpgroup (first version) */
@@ -1339,7 +1337,8 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
          * Same H100 run (session 3, notes-attn.md), bwd ms at L = 1M, 16 heads, W = 512 / 4096, and
          * dense L = 64K: 1 33.9 / 184.9 / 129.4, 2 38.0 / 169.2 / 76.5, 4 31.2 / 150.1 / 74.5,
          * 5 30.3 / 153.3 / 83.4, 6 31.3 / 151.5 / 74.7, 7 31.2 / 150.2 / 73.2, 8 39.1 / 210.1 / 102.6:
-         * 7 (no spills) is the dh-64 default; dh 128 keeps 1 (narrow windows) or 2. */
+         * 7 (no spills) was the dh-64 default until attn7 (18 / 19 below); dh 128 keeps 1 (narrow
+         * windows) or 2. */
         if (D == 64 && wv >= 4) { /* warp-specialised <consumer WGs, split dQ, ring slots, overlap> */
             int ran = 0;
             switch (wv) {
@@ -1349,18 +1348,20 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
             case 8: r = launch_bwd_ws<2, 0, 3, 0, 1>(p, s->B, st, &ran); break;
             /* attn5's 11 / 12 (7 with a 4- / 2-slot ring) and 13 (dQ per warpgroup in halves) were no
              * faster (lead's run, session 3: 11 31.43 / 151.8 / 78.94, 13 36.28 / 169.3 / 89.44 ms
-             * against 31.36 / 151.6 / 75.86 for 7): removed in attn6, as was attn6's 14 (15 with K, V
-             * in registers: spills 80 B, 35.6 / 165.6 / 80.9 ms).
-             * attn6, opt-in and tested; attn6 run 2 (notes), bwd ms at W 512 / 4096 (L = 1M) and dense
-             * 64K, same run: 7 29.96 / 140.5 / 69.51, 15 29.54 / 147.1 / 73.86, 16 29.25 / 142.1 / 80.01,
-             * 17 30.16 / 153.8 / 78.55; none wins by more than 2.4% anywhere, so 7 stays the default.
-             * 15: 6 with the warpgroups' MMAs in turns (ping-pong), dQ two tiles late, one tile stream
-             * per block; 16: 7 with dQ added from registers by 8-byte vector reductions
-             * (red.global.add.v2.f32) instead of shared-memory staging and one bulk reduce-add per
-             * tile; 17: 15 with 16's reductions. */
-            case 15: r = launch_bwd_pp<0>(p, s->B, st, &ran); break;
-            case 16: r = launch_bwd_ws<2, 1, 3, 0, 1, 1>(p, s->B, st, &ran); break;
-            case 17: r = launch_bwd_pp<1>(p, s->B, st, &ran); break;
+             * against 31.36 / 151.6 / 75.86 for 7): removed in attn6, as was attn6's 14 (ping-pong with
+             * K, V in registers: spills 80 B, 35.6 / 165.6 / 80.9 ms). attn6's 15 (ping-pong: the two
+             * warpgroups' MMAs in turns, dQ two tiles late), 16 (7 with dQ by red.global.add.v2.f32
+             * from registers) and 17 (both) were no faster either (attn6 run 2, bwd ms at W 512 / 4096,
+             * L = 1M, and dense 64K: 7 29.96 / 140.5 / 69.51, 15 29.54 / 147.1 / 73.86, 16 29.25 /
+             * 142.1 / 80.01, 17 30.16 / 153.8 / 78.55): removed in attn7.
+             * attn7: 18 = 7 with 128-query tiles (dQ split by query rows, S^T / dP^T from shared
+             * memory); 19 = 18 with dV issued as soon as P^T is packed (under the dS^T step) and dK
+             * after dQ (under the dQ staging), dS^T from the bf16 P^T. Same H100 run (attn7 call 2,
+             * notes), bwd ms at L = 1M, 16 heads, W = 512 / 4096, dense L = 64K: 7 29.70 / 140.55 /
+             * 70.75, 18 30.26 / 131.38 / 67.82, 19 28.85 / 134.14 / 67.51 (again 28.96 / 134.86 /
+             * 68.54): 19 is the default for W <= 1024, 18 for wider windows and dense. */
+            case 18: r = launch_bwd_bq<0>(p, s->B, st, &ran); break;
+            case 19: r = launch_bwd_bq<1>(p, s->B, st, &ran); break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
             if (r != LC_OK) return r;

@@ -36,9 +36,6 @@
  *              do not see (W = 512, BN = 192: 12 tiles streamed per block, 9-10 computed per
  *              warpgroup); with SPLIT every warpgroup computes every tile (a consumer-wide named
  *              barrier per tile joins the dS^T halves, double-buffered).
- *              ATOM (attn6, variant 16; SPLIT only): dQ leaves the registers by 8-byte vector
- *              reductions (red.global.add.v2.f32) into the fp32 workspace instead of the staging
- *              and bulk reduce-add, so the copy engine only loads; no faster (notes, attn6 run 2).
  * Layouts: as in attention.h; tensor maps view q, dout as [B][L][HQ][64], k, v as [B][L][H][64]
  * (rows past L arrive as zeros; a box may not be larger than its tensor, so L >= BN), the dQ
  * workspace as fp32 [B][L][HQ][64] in boxes of 32 columns x 64 rows (rows past L are not
@@ -59,7 +56,7 @@ struct bws_item {
     int64_t h, b, k0, qt0;
     int nqt;
 };
-__device__ __forceinline__ bws_item bws_item_of(const bwd_params &p, int64_t idx, int BN) {
+__device__ __forceinline__ bws_item bws_item_of(const bwd_params &p, int64_t idx, int BN, int BM = 64) {
     const int64_t L = p.L, W = p.W;
     bws_item t;
     t.h = idx % p.H;
@@ -68,23 +65,24 @@ __device__ __forceinline__ bws_item bws_item_of(const bwd_params &p, int64_t idx
     t.b = idx / p.nkb;
     const int64_t qlo = p.causal ? t.k0 : 0;
     const int64_t qhi = (p.causal && W > 0) ? min(L - 1, t.k0 + BN - 1 + W) : L - 1;
-    t.qt0 = qlo / 64;
-    t.nqt = (int)(qhi / 64 - t.qt0 + 1);
+    t.qt0 = qlo / BM;
+    t.nqt = (int)(qhi / BM - t.qt0 + 1);
     return t;
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* After the wait for a dV, dK MMA batch: its accumulators (dK, dV) and A fragments (pa = P^T,
  * sa = dS^T) are settled, so ptxas may not move their later uses above the wait. */
-__device__ __forceinline__ void bws_fence_dkdv(float (&dK)[32], float (&dV)[32], uint32_t (&pa)[4][4],
-                                               uint32_t (&sa)[4][4]) {
+template <int NK>
+__device__ __forceinline__ void bws_fence_dkdv(float (&dK)[32], float (&dV)[32], uint32_t (&pa)[NK][4],
+                                               uint32_t (&sa)[NK][4]) {
 #pragma unroll
     for (int i = 0; i < 32; i++) {
         sm90::reg_fence(dK[i]);
         sm90::reg_fence(dV[i]);
     }
 #pragma unroll
-    for (int kk = 0; kk < 4; kk++)
+    for (int kk = 0; kk < NK; kk++)
 #pragma unroll
         for (int c = 0; c < 4; c++) {
             sm90::reg_fence(pa[kk][c]);
@@ -92,21 +90,23 @@ __device__ __forceinline__ void bws_fence_dkdv(float (&dK)[32], float (&dV)[32],
         }
 }
 
-/* One consumer thread's part of a 64-key x 64-query tile: P^T = exp2(S^T scale_log2 - lse) and
+/* One consumer thread's part of a 64-key x NE/2-query tile (NE = 32: 64 queries; NE = 64: the
+ * 128-query tiles of variant 18): P^T = exp2(S^T scale_log2 - lse) and
  * dS^T = P^T (dP^T - D), in place in St and dPt (the wgmma accumulator layout: query col
  * c = 8i + 2tg + (e&1), key row r = rrow + 8*(e>=2)), zero outside the mask where need_mask
  * (q - k = rel + c - r must lie in 0..Wm for causal; c < limq, r < limk), then packed to bf16
- * wgmma A fragments: pa (P^T) and sa (dS^T). ld[c] = (lse, D) of query column c. */
-__device__ __forceinline__ void bws_tile_softmax(float (&St)[32], float (&dPt)[32], const float2 *ld, float scale_log2,
+ * wgmma A fragments: pa (P^T) and sa (dS^T). ld[c] = (lse log2(e), D) of query column c. */
+template <int NE>
+__device__ __forceinline__ void bws_tile_softmax(float (&St)[NE], float (&dPt)[NE], const float2 *ld, float scale_log2,
                                                  int tg, int rrow, bool need_mask, int rel, int limq, int limk,
-                                                 int causal, int Wm, uint32_t (&pa)[4][4], uint32_t (&sa)[4][4]) {
+                                                 int causal, int Wm, uint32_t (&pa)[NE / 8][4], uint32_t (&sa)[NE / 8][4]) {
 #pragma unroll
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < NE / 4; i++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int c = 8 * i + 2 * tg + (e & 1);
             const float2 l = ld[c];
-            float pv = ex2(fmaf(St[4 * i + e], scale_log2, -l.x * 1.4426950408889634f));
+            float pv = ex2(fmaf(St[4 * i + e], scale_log2, -l.x)); /* l.x = lse * log2(e) */
             if (need_mask) {
                 const int r = rrow + (e >= 2 ? 8 : 0), d = rel + c - r;
                 if (c >= limq || r >= limk || (causal && (d < 0 || d > Wm))) pv = 0.f;
@@ -115,11 +115,51 @@ __device__ __forceinline__ void bws_tile_softmax(float (&St)[32], float (&dPt)[3
             dPt[4 * i + e] = pv * (dPt[4 * i + e] - l.y);
         }
 #pragma unroll
-    for (int kk = 0; kk < 4; kk++)
+    for (int kk = 0; kk < NE / 8; kk++)
 #pragma unroll
         for (int c = 0; c < 4; c++) {
             pa[kk][c] = pack_bf16(St[8 * kk + 2 * c], St[8 * kk + 2 * c + 1]);
             sa[kk][c] = pack_bf16(dPt[8 * kk + 2 * c], dPt[8 * kk + 2 * c + 1]);
+        }
+}
+
+/* bws_tile_softmax in two steps, so the MMAs run under them (variant 19): bws_tile_p computes P^T
+ * (masked) and packs pa while dP^T is still in flight; bws_tile_ds then computes dS^T = P^T (dP^T
+ * - D) from the packed (bf16) P^T, while dV += P^T dO runs and holds St's registers no longer
+ * (P^T in fp32 would keep 64 more registers live). pa[kk][c] holds the elements 8kk + 2c (low
+ * half) and 8kk + 2c + 1 (high), query columns 8(2kk + c/2) + 2tg (+1). */
+template <int NE>
+__device__ __forceinline__ void bws_tile_p(float (&St)[NE], const float2 *ld, float scale_log2, int tg, int rrow,
+                                           bool need_mask, int rel, int limq, int limk, int causal, int Wm,
+                                           uint32_t (&pa)[NE / 8][4]) {
+#pragma unroll
+    for (int i = 0; i < NE / 4; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int c = 8 * i + 2 * tg + (e & 1);
+            float pv = ex2(fmaf(St[4 * i + e], scale_log2, -ld[c].x));
+            if (need_mask) {
+                const int r = rrow + (e >= 2 ? 8 : 0), d = rel + c - r;
+                if (c >= limq || r >= limk || (causal && (d < 0 || d > Wm))) pv = 0.f;
+            }
+            St[4 * i + e] = pv;
+        }
+#pragma unroll
+    for (int kk = 0; kk < NE / 8; kk++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) pa[kk][c] = pack_bf16(St[8 * kk + 2 * c], St[8 * kk + 2 * c + 1]);
+}
+template <int NE>
+__device__ __forceinline__ void bws_tile_ds(const float (&dPt)[NE], const uint32_t (&pa)[NE / 8][4], const float2 *ld, int tg,
+                                            uint32_t (&sa)[NE / 8][4]) {
+#pragma unroll
+    for (int kk = 0; kk < NE / 8; kk++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            const int col = 8 * (2 * kk + c / 2) + 2 * tg;
+            const float4 l = *reinterpret_cast<const float4 *>(ld + col); /* (lse, D) of col, col + 1 */
+            const float p0 = __uint_as_float(pa[kk][c] << 16), p1 = __uint_as_float(pa[kk][c] & 0xffff0000u);
+            sa[kk][c] = pack_bf16(p0 * (dPt[8 * kk + 2 * c] - l.y), p1 * (dPt[8 * kk + 2 * c + 1] - l.w));
         }
 }
 #endif
@@ -172,7 +212,7 @@ struct bws_smem {
     static constexpr size_t total = 1024 + 2 * KV + STAGES * SLOT + DS + DQ + BARS;
 };
 
-template <int NCWG, int SPLIT, int STAGES, int OVL, int KR, int ATOM = 0>
+template <int NCWG, int SPLIT, int STAGES, int OVL, int KR>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_bwd_ws_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                        const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -388,24 +428,6 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
 #pragma unroll
                     for (int i = 0; i < DQC / 2; i++) sm90::reg_fence(dQ[i]);
 
-                    if constexpr (ATOM) {
-                        /* attn6, variant 16: dQ += from registers, 8-byte vector reductions (no staging, no
-                         * bulk copy: the copy engine then only loads); thread: query rows rrow, rrow + 8,
-                         * columns DQC*cw + 8i + 2tg (+1) */
-                        static_assert(!ATOM || SPLIT, "vector reductions: split dQ");
-#pragma unroll
-                        for (int hr = 0; hr < 2; hr++) {
-                            const int64_t q = q0 + rrow + 8 * hr;
-                            if (q < L) {
-                                float *row = p.dq_acc + ((t.b * L + q) * HQ + a) * 64 + DQC * cw + 2 * tg;
-#pragma unroll
-                                for (int i = 0; i < DQC / 8; i++)
-                                    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(row + 8 * i), "f"(dQ[4 * i + 2 * hr]),
-                                                 "f"(dQ[4 * i + 2 * hr + 1])
-                                                 : "memory");
-                            }
-                        }
-                    } else {
                     /* dQ -> shared memory (fp32, 128-byte swizzle per 32-column panel) -> bulk reduce-add */
                     unsigned char *qbuf = myDQ + (dqc % DQB) * (DQC * 64 * 4);
                     if (tid % 128 == 0) sm90::bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
@@ -428,7 +450,6 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                             sm90::tma_reduce_add_4d(&tdq, src + 8192, 32, (int)a, (int)q0, (int)t.b);
                         }
                         sm90::bulk_commit();
-                    }
                     }
                 }
                 dqc++;
@@ -459,91 +480,105 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * PP (attn6, LC_ATTN_WGB 15): the split-dQ organisation of variant 6 (2 consumer
- * warpgroups x 64 keys, dQ columns split between them) with the two warpgroups' MMAs in turns,
- * so one warpgroup's softmax runs while the other's MMAs do. Per (item, query head) pass of n
- * query tiles, each warpgroup runs turns t = 0 .. n+1; turn t issues, in this order,
- *     dQ(t-2) = dS(t-2) K       (t >= 2; both dS^T halves of tile t-2, all 128 keys, 32 columns)
- *     dV += P^T(t-1) dO, dK += dS^T(t-1) Q   (1 <= t <= n; P^T, dS^T from registers)
- *     S^T(t) = K_w Q^T, dP^T(t) = V_w dO^T    (t < n)
- * then hands the turn to the other warpgroup (named barriers 4 + w: warpgroup 0 issues turn t,
- * then warpgroup 1 its turn t, then 0 its turn t+1 ...), waits for dQ(t-2) and stores it for the
- * bulk reduce-add, waits for the rest (frees tile t-1's slot), and computes P^T(t), dS^T(t)
- * (its half of dS^T(t) to shared memory). dQ waits two turns for its tile, so both halves of
- * dS^T(t-2) are in place by the rotation alone: the other warpgroup wrote its half before it
- * issued its turn t-1, and that came before this warpgroup's turn t. Four dS^T buffers: a
- * buffer is rewritten four tiles later, when both warpgroups have finished that dQ (a
- * warpgroup entering turn t knows the other has issued its turn t-1, so it completed turn t-2).
- * Every wgmma of a turn is issued and waited inside one straight-line piece (a template per
- * combination of the three parts), as ptxas serialises wgmmas around data-dependent branches.
- * ATOM (variant 17): dQ by vector reductions from registers, as variant 16.
- * On the H100 (notes, attn6 runs 1-2) 15 ties 7 at W = 512 and is 5-6% slower at W = 4096 and
- * dense: ncu puts 7 at 34% issue-slot use and 33.5% tensor-pipe use with L2 at 40%, latency-bound,
- * and taking turns did not shorten what each tile waits on. */
-struct bpp_smem {
-    static constexpr int BN = 128, STAGES = 3, NDS = 4, DQB = 2, NKB = 3, NVB = 2;
-    static constexpr size_t KV1 = (size_t)BN * 128;           /* one K or V block */
-    static constexpr size_t SLOT = 2 * 64 * 128;              /* Q, dO */
-    static constexpr size_t DS = NDS * (size_t)BN * 128;
-    static constexpr size_t DQ = 2 * (size_t)DQB * 32 * 64 * 4;
-    static constexpr size_t LD = STAGES * 64 * 8;              /* (lse, D) pairs per slot */
-    static constexpr size_t BARS = 8 * (2 * NKB + 2 * NVB + 2 * STAGES);
-    static constexpr size_t total = 1024 + (NKB + NVB) * KV1 + STAGES * SLOT + DS + DQ + LD + BARS;
-    static_assert(total <= 232448, "shared memory per block");
+ * BQ (attn7, LC_ATTN_WGB 18 / 19 = OV 0 / 1; the dh-64 defaults for W > 1024 or dense / W <= 1024):
+ * variant 7's organisation (1 producer + 2 consumer warpgroups, 64
+ * keys each, BN = 128, one barrier per tile joining the dS^T halves) with 128-query tiles
+ * (FlashAttention-3's 128 x 128 tile for dh 64), so each chain of waits (S^T/dP^T MMAs -> wait ->
+ * softmax -> dS^T -> barrier -> dQ -> wait -> staging -> dV, dK wait) carries twice the MMA work.
+ * Per 128-query tile, warpgroup w:
+ *   S^T = K_w Q^T, dP^T = V_w dO^T       m64n128k16 x 4 each, both operands in shared memory
+ *                                        (64 keys x 128 queries: 64 + 64 accumulator registers)
+ *   P^T, dS^T                            bws_tile_softmax<64>, packed as 8 A fragments each
+ *   dS^T -> shared memory                two 64-query panels of 128 key rows x 128 B (swizzled);
+ *                                        double-buffered, one consumer-wide barrier per tile
+ *   dQ = dS K                            its own 64 query rows (panel w) x all 64 columns over the
+ *                                        block's 128 keys: m64n64k16 x 8, both MN-major
+ *   dV += P^T dO, dK += dS^T Q           m64n64k16 x 8 each, P^T / dS^T from registers
+ *   wait dQ; dQ -> shared memory (2 panels of 32 fp32 columns) -> two bulk tensor reduce-adds;
+ *   wait dV, dK; free the slot.
+ * OV = 1 (19) reorders the MMAs to run under the CUDA-core steps: S^T and dP^T in two commit
+ * groups; P^T (bws_tile_p) while dP^T runs; dV += P^T dO issued at once, under dS^T = P^T (dP^T -
+ * D) (bws_tile_ds, from the packed bf16 P^T) and the dS^T store; after the barrier dQ, then dK,
+ * which runs under the dQ staging. H100, same run (notes, attn7 call 2), bwd at L = 1M: 19 is 4%
+ * faster than 18 at W = 512 and 2% slower at W = 4096 (18 spills 40 B, 19 none).
+ * dQ splits by query rows, not columns as in 7: each warpgroup reads one dS panel (16 KB) and K
+ * (16 KB) instead of all of dS twice. Shared memory (227 KB, the per-block maximum): K, V of two
+ * items 64 KB, 2 slots of Q, dO 64 KB, dS^T 2 x 32 KB, dQ staging 2 x 16 KB (one buffer per
+ * warpgroup: its previous reduce has long finished reading), (lse, D) 2 x 1 KB, barriers; the
+ * start is taken 1024-aligned in the 960 bytes left (the dynamic shared memory starts 1024-aligned
+ * on the H100; the kernel traps if it ever does not fit). Registers: producer 24, consumers 240
+ * (128 * 24 + 256 * 240 = 65536). */
+struct bwq_smem {
+    static constexpr int BN = 128, BM = 128, STAGES = 2;
+    static constexpr size_t KV1 = (size_t)BN * 128;      /* one K or V block */
+    static constexpr size_t SLOT = 2 * (size_t)BM * 128; /* Q, dO */
+    static constexpr size_t DS1 = (size_t)BN * BM * 2;   /* one dS^T buffer: [2 query panels][BN x 128 B] */
+    static constexpr size_t DQ1 = 64 * 64 * 4;           /* one warpgroup's dQ: [2 column panels][64 x 128 B] */
+    static constexpr size_t LD1 = (size_t)BM * 8;        /* one slot's (lse, D) pairs */
+    static constexpr size_t total = 4 * KV1 + STAGES * SLOT + 2 * DS1 + 2 * DQ1 + STAGES * LD1 + 8 * (4 + 2 * STAGES);
+    static constexpr size_t alloc = total + 1024 < 232448 ? total + 1024 : 232448;
+    static_assert(total <= 232448 - 960, "shared memory per block");
 };
 
-template <int ATOM>
+template <int OV>
 __global__ void __launch_bounds__(384, 1)
-    attn_bwd_pp_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
+    attn_bwd_bq_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                        const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                        const __grid_constant__ CUtensorMap tdq, const __grid_constant__ CUtensorMap tld,
                        const int64_t nitems) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using SM = bpp_smem;
-    constexpr int BN = SM::BN, STAGES = SM::STAGES, NDS = SM::NDS, DQB = SM::DQB, NKB = SM::NKB, NVB = SM::NVB;
+    using SM = bwq_smem;
+    constexpr int BN = SM::BN, BM = SM::BM, STAGES = SM::STAGES;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *sK = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); /* [NKB][BN x 128 B] */
-    unsigned char *sV = sK + NKB * SM::KV1;                                        /* [NVB][BN x 128 B] */
-    unsigned char *sRing = sV + NVB * SM::KV1;      /* [STAGES] { Q 8 KB, dO 8 KB } */
-    unsigned char *sdS = sRing + STAGES * SM::SLOT; /* [NDS][BN rows (keys) x 64 queries] bf16, swizzled */
-    unsigned char *sdQ = sdS + SM::DS;              /* [2 WG][DQB][64 rows x 32 floats] */
-    unsigned char *sLD = sdQ + SM::DQ;              /* [STAGES][64] (lse, D) */
-    const uint32_t bar0 = smem_u32(sLD + SM::LD);
-    const uint32_t b_fullK = bar0, b_emptyK = b_fullK + 8 * NKB, b_fullV = b_emptyK + 8 * NKB, b_emptyV = b_fullV + 8 * NVB;
-    const uint32_t b_full = b_emptyV + 8 * NVB, b_empty = b_full + 8 * STAGES;
+    const uint32_t pad = (1024 - (smem_u32(smem_raw) & 1023)) & 1023;
+    if (pad > SM::alloc - SM::total) __trap(); /* never on the H100 (see above) */
+    unsigned char *sK = smem_raw + pad;                   /* [2][BN x 128 B] */
+    unsigned char *sV = sK + 2 * SM::KV1;                 /* [2][BN x 128 B] */
+    unsigned char *sRing = sV + 2 * SM::KV1;              /* [STAGES] { Q 16 KB, dO 16 KB } */
+    unsigned char *sdS = sRing + STAGES * SM::SLOT;       /* [2][2 panels][BN x 128 B] */
+    unsigned char *sdQ = sdS + 2 * SM::DS1;               /* [2 WG][2 panels][64 x 128 B] */
+    unsigned char *sLD = sdQ + 2 * SM::DQ1;               /* [STAGES][BM] (lse, D) */
+    const uint32_t bar0 = smem_u32(sLD + STAGES * SM::LD1);
+    const uint32_t b_fullKV = bar0, b_emptyKV = bar0 + 16, b_full = bar0 + 32, b_empty = b_full + 8 * STAGES;
 
     const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
     const int64_t L = p.L, HQ = p.HQ, H = p.H, G = HQ / H, W = p.W;
     if (tid == 0) {
-        for (int i = 0; i < NKB; i++) sm90::mbar_init(b_fullK + 8 * i, 1), sm90::mbar_init(b_emptyK + 8 * i, 8);
-        for (int i = 0; i < NVB; i++) sm90::mbar_init(b_fullV + 8 * i, 1), sm90::mbar_init(b_emptyV + 8 * i, 8);
-        for (int s = 0; s < STAGES; s++) sm90::mbar_init(b_full + 8 * s, 1), sm90::mbar_init(b_empty + 8 * s, 8);
+        for (int i = 0; i < 2; i++) {
+            sm90::mbar_init(b_fullKV + 8 * i, 1);
+            sm90::mbar_init(b_emptyKV + 8 * i, 8); /* lane 0 of every consumer warp */
+        }
+        for (int s = 0; s < STAGES; s++) {
+            sm90::mbar_init(b_full + 8 * s, 1);
+            sm90::mbar_init(b_empty + 8 * s, 8);
+        }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
 
     if (wg == 0) { /* ------------------------------------------------------------ producer */
-        sm90::setmaxnreg_dec<56>();
-        if (warp == 0 && lane == 0) { /* item kc: K into buffer kc % 3, V into kc % 2 (see above) */
+        sm90::setmaxnreg_dec<24>();
+        if (warp == 0 && lane == 0) {
+            /* int32 throughout (the host checks L < 2^30 and nitems < 2^31): 24 registers */
+            const int Hi = (int)H, Gi = (int)G, HQi = (int)HQ, Li = (int)L, nkb = (int)p.nkb, Wi = (int)min(W, (int64_t)1 << 30);
             uint32_t it = 0, kc = 0;
-            for (int64_t idx = blockIdx.x; idx < nitems; idx += gridDim.x, kc++) {
-                const bws_item t = bws_item_of(p, idx, BN);
-                const uint32_t kb = kc % NKB, vb = kc % NVB;
-                sm90::mbar_wait(b_emptyK + 8 * kb, ((kc / NKB) & 1) ^ 1);
-                sm90::mbar_expect_tx(b_fullK + 8 * kb, BN * 128);
-                sm90::tma_load_4d(smem_u32(sK + kb * SM::KV1), &tk, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullK + 8 * kb);
-                sm90::mbar_wait(b_emptyV + 8 * vb, ((kc / NVB) & 1) ^ 1);
-                sm90::mbar_expect_tx(b_fullV + 8 * vb, BN * 128);
-                sm90::tma_load_4d(smem_u32(sV + vb * SM::KV1), &tv, 0, (int)t.h, (int)t.k0, (int)t.b, b_fullV + 8 * vb);
-                for (int64_t a = t.h * G; a < (t.h + 1) * G; a++)
-                    for (int j = 0; j < t.nqt; j++, it++) {
+            for (int idx = blockIdx.x; idx < (int)nitems; idx += gridDim.x, kc++) {
+                const int h = idx % Hi, k0 = (idx / Hi) % nkb * BN, b = idx / Hi / nkb;
+                const int qlo = p.causal ? k0 : 0, qhi = (p.causal && Wi > 0) ? min(Li - 1, k0 + BN - 1 + Wi) : Li - 1;
+                const uint32_t kvb = kc & 1;
+                sm90::mbar_wait(b_emptyKV + 8 * kvb, ((kc >> 1) & 1) ^ 1);
+                sm90::mbar_expect_tx(b_fullKV + 8 * kvb, 2 * BN * 128);
+                sm90::tma_load_4d(smem_u32(sK + kvb * SM::KV1), &tk, 0, h, k0, b, b_fullKV + 8 * kvb);
+                sm90::tma_load_4d(smem_u32(sV + kvb * SM::KV1), &tv, 0, h, k0, b, b_fullKV + 8 * kvb);
+                for (int a = h * Gi; a < (h + 1) * Gi; a++)
+                    for (int q0 = qlo / BM * BM; q0 <= qhi; q0 += BM, it++) {
                         const uint32_t s = it % STAGES, bar = b_full + 8 * s;
-                        const int64_t q0 = (t.qt0 + j) * 64;
+                        const uint32_t slot = smem_u32(sRing + s * SM::SLOT);
                         sm90::mbar_wait(b_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
-                        sm90::mbar_expect_tx(bar, 2 * 64 * 128 + 64 * 8);
-                        sm90::tma_load_4d(smem_u32(sRing + s * SM::SLOT), &tq, 0, (int)a, (int)q0, (int)t.b, bar);
-                        sm90::tma_load_4d(smem_u32(sRing + s * SM::SLOT + 8192), &tdo, 0, (int)a, (int)q0, (int)t.b, bar);
-                        sm90::tma_load_2d(smem_u32(sLD + s * 512), &tld, (int)(2 * q0), (int)(t.b * HQ + a), bar);
+                        sm90::mbar_expect_tx(bar, 2 * BM * 128 + BM * 8);
+                        sm90::tma_load_4d(slot, &tq, 0, a, q0, b, bar);
+                        sm90::tma_load_4d(slot + BM * 128, &tdo, 0, a, q0, b, bar);
+                        sm90::tma_load_2d(smem_u32(sLD + s * SM::LD1), &tld, 2 * q0, b * HQi + a, bar);
                     }
             }
         }
@@ -551,243 +586,202 @@ __global__ void __launch_bounds__(384, 1)
     }
 
     /* ----------------------------------------------------------------------------- consumers */
-    sm90::setmaxnreg_inc<224>();
+    sm90::setmaxnreg_inc<240>();
     const int cw = wg - 1;
-    const int Li = (int)L, Gi = (int)G;
     const int Wm = (p.causal && W > 0) ? (int)min(W, (int64_t)1 << 30) : 1 << 30;
-    const int rrow = warp * 16 + g;
-    unsigned char *myDQ = sdQ + (size_t)cw * DQB * 32 * 64 * 4;
+    const int rrow = warp * 16 + g; /* this thread's accumulator rows (keys): rrow, rrow + 8 */
+    unsigned char *myDQ = sdQ + cw * SM::DQ1;
+    uint32_t it = 0, kc = 0;
     auto wg_sync = [&]() { asm volatile("bar.sync %0, 128;\n" ::"r"(2 + cw) : "memory"); };
-    /* turns: wait for mine (barrier 4 + cw), hand over (barrier 5 - cw); 256 threads each */
-    auto turn_wait = [&]() { asm volatile("bar.sync %0, 256;\n" ::"r"(4 + cw) : "memory"); };
-    auto turn_pass = [&]() { asm volatile("bar.arrive %0, 256;\n" ::"r"(5 - cw) : "memory"); };
-    if (cw == 1) turn_pass(); /* warpgroup 0 takes the first turn */
 
-    /* The block's query tiles as one stream (items, then query heads, then tiles, the producer's
-     * order); tile x uses ring slot x % STAGES, dS^T buffer x % NDS, dQ buffer x % DQB. Per tile
-     * (3 words, kept for the tile and the two before it): q0; a | b << 16; k0 << 7 | flags. */
-    /* flags: K buffer (2 bits), V buffer, their phases, the item's first / last tile; k0 << 7 */
-    constexpr int F_KB = 3, F_VB = 4, F_KPAR = 8, F_VPAR = 16, F_FIRST = 32, F_LAST = 64, F_SH = 7;
-    struct tmeta {
-        int q0;
-        uint32_t ab;
-        int k0f;
-    };
-    int64_t idx = blockIdx.x;
-    bws_item cur;
-    int ca = 0, cj = 0;
-    uint32_t kc = 0;
-    if (idx < nitems) cur = bws_item_of(p, idx, BN), ca = (int)cur.h * Gi;
-    auto meta_now = [&]() {
-        tmeta m;
-        m.q0 = (int)(cur.qt0 + cj) * 64;
-        m.ab = (uint32_t)ca | ((uint32_t)cur.b << 16);
-        const int first = ca == (int)cur.h * Gi && cj == 0, last = ca == (int)cur.h * Gi + Gi - 1 && cj == cur.nqt - 1;
-        m.k0f = ((int)cur.k0 << F_SH) | (int)(kc % NKB) | (kc % NVB ? F_VB : 0) | ((kc / NKB) & 1 ? F_KPAR : 0) |
-                ((kc / NVB) & 1 ? F_VPAR : 0) | (first ? F_FIRST : 0) | (last ? F_LAST : 0);
-        return m;
-    };
-    auto advance = [&]() { /* to the next tile of the stream; false at its end */
-        if (++cj < cur.nqt) return true;
-        cj = 0;
-        if (++ca < (int)(cur.h + 1) * Gi) return true;
-        idx += gridDim.x, kc++;
-        if (idx >= nitems) return false;
-        cur = bws_item_of(p, idx, BN);
-        ca = (int)cur.h * Gi;
-        return true;
-    };
+    /* int32 positions and indices, as in the producer (fewer live registers) */
+    const int Hi = (int)H, Gi = (int)G, Li = (int)L, nkb = (int)p.nkb, Wi = (int)min(W, (int64_t)1 << 30);
+    for (int idx = blockIdx.x; idx < (int)nitems; idx += gridDim.x, kc++) {
+        const int h = idx % Hi, k0 = (idx / Hi) % nkb * BN, b = idx / Hi / nkb;
+        const int qlo = p.causal ? k0 : 0, qhi = (p.causal && Wi > 0) ? min(Li - 1, k0 + BN - 1 + Wi) : Li - 1;
+        const int qt0 = qlo / BM * BM;
+        const uint32_t kvb = kc & 1;
+        const int kw0 = k0 + 64 * cw;
+        const uint32_t kBlk = smem_u32(sK + kvb * SM::KV1), kA = kBlk + cw * 64 * 128;
+        const uint32_t vA = smem_u32(sV + kvb * SM::KV1) + cw * 64 * 128;
+        const int limk = min(Li - kw0, 64); /* key rows < limk exist (may be <= 0) */
+        sm90::mbar_wait(b_fullKV + 8 * kvb, (kc >> 1) & 1);
 
-    float dK[32], dV[32], St[32], dPt[32];
-    uint32_t pa[4][4], sa[4][4];
+        float dK[32], dV[32];
 #pragma unroll
-    for (int i = 0; i < 32; i++) {
-        dK[i] = dV[i] = 0.f;
-        sm90::reg_fence(dK[i]);
-        sm90::reg_fence(dV[i]);
-    }
-    tmeta m0, m1, m2; /* tiles x, x - 1, x - 2 */
-    m0.q0 = m1.q0 = m2.q0 = 0, m0.ab = m1.ab = m2.ab = 0, m0.k0f = m1.k0f = m2.k0f = 0;
-    auto slot_ptr = [&](uint32_t x) { return sRing + (x % STAGES) * SM::SLOT; };
-    auto ds_ptr = [&](uint32_t x) { return sdS + (x % NDS) * (BN * 128); };
-    auto kbuf = [&](int k0f) { return smem_u32(sK + (k0f & F_KB) * SM::KV1); };
-    auto vbuf = [&](int k0f) { return smem_u32(sV + ((k0f & F_VB) ? 1 : 0) * SM::KV1); };
+        for (int i = 0; i < 32; i++) {
+            dK[i] = dV[i] = 0.f;
+            sm90::reg_fence(dK[i]);
+            sm90::reg_fence(dV[i]);
+        }
+        for (int a = h * Gi; a < (h + 1) * Gi; a++) {
+            for (int q0 = qt0; q0 <= qhi; q0 += BM, it++) {
+                const uint32_t s = it % STAGES;
+                const uint32_t qB = smem_u32(sRing + s * SM::SLOT), oB = qB + BM * 128;
+                const float2 *cLD = reinterpret_cast<const float2 *>(sLD + s * SM::LD1);
+                sm90::mbar_wait(b_full + 8 * s, (it / STAGES) & 1);
 
-    /* turn x: HV: dV, dK of tile x - 1 (then, at its item's last tile, dK and dV leave and
-     * restart from zero); HQD: dQ(x - 2); HS: S^T, dP^T of tile x. dV, dK go first and are
-     * waited for (under dQ) before S^T, dP^T are issued, so the MMAs in flight never hold the
-     * P^T, dS^T and the S^T, dP^T registers at once. */
-    auto turn = [&](uint32_t x, auto hqd, auto hv, auto hs) {
-        constexpr int HQD = decltype(hqd)::value, HV = decltype(hv)::value, HS = decltype(hs)::value;
-        if (HS) {
-            if (m0.k0f & F_FIRST) {
-                sm90::mbar_wait(b_fullK + 8 * (m0.k0f & F_KB), (m0.k0f & F_KPAR) ? 1 : 0);
-                sm90::mbar_wait(b_fullV + 8 * ((m0.k0f & F_VB) ? 1 : 0), (m0.k0f & F_VPAR) ? 1 : 0);
-            }
-            sm90::mbar_wait(b_full + 8 * (x % STAGES), (x / STAGES) & 1);
-        }
-        turn_wait();
-        float dQ[16];
-        if constexpr (HQD) {
+                float dQ[32];
+                uint32_t pa[8][4], sa[8][4];
+                if constexpr (OV) {
+                /* S^T = K_w Q^T, then dP^T = V_w dO^T, two commit groups (64 keys x 128 queries each) */
+                float St[64], dPt[64];
+                const int limq = min(Li - q0, BM);
+                const bool need_mask = limq < BM || limk < 64 ||
+                                       (p.causal && (q0 < kw0 + 63 || (Wi > 0 && q0 + BM - 1 > kw0 + Wi)));
+                unsigned char *dsT = sdS + (it & 1) * SM::DS1;
+                sm90::fence();
 #pragma unroll
-            for (int i = 0; i < 16; i++) {
-                dQ[i] = 0.f;
-                sm90::reg_fence(dQ[i]);
-            }
-        }
-        sm90::fence();
-        if constexpr (HV) {
-            const uint32_t qB = smem_u32(slot_ptr(x - 1)), oB = qB + 8192;
+                for (int kk = 0; kk < 4; kk++) sm90::ss_n128(St, sm90::desc_k(kA + kk * 32), sm90::desc_k(qB + kk * 32), kk > 0);
+                sm90::commit();
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) sm90::rs_n64<1>(dV, pa[kk], sm90::desc_mn(oB + kk * 16 * 128), 1);
+                for (int kk = 0; kk < 4; kk++) sm90::ss_n128(dPt, sm90::desc_k(vA + kk * 32), sm90::desc_k(oB + kk * 32), kk > 0);
+                sm90::commit();
+                sm90::wait<1>(); /* S^T done; dP^T may run */
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) sm90::rs_n64<1>(dK, sa[kk], sm90::desc_mn(qB + kk * 16 * 128), 1);
-            sm90::commit();
-        }
-        if constexpr (HQD) {
-            const uint32_t dsA = smem_u32(ds_ptr(x - 2)), kB = kbuf(m2.k0f);
+                for (int i = 0; i < 64; i++) sm90::reg_fence(St[i]);
+                bws_tile_p(St, cLD, p.scale_log2, tg, rrow, need_mask, q0 - kw0, limq, limk, p.causal, Wm, pa);
+                /* dV += P^T dO under the rest of the softmax */
+                sm90::fence();
 #pragma unroll
-            for (int kk = 0; kk < BN / 16; kk++)
-                sm90::ss_n32_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kB + cw * 64 + kk * 16 * 128));
-            sm90::commit();
-        }
-        if constexpr (HV) {
-            sm90::wait<HQD>(); /* dV, dK done (dQ may run on) */
-            bws_fence_dkdv(dK, dV, pa, sa);
-            if (lane == 0) sm90::mbar_arrive(b_empty + 8 * ((x - 1) % STAGES)); /* tile x-1's Q, dO are read */
-            const bool done = (m1.k0f & F_LAST) != 0;
-            if (done) { /* dK (times the softmax scale) and dV of the item's keys this warpgroup owns */
-                const int kw0 = (m1.k0f >> F_SH) + 64 * cw, b = (int)(m1.ab >> 16), h = (int)(m1.ab & 0xffff) / Gi;
+                for (int kk = 0; kk < BM / 16; kk++) sm90::rs_n64<1>(dV, pa[kk], sm90::desc_mn(oB + kk * 16 * 128), 1);
+                sm90::commit();
+                sm90::wait<1>(); /* dP^T done; dV may run */
 #pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    const int key = kw0 + rrow + 8 * hr;
-                    if (key < Li) {
-                        bf16 *dkr = p.dk + (((int64_t)b * L + key) * H + h) * 64, *dvr = p.dv + (((int64_t)b * L + key) * H + h) * 64;
+                for (int i = 0; i < 64; i++) sm90::reg_fence(dPt[i]);
+                bws_tile_ds(dPt, pa, cLD, tg, sa);
+                {
+                    const int srow = cw * 64 + rrow;
 #pragma unroll
-                        for (int i = 0; i < 8; i++) {
-                            *reinterpret_cast<uint32_t *>(dkr + i * 8 + 2 * tg) =
-                                pack_bf16(dK[4 * i + 2 * hr] * p.scale, dK[4 * i + 2 * hr + 1] * p.scale);
-                            *reinterpret_cast<uint32_t *>(dvr + i * 8 + 2 * tg) = pack_bf16(dV[4 * i + 2 * hr], dV[4 * i + 2 * hr + 1]);
-                        }
+                    for (int i = 0; i < 16; i++) {
+                        unsigned char *pn = dsT + (i / 8) * (BN * 128);
+                        const int off = (((i % 8) ^ (srow & 7)) << 4) + 4 * tg;
+                        *reinterpret_cast<uint32_t *>(pn + srow * 128 + off) = sa[i / 2][(i % 2) * 2];
+                        *reinterpret_cast<uint32_t *>(pn + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
                     }
                 }
-            }
+                sm90::fence_proxy_async();
+                asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* both halves of dS^T */
 #pragma unroll
-            for (int i = 0; i < 32; i++) { /* a select, not a branch, on the MMA accumulators */
-                dK[i] = done ? 0.f : dK[i];
-                dV[i] = done ? 0.f : dV[i];
-            }
-        }
-        if constexpr (HS) {
-            const uint32_t qB = smem_u32(slot_ptr(x)), oB = qB + 8192;
-            if constexpr (HV) sm90::fence();
-            const uint32_t kA = kbuf(m0.k0f) + cw * 64 * 128, vA = vbuf(m0.k0f) + cw * 64 * 128;
-            sm90::ss_n64_first(St, sm90::desc_k(kA), sm90::desc_k(qB));
+                for (int i = 0; i < 32; i++) {
+                    dQ[i] = 0.f;
+                    sm90::reg_fence(dQ[i]);
+                }
+                const uint32_t dsA = smem_u32(dsT + cw * (BN * 128));
+                sm90::fence();
 #pragma unroll
-            for (int kk = 1; kk < 4; kk++) sm90::ss_n64(St, sm90::desc_k(kA + kk * 32), sm90::desc_k(qB + kk * 32), 1);
-            sm90::ss_n64_first(dPt, sm90::desc_k(vA), sm90::desc_k(oB));
+                for (int kk = 0; kk < BN / 16; kk++)
+                    sm90::ss_n64_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kBlk + kk * 16 * 128));
+                sm90::commit();
 #pragma unroll
-            for (int kk = 1; kk < 4; kk++) sm90::ss_n64(dPt, sm90::desc_k(vA + kk * 32), sm90::desc_k(oB + kk * 32), 1);
-            sm90::commit();
-        }
-        turn_pass();
-        if constexpr (HQD) {
-            sm90::wait<HS>(); /* dQ(x - 2) done; S^T, dP^T may still run */
+                for (int kk = 0; kk < BM / 16; kk++) sm90::rs_n64<1>(dK, sa[kk], sm90::desc_mn(qB + kk * 16 * 128), 1);
+                sm90::commit();
+                sm90::wait<1>(); /* dV and dQ done; dK may run */
 #pragma unroll
-            for (int i = 0; i < 16; i++) sm90::reg_fence(dQ[i]);
-            if constexpr (ATOM) { /* variant 17: 8-byte vector reductions from registers (see variant 16) */
-                const int b = (int)(m2.ab >> 16), a = (int)(m2.ab & 0xffff);
+                for (int i = 0; i < 32; i++) sm90::reg_fence(dQ[i]);
+                } else {
+                /* S^T = K_w Q^T and dP^T = V_w dO^T (64 keys x 128 queries each) */
+                float St[64], dPt[64];
+                sm90::fence();
 #pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    const int q = m2.q0 + rrow + 8 * hr;
-                    if (q < Li) {
-                        float *row = p.dq_acc + (((int64_t)b * L + q) * HQ + a) * 64 + 32 * cw + 2 * tg;
+                for (int kk = 0; kk < 4; kk++) sm90::ss_n128(St, sm90::desc_k(kA + kk * 32), sm90::desc_k(qB + kk * 32), kk > 0);
 #pragma unroll
-                        for (int i = 0; i < 4; i++)
-                            asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(row + 8 * i), "f"(dQ[4 * i + 2 * hr]),
-                                         "f"(dQ[4 * i + 2 * hr + 1])
-                                         : "memory");
+                for (int kk = 0; kk < 4; kk++) sm90::ss_n128(dPt, sm90::desc_k(vA + kk * 32), sm90::desc_k(oB + kk * 32), kk > 0);
+                sm90::commit();
+                sm90::wait<0>();
+#pragma unroll
+                for (int i = 0; i < 64; i++) {
+                    sm90::reg_fence(St[i]);
+                    sm90::reg_fence(dPt[i]);
+                }
+
+                const int limq = min(Li - q0, BM);
+                const bool need_mask = limq < BM || limk < 64 ||
+                                       (p.causal && (q0 < kw0 + 63 || (Wi > 0 && q0 + BM - 1 > kw0 + Wi)));
+                bws_tile_softmax(St, dPt, cLD, p.scale_log2, tg, rrow, need_mask, q0 - kw0, limq, limk, p.causal, Wm, pa, sa);
+
+                /* this warpgroup's 64 key rows of dS^T, both 64-query panels (chunk i = queries 8i .. 8i+7) */
+                unsigned char *dsT = sdS + (it & 1) * SM::DS1;
+                {
+                    const int srow = cw * 64 + rrow;
+#pragma unroll
+                    for (int i = 0; i < 16; i++) {
+                        unsigned char *pn = dsT + (i / 8) * (BN * 128);
+                        const int off = (((i % 8) ^ (srow & 7)) << 4) + 4 * tg;
+                        *reinterpret_cast<uint32_t *>(pn + srow * 128 + off) = sa[i / 2][(i % 2) * 2];
+                        *reinterpret_cast<uint32_t *>(pn + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
                     }
                 }
-            } else {
-            unsigned char *qbuf = myDQ + ((x - 2) % DQB) * (32 * 64 * 4);
-            if (tid % 128 == 0) sm90::bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
-            wg_sync();
+                sm90::fence_proxy_async();
+                asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* both halves of dS^T */
+
+                /* dQ (query rows 64 cw .. +63) = dS K over the 128 keys, then dV += P^T dO, dK += dS^T Q */
 #pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    const int r = rrow + 8 * hr, ch = 2 * i + (tg >> 1);
-                    *reinterpret_cast<float2 *>(qbuf + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
-                        make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
+                for (int i = 0; i < 32; i++) {
+                    dQ[i] = 0.f;
+                    sm90::reg_fence(dQ[i]);
                 }
-            sm90::fence_proxy_async();
-            wg_sync();
-            if (tid % 128 == 0) {
-                sm90::tma_reduce_add_4d(&tdq, smem_u32(qbuf), 32 * cw, (int)(m2.ab & 0xffff), m2.q0, (int)(m2.ab >> 16));
-                sm90::bulk_commit();
-            }
-            }
-            /* the item's last dQ: no MMA of this warpgroup reads its K any more */
-            if ((m2.k0f & F_LAST) && lane == 0) sm90::mbar_arrive(b_emptyK + 8 * (m2.k0f & F_KB));
-        }
-        if constexpr (HS) {
-            sm90::wait<0>();
+                const uint32_t dsA = smem_u32(dsT + cw * (BN * 128));
+                sm90::fence();
 #pragma unroll
-            for (int i = 0; i < 32; i++) {
-                sm90::reg_fence(St[i]);
-                sm90::reg_fence(dPt[i]);
-            }
-            /* the item's last S^T, dP^T: no MMA of this warpgroup reads its V any more */
-            if ((m0.k0f & F_LAST) && lane == 0) sm90::mbar_arrive(b_emptyV + 8 * ((m0.k0f & F_VB) ? 1 : 0));
-        }
-    };
-
-    /* P^T(x), dS^T(x) from S^T, dP^T; this warpgroup's dS^T half to shared memory */
-    auto softmax = [&](uint32_t x) {
-        const int q0 = m0.q0, kw0 = (m0.k0f >> F_SH) + 64 * cw;
-        const float2 *cLD = reinterpret_cast<const float2 *>(sLD + (x % STAGES) * 512);
-        const int limq = min(Li - q0, 64), limk = min(Li - kw0, 64);
-        const bool need_mask = limq < 64 || limk < 64 || (p.causal && (q0 < kw0 + 63 || (W > 0 && q0 + 63 > kw0 + Wm)));
-        bws_tile_softmax(St, dPt, cLD, p.scale_log2, tg, rrow, need_mask, q0 - kw0, limq, limk, p.causal, Wm, pa, sa);
-        unsigned char *dsT = ds_ptr(x);
-        const int srow = cw * 64 + rrow;
+                for (int kk = 0; kk < BN / 16; kk++)
+                    sm90::ss_n64_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kBlk + kk * 16 * 128));
+                sm90::commit();
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const int off = ((i ^ (srow & 7)) << 4) + 4 * tg;
-            *reinterpret_cast<uint32_t *>(dsT + srow * 128 + off) = sa[i / 2][(i % 2) * 2];
-            *reinterpret_cast<uint32_t *>(dsT + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
-        }
-        sm90::fence_proxy_async(); /* the other warpgroup's dQ MMA reads it after my next turn */
-    };
+                for (int kk = 0; kk < BM / 16; kk++) sm90::rs_n64<1>(dV, pa[kk], sm90::desc_mn(oB + kk * 16 * 128), 1);
+#pragma unroll
+                for (int kk = 0; kk < BM / 16; kk++) sm90::rs_n64<1>(dK, sa[kk], sm90::desc_mn(qB + kk * 16 * 128), 1);
+                sm90::commit();
+                sm90::wait<1>(); /* dQ done; dV, dK may still run */
+#pragma unroll
+                for (int i = 0; i < 32; i++) sm90::reg_fence(dQ[i]);
 
-    using I0 = std::integral_constant<int, 0>;
-    using I1 = std::integral_constant<int, 1>;
-    if (idx < nitems) {
-        /* prologue: tiles 0 and 1; steady turns; epilogue: the last tile's dV, dK, the last two dQ */
-        m0 = meta_now();
-        turn(0, I0{}, I0{}, I1{});
-        softmax(0);
-        uint32_t x = 1;
-        if (advance()) {
-            m1 = m0, m0 = meta_now();
-            turn(1, I0{}, I1{}, I1{});
-            softmax(1);
-            for (x = 2; advance(); x++) {
-                m2 = m1, m1 = m0, m0 = meta_now();
-                turn(x, I1{}, I1{}, I1{});
-                softmax(x);
+                }
+                /* dQ -> shared memory (fp32, 128-byte swizzle per 32-column panel) -> bulk reduce-adds */
+                if (tid % 128 == 0) sm90::bulk_wait_read<0>(); /* the previous reduce has read the buffer */
+                wg_sync();
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+#pragma unroll
+                    for (int hr = 0; hr < 2; hr++) {
+                        const int r = rrow + 8 * hr, pn = i / 4, ch = 2 * (i % 4) + (tg >> 1);
+                        *reinterpret_cast<float2 *>(myDQ + pn * 8192 + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
+                            make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
+                    }
+                sm90::fence_proxy_async();
+                wg_sync();
+                if (tid % 128 == 0) {
+                    const int qr = q0 + 64 * cw;
+                    if (qr < Li) {
+                        const uint32_t src = smem_u32(myDQ);
+                        sm90::tma_reduce_add_4d(&tdq, src, 0, a, qr, b);
+                        sm90::tma_reduce_add_4d(&tdq, src + 8192, 32, a, qr, b);
+                    }
+                    sm90::bulk_commit();
+                }
+                sm90::wait<0>(); /* dV, dK: the slot's Q, dO are read */
+                bws_fence_dkdv(dK, dV, pa, sa);
+                if (lane == 0) sm90::mbar_arrive(b_empty + 8 * s);
             }
-            m2 = m1, m1 = m0;
-            turn(x, I1{}, I1{}, I0{});
-        } else {
-            m1 = m0;
-            turn(1, I0{}, I1{}, I0{});
         }
-        m2 = m1;
-        turn(x + 1, I1{}, I0{}, I0{});
+
+        /* dK (times the softmax scale) and dV of this warpgroup's keys */
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            const int key = kw0 + rrow + 8 * hr;
+            if (key < Li) {
+                const int64_t row = ((int64_t)b * L + key) * H + h;
+                bf16 *dkr = p.dk + row * 64, *dvr = p.dv + row * 64;
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    *reinterpret_cast<uint32_t *>(dkr + i * 8 + 2 * tg) =
+                        pack_bf16(dK[4 * i + 2 * hr] * p.scale, dK[4 * i + 2 * hr + 1] * p.scale);
+                    *reinterpret_cast<uint32_t *>(dvr + i * 8 + 2 * tg) = pack_bf16(dV[4 * i + 2 * hr], dV[4 * i + 2 * hr + 1]);
+                }
+            }
+        }
+        if (lane == 0) sm90::mbar_arrive(b_emptyKV + 8 * kvb); /* every MMA that read this K, V is done */
     }
-    if (cw == 0) turn_wait(); /* consume warpgroup 1's last hand-over */
     if (tid % 128 == 0) sm90::bulk_wait_all();
 #endif
 }

@@ -301,18 +301,25 @@ static void check_ws_forward(void) {
     unsetenv("LC_ATTN_WG");
 }
 
-/* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8, 15..17), every variant, against the
+/* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8, 18, 19), every variant, against the
  * C reference; then with 3 persistent blocks, so each block serves many key blocks (K/V buffers,
- * slot ring, dQ staging wrap around). Variant 7 is the dh-64 default; it and the others ran clean
- * on the H100 (session 3). Last, so a fault leaves the tests before it unaffected. --small (for
- * compute-sanitizer) runs variants 4, 15, 16 and 17 on two shapes. */
-static void check_ws_backward(int small) {
-    /* 15-17: attn6 (ping-pong turns; dQ by vector reductions; both); attn5's 11-13 and attn6's 14
-     * were removed (slower) */
-    static const char *wsb[] = {"4", "5", "6", "7", "8", "15", "16", "17"};
+ * slot ring, dQ staging wrap around). 19 (W <= 1024) and 18 are the dh-64 defaults (attn7; 7 before). Last, so
+ * a fault leaves the tests before it unaffected. --small (for compute-sanitizer) runs variants 4,
+ * 7, 18 and 19 on two shapes; --wsb LIST the listed variants on every shape, after the L = 2^24
+ * case (with the default backward, or LC_ATTN_WGB as set by the caller). */
+static void check_ws_backward(int small, const char *only) {
+    /* 18, 19: attn7 (128-query tiles, the defaults; 19 with the MMAs under the softmax steps);
+     * attn6's 15-17 were removed in attn7 (slower) */
+    static const char *wsb[] = {"4", "5", "6", "7", "8", "18", "19"};
     char nm[9][96];
-    for (int i = 0; i < 8; i++) {
-        if (small && i != 0 && i < 5) continue;
+    for (int i = 0; i < (int)(sizeof wsb / sizeof wsb[0]); i++) {
+        if (small && i != 0 && i != 3 && i < 5) continue; /* --small: 4, 7, 18, 19 */
+        if (only) { /* --wsb LIST: only these variants (comma-separated) */
+            char pat[8], list[64];
+            snprintf(pat, sizeof pat, ",%s,", wsb[i]);
+            snprintf(list, sizeof list, ",%s,", only);
+            if (!strstr(list, pat)) continue;
+        }
         setenv("LC_ATTN_WGB", wsb[i], 1);
         snprintf(nm[0], sizeof nm[0], "ws backward %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsb[i]);
         check_case(nm[0], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 210 + i);
@@ -350,6 +357,11 @@ int main(int argc, char **argv) {
     }
     if (ws_fwd) {
         check_ws_forward();
+        return t_finish();
+    }
+    if (argc > 2 && strcmp(argv[1], "--wsb") == 0) { /* tuning runs: the ws backward of the listed variants only */
+        check_huge();
+        check_ws_backward(0, argv[2]);
         return t_finish();
     }
     check_case("dense causal dh 64, B=2 L=300 HQ=4 H=2 (ragged, GQA)", (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 1);
@@ -442,6 +454,6 @@ int main(int argc, char **argv) {
         s.q_pos0 = 64;
         T_ERR(attention_forward_cuda(&s, (bf16_t *)8, (bf16_t *)8, (bf16_t *)8, (bf16_t *)8, (float *)8, NULL), "exceeds L");
     }
-    check_ws_backward(small);
+    check_ws_backward(small, NULL);
     return t_finish();
 }
