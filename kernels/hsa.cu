@@ -28,6 +28,7 @@
 #include "hsa_attend.cuh"
 #include "hsa_attend_fwd.cuh"
 #include "hsa_attend_fwd_wg.cuh"
+#include "hsa_attend_fwd_wgq.cuh"
 #include "hsa_attend_bwd.cuh"
 #include "hsa_retrieve.cuh"
 
@@ -418,6 +419,27 @@ static lc_status launch_fwd_wg(hsa_attend::tok_params p, cudaStream_t st, int *r
     return LC_OK;
 }
 
+/* TMA + wgmma forward with q in shared memory (hsa_attend_fwd_wgq.cuh), persistent: one CTA per
+ * SM, NWG consumer warpgroups + one producer warp. *ran = 0 when the tensor maps cannot be made. */
+template <int NWG>
+static lc_status launch_fwd_wgq(hsa_attend::tok_params p, cudaStream_t st, int *ran) {
+    using hsa_fwd_wgq::wgq_smem;
+    *ran = 0;
+    CUtensorMap tk, tv;
+    if (!hsa_chunk_map(&tk, p.k, p.B, p.L, p.H) || !hsa_chunk_map(&tv, p.v, p.B, p.L, p.H)) return LC_OK;
+    auto kern = hsa_fwd_wgq::attend_fwd_wgq_kernel<NWG>;
+    p.MT = 4 * NWG / (int)(p.G / 16);
+    const int ns = wgq_smem::stages(NWG, p.MT, (int)p.K, (size_t)227 * 1024);
+    const size_t sm = wgq_smem::bytes(NWG, p.MT, (int)p.K, ns);
+    cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    const int64_t ntb = (p.Lq + p.MT - 1) / p.MT, nblk = ntb * p.H * p.B;
+    const int64_t grid = nblk < hsa_sm_count() ? nblk : hsa_sm_count();
+    kern<<<(unsigned)grid, 128 * NWG + 32, sm, st>>>(p, tk, tv, ns, ntb, nblk);
+    cuda_check_launch("attend_fwd_wgq_kernel");
+    *ran = 1;
+    return LC_OK;
+}
+
 /* Which forward kernel: the token-block kernel (attend_tok_kernel, "tok") or the producer/consumer
  * kernel (G % 16 == 0, G <= 112, S and dh <= 64; wN: N consumer warps of two tiles, t15: 15 warps
  * of one tile; w3, w8, t15 exist for S = dh = 64 only and fall back to w7 elsewhere), picked by
@@ -429,7 +451,7 @@ static lc_status launch_fwd_wg(hsa_attend::tok_params p, cudaStream_t st, int *r
 static int G_ok_t15(const struct hsa_shape *s) { return s->HQ / s->H == 16; }
 /* fwd_variant's codes: 0 = tok, 3 / 7 / 8 / 15 = the producer/consumer kernel's consumer warps,
  * and the TMA + wgmma kernels (not warp counts) */
-enum { FWD_T16W2 = 162, FWD_T16 = 163, FWD_T16S = 164 };
+enum { FWD_T16 = 163, FWD_T17 = 174, FWD_T17W3 = 173 };
 static int fwd_variant(const struct hsa_shape *s) {
     const int64_t G = s->HQ / s->H;
     const int fits = G % 16 == 0 && G / 16 <= 7 && s->S <= 64 && s->dh <= 64;
@@ -442,10 +464,15 @@ static int fwd_variant(const struct hsa_shape *s) {
      * wrapping too), unexplained so far (notes-hsacuda.md, session 3) */
     if (!env) return fits && G == 16 && s->S == 64 && s->dh == 64 ? 15 : 0;
     if (!strcmp(env, "tok")) return 0;
-    /* t16 / t16w2: TMA + wgmma, 3 or 2 consumer warpgroups (S = dh = 64, G = 16, 32, 64, sm_90a) */
-    if (!strcmp(env, "t16") || !strcmp(env, "t16w2") || !strcmp(env, "t16s")) {
+    /* t16: TMA + wgmma, 3 consumer warpgroups (S = dh = 64, G = 16, 32, 64, sm_90a) */
+    if (!strcmp(env, "t16")) {
+        if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a()) return FWD_T16;
+        return fits && s->S == 64 && s->dh == 64 ? 15 : 0;
+    }
+    /* t17 / t17w3: TMA + wgmma with q in shared memory, 4 or 3 consumer warpgroups (same shapes) */
+    if (!strcmp(env, "t17") || !strcmp(env, "t17w3")) {
         if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a())
-            return !strcmp(env, "t16") ? FWD_T16 : !strcmp(env, "t16s") ? FWD_T16S : FWD_T16W2;
+            return !strcmp(env, "t17") ? FWD_T17 : FWD_T17W3;
         return fits && s->S == 64 && s->dh == 64 ? 15 : 0;
     }
     int want = 7;
@@ -474,11 +501,11 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
     cudaStream_t st = lc_stream(stream);
     /* producer/consumer variants (hsa_attend_fwd.cuh) where fwd_variant picks one */
     if (const int variant = fwd_variant(s)) {
-        if (variant == FWD_T16 || variant == FWD_T16S || variant == FWD_T16W2) {
+        if (variant == FWD_T16 || variant == FWD_T17 || variant == FWD_T17W3) {
             int ran = 0;
-            if (variant == FWD_T16) LC_TRY((launch_fwd_wg<3, 1>(p, st, &ran)));
-            else if (variant == FWD_T16S) LC_TRY((launch_fwd_wg<3, 0>(p, st, &ran)));
-            else LC_TRY((launch_fwd_wg<2, 1>(p, st, &ran)));
+            if (variant == FWD_T17) LC_TRY((launch_fwd_wgq<4>(p, st, &ran)));
+            else if (variant == FWD_T17W3) LC_TRY((launch_fwd_wgq<3>(p, st, &ran)));
+            else LC_TRY((launch_fwd_wg<3, 1>(p, st, &ran)));
             if (ran) return LC_OK;
             if (G_ok_t15(s)) return launch_fwd<64, 64, 15, 1>(p, st);
             HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, false>(p, cfg, st))));
