@@ -451,7 +451,7 @@ static lc_status launch_fwd_wgq(hsa_attend::tok_params p, cudaStream_t st, int *
 static int G_ok_t15(const struct hsa_shape *s) { return s->HQ / s->H == 16; }
 /* fwd_variant's codes: 0 = tok, 3 / 7 / 8 / 15 = the producer/consumer kernel's consumer warps,
  * and the TMA + wgmma kernels (not warp counts) */
-enum { FWD_T16 = 163, FWD_T17 = 174, FWD_T17W3 = 173 };
+enum { FWD_T16 = 163, FWD_T17 = 173 };
 static int fwd_variant(const struct hsa_shape *s) {
     const int64_t G = s->HQ / s->H;
     const int fits = G % 16 == 0 && G / 16 <= 7 && s->S <= 64 && s->dh <= 64;
@@ -469,10 +469,9 @@ static int fwd_variant(const struct hsa_shape *s) {
         if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a()) return FWD_T16;
         return fits && s->S == 64 && s->dh == 64 ? 15 : 0;
     }
-    /* t17 / t17w3: TMA + wgmma with q in shared memory, 4 or 3 consumer warpgroups (same shapes) */
-    if (!strcmp(env, "t17") || !strcmp(env, "t17w3")) {
-        if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a())
-            return !strcmp(env, "t17") ? FWD_T17 : FWD_T17W3;
+    /* t17: TMA + wgmma with q in shared memory, 3 consumer warpgroups + a producer warp (same shapes) */
+    if (!strcmp(env, "t17")) {
+        if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a()) return FWD_T17;
         return fits && s->S == 64 && s->dh == 64 ? 15 : 0;
     }
     int want = 7;
@@ -501,10 +500,9 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
     cudaStream_t st = lc_stream(stream);
     /* producer/consumer variants (hsa_attend_fwd.cuh) where fwd_variant picks one */
     if (const int variant = fwd_variant(s)) {
-        if (variant == FWD_T16 || variant == FWD_T17 || variant == FWD_T17W3) {
+        if (variant == FWD_T16 || variant == FWD_T17) {
             int ran = 0;
-            if (variant == FWD_T17) LC_TRY((launch_fwd_wgq<4>(p, st, &ran)));
-            else if (variant == FWD_T17W3) LC_TRY((launch_fwd_wgq<3>(p, st, &ran)));
+            if (variant == FWD_T17) LC_TRY((launch_fwd_wgq<3>(p, st, &ran)));
             else LC_TRY((launch_fwd_wg<3, 1>(p, st, &ran)));
             if (ran) return LC_OK;
             if (G_ok_t15(s)) return launch_fwd<64, 64, 15, 1>(p, st);

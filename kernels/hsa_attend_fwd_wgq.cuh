@@ -66,7 +66,7 @@ __device__ __forceinline__ float ex2(float x) {
 __device__ __forceinline__ void bar_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 
 template <int NWG>
-__global__ void __maxnreg__(NWG == 4 ? 120 : 152)
+__global__ void __launch_bounds__(128 * NWG + 32, 1)
     attend_fwd_wgq_kernel(const tok_params p, const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                           const int NS, const int64_t ntb, const int64_t nblk) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
