@@ -422,7 +422,7 @@ static lc_status launch_fwd_wg(hsa_attend::tok_params p, cudaStream_t st, int *r
 /* TMA + wgmma forward with q in shared memory (hsa_attend_fwd_wgq.cuh), persistent: one CTA per
  * SM, NWG consumer warpgroups + one producer warp. *ran = 0 when the tensor maps cannot be made. */
 template <int NWG>
-static lc_status launch_fwd_wgq(hsa_attend::tok_params p, cudaStream_t st, int *ran) {
+static lc_status launch_fwd_wgq(hsa_attend::tok_params p, cudaStream_t st, int *ran, int sp) {
     using hsa_fwd_wgq::wgq_smem;
     *ran = 0;
     CUtensorMap tk, tv;
@@ -434,7 +434,7 @@ static lc_status launch_fwd_wgq(hsa_attend::tok_params p, cudaStream_t st, int *
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     const int64_t ntb = (p.Lq + p.MT - 1) / p.MT, nblk = ntb * p.H * p.B;
     const int64_t grid = nblk < hsa_sm_count() ? nblk : hsa_sm_count();
-    kern<<<(unsigned)grid, 128 * NWG + 32, sm, st>>>(p, tk, tv, ns, ntb, nblk);
+    kern<<<(unsigned)grid, 128 * NWG + 32, sm, st>>>(p, tk, tv, ns, ntb, nblk, p.G == 16 ? sp : 0);
     cuda_check_launch("attend_fwd_wgq_kernel");
     *ran = 1;
     return LC_OK;
@@ -451,7 +451,7 @@ static lc_status launch_fwd_wgq(hsa_attend::tok_params p, cudaStream_t st, int *
 static int G_ok_t15(const struct hsa_shape *s) { return s->HQ / s->H == 16; }
 /* fwd_variant's codes: 0 = tok, 3 / 7 / 8 / 15 = the producer/consumer kernel's consumer warps,
  * and the TMA + wgmma kernels (not warp counts) */
-enum { FWD_T16 = 163, FWD_T17 = 173 };
+enum { FWD_T16 = 163, FWD_T17D = 170, FWD_T17 = 171, FWD_T17S2 = 172 };
 static int fwd_variant(const struct hsa_shape *s) {
     const int64_t G = s->HQ / s->H;
     const int fits = G % 16 == 0 && G / 16 <= 7 && s->S <= 64 && s->dh <= 64;
@@ -469,9 +469,11 @@ static int fwd_variant(const struct hsa_shape *s) {
         if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a()) return FWD_T16;
         return fits && s->S == 64 && s->dh == 64 ? 15 : 0;
     }
-    /* t17: TMA + wgmma with q in shared memory, 3 consumer warpgroups + a producer warp (same shapes) */
-    if (!strcmp(env, "t17")) {
-        if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a()) return FWD_T17;
+    /* t17: TMA + wgmma with q in shared memory, 3 consumer warpgroups + a producer warp (same shapes);
+     * chunks that one token of a warpgroup selected on mma.sync (t17d: never, t17s2: up to two) */
+    if (!strcmp(env, "t17") || !strcmp(env, "t17d") || !strcmp(env, "t17s2")) {
+        if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a())
+            return !strcmp(env, "t17") ? FWD_T17 : !strcmp(env, "t17d") ? FWD_T17D : FWD_T17S2;
         return fits && s->S == 64 && s->dh == 64 ? 15 : 0;
     }
     int want = 7;
@@ -500,9 +502,9 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
     cudaStream_t st = lc_stream(stream);
     /* producer/consumer variants (hsa_attend_fwd.cuh) where fwd_variant picks one */
     if (const int variant = fwd_variant(s)) {
-        if (variant == FWD_T16 || variant == FWD_T17) {
+        if (variant == FWD_T16 || variant == FWD_T17 || variant == FWD_T17D || variant == FWD_T17S2) {
             int ran = 0;
-            if (variant == FWD_T17) LC_TRY((launch_fwd_wgq<3>(p, st, &ran)));
+            if (variant != FWD_T16) LC_TRY((launch_fwd_wgq<3>(p, st, &ran, variant - FWD_T17D)));
             else LC_TRY((launch_fwd_wg<3, 1>(p, st, &ran)));
             if (ran) return LC_OK;
             if (G_ok_t15(s)) return launch_fwd<64, 64, 15, 1>(p, st);

@@ -63,12 +63,25 @@ __device__ __forceinline__ float ex2(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
 }
+/* mma.sync path of a sparse chunk: ldmatrix x4 (plain / transposed) from a 32-bit shared address,
+ * and the byte address of 16-byte chunk ch of row r in a 128-byte-swizzled panel at base */
+__device__ __forceinline__ void ldsm4(uint32_t r[4], uint32_t a) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+__device__ __forceinline__ void ldsm4t(uint32_t r[4], uint32_t a) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+__device__ __forceinline__ uint32_t swz(uint32_t base, int r, int ch) { return base + r * 128 + ((ch ^ (r & 7)) << 4); }
 __device__ __forceinline__ void bar_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 
 template <int NWG>
 __global__ void __launch_bounds__(128 * NWG + 32, 1)
     attend_fwd_wgq_kernel(const tok_params p, const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
-                          const int NS, const int64_t ntb, const int64_t nblk) {
+                          const int NS, const int64_t ntb, const int64_t nblk, const int sp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using hsa_fwd::mbar_arrive;
     using hsa_fwd::mbar_init;
@@ -310,6 +323,41 @@ __global__ void __launch_bounds__(128 * NWG + 32, 1)
             }
         };
 
+        /* a sparse chunk (sp > 0: at most sp of the warpgroup's tokens selected it; G = 16, one token a
+         * warp): only the selecting warps compute, each its own 16 rows on mma.sync m16n8k16 with
+         * fragments from the swizzled q panel and ring slot (ldmatrix; the accumulator layout of
+         * mma.sync is wgmma's per warp, so S, P' and acc are shared with the wgmma path). Costs the
+         * tensor work of 16 rows instead of 64 where the union is wide (the pool pattern). */
+        const uint32_t ring_u = smem_u32(ring), q_u = smem_u32(qpanel);
+        auto sparse = [&](uint32_t s, int u) {
+            const uint32_t kb = ring_u + s * 2 * CHUNK_BYTES, vb = kb + CHUNK_BYTES;
+#pragma unroll
+            for (int i = 0; i < 32; i++) S[i] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                uint32_t qa[4];
+                ldsm4(qa, swz(q_u, 16 * wq + (lane & 15), 2 * kk + (lane >> 4)));
+#pragma unroll
+                for (int np = 0; np < 4; np++) {
+                    uint32_t kf[4];
+                    ldsm4(kf, swz(kb, 16 * np + (lane & 7) + (lane >> 4) * 8, 2 * kk + ((lane >> 3) & 1)));
+                    mma16816(&S[8 * np], qa, kf[0], kf[1]);
+                    mma16816(&S[8 * np + 4], qa, kf[2], kf[3]);
+                }
+            }
+            softmax(u);
+            pack();
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+                for (int jp = 0; jp < 4; jp++) {
+                    uint32_t vf[4];
+                    ldsm4t(vf, swz(vb, 16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8, 2 * jp + (lane >> 4)));
+                    mma16816(&acc[8 * jp], pa[kk], vf[0], vf[1]);
+                    mma16816(&acc[8 * jp + 4], pa[kk], vf[2], vf[3]);
+                }
+        };
+
         /* per chunk cur: issue S(cur) = Q K^T, then P V of the previous chunk prv (whose P' is in pa);
          * wait for S(cur) only, so the softmax of cur runs while P V of prv does; then wait for
          * P V(prv), release prv, pack P'(cur). A position >= prv + NS is waited for only after prv is
@@ -337,20 +385,31 @@ __global__ void __launch_bounds__(128 * NWG + 32, 1)
                 if (prv >= 0) flush();
                 break;
             }
-            if (prv >= 0 && cur >= prv + NS) flush();
-            wait_full(cs, cph);
-            issue_qk(cs);
-            /* always a P V group (no wgmma on a divergent path): with no prv, P' = 0 on cur's slot */
-            issue_pv(prv >= 0 ? ps : cs);
-            sm90::wait<1>();
+            const uint32_t um = Um[cur] & mymask;
+            if (__popc(um) <= sp) { /* sparse: no wgmma in flight (flush), the selecting warps alone */
+                if (prv >= 0) flush();
 #pragma unroll
-            for (int i = 0; i < 32; i++) sm90::reg_fence(S[i]);
-            softmax(cur);
-            sm90::wait<0>();
-            if (prv >= 0) release(ps);
-            pack();
-            prv = cur;
-            ps = cs;
+                for (int i = 0; i < 32; i++) sm90::reg_fence(acc[i]);
+                wait_full(cs, cph);
+                if ((um >> jt) & 1u) sparse(cs, cur);
+                release(cs);
+                zero_pa(); /* prv = -1: the next dense chunk's dummy P V needs P' = 0 */
+            } else {
+                if (prv >= 0 && cur >= prv + NS) flush();
+                wait_full(cs, cph);
+                issue_qk(cs);
+                /* always a P V group (no wgmma on a divergent path): with no prv, P' = 0 on cur's slot */
+                issue_pv(prv >= 0 ? ps : cs);
+                sm90::wait<1>();
+#pragma unroll
+                for (int i = 0; i < 32; i++) sm90::reg_fence(S[i]);
+                softmax(cur);
+                sm90::wait<0>();
+                if (prv >= 0) release(ps);
+                pack();
+                prv = cur;
+                ps = cs;
+            }
             cur++;
             next();
             while (cur < nU && !(Um[cur] & mymask)) {

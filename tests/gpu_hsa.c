@@ -574,7 +574,7 @@ static void test_bwd_variants(int quick) {
  * several token blocks (L = 5000: 417 blocks of 12 tokens), H = 2, B = 2, Hr = H, softmax1 on and
  * off, stick-breaking, GCA rows, a query offset; one fwd+bwd case (the backward reads its lse) */
 static void test_fwd_wg(int quick) {
-    static const char *variants[] = {"t16", "t17"};
+    static const char *variants[] = {"t16", "t17", "t17d", "t17s2"};
     struct hsa_shape sh[] = {
         mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX),
         mk(1, 2000, 16, 1, 64, 64, 8, 1, 32, 1, 1, HSA_SOFTMAX),
