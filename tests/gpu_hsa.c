@@ -612,7 +612,8 @@ int main(int argc, char **argv) {
         test_fwd_wg(argc > 2);
         return t_finish();
     }
-    if (argc > 1 && !strcmp(argv[1], "default")) { /* the default forward's path for G = 16, S = dh = 64, K <= 8 (t17) */
+    if (argc > 1 && !strcmp(argv[1], "k8")) { /* G = 16, S = dh = 64, K = 8: the default forward, or LONGCTX_HSA_FWD's
+                                                   * (segmented prefill / decode bitwise = one full run; t17: not run yet) */
         test_attend(mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 100, 0);
         test_attend(mk(1, 2000, 16, 1, 64, 64, 8, 1, 32, 1, 1, HSA_STICK_BREAKING), 101, 1);
         test_attend(with_offset(mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 130, 97), 131, 0);
@@ -731,6 +732,5 @@ int main(int argc, char **argv) {
     unsetenv("LONGCTX_HSA_FWD");
     variant_tag = "";
     test_cross_composition(mk(1, 1100, 8, 2, 32, 64, 20, 1, 96, 1, 1, HSA_SOFTMAX), 52);  /* G = 4: token-block kernel */
-    test_cross_composition(mk(1, 500, 16, 1, 64, 64, 8, 1, 64, 1, 0, HSA_SOFTMAX), 54);   /* G = 16, K = 8: the default t17 */
     return t_finish();
 }
