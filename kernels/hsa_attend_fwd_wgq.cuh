@@ -1,5 +1,5 @@
 /* hsa_attend_fwd_wgq.cuh — chunk-attention forward on TMA + wgmma (sm_90a) with q in shared
- * memory, opt-in as LONGCTX_HSA_FWD = t17 (4 consumer warpgroups) or t17w3 (3); included by hsa.cu.
+ * memory, opt-in as LONGCTX_HSA_FWD = t17; included by hsa.cu.
  *
  * Shape: S = dh = 64, G in {16, 32, 64}. Math and layouts as the other forward kernels
  * (hsa_attend.cuh): per token t, KV head h, query head a = h*G + g, slot k on chunk c:
@@ -8,25 +8,40 @@
  * Each chunk's softmax is complete within the chunk (S = 64 keys = one tile): O accumulates
  * (w_k / l_k) P_k V_k directly, no online rescaling.
  *
- * The structure is hsa_attend_fwd_wg.cuh's (t16: a producer streams the union of a token block's
- * chunks, K and V one TMA box each, into a ring of NS slots; consumer warpgroups of 4 tiles x 16
- * rows compute S = Q K^T and O += P' V on wgmma, the softmax of a chunk overlapping the P V of the
- * warpgroup's previous chunk; every consumer warp waits on the full barrier of every union chunk
- * and releases at once the chunks its warpgroup does not use). What differs, because t16's
- * consumers were latency-bound (Nsight: 7.6 cycles per issued instruction, 42 % SM throughput,
- * about 400 instructions a warp per chunk):
- *  - q lives in shared memory (one 64 x 64 bf16 128-byte-swizzled panel per warpgroup, loaded at
- *    each block start) and S = Q K^T reads it through a descriptor (ss wgmma): the 16 registers of
- *    q fragments are free, so a CTA runs NWG = 4 consumer warpgroups (16 tokens for G = 16) at 120
- *    registers instead of 3 at 128: four warps per scheduler to hide the softmax latency.
- *  - the producer is one warp (no setmaxnreg: 4 * 128 + 32 threads at 120 registers fit the 64K
- *    register file; with NWG = 3 the consumers get 152).
- *  - ring slot and phase are counted incrementally (t16 divided by the runtime ring depth 2-3 times
- *    a chunk), descriptors are a base plus an offset, the lse row pointer is computed once a block.
- *  - the softmax reduces both row halves together as trees (t16: two sequential linear chains of
- *    16 dependent max and 16 dependent adds, each with its own shuffles and lse store branch).
- * Deadlock freedom and the list buffers as t16 (see there): a warpgroup waits for a position
- * x >= held + NS only after releasing the held chunk.
+ * Work split. A consumer warpgroup owns 64 query rows = 4 tiles of 16 rows, tile = (token, 16
+ * heads) (4 tokens for G = 16); warp w of the warpgroup holds tile 4*wg + w (the wgmma accumulator
+ * rows 16w .. 16w+15). A CTA has NWG = 3 consumer warpgroups (MT = 12 tokens for G = 16) and one
+ * producer warp, and is persistent: it walks token blocks blockIdx.x, + gridDim.x, ... (token
+ * block fastest, then head, then batch), so CTAs running together share chunks through the L2.
+ *  - producer warp, per block: loads the block's idx / w lists into one of two list buffers (after
+ *    the consumers released it: mbarrier listEmpty), builds the union of the MT sorted lists with
+ *    per chunk the mask of the tokens that selected it (chunk_union, hsa_attend_fwd.cuh), publishes
+ *    it (listFull), then lane 0 streams the union's chunks into a ring of NS slots, K and V one TMA
+ *    box each (64 rows x 128 bytes, 128-byte swizzle), completing on full[s] (expect_tx 16 KB).
+ *  - consumer warpgroup, per block: copies its q rows into its shared-memory panel (128-byte
+ *    swizzle, the layout of a wgmma K-major descriptor), then walks the union. Every warp waits on
+ *    the full barrier of every union chunk and arrives on empty[s] for it (chunks its warpgroup
+ *    did not select at once), so the barrier phases stay unambiguous. Per chunk the warpgroup uses:
+ *    S = Q K^T (4 ss wgmma m64n64k16), the softmax per warp (a warp whose token did not select the
+ *    chunk writes P' = 0 and skips the exponentials), P' = bf16(p w / l) in registers, O += P' V
+ *    (4 rs wgmma, V MN-major). S of chunk u is issued with P V of the warpgroup's previous chunk
+ *    and only S is waited for, so the softmax of u overlaps that P V (FlashAttention-3's order).
+ *  - sparse chunks (G = 16, sp > 0): a chunk that at most sp of the warpgroup's tokens selected is
+ *    computed only by those tokens' warps, each its own 16 rows on mma.sync m16n8k16 (ldmatrix from
+ *    the swizzled panel and ring slot; mma.sync's accumulator layout is wgmma's per warp, so S, P'
+ *    and O are shared with the wgmma path), after the warpgroup drained its P V in flight: the
+ *    tensor work of 16 rows instead of 64 where the 4 tokens' union is wide.
+ * Why this shape (t16, its predecessor, was latency-bound: ~400 instructions a warp per chunk,
+ * 7.6 cycles per issued instruction): q in shared memory frees 16 registers of fragments; ring slot
+ * and parity are counted incrementally (no division by the runtime ring depth), descriptors are a
+ * base plus an offset, the lse row pointer is computed once a block, and the softmax reduces both
+ * row halves together as trees. Four consumer warpgroups do not fit: registers are allocated per
+ * 4 warps, so 4 x 128 + 32 threads get 96 registers a thread (notes-hsacuda.md, session 5).
+ * Deadlock-free: a warpgroup holds at most one slot (its previous chunk) while it waits for the
+ * full barrier of a later position x, and only if x < held + NS (else it first drains and releases
+ * the held chunk); the warpgroup with the lowest unreleased position therefore waits only for fills
+ * the producer can make. List buffers: listFull (32 producer lanes) / listEmpty (every consumer
+ * thread), parity by block count.
  * Rows of tokens past Lq: q = 0, never written. o and lse are written straight from registers.
  */
 #ifndef LONGCTX_HSA_ATTEND_FWD_WGQ_CUH
