@@ -5,7 +5,9 @@
  *   hsa_attend_fwd.cuh chunk attention forward for G % 16 == 0, S, dh <= 64: a producer warp
  *                     streams the union of a token block's chunks through an mbarrier ring, two
  *                     16-row tiles per consumer warp share each K/V fragment
- *   hsa_attend_fwd_wg.cuh the same on TMA + wgmma (sm_90a, S = dh = 64; opt-in t16 / t16w2)
+ *   hsa_attend_fwd_wgq.cuh the same on TMA + wgmma (sm_90a, S = dh = 64, G = 16/32/64; opt-in
+ *                     t17): q in shared memory, chunks that at most two tokens of a 4-token
+ *                     warpgroup selected on those tokens' warps (mma.sync)
  *   hsa_attend.cuh    chunk attention over the union of a token block's chunks (forward for the
  *                     other shapes, dq pass) and dK/dV per chunk through a radix-sorted reverse index
  *   hsa_attend_bwd.cuh opt-in backward (LONGCTX_HSA_BWD): dq pass in the producer/consumer form of
@@ -27,7 +29,7 @@
 #include "hsa.h"
 #include "hsa_attend.cuh"
 #include "hsa_attend_fwd.cuh"
-#include "hsa_attend_fwd_wg.cuh"
+#include "hsa_attend_fwd_wgq.cuh"
 #include "hsa_attend_bwd.cuh"
 #include "hsa_retrieve.cuh"
 
@@ -386,66 +388,59 @@ static int hsa_sm_count() {
     return n;
 }
 
-/* TMA + wgmma forward (hsa_attend_fwd_wg.cuh), persistent: one CTA per SM. *ran = 0 (nothing
- * launched) when the tensor maps cannot be made. Timing experiments only: LONGCTX_HSA_FWD_NS = ring
- * slots (2..12), LONGCTX_HSA_FWD_DIAG = dry | hot (see the kernel; hot gives wrong results). */
-template <int NWG, int PIPE>
-static lc_status launch_fwd_wg(hsa_attend::tok_params p, cudaStream_t st, int *ran) {
-    using hsa_fwd_wg::wg_smem;
+/* TMA + wgmma forward with q in shared memory (hsa_attend_fwd_wgq.cuh), persistent: one CTA per
+ * SM, NWG consumer warpgroups + one producer warp; a union chunk that at most sp of a warpgroup's
+ * tokens selected runs on mma.sync in those tokens' warps (G = 16 only). *ran = 0 when the tensor
+ * maps cannot be made. */
+template <int NWG>
+static lc_status launch_fwd_wgq(hsa_attend::tok_params p, cudaStream_t st, int *ran, int sp) {
+    using hsa_fwd_wgq::wgq_smem;
     *ran = 0;
     CUtensorMap tk, tv;
     if (!hsa_chunk_map(&tk, p.k, p.B, p.L, p.H) || !hsa_chunk_map(&tv, p.v, p.B, p.L, p.H)) return LC_OK;
-    auto kern = hsa_fwd_wg::attend_fwd_wg_kernel<NWG, PIPE>;
+    auto kern = hsa_fwd_wgq::attend_fwd_wgq_kernel<NWG>;
     p.MT = 4 * NWG / (int)(p.G / 16);
-    int ns = wg_smem::stages(p.MT, (int)p.K, (size_t)227 * 1024);
-    const long long nse = lc_tuning_int("LONGCTX_HSA_FWD_NS", ns);
-    if (nse < ns) ns = (int)nse;
-    const int diag = lc_tuning_word("LONGCTX_HSA_FWD_DIAG") + 1; /* 0 off, 1 dry, 2 hot */
-    static int warned = 0;
-    if (diag && !warned) { /* a timing experiment must never pass for a result */
-        warned = 1;
-        fprintf(stderr, "longctx: LONGCTX_HSA_FWD_DIAG=%s: HSA forward timing experiment, its outputs are wrong\n",
-                diag == 1 ? "dry" : "hot");
-    }
-    const size_t sm = wg_smem::bytes(p.MT, (int)p.K, ns);
+    const int ns = wgq_smem::stages(NWG, p.MT, (int)p.K, (size_t)227 * 1024);
+    const size_t sm = wgq_smem::bytes(NWG, p.MT, (int)p.K, ns);
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     const int64_t ntb = (p.Lq + p.MT - 1) / p.MT, nblk = ntb * p.H * p.B;
     const int64_t grid = nblk < hsa_sm_count() ? nblk : hsa_sm_count();
-    kern<<<(unsigned)grid, 128 * NWG + 128, sm, st>>>(p, tk, tv, ns, ntb, nblk, diag);
-    cuda_check_launch("attend_fwd_wg_kernel");
+    kern<<<(unsigned)grid, 128 * NWG + 32, sm, st>>>(p, tk, tv, ns, ntb, nblk, p.G == 16 ? sp : 0);
+    cuda_check_launch("attend_fwd_wgq_kernel");
     *ran = 1;
     return LC_OK;
 }
 
-/* Which forward kernel: the token-block kernel (attend_tok_kernel, "tok") or the producer/consumer
+/* Which forward kernel: the token-block kernel (attend_tok_kernel, "tok"), the producer/consumer
  * kernel (G % 16 == 0, G <= 112, S and dh <= 64; wN: N consumer warps of two tiles, t15: 15 warps
- * of one tile; w3, w8, t15 exist for S = dh = 64 only and fall back to w7 elsewhere), picked by
- * LONGCTX_HSA_FWD = tok | w7 | w3 | w8 | t15 | t16 | t16s | t16w2 (TMA + wgmma, hsa_attend_fwd_wg.cuh; falls back to t15 or tok
- * where it cannot run). All pass the device tests. t16 (H100, 65a5dec, notes-hsacuda.md session 4):
- * 5-7 % faster than t15 at K = 8 on the drift pattern, 7-10 % slower at K = 32 and 46 % slower on
- * the pool pattern (its 4-token warpgroups compute the union of their tokens' chunks), so t15
- * stays the default. */
+ * of one tile; w3, w8, t15 exist for S = dh = 64 only and fall back to w7 elsewhere) or the TMA +
+ * wgmma kernel t17 (hsa_attend_fwd_wgq.cuh: S = dh = 64, G = 16, 32, 64, sm_90a; falls back to t15
+ * or tok where it cannot run), picked by LONGCTX_HSA_FWD = tok | w7 | w3 | w8 | t15 | t17. All pass
+ * the device tests. */
 static int G_ok_t15(const struct hsa_shape *s) { return s->HQ / s->H == 16; }
 /* fwd_variant's codes: 0 = tok, 3 / 7 / 8 / 15 = the producer/consumer kernel's consumer warps,
- * and the TMA + wgmma kernels (not warp counts) */
-enum { FWD_T16W2 = 162, FWD_T16 = 163, FWD_T16S = 164 };
+ * FWD_T17 the TMA + wgmma kernel (not a warp count) */
+enum { FWD_T17 = 172 };
 static int fwd_variant(const struct hsa_shape *s) {
     const int64_t G = s->HQ / s->H;
     const int fits = G % 16 == 0 && G / 16 <= 7 && s->S <= 64 && s->dh <= 64;
-    enum { TOK, W3, W7, W8, T15, T16, T16S, T16W2 }; /* LONGCTX_HSA_FWD's words, in tuning.c's order */
+    const int t17_fits = s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a();
+    enum { TOK, W3, W7, W8, T15, T17 }; /* LONGCTX_HSA_FWD's words, in tuning.c's order */
     const int env = lc_tuning_word("LONGCTX_HSA_FWD");
-    /* default: t15 where it applies (S = dh = 64, G = 16): the fastest variant in the session-2
-     * H100 run at 256K and 1M, K = 8 and 32 (1.26-1.33x the token-block kernel on the drift
-     * pattern, results/hsa_fwd_variants_h100.csv); the token-block kernel elsewhere. G = 32 stays
-     * on the token-block kernel by default: compute-sanitizer racecheck reports shared-memory
-     * hazards on the producer/consumer ring slots in the G = 32 device test (not at G = 16, ring
-     * wrapping too), unexplained so far (notes-hsacuda.md, session 3) */
+    /* default: t15 where it applies (S = dh = 64, G = 16), the token-block kernel elsewhere. t17 is
+     * faster at K = 8 on both index patterns and at K = 32 on the drift pattern (H100 run ce010e1,
+     * results/hsa_fwd_t17b_h100.csv, notes-hsacuda.md session 5: 256K K = 8 drift 3.15 vs 3.79 ms,
+     * pool 3.83 vs 4.23; K = 32 drift 12.7 vs 13.2 but pool 16.0 vs 15.0) but stays opt-in: whether
+     * a token's result is bitwise the same in segmented prefill / decode as in one full run (a chunk
+     * goes to mma.sync or wgmma depending on the token's warpgroup neighbours) has not run on a GPU
+     * (`LONGCTX_HSA_FWD=t17 gpu_hsa k8`). G = 32 stays on the token-block kernel by default:
+     * compute-sanitizer racecheck reports shared-memory hazards on the producer/consumer ring slots in
+     * the G = 32 device test (not at G = 16, ring wrapping too), unexplained so far (notes-hsacuda.md,
+     * session 3) */
     if (env < 0) return fits && G == 16 && s->S == 64 && s->dh == 64 ? 15 : 0;
     if (env == TOK) return 0;
-    /* t16 / t16w2: TMA + wgmma, 3 or 2 consumer warpgroups (S = dh = 64, G = 16, 32, 64, sm_90a) */
-    if (env == T16 || env == T16S || env == T16W2) {
-        if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a())
-            return env == T16 ? FWD_T16 : env == T16S ? FWD_T16S : FWD_T16W2;
+    if (env == T17) {
+        if (t17_fits) return FWD_T17;
         return fits && s->S == 64 && s->dh == 64 ? 15 : 0;
     }
     int want = env == W3 ? 3 : env == W8 ? 8 : env == T15 ? 15 : 7;
@@ -471,11 +466,9 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
     cudaStream_t st = lc_stream(stream);
     /* producer/consumer variants (hsa_attend_fwd.cuh) where fwd_variant picks one */
     if (const int variant = fwd_variant(s)) {
-        if (variant == FWD_T16 || variant == FWD_T16S || variant == FWD_T16W2) {
+        if (variant == FWD_T17) {
             int ran = 0;
-            if (variant == FWD_T16) LC_TRY((launch_fwd_wg<3, 1>(p, st, &ran)));
-            else if (variant == FWD_T16S) LC_TRY((launch_fwd_wg<3, 0>(p, st, &ran)));
-            else LC_TRY((launch_fwd_wg<2, 1>(p, st, &ran)));
+            LC_TRY((launch_fwd_wgq<3>(p, st, &ran, 2)));
             if (ran) return LC_OK;
             if (G_ok_t15(s)) return launch_fwd<64, 64, 15, 1>(p, st);
             HSA_DISPATCH_S_DH(s->S, s->dh, LC_TRY((launch_tok<S, DH, false>(p, cfg, st))));

@@ -1,5 +1,5 @@
 /* sm90.cuh — the sm_90a (Hopper) inline-PTX primitives of the attention (attention.cu,
- * attention_fwd_ws.cuh, attention_bwd_ws.cuh), HSA (hsa_retrieve.cuh, hsa_attend_fwd_wg.cuh) and
+ * attention_fwd_ws.cuh, attention_bwd_ws.cuh), HSA (hsa_retrieve.cuh, hsa_attend_fwd_wgq.cuh) and
  * Mamba-2 (mamba_ssd_wg.cuh) kernels, each written once: warpgroup MMA (wgmma) fences, commit /
  * wait, shared-memory matrix descriptors and the MMA shapes those kernels issue (bf16 in, fp32
  * accumulate); setmaxnreg; transaction-count mbarriers on 32-bit shared addresses; TMA (bulk

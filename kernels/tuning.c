@@ -39,13 +39,9 @@ static const struct tuning_switch switches[] = {
     /* hsa.cu: (token, head) rows per CTA of the token-block kernels */
     {"LONGCTX_HSA_ROWS", 'i', "64|128|256"},
     /* hsa.cu: the chunk-attention forward */
-    {"LONGCTX_HSA_FWD", 'w', "tok|w3|w7|w8|t15|t16|t16s|t16w2"},
-    /* hsa.cu: ring slots of the t16 forward (capped at what fits) */
-    {"LONGCTX_HSA_FWD_NS", 'i', "2..64"},
+    {"LONGCTX_HSA_FWD", 'w', "tok|w3|w7|w8|t15|t17"},
     /* hsa.cu: the t15 forward's racecheck debug mode */
     {"LONGCTX_HSA_FWD_SYNC", 'w', "plain"},
-    /* hsa.cu: t16 timing experiments whose outputs are wrong (a warning says so) */
-    {"LONGCTX_HSA_FWD_DIAG", 'w', "dry|hot"},
     /* hsa.cu: the chunk-attention backward */
     {"LONGCTX_HSA_BWD", 'w', "tok|t11|t15"},
     /* mamba.cu: a fixed scan chunk length for the forward / the backward (capped) */

@@ -569,12 +569,12 @@ static void test_bwd_variants(int quick) {
     }
 }
 
-/* the TMA + wgmma forward (LONGCTX_HSA_FWD = t16 | t16w2, kernels/hsa_attend_fwd_wg.cuh): S = dh = 64,
+/* the TMA + wgmma forward (LONGCTX_HSA_FWD = t17, kernels/hsa_attend_fwd_wgq.cuh): S = dh = 64,
  * G = 16, 32, 64; ragged L, K > visible, the ring wrapping over long unions, persistent CTAs walking
  * several token blocks (L = 5000: 417 blocks of 12 tokens), H = 2, B = 2, Hr = H, softmax1 on and
  * off, stick-breaking, GCA rows, a query offset; one fwd+bwd case (the backward reads its lse) */
 static void test_fwd_wg(int quick) {
-    static const char *variants[] = {"t16", "t16s", "t16w2"};
+    static const char *variants[] = {"t17"};
     struct hsa_shape sh[] = {
         mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX),
         mk(1, 2000, 16, 1, 64, 64, 8, 1, 32, 1, 1, HSA_SOFTMAX),
@@ -587,7 +587,7 @@ static void test_fwd_wg(int quick) {
         with_offset(mk(1, 700, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 1, 699),
     };
     const int n = quick ? 3 : (int)(sizeof sh / sizeof sh[0]);
-    for (int vi = 0; vi < 3; vi++) {
+    for (int vi = 0; vi < (int)(sizeof variants / sizeof variants[0]); vi++) {
         setenv("LONGCTX_HSA_FWD", variants[vi], 1);
         variant_tag = variants[vi];
         for (int i = 0; i < n; i++) test_attend(sh[i], 500 + (uint64_t)i, 0);
@@ -610,6 +610,18 @@ int main(int argc, char **argv) {
     }
     if (argc > 1 && !strcmp(argv[1], "wg")) { /* the TMA + wgmma forward alone; "wg quick": small shapes */
         test_fwd_wg(argc > 2);
+        return t_finish();
+    }
+    if (argc > 1 && !strcmp(argv[1], "k8")) { /* G = 16, S = dh = 64, K = 8: the default forward, or LONGCTX_HSA_FWD's
+                                                   * (segmented prefill / decode bitwise = one full run; t17: not run yet) */
+        test_attend(mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 100, 0);
+        test_attend(mk(1, 2000, 16, 1, 64, 64, 8, 1, 32, 1, 1, HSA_STICK_BREAKING), 101, 1);
+        test_attend(with_offset(mk(1, 300, 16, 1, 64, 64, 8, 1, 32, 1, 0, HSA_SOFTMAX), 130, 97), 131, 0);
+        test_cross_composition(mk(1, 500, 16, 1, 64, 64, 8, 1, 64, 1, 0, HSA_SOFTMAX), 54);
+        static const int64_t seg_a[] = {1, 63, 64, 1, 1, 200, 77, 1, 400, 192};
+        test_segments(mk(2, 1000, 16, 1, 64, 64, 8, 1, 64, 1, 0, HSA_SOFTMAX), seg_a, 10, 41);
+        static const int64_t seg_c[] = {5, 1, 1, 1, 700, 13, 1, 1, 1, 1276};
+        test_segments(mk(1, 2000, 16, 1, 64, 64, 8, 1, 64, 1, 1, HSA_STICK_BREAKING), seg_c, 10, 43);
         return t_finish();
     }
     if (argc > 1 && !strcmp(argv[1], "bwd")) { /* the backward alone: default (token-block dq) and the variants */

@@ -48,22 +48,22 @@ int main(void) {
     T_CHECK(lc_tuning_int("LC_ATTN_WG", 13) == 13 && lc_tuning_word("LONGCTX_HSA_FWD") == -1, "empty value not the default");
 
     t_begin("accepted values read back");
-    setenv("LONGCTX_HSA_FWD", "t16", 1);
+    setenv("LONGCTX_HSA_FWD", "t17", 1);
     setenv("LC_ATTN_WG", "16", 1);
     setenv("LC_ATTN_WS_GRID", "3", 1);
     setenv("LC_MAMBA_TFWD", "2048", 1);
     T_CHECK(lc_tuning_check() == LC_OK, "valid values rejected: %s", lc_last_error());
-    T_CHECK(lc_tuning_word("LONGCTX_HSA_FWD") == 5, "t16 is the 6th word, got %d", lc_tuning_word("LONGCTX_HSA_FWD"));
+    T_CHECK(lc_tuning_word("LONGCTX_HSA_FWD") == 5, "t17 is the 6th word, got %d", lc_tuning_word("LONGCTX_HSA_FWD"));
     T_CHECK(lc_tuning_int("LC_ATTN_WG", 0) == 16, "LC_ATTN_WG read %lld", lc_tuning_int("LC_ATTN_WG", 0));
     T_CHECK(lc_tuning_int("LC_ATTN_WS_GRID", 0) == 3, "range switch misread");
     T_CHECK(lc_tuning_int("LC_MAMBA_TFWD", 0) == 2048, "LC_MAMBA_TFWD misread");
 
     t_begin("an unaccepted value is named with what the switch accepts");
-    setenv("LONGCTX_HSA_FWD", "t17", 1);
-    T_CHECK(rejects("LONGCTX_HSA_FWD=t17") && strstr(lc_last_error(), "tok|"), "t17: %s", lc_last_error());
+    setenv("LONGCTX_HSA_FWD", "t16", 1); /* a removed variant */
+    T_CHECK(rejects("LONGCTX_HSA_FWD=t16") && strstr(lc_last_error(), "tok|"), "t16: %s", lc_last_error());
     setenv("LONGCTX_HSA_FWD", "t1", 1); /* a prefix of a listed word is not that word */
     T_CHECK(rejects("LONGCTX_HSA_FWD=t1"), "t1 accepted");
-    setenv("LONGCTX_HSA_FWD", "t16", 1);
+    setenv("LONGCTX_HSA_FWD", "t17", 1);
     setenv("LC_ATTN_WG", "99", 1);
     T_CHECK(rejects("LC_ATTN_WG=99"), "99 accepted: %s", lc_last_error());
     setenv("LC_ATTN_WG", "16x", 1);
