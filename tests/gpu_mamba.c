@@ -9,7 +9,8 @@
  * (the first, second and wgmma tensor-core forwards; 3 needs sm_90a and falls back to 2 without
  * it; the default is 3),
  * LC_MAMBA_LDW=0 (the second forward's local pass without its decay warp), LC_MAMBA_DHL=0 (the
- * backward's mma.sync local dh pass instead of the wgmma one),
+ * backward's mma.sync local dh pass instead of the wgmma one), LC_MAMBA_BWG=0 (the mma.sync
+ * gradient kernel ssd_bwd instead of the wgmma ssd_bwd_wg),
  * LC_MAMBA_TFWD / LC_MAMBA_TBWD (chunk lengths). */
 #include "common.h"
 #include "device.h"
@@ -191,9 +192,9 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
     /* P = 64 runs the tensor-core forward: the state update has bf16 operands */
     CMP32(ghT, hT, ns, P == 64 ? 1e-2 : 2e-4, "scan hT");
 
-    const char *dv = getenv("LC_MAMBA_DHL"), *tb_env = getenv("LC_MAMBA_TBWD");
-    snprintf(name[k % 8], 160, "cuda scan backward (L=%lld P=%lld z=%d h0=%d DHL=%s TBWD=%s)", (long long)L, (long long)P,
-             with_z, with_h0, dv ? dv : "default", tb_env ? tb_env : "auto");
+    const char *dv = getenv("LC_MAMBA_DHL"), *tb_env = getenv("LC_MAMBA_TBWD"), *bw = getenv("LC_MAMBA_BWG");
+    snprintf(name[k % 8], 160, "cuda scan backward (L=%lld P=%lld G=%lld z=%d h0=%d DHL=%s BWG=%s TBWD=%s)", (long long)L,
+             (long long)P, (long long)G, with_z, with_h0, dv ? dv : "default", bw ? bw : "default", tb_env ? tb_env : "auto");
     t_begin(name[k++ % 8]);
     {
         float *dx = malloc(sizeof(float) * nx), *ddt = malloc(sizeof(float) * ndt), *dB = malloc(sizeof(float) * nbc);
@@ -335,15 +336,25 @@ int main(int argc, char **argv) {
     setenv("LC_MAMBA_TFWD", "128", 1);
     if (!small) test_scan(1, 2000, 3, 64, 1, 128, 1, 0);
     unsetenv("LC_MAMBA_TFWD");
-    /* the mma.sync local dh pass of the backward (LC_MAMBA_DHL=0; the default is the wgmma one on
-     * sm_90a): B = 2 and G = 2; 8 sub-chunks per backward chunk with a ragged last chunk and
+    /* the mma.sync backward (the local dh pass ssd_dh_local, LC_MAMBA_DHL=0, and the gradient
+     * kernel ssd_bwd, LC_MAMBA_BWG=0: what a plain sm_90 build runs; the defaults on sm_90a are the
+     * wgmma ones): B = 2 and G = 2; 8 sub-chunks per backward chunk with a ragged last chunk and
      * sub-chunk; no z */
     setenv("LC_MAMBA_DHL", "0", 1);
+    setenv("LC_MAMBA_BWG", "0", 1);
     test_scan(2, 300, 4, 64, 2, 128, 1, 1);
     setenv("LC_MAMBA_TBWD", "512", 1);
     test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
     unsetenv("LC_MAMBA_TBWD");
     if (!small) test_scan(1, 1000, 4, 64, 1, 128, 0, 1);
+    unsetenv("LC_MAMBA_DHL");
+    unsetenv("LC_MAMBA_BWG");
+    /* the wgmma gradient kernel with the mma.sync local dh pass; G = 3 groups of 2 heads (dB, dC
+     * atomics of two heads per group), L = 64 x 9 + 5 in chunks of 2 sub-chunks */
+    setenv("LC_MAMBA_DHL", "0", 1);
+    setenv("LC_MAMBA_TBWD", "128", 1);
+    test_scan(1, small ? 133 : 581, 6, 64, 3, 128, 1, 1);
+    unsetenv("LC_MAMBA_TBWD");
     unsetenv("LC_MAMBA_DHL");
     /* the fp32 backward of P = 64 (kept for comparison) */
     setenv("LC_MAMBA_BWD_FP32", "1", 1);
