@@ -92,21 +92,66 @@ __device__ __forceinline__ void row_frags(uint32_t (&fa)[4][4], uint32_t ts, flo
         fa[kk][3] = mamba_ssd2::scale2(fa[kk][3], s_hi, s_hi);
     }
 }
-/* a [Q x N] accumulator (two 64-column halves) added into dst rows row0.. (< nvalid), group grp
- * (fp32 float2 atomics: the heads of a group share dB and dC) */
-__device__ __forceinline__ void red_rows(float *dst, const float (&acc)[64], int64_t row0, int GN, int grp, int nvalid) {
+/* A [Q x N] accumulator (two 64-column halves) added into dst rows row0.. (< nvalid), group grp
+ * (the heads of a group add into the same dB / dC rows). RED (timing variants, LC_MAMBA_BRED):
+ * 0 = not written (timing only), 1 = float2 atomics, 2 = 16-byte vector reductions
+ * (red.global.add.v4.f32; lane pairs swap halves so each lane holds 4 consecutive columns of one
+ * row), 3 = the warp's 16 rows staged as fp32 [16][N] in shared memory at `stage` (8 KB; the
+ * caller has made it free) and added by bulk reductions (cp.reduce.async.bulk, one 512-byte row
+ * per lane; the caller waits for their reads before the stage is reused). */
+template <int RED>
+__device__ __forceinline__ void red_rows(float *dst, const float (&acc)[64], int64_t row0, int GN, int grp, int nvalid,
+                                         unsigned char *stage) {
     const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3, g = lane >> 2, t = lane & 3;
     const int r_lo = warp * 16 + g;
-    float *d0 = dst + (row0 + r_lo) * GN + grp * N + 2 * t, *d1 = d0 + 8 * (int64_t)GN;
+    if (RED == 1) {
+        float *d0 = dst + (row0 + r_lo) * GN + grp * N + 2 * t, *d1 = d0 + 8 * (int64_t)GN;
 #pragma unroll
-    for (int pn = 0; pn < 2; pn++)
+        for (int pn = 0; pn < 2; pn++)
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const float *v = acc + pn * 32 + 4 * i;
-            const int n = pn * 64 + 8 * i;
-            if (r_lo < nvalid) atomicAdd(reinterpret_cast<float2 *>(d0 + n), make_float2(v[0], v[1]));
-            if (r_lo + 8 < nvalid) atomicAdd(reinterpret_cast<float2 *>(d1 + n), make_float2(v[2], v[3]));
-        }
+            for (int i = 0; i < 8; i++) {
+                const float *v = acc + pn * 32 + 4 * i;
+                const int n = pn * 64 + 8 * i;
+                if (r_lo < nvalid) atomicAdd(reinterpret_cast<float2 *>(d0 + n), make_float2(v[0], v[1]));
+                if (r_lo + 8 < nvalid) atomicAdd(reinterpret_cast<float2 *>(d1 + n), make_float2(v[2], v[3]));
+            }
+    } else if (RED == 2) {
+        const bool odd = t & 1;
+        const int r = odd ? r_lo + 8 : r_lo;
+        float *d = dst + (row0 + r) * GN + grp * N + 2 * (t & 2);
+#pragma unroll
+        for (int pn = 0; pn < 2; pn++)
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const float *v = acc + pn * 32 + 4 * i;
+                const float o0 = __shfl_xor_sync(0xffffffffu, v[0], 1), o1 = __shfl_xor_sync(0xffffffffu, v[1], 1);
+                const float o2 = __shfl_xor_sync(0xffffffffu, v[2], 1), o3 = __shfl_xor_sync(0xffffffffu, v[3], 1);
+                const float4 w = odd ? make_float4(o2, o3, v[2], v[3]) : make_float4(v[0], v[1], o0, o1);
+                if (r < nvalid)
+                    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(d + pn * 64 + 8 * i), "f"(w.x), "f"(w.y),
+                                 "f"(w.z), "f"(w.w)
+                                 : "memory");
+            }
+    } else if (RED == 3) {
+        float *sw = reinterpret_cast<float *>(stage);
+#pragma unroll
+        for (int pn = 0; pn < 2; pn++)
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const float *v = acc + pn * 32 + 4 * i;
+                const int n = pn * 64 + 8 * i + 2 * t;
+                *reinterpret_cast<float2 *>(sw + g * N + n) = make_float2(v[0], v[1]);
+                *reinterpret_cast<float2 *>(sw + (g + 8) * N + n) = make_float2(v[2], v[3]);
+            }
+        sm90::fence_proxy_async(); /* these st.shared -> the bulk copy engine */
+        __syncwarp();
+        if (lane < 16 && warp * 16 + lane < nvalid)
+            asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], 512;\n" ::"l"(
+                             dst + (row0 + warp * 16 + lane) * GN + grp * N),
+                         "r"(lc_mma::smem_u32(sw + lane * N))
+                         : "memory");
+        sm90::bulk_commit();
+    }
 }
 /* sum over the 4 lanes of a row (t) / the 8 lanes of a column (g) */
 __device__ __forceinline__ float sum_t(float v) {
@@ -120,6 +165,7 @@ __device__ __forceinline__ float sum_g(float v) {
 }
 #endif
 
+template <int RED>
 __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfloat16 *scratch_all, int64_t nwork) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using mamba_ssd_wg::load_sw;
@@ -387,6 +433,22 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
                 q_lo = sum_t(q_lo), q_hi = sum_t(q_hi);
                 if (t == 0) qq[r_lo] = q_lo, qq[r_hi] = q_hi;
             }
+            /* ---- E <dh, h> (before the dC staging may overwrite h) ---- */
+            const float E = fexp(cum[Q - 1]);
+            {
+                float pe = 0.0f;
+#pragma unroll
+                for (int pn = 0; pn < 2; pn++)
+#pragma unroll
+                    for (int i = 0; i < 8; i++) {
+                        const float *d = dacc + pn * 32 + 4 * i;
+                        const float2 lo = ld2(smem + O_H + pn * PANEL + sw128(r_lo, i) + 4 * t);
+                        const float2 hi = ld2(smem + O_H + pn * PANEL + sw128(r_hi, i) + 4 * t);
+                        pe += d[0] * lo.x + d[1] * lo.y + d[2] * hi.x + d[3] * hi.y;
+                    }
+                pe = mamba_scan::warp_sum(pe);
+                if (lane == 0) dcE[warp] = pe;
+            }
             /* ---- dC = (diag(e) G) h + W1 B ---- */
             {
                 float acc[64];
@@ -406,7 +468,8 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
                 sm90::commit();
                 sm90::wait<0>();
                 pin(acc), pin(fa);
-                red_rows(a.dCm, acc, r0, GN, grp, nvalid);
+                if (RED == 3) __syncthreads(); /* M', z, h are free in every warp: the dC stage */
+                red_rows<RED>(a.dCm, acc, r0, GN, grp, nvalid, smem + (warp < 2 ? (warp ? O_Z : O_M) : O_H + (warp - 2) * PANEL));
             }
             /* ---- dB = (diag(w) X) dh + W1^T C ---- */
             {
@@ -427,29 +490,18 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
                 sm90::commit();
                 sm90::wait<0>();
                 pin(acc), pin(fa);
-                red_rows(a.dBm, acc, r0, GN, grp, nvalid);
+                if (RED == 3) __syncthreads(); /* X, W1, dh are free in every warp: the dB stage */
+                red_rows<RED>(a.dBm, acc, r0, GN, grp, nvalid, smem + (warp < 2 ? (warp ? O_W : O_X) : O_DH + (warp - 2) * PANEL));
             }
-            /* ---- E <dh, h>, then dh <- E dh + (G diag(e))^T C ---- */
-            const float E = fexp(cum[Q - 1]);
+            /* ---- dh <- E dh + (G diag(e))^T C ---- */
             {
-                float pe = 0.0f;
-#pragma unroll
-                for (int pn = 0; pn < 2; pn++)
-#pragma unroll
-                    for (int i = 0; i < 8; i++) {
-                        const float *d = dacc + pn * 32 + 4 * i;
-                        const float2 lo = ld2(smem + O_H + pn * PANEL + sw128(r_lo, i) + 4 * t);
-                        const float2 hi = ld2(smem + O_H + pn * PANEL + sw128(r_hi, i) + 4 * t);
-                        pe += d[0] * lo.x + d[1] * lo.y + d[2] * hi.x + d[3] * hi.y;
-                    }
-                pe = mamba_scan::warp_sum(pe);
-                if (lane == 0) dcE[warp] = pe;
                 uint32_t fa[4][4];
                 mamba_ssd_wg::xw_frags(fa, gs, ec);
 #pragma unroll
                 for (int i = 0; i < 64; i++) dacc[i] *= E, sm90::reg_fence(dacc[i]);
                 mamba_ssd_wg::state_step(dacc, fa, cs);
             }
+            if (RED == 3) sm90::bulk_wait_read<0>(); /* the stages are read before the next loads */
             __syncthreads(); /* [C] the sums are complete; every tile is free */
             if (warp == 0) {
                 const int k0 = 2 * lane, k1 = k0 + 1;
@@ -483,6 +535,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
         }
         __syncthreads(); /* the next item's sweep A reuses the tiles and the scratch */
     }
+    if (RED == 3) sm90::bulk_wait_all();
 #else
     (void)a, (void)scratch_all, (void)nwork;
 #endif
