@@ -265,10 +265,7 @@ static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStre
         cuda_check(cudaFuncSetAttribute(sb::ssd_dh_local, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_DHL2));
         cuda_check(cudaFuncSetAttribute(sb::ssd_bwd, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_BWD));
         cuda_check(cudaFuncSetAttribute(mamba_ssd_wg::ssd_wg_dh, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_wg::SMEM_DH));
-        cuda_check(cudaFuncSetAttribute(mamba_ssd_bwd_wg::ssd_bwd_wg<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_bwd_wg::SMEM));
-        cuda_check(cudaFuncSetAttribute(mamba_ssd_bwd_wg::ssd_bwd_wg<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_bwd_wg::SMEM));
-        cuda_check(cudaFuncSetAttribute(mamba_ssd_bwd_wg::ssd_bwd_wg<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_bwd_wg::SMEM));
-        cuda_check(cudaFuncSetAttribute(mamba_ssd_bwd_wg::ssd_bwd_wg<3>, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_bwd_wg::SMEM));
+        cuda_check(cudaFuncSetAttribute(mamba_ssd_bwd_wg::ssd_bwd_wg, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_bwd_wg::SMEM));
         attr = true;
     }
     LC_TRY(ssd_local_launch(a, grid, st));
@@ -286,14 +283,7 @@ static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStre
     const int64_t nwork = a.B * a.nch * a.H, gb = bwd_grid();
     const unsigned nb = (unsigned)(nwork < gb ? nwork : gb);
     if (bwg_wg()) {
-        /* LC_MAMBA_BRED: how dB / dC are added (mamba_ssd_bwd_wg::red_rows), default 3 */
-        const char *env = getenv("LC_MAMBA_BRED");
-        const int red = env && env[0] >= '0' && env[0] <= '3' ? env[0] - '0' : 3;
-        namespace bw = mamba_ssd_bwd_wg;
-        if (red == 0) bw::ssd_bwd_wg<0><<<nb, mamba_ssd_wg::NT, bw::SMEM, st>>>(a, a.scratch, nwork);
-        else if (red == 1) bw::ssd_bwd_wg<1><<<nb, mamba_ssd_wg::NT, bw::SMEM, st>>>(a, a.scratch, nwork);
-        else if (red == 2) bw::ssd_bwd_wg<2><<<nb, mamba_ssd_wg::NT, bw::SMEM, st>>>(a, a.scratch, nwork);
-        else bw::ssd_bwd_wg<3><<<nb, mamba_ssd_wg::NT, bw::SMEM, st>>>(a, a.scratch, nwork);
+        mamba_ssd_bwd_wg::ssd_bwd_wg<<<nb, mamba_ssd_wg::NT, mamba_ssd_bwd_wg::SMEM, st>>>(a, a.scratch, nwork);
         cuda_check_launch("ssd_bwd_wg");
     } else {
         sb::ssd_bwd<<<nb, mamba_ssd::THREADS, sb::SMEM_BWD, st>>>(a, a.scratch, nwork);

@@ -9,15 +9,18 @@
  *             to the block's scratch as bf16 [P][N]. X, B tiles double-buffered (cp.async).
  *   reverse   over the sub-chunks (Q = 64 tokens i, j), with dh = the gradient at its end:
  *     load X, dy, z, B, C, h (scratch) into 128-byte-swizzled panels; dh -> bf16 panel;
- *     G = dy silu(z) in place (each thread converts the 16-byte pieces it copied itself)
+ *     G = dy silu(z) in place of dy, F = dy sig(z) (1 + z (1 - sig(z))) in place of z (each
+ *     thread converts the 16-byte pieces it copied itself), dD partials
  *     [A] S = C B^T (8 wgmma), GX = G X^T (4), Yc = C h^T (8): M' = S o L diag(dt'),
  *         W1 = GX o L diag(dt') -> bf16 panels; row sums zr, column sums zc (per warp),
  *         u_i = g_i . Yc_i
  *     [B] ys = diag(e) Yc + M' X (4), B dh^T (8), M'^T G (4, A and B MN-major):
- *         dz, dx = M'^T G + diag(w) B dh^T + D G, q_j = x_j . (B dh^T)_j
- *         dC = (diag(e) G) h + W1 B       (4 x 2 from registers + 4 x 2), fp32 atomics over heads
+ *         dz = F (ys + D x), dx = M'^T G + diag(w) B dh^T + D G, q_j = x_j . (B dh^T)_j
+ *         E <dh, h>
+ *         dC = (diag(e) G) h + W1 B       (4 x 2 from registers + 4 x 2)
  *         dB = (diag(w) X) dh + W1^T C    (4 x 2 from registers + 4 x 2, W1^T MN-major)
- *         E <dh, h>, then dh <- E dh + (G diag(e))^T C  (state_step, 8)
+ *         (dB, dC: the heads of a group add theirs through fp32 bulk reductions in L2, red_rows)
+ *         dh <- E dh + (G diag(e))^T C    (state_step, 8)
  *     [C] warp 0: the decay gradients, ddt, dA, ddt_bias as ssd_bwd.
  * Rows past the chunk's end are zero-filled by the copies (dt' = 0 there), so no product needs a
  * mask but the causal one of L. Operands are bf16 (as ssd_bwd): ~1e-3 relative error.
@@ -93,66 +96,45 @@ __device__ __forceinline__ void row_frags(uint32_t (&fa)[4][4], uint32_t ts, flo
     }
 }
 /* A [Q x N] accumulator (two 64-column halves) added into dst rows row0.. (< nvalid), group grp
- * (the heads of a group add into the same dB / dC rows). RED (timing variants, LC_MAMBA_BRED):
- * 0 = not written (timing only), 1 = float2 atomics, 2 = 16-byte vector reductions
- * (red.global.add.v4.f32; lane pairs swap halves so each lane holds 4 consecutive columns of one
- * row), 3 = the warp's 16 rows staged as fp32 [16][N] in shared memory at `stage` (8 KB; the
- * caller has made it free) and added by bulk reductions (cp.reduce.async.bulk, one 512-byte row
- * per lane; the caller waits for their reads before the stage is reused). */
-template <int RED>
+ * (the heads of a group add into the same dB / dC rows): the warp's rows 16 warp + g (g < 8)
+ * staged as fp32 [8][SROW] at st_lo, rows 16 warp + 8 + g at st_hi (the caller has made both
+ * free), then added by bulk reductions in L2 (cp.reduce.async.bulk, one 512-byte row per lane;
+ * the caller waits for their reads before the stages are reused). The row stride SROW = N + 8
+ * floats (544 B) keeps the float2 stores free of bank conflicts (a 512-byte stride put the 8 rows
+ * of a store on the same banks). Measured against float2 atomics from the accumulators and
+ * 16-byte red.global.add.v4.f32 (lane pairs swapping halves), the unpadded stage: fwd+bwd
+ * 79.7 ms at L = 1M against 81.6 and 83.8 (H100, session 5); without any dB / dC writes 65.6 ms. */
+constexpr int SROW = N + 8, HSTAGE = 8 * SROW * 4; /* 4352 B */
 __device__ __forceinline__ void red_rows(float *dst, const float (&acc)[64], int64_t row0, int GN, int grp, int nvalid,
-                                         unsigned char *stage) {
+                                         unsigned char *st_lo, unsigned char *st_hi) {
     const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3, g = lane >> 2, t = lane & 3;
-    const int r_lo = warp * 16 + g;
-    if (RED == 1) {
-        float *d0 = dst + (row0 + r_lo) * GN + grp * N + 2 * t, *d1 = d0 + 8 * (int64_t)GN;
+    float *sl = reinterpret_cast<float *>(st_lo) + g * SROW + 2 * t, *sh = reinterpret_cast<float *>(st_hi) + g * SROW + 2 * t;
 #pragma unroll
-        for (int pn = 0; pn < 2; pn++)
+    for (int pn = 0; pn < 2; pn++)
 #pragma unroll
-            for (int i = 0; i < 8; i++) {
-                const float *v = acc + pn * 32 + 4 * i;
-                const int n = pn * 64 + 8 * i;
-                if (r_lo < nvalid) atomicAdd(reinterpret_cast<float2 *>(d0 + n), make_float2(v[0], v[1]));
-                if (r_lo + 8 < nvalid) atomicAdd(reinterpret_cast<float2 *>(d1 + n), make_float2(v[2], v[3]));
-            }
-    } else if (RED == 2) {
-        const bool odd = t & 1;
-        const int r = odd ? r_lo + 8 : r_lo;
-        float *d = dst + (row0 + r) * GN + grp * N + 2 * (t & 2);
-#pragma unroll
-        for (int pn = 0; pn < 2; pn++)
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                const float *v = acc + pn * 32 + 4 * i;
-                const float o0 = __shfl_xor_sync(0xffffffffu, v[0], 1), o1 = __shfl_xor_sync(0xffffffffu, v[1], 1);
-                const float o2 = __shfl_xor_sync(0xffffffffu, v[2], 1), o3 = __shfl_xor_sync(0xffffffffu, v[3], 1);
-                const float4 w = odd ? make_float4(o2, o3, v[2], v[3]) : make_float4(v[0], v[1], o0, o1);
-                if (r < nvalid)
-                    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(d + pn * 64 + 8 * i), "f"(w.x), "f"(w.y),
-                                 "f"(w.z), "f"(w.w)
-                                 : "memory");
-            }
-    } else if (RED == 3) {
-        float *sw = reinterpret_cast<float *>(stage);
-#pragma unroll
-        for (int pn = 0; pn < 2; pn++)
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                const float *v = acc + pn * 32 + 4 * i;
-                const int n = pn * 64 + 8 * i + 2 * t;
-                *reinterpret_cast<float2 *>(sw + g * N + n) = make_float2(v[0], v[1]);
-                *reinterpret_cast<float2 *>(sw + (g + 8) * N + n) = make_float2(v[2], v[3]);
-            }
-        sm90::fence_proxy_async(); /* these st.shared -> the bulk copy engine */
-        __syncwarp();
-        if (lane < 16 && warp * 16 + lane < nvalid)
-            asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], 512;\n" ::"l"(
-                             dst + (row0 + warp * 16 + lane) * GN + grp * N),
-                         "r"(lc_mma::smem_u32(sw + lane * N))
-                         : "memory");
-        sm90::bulk_commit();
-    }
+        for (int i = 0; i < 8; i++) {
+            const float *v = acc + pn * 32 + 4 * i;
+            const int n = pn * 64 + 8 * i;
+            *reinterpret_cast<float2 *>(sl + n) = make_float2(v[0], v[1]);
+            *reinterpret_cast<float2 *>(sh + n) = make_float2(v[2], v[3]);
+        }
+    sm90::fence_proxy_async(); /* these st.shared -> the bulk copy engine */
+    __syncwarp();
+    const int r = warp * 16 + (lane & 15); /* lanes 0-7: the low rows, 8-15: the high rows */
+    if (lane < 16 && r < nvalid)
+        asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], 512;\n" ::"l"(
+                         dst + (row0 + r) * GN + grp * N),
+                     "r"(lc_mma::smem_u32((lane < 8 ? st_lo : st_hi) + (lane & 7) * SROW * 4))
+                     : "memory");
+    sm90::bulk_commit();
 }
+/* the 8 half-stages of red_rows (warp w: 2w, 2w + 1): free once dC's products have run (h, B,
+ * M', F are not read again in the sub-chunk), reused by dB after the dC reductions read them */
+__device__ __forceinline__ int half_stage(int k) {
+    return k < 3 ? O_H + k * HSTAGE : k < 6 ? O_B + (k - 3) * HSTAGE : k == 6 ? O_M : O_Z;
+}
+/* sigmoid with a fast reciprocal (1 / inf = 0 for very negative v) */
+__device__ __forceinline__ float fsig(float v) { return __fdividef(1.0f, 1.0f + fexp(-v)); }
 /* sum over the 4 lanes of a row (t) / the 8 lanes of a column (g) */
 __device__ __forceinline__ float sum_t(float v) {
     v += __shfl_xor_sync(0xffffffffu, v, 1);
@@ -165,7 +147,6 @@ __device__ __forceinline__ float sum_g(float v) {
 }
 #endif
 
-template <int RED>
 __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfloat16 *scratch_all, int64_t nwork) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using mamba_ssd_wg::load_sw;
@@ -293,8 +274,10 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
             mamba_ssd_wg::put_h(smem + O_DH, dacc);
             if (warp == 0) mamba_ssd_bwd::prefix(vec, a, r0, h, nvalid);
             mamba_ssd2::cp_wait<0>();
-            /* G = dy silu(z) in place over the pieces this thread copied (load_sw's mapping), and
-             * this thread's part of dD = sum g . x */
+            /* G = dy silu(z) in place over the pieces this thread copied (load_sw's mapping), the
+             * dz factor F = dy sig(z) (1 + z (1 - sig(z))) in place of z (bf16: the epilogue's
+             * dz = F (ys + D x) needs no dy; a global re-read of dy there serialised on its
+             * latency), and this thread's part of dD = sum g . x */
 #pragma unroll
             for (int k = 0; k < Q * (P / 8) / NT; k++) {
                 const int cc = tid + k * NT, off = sw128(cc / (P / 8), cc % (P / 8));
@@ -303,13 +286,16 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
                 uint32_t *up = reinterpret_cast<uint32_t *>(&u);
                 const uint32_t *xp = reinterpret_cast<const uint32_t *>(&xv);
                 if (a.z) {
-                    const uint4 zv = *reinterpret_cast<const uint4 *>(smem + O_Z + off);
-                    const uint32_t *zp = reinterpret_cast<const uint32_t *>(&zv);
+                    uint4 zv = *reinterpret_cast<const uint4 *>(smem + O_Z + off);
+                    uint32_t *zp = reinterpret_cast<uint32_t *>(&zv);
 #pragma unroll
                     for (int q = 0; q < 4; q++) {
                         const float2 zf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&zp[q]));
-                        up[q] = mamba_ssd2::scale2(up[q], zf.x * mamba_scan::sigm(zf.x), zf.y * mamba_scan::sigm(zf.y));
+                        const float s0 = fsig(zf.x), s1 = fsig(zf.y);
+                        zp[q] = mamba_ssd2::scale2(up[q], s0 * (1.0f + zf.x * (1.0f - s0)), s1 * (1.0f + zf.y * (1.0f - s1)));
+                        up[q] = mamba_ssd2::scale2(up[q], zf.x * s0, zf.y * s1);
                     }
+                    *reinterpret_cast<uint4 *>(smem + O_Z + off) = zv;
                 }
 #pragma unroll
                 for (int q = 0; q < 4; q++) {
@@ -421,12 +407,9 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
                             *reinterpret_cast<__nv_bfloat162 *>(a.dx + go) =
                                 __floats2bfloat162_rn(A1[e] + w * b0 + Dh * gf.x, A1[e + 1] + w * b1 + Dh * gf.y);
                             if (a.z) {
-                                const float2 zf = ld2(smem + O_Z + off);
-                                const float2 df = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(a.dy + go));
-                                const float y0 = Y[e] + Dh * xf.x, y1 = Y[e + 1] + Dh * xf.y;
-                                const float s0 = mamba_scan::sigm(zf.x), s1 = mamba_scan::sigm(zf.y);
-                                *reinterpret_cast<__nv_bfloat162 *>(a.dz + go) = __floats2bfloat162_rn(
-                                    df.x * y0 * s0 * (1.0f + zf.x * (1.0f - s0)), df.y * y1 * s1 * (1.0f + zf.y * (1.0f - s1)));
+                                const float2 ff = ld2(smem + O_Z + off);
+                                *reinterpret_cast<__nv_bfloat162 *>(a.dz + go) =
+                                    __floats2bfloat162_rn(ff.x * (Y[e] + Dh * xf.x), ff.y * (Y[e + 1] + Dh * xf.y));
                             }
                         }
                     }
@@ -468,8 +451,8 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
                 sm90::commit();
                 sm90::wait<0>();
                 pin(acc), pin(fa);
-                if (RED == 3) __syncthreads(); /* M', z, h are free in every warp: the dC stage */
-                red_rows<RED>(a.dCm, acc, r0, GN, grp, nvalid, smem + (warp < 2 ? (warp ? O_Z : O_M) : O_H + (warp - 2) * PANEL));
+                __syncthreads(); /* h, B, M', F are free in every warp: the stages */
+                red_rows(a.dCm, acc, r0, GN, grp, nvalid, smem + half_stage(2 * warp), smem + half_stage(2 * warp + 1));
             }
             /* ---- dB = (diag(w) X) dh + W1^T C ---- */
             {
@@ -490,8 +473,9 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
                 sm90::commit();
                 sm90::wait<0>();
                 pin(acc), pin(fa);
-                if (RED == 3) __syncthreads(); /* X, W1, dh are free in every warp: the dB stage */
-                red_rows<RED>(a.dBm, acc, r0, GN, grp, nvalid, smem + (warp < 2 ? (warp ? O_W : O_X) : O_DH + (warp - 2) * PANEL));
+                sm90::bulk_wait_read<0>(); /* the dC reductions have read the stages */
+                __syncthreads();
+                red_rows(a.dBm, acc, r0, GN, grp, nvalid, smem + half_stage(2 * warp), smem + half_stage(2 * warp + 1));
             }
             /* ---- dh <- E dh + (G diag(e))^T C ---- */
             {
@@ -501,7 +485,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
                 for (int i = 0; i < 64; i++) dacc[i] *= E, sm90::reg_fence(dacc[i]);
                 mamba_ssd_wg::state_step(dacc, fa, cs);
             }
-            if (RED == 3) sm90::bulk_wait_read<0>(); /* the stages are read before the next loads */
+            sm90::bulk_wait_read<0>(); /* the stages are read before the next loads */
             __syncthreads(); /* [C] the sums are complete; every tile is free */
             if (warp == 0) {
                 const int k0 = 2 * lane, k1 = k0 + 1;
@@ -535,7 +519,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
         }
         __syncthreads(); /* the next item's sweep A reuses the tiles and the scratch */
     }
-    if (RED == 3) sm90::bulk_wait_all();
+    sm90::bulk_wait_all();
 #else
     (void)a, (void)scratch_all, (void)nwork;
 #endif

@@ -2,8 +2,8 @@
 # mamba_s5.sh — session-5 device run for the wgmma gradient kernel (kernels/mamba_ssd_bwd_wg.cuh):
 # GPU tests, compute-sanitizer memcheck and racecheck on the small shapes (the defaults: every
 # wgmma kernel; the --small list also runs the mma.sync backward, LC_MAMBA_DHL=0 LC_MAMBA_BWG=0),
-# same-run timing of the two gradient kernels (LC_MAMBA_BWG=0 / default; BRED_TIME="0 1 2 3" times
-# the dB / dC reduction variants LC_MAMBA_BRED, BRED_TEST="2" tests them) at 64K and 1M, then the
+# same-run timing of the two gradient kernels (LC_MAMBA_BWG=0 / default) at 64K and 1M, NCU=1 one
+# ssd_bwd_wg launch under Nsight Compute, then the
 # scan CSV points of the defaults (MODE ALL; the FINAL points skip the sanitizer).
 # Uses binaries in prebuilt/ when present (built on the CPU machine with the same nvcc 13.0: saves
 # the device-side compile), else builds. Usage (device, repository root):
@@ -28,10 +28,6 @@ if [ "${TESTS:-1}" = 1 ]; then
   echo "gpu_mamba rc=$rc $(grep -c '^PASS' $OUT/gpu_test.log) PASS, $FAILS FAIL, $(grep -c '^SKIP' $OUT/gpu_test.log) SKIP"
   grep -A12 "^FAIL" $OUT/gpu_test.log | head -40
   grep "rel err" $OUT/gpu_test.log | sort -k5 -g | tail -6
-  for v in $BRED_TEST; do # the other dB / dC reduction variants (LC_MAMBA_BRED)
-    LC_MAMBA_BRED=$v timeout ${TEST_T:-120} ./$B/gpu_mamba >$OUT/gpu_test_bred$v.log 2>&1
-    echo "gpu_mamba BRED=$v rc=$? $(grep -c '^PASS' $OUT/gpu_test_bred$v.log) PASS, $(grep -c '^FAIL' $OUT/gpu_test_bred$v.log) FAIL"
-  done
 fi
 [ "$MODE" = FINAL ] && SAN=0
 if [ "${SAN:-1}" = 1 ]; then
@@ -51,7 +47,13 @@ run() { # tag env... (the points in $PTS)
 }
 PTS="$S,fwdbwd,1,65536,$R $S,fwdbwd,1,1048576,$R"
 run bwg0 LC_MAMBA_BWG=0
-for v in ${BRED_TIME:-3}; do run bred$v LC_MAMBA_BRED=$v; done
+run default
+if [ "${NCU:-0}" = 1 ]; then # one ssd_bwd_wg launch at fwdbwd 64K under Nsight Compute (clocks locked: ~1.3x slower)
+  NC=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+  timeout 90 $NC --kernel-name regex:ssd_bwd_wg --launch-count 1 --section SpeedOfLight --section WarpStateStats \
+    --section Occupancy --section MemoryWorkloadAnalysis ./$B/mamba_bench /tmp/ncu.csv $SHA $S,fwdbwd,1,65536,$R >$OUT/ncu.txt 2>&1
+  grep -E "Duration|Throughput|Achieved Occupancy|Theoretical Occupancy|Block Limit|Warp Cycles Per Issued|Stall|Issued Warp|L1/TEX Hit|L2 Hit|Executed Ipc" $OUT/ncu.txt | head -40
+fi
 [ "$MODE" = ALL ] || [ "$MODE" = FINAL ] || exit 0
 [ "$FAILS" = 0 ] || { echo "tests failed: no CSV points"; exit 0; }
 PTS="$S,fwd,1,4096,$R $S,fwd,1,16384,$R $S,fwd,1,65536,$R $S,fwd,1,262144,$R $S,fwd,1,1048576,$R $S,fwd,1,4194304,$R
