@@ -4,7 +4,8 @@
  * segments with carried state equal one run. Outputs are poisoned with NaN first, so an
  * unwritten element fails. Tolerances: bf16 outputs 1e-2 relative, fp32 outputs 2e-4 (hT of the
  * tensor-core forward and every gradient of the tensor-core backward, P = 64: 1e-2, their
- * products take bf16 operands; dA 3e-2, see test_scan). Environment knobs of mamba.cu select the
+ * products take bf16 operands; dA against the scale of its terms, see test_scan). Environment
+ * knobs of mamba.cu select the
  * other paths and chunk shapes: LC_MAMBA_BWD_FP32 (the fp32 backward), LC_MAMBA_FWD=1 / 2 / 3
  * (the first, second and wgmma tensor-core forwards; 3 needs sm_90a and falls back to 2 without
  * it; the default is 3),
@@ -217,12 +218,22 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
         CMP32(gdB, dB, nbc, tb, "scan dBm");
         CMP32(gdC, dC, nbc, tb, "scan dCm");
         CMP32(gdh0, dh0, ns, tb, "scan dh0");
-        /* dA (H values) sums dt' times suffix sums of the decay gradient over all L tokens: large
-         * terms that cancel, so its relative error amplifies the bf16 rounding of the tensor-core
-         * backward's operands: 4e-4 .. 6.7e-3 over the random cases, and 1.86e-2 (the same in two
-         * runs) for the L = 1500, 8-sub-chunk wgmma case of session 4. A wrong state or decay
-         * gives O(1). */
-        CMP32(gdA, dA, (size_t)H, tb == 1e-2 ? 3e-2 : tb, "scan dA");
+        /* dA (H values) sums exp(dt' A) dt' <dh_t, h_{t-1}> over all L tokens: terms that cancel
+         * (their magnitudes add up to 5-200 times |dA| on these inputs), so its relative error
+         * amplifies the bf16 rounding of the tensor-core backward's operands (2.15e-2 relative
+         * for the L = 1500 case of sessions 4 and 5, 6.7e-3 or less elsewhere). The bound is per
+         * head against the sum of the terms' magnitudes, |dA - ref| <= tb * sum_t |term_t|
+         * (mamba_scan_dA_scale_ref; the CPU test checks that scale against double precision):
+         * the other gradients' relative tolerance, taken on the terms instead of their sum. */
+        {
+            float *sc = malloc(sizeof(float) * (size_t)H), *g_ = down32(gdA, (size_t)H);
+            T_OK(mamba_scan_dA_scale_ref(&s, h.x, h.dt, h.dt_bias, h.A, h.Bm, h.Cm, h.D, h.z, h.h0, h.dy, h.dhT, sc));
+            double worst = 0;
+            for (int64_t i = 0; i < H; i++) worst = fmax(worst, fabs((double)g_[i] - dA[i]) / sc[i]);
+            if (verbose) printf("  %-28s err/scale %.2e (tol %.0e; rel err %.2e)\n", "scan dA", worst, tb, t_rel_err(g_, dA, (size_t)H));
+            T_CHECK(worst <= tb, "scan dA: |dA - ref| / scale = %.3e > %.1e", worst, tb);
+            free(sc), free(g_);
+        }
         CMP32(gdD, dD, (size_t)H, tb, "scan dD");
         CMP32(gdb, dbias, (size_t)H, tb, "scan ddt_bias");
         free(dx), free(ddt), free(dB), free(dC), free(dz), free(dh0), free(dA), free(dD), free(dbias);
