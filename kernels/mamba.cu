@@ -254,7 +254,8 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
 }
 
 /* P = 64 on tensor cores: local states (the forward's kernel), incoming states, local dh,
- * outgoing dh, then the persistent per-chunk gradient kernel (mamba_ssd_bwd.cuh). */
+ * outgoing dh, then the persistent per-chunk gradient kernel (mamba_ssd_bwd_wg.cuh on sm_90a, else
+ * mamba_ssd_bwd.cuh). */
 static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStream_t st) {
     namespace sb = mamba_ssd_bwd;
     dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
