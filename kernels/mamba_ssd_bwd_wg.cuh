@@ -50,6 +50,8 @@ constexpr int SMEM = O_V + (NV_A + NV) * 4 + 1024; /* + alignment slack: 112912 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 using lc_mma::pack_bf16;
 using mamba_scan::fexp;
+using mamba_ssd_bwd::sum_g; /* sums over the 8 lanes of a column / the 4 lanes of a row */
+using mamba_ssd_bwd::sum_t;
 
 /* D[64 x 64] (+)= A[64 x 16] B[16 x 64], both through shared-memory descriptors; TA / TB = 0:
  * K-major, 1: MN-major (sm90.cuh's ss_n64 is <0, 0>, ss_n64_tt always accumulates) */
@@ -135,16 +137,6 @@ __device__ __forceinline__ int half_stage(int k) {
 }
 /* sigmoid with a fast reciprocal (1 / inf = 0 for very negative v) */
 __device__ __forceinline__ float fsig(float v) { return __fdividef(1.0f, 1.0f + fexp(-v)); }
-/* sum over the 4 lanes of a row (t) / the 8 lanes of a column (g) */
-__device__ __forceinline__ float sum_t(float v) {
-    v += __shfl_xor_sync(0xffffffffu, v, 1);
-    return v + __shfl_xor_sync(0xffffffffu, v, 2);
-}
-__device__ __forceinline__ float sum_g(float v) {
-    v += __shfl_xor_sync(0xffffffffu, v, 4);
-    v += __shfl_xor_sync(0xffffffffu, v, 8);
-    return v + __shfl_xor_sync(0xffffffffu, v, 16);
-}
 #endif
 
 __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfloat16 *scratch_all, int64_t nwork) {
