@@ -999,12 +999,9 @@ lc_status launch_fwd_wgmma(const fwd_params &p0, int64_t B, cudaStream_t st) {
     return LC_OK;
 }
 
-/* Tile-configuration override for tuning runs (env LC_ATTN_FWD / LC_ATTN_BWD = variant number);
- * unset = the shipped default for the shape. */
-int tuning_variant(const char *name, int dflt) {
-    const char *e = getenv(name);
-    return e && *e ? atoi(e) : dflt;
-}
+/* Tile-configuration override for tuning runs (LC_ATTN_* = variant number, kernels/tuning.c;
+ * checked by the entry points); unset = the shipped default for the shape. */
+int tuning_variant(const char *name, int dflt) { return (int)lc_tuning_int(name, dflt); }
 
 /* A 4-D tensor map over a [B][rows][heads][64] tensor (innermost first: 64, heads, rows, B) of
  * bf16 (or fp32, elem = 4) whose box is `box_cols` columns of one head's `box_rows` rows,
@@ -1180,6 +1177,7 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
                                             const bf16_t *v, bf16_t *o, float *lse, void *stream) {
     lc_nvtx_range nvtx_range("attention.fwd");
     LC_TRY(attention_cuda_supported(s));
+    LC_TRY(lc_tuning_check());
     LC_REQUIRE(q && k && v && o && lse, "attention_forward_cuda: q, k, v, o and lse must be non-NULL");
     fwd_params p;
     p.q = reinterpret_cast<const bf16 *>(q);
@@ -1294,6 +1292,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
         return lc_errorf(LC_EUNSUPPORTED, "%s: a query offset (Lq = %lld, q_pos0 = %lld) is forward-only (segmented prefill, decode)",
                          __func__, (long long)s->Lq, (long long)s->q_pos0);
     LC_TRY(attention_cuda_supported(s));
+    LC_TRY(lc_tuning_check());
     LC_REQUIRE(q && k && v && o && lse && dout && dq && dk && dv,
                "attention_backward_cuda: every tensor argument must be non-NULL");
     LC_REQUIRE(workspace, "attention_backward_cuda: workspace is NULL (needs attention_backward_workspace_cuda bytes)");

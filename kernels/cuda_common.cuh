@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "nvtx.h"
+#include "tuning.h"
 
 /* Return LC_EDEVICE from the enclosing function when a CUDA call fails. */
 #define cuda_check(call)                                                                     \

@@ -38,6 +38,7 @@ typedef __nv_bfloat16 bf16;
  * refuse it, as the C reference does. */
 static lc_status cuda_shape_check(const struct hsa_shape *s, const char *what, int allow_offset) {
     LC_TRY(hsa_check(s));
+    LC_TRY(lc_tuning_check()); /* the LONGCTX_HSA_* switches below read checked values */
     if (hsa_has_offset(s) && !allow_offset)
         return lc_errorf(LC_EUNSUPPORTED, "%s: a query offset (Lq = %lld, q_pos0 = %lld) is forward-only (retrieve, weights, attend forward)",
                          what, (long long)s->Lq, (long long)s->q_pos0);
@@ -82,20 +83,20 @@ lc_status hsa_retrieve_cuda(const struct hsa_shape *s, const bf16_t *q_r, const 
     /* LONGCTX_HSA_RETR = v2 (16-row mma.sync warp tiles, session 1's kernel) | wt (32 x 64 warp
      * tiles) | wtp (32 x 64 + threshold pruning while the lists fill) | wg (wgmma, sm_90a, dr a
      * multiple of 64) | wgp (wgmma + pruning; the default where it applies, else wtp) | wgp8 */
-    const char *env = getenv("LONGCTX_HSA_RETR");
+    const int env = lc_tuning_word("LONGCTX_HSA_RETR"); /* v2 wt wtp wg wgp wgp8: 0..5 */
     const bool wg_ok = s->dr % BKW == 0 && lc_cuda_have_sm90a();
     void (*kern)(const params) = wg_ok ? retrieve_kernel<16, true, true> : retrieve_kernel<32, true, false>;
     size_t sm = wg_ok ? smem_bytes<true, 1>((int)s->K) : smem_bytes<false, 2>((int)s->K);
-    if (env && !strcmp(env, "v2")) kern = retrieve_kernel<16, false, false>, sm = smem_bytes<false, 1>((int)s->K);
-    if (env && !strcmp(env, "wt")) kern = retrieve_kernel<32, false, false>, sm = smem_bytes<false, 2>((int)s->K);
-    if (env && !strcmp(env, "wtp")) kern = retrieve_kernel<32, true, false>, sm = smem_bytes<false, 2>((int)s->K);
-    if (env && !strcmp(env, "wg") && wg_ok) kern = retrieve_kernel<16, false, true>, sm = smem_bytes<true, 1>((int)s->K);
+    if (env == 0) kern = retrieve_kernel<16, false, false>, sm = smem_bytes<false, 1>((int)s->K);
+    if (env == 1) kern = retrieve_kernel<32, false, false>, sm = smem_bytes<false, 2>((int)s->K);
+    if (env == 2) kern = retrieve_kernel<32, true, false>, sm = smem_bytes<false, 2>((int)s->K);
+    if (env == 3 && wg_ok) kern = retrieve_kernel<16, false, true>, sm = smem_bytes<true, 1>((int)s->K);
     /* pruning while the lists fill: K <= 32 with the wgmma kernel (measured 7-10% faster at
      * K = 16, 32 and equal at K = 8, results/hsa_h100_s3.csv); K <= 8 on the mma.sync kernels
      * (thresholds for 8 < K <= 32 there are untested on the device). wgp8: the wgmma kernel
      * with pruning only for K <= 8 (session 3's first default). */
     p.prune_kmax = kern == retrieve_kernel<16, true, true> ? 32 : 8;
-    if (env && !strcmp(env, "wgp8")) p.prune_kmax = 8;
+    if (env == 5) p.prune_kmax = 8;
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     kern<<<grid, NTHREADS, sm, lc_stream(stream)>>>(p);
     cuda_check_launch("retrieve_kernel");
@@ -281,9 +282,7 @@ static lc_status attend_config(const struct hsa_shape *s, int tpw, attend_cfg *c
         return lc_errorf(LC_EUNSUPPORTED, "%s: G = %lld query heads per KV head exceeds %lld", what, (long long)G,
                          (long long)max_rows);
     /* rows (token, head pairs) per CTA: 128 by default; LONGCTX_HSA_ROWS = 64 | 128 | 256 to tune */
-    int64_t rows = 128;
-    const char *env = getenv("LONGCTX_HSA_ROWS");
-    if (env && (atoi(env) == 64 || atoi(env) == 256)) rows = atoi(env);
+    int64_t rows = lc_tuning_int("LONGCTX_HSA_ROWS", 128);
     int64_t mt = rows / G;
     if (mt < 1) mt = 1;
     if (mt > 32) mt = 32; /* one lane per token in the union merge */
@@ -356,8 +355,8 @@ static lc_status launch_fwd(hsa_attend::tok_params p, cudaStream_t st) {
     const size_t sm = SM::bytes(p.MT, (int)p.K, ns);
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     dim3 grid((unsigned)((p.Lq + p.MT - 1) / p.MT), (unsigned)p.H, (unsigned)p.B);
-    const char *sync = getenv("LONGCTX_HSA_FWD_SYNC"); /* plain: the racecheck debug mode (hsa_attend_fwd.cuh) */
-    kern<<<grid, 32 * (NCW + 1), sm, st>>>(p, ns, sync && !strcmp(sync, "plain") ? 1 : 0);
+    const int plain = lc_tuning_word("LONGCTX_HSA_FWD_SYNC") == 0; /* the racecheck debug mode (hsa_attend_fwd.cuh) */
+    kern<<<grid, 32 * (NCW + 1), sm, st>>>(p, ns, plain);
     cuda_check_launch("attend_fwd_kernel");
     return LC_OK;
 }
@@ -399,14 +398,14 @@ static lc_status launch_fwd_wg(hsa_attend::tok_params p, cudaStream_t st, int *r
     auto kern = hsa_fwd_wg::attend_fwd_wg_kernel<NWG, PIPE>;
     p.MT = 4 * NWG / (int)(p.G / 16);
     int ns = wg_smem::stages(p.MT, (int)p.K, (size_t)227 * 1024);
-    const char *nse = getenv("LONGCTX_HSA_FWD_NS");
-    if (nse && atoi(nse) >= 2 && atoi(nse) < ns) ns = atoi(nse);
-    const char *dg = getenv("LONGCTX_HSA_FWD_DIAG");
-    const int diag = !dg ? 0 : !strcmp(dg, "dry") ? 1 : !strcmp(dg, "hot") ? 2 : 0;
+    const long long nse = lc_tuning_int("LONGCTX_HSA_FWD_NS", ns);
+    if (nse < ns) ns = (int)nse;
+    const int diag = lc_tuning_word("LONGCTX_HSA_FWD_DIAG") + 1; /* 0 off, 1 dry, 2 hot */
     static int warned = 0;
     if (diag && !warned) { /* a timing experiment must never pass for a result */
         warned = 1;
-        fprintf(stderr, "longctx: LONGCTX_HSA_FWD_DIAG=%s: HSA forward timing experiment, its outputs are wrong\n", dg);
+        fprintf(stderr, "longctx: LONGCTX_HSA_FWD_DIAG=%s: HSA forward timing experiment, its outputs are wrong\n",
+                diag == 1 ? "dry" : "hot");
     }
     const size_t sm = wg_smem::bytes(p.MT, (int)p.K, ns);
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
@@ -433,25 +432,23 @@ enum { FWD_T16W2 = 162, FWD_T16 = 163, FWD_T16S = 164 };
 static int fwd_variant(const struct hsa_shape *s) {
     const int64_t G = s->HQ / s->H;
     const int fits = G % 16 == 0 && G / 16 <= 7 && s->S <= 64 && s->dh <= 64;
-    const char *env = getenv("LONGCTX_HSA_FWD");
+    enum { TOK, W3, W7, W8, T15, T16, T16S, T16W2 }; /* LONGCTX_HSA_FWD's words, in tuning.c's order */
+    const int env = lc_tuning_word("LONGCTX_HSA_FWD");
     /* default: t15 where it applies (S = dh = 64, G = 16): the fastest variant in the session-2
      * H100 run at 256K and 1M, K = 8 and 32 (1.26-1.33x the token-block kernel on the drift
      * pattern, results/hsa_fwd_variants_h100.csv); the token-block kernel elsewhere. G = 32 stays
      * on the token-block kernel by default: compute-sanitizer racecheck reports shared-memory
      * hazards on the producer/consumer ring slots in the G = 32 device test (not at G = 16, ring
      * wrapping too), unexplained so far (notes-hsacuda.md, session 3) */
-    if (!env) return fits && G == 16 && s->S == 64 && s->dh == 64 ? 15 : 0;
-    if (!strcmp(env, "tok")) return 0;
+    if (env < 0) return fits && G == 16 && s->S == 64 && s->dh == 64 ? 15 : 0;
+    if (env == TOK) return 0;
     /* t16 / t16w2: TMA + wgmma, 3 or 2 consumer warpgroups (S = dh = 64, G = 16, 32, 64, sm_90a) */
-    if (!strcmp(env, "t16") || !strcmp(env, "t16w2") || !strcmp(env, "t16s")) {
+    if (env == T16 || env == T16S || env == T16W2) {
         if (s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a())
-            return !strcmp(env, "t16") ? FWD_T16 : !strcmp(env, "t16s") ? FWD_T16S : FWD_T16W2;
+            return env == T16 ? FWD_T16 : env == T16S ? FWD_T16S : FWD_T16W2;
         return fits && s->S == 64 && s->dh == 64 ? 15 : 0;
     }
-    int want = 7;
-    if (env && !strcmp(env, "w3")) want = 3;
-    if (env && !strcmp(env, "w8")) want = 8;
-    if (env && !strcmp(env, "t15")) want = 15;
+    int want = env == W3 ? 3 : env == W8 ? 8 : env == T15 ? 15 : 7;
     if (want != 7 && want != 0 && !(s->S == 64 && s->dh == 64)) want = 7;
     if (want == 3 && G / 16 > 6) want = 7;
     return fits ? want : 0;
@@ -511,9 +508,9 @@ lc_status hsa_attend_forward_cuda(const struct hsa_shape *s, const bf16_t *q, co
 static int bwd_variant(const struct hsa_shape *s) {
     const int64_t G = s->HQ / s->H;
     const int fits = G % 16 == 0 && G / 16 <= 11 && s->S == 64 && s->dh == 64;
-    const char *env = getenv("LONGCTX_HSA_BWD");
-    if (env && !strcmp(env, "tok")) return 0;
-    if (env && !strcmp(env, "t15")) return fits ? 15 : 0;
+    const int env = lc_tuning_word("LONGCTX_HSA_BWD"); /* tok t11 t15: 0..2 */
+    if (env == 0) return 0;
+    if (env == 2) return fits ? 15 : 0;
     return fits ? 11 : 0;
 }
 

@@ -99,6 +99,7 @@ lc_status mamba_conv_decode_cuda(const struct mamba_conv_shape *s, const bf16_t 
 
 static lc_status scan_args(const struct mamba_scan_shape *s, const char *fn) {
     LC_TRY(mamba_check(NULL, s));
+    LC_TRY(lc_tuning_check()); /* the LC_MAMBA_* switches read checked values */
     const bool ok = (s->P == 64 && s->N == 128) || (s->P == 32 && s->N == 64);
     if (!ok)
         return lc_errorf(LC_EUNSUPPORTED, "%s: (P, N) = (%lld, %lld): the CUDA scan supports (64, 128) and (32, 64)", fn,
@@ -116,10 +117,9 @@ static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
     int64_t T = 64;
     const int64_t cap = backward ? mamba_scan::TMAX_BWD : 8192;
     /* LC_MAMBA_TFWD / LC_MAMBA_TBWD: a fixed chunk length (a power of two >= 64), for timing */
-    const char *env = getenv(backward ? "LC_MAMBA_TBWD" : "LC_MAMBA_TFWD");
-    if (env && atoll(env) >= 64) {
-        int64_t want = atoll(env);
-        while (T < want && T < cap) T *= 2;
+    const int64_t fixed = lc_tuning_int(backward ? "LC_MAMBA_TBWD" : "LC_MAMBA_TFWD", 0);
+    if (fixed) {
+        while (T < fixed && T < cap) T *= 2;
         return T;
     }
     const int64_t want = backward ? 528 : 512;
@@ -130,8 +130,7 @@ static int64_t scan_chunk(const struct mamba_scan_shape *s, int backward) {
 /* The P = 64 backward on tensor cores (mamba_ssd_bwd.cuh) unless LC_MAMBA_BWD_FP32 is set (the
  * fp32 recurrences of mamba_bwd.cuh, kept for P = 32 and for comparison). */
 static bool bwd_tc(const struct mamba_scan_shape *s) {
-    const char *env = getenv("LC_MAMBA_BWD_FP32");
-    return s->P == 64 && s->N == 128 && !(env && env[0] == '1');
+    return s->P == 64 && s->N == 128 && !lc_tuning_int("LC_MAMBA_BWD_FP32", 0);
 }
 
 /* Which tensor-core forward (P = 64), chosen by LC_MAMBA_FWD (also for the backward's local-state
@@ -139,16 +138,14 @@ static bool bwd_tc(const struct mamba_scan_shape *s) {
  * (mma.sync; the default elsewhere), 1 = mamba_ssd.cuh (the first, kept for comparison). 3 falls
  * back to 2 without sm_90a code. Read at every call so tests and benchmarks can switch it. */
 static int fwd_version(void) {
-    const char *env = getenv("LC_MAMBA_FWD");
-    const int v = env && env[0] >= '1' && env[0] <= '3' ? env[0] - '0' : 3;
+    const int v = (int)lc_tuning_int("LC_MAMBA_FWD", 3);
     return v == 3 && !lc_cuda_have_sm90a() ? 2 : v;
 }
 
 /* The backward's local dh pass (P = 64): the wgmma kernel (mamba_ssd_wg.cuh) where the sm_90a code
  * runs, unless LC_MAMBA_DHL=0; else mamba_ssd_bwd::ssd_dh_local (mma.sync). */
 static bool dhl_wg(void) {
-    const char *env = getenv("LC_MAMBA_DHL");
-    return !(env && env[0] == '0') && lc_cuda_have_sm90a();
+    return lc_tuning_int("LC_MAMBA_DHL", 1) && lc_cuda_have_sm90a();
 }
 
 /* The backward's gradient kernel (P = 64): mamba_ssd_bwd_wg::ssd_bwd_wg (wgmma) where the sm_90a
@@ -177,8 +174,7 @@ static lc_status ssd_local_launch(mamba_scan::args &a, dim3 grid, cudaStream_t s
         cuda_check_launch("ssd_wg<local>");
     } else {
         /* LC_MAMBA_LDW=0: the decay vectors on warp 0 instead of a ninth warp */
-        const char *env = getenv("LC_MAMBA_LDW");
-        if (env && env[0] == '0') {
+        if (!lc_tuning_int("LC_MAMBA_LDW", 1)) {
             mamba_ssd2::ssd_local<false><<<grid, mamba_ssd2::THREADS, mamba_ssd2::SMEM_LOCAL4, st>>>(a);
             cuda_check_launch("ssd_local");
         } else {
