@@ -151,8 +151,7 @@ static bool dhl_wg(void) {
 /* The backward's gradient kernel (P = 64): mamba_ssd_bwd_wg::ssd_bwd_wg (wgmma) where the sm_90a
  * code runs, unless LC_MAMBA_BWG=0; else mamba_ssd_bwd::ssd_bwd (mma.sync). */
 static bool bwg_wg(void) {
-    const char *env = getenv("LC_MAMBA_BWG");
-    return !(env && env[0] == '0') && lc_cuda_have_sm90a();
+    return lc_tuning_int("LC_MAMBA_BWG", 1) && lc_cuda_have_sm90a();
 }
 
 /* Local chunk states and decays (P = 64) by the selected forward's kernel. */
