@@ -10,6 +10,7 @@
 #include "device.h"
 #include "mamba_bwd.cuh"
 #include "mamba_ssd_bwd.cuh"
+#include "mamba_ssd_bwd_wg.cuh"
 
 #include <stdlib.h>
 
@@ -147,6 +148,12 @@ static bool dhl_wg(void) {
     return lc_tuning_int("LC_MAMBA_DHL", 1) && lc_cuda_have_sm90a();
 }
 
+/* The backward's gradient kernel (P = 64): mamba_ssd_bwd_wg::ssd_bwd_wg (wgmma) where the sm_90a
+ * code runs, unless LC_MAMBA_BWG=0; else mamba_ssd_bwd::ssd_bwd (mma.sync). */
+static bool bwg_wg(void) {
+    return lc_tuning_int("LC_MAMBA_BWG", 1) && lc_cuda_have_sm90a();
+}
+
 /* Local chunk states and decays (P = 64) by the selected forward's kernel. */
 static lc_status ssd_local_launch(mamba_scan::args &a, dim3 grid, cudaStream_t st) {
     static bool attr = false;
@@ -242,7 +249,8 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
 }
 
 /* P = 64 on tensor cores: local states (the forward's kernel), incoming states, local dh,
- * outgoing dh, then the persistent per-chunk gradient kernel (mamba_ssd_bwd.cuh). */
+ * outgoing dh, then the persistent per-chunk gradient kernel (mamba_ssd_bwd_wg.cuh on sm_90a, else
+ * mamba_ssd_bwd.cuh). */
 static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStream_t st) {
     namespace sb = mamba_ssd_bwd;
     dim3 grid((unsigned)a.H, (unsigned)a.nch, (unsigned)a.B);
@@ -253,6 +261,7 @@ static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStre
         cuda_check(cudaFuncSetAttribute(sb::ssd_dh_local, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_DHL2));
         cuda_check(cudaFuncSetAttribute(sb::ssd_bwd, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_BWD));
         cuda_check(cudaFuncSetAttribute(mamba_ssd_wg::ssd_wg_dh, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_wg::SMEM_DH));
+        cuda_check(cudaFuncSetAttribute(mamba_ssd_bwd_wg::ssd_bwd_wg, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_bwd_wg::SMEM));
         attr = true;
     }
     LC_TRY(ssd_local_launch(a, grid, st));
@@ -268,8 +277,14 @@ static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStre
     mamba_scan::state_pass<<<pgrid, 256, 0, st>>>(a.dst, a.decay, a.dhT, a.dh0, a.H, a.nch, PN, 1);
     cuda_check_launch("state_pass<reverse>");
     const int64_t nwork = a.B * a.nch * a.H, gb = bwd_grid();
-    sb::ssd_bwd<<<(unsigned)(nwork < gb ? nwork : gb), mamba_ssd::THREADS, sb::SMEM_BWD, st>>>(a, a.scratch, nwork);
-    cuda_check_launch("ssd_bwd");
+    const unsigned nb = (unsigned)(nwork < gb ? nwork : gb);
+    if (bwg_wg()) {
+        mamba_ssd_bwd_wg::ssd_bwd_wg<<<nb, mamba_ssd_wg::NT, mamba_ssd_bwd_wg::SMEM, st>>>(a, a.scratch, nwork);
+        cuda_check_launch("ssd_bwd_wg");
+    } else {
+        sb::ssd_bwd<<<nb, mamba_ssd::THREADS, sb::SMEM_BWD, st>>>(a, a.scratch, nwork);
+        cuda_check_launch("ssd_bwd");
+    }
     return LC_OK;
 }
 

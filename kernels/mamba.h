@@ -90,6 +90,15 @@ lc_status mamba_scan_backward_ref(const struct mamba_scan_shape *s, const float 
                                   const float *D, const float *z, const float *h0, const float *dy,
                                   const float *dhT, float *dx, float *ddt, float *dBm, float *dCm,
                                   float *dz, float *dh0, float *dA, float *dD, float *ddt_bias);
+/* The scale of dA: dA_scale[h] = sum_t exp(dt'_t A_h) dt'_t |<dh_t, h_{t-1}>| (h_t the state after
+ * token t, dh_t the loss gradient at it), the sum of the magnitudes of the per-token terms that
+ * dA[h] adds up (the same sum without the absolute values). The terms cancel (dA is often 5 to
+ * 200 times smaller than this scale on random inputs), so an implementation whose terms carry a
+ * relative error e is held to e * dA_scale, not to e * |dA|: the bound the GPU tests use. */
+lc_status mamba_scan_dA_scale_ref(const struct mamba_scan_shape *s, const float *x, const float *dt,
+                                  const float *dt_bias, const float *A, const float *Bm, const float *Cm,
+                                  const float *D, const float *z, const float *h0, const float *dy,
+                                  const float *dhT, float *dA_scale);
 /* s->L is ignored (one token); state is h_{t-1} in, h_t out. */
 lc_status mamba_scan_decode_ref(const struct mamba_scan_shape *s, const float *x, const float *dt,
                                 const float *dt_bias, const float *A, const float *Bm, const float *Cm,

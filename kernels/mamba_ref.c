@@ -178,11 +178,12 @@ lc_status mamba_scan_forward_ref(const struct mamba_scan_shape *s, const float *
     return LC_OK;
 }
 
-lc_status mamba_scan_backward_ref(const struct mamba_scan_shape *s, const float *x, const float *dt,
-                                  const float *dt_bias, const float *A, const float *Bm, const float *Cm,
-                                  const float *D, const float *z, const float *h0, const float *dy,
-                                  const float *dhT, float *dx, float *ddt, float *dBm, float *dCm,
-                                  float *dz, float *dh0, float *dA, float *dD, float *ddt_bias) {
+/* the backward; dA_scale (optional, [H]): sum_t exp(dt'_t A) dt'_t |<dh_t, h_{t-1}>|, the sum of the
+ * magnitudes of the per-token terms that dA adds up (mamba_scan_dA_scale_ref) */
+static lc_status scan_backward(const struct mamba_scan_shape *s, const float *x, const float *dt, const float *dt_bias,
+                               const float *A, const float *Bm, const float *Cm, const float *D, const float *z,
+                               const float *h0, const float *dy, const float *dhT, float *dx, float *ddt, float *dBm,
+                               float *dCm, float *dz, float *dh0, float *dA, float *dD, float *ddt_bias, float *dA_scale) {
     LC_TRY(scan_args(s, x, dt, A, Bm, Cm, "mamba_scan_backward_ref"));
     LC_REQUIRE(dy && dx && ddt && dBm && dCm, "mamba_scan_backward_ref: dy, dx, ddt, dBm and dCm must not be NULL");
     LC_REQUIRE(!z || dz, "mamba_scan_backward_ref: dz must not be NULL when z is given");
@@ -198,6 +199,7 @@ lc_status mamba_scan_backward_ref(const struct mamba_scan_shape *s, const float 
     memset(dBm, 0, sizeof(float) * (size_t)(s->B * L * G * N));
     memset(dCm, 0, sizeof(float) * (size_t)(s->B * L * G * N));
     if (dA) memset(dA, 0, sizeof(float) * (size_t)H);
+    if (dA_scale) memset(dA_scale, 0, sizeof(float) * (size_t)H);
     if (dD) memset(dD, 0, sizeof(float) * (size_t)H);
     if (ddt_bias) memset(ddt_bias, 0, sizeof(float) * (size_t)H);
     for (int64_t b = 0; b < s->B; b++)
@@ -252,12 +254,14 @@ lc_status mamba_scan_backward_ref(const struct mamba_scan_shape *s, const float 
                         acc += d * bv[n];
                         dbv[n] += dtp * d * xv[p];
                         ddA += d * prev[p * N + n];
+                        
                     }
                     ddtp += acc * xv[p];
                     dx[(r * H + h) * P + p] = dtp * acc + Dh * gv[p];
                 }
                 ddtp += ddA * dAv * A[h];
                 if (dA) dA[h] += ddA * dAv * dtp;
+                if (dA_scale) dA_scale[h] += fabsf(ddA) * dAv * dtp;
                 float dd = ddtp * sigmoidf_(u);
                 ddt[r * H + h] = dd;
                 if (ddt_bias) ddt_bias[h] += dd;
@@ -267,6 +271,34 @@ lc_status mamba_scan_backward_ref(const struct mamba_scan_shape *s, const float 
         }
     free(states), free(dh), free(gv);
     return LC_OK;
+}
+
+lc_status mamba_scan_backward_ref(const struct mamba_scan_shape *s, const float *x, const float *dt,
+                                  const float *dt_bias, const float *A, const float *Bm, const float *Cm,
+                                  const float *D, const float *z, const float *h0, const float *dy,
+                                  const float *dhT, float *dx, float *ddt, float *dBm, float *dCm,
+                                  float *dz, float *dh0, float *dA, float *dD, float *ddt_bias) {
+    return scan_backward(s, x, dt, dt_bias, A, Bm, Cm, D, z, h0, dy, dhT, dx, ddt, dBm, dCm, dz, dh0, dA, dD, ddt_bias,
+                         NULL);
+}
+
+lc_status mamba_scan_dA_scale_ref(const struct mamba_scan_shape *s, const float *x, const float *dt,
+                                  const float *dt_bias, const float *A, const float *Bm, const float *Cm,
+                                  const float *D, const float *z, const float *h0, const float *dy,
+                                  const float *dhT, float *dA_scale) {
+    LC_TRY(scan_args(s, x, dt, A, Bm, Cm, "mamba_scan_dA_scale_ref"));
+    LC_REQUIRE(dy && dA_scale, "mamba_scan_dA_scale_ref: dy and dA_scale must not be NULL");
+    const size_t nx = (size_t)(s->B * s->L * s->H * s->P), nbc = (size_t)(s->B * s->L * s->G * s->N);
+    const size_t ndt = (size_t)(s->B * s->L * s->H);
+    float *dx = lc_malloc(sizeof(float) * (nx ? nx : 1), "dA scale dx"), *ddt = lc_malloc(sizeof(float) * (ndt ? ndt : 1), "dA scale ddt");
+    float *dB = lc_malloc(sizeof(float) * (nbc ? nbc : 1), "dA scale dB"), *dC = lc_malloc(sizeof(float) * (nbc ? nbc : 1), "dA scale dC");
+    float *dz = z ? lc_malloc(sizeof(float) * (nx ? nx : 1), "dA scale dz") : NULL;
+    lc_status r = LC_ENOMEM;
+    if (dx && ddt && dB && dC && (dz || !z))
+        r = scan_backward(s, x, dt, dt_bias, A, Bm, Cm, D, z, h0, dy, dhT, dx, ddt, dB, dC, dz, NULL, NULL, NULL, NULL,
+                          dA_scale);
+    free(dx), free(ddt), free(dB), free(dC), free(dz);
+    return r;
 }
 
 lc_status mamba_scan_decode_ref(const struct mamba_scan_shape *s, const float *x, const float *dt,

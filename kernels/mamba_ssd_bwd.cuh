@@ -69,6 +69,24 @@ __device__ __forceinline__ float2 bf2(const __nv_bfloat16 *p) {
     return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
 }
 
+/* acc (rows 16 rb.., columns 32 cb.. of a Q-column result; zeroed by the caller) += A Bt^T over
+ * K: A [rows][K] and Bt [cols][K] row-major with row stride LD (S = C B^T, GX = G X^T,
+ * Yc = C h^T, B dh^T) */
+template <int K, int LD>
+__device__ __forceinline__ void mma_nk(float (&acc)[4][4], const __nv_bfloat16 *A, const __nv_bfloat16 *Bt, int rb, int cb) {
+#pragma unroll
+    for (int kk = 0; kk < K / 16; kk++) {
+        uint32_t fa[4], fb[4];
+        frag_a(fa, A, LD, rb * 16, kk * 16);
+#pragma unroll
+        for (int np = 0; np < 2; np++) {
+            frag_b_nk(fb, Bt, LD, cb * 32 + np * 16, kk * 16);
+            mma16816(acc[2 * np], fa, fb[0], fb[1]);
+            mma16816(acc[2 * np + 1], fa, fb[2], fb[3]);
+        }
+    }
+}
+
 /* Gradient of the state-side columns of a sub-chunk, rows rb*16.. (r_lo, r_hi of this lane),
  * state columns cb*64 .. cb*64+63, added into dst [rows][G][N] at group g (fp32 float2 atomics:
  * the heads of a group share dB and dC):
@@ -370,28 +388,8 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
                     for (int e = 0; e < 4; e++) sacc[f][e] = 0.0f, gacc[f][e] = 0.0f;
                 const bool act = 32 * cb <= 16 * rb + 15;
                 if (act) {
-#pragma unroll
-                    for (int kk = 0; kk < N / 16; kk++) {
-                        uint32_t ca[4], bb[4];
-                        frag_a(ca, Cs, LDN, rb * 16, kk * 16);
-#pragma unroll
-                        for (int np = 0; np < 2; np++) {
-                            frag_b_nk(bb, Bs, LDN, cb * 32 + np * 16, kk * 16);
-                            mma16816(sacc[2 * np], ca, bb[0], bb[1]);
-                            mma16816(sacc[2 * np + 1], ca, bb[2], bb[3]);
-                        }
-                    }
-#pragma unroll
-                    for (int kk = 0; kk < P / 16; kk++) {
-                        uint32_t ga[4], bb[4];
-                        frag_a(ga, Gs, LDP, rb * 16, kk * 16);
-#pragma unroll
-                        for (int np = 0; np < 2; np++) {
-                            frag_b_nk(bb, Xs, LDP, cb * 32 + np * 16, kk * 16);
-                            mma16816(gacc[2 * np], ga, bb[0], bb[1]);
-                            mma16816(gacc[2 * np + 1], ga, bb[2], bb[3]);
-                        }
-                    }
+                    mma_nk<N, LDN>(sacc, Cs, Bs, rb, cb);
+                    mma_nk<P, LDP>(gacc, Gs, Xs, rb, cb);
                     const float c_lo = cum[r_lo], c_hi = cum[r_hi];
                     float zr_lo = 0.f, zr_hi = 0.f;
 #pragma unroll
@@ -432,17 +430,7 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
                 for (int f = 0; f < 4; f++)
 #pragma unroll
                     for (int e = 0; e < 4; e++) ycacc[f][e] = 0.0f;
-#pragma unroll
-                for (int kk = 0; kk < N / 16; kk++) {
-                    uint32_t ca[4], bb[4];
-                    frag_a(ca, Cs, LDN, rb * 16, kk * 16);
-#pragma unroll
-                    for (int np = 0; np < 2; np++) {
-                        frag_b_nk(bb, Hs, LDN, cb * 32 + np * 16, kk * 16);
-                        mma16816(ycacc[2 * np], ca, bb[0], bb[1]);
-                        mma16816(ycacc[2 * np + 1], ca, bb[2], bb[3]);
-                    }
-                }
+                mma_nk<N, LDN>(ycacc, Cs, Hs, rb, cb);
                 float u_lo = 0.f, u_hi = 0.f;
 #pragma unroll
                 for (int f = 0; f < 4; f++) {
@@ -505,17 +493,7 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
                         mma16816(a1[2 * np + 1], ma, gb[2], gb[3]);
                     }
                 }
-#pragma unroll
-                for (int kk = 0; kk < N / 16; kk++) {
-                    uint32_t ba[4], db[4];
-                    frag_a(ba, Bs, LDN, rb * 16, kk * 16);
-#pragma unroll
-                    for (int np = 0; np < 2; np++) {
-                        frag_b_nk(db, DHs, LDN, cb * 32 + np * 16, kk * 16);
-                        mma16816(a2[2 * np], ba, db[0], db[1]);
-                        mma16816(a2[2 * np + 1], ba, db[2], db[3]);
-                    }
-                }
+                mma_nk<N, LDN>(a2, Bs, DHs, rb, cb);
                 float q_lo = 0.f, q_hi = 0.f;
 #pragma unroll
                 for (int f = 0; f < 4; f++) {

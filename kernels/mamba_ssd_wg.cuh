@@ -86,6 +86,33 @@ __device__ __forceinline__ void xw_frags(uint32_t (&xa)[4][4], uint32_t xs, cons
     }
 }
 
+/* The state-update wgmmas (8 x m64n64k16): hacc += A B, A = the 4 k-blocks of register fragments
+ * xa (a transposed, scaled tile: (X diag w)^T in the forward, (G diag e)^T in the dh passes), B
+ * MN-major in the two 64-column panels at bs. Issued inside the caller's fence / commit. */
+__device__ __forceinline__ void state_mma(float (&hacc)[64], const uint32_t (&xa)[4][4], uint32_t bs) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int pn = 0; pn < 2; pn++) sm90::rs_n64<1>(hacc + pn * 32, xa[kk], sm90::desc_mn(bs + pn * PANEL + kk * 16 * 128), 1);
+}
+/* after the wait: the state and its A fragments pinned (not moved across the wait by ptxas) */
+__device__ __forceinline__ void state_pin(float (&hacc)[64], uint32_t (&xa)[4][4]) {
+#pragma unroll
+    for (int i = 0; i < 64; i++) sm90::reg_fence(hacc[i]);
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) sm90::reg_fence(xa[kk][e]);
+}
+/* one whole state update h = E h + A B (E already applied by the caller): fence, MMAs, wait, pin */
+__device__ __forceinline__ void state_step(float (&hacc)[64], uint32_t (&xa)[4][4], uint32_t bs) {
+    sm90::fence();
+    state_mma(hacc, xa, bs);
+    sm90::commit();
+    sm90::wait<0>();
+    state_pin(hacc, xa);
+}
+
 /* h (accumulator layout, two 64-column halves) -> bf16 K-major swizzled panels at hs */
 __device__ __forceinline__ void put_h(unsigned char *hs, const float (&hacc)[64]) {
     const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3, g = lane >> 2, t = lane & 3;
@@ -244,20 +271,16 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
             sm90::fence();
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) sm90::rs_n64<1>(Y, ma[kk], sm90::desc_mn(xs + kk * 16 * 128), 1);
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                for (int pn = 0; pn < 2; pn++) sm90::rs_n64<1>(hacc + pn * 32, xa[kk], sm90::desc_mn(bs + pn * PANEL + kk * 16 * 128), 1);
+            state_mma(hacc, xa, bs);
             sm90::commit();
             sm90::wait<0>();
 #pragma unroll
             for (int i = 0; i < 32; i++) sm90::reg_fence(Y[i]);
-#pragma unroll
-            for (int i = 0; i < 64; i++) sm90::reg_fence(hacc[i]);
+            state_pin(hacc, xa);
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) sm90::reg_fence(ma[kk][e]), sm90::reg_fence(xa[kk][e]);
+                for (int e = 0; e < 4; e++) sm90::reg_fence(ma[kk][e]);
             /* y = (Y + D x) silu(z) */
             mamba_ssd2::cp_wait<1>(); /* z(k): this thread's own slots */
             const uint32_t *zslot = (const uint32_t *)(smem + OFF_Z) + tid;
@@ -288,19 +311,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
             const float E = fexp(cend);
 #pragma unroll
             for (int i = 0; i < 64; i++) hacc[i] *= E;
-            sm90::fence();
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                for (int pn = 0; pn < 2; pn++) sm90::rs_n64<1>(hacc + pn * 32, xa[kk], sm90::desc_mn(bs + pn * PANEL + kk * 16 * 128), 1);
-            sm90::commit();
-            sm90::wait<0>();
-#pragma unroll
-            for (int i = 0; i < 64; i++) sm90::reg_fence(hacc[i]);
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) sm90::reg_fence(xa[kk][e]);
+            state_step(hacc, xa, bs);
         }
         bar(); /* [B] the tiles of k, h (bf16) and the vectors of k are free */
         if (!LOCAL && more) put_h(smem + OFF_H, hacc);
@@ -403,19 +414,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg_dh(mamba_scan::args a) {
         const float E = fexp(vec[2 * Q - 1]);
 #pragma unroll
         for (int i = 0; i < 64; i++) hacc[i] *= E, sm90::reg_fence(hacc[i]);
-        sm90::fence();
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-            for (int pn = 0; pn < 2; pn++) sm90::rs_n64<1>(hacc + pn * 32, ga[kk], sm90::desc_mn(cs + pn * PANEL + kk * 16 * 128), 1);
-        sm90::commit();
-        sm90::wait<0>();
-#pragma unroll
-        for (int i = 0; i < 64; i++) sm90::reg_fence(hacc[i]);
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-            for (int q = 0; q < 4; q++) sm90::reg_fence(ga[kk][q]);
+        state_step(hacc, ga, cs);
         bar(); /* [B] */
     }
     mamba_ssd2::cp_wait<0>();

@@ -55,6 +55,8 @@ static const struct tuning_switch switches[] = {
     {"LC_MAMBA_DHL", 'i', "0|1"},
     /* mamba.cu: 0 = the mma.sync local pass without its decay warp */
     {"LC_MAMBA_LDW", 'i', "0|1"},
+    /* mamba.cu: 0 = the backward's gradient kernel on mma.sync (ssd_bwd) instead of wgmma */
+    {"LC_MAMBA_BWG", 'i', "0|1"},
 };
 enum { NSWITCH = (int)(sizeof switches / sizeof switches[0]) };
 

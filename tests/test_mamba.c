@@ -300,6 +300,22 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
     T_CLOSE(dC, f, nbc, 1e-3, "scan dCm");
     fd_grad(scan_loss_void, &c, c.A, (size_t)H, f);
     T_CLOSE(dA, f, (size_t)H, 1e-3, "scan dA");
+    /* the scale that bounds dA's error in the GPU tests (mamba_scan_dA_scale_ref, the sum of the
+     * magnitudes of dA's per-token terms): at least |dA| (triangle inequality, against the
+     * double-precision finite differences), and the float reference within 1e-4 of it from the
+     * double (measured 2e-7 .. 1.2e-6) */
+    {
+        float *sc = zerof((size_t)H);
+        T_OK(mamba_scan_dA_scale_ref(s, c.x, c.dt, c.dt_bias, c.A, c.Bm, c.Cm, c.D, c.z, c.h0, c.dy, c.dhT, sc));
+        double worst = 0, lowest = 1e30;
+        for (int64_t h = 0; h < H; h++) {
+            worst = fmax(worst, fabs((double)dA[h] - f[h]) / sc[h]);
+            lowest = fmin(lowest, sc[h] / fmax(fabs((double)f[h]), 1e-30));
+        }
+        T_CHECK(worst <= 1e-4, "scan dA: |dA - fd| / scale = %.3e > 1e-4", worst);
+        T_CHECK(lowest >= 1.0 - 1e-5, "scan dA: scale / |fd dA| = %.6f < 1", lowest);
+        free(sc);
+    }
     fd_grad(scan_loss_void, &c, c.D, (size_t)H, f);
     T_CLOSE(dD, f, (size_t)H, 1e-3, "scan dD");
     fd_grad(scan_loss_void, &c, c.dt_bias, (size_t)H, f);
