@@ -5,9 +5,9 @@
  *   hsa_attend_fwd.cuh chunk attention forward for G % 16 == 0, S, dh <= 64: a producer warp
  *                     streams the union of a token block's chunks through an mbarrier ring, two
  *                     16-row tiles per consumer warp share each K/V fragment
- *   hsa_attend_fwd_wgq.cuh the same on TMA + wgmma (sm_90a, S = dh = 64, G = 16/32/64; opt-in
- *                     t17): q in shared memory, chunks that at most two tokens of a 4-token
- *                     warpgroup selected on those tokens' warps (mma.sync)
+ *   hsa_attend_fwd_wgq.cuh the same on TMA + wgmma (sm_90a, S = dh = 64, G = 16/32/64): the
+ *                     default for G = 16 and K <= 8 (t17), q in shared memory, chunks that at most
+ *                     two tokens of a 4-token warpgroup selected on those tokens' warps (mma.sync)
  *   hsa_attend.cuh    chunk attention over the union of a token block's chunks (forward for the
  *                     other shapes, dq pass) and dK/dV per chunk through a radix-sorted reverse index
  *   hsa_attend_bwd.cuh opt-in backward (LONGCTX_HSA_BWD): dq pass in the producer/consumer form of
@@ -427,17 +427,19 @@ static int fwd_variant(const struct hsa_shape *s) {
     const int t17_fits = s->S == 64 && s->dh == 64 && (G == 16 || G == 32 || G == 64) && lc_cuda_have_sm90a();
     enum { TOK, W3, W7, W8, T15, T17 }; /* LONGCTX_HSA_FWD's words, in tuning.c's order */
     const int env = lc_tuning_word("LONGCTX_HSA_FWD");
-    /* default: t15 where it applies (S = dh = 64, G = 16), the token-block kernel elsewhere. t17 is
-     * faster at K = 8 on both index patterns and at K = 32 on the drift pattern (H100 run ce010e1,
-     * results/hsa_fwd_t17b_h100.csv, notes-hsacuda.md session 5: 256K K = 8 drift 3.15 vs 3.79 ms,
-     * pool 3.83 vs 4.23; K = 32 drift 12.7 vs 13.2 but pool 16.0 vs 15.0) but stays opt-in: whether
-     * a token's result is bitwise the same in segmented prefill / decode as in one full run (a chunk
-     * goes to mma.sync or wgmma depending on the token's warpgroup neighbours) has not run on a GPU
-     * (`LONGCTX_HSA_FWD=t17 gpu_hsa k8`). G = 32 stays on the token-block kernel by default:
-     * compute-sanitizer racecheck reports shared-memory hazards on the producer/consumer ring slots in
-     * the G = 32 device test (not at G = 16, ring wrapping too), unexplained so far (notes-hsacuda.md,
-     * session 3) */
-    if (env < 0) return fits && G == 16 && s->S == 64 && s->dh == 64 ? 15 : 0;
+    /* default (S = dh = 64, G = 16): t17 for K <= 8, t15 above. H100 run (ce010e1, results/
+     * hsa_fwd_t17b_h100.csv, notes-hsacuda.md session 5), 256K, ms t17 vs t15: K = 8 drift 3.15 vs
+     * 3.79, pool 3.83 vs 4.23; K = 32 drift 12.7 vs 13.2 but pool 16.0 vs 15.0 (a 4-token
+     * warpgroup computes every chunk that 3 or 4 of its tokens selected for all 4), so t15 keeps
+     * K > 8. t17 passed `gpu_hsa k8` (segmented prefill and decode bitwise equal to one full run)
+     * in the lead's session-5 run. The token-block kernel for other shapes. G = 32 stays on the
+     * token-block kernel by default: compute-sanitizer racecheck reports shared-memory hazards on
+     * the producer/consumer ring slots in the G = 32 device test (not at G = 16, ring wrapping too),
+     * unexplained so far (notes-hsacuda.md, session 3) */
+    if (env < 0) {
+        if (G == 16 && s->S == 64 && s->dh == 64 && s->K <= 8 && t17_fits) return FWD_T17;
+        return fits && G == 16 && s->S == 64 && s->dh == 64 ? 15 : 0;
+    }
     if (env == TOK) return 0;
     if (env == T17) {
         if (t17_fits) return FWD_T17;
