@@ -9,7 +9,7 @@
 #   gcc -O2 -std=c11 -fopenmp -D_GNU_SOURCE -DLC_CUDA=1 -Ikernels -Ibench -I$CUDA/include \
 #       scripts/attention_bench.c build/liblongctx.a -L$CUDA/lib64 -Wl,-rpath,$CUDA/lib64 \
 #       -lcudart -lcublasLt -lcublas -lm -lstdc++ -o build/attn6/attn_bench
-# Environment: BWD_VARIANTS (LC_ATTN_WGB values timed next to the default; default "15 14 4"),
+# Environment: BWD_VARIANTS (LC_ATTN_WGB values timed next to the default; default "7 18 19"),
 # FWD_VARIANTS (LC_ATTN_WG values; default none), SKIP_SAN=1 skips the sanitizers, SAN_TOOLS picks
 # them (default "racecheck memcheck").
 # Prints PASS/FAIL counts and FAIL lines, the sanitizer summaries, then one line per (variant,
@@ -63,7 +63,7 @@ if [ -n "${FWD_VARIANTS:-}" ]; then
     for v in $FWD_VARIANTS; do runv "fwd-WG$v" LC_ATTN_WG $v 20 $(pts fwd $W512 $W4K $DENSE); labels="$labels fwd-WG$v"; done
 fi
 runv bwd-default "" "" 25 $(pts bwd $W512 $W4K $DENSE); labels="$labels bwd-default"
-for v in ${BWD_VARIANTS-15 14 4}; do runv "bwd-WGB$v" LC_ATTN_WGB $v 25 $(pts bwd $W512 $W4K $DENSE); labels="$labels bwd-WGB$v"; done
+for v in ${BWD_VARIANTS-7 18 19}; do runv "bwd-WGB$v" LC_ATTN_WGB $v 25 $(pts bwd $W512 $W4K $DENSE); labels="$labels bwd-WGB$v"; done
 
 # table: variant, point, ms, TFLOP/s; a point that did not run says why. Then one CSV (label,
 # then the bench's columns: kernel,direction,backend,B,L,HQ,H,dh,W,ms,ms_min,ms_max,reps,tflops,
