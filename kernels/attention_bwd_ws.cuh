@@ -520,6 +520,39 @@ struct bwq_smem {
     static_assert(total <= 232448 - 960, "shared memory per block");
 };
 
+/* attn_bwd_bq_kernel's dS^T store: this thread's two key rows (srow, srow + 8) of dS^T into both
+ * 64-query panels of dsT (panel i / 8; 16-byte chunk i % 8 = queries 8 (i % 8) .. +7, 128-byte
+ * swizzle), then the async-proxy fence and the barrier of the two consumer warpgroups: each one's
+ * dQ reads both halves. */
+__device__ __forceinline__ void bq_store_ds(unsigned char *dsT, const uint32_t (&sa)[8][4], int srow, int tg) {
+    constexpr int BN = bwq_smem::BN;
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        unsigned char *pn = dsT + (i / 8) * (BN * 128);
+        const int off = (((i % 8) ^ (srow & 7)) << 4) + 4 * tg;
+        *reinterpret_cast<uint32_t *>(pn + srow * 128 + off) = sa[i / 2][(i % 2) * 2];
+        *reinterpret_cast<uint32_t *>(pn + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
+    }
+    sm90::fence_proxy_async();
+    asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* both halves of dS^T */
+}
+
+/* attn_bwd_bq_kernel's dQ MMAs: dQ (query rows 64 cw .. +63 of the tile) = dS K over the block's
+ * BN keys, from dS^T panel cw and the K block kBlk (both MN-major); issued, not committed. */
+__device__ __forceinline__ void bq_issue_dq(float (&dQ)[32], unsigned char *dsT, int cw, uint32_t kBlk) {
+    constexpr int BN = bwq_smem::BN;
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        dQ[i] = 0.f;
+        sm90::reg_fence(dQ[i]);
+    }
+    const uint32_t dsA = smem_u32(dsT + cw * (BN * 128));
+    sm90::fence();
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++)
+        sm90::ss_n64_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kBlk + kk * 16 * 128));
+}
+
 template <int OV>
 __global__ void __launch_bounds__(384, 1)
     attn_bwd_bq_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
@@ -650,28 +683,8 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
                 for (int i = 0; i < 64; i++) sm90::reg_fence(dPt[i]);
                 bws_tile_ds(dPt, pa, cLD, tg, sa);
-                {
-                    const int srow = cw * 64 + rrow;
-#pragma unroll
-                    for (int i = 0; i < 16; i++) {
-                        unsigned char *pn = dsT + (i / 8) * (BN * 128);
-                        const int off = (((i % 8) ^ (srow & 7)) << 4) + 4 * tg;
-                        *reinterpret_cast<uint32_t *>(pn + srow * 128 + off) = sa[i / 2][(i % 2) * 2];
-                        *reinterpret_cast<uint32_t *>(pn + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
-                    }
-                }
-                sm90::fence_proxy_async();
-                asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* both halves of dS^T */
-#pragma unroll
-                for (int i = 0; i < 32; i++) {
-                    dQ[i] = 0.f;
-                    sm90::reg_fence(dQ[i]);
-                }
-                const uint32_t dsA = smem_u32(dsT + cw * (BN * 128));
-                sm90::fence();
-#pragma unroll
-                for (int kk = 0; kk < BN / 16; kk++)
-                    sm90::ss_n64_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kBlk + kk * 16 * 128));
+                bq_store_ds(dsT, sa, cw * 64 + rrow, tg);
+                bq_issue_dq(dQ, dsT, cw, kBlk);
                 sm90::commit();
 #pragma unroll
                 for (int kk = 0; kk < BM / 16; kk++) sm90::rs_n64<1>(dK, sa[kk], sm90::desc_mn(qB + kk * 16 * 128), 1);
@@ -702,30 +715,10 @@ __global__ void __launch_bounds__(384, 1)
 
                 /* this warpgroup's 64 key rows of dS^T, both 64-query panels (chunk i = queries 8i .. 8i+7) */
                 unsigned char *dsT = sdS + (it & 1) * SM::DS1;
-                {
-                    const int srow = cw * 64 + rrow;
-#pragma unroll
-                    for (int i = 0; i < 16; i++) {
-                        unsigned char *pn = dsT + (i / 8) * (BN * 128);
-                        const int off = (((i % 8) ^ (srow & 7)) << 4) + 4 * tg;
-                        *reinterpret_cast<uint32_t *>(pn + srow * 128 + off) = sa[i / 2][(i % 2) * 2];
-                        *reinterpret_cast<uint32_t *>(pn + (srow + 8) * 128 + off) = sa[i / 2][(i % 2) * 2 + 1];
-                    }
-                }
-                sm90::fence_proxy_async();
-                asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* both halves of dS^T */
+                bq_store_ds(dsT, sa, cw * 64 + rrow, tg);
 
                 /* dQ (query rows 64 cw .. +63) = dS K over the 128 keys, then dV += P^T dO, dK += dS^T Q */
-#pragma unroll
-                for (int i = 0; i < 32; i++) {
-                    dQ[i] = 0.f;
-                    sm90::reg_fence(dQ[i]);
-                }
-                const uint32_t dsA = smem_u32(dsT + cw * (BN * 128));
-                sm90::fence();
-#pragma unroll
-                for (int kk = 0; kk < BN / 16; kk++)
-                    sm90::ss_n64_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kBlk + kk * 16 * 128));
+                bq_issue_dq(dQ, dsT, cw, kBlk);
                 sm90::commit();
 #pragma unroll
                 for (int kk = 0; kk < BM / 16; kk++) sm90::rs_n64<1>(dV, pa[kk], sm90::desc_mn(oB + kk * 16 * 128), 1);
