@@ -126,6 +126,16 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+/* Inclusive suffix sum over the lanes of a warp: lane l gets the sum of v over lanes l .. 31. */
+__device__ __forceinline__ float warp_suffix_sum(float v, int lane) {
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const float u = __shfl_down_sync(0xffffffffu, v, o);
+        if (lane + o < 32) v += u;
+    }
+    return v;
+}
+
 /* dt' and dA of the tile's tokens into dtp[TT], dA[TT] (dt' = 0, dA = 1 past the end). */
 __device__ __forceinline__ void load_dt(float *dtp, float *dAv, float *sg, const args &a, int64_t row0, int h, int nvalid) {
     for (int j = threadIdx.x; j < TT; j += blockDim.x) {

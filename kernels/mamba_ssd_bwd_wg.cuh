@@ -487,12 +487,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
                 float d1 = zr[k1] - dtp[k1] * zc1 + ec[k1] * uu[k1] - wv[k1] * qq[k1];
                 const float extra = mamba_scan::warp_sum(wv[k0] * qq[k0] + wv[k1] * qq[k1]) + E * (dcE[0] + dcE[1] + dcE[2] + dcE[3]);
                 if (lane == 31) d1 += extra;
-                float sfx = d0 + d1; /* inclusive suffix sum over lanes */
-#pragma unroll
-                for (int o = 1; o < 32; o <<= 1) {
-                    const float v = __shfl_down_sync(0xffffffffu, sfx, o);
-                    if (lane + o < 32) sfx += v;
-                }
+                const float sfx = mamba_scan::warp_suffix_sum(d0 + d1, lane);
                 const float da0 = sfx, da1 = sfx - d0;
                 const float dd0 = (zc0 + wd[k0] * qq[k0] + Ah * da0) * sg[k0];
                 const float dd1 = (zc1 + wd[k1] * qq[k1] + Ah * da1) * sg[k1];
