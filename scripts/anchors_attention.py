@@ -3,7 +3,8 @@
 with PyTorch on the same card in the same run as ours, and the ratio file.
 
   anchors_attention.py measure OUT.csv GIT_SHA     time the anchors below, append rows to OUT.csv
-                         (env ANCHOR_SET=all|dense|swa, ANCHOR_DENSE_DH=64,128: subsets)
+                         (env ANCHOR_SET=all|dense|swa, ANCHOR_DENSE_DH=64,128,
+                          ANCHOR_DIRS=fwd,bwd,fwdbwd: subsets)
   anchors_attention.py ratio OURS.csv ANCHORS.csv RATIO.csv
                                                    join on (kernel, direction, B, L, HQ, H, dh, W)
 
@@ -95,7 +96,11 @@ def measure(out, sha):
             ts.append(e0.elapsed_time(e1))
         return statistics.median(ts), min(ts), max(ts), reps
 
+    dirs = os.environ.get("ANCHOR_DIRS", "fwd,bwd,fwdbwd").split(",")  # e.g. fwd only (tuning runs)
+
     def row(kernel, direction, L, HQ, dh, W, anchor, fn, note=""):
+        if direction not in dirs:
+            return
         B = 1
         f1 = 4.0 * B * HQ * dh * pairs(L, W)
         mult = {"fwd": 1.0, "bwd": 2.5, "fwdbwd": 3.5}[direction]
@@ -168,7 +173,7 @@ def measure(out, sha):
         with torch.no_grad():
             row("swa", "fwd", L, HQ, dh, W, "flex", lambda: flex(q, k, v, block_mask=bm))
         try:
-            o = flex(q, k, v, block_mask=bm)
+            o = flex(q, k, v, block_mask=bm) if "bwd" in dirs else None
             row("swa", "bwd", L, HQ, dh, W, "flex", lambda: torch.autograd.grad(o, (q, k, v), g, retain_graph=True))
             del o
         except Exception as ex:

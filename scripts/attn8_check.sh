@@ -3,7 +3,7 @@
 # gpu_attention against the C reference (every kept ws-forward variant, ragged L, large logits,
 # dense causal dh 64 / 128, the backwards), compute-sanitizer racecheck / memcheck on --small
 # (default dispatch, and racecheck with LC_ATTN_WG=13 and 16), our forward per variant at the SWA
-# points of issue 3 and dense 64K, FlexAttention's forward in the same run (attn8_flex_fwd.py) and
+# points of issue 3 and dense 64K, FlexAttention's forward in the same run (anchors_attention.py, ANCHOR_DIRS=fwd) and
 # the ratio file. Run from the repository root with binaries built on the CPU machine:
 #   make -j16 all build/tests/gpu_attention
 #   gcc -O2 -std=c11 -fopenmp -D_GNU_SOURCE -DLC_CUDA=1 -Ikernels -Ibench -I$CUDA/include \
@@ -37,7 +37,7 @@ build/attention_bench $out/ours.csv $sha $W512 $W4K > /dev/null 2>>$out/bench.er
 for v in ${V4K:-16 24}; do LC_ATTN_WG=$v timeout 40 build/attention_bench $out/variants.csv $sha $W4K > /dev/null 2>>$out/bench.err; done
 for v in ${V512:-13}; do LC_ATTN_WG=$v timeout 40 build/attention_bench $out/variants.csv $sha $W512 > /dev/null 2>>$out/bench.err; done; el "variants"
 if [ -z "${SKIP_FLEX:-}" ]; then
-  PYTHONUNBUFFERED=1 timeout 150 python3 scripts/attn8_flex_fwd.py $out/flex.csv $sha > $out/flex.log 2>&1; el "flex rc $?"
+  ANCHOR_SET=swa ANCHOR_DIRS=fwd PYTHONUNBUFFERED=1 timeout 150 python3 scripts/anchors_attention.py measure $out/flex.csv $sha > $out/flex.log 2>&1; el "flex rc $?"
   python3 scripts/anchors_attention.py ratio $out/ours.csv $out/flex.csv $out/ratio.csv > /dev/null 2>>$out/flex.log
   cut -d, -f1,2,4,8,9,10,11,14 $out/ratio.csv
 fi
