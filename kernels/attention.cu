@@ -32,7 +32,7 @@
  * in attention_backward_cuda).
  * Environment overrides for tuning runs only: LC_ATTN_WGMMA=0 (force mma.sync), LC_ATTN_FWD /
  * LC_ATTN_BWD / LC_ATTN_WG / LC_ATTN_WGB = variant number, LC_ATTN_WS_GRID = at most this many
- * persistent blocks (tests).
+ * persistent blocks (tests); kernels/tuning.c lists the accepted values.
  *
  * Query offset (forward only): q, o, lse hold Lq rows whose key positions are q_pos0 .. q_pos0+Lq-1
  * (attention.h); tiles run over query rows, visibility and the key range use the positions.
