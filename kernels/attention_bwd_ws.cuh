@@ -168,6 +168,21 @@ __device__ __forceinline__ void bws_tile_ds(const float (&dPt)[NE], const uint32
 /* The producer (one thread): per item, K and V into buffer kc & 1 (after the consumers freed it),
  * then per query head of the KV head and per query tile, Q, dO and the (lse, D) pairs into ring
  * slot it % STAGES, all completing on that slot's full barrier. */
+/* A warpgroup's fp32 dQ accumulator (NE = 16 or 32 per thread: 32 or 64 columns; this thread's
+ * rows rrow, rrow + 8) into the staging buffer the bulk tensor reduce-add reads: panels of 32
+ * columns x 64 rows x 128 B, 8192 B apart, 128-byte swizzle. */
+template <int NE>
+__device__ __forceinline__ void bws_stage_dq(unsigned char *buf, const float (&dQ)[NE], int rrow, int tg) {
+#pragma unroll
+    for (int i = 0; i < NE / 4; i++)
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            const int r = rrow + 8 * hr, pn = i / 4, ch = 2 * (i % 4) + (tg >> 1);
+            *reinterpret_cast<float2 *>(buf + pn * 8192 + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
+                make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
+        }
+}
+
 template <int BN, int STAGES>
 __device__ __forceinline__ void bws_produce(const bwd_params &p, const CUtensorMap *tq, const CUtensorMap *tdo,
                                             const CUtensorMap *tk, const CUtensorMap *tv, const CUtensorMap *tld,
@@ -432,14 +447,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                     unsigned char *qbuf = myDQ + (dqc % DQB) * (DQC * 64 * 4);
                     if (tid % 128 == 0) sm90::bulk_wait_read<DQB - 1>(); /* this buffer's previous reduce has read it */
                     wg_sync();
-#pragma unroll
-                    for (int i = 0; i < DQC / 8; i++)
-#pragma unroll
-                        for (int hr = 0; hr < 2; hr++) {
-                            const int r = rrow + 8 * hr, pn = i / 4, ch = 2 * (i % 4) + (tg >> 1);
-                            *reinterpret_cast<float2 *>(qbuf + pn * 8192 + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
-                                make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
-                        }
+                    bws_stage_dq(qbuf, dQ, rrow, tg);
                     sm90::fence_proxy_async();
                     wg_sync();
                     if (tid % 128 == 0) {
@@ -733,14 +741,7 @@ __global__ void __launch_bounds__(384, 1)
                 /* dQ -> shared memory (fp32, 128-byte swizzle per 32-column panel) -> bulk reduce-adds */
                 if (tid % 128 == 0) sm90::bulk_wait_read<0>(); /* the previous reduce has read the buffer */
                 wg_sync();
-#pragma unroll
-                for (int i = 0; i < 8; i++)
-#pragma unroll
-                    for (int hr = 0; hr < 2; hr++) {
-                        const int r = rrow + 8 * hr, pn = i / 4, ch = 2 * (i % 4) + (tg >> 1);
-                        *reinterpret_cast<float2 *>(myDQ + pn * 8192 + r * 128 + ((ch ^ (r & 7)) << 4) + 8 * (tg & 1)) =
-                            make_float2(dQ[4 * i + 2 * hr], dQ[4 * i + 2 * hr + 1]);
-                    }
+                bws_stage_dq(myDQ, dQ, rrow, tg);
                 sm90::fence_proxy_async();
                 wg_sync();
                 if (tid % 128 == 0) {

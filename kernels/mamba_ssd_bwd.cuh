@@ -303,6 +303,21 @@ __device__ __forceinline__ void get_state(float (&acc)[8][4], const float *src, 
     }
 }
 /* sum over the 4 lanes sharing a row (t) */
+/* An item's per-head parameter gradients into dD, dA, dt_bias (each optional): dD summed over
+ * every warp's lanes, dA and dt_bias held by warp 0 (the per-token epilogue's warp). I: the
+ * caller's head index type. */
+template <typename I>
+__device__ __forceinline__ void add_head_sums(const mamba_scan::args &a, I h, float dD_acc, float dA_acc, float db_acc,
+                                              int warp, int lane) {
+    dD_acc = mamba_scan::warp_sum(dD_acc);
+    if (lane == 0 && a.dD) atomicAdd(a.dD + h, dD_acc);
+    if (warp == 0) {
+        dA_acc = mamba_scan::warp_sum(dA_acc), db_acc = mamba_scan::warp_sum(db_acc);
+        if (lane == 0 && a.dA) atomicAdd(a.dA + h, dA_acc);
+        if (lane == 0 && a.ddt_bias) atomicAdd(a.ddt_bias + h, db_acc);
+    }
+}
+
 __device__ __forceinline__ float sum_t(float v) {
     v += __shfl_xor_sync(0xffffffffu, v, 1);
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
@@ -553,13 +568,7 @@ __global__ void __launch_bounds__(THREADS, 2) ssd_bwd(args a, __nv_bfloat16 *scr
                 if (lane == 0) dcE[0] = 0.0f;
             }
         }
-        dD_acc = mamba_scan::warp_sum(dD_acc);
-        if (lane == 0 && a.dD) atomicAdd(a.dD + h, dD_acc);
-        if (warp == 0) {
-            dA_acc = mamba_scan::warp_sum(dA_acc), db_acc = mamba_scan::warp_sum(db_acc);
-            if (lane == 0 && a.dA) atomicAdd(a.dA + h, dA_acc);
-            if (lane == 0 && a.ddt_bias) atomicAdd(a.ddt_bias + h, db_acc);
-        }
+        add_head_sums(a, h, dD_acc, dA_acc, db_acc, warp, lane);
         __syncthreads(); /* the next item's sweep A reuses the tiles */
     }
 }

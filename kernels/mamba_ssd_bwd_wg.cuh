@@ -497,13 +497,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
                 db_acc += dd0 + dd1;
             } /* zr, zc, uu, qq, dcE: every element is overwritten in the next sub-chunk (no clearing) */
         }
-        dD_acc = mamba_scan::warp_sum(dD_acc);
-        if (lane == 0 && a.dD) atomicAdd(a.dD + h, dD_acc);
-        if (warp == 0) {
-            dA_acc = mamba_scan::warp_sum(dA_acc), db_acc = mamba_scan::warp_sum(db_acc);
-            if (lane == 0 && a.dA) atomicAdd(a.dA + h, dA_acc);
-            if (lane == 0 && a.ddt_bias) atomicAdd(a.ddt_bias + h, db_acc);
-        }
+        mamba_ssd_bwd::add_head_sums(a, h, dD_acc, dA_acc, db_acc, warp, lane);
         __syncthreads(); /* the next item's sweep A reuses the tiles and the scratch */
     }
     sm90::bulk_wait_all();
