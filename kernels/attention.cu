@@ -255,12 +255,7 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_kernel(const fwd_params p) {
         for (int kk = 0; kk < BN / 16; kk++) {
             uint32_t pa[MT][4];
 #pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                pa[mt][0] = pack_bf16(S[mt][2 * kk][0], S[mt][2 * kk][1]);
-                pa[mt][1] = pack_bf16(S[mt][2 * kk][2], S[mt][2 * kk][3]);
-                pa[mt][2] = pack_bf16(S[mt][2 * kk + 1][0], S[mt][2 * kk + 1][1]);
-                pa[mt][3] = pack_bf16(S[mt][2 * kk + 1][2], S[mt][2 * kk + 1][3]);
-            }
+            for (int mt = 0; mt < MT; mt++) acc_to_a(pa[mt], S[mt][2 * kk], S[mt][2 * kk + 1]);
 #pragma unroll
             for (int dn = 0; dn < D / 16; dn++) {
                 uint32_t vb[4];
@@ -648,14 +643,8 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_kernel(const bwd_params p) {
 #pragma unroll
         for (int kk = 0; kk < BM / 16; kk++) {
             uint32_t pa[4], sa[4];
-            pa[0] = pack_bf16(St[2 * kk][0], St[2 * kk][1]);
-            pa[1] = pack_bf16(St[2 * kk][2], St[2 * kk][3]);
-            pa[2] = pack_bf16(St[2 * kk + 1][0], St[2 * kk + 1][1]);
-            pa[3] = pack_bf16(St[2 * kk + 1][2], St[2 * kk + 1][3]);
-            sa[0] = pack_bf16(dPt[2 * kk][0], dPt[2 * kk][1]);
-            sa[1] = pack_bf16(dPt[2 * kk][2], dPt[2 * kk][3]);
-            sa[2] = pack_bf16(dPt[2 * kk + 1][0], dPt[2 * kk + 1][1]);
-            sa[3] = pack_bf16(dPt[2 * kk + 1][2], dPt[2 * kk + 1][3]);
+            acc_to_a(pa, St[2 * kk], St[2 * kk + 1]);
+            acc_to_a(sa, dPt[2 * kk], dPt[2 * kk + 1]);
 #pragma unroll
             for (int dn = 0; dn < D / 16; dn++) {
                 uint32_t ob[4], qb[4];

@@ -390,14 +390,8 @@ __device__ __forceinline__ void dkdv_accumulate(float (&dK)[ND][4], float (&dV)[
 #pragma unroll
     for (int ks = 0; ks < R / 16; ks++) {
         uint32_t pa[4], za[4];
-        pa[0] = pack_bf16(sT[2 * ks][0], sT[2 * ks][1]);
-        pa[1] = pack_bf16(sT[2 * ks][2], sT[2 * ks][3]);
-        pa[2] = pack_bf16(sT[2 * ks + 1][0], sT[2 * ks + 1][1]);
-        pa[3] = pack_bf16(sT[2 * ks + 1][2], sT[2 * ks + 1][3]);
-        za[0] = pack_bf16(dT[2 * ks][0], dT[2 * ks][1]);
-        za[1] = pack_bf16(dT[2 * ks][2], dT[2 * ks][3]);
-        za[2] = pack_bf16(dT[2 * ks + 1][0], dT[2 * ks + 1][1]);
-        za[3] = pack_bf16(dT[2 * ks + 1][2], dT[2 * ks + 1][3]);
+        acc_to_a(pa, sT[2 * ks], sT[2 * ks + 1]);
+        acc_to_a(za, dT[2 * ks], dT[2 * ks + 1]);
 #pragma unroll
         for (int np = 0; np < ND / 2; np++) {
             uint32_t bd[4], bq[4];

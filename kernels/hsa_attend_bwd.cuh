@@ -206,10 +206,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1), 1) attend_dq_kernel(const tok_
 #pragma unroll
         for (int ks = 0; ks < S / 16; ks++) {
             uint32_t pa[4];
-            pa[0] = pack_bf16(sc[2 * ks][0], sc[2 * ks][1]);
-            pa[1] = pack_bf16(sc[2 * ks][2], sc[2 * ks][3]);
-            pa[2] = pack_bf16(sc[2 * ks + 1][0], sc[2 * ks + 1][1]);
-            pa[3] = pack_bf16(sc[2 * ks + 1][2], sc[2 * ks + 1][3]);
+            acc_to_a(pa, sc[2 * ks], sc[2 * ks + 1]);
 #pragma unroll
             for (int np = 0; np < ND / 2; np++) {
                 uint32_t bb[4];

@@ -126,6 +126,20 @@ __device__ __forceinline__ void put_h(unsigned char *hs, const float (&hacc)[64]
             *reinterpret_cast<uint32_t *>(hs + pn * PANEL + sm90::sw128(r + 8, i) + 4 * t) = pack_bf16(d[2], d[3]);
         }
 }
+
+/* h (accumulator layout: this thread's rows r_lo, r_lo + 8, columns 8 i + 2 t of each 64-column
+ * half) -> fp32 [P][N] row-major at dst (a chunk state in global memory) */
+__device__ __forceinline__ void store_h(float *dst, const float (&hacc)[64], int r_lo, int t) {
+#pragma unroll
+    for (int pn = 0; pn < 2; pn++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            float *s0 = dst + r_lo * N + pn * 64 + 8 * i + 2 * t;
+            const float *d = hacc + pn * 32 + 4 * i;
+            *reinterpret_cast<float2 *>(s0) = make_float2(d[0], d[1]);
+            *reinterpret_cast<float2 *>(s0 + 8 * N) = make_float2(d[2], d[3]);
+        }
+}
 #endif
 
 /* One block = one warpgroup per (head, chunk, batch); LOCAL: the local-state pass. */
@@ -318,15 +332,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
     }
     mamba_ssd2::cp_wait<0>();
     if (LOCAL) {
-#pragma unroll
-        for (int pn = 0; pn < 2; pn++)
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                float *s0 = stp + r_lo * N + pn * 64 + 8 * i + 2 * t;
-                const float *d = hacc + pn * 32 + 4 * i;
-                *reinterpret_cast<float2 *>(s0) = make_float2(d[0], d[1]);
-                *reinterpret_cast<float2 *>(s0 + 8 * N) = make_float2(d[2], d[3]);
-            }
+        store_h(stp, hacc, r_lo, t);
         if (tid == 0) a.decay[((int64_t)b * a.nch + c) * a.H + h] = fexp(logdecay);
     }
 #else
@@ -419,15 +425,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg_dh(mamba_scan::args a) {
     }
     mamba_ssd2::cp_wait<0>();
     float *o = a.dst + (((int64_t)b * a.nch + c) * a.H + h) * (int64_t)(P * N);
-#pragma unroll
-    for (int pn = 0; pn < 2; pn++)
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            float *s0 = o + r_lo * N + pn * 64 + 8 * i + 2 * t;
-            const float *d = hacc + pn * 32 + 4 * i;
-            *reinterpret_cast<float2 *>(s0) = make_float2(d[0], d[1]);
-            *reinterpret_cast<float2 *>(s0 + 8 * N) = make_float2(d[2], d[3]);
-        }
+    store_h(o, hacc, r_lo, t);
 #else
     (void)a;
 #endif
