@@ -11,6 +11,7 @@
 #include "mamba_bwd.cuh"
 #include "mamba_ssd_bwd.cuh"
 #include "mamba_ssd_bwd_wg.cuh"
+#include "mamba_ssd_bwd_wg2.cuh"
 
 #include <stdlib.h>
 
@@ -148,10 +149,17 @@ static bool dhl_wg(void) {
     return lc_tuning_int("LC_MAMBA_DHL", 1) && lc_cuda_have_sm90a();
 }
 
-/* The backward's gradient kernel (P = 64): mamba_ssd_bwd_wg::ssd_bwd_wg (wgmma) where the sm_90a
- * code runs, unless LC_MAMBA_BWG=0; else mamba_ssd_bwd::ssd_bwd (mma.sync). */
-static bool bwg_wg(void) {
-    return lc_tuning_int("LC_MAMBA_BWG", 1) && lc_cuda_have_sm90a();
+/* The backward's gradient kernel (P = 64), where the sm_90a code runs: LC_MAMBA_BWG=2 (default)
+ * mamba_ssd_bwd_wg2::ssd_bwd_wg2, two heads of a group per block sharing B / C and one dB / dC
+ * reduction, where H / G is even (else 1); 1: mamba_ssd_bwd_wg::ssd_bwd_wg, one head per block;
+ * 0, and always on plain sm_90: mamba_ssd_bwd::ssd_bwd (mma.sync). On the H100 (session 6, same
+ * run) 2 took fwd+bwd at 1M from 75.8 to 60.5 ms and lost 1.5% at 64K (4.03 -> 4.08 ms).
+ * Returns 0, 1 or 2. */
+static int bwg_version(const mamba_scan::args &a) {
+    if (!lc_cuda_have_sm90a()) return 0;
+    const int v = (int)lc_tuning_int("LC_MAMBA_BWG", 2);
+    if (v == 2) return (a.H / a.G) % 2 == 0 ? 2 : 1;
+    return v ? 1 : 0;
 }
 
 /* Local chunk states and decays (P = 64) by the selected forward's kernel. */
@@ -262,6 +270,7 @@ static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStre
         cuda_check(cudaFuncSetAttribute(sb::ssd_bwd, cudaFuncAttributeMaxDynamicSharedMemorySize, sb::SMEM_BWD));
         cuda_check(cudaFuncSetAttribute(mamba_ssd_wg::ssd_wg_dh, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_wg::SMEM_DH));
         cuda_check(cudaFuncSetAttribute(mamba_ssd_bwd_wg::ssd_bwd_wg, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_bwd_wg::SMEM));
+        cuda_check(cudaFuncSetAttribute(mamba_ssd_bwd_wg2::ssd_bwd_wg2, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_bwd_wg2::SMEM));
         attr = true;
     }
     LC_TRY(ssd_local_launch(a, grid, st));
@@ -278,7 +287,13 @@ static lc_status scan_backward_tc(mamba_scan::args &a, const float *h0, cudaStre
     cuda_check_launch("state_pass<reverse>");
     const int64_t nwork = a.B * a.nch * a.H, gb = bwd_grid();
     const unsigned nb = (unsigned)(nwork < gb ? nwork : gb);
-    if (bwg_wg()) {
+    const int bv = bwg_version(a);
+    if (bv == 2) { /* head pairs on one block per SM (the same scratch: two slices a block) */
+        const int64_t nw2 = nwork / 2, gb2 = gb / 2;
+        const unsigned nb2 = (unsigned)(nw2 < gb2 ? nw2 : gb2);
+        mamba_ssd_bwd_wg2::ssd_bwd_wg2<<<nb2, mamba_ssd_bwd_wg2::NT2, mamba_ssd_bwd_wg2::SMEM, st>>>(a, a.scratch, nw2);
+        cuda_check_launch("ssd_bwd_wg2");
+    } else if (bv == 1) {
         mamba_ssd_bwd_wg::ssd_bwd_wg<<<nb, mamba_ssd_wg::NT, mamba_ssd_bwd_wg::SMEM, st>>>(a, a.scratch, nwork);
         cuda_check_launch("ssd_bwd_wg");
     } else {

@@ -55,8 +55,9 @@ static const struct tuning_switch switches[] = {
     {"LC_MAMBA_DHL", 'i', "0|1"},
     /* mamba.cu: 0 = the mma.sync local pass without its decay warp */
     {"LC_MAMBA_LDW", 'i', "0|1"},
-    /* mamba.cu: 0 = the backward's gradient kernel on mma.sync (ssd_bwd) instead of wgmma */
-    {"LC_MAMBA_BWG", 'i', "0|1"},
+    /* mamba.cu: the backward's gradient kernel: 0 = mma.sync (ssd_bwd), 1 = wgmma (ssd_bwd_wg), 2 = wgmma with
+     * two heads of a group per block (ssd_bwd_wg2, opt-in, session 6) */
+    {"LC_MAMBA_BWG", 'i', "0|1|2"},
 };
 enum { NSWITCH = (int)(sizeof switches / sizeof switches[0]) };
 

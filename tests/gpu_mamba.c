@@ -11,7 +11,8 @@
  * it; the default is 3),
  * LC_MAMBA_LDW=0 (the second forward's local pass without its decay warp), LC_MAMBA_DHL=0 (the
  * backward's mma.sync local dh pass instead of the wgmma one), LC_MAMBA_BWG=0 (the mma.sync
- * gradient kernel ssd_bwd instead of the wgmma ssd_bwd_wg),
+ * gradient kernel ssd_bwd; 1: the wgmma ssd_bwd_wg, one head per block; the default 2: ssd_bwd_wg2,
+ * two heads of a group per block, where H / G is even),
  * LC_MAMBA_TFWD / LC_MAMBA_TBWD (chunk lengths). */
 #include "common.h"
 #include "device.h"
@@ -291,6 +292,79 @@ static void test_scan(int64_t B, int64_t L, int64_t H, int64_t P, int64_t G, int
     scan_release(&h, &d);
 }
 
+/* The backward in two segments with carried state and gradient (B = 1), as the benchmark's
+ * segmented forward+backward runs it: the first segment's forward gives the state at the cut;
+ * the second segment's backward (from that state, with dhT) gives the gradient at the cut, which
+ * the first segment's backward takes as its dhT. Per-token gradients and dh0 equal one run's;
+ * dA, dD, ddt_bias are the sums of the two segments'. Tolerances as test_scan (P = 64). */
+static void test_scan_bwd_segments(int64_t L, int64_t H, int64_t G, int with_z) {
+    static char name[4][160];
+    static int k = 0;
+    const int64_t P = 64, N = 128;
+    struct mamba_scan_shape s = {1, L, H, P, G, N};
+    const char *bw = getenv("LC_MAMBA_BWG"), *tb_env = getenv("LC_MAMBA_TBWD");
+    snprintf(name[k % 4], 160, "cuda scan backward in two segments with carried state and dh equals one run (L=%lld H=%lld G=%lld BWG=%s TBWD=%s)",
+             (long long)L, (long long)H, (long long)G, bw ? bw : "default", tb_env ? tb_env : "auto");
+    t_begin(name[k++ % 4]);
+    struct scan_host h;
+    struct scan_dev d;
+    scan_make(&s, with_z, 1, &h, &d);
+    const size_t nx = (size_t)(L * H * P), nbc = (size_t)(L * G * N), ns = (size_t)(H * P * N), ndt = (size_t)(L * H);
+    const int64_t L1 = L / 3 + 37, HP = H * P, GN = G * N;
+    struct mamba_scan_shape s1 = s, s2 = s;
+    s1.L = L1, s2.L = L - L1;
+    float *dx = malloc(sizeof(float) * nx), *ddt = malloc(sizeof(float) * ndt), *dB = malloc(sizeof(float) * nbc);
+    float *dC = malloc(sizeof(float) * nbc), *dz = malloc(sizeof(float) * nx), *dh0 = malloc(sizeof(float) * ns);
+    float *dA = malloc(sizeof(float) * (size_t)H), *dD = malloc(sizeof(float) * (size_t)H), *dbias = malloc(sizeof(float) * (size_t)H);
+    T_OK(mamba_scan_backward_ref(&s, h.x, h.dt, h.dt_bias, h.A, h.Bm, h.Cm, h.D, h.z, h.h0, h.dy, h.dhT, dx, ddt, dB, dC,
+                                 h.z ? dz : NULL, dh0, dA, dD, dbias));
+    bf16_t *gy1 = poisoned(2 * nx), *gdx = poisoned(2 * nx), *gdz = poisoned(2 * nx);
+    float *mid = poisoned(4 * ns), *dmid = poisoned(4 * ns), *gdh0 = poisoned(4 * ns);
+    float *gddt = poisoned(4 * ndt), *gdB = poisoned(4 * nbc), *gdC = poisoned(4 * nbc);
+    float *gsc[2][3];
+    for (int q = 0; q < 2; q++)
+        for (int e = 0; e < 3; e++) gsc[q][e] = poisoned(4 * (size_t)H);
+    const bf16_t *z2 = d.z ? d.z + L1 * HP : NULL;
+    T_OK(mamba_scan_forward_cuda(&s1, d.x, d.dt, d.dt_bias, d.A, d.Bm, d.Cm, d.D, d.z, d.h0, gy1, mid, NULL, NULL));
+    T_OK(mamba_scan_backward_cuda(&s2, d.x + L1 * HP, d.dt + L1 * H, d.dt_bias, d.A, d.Bm + L1 * GN, d.Cm + L1 * GN, d.D, z2, mid,
+                                  d.dy + L1 * HP, d.dhT, gdx + L1 * HP, gddt + L1 * H, gdB + L1 * GN, gdC + L1 * GN,
+                                  d.z ? gdz + L1 * HP : NULL, dmid, gsc[1][0], gsc[1][1], gsc[1][2], NULL, NULL));
+    T_OK(mamba_scan_backward_cuda(&s1, d.x, d.dt, d.dt_bias, d.A, d.Bm, d.Cm, d.D, d.z, d.h0, d.dy, dmid, gdx, gddt, gdB, gdC,
+                                  d.z ? gdz : NULL, gdh0, gsc[0][0], gsc[0][1], gsc[0][2], NULL, NULL));
+    T_OK(lc_cuda_sync());
+    const double tb = 1e-2;
+    CMP16(gdx, dx, nx, "segmented dx");
+    if (h.z) CMP16(gdz, dz, nx, "segmented dz");
+    CMP32(gddt, ddt, ndt, tb, "segmented ddt");
+    CMP32(gdB, dB, nbc, tb, "segmented dBm");
+    CMP32(gdC, dC, nbc, tb, "segmented dCm");
+    CMP32(gdh0, dh0, ns, tb, "segmented dh0");
+    {
+        float *sum[3], *sc = malloc(sizeof(float) * (size_t)H);
+        for (int e = 0; e < 3; e++) {
+            float *a0 = down32(gsc[0][e], (size_t)H), *a1 = down32(gsc[1][e], (size_t)H);
+            for (int64_t i = 0; i < H; i++) a0[i] += a1[i];
+            sum[e] = a0;
+            free(a1);
+        }
+        T_OK(mamba_scan_dA_scale_ref(&s, h.x, h.dt, h.dt_bias, h.A, h.Bm, h.Cm, h.D, h.z, h.h0, h.dy, h.dhT, sc));
+        double worst = 0;
+        for (int64_t i = 0; i < H; i++) worst = fmax(worst, fabs((double)sum[0][i] - dA[i]) / sc[i]);
+        if (verbose) printf("  %-28s err/scale %.2e (tol %.0e)\n", "segmented dA", worst, tb);
+        T_CHECK(worst <= tb, "segmented dA: |dA - ref| / scale = %.3e > %.1e", worst, tb);
+        close_report(sum[1], dD, (size_t)H, tb, "segmented dD");
+        close_report(sum[2], dbias, (size_t)H, tb, "segmented ddt_bias");
+        for (int e = 0; e < 3; e++) free(sum[e]);
+        free(sc);
+    }
+    free(dx), free(ddt), free(dB), free(dC), free(dz), free(dh0), free(dA), free(dD), free(dbias);
+    lc_cuda_free(gy1), lc_cuda_free(gdx), lc_cuda_free(gdz), lc_cuda_free(mid), lc_cuda_free(dmid), lc_cuda_free(gdh0);
+    lc_cuda_free(gddt), lc_cuda_free(gdB), lc_cuda_free(gdC);
+    for (int q = 0; q < 2; q++)
+        for (int e = 0; e < 3; e++) lc_cuda_free(gsc[q][e]);
+    scan_release(&h, &d);
+}
+
 int main(int argc, char **argv) {
     const char *why = NULL;
     lc_rng_seed(&rng, 777);
@@ -360,13 +434,36 @@ int main(int argc, char **argv) {
     if (!small) test_scan(1, 1000, 4, 64, 1, 128, 0, 1);
     unsetenv("LC_MAMBA_DHL");
     unsetenv("LC_MAMBA_BWG");
-    /* the wgmma gradient kernel with the mma.sync local dh pass; G = 3 groups of 2 heads (dB, dC
-     * atomics of two heads per group), L = 64 x 9 + 5 in chunks of 2 sub-chunks */
+    /* the one-head-per-block wgmma gradient kernel (LC_MAMBA_BWG=1, ssd_bwd_wg) with the mma.sync
+     * local dh pass; G = 3 groups of 2 heads (dB, dC atomics of two heads per group), L = 64 x 9 + 5
+     * in chunks of 2 sub-chunks; then B = 2, G = 2 and a ragged 8-sub-chunk chunk */
+    setenv("LC_MAMBA_BWG", "1", 1);
     setenv("LC_MAMBA_DHL", "0", 1);
     setenv("LC_MAMBA_TBWD", "128", 1);
     test_scan(1, small ? 133 : 581, 6, 64, 3, 128, 1, 1);
-    unsetenv("LC_MAMBA_TBWD");
     unsetenv("LC_MAMBA_DHL");
+    test_scan(2, 300, 4, 64, 2, 128, 1, 1);
+    setenv("LC_MAMBA_TBWD", "512", 1);
+    test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
+    unsetenv("LC_MAMBA_TBWD");
+    test_scan_bwd_segments(small ? 400 : 1300, 4, 1, 1);
+    unsetenv("LC_MAMBA_BWG");
+    /* the two-heads-per-block gradient kernel (LC_MAMBA_BWG=2, ssd_bwd_wg2, the default on sm_90a): B = 2, two
+     * groups of one head pair; one group of three pairs, 8 sub-chunks per chunk with a ragged last
+     * chunk and sub-chunk; three groups of one pair in chunks of 2 sub-chunks, no z; H / G odd
+     * (falls back to ssd_bwd_wg); the backward in two segments with carried state and dh. More work items than blocks
+     * (L = 9000, H = 8, T = 128: 284 pair items for 132 blocks) in the long run. */
+    setenv("LC_MAMBA_BWG", "2", 1);
+    test_scan(2, 300, 4, 64, 2, 128, 1, 1);
+    setenv("LC_MAMBA_TBWD", "512", 1);
+    test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
+    setenv("LC_MAMBA_TBWD", "128", 1);
+    test_scan(1, small ? 133 : 581, 6, 64, 3, 128, 0, 1);
+    unsetenv("LC_MAMBA_TBWD");
+    if (!small) test_scan(1, 300, 6, 64, 2, 128, 1, 1); /* H / G = 3: the fallback */
+    if (!small) test_scan(1, 9000, 8, 64, 1, 128, 1, 0);
+    test_scan_bwd_segments(small ? 400 : 1300, 4, 1, 1);
+    unsetenv("LC_MAMBA_BWG");
     /* the fp32 backward of P = 64 (kept for comparison) */
     setenv("LC_MAMBA_BWD_FP32", "1", 1);
     if (!small) test_scan(2, 300, 4, 64, 2, 128, 1, 1);
