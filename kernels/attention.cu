@@ -1032,9 +1032,26 @@ int sm_count() {
     return n;
 }
 
+/* Tile counters of the dynamically scheduled forward (DYN): {next tile, blocks done} per launch.
+ * Each launch takes the next of 64 pairs in turn (so launches on different streams do not share
+ * one unless 64 launches are in flight) and its last block resets the pair to zero. */
+__device__ unsigned long long g_fwd_sched[64][2];
+lc_status fwd_sched_slot(unsigned long long **slot) {
+    static unsigned long long *base = NULL;
+    static unsigned turn = 0;
+    if (!base) {
+        void *a = NULL;
+        cuda_check(cudaGetSymbolAddress(&a, g_fwd_sched));
+        base = static_cast<unsigned long long *>(a);
+    }
+    *slot = base + 2 * (__atomic_fetch_add(&turn, 1u, __ATOMIC_RELAXED) % 64);
+    return LC_OK;
+}
+
 /* The warp-specialised dh-64 forward; *ran = 0 (and nothing launched) when no tensor map could
- * be made, so the caller takes the plain warpgroup kernel. */
-template <int BN, int NCWG, int STAGES, int QR, int I32 = 0>
+ * be made, so the caller takes the plain warpgroup kernel. DYN: tiles handed out by a counter
+ * (in the order of fwd_tile_of) instead of p, p + grid, ... */
+template <int BN, int NCWG, int STAGES, int QR, int I32 = 0, int DYN = 0>
 lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BM = 64 * NCWG;
     fwd_params p = p0;
@@ -1051,9 +1068,14 @@ lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = (int)lc_tuning_int("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = ws_smem_bytes<BN, NCWG, STAGES>();
-    auto kern = attn_fwd_ws_kernel<BN, NCWG, STAGES, QR, I32>;
+    unsigned long long *sched = nullptr;
+    if (DYN) {
+        const lc_status e = fwd_sched_slot(&sched);
+        if (e != LC_OK) return e;
+    }
+    auto kern = attn_fwd_ws_kernel<BN, NCWG, STAGES, QR, I32, DYN>;
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    kern<<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
+    kern<<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles, sched);
     cuda_check_launch("attn_fwd_ws_kernel");
     *ran = 1;
     return LC_OK;
@@ -1205,9 +1227,12 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             case 13: e = launch_fwd_ws<64, 3, 4, 1>(p, s->B, st, &ran); break;
             case 16: e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran); break;
             case 24: e = launch_fwd_ws<128, 3, 3, 0, 1>(p, s->B, st, &ran); break;
+            case 40: e = launch_fwd_ws<128, 3, 3, 0, 1, 1>(p, s->B, st, &ran); break;
+            case 41: e = launch_fwd_ws<64, 3, 4, 1, 0, 1>(p, s->B, st, &ran); break;
             default: break;
             }
             if (e == LC_OK && !ran && wv == 24) e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran);
+            if (e == LC_OK && !ran && wv == 40) e = launch_fwd_ws<128, 3, 3, 0, 0, 1>(p, s->B, st, &ran);
             if (e != LC_OK || ran) return e;
             switch (wv) {
             case 1: return launch_fwd_wgmma<64, 64, 1>(p, s->B, st);
