@@ -24,7 +24,7 @@
  * loaded code is the sm_90a build, and the mma.sync kernels above stay as the fallback (plain
  * sm_90) and for dh 32. The dh-64 forward on sm_90a is the warp-specialised kernel of
  * attention_fwd_ws.cuh (TMA producer, mbarrier ring, consumer warpgroups taking turns, persistent
- * blocks); the plain warpgroup kernel serves dh 128, decode (Lq <= 64) and a missing tensor-map
+ * blocks; for dense causal attention the tiles come from a per-launch counter in g_fwd_sched); the plain warpgroup kernel serves dh 128, decode (Lq <= 64) and a missing tensor-map
  * encoder. Tile shapes per shape class were picked on the H100 (results/notes-attn.md).
  * attention_bwd_ws.cuh holds a warp-specialised dh-64 backward in the same style (TMA producer,
  * two consumer warpgroups, dQ added with bulk tensor reduces); its 128-query-tile kernel is the
@@ -1212,13 +1212,17 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             /* attn3 runs 2-3 (notes): the warp-specialised kernel with turns, 3 consumer warpgroups;
              * narrow windows 64-key tiles with Q in registers (13), otherwise 128-key tiles with int32
              * bookkeeping (24, attn5; the default since attn8's H100 run: 0 spills, 3-10% faster than 16);
+             * dense causal: 24 with the tiles handed out by a counter (40, attn10: the tiles' work
+             * runs from 1 to L/128 key tiles, and a greedy hand-out balances the blocks; 17.1 vs
+             * 18.4 ms at L = 64K on the H100; no gain for windows, whose tiles are all alike);
              * a handful of query rows (decode) keeps the plain 64-row kernel */
-            const int dflt = p.Lq <= 64 ? 1 : narrow ? 13 : 24;
+            const int dflt = p.Lq <= 64 ? 1 : narrow ? 13 : (s->causal && s->W == 0) ? 40 : 24;
             int ran = 0;
             lc_status e = LC_OK;
             /* <BN, consumer warpgroups, ring slots, Q in registers, int32 bookkeeping>; every form
-             * has 3 consumer warpgroups taking turns. 24 falls back to 16 where int32 positions or
-             * tile indices would not do (L, q_pos0 + Lq or the tile count at 2^30). Removed after
+             * has 3 consumer warpgroups taking turns, 40 = 24 with dynamic tiles. 24 and 40 fall
+             * back to 16 where int32 positions or tile indices would not do (L, q_pos0 + Lq or the
+             * tile count at 2^30). Removed after
              * the H100 runs of results/notes-attn.md: attn3's 8, 11, 15 (no turns, 2 warpgroups),
              * attn5's 25 (13 in int32: no faster), attn8's lazy rescale, exp2 on the FMA pipe and
              * row sums on the tensor cores (26, 27: none faster). */
@@ -1228,11 +1232,9 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             case 16: e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran); break;
             case 24: e = launch_fwd_ws<128, 3, 3, 0, 1>(p, s->B, st, &ran); break;
             case 40: e = launch_fwd_ws<128, 3, 3, 0, 1, 1>(p, s->B, st, &ran); break;
-            case 41: e = launch_fwd_ws<64, 3, 4, 1, 0, 1>(p, s->B, st, &ran); break;
             default: break;
             }
-            if (e == LC_OK && !ran && wv == 24) e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran);
-            if (e == LC_OK && !ran && wv == 40) e = launch_fwd_ws<128, 3, 3, 0, 0, 1>(p, s->B, st, &ran);
+            if (e == LC_OK && !ran && (wv == 24 || wv == 40)) e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran);
             if (e != LC_OK || ran) return e;
             switch (wv) {
             case 1: return launch_fwd_wgmma<64, 64, 1>(p, s->B, st);

@@ -6,7 +6,14 @@
  * launches it only where the sm_90a build is loaded.
  *
  * Block = 1 producer warpgroup + NCWG consumer warpgroups, one block per SM, persistent: block
- * p serves the query tiles p, p + grid, p + 2*grid, ... in fwd_tile_of's order (heads fastest).
+ * p serves the query tiles p, p + grid, p + 2*grid, ... in fwd_tile_of's order (heads fastest),
+ * or with DYN (attn10) tile p first and then whichever tile a per-launch global counter hands
+ * out next (the producer asks one query tile ahead and passes the index to the consumers in
+ * shared memory with the Q buffer; an index >= ntiles, on a fullQ arrival without a copy, ends
+ * the block; the last block to finish resets the counter). DYN balances dense causal attention,
+ * whose tiles see 1 .. L/BN key tiles (H100: 17.1 vs 18.4 ms at L = 64K); for windows, whose
+ * tiles are alike, it changed nothing (the W = 4096 slowdown from 128K to 1M tokens is the
+ * power cap's clock, not a drift of the blocks apart: results/notes-attn10.md).
  *   producer   one thread issues bulk tensor copies (TMA, 128-byte swizzle, which is the layout
  *              the wgmma descriptors read): the Q tile (BM = 64*NCWG rows, two buffers) and the
  *              K and V tiles (BN keys) of every key tile the query tile sees, into a ring of
