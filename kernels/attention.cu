@@ -1037,14 +1037,18 @@ int sm_count() {
  * one unless 64 launches are in flight) and its last block resets the pair to zero. */
 __device__ unsigned long long g_fwd_sched[64][2];
 lc_status fwd_sched_slot(unsigned long long **slot) {
-    static unsigned long long *base = NULL;
+    static unsigned long long *base[16]; /* per device: each has its own copy of g_fwd_sched */
     static unsigned turn = 0;
-    if (!base) {
+    int dev = 0;
+    cuda_check(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= 16)
+        return lc_errorf(LC_EUNSUPPORTED, "attention_forward_cuda: device %d: the tile counters cover devices 0..15", dev);
+    if (!base[dev]) {
         void *a = NULL;
         cuda_check(cudaGetSymbolAddress(&a, g_fwd_sched));
-        base = static_cast<unsigned long long *>(a);
+        base[dev] = static_cast<unsigned long long *>(a);
     }
-    *slot = base + 2 * (__atomic_fetch_add(&turn, 1u, __ATOMIC_RELAXED) % 64);
+    *slot = base[dev] + 2 * (__atomic_fetch_add(&turn, 1u, __ATOMIC_RELAXED) % 64);
     return LC_OK;
 }
 
