@@ -6,7 +6,8 @@
  * on sm_90a; the forward's query offset (segments of ragged length, Lq = 1 decode, GQA, every
  * tile variant; segments concatenated = one full run); the warp-specialised dh-64 forward in
  * every kept variant, also with 3 persistent blocks serving many tiles each (its key-slot ring
- * and Q buffers wrap around); unsupported shapes rejected. */
+ * and Q buffers wrap around), and the dynamically scheduled one over 150 launches in a row (its
+ * tile counters must reset themselves); unsupported shapes rejected. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
