@@ -24,7 +24,7 @@
  * loaded code is the sm_90a build, and the mma.sync kernels above stay as the fallback (plain
  * sm_90) and for dh 32. The dh-64 forward on sm_90a is the warp-specialised kernel of
  * attention_fwd_ws.cuh (TMA producer, mbarrier ring, consumer warpgroups taking turns, persistent
- * blocks); the plain warpgroup kernel serves dh 128, decode (Lq <= 64) and a missing tensor-map
+ * blocks; for dense causal attention the tiles come from a per-launch counter in g_fwd_sched); the plain warpgroup kernel serves dh 128, decode (Lq <= 64) and a missing tensor-map
  * encoder. Tile shapes per shape class were picked on the H100 (results/notes-attn.md).
  * attention_bwd_ws.cuh holds a warp-specialised dh-64 backward in the same style (TMA producer,
  * two consumer warpgroups, dQ added with bulk tensor reduces); its 128-query-tile kernel is the
@@ -1032,9 +1032,30 @@ int sm_count() {
     return n;
 }
 
+/* Tile counters of the dynamically scheduled forward (DYN): {next tile, blocks done} per launch.
+ * Each launch takes the next of 64 pairs in turn (so launches on different streams do not share
+ * one unless 64 launches are in flight) and its last block resets the pair to zero. */
+__device__ unsigned long long g_fwd_sched[64][2];
+lc_status fwd_sched_slot(unsigned long long **slot) {
+    static unsigned long long *base[16]; /* per device: each has its own copy of g_fwd_sched */
+    static unsigned turn = 0;
+    int dev = 0;
+    cuda_check(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= 16)
+        return lc_errorf(LC_EUNSUPPORTED, "attention_forward_cuda: device %d: the tile counters cover devices 0..15", dev);
+    if (!base[dev]) {
+        void *a = NULL;
+        cuda_check(cudaGetSymbolAddress(&a, g_fwd_sched));
+        base[dev] = static_cast<unsigned long long *>(a);
+    }
+    *slot = base[dev] + 2 * (__atomic_fetch_add(&turn, 1u, __ATOMIC_RELAXED) % 64);
+    return LC_OK;
+}
+
 /* The warp-specialised dh-64 forward; *ran = 0 (and nothing launched) when no tensor map could
- * be made, so the caller takes the plain warpgroup kernel. */
-template <int BN, int NCWG, int STAGES, int QR, int I32 = 0>
+ * be made, so the caller takes the plain warpgroup kernel. DYN: tiles handed out by a counter
+ * (in the order of fwd_tile_of) instead of p, p + grid, ... */
+template <int BN, int NCWG, int STAGES, int QR, int I32 = 0, int DYN = 0>
 lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BM = 64 * NCWG;
     fwd_params p = p0;
@@ -1051,9 +1072,14 @@ lc_status launch_fwd_ws(const fwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = (int)lc_tuning_int("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many tiles each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = ws_smem_bytes<BN, NCWG, STAGES>();
-    auto kern = attn_fwd_ws_kernel<BN, NCWG, STAGES, QR, I32>;
+    unsigned long long *sched = nullptr;
+    if (DYN) {
+        const lc_status e = fwd_sched_slot(&sched);
+        if (e != LC_OK) return e;
+    }
+    auto kern = attn_fwd_ws_kernel<BN, NCWG, STAGES, QR, I32, DYN>;
     cuda_check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    kern<<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles);
+    kern<<<(unsigned)grid, (NCWG + 1) * 128, smem, st>>>(p, tq, tk, tv, ntiles, sched);
     cuda_check_launch("attn_fwd_ws_kernel");
     *ran = 1;
     return LC_OK;
@@ -1190,13 +1216,17 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             /* attn3 runs 2-3 (notes): the warp-specialised kernel with turns, 3 consumer warpgroups;
              * narrow windows 64-key tiles with Q in registers (13), otherwise 128-key tiles with int32
              * bookkeeping (24, attn5; the default since attn8's H100 run: 0 spills, 3-10% faster than 16);
+             * dense causal: 24 with the tiles handed out by a counter (40, attn10: the tiles' work
+             * runs from 1 to L/128 key tiles, and a greedy hand-out balances the blocks; 17.1 vs
+             * 18.4 ms at L = 64K on the H100; no gain for windows, whose tiles are all alike);
              * a handful of query rows (decode) keeps the plain 64-row kernel */
-            const int dflt = p.Lq <= 64 ? 1 : narrow ? 13 : 24;
+            const int dflt = p.Lq <= 64 ? 1 : narrow ? 13 : (s->causal && s->W == 0) ? 40 : 24;
             int ran = 0;
             lc_status e = LC_OK;
             /* <BN, consumer warpgroups, ring slots, Q in registers, int32 bookkeeping>; every form
-             * has 3 consumer warpgroups taking turns. 24 falls back to 16 where int32 positions or
-             * tile indices would not do (L, q_pos0 + Lq or the tile count at 2^30). Removed after
+             * has 3 consumer warpgroups taking turns, 40 = 24 with dynamic tiles. 24 and 40 fall
+             * back to 16 where int32 positions or tile indices would not do (L, q_pos0 + Lq or the
+             * tile count at 2^30). Removed after
              * the H100 runs of results/notes-attn.md: attn3's 8, 11, 15 (no turns, 2 warpgroups),
              * attn5's 25 (13 in int32: no faster), attn8's lazy rescale, exp2 on the FMA pipe and
              * row sums on the tensor cores (26, 27: none faster). */
@@ -1205,9 +1235,10 @@ extern "C" lc_status attention_forward_cuda(const struct attn_shape *s, const bf
             case 13: e = launch_fwd_ws<64, 3, 4, 1>(p, s->B, st, &ran); break;
             case 16: e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran); break;
             case 24: e = launch_fwd_ws<128, 3, 3, 0, 1>(p, s->B, st, &ran); break;
+            case 40: e = launch_fwd_ws<128, 3, 3, 0, 1, 1>(p, s->B, st, &ran); break;
             default: break;
             }
-            if (e == LC_OK && !ran && wv == 24) e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran);
+            if (e == LC_OK && !ran && (wv == 24 || wv == 40)) e = launch_fwd_ws<128, 3, 3, 0>(p, s->B, st, &ran);
             if (e != LC_OK || ran) return e;
             switch (wv) {
             case 1: return launch_fwd_wgmma<64, 64, 1>(p, s->B, st);

@@ -6,7 +6,14 @@
  * launches it only where the sm_90a build is loaded.
  *
  * Block = 1 producer warpgroup + NCWG consumer warpgroups, one block per SM, persistent: block
- * p serves the query tiles p, p + grid, p + 2*grid, ... in fwd_tile_of's order (heads fastest).
+ * p serves the query tiles p, p + grid, p + 2*grid, ... in fwd_tile_of's order (heads fastest),
+ * or with DYN (attn10) tile p first and then whichever tile a per-launch global counter hands
+ * out next (the producer asks one query tile ahead and passes the index to the consumers in
+ * shared memory with the Q buffer; an index >= ntiles, on a fullQ arrival without a copy, ends
+ * the block; the last block to finish resets the counter). DYN balances dense causal attention,
+ * whose tiles see 1 .. L/BN key tiles (H100: 17.1 vs 18.4 ms at L = 64K); for windows, whose
+ * tiles are alike, it changed nothing (the W = 4096 slowdown from 128K to 1M tokens is the
+ * power cap's clock, not a drift of the blocks apart: results/notes-attn10.md).
  *   producer   one thread issues bulk tensor copies (TMA, 128-byte swizzle, which is the layout
  *              the wgmma descriptors read): the Q tile (BM = 64*NCWG rows, two buffers) and the
  *              K and V tiles (BN keys) of every key tile the query tile sees, into a ring of
@@ -78,13 +85,13 @@ __device__ __forceinline__ void ws_pv(float *acc, const uint32_t (*pa)[4], uint6
 /* Shared-memory bytes of one block (1024 of slack to align the swizzle atoms). */
 template <int BN, int NCWG, int STAGES>
 constexpr size_t ws_smem_bytes() {
-    return 1024 + 2 * (size_t)NCWG * 64 * 128 + 2 * (size_t)STAGES * BN * 128 + (4 + 3 * STAGES) * 8;
+    return 1024 + 2 * (size_t)NCWG * 64 * 128 + 2 * (size_t)STAGES * BN * 128 + (4 + 3 * STAGES) * 8 + 2 * 8;
 }
 
-template <int BN, int NCWG, int STAGES, int QR, int I32 = 0>
+template <int BN, int NCWG, int STAGES, int QR, int I32 = 0, int DYN = 0>
 __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     attn_fwd_ws_kernel(const fwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                       const __grid_constant__ CUtensorMap tv, const int64_t ntiles) {
+                       const __grid_constant__ CUtensorMap tv, const int64_t ntiles, unsigned long long *sched) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int D = 64, BM = 64 * NCWG;
     constexpr uint32_t QBYTES = BM * 128, KVBYTES = BN * 128;
@@ -98,6 +105,8 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     const uint32_t bar0 = smem_u32(sV + STAGES * KVBYTES);
     const uint32_t b_fullQ = bar0, b_emptyQ = bar0 + 16, b_fullK = bar0 + 32, b_fullV = b_fullK + 8 * STAGES,
                    b_empty = b_fullV + 8 * STAGES;
+    /* DYN: the tile index of Q buffer s (written by the producer before the buffer's fullQ arrival) */
+    volatile int64_t *sIdx = reinterpret_cast<volatile int64_t *>(sV + STAGES * KVBYTES + (4 + 3 * STAGES) * 8);
 
     const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
     if (tid == 0) {
@@ -121,11 +130,27 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         sm90::setmaxnreg_dec<PROD_REGS>();
         if (warp == 0 && lane == 0) {
             uint32_t it = 0, tc = 0; /* key tiles and query tiles issued so far */
-            for (pos_t idx = blockIdx.x; idx < (pos_t)ntiles; idx += gridDim.x, tc++) {
+            /* DYN: the first tile is blockIdx.x, later ones come from the launch's counter (offset by
+             * the grid), so the blocks stay together along the sequence; the tile after the last is
+             * handed to the consumers as an index >= ntiles on a fullQ arrival without a copy */
+            int64_t nxt = blockIdx.x;
+            for (pos_t idx = blockIdx.x; DYN || idx < (pos_t)ntiles; idx += gridDim.x, tc++) {
+                const uint32_t qs = tc & 1;
+                if constexpr (DYN != 0) {
+                    idx = (pos_t)nxt;
+                    sm90::mbar_wait(b_emptyQ + 8 * qs, ((tc >> 1) & 1) ^ 1);
+                    sIdx[qs] = nxt;
+                    if (nxt >= ntiles) {
+                        sm90::mbar_arrive(b_fullQ + 8 * qs);
+                        break;
+                    }
+                    /* asked for now, needed one query tile later: the atomic's latency hides
+                     * under this tile's loads */
+                    nxt = (int64_t)gridDim.x + (int64_t)atomicAdd(sched, 1ull);
+                }
                 const fwd_tile<D> t = fwd_tile_of<D>(p, BM, idx);
                 const int h = (int)(t.a / (p.HQ / p.H)), b = (int)t.b;
-                const uint32_t qs = tc & 1;
-                sm90::mbar_wait(b_emptyQ + 8 * qs, ((tc >> 1) & 1) ^ 1);
+                if constexpr (DYN == 0) sm90::mbar_wait(b_emptyQ + 8 * qs, ((tc >> 1) & 1) ^ 1);
                 sm90::mbar_expect_tx(b_fullQ + 8 * qs, QBYTES);
                 sm90::tma_load_4d(smem_u32(sQ + qs * QBYTES), &tq, 0, (int)t.a, (int)t.i0, b, b_fullQ + 8 * qs);
                 for (pos_t j = (pos_t)(t.kstart / BN); j <= (pos_t)((t.kend - 1) / BN); j++, it++) {
@@ -135,6 +160,14 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
                     sm90::tma_load_4d(smem_u32(sK + s * KVBYTES), &tk, 0, h, (int)(j * BN), b, b_fullK + 8 * s);
                     sm90::mbar_expect_tx(b_fullV + 8 * s, KVBYTES);
                     sm90::tma_load_4d(smem_u32(sV + s * KVBYTES), &tv, 0, h, (int)(j * BN), b, b_fullV + 8 * s);
+                }
+            }
+            if constexpr (DYN != 0) { /* the last block to finish resets the counter for the next launch */
+                __threadfence();
+                if (atomicAdd(sched + 1, 1ull) == gridDim.x - 1) {
+                    sched[0] = 0;
+                    sched[1] = 0;
+                    __threadfence();
                 }
             }
         }
@@ -168,9 +201,14 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
     };
     if (cw == NCWG - 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
 
-    for (pos_t idx = blockIdx.x; idx < (pos_t)ntiles; idx += gridDim.x, tc++) {
-        const fwd_tile<D> t = fwd_tile_of<D>(p, BM, idx);
+    for (pos_t idx = blockIdx.x; DYN || idx < (pos_t)ntiles; idx += gridDim.x, tc++) {
         const uint32_t qs = tc & 1;
+        if constexpr (DYN != 0) { /* the tile comes with its Q buffer */
+            sm90::mbar_wait(b_fullQ + 8 * qs, (tc >> 1) & 1);
+            idx = (pos_t)sIdx[qs];
+            if (idx >= (pos_t)ntiles) break;
+        }
+        const fwd_tile<D> t = fwd_tile_of<D>(p, BM, idx);
         const pos_t j0 = (pos_t)t.kstart / BN;
         const int nt = (int)((t.kend - 1) / BN - j0 + 1);
         /* this warpgroup's rows and the key tiles (0 .. nt-1 of the block's) they see */
@@ -183,7 +221,7 @@ __global__ void __launch_bounds__((NCWG + 1) * 128, 1)
         }
         const uint64_t dq = ws_desc_add(dQ0, qs * (QBYTES / 16));
         const pos_t row_base = r0 + warp * 16 + g;
-        sm90::mbar_wait(b_fullQ + 8 * qs, (tc >> 1) & 1);
+        if constexpr (DYN == 0) sm90::mbar_wait(b_fullQ + 8 * qs, (tc >> 1) & 1);
         uint32_t qf[4][4]; /* QR: Q in registers (A fragments), the Q buffer is free at once */
         if constexpr (QR) {
             const unsigned char *qw = sQ + qs * QBYTES + cw * 64 * 128;

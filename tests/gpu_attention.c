@@ -6,7 +6,8 @@
  * on sm_90a; the forward's query offset (segments of ragged length, Lq = 1 decode, GQA, every
  * tile variant; segments concatenated = one full run); the warp-specialised dh-64 forward in
  * every kept variant, also with 3 persistent blocks serving many tiles each (its key-slot ring
- * and Q buffers wrap around); unsupported shapes rejected. */
+ * and Q buffers wrap around), and the dynamically scheduled one over 150 launches in a row (its
+ * tile counters must reset themselves); unsupported shapes rejected. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,14 +259,16 @@ static void check_huge(void) {
 
 /* The warp-specialised forward (sm_90a, dh 64), every variant (LC_ATTN_WG); then with 3 blocks, so
  * each persistent block serves many query tiles (key-slot ring and Q buffers wrap around). */
+static void check_ws_repeat(const char *variant);
 static void check_ws_forward(void) {
     char nm[9][96];
     const int64_t c7[] = {0, 1, 2, 3, 100, 333, 1000, 1001, 2049};
     const int64_t c8[] = {0, 1, 190, 191, 400};
     /* the warp-specialised forward (sm_90a, dh 64), every variant; then with 3 blocks, so each
      * persistent block serves many query tiles (key-slot ring and Q buffers wrap around) */
-    /* 13, 24: the defaults (W <= 1024 / otherwise); 16: 24 with 64-bit positions, its fallback */
-    static const char *wsv[] = {"13", "16", "24"};
+    /* 13, 24: the defaults (W <= 1024 / otherwise); 16: 24 with 64-bit positions, its fallback;
+     * 40: 24 with the tiles handed out by a counter (attn10; the dense causal default) */
+    static const char *wsv[] = {"13", "16", "24", "40"};
     const int nwsv = (int)(sizeof wsv / sizeof wsv[0]);
     const int64_t c9[] = {0, 700, 1601};
     for (int i = 0; i < nwsv; i++) {
@@ -299,6 +302,50 @@ static void check_ws_forward(void) {
         unsetenv("LC_ATTN_WS_GRID");
     }
     unsetenv("LC_ATTN_WG");
+    check_ws_repeat("40");
+}
+
+/* The dynamically scheduled ws forward (40) takes one of 64 tile counters per launch and its
+ * last block resets it: 150 launches in a row (every counter reused twice, grids of 132 or fewer,
+ * 3 and 7 blocks), each output poisoned first and compared with the reference. */
+static void check_ws_repeat(const char *variant) {
+    static char nm[96]; /* t_begin keeps the pointer until the next case */
+    snprintf(nm, sizeof nm, "ws variant %s, 150 launches: SWA dh 64 L=1100 W=64 HQ=8 H=2", variant);
+    t_begin(nm);
+    const struct attn_shape s = {1, 1100, 8, 2, 64, 64, 1, 0, 0, 0};
+    lc_rng rng;
+    lc_rng_seed(&rng, 300);
+    const size_t nq = (size_t)(s.B * s.L * s.HQ * s.dh), nk = (size_t)(s.B * s.L * s.H * s.dh);
+    const size_t nl = (size_t)(s.B * s.HQ * s.L);
+    bf16_t *qb, *kb, *vb;
+    float *q = rnd_bf16(&rng, nq, 1.0f, &qb), *k = rnd_bf16(&rng, nk, 1.0f, &kb), *v = rnd_bf16(&rng, nk, 1.0f, &vb);
+    float *o = malloc(4 * nq), *lse = malloc(4 * nl);
+    struct dev d;
+    if (T_CHECK(dev_alloc(&d, &s), "device allocation: %s", lc_last_error())) {
+        T_OK(attention_forward_ref(&s, q, k, v, o, lse));
+        T_OK(lc_cuda_memcpy_h2d(d.q, qb, 2 * nq));
+        T_OK(lc_cuda_memcpy_h2d(d.k, kb, 2 * nk));
+        T_OK(lc_cuda_memcpy_h2d(d.v, vb, 2 * nk));
+        setenv("LC_ATTN_WG", variant, 1);
+        double worst = 0;
+        int bad = 0;
+        for (int i = 0; i < 150 && !bad; i++) {
+            if (i % 3 == 1) setenv("LC_ATTN_WS_GRID", i % 2 ? "3" : "7", 1);
+            else unsetenv("LC_ATTN_WS_GRID");
+            bad |= lc_cuda_memset(d.o, 0xff, 2 * nq) != LC_OK;
+            bad |= attention_forward_cuda(&s, d.q, d.k, d.v, d.o, d.lse, NULL) != LC_OK || lc_cuda_sync() != LC_OK;
+            float *og = download_bf16(d.o, nq);
+            const double e = t_rel_err(og, o, nq);
+            if (!(e <= worst)) worst = e; /* NaN sticks */
+            free(og);
+        }
+        unsetenv("LC_ATTN_WS_GRID");
+        unsetenv("LC_ATTN_WG");
+        T_CHECK(!bad, "a launch failed: %s", lc_last_error());
+        T_CHECK(worst <= 1e-2, "o: worst relative error over the launches %.3e", worst);
+        dev_free(&d);
+    }
+    free(q), free(k), free(v), free(qb), free(kb), free(vb), free(o), free(lse);
 }
 
 /* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8, 18, 19), every variant, against the
