@@ -138,9 +138,10 @@ static bool bwd_tc(const struct mamba_scan_shape *s) {
 /* Which tensor-core forward (P = 64), chosen by LC_MAMBA_FWD (also for the backward's local-state
  * pass): 3 = mamba_ssd_wg.cuh (wgmma; the default where the sm_90a code runs), 4 = its output pass
  * with two heads of a group per block and TMA loads (mamba_ssd_wg2.cuh; where H / G is even and
- * the tensor maps can be made, else 3; the local pass is 3's), 2 = mamba_ssd2.cuh (mma.sync; the
- * default elsewhere), 1 = mamba_ssd.cuh (the first, kept for comparison). 3 and 4 fall back to 2
- * without sm_90a code. Read at every call so tests and benchmarks can switch it. */
+ * the tensor maps can be made, else 3; the local pass is 3's), 5 = 4 with the local pass in the
+ * same two-heads form, 2 = mamba_ssd2.cuh (mma.sync; the default elsewhere), 1 = mamba_ssd.cuh
+ * (the first, kept for comparison). 3, 4 and 5 fall back to 2 without sm_90a code. Read at every
+ * call so tests and benchmarks can switch it. */
 static int fwd_version(void) {
     const int v = (int)lc_tuning_int("LC_MAMBA_FWD", 3);
     return v >= 3 && !lc_cuda_have_sm90a() ? 2 : v;
@@ -161,21 +162,27 @@ static int scan_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t 
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-/* LC_MAMBA_FWD=4's output pass: 1 if launched, 0 (nothing launched) where it does not apply */
+/* ssd_wg2 (two heads of a group per block): the output pass for LC_MAMBA_FWD=4 and 5, LOCAL the
+ * local-state pass for 5. 1 if launched, 0 (nothing launched) where it does not apply: H / G odd,
+ * or no tensor map (the callers then run ssd_wg). C is not read by the local pass. */
+template <bool LOCAL>
 static int ssd_wg2_launch(mamba_scan::args &a, cudaStream_t st) {
     if ((a.H / a.G) % 2) return 0;
     CUtensorMap tx, tb, tc;
     if (!scan_tensor_map(&tx, a.x, a.B, a.L, a.H) || !scan_tensor_map(&tb, a.Bm, a.B, a.L, 2 * a.G) ||
-        !scan_tensor_map(&tc, a.Cm, a.B, a.L, 2 * a.G))
+        !scan_tensor_map(&tc, LOCAL ? a.Bm : a.Cm, a.B, a.L, 2 * a.G))
         return 0;
+    constexpr int smem = LOCAL ? mamba_ssd_wg2::SMEM_L : mamba_ssd_wg2::SMEM;
     static bool attr = false;
     if (!attr) {
-        cuda_check(cudaFuncSetAttribute(mamba_ssd_wg2::ssd_wg2, cudaFuncAttributeMaxDynamicSharedMemorySize, mamba_ssd_wg2::SMEM));
+        if (cudaFuncSetAttribute(mamba_ssd_wg2::ssd_wg2<LOCAL>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
         attr = true;
     }
     dim3 grid((unsigned)(a.H / 2), (unsigned)a.nch, (unsigned)a.B);
-    mamba_ssd_wg2::ssd_wg2<<<grid, mamba_ssd_wg2::NT2, mamba_ssd_wg2::SMEM, st>>>(a, tx, tb, tc);
-    cuda_check_launch("ssd_wg2");
+    mamba_ssd_wg2::ssd_wg2<LOCAL><<<grid, mamba_ssd_wg2::NT2, smem, st>>>(a, tx, tb, tc);
     return 1;
 }
 
@@ -212,6 +219,8 @@ static lc_status ssd_local_launch(mamba_scan::args &a, dim3 grid, cudaStream_t s
     if (v == 1) {
         mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
         cuda_check_launch("ssd_fwd<local>");
+    } else if (v == 5 && ssd_wg2_launch<true>(a, st)) {
+        cuda_check_launch("ssd_wg2<local>");
     } else if (v >= 3) {
         mamba_ssd_wg::ssd_wg<true><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM_L, st>>>(a);
         cuda_check_launch("ssd_wg<local>");
@@ -274,7 +283,8 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
         if (v == 1) {
             mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
             cuda_check_launch("ssd_fwd");
-        } else if (v == 4 && ssd_wg2_launch(a, st)) {
+        } else if (v >= 4 && ssd_wg2_launch<false>(a, st)) {
+            cuda_check_launch("ssd_wg2");
         } else if (v >= 3) {
             mamba_ssd_wg::ssd_wg<false><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM, st>>>(a);
             cuda_check_launch("ssd_wg");

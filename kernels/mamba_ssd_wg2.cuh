@@ -17,9 +17,13 @@
  *     NS - 1 sub-chunks ahead of warpgroup 0, warpgroup 0 one ahead of warpgroup 1).
  * z keeps ssd_wg's per-thread 4-byte cp.async slots (no barrier: each thread reads its own).
  * Requires H / G even and 16-byte aligned x, B, C (the tensor maps); mamba.cu runs ssd_wg<false>
- * otherwise. One block per SM (shared memory). The local-state pass stays ssd_wg<true>.
+ * otherwise. One block per SM (shared memory). LOCAL = true is the local-state pass in the same
+ * form (LC_MAMBA_FWD=5; ssd_wg<true>'s math): a stage is B, X, X (32 KB, the pair's B read once),
+ * NS_L = 4 stages, no C, no h panel, no z.
  * Shared memory (1024-aligned): NS stages x 48 KB, per warpgroup h (2 panels), per warpgroup z
- * slots (8 KB), per warpgroup the decay vectors (2 buffers), the 2 NS mbarriers: 201,776 B.
+ * slots (8 KB), per warpgroup the decay vectors (2 buffers), the 2 NS mbarriers: 201,776 B
+ * (LOCAL: 4 x 32 KB, the vectors, the barriers: 136,256 B). ptxas (nvcc 13.0): 229 registers
+ * (LOCAL 140), no spills.
  * Only the sm_90a build has a body; included by mamba.cu only. */
 #ifndef LONGCTX_MAMBA_SSD_WG2_CUH
 #define LONGCTX_MAMBA_SSD_WG2_CUH
@@ -35,11 +39,14 @@ using mamba_ssd_wg::Q;
 using mamba_ssd_wg::VEC;
 constexpr int NT2 = 256, NS = 3;
 constexpr int S_C = 0, S_B = 2 * PANEL, S_X = 4 * PANEL, STG = 6 * PANEL; /* X of warpgroup w at S_X + w PANEL */
+constexpr int STG_L = 4 * PANEL, NS_L = 4; /* local pass: B, X, X (the first panels skipped); 4 stages */
 constexpr int ZB = 16 * 128 * 4;                                         /* one warpgroup's z slots */
 constexpr int O_H = NS * STG, O_Z = O_H + 4 * PANEL, O_V = O_Z + 2 * ZB, O_BAR = O_V + 4 * VEC;
 constexpr int SMEM = O_BAR + 2 * NS * 8 + 1024; /* + alignment slack */
 static_assert(SMEM <= 227 * 1024, "one block per H100 SM");
 static_assert(STG % 1024 == 0 && O_H % 1024 == 0, "panels 1024-byte aligned");
+constexpr int O_V_L = NS_L * STG_L, O_BAR_L = O_V_L + 4 * VEC;
+constexpr int SMEM_L = O_BAR_L + 2 * NS_L * 8 + 1024;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 using lc_mma::pack_bf16;
@@ -50,11 +57,16 @@ using mamba_scan::fexp;
 __device__ __forceinline__ void wg_bar(int w) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + w) : "memory"); }
 #endif
 
-/* one block per (head pair, chunk, batch) */
+/* one block per (head pair, chunk, batch); LOCAL: the local-state pass (B, X only; h from zero
+ * into a.st with the chunk's total decay, as ssd_wg<true>), NS_L stages of B, X, X */
+template <bool LOCAL>
 __global__ void __launch_bounds__(NT2, 1)
     ssd_wg2(mamba_scan::args a, const __grid_constant__ CUtensorMap tx, const __grid_constant__ CUtensorMap tbm,
             const __grid_constant__ CUtensorMap tcm) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int NSS = LOCAL ? NS_L : NS, STS = LOCAL ? STG_L : STG;
+    constexpr int OB = LOCAL ? 0 : S_B, OX = LOCAL ? 2 * PANEL : S_X; /* B, X inside a stage */
+    constexpr int OV = LOCAL ? O_V_L : O_V, OBAR = LOCAL ? O_BAR_L : O_BAR;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
     const uint32_t sb = smem_u32(smem);
@@ -65,48 +77,55 @@ __global__ void __launch_bounds__(NT2, 1)
     const int HP = (int)a.H * P;
     const float Ah = a.A[h], bias = a.dt_bias ? a.dt_bias[h] : 0.0f;
     const float *dtcol = a.dt + (int64_t)b * a.L * a.H + h;
-    const float *stp = a.st + (((int64_t)b * a.nch + c) * a.H + h) * (int64_t)(P * N);
+    float *stp = a.st + (((int64_t)b * a.nch + c) * a.H + h) * (int64_t)(P * N);
     const int r_lo = warp * 16 + g; /* this thread's accumulator rows: r_lo, r_lo + 8 */
-    const bool has_z = a.z != nullptr;
-    float *vecs = (float *)(smem + O_V + wg * 2 * VEC);
+    const bool has_z = !LOCAL && a.z != nullptr;
+    float *vecs = (float *)(smem + OV + wg * 2 * VEC);
     unsigned char *hsp = smem + O_H + wg * 2 * PANEL;
     const uint32_t hs = sb + O_H + wg * 2 * PANEL, zs = sb + O_Z + wg * ZB;
-    const uint32_t bar_full = sb + O_BAR, bar_empty = bar_full + 8 * NS;
+    const uint32_t bar_full = sb + OBAR, bar_empty = bar_full + 8 * NSS;
 
     if (tid == 0) {
-        for (int s = 0; s < NS; s++) {
+        for (int s = 0; s < NSS; s++) {
             sm90::mbar_init(bar_full + 8 * s, 1);
             sm90::mbar_init(bar_empty + 8 * s, 8); /* lane 0 of each of the 8 warps */
         }
         sm90::fence_mbar_init();
     }
     __syncthreads();
-    /* sub-chunk k of the chunk into stage k % NS (thread 0 only) */
+    /* sub-chunk k of the chunk into stage k % NSS (thread 0 only) */
     auto issue = [&](int k) {
-        const int s = k % NS, row = t_begin + k * Q;
-        const uint32_t st = sb + s * STG, fb = bar_full + 8 * s;
-        sm90::mbar_expect_tx(fb, STG);
-        sm90::tma_load_4d(st + S_C, &tcm, 0, 2 * grp, row, b, fb);
-        sm90::tma_load_4d(st + S_C + PANEL, &tcm, 0, 2 * grp + 1, row, b, fb);
-        sm90::tma_load_4d(st + S_B, &tbm, 0, 2 * grp, row, b, fb);
-        sm90::tma_load_4d(st + S_B + PANEL, &tbm, 0, 2 * grp + 1, row, b, fb);
-        sm90::tma_load_4d(st + S_X, &tx, 0, 2 * hp, row, b, fb);
-        sm90::tma_load_4d(st + S_X + PANEL, &tx, 0, 2 * hp + 1, row, b, fb);
+        const int s = k % NSS, row = t_begin + k * Q;
+        const uint32_t st = sb + s * STS, fb = bar_full + 8 * s;
+        sm90::mbar_expect_tx(fb, STS);
+        if (!LOCAL) {
+            sm90::tma_load_4d(st + S_C, &tcm, 0, 2 * grp, row, b, fb);
+            sm90::tma_load_4d(st + S_C + PANEL, &tcm, 0, 2 * grp + 1, row, b, fb);
+        }
+        sm90::tma_load_4d(st + OB, &tbm, 0, 2 * grp, row, b, fb);
+        sm90::tma_load_4d(st + OB + PANEL, &tbm, 0, 2 * grp + 1, row, b, fb);
+        sm90::tma_load_4d(st + OX, &tx, 0, 2 * hp, row, b, fb);
+        sm90::tma_load_4d(st + OX + PANEL, &tx, 0, 2 * hp + 1, row, b, fb);
     };
     if (tid == 0)
-        for (int k = 0; k < NS && k < ns; k++) issue(k);
+        for (int k = 0; k < NSS && k < ns; k++) issue(k);
 
     float hacc[64];
+    if (LOCAL) {
 #pragma unroll
-    for (int pn = 0; pn < 2; pn++)
+        for (int i = 0; i < 64; i++) hacc[i] = 0.0f;
+    } else {
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const float *s0 = stp + r_lo * N + pn * 64 + 8 * i + 2 * t;
-            const float2 lo = *reinterpret_cast<const float2 *>(s0), hi = *reinterpret_cast<const float2 *>(s0 + 8 * N);
-            float *d = hacc + pn * 32 + 4 * i;
-            d[0] = lo.x, d[1] = lo.y, d[2] = hi.x, d[3] = hi.y;
-        }
-    mamba_ssd_wg::put_h(hsp, hacc);
+        for (int pn = 0; pn < 2; pn++)
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const float *s0 = stp + r_lo * N + pn * 64 + 8 * i + 2 * t;
+                const float2 lo = *reinterpret_cast<const float2 *>(s0), hi = *reinterpret_cast<const float2 *>(s0 + 8 * N);
+                float *d = hacc + pn * 32 + 4 * i;
+                d[0] = lo.x, d[1] = lo.y, d[2] = hi.x, d[3] = hi.y;
+            }
+        mamba_ssd_wg::put_h(hsp, hacc);
+    }
     /* z of this thread's outputs (rows r_lo + 8 hv, columns 8 i + 2 t) into its 16 slots */
     auto issue_z = [&](int t0) {
         const int nv = min(Q, t_end - t0);
@@ -128,19 +147,43 @@ __global__ void __launch_bounds__(NT2, 1)
         mamba_ssd2::decay_prefix(vecs, mamba_ssd2::dt_fetch(dtcol + (int64_t)t_begin * a.H, a.H, nv0), Ah, bias, nv0);
         if (t_begin + Q < t_end) dt_raw = mamba_ssd2::dt_fetch(dtcol + (int64_t)(t_begin + Q) * a.H, a.H, min(Q, t_end - t_begin - Q));
     }
-    const float Dh = a.D ? a.D[h] : 0.0f;
+    const float Dh = (!LOCAL && a.D) ? a.D[h] : 0.0f;
+    float logdecay = 0.0f;
     for (int k = 0; k < ns; k++) {
-        const int t0 = t_begin + k * Q, nvalid = min(Q, t_end - t0), s = k % NS, vb = k & 1;
+        const int t0 = t_begin + k * Q, nvalid = min(Q, t_end - t0), s = k % NSS, vb = k & 1;
         const bool more = k + 1 < ns;
         if (has_z) issue_z(t0);
         mamba_ssd2::cp_commit(); /* group z(k), possibly empty */
         sm90::fence_proxy_async(); /* this thread's h stores -> the async proxy (wgmma) */
         wg_bar(wg);                /* [A] h and the vectors of k */
-        sm90::mbar_wait(bar_full + 8 * s, (k / NS) & 1); /* the tiles of k */
+        sm90::mbar_wait(bar_full + 8 * s, (k / NSS) & 1); /* the tiles of k */
         const float *vec = vecs + vb * (VEC / 4);
         const float *dtp = vec, *cum = vec + Q, *wv = vec + 2 * Q, *ec = vec + 3 * Q;
-        const uint32_t cs = sb + s * STG + S_C, bs = sb + s * STG + S_B, xs = sb + s * STG + S_X + wg * PANEL;
+        const uint32_t cs = sb + s * STS + S_C, bs = sb + s * STS + OB, xs = sb + s * STS + OX + wg * PANEL;
         const float cend = vec[2 * Q - 1];
+        logdecay += cend;
+        if (LOCAL) {
+            if (warp == 0 && more) {
+                mamba_ssd2::decay_prefix(vecs + (vb ^ 1) * (VEC / 4), dt_raw, Ah, bias, min(Q, t_end - t0 - Q));
+                if (t0 + 2 * Q < t_end)
+                    dt_raw = mamba_ssd2::dt_fetch(dtcol + (int64_t)(t0 + 2 * Q) * a.H, a.H, min(Q, t_end - t0 - 2 * Q));
+            }
+            if (tid == 0 && k >= 1 && k - 1 + NSS < ns) { /* refill the stage of k-1 */
+                sm90::mbar_wait(bar_empty + 8 * ((k - 1) % NSS), ((k - 1) / NSS) & 1);
+                issue(k - 1 + NSS);
+            }
+            __syncwarp();
+            uint32_t xa[4][4];
+            mamba_ssd_wg::xw_frags(xa, xs, wv);
+            const float E = fexp(cend);
+#pragma unroll
+            for (int i = 0; i < 64; i++) hacc[i] *= E;
+            mamba_ssd_wg::state_step(hacc, xa, bs);
+            __syncwarp(); /* this warp's reads of the stage are done */
+            if (lane == 0) sm90::mbar_arrive(bar_empty + 8 * s);
+            wg_bar(wg); /* [B] the vectors of k are free */
+            continue;
+        }
         float Y[32], S[32];
         sm90::fence();
 #pragma unroll
@@ -156,9 +199,9 @@ __global__ void __launch_bounds__(NT2, 1)
             if (t0 + 2 * Q < t_end)
                 dt_raw = mamba_ssd2::dt_fetch(dtcol + (int64_t)(t0 + 2 * Q) * a.H, a.H, min(Q, t_end - t0 - 2 * Q));
         }
-        if (tid == 0 && k >= 1 && k - 1 + NS < ns) { /* refill the stage of k-1 once both heads are done with it */
-            sm90::mbar_wait(bar_empty + 8 * ((k - 1) % NS), ((k - 1) / NS) & 1);
-            issue(k - 1 + NS);
+        if (tid == 0 && k >= 1 && k - 1 + NSS < ns) { /* refill the stage of k-1 once both heads are done with it */
+            sm90::mbar_wait(bar_empty + 8 * ((k - 1) % NSS), ((k - 1) / NSS) & 1);
+            issue(k - 1 + NSS);
         }
         __syncwarp();
         sm90::wait<0>();
@@ -212,7 +255,7 @@ __global__ void __launch_bounds__(NT2, 1)
         /* y = (Y + D x) silu(z) */
         mamba_ssd2::cp_wait<0>(); /* z(k): this thread's own slots */
         const uint32_t *zslot = (const uint32_t *)(smem + O_Z + wg * ZB) + lt;
-        const unsigned char *Xs = smem + s * STG + S_X + wg * PANEL;
+        const unsigned char *Xs = smem + s * STS + OX + wg * PANEL;
         __nv_bfloat16 *yrow = a.y + ((int64_t)b * a.L + t0) * HP + h * P + 2 * t;
 #pragma unroll
         for (int i = 0; i < 8; i++)
@@ -232,6 +275,10 @@ __global__ void __launch_bounds__(NT2, 1)
         if (lane == 0) sm90::mbar_arrive(bar_empty + 8 * s);
         wg_bar(wg); /* [B] h (bf16), the z slots and the vectors of k are free */
         if (more) mamba_ssd_wg::put_h(hsp, hacc);
+    }
+    if (LOCAL) {
+        mamba_ssd_wg::store_h(stp, hacc, r_lo, t);
+        if (lt == 0) a.decay[((int64_t)b * a.nch + c) * a.H + h] = fexp(logdecay);
     }
 #else
     (void)a, (void)tx, (void)tbm, (void)tcm;
