@@ -376,6 +376,10 @@ int main(int argc, char **argv) {
         t_skip(why ? why : "no CUDA device");
         return t_finish();
     }
+    /* --wg2: only the LC_MAMBA_FWD=4 / 5 cases (ssd_wg2), for the sanitizers */
+    int wg2_only = 0;
+    for (int i = 1; i < argc; i++) wg2_only |= !strcmp(argv[i], "--wg2");
+    if (wg2_only) goto wg2;
     test_conv(2, 333, 200, 4);
     test_conv(1, 2, 130, 4); /* L < Kw-1 */
     if (!small) test_conv(3, 1000, 2304, 4);
@@ -431,6 +435,7 @@ int main(int argc, char **argv) {
      * (B = 1: the second segment's tensor maps start mid-tensor) and the backward (whose local
      * pass is the forward's). LC_MAMBA_FWD=5: the same with the local pass in the two-heads form
      * too (its 4-stage ring wraps at 8 and 64 sub-chunks). */
+wg2:
     for (int v = 4; v <= 5; v++) {
         setenv("LC_MAMBA_FWD", v == 4 ? "4" : "5", 1);
         test_scan(2, 300, 4, 64, 2, 128, 1, 1);
@@ -445,6 +450,7 @@ int main(int argc, char **argv) {
         unsetenv("LC_MAMBA_TFWD");
     }
     unsetenv("LC_MAMBA_FWD");
+    if (wg2_only) return t_finish();
     /* the mma.sync backward (the local dh pass ssd_dh_local, LC_MAMBA_DHL=0, and the gradient
      * kernel ssd_bwd, LC_MAMBA_BWG=0: what a plain sm_90 build runs; the defaults on sm_90a are the
      * wgmma ones): B = 2 and G = 2; 8 sub-chunks per backward chunk with a ragged last chunk and
