@@ -136,12 +136,13 @@ static bool bwd_tc(const struct mamba_scan_shape *s) {
 }
 
 /* Which tensor-core forward (P = 64), chosen by LC_MAMBA_FWD (also for the backward's local-state
- * pass): 3 = mamba_ssd_wg.cuh (wgmma; the default where the sm_90a code runs), 4 = its output pass
+ * pass): 3 = mamba_ssd_wg.cuh (wgmma; the default where the sm_90a code runs), 4 = both passes
  * with two heads of a group per block and TMA loads (mamba_ssd_wg2.cuh; where H / G is even and
- * the tensor maps can be made, else 3; the local pass is 3's), 5 = 4 with the local pass in the
- * same two-heads form, 2 = mamba_ssd2.cuh (mma.sync; the default elsewhere), 1 = mamba_ssd.cuh
- * (the first, kept for comparison). 3, 4 and 5 fall back to 2 without sm_90a code. Read at every
- * call so tests and benchmarks can switch it. */
+ * the tensor maps can be made, else 3; opt-in: -2.9% / -2.2% forward time at 64K / 1M on an H200,
+ * fwd+bwd level, racecheck not completed: results/notes-mamba.md, session 6 mamba7), 2 =
+ * mamba_ssd2.cuh (mma.sync; the default elsewhere), 1 = mamba_ssd.cuh (the first, kept for
+ * comparison). 3 and 4 fall back to 2 without sm_90a code. Read at every call so tests and
+ * benchmarks can switch it. */
 static int fwd_version(void) {
     const int v = (int)lc_tuning_int("LC_MAMBA_FWD", 3);
     return v >= 3 && !lc_cuda_have_sm90a() ? 2 : v;
@@ -162,8 +163,8 @@ static int scan_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t 
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-/* ssd_wg2 (two heads of a group per block): the output pass for LC_MAMBA_FWD=4 and 5, LOCAL the
- * local-state pass for 5. 1 if launched, 0 (nothing launched) where it does not apply: H / G odd,
+/* ssd_wg2 (two heads of a group per block, LC_MAMBA_FWD=4): the output pass, LOCAL the local-state
+ * pass (also the backward's). 1 if launched, 0 (nothing launched) where it does not apply: H / G odd,
  * or no tensor map (the callers then run ssd_wg). C is not read by the local pass. */
 template <bool LOCAL>
 static int ssd_wg2_launch(mamba_scan::args &a, cudaStream_t st) {
@@ -219,7 +220,7 @@ static lc_status ssd_local_launch(mamba_scan::args &a, dim3 grid, cudaStream_t s
     if (v == 1) {
         mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
         cuda_check_launch("ssd_fwd<local>");
-    } else if (v == 5 && ssd_wg2_launch<true>(a, st)) {
+    } else if (v == 4 && ssd_wg2_launch<true>(a, st)) {
         cuda_check_launch("ssd_wg2<local>");
     } else if (v >= 3) {
         mamba_ssd_wg::ssd_wg<true><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM_L, st>>>(a);
@@ -283,7 +284,7 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
         if (v == 1) {
             mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
             cuda_check_launch("ssd_fwd");
-        } else if (v >= 4 && ssd_wg2_launch<false>(a, st)) {
+        } else if (v == 4 && ssd_wg2_launch<false>(a, st)) {
             cuda_check_launch("ssd_wg2");
         } else if (v >= 3) {
             mamba_ssd_wg::ssd_wg<false><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM, st>>>(a);

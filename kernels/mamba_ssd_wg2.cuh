@@ -1,5 +1,6 @@
-/* mamba_ssd_wg2.cuh — the output pass of the wgmma forward (mamba_ssd_wg.cuh's ssd_wg<false>)
- * with TWO heads of one group per block (LC_MAMBA_FWD=4): two consumer warpgroups (256 threads),
+/* mamba_ssd_wg2.cuh — the passes of the wgmma forward (mamba_ssd_wg.cuh's ssd_wg<false>, and
+ * ssd_wg<true> with LOCAL) with TWO heads of one group per block (LC_MAMBA_FWD=4, opt-in): two
+ * consumer warpgroups (256 threads),
  * warpgroup w runs head 2 hp + w of the block's head pair hp with exactly ssd_wg<false>'s math,
  * fragment layouts and per-sub-chunk steps (its header gives the formulas). What changes:
  *   - the C and B tiles (both heads read the same rows of their group) are loaded once for the
@@ -18,12 +19,19 @@
  * z keeps ssd_wg's per-thread 4-byte cp.async slots (no barrier: each thread reads its own).
  * Requires H / G even and 16-byte aligned x, B, C (the tensor maps); mamba.cu runs ssd_wg<false>
  * otherwise. One block per SM (shared memory). LOCAL = true is the local-state pass in the same
- * form (LC_MAMBA_FWD=5; ssd_wg<true>'s math): a stage is B, X, X (32 KB, the pair's B read once),
- * NS_L = 4 stages, no C, no h panel, no z.
+ * form (ssd_wg<true>'s math; also the backward's local pass): a stage is B, X, X (32 KB, the
+ * pair's B read once), NS_L = 4 stages, no C, no h panel, no z.
  * Shared memory (1024-aligned): NS stages x 48 KB, per warpgroup h (2 panels), per warpgroup z
  * slots (8 KB), per warpgroup the decay vectors (2 buffers), the 2 NS mbarriers: 201,776 B
  * (LOCAL: 4 x 32 KB, the vectors, the barriers: 136,256 B). ptxas (nvcc 13.0): 229 registers
  * (LOCAL 140), no spills.
+ * Measured (session 6, one H200, same run as ssd_wg; results/notes-mamba.md): scan forward 0.747
+ * ms at 64K and 11.53 ms at 1M against 0.769 / 11.78 (-2.9% / -2.2%); the output pass alone in
+ * this form (the local pass ssd_wg's) -2.0% / -1.6%; fwd+bwd 1M level (59.74 against 59.48 ms).
+ * Halving the C / B reads and taking every tile copy off the consumers bought little: the pass
+ * is bound by each warpgroup's serial chain (S / C h^T wgmma -> wait -> M in registers -> M X and
+ * state wgmma -> wait -> epilogue), not by its loads (the forward takes the same time on the
+ * H200 as on the H100 at 1.4x the copy bandwidth).
  * Only the sm_90a build has a body; included by mamba.cu only. */
 #ifndef LONGCTX_MAMBA_SSD_WG2_CUH
 #define LONGCTX_MAMBA_SSD_WG2_CUH
