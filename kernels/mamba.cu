@@ -7,6 +7,7 @@
 #include "mamba_ssd.cuh"
 #include "mamba_ssd2.cuh"
 #include "mamba_ssd_wg.cuh"
+#include "mamba_ssd_wg2.cuh"
 #include "device.h"
 #include "mamba_bwd.cuh"
 #include "mamba_ssd_bwd.cuh"
@@ -135,12 +136,55 @@ static bool bwd_tc(const struct mamba_scan_shape *s) {
 }
 
 /* Which tensor-core forward (P = 64), chosen by LC_MAMBA_FWD (also for the backward's local-state
- * pass): 3 = mamba_ssd_wg.cuh (wgmma; the default where the sm_90a code runs), 2 = mamba_ssd2.cuh
- * (mma.sync; the default elsewhere), 1 = mamba_ssd.cuh (the first, kept for comparison). 3 falls
- * back to 2 without sm_90a code. Read at every call so tests and benchmarks can switch it. */
+ * pass): 3 = mamba_ssd_wg.cuh (wgmma; the default where the sm_90a code runs), 4 = both passes
+ * with two heads of a group per block and TMA loads (mamba_ssd_wg2.cuh; where H / G is even and
+ * the tensor maps can be made, else 3; opt-in: -2.9% / -2.2% forward time at 64K / 1M on an H200,
+ * fwd+bwd level, racecheck not completed: results/notes-mamba.md, session 6 mamba7), 2 =
+ * mamba_ssd2.cuh (mma.sync; the default elsewhere), 1 = mamba_ssd.cuh (the first, kept for
+ * comparison). 3 and 4 fall back to 2 without sm_90a code. Read at every call so tests and
+ * benchmarks can switch it. */
 static int fwd_version(void) {
     const int v = (int)lc_tuning_int("LC_MAMBA_FWD", 3);
-    return v == 3 && !lc_cuda_have_sm90a() ? 2 : v;
+    return v >= 3 && !lc_cuda_have_sm90a() ? 2 : v;
+}
+
+/* A 4-D tensor map over a bf16 [B][L][nh][64] tensor (innermost first: 64, nh, L, B), box = one
+ * 64-column panel of 64 rows, 128-byte swizzled (the wgmma panels' layout); rows past L arrive as
+ * zeros. x is [B][L][H][64]; B and C ([B][L][G][128]) are [B][L][2G][64]. 0 when the driver lacks
+ * the entry point or the encoder refuses (a pointer not 16-byte aligned): the caller falls back. */
+static int scan_tensor_map(CUtensorMap *m, const void *base, int64_t B, int64_t L, int64_t nh) {
+    PFN_cuTensorMapEncodeTiled_v12000 encode = lc_tensor_map_encoder();
+    if (!encode || ((uintptr_t)base & 15)) return 0;
+    const cuuint64_t dims[4] = {64, (cuuint64_t)nh, (cuuint64_t)L, (cuuint64_t)B};
+    const cuuint64_t strides[3] = {128, (cuuint64_t)(nh * 128), (cuuint64_t)(L * nh * 128)};
+    const cuuint32_t box[4] = {64, 1, 64, 1}, estr[4] = {1, 1, 1, 1};
+    return encode(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void *>(base), dims, strides, box, estr,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/* ssd_wg2 (two heads of a group per block, LC_MAMBA_FWD=4): the output pass, LOCAL the local-state
+ * pass (also the backward's). 1 if launched, 0 (nothing launched) where it does not apply: H / G odd,
+ * or no tensor map (the callers then run ssd_wg). C is not read by the local pass. */
+template <bool LOCAL>
+static int ssd_wg2_launch(mamba_scan::args &a, cudaStream_t st) {
+    if ((a.H / a.G) % 2) return 0;
+    CUtensorMap tx, tb, tc;
+    if (!scan_tensor_map(&tx, a.x, a.B, a.L, a.H) || !scan_tensor_map(&tb, a.Bm, a.B, a.L, 2 * a.G) ||
+        !scan_tensor_map(&tc, LOCAL ? a.Bm : a.Cm, a.B, a.L, 2 * a.G))
+        return 0;
+    constexpr int smem = LOCAL ? mamba_ssd_wg2::SMEM_L : mamba_ssd_wg2::SMEM;
+    static bool attr = false;
+    if (!attr) {
+        if (cudaFuncSetAttribute(mamba_ssd_wg2::ssd_wg2<LOCAL>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
+        attr = true;
+    }
+    dim3 grid((unsigned)(a.H / 2), (unsigned)a.nch, (unsigned)a.B);
+    mamba_ssd_wg2::ssd_wg2<LOCAL><<<grid, mamba_ssd_wg2::NT2, smem, st>>>(a, tx, tb, tc);
+    return 1;
 }
 
 /* The backward's local dh pass (P = 64): the wgmma kernel (mamba_ssd_wg.cuh) where the sm_90a code
@@ -176,7 +220,9 @@ static lc_status ssd_local_launch(mamba_scan::args &a, dim3 grid, cudaStream_t s
     if (v == 1) {
         mamba_ssd::ssd_fwd<true><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
         cuda_check_launch("ssd_fwd<local>");
-    } else if (v == 3) {
+    } else if (v == 4 && ssd_wg2_launch<true>(a, st)) {
+        cuda_check_launch("ssd_wg2<local>");
+    } else if (v >= 3) {
         mamba_ssd_wg::ssd_wg<true><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM_L, st>>>(a);
         cuda_check_launch("ssd_wg<local>");
     } else {
@@ -238,7 +284,9 @@ static lc_status scan_forward_t(mamba_scan::args &a, const float *h0, cudaStream
         if (v == 1) {
             mamba_ssd::ssd_fwd<false><<<grid, mamba_ssd::THREADS, mamba_ssd::SMEM, st>>>(a);
             cuda_check_launch("ssd_fwd");
-        } else if (v == 3) {
+        } else if (v == 4 && ssd_wg2_launch<false>(a, st)) {
+            cuda_check_launch("ssd_wg2");
+        } else if (v >= 3) {
             mamba_ssd_wg::ssd_wg<false><<<grid, mamba_ssd_wg::NT, mamba_ssd_wg::SMEM, st>>>(a);
             cuda_check_launch("ssd_wg");
         } else {

@@ -50,7 +50,7 @@ static const struct tuning_switch switches[] = {
     /* mamba.cu: 1 = the fp32-recurrence backward instead of the tensor-core one */
     {"LC_MAMBA_BWD_FP32", 'i', "0|1"},
     /* mamba.cu: the tensor-core forward (1 first, 2 mma.sync, 3 wgmma) */
-    {"LC_MAMBA_FWD", 'i', "1|2|3"},
+    {"LC_MAMBA_FWD", 'i', "1|2|3|4"},
     /* mamba.cu: 0 = the backward's local dh pass on mma.sync instead of wgmma */
     {"LC_MAMBA_DHL", 'i', "0|1"},
     /* mamba.cu: 0 = the mma.sync local pass without its decay warp */

@@ -8,7 +8,7 @@
  * knobs of mamba.cu select the
  * other paths and chunk shapes: LC_MAMBA_BWD_FP32 (the fp32 backward), LC_MAMBA_FWD=1 / 2 / 3
  * (the first, second and wgmma tensor-core forwards; 3 needs sm_90a and falls back to 2 without
- * it; the default is 3),
+ * it; the default is 3; 4: both passes two heads per block, ssd_wg2, where H / G is even),
  * LC_MAMBA_LDW=0 (the second forward's local pass without its decay warp), LC_MAMBA_DHL=0 (the
  * backward's mma.sync local dh pass instead of the wgmma one), LC_MAMBA_BWG=0 (the mma.sync
  * gradient kernel ssd_bwd; 1: the wgmma ssd_bwd_wg, one head per block; the default 2: ssd_bwd_wg2,
@@ -375,6 +375,10 @@ int main(int argc, char **argv) {
         t_skip(why ? why : "no CUDA device");
         return t_finish();
     }
+    /* --wg2: only the LC_MAMBA_FWD=4 cases (ssd_wg2), for the sanitizers (before --small) */
+    int wg2_only = 0;
+    for (int i = 1; i < argc; i++) wg2_only |= !strcmp(argv[i], "--wg2");
+    if (wg2_only) goto wg2;
     test_conv(2, 333, 200, 4);
     test_conv(1, 2, 130, 4); /* L < Kw-1 */
     if (!small) test_conv(3, 1000, 2304, 4);
@@ -421,6 +425,28 @@ int main(int argc, char **argv) {
     setenv("LC_MAMBA_TFWD", "128", 1);
     if (!small) test_scan(1, 2000, 3, 64, 1, 128, 1, 0);
     unsetenv("LC_MAMBA_TFWD");
+    /* the two-heads-per-block forward (LC_MAMBA_FWD=4, ssd_wg2: C / B shared by a head pair, TMA
+     * into a 3-stage ring for the output pass, B shared in a 4-stage ring for the local pass): B =
+     * 2, two groups of one pair, one-sub-chunk chunks (the rings never fill); one group of three
+     * pairs, 8 sub-chunks per chunk (the rings wrap) with a ragged last chunk and sub-chunk; three
+     * groups of one pair in chunks of 2 sub-chunks, no z; H / G odd (falls back to ssd_wg); long
+     * chunks (64 sub-chunks, the rings wrap 16-21 times) with a ragged 13-sub-chunk last chunk.
+     * Every case also runs the two segments with carried state (B = 1: the second segment's tensor
+     * maps start mid-tensor) and the backward (whose local pass is the forward's). */
+wg2:
+    setenv("LC_MAMBA_FWD", "4", 1);
+    test_scan(2, 300, 4, 64, 2, 128, 1, 1);
+    setenv("LC_MAMBA_TFWD", "512", 1);
+    test_scan(1, small ? 700 : 1500, 6, 64, 1, 128, 1, 1);
+    setenv("LC_MAMBA_TFWD", "128", 1);
+    test_scan(1, small ? 133 : 581, 6, 64, 3, 128, 0, 1);
+    unsetenv("LC_MAMBA_TFWD");
+    if (!small) test_scan(1, 300, 6, 64, 2, 128, 1, 1); /* H / G = 3: the fallback */
+    setenv("LC_MAMBA_TFWD", "4096", 1);
+    if (!small) test_scan(1, 9000, 8, 64, 1, 128, 1, 0);
+    unsetenv("LC_MAMBA_TFWD");
+    unsetenv("LC_MAMBA_FWD");
+    if (wg2_only) return t_finish();
     /* the mma.sync backward (the local dh pass ssd_dh_local, LC_MAMBA_DHL=0, and the gradient
      * kernel ssd_bwd, LC_MAMBA_BWG=0: what a plain sm_90 build runs; the defaults on sm_90a are the
      * wgmma ones): B = 2 and G = 2; 8 sub-chunks per backward chunk with a ragged last chunk and

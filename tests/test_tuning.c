@@ -112,8 +112,8 @@ int main(void) {
     unsetenv("LONGCTX_HSA_BWD");
 
     t_begin("Mamba scan forward and backward name a bad LC_MAMBA_ switch");
-    setenv("LC_MAMBA_FWD", "4", 1);
-    T_CHECK(named(mamba_scan_forward_cuda(&ms, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), "LC_MAMBA_FWD=4"), "forward: %s", lc_last_error());
+    setenv("LC_MAMBA_FWD", "9", 1);
+    T_CHECK(named(mamba_scan_forward_cuda(&ms, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), "LC_MAMBA_FWD=9"), "forward: %s", lc_last_error());
     unsetenv("LC_MAMBA_FWD");
     setenv("LC_MAMBA_TBWD", "1000", 1);
     T_CHECK(named(mamba_scan_backward_cuda(&ms, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
