@@ -487,13 +487,17 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
  * instead, rows Lp apart (attention_bwd_ws.cuh reads one tile's pairs with one tensor copy). */
 template <int D>
 __global__ void attn_bwd_dot_kernel(const bf16 *o, const bf16 *dout, float *Dv, int64_t rows, int64_t L,
-                                    int64_t HQ, const float *lse, float2 *ld, int64_t Lp) {
+                                    int64_t HQ, const float *lse, float2 *ld, int64_t Lp, float *acc) {
     constexpr int LPR = D / 8; /* lanes per row, 16 bytes each */
     const int64_t gtid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t row = gtid / LPR;
     const int part = (int)(gtid % LPR);
     float s = 0.f;
     if (row < rows) {
+        if (acc) { /* attn11: the fp32 dQ workspace zeroed here (8 floats a lane), not by a memset */
+            float4 *z = reinterpret_cast<float4 *>(acc + row * D + part * 8);
+            z[0] = z[1] = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
         const uint4 x = *reinterpret_cast<const uint4 *>(o + row * D + part * 8);
         const uint4 y = *reinterpret_cast<const uint4 *>(dout + row * D + part * 8);
         const __nv_bfloat162 *xa = reinterpret_cast<const __nv_bfloat162 *>(&x);
@@ -521,6 +525,8 @@ struct bwd_params {
     int64_t Lp;
     float *dq_acc;
     bf16 *dk, *dv;
+    bf16 *dq;    /* attn11 CV variants: dq written by the main kernel */
+    int *dq_cnt; /* CV: contributions counted per 64-row dQ box, [B*HQ][ceil(L/64)], zeroed */
     int64_t L, HQ, H, W, nkb;
     int causal;
     float scale, scale_log2;
@@ -1105,14 +1111,14 @@ lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
 
 /* attn7: the 128-query-tile backward of attention_bwd_ws.cuh (variant 18); the same fallback
  * conditions as launch_bwd_ws (L >= 128: the Q, dO boxes are 128 rows, the (lse, D) box 256 floats). */
-template <int OV>
+template <int OV, int CV>
 lc_status launch_bwd_bq(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BN = bwq_smem::BN, BM = bwq_smem::BM;
     bwd_params p = p0;
     p.nkb = (p.L + BN - 1) / BN;
     *ran = 0;
     CUtensorMap tq, tdo, tk, tv, tdq, tld;
-    if (p.L < BN || p.L < BM || p.L >= ((int64_t)1 << 30) || !p.ld || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, BM) ||
+    if (p.L < BN || p.L < BM || p.L >= ((int64_t)1 << 30) || !p.ld || (CV && !p.dq_cnt) || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, BM) ||
         !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, BM) || !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) ||
         !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN) || !ws_tensor_map(&tdq, p.dq_acc, B, p.L, p.HQ, 64, 4, 32) ||
         !ld_tensor_map(&tld, p.ld, B * p.HQ, p.L, p.Lp, 2 * BM))
@@ -1123,8 +1129,8 @@ lc_status launch_bwd_bq(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = (int)lc_tuning_int("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = bwq_smem::alloc;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_bq_kernel<OV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_bq_kernel<OV><<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_bq_kernel<OV, CV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_bq_kernel<OV, CV><<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
     cuda_check_launch("attn_bwd_bq_kernel");
     *ran = 1;
     return LC_OK;
@@ -1253,22 +1259,28 @@ extern "C" lc_status attention_fill_random_cuda(bf16_t *x, size_t n, uint64_t se
  * or the packed (lse, D) pairs [B*HQ][Lp][2] (the warp-specialised dh-64 kernel), Lp = L rounded
  * up to 4; the second region is sized for the larger. */
 static size_t bwd_ld_rows(const struct attn_shape *s) { return (size_t)((s->L + 3) & ~(int64_t)3); }
+/* the CV variants' counters: one int per 64-row dQ box per (batch, query head) */
+static size_t bwd_cnt_bytes(const struct attn_shape *s) {
+    return align256((size_t)s->B * (size_t)s->HQ * (size_t)((s->L + 63) / 64) * sizeof(int));
+}
 
 extern "C" size_t attention_backward_workspace_cuda(const struct attn_shape *s) {
     const size_t rows = (size_t)s->B * (size_t)s->L * (size_t)s->HQ;
-    return align256(rows * (size_t)s->dh * sizeof(float)) + align256((size_t)s->B * (size_t)s->HQ * bwd_ld_rows(s) * 2 * sizeof(float));
+    return align256(rows * (size_t)s->dh * sizeof(float)) + align256((size_t)s->B * (size_t)s->HQ * bwd_ld_rows(s) * 2 * sizeof(float)) +
+           bwd_cnt_bytes(s);
 }
 
-/* step 1 of the backward: D (ld == NULL) or the packed (lse, D) pairs */
+/* step 1 of the backward: D (ld == NULL) or the packed (lse, D) pairs; with acc, the fp32 dQ
+ * workspace zeroed too */
 static void bwd_dot(const struct attn_shape *s, const bf16_t *o, const bf16_t *dout, float *Dv, const float *lse, float2 *ld,
-             cudaStream_t st) {
+             cudaStream_t st, float *acc) {
     const int64_t rows = s->B * s->L * s->HQ, D = s->dh, Lp = (int64_t)bwd_ld_rows(s);
     const int64_t threads = rows * (D / 8);
     const unsigned grid = (unsigned)((threads + 255) / 256);
     const bf16 *po = reinterpret_cast<const bf16 *>(o), *pg = reinterpret_cast<const bf16 *>(dout);
-    if (D == 32) attn_bwd_dot_kernel<32><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp);
-    else if (D == 64) attn_bwd_dot_kernel<64><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp);
-    else attn_bwd_dot_kernel<128><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp);
+    if (D == 32) attn_bwd_dot_kernel<32><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp, acc);
+    else if (D == 64) attn_bwd_dot_kernel<64><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp, acc);
+    else attn_bwd_dot_kernel<128><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp, acc);
 }
 
 extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const bf16_t *q, const bf16_t *k,
@@ -1289,14 +1301,19 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     float *dq_acc = static_cast<float *>(workspace);
     float *Dv = reinterpret_cast<float *>(static_cast<char *>(workspace) + align256((size_t)rows * D * sizeof(float)));
     float2 *ld = reinterpret_cast<float2 *>(Dv); /* the same region, packed form */
-    cuda_check(cudaMemsetAsync(dq_acc, 0, (size_t)rows * D * sizeof(float), st));
+    int *cnt = reinterpret_cast<int *>(reinterpret_cast<char *>(Dv) +
+                                       align256((size_t)s->B * (size_t)s->HQ * bwd_ld_rows(s) * 2 * sizeof(float)));
+    /* attn11: LC_ATTN_BWD_ZERO 1 (default) zeroes the fp32 dQ workspace in the dot kernel, which
+     * streams the same rows (one kernel less); 0 = a memset first, as before */
+    const bool zero_in_dot = lc_tuning_int("LC_ATTN_BWD_ZERO", 1) != 0;
+    if (!zero_in_dot) cuda_check(cudaMemsetAsync(dq_acc, 0, (size_t)rows * D * sizeof(float), st));
     const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
     const bool wgmma = (D == 64 || D == 128) && lc_tuning_int("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a();
     /* the variant (see below); the warp-specialised kernels (>= 4, dh 64, L >= 128) take the packed pairs */
     int wv = (int)lc_tuning_int("LC_ATTN_WGB", D == 64 ? (narrow ? 19 : 18) : narrow ? 1 : 2);
     if (D != 64 && wv >= 4) wv = 2;
     const bool ws = wgmma && D == 64 && wv >= 4 && s->L >= 128;
-    bwd_dot(s, o, dout, Dv, lse, ws ? ld : NULL, st);
+    bwd_dot(s, o, dout, Dv, lse, ws ? ld : NULL, st, zero_in_dot ? dq_acc : NULL);
     cuda_check_launch("attn_bwd_dot_kernel");
     bwd_params p;
     p.q = reinterpret_cast<const bf16 *>(q);
@@ -1310,11 +1327,14 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     p.dq_acc = dq_acc;
     p.dk = reinterpret_cast<bf16 *>(dk);
     p.dv = reinterpret_cast<bf16 *>(dv);
+    p.dq = reinterpret_cast<bf16 *>(dq);
+    p.dq_cnt = NULL;
     p.L = s->L, p.HQ = s->HQ, p.H = s->H, p.W = s->causal ? s->W : 0, p.nkb = 0;
     p.causal = s->causal;
     p.scale = attention_scale(s);
     p.scale_log2 = p.scale * 1.4426950408889634f;
     lc_status r;
+    int fused = 0; /* dq written by the main kernel (CV variants) */
     /* run 8 (notes): 2 warpgroups with the block-reduced dQ win dense and W = 4096; one warpgroup W = 512 */
     const int var = (int)lc_tuning_int("LC_ATTN_BWD", narrow ? 1 : 0);
     if (wgmma) {
@@ -1349,8 +1369,17 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
              * notes), bwd ms at L = 1M, 16 heads, W = 512 / 4096, dense L = 64K: 7 29.70 / 140.55 /
              * 70.75, 18 30.26 / 131.38 / 67.82, 19 28.85 / 134.14 / 67.51 (again 28.96 / 134.86 /
              * 68.54): 19 is the default for W <= 1024, 18 for wider windows and dense. */
-            case 18: r = launch_bwd_bq<0>(p, s->B, st, &ran); break;
-            case 19: r = launch_bwd_bq<1>(p, s->B, st, &ran); break;
+            case 18: r = launch_bwd_bq<0, 0>(p, s->B, st, &ran); break;
+            case 19: r = launch_bwd_bq<1, 0>(p, s->B, st, &ran); break;
+            /* attn11: 25 / 26 = 19 / 18 with dq written by the main kernel (CV in
+             * attention_bwd_ws.cuh): no conversion kernel */
+            case 25:
+            case 26:
+                cuda_check(cudaMemsetAsync(cnt, 0, bwd_cnt_bytes(s), st));
+                p.dq_cnt = cnt;
+                r = wv == 25 ? launch_bwd_bq<1, 1>(p, s->B, st, &ran) : launch_bwd_bq<0, 1>(p, s->B, st, &ran);
+                fused = ran;
+                break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
             if (r != LC_OK) return r;
@@ -1358,7 +1387,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
                 wv = narrow ? 1 : 2;
                 p.ld = NULL;
                 if (ws) {
-                    bwd_dot(s, o, dout, Dv, lse, NULL, st);
+                    bwd_dot(s, o, dout, Dv, lse, NULL, st, NULL);
                     cuda_check_launch("attn_bwd_dot_kernel");
                 }
             }
@@ -1373,6 +1402,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     default: r = var == 1 ? launch_bwd<128, 4, 32>(p, s->B, st) : launch_bwd<128, 8, 32>(p, s->B, st); break;
     }
     if (r != LC_OK) return r;
+    if (fused) return LC_OK;
     const int64_t n4 = rows * D / 4;
     attn_bwd_dq_kernel<<<(unsigned)((n4 + 255) / 256), 256, 0, st>>>(dq_acc, reinterpret_cast<bf16 *>(dq), n4, p.scale);
     cuda_check_launch("attn_bwd_dq_kernel");
