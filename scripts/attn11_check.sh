@@ -10,8 +10,9 @@ set -u
 out=$1 sha=$2
 t0=$(date +%s); el() { echo "[$(( $(date +%s)-t0 )) s] $*"; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-timeout ${TEST_S:-100} build/tests/gpu_attention > $out/test.log 2>&1; el "gpu_attention rc $?"
+timeout ${TEST_S:-120} build/tests/gpu_attention > $out/test.log 2>&1; rc=$?; el "gpu_attention rc $rc"
 echo "  PASS $(grep -c '^PASS' $out/test.log) FAIL $(grep -c '^FAIL' $out/test.log)"; grep -A3 '^FAIL' $out/test.log | head -20
+[ $rc = 124 ] && { grep -c '^PASS' $out/test.log; tail -3 $out/test.log; exit 1; } # a hang: stop here
 timeout ${SAN_S:-60} compute-sanitizer --tool racecheck build/tests/gpu_attention --small > $out/san_racecheck.log 2>&1; el "racecheck rc $?"
 grep -E "SUMMARY" $out/san_racecheck.log; echo "  PASS $(grep -c '^PASS' $out/san_racecheck.log) FAIL $(grep -c '^FAIL' $out/san_racecheck.log)"
 P512="swa,bwd,1,131072,16,16,64,512 swa,bwd,1,1048576,16,16,64,512"
