@@ -487,17 +487,13 @@ __global__ void __launch_bounds__(NWG * 128) attn_fwd_wgmma_kernel(const fwd_par
  * instead, rows Lp apart (attention_bwd_ws.cuh reads one tile's pairs with one tensor copy). */
 template <int D>
 __global__ void attn_bwd_dot_kernel(const bf16 *o, const bf16 *dout, float *Dv, int64_t rows, int64_t L,
-                                    int64_t HQ, const float *lse, float2 *ld, int64_t Lp, float *acc) {
+                                    int64_t HQ, const float *lse, float2 *ld, int64_t Lp) {
     constexpr int LPR = D / 8; /* lanes per row, 16 bytes each */
     const int64_t gtid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t row = gtid / LPR;
     const int part = (int)(gtid % LPR);
     float s = 0.f;
     if (row < rows) {
-        if (acc) { /* attn11: the fp32 dQ workspace zeroed here (8 floats a lane), not by a memset */
-            float4 *z = reinterpret_cast<float4 *>(acc + row * D + part * 8);
-            z[0] = z[1] = make_float4(0.f, 0.f, 0.f, 0.f);
-        }
         const uint4 x = *reinterpret_cast<const uint4 *>(o + row * D + part * 8);
         const uint4 y = *reinterpret_cast<const uint4 *>(dout + row * D + part * 8);
         const __nv_bfloat162 *xa = reinterpret_cast<const __nv_bfloat162 *>(&x);
@@ -1270,17 +1266,16 @@ extern "C" size_t attention_backward_workspace_cuda(const struct attn_shape *s) 
            bwd_cnt_bytes(s);
 }
 
-/* step 1 of the backward: D (ld == NULL) or the packed (lse, D) pairs; with acc, the fp32 dQ
- * workspace zeroed too */
+/* step 1 of the backward: D (ld == NULL) or the packed (lse, D) pairs */
 static void bwd_dot(const struct attn_shape *s, const bf16_t *o, const bf16_t *dout, float *Dv, const float *lse, float2 *ld,
-             cudaStream_t st, float *acc) {
+             cudaStream_t st) {
     const int64_t rows = s->B * s->L * s->HQ, D = s->dh, Lp = (int64_t)bwd_ld_rows(s);
     const int64_t threads = rows * (D / 8);
     const unsigned grid = (unsigned)((threads + 255) / 256);
     const bf16 *po = reinterpret_cast<const bf16 *>(o), *pg = reinterpret_cast<const bf16 *>(dout);
-    if (D == 32) attn_bwd_dot_kernel<32><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp, acc);
-    else if (D == 64) attn_bwd_dot_kernel<64><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp, acc);
-    else attn_bwd_dot_kernel<128><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp, acc);
+    if (D == 32) attn_bwd_dot_kernel<32><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp);
+    else if (D == 64) attn_bwd_dot_kernel<64><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp);
+    else attn_bwd_dot_kernel<128><<<grid, 256, 0, st>>>(po, pg, Dv, rows, s->L, s->HQ, lse, ld, Lp);
 }
 
 extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const bf16_t *q, const bf16_t *k,
@@ -1303,18 +1298,22 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     float2 *ld = reinterpret_cast<float2 *>(Dv); /* the same region, packed form */
     int *cnt = reinterpret_cast<int *>(reinterpret_cast<char *>(Dv) +
                                        align256((size_t)s->B * (size_t)s->HQ * bwd_ld_rows(s) * 2 * sizeof(float)));
-    /* attn11: LC_ATTN_BWD_ZERO 1 (default) zeroes the fp32 dQ workspace in the dot kernel, which
-     * streams the same rows (one kernel less); 0 = a memset first, as before */
-    const bool zero_in_dot = lc_tuning_int("LC_ATTN_BWD_ZERO", 1) != 0;
-    if (!zero_in_dot) cuda_check(cudaMemsetAsync(dq_acc, 0, (size_t)rows * D * sizeof(float), st));
+    /* LC_ATTN_BWD_STAGES (attn9's timer, attn11; scripts/attention_bench.c --stages only: the results
+     * are wrong with anything but 15): a bit mask of the stages that run, 1 the memset of the fp32 dQ
+     * workspace, 2 the dot kernel, 4 the main kernel (with variant 25's counter memset), 8
+     * attn_bwd_dq_kernel, so each can be timed alone */
+    const int stages = (int)lc_tuning_int("LC_ATTN_BWD_STAGES", 15);
+    if (stages & 1) cuda_check(cudaMemsetAsync(dq_acc, 0, (size_t)rows * D * sizeof(float), st));
     const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
     const bool wgmma = (D == 64 || D == 128) && lc_tuning_int("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a();
     /* the variant (see below); the warp-specialised kernels (>= 4, dh 64, L >= 128) take the packed pairs */
     int wv = (int)lc_tuning_int("LC_ATTN_WGB", D == 64 ? (narrow ? 19 : 18) : narrow ? 1 : 2);
     if (D != 64 && wv >= 4) wv = 2;
     const bool ws = wgmma && D == 64 && wv >= 4 && s->L >= 128;
-    bwd_dot(s, o, dout, Dv, lse, ws ? ld : NULL, st, zero_in_dot ? dq_acc : NULL);
-    cuda_check_launch("attn_bwd_dot_kernel");
+    if (stages & 2) {
+        bwd_dot(s, o, dout, Dv, lse, ws ? ld : NULL, st);
+        cuda_check_launch("attn_bwd_dot_kernel");
+    }
     bwd_params p;
     p.q = reinterpret_cast<const bf16 *>(q);
     p.k = reinterpret_cast<const bf16 *>(k);
@@ -1333,11 +1332,12 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     p.causal = s->causal;
     p.scale = attention_scale(s);
     p.scale_log2 = p.scale * 1.4426950408889634f;
-    lc_status r;
-    int fused = 0; /* dq written by the main kernel (CV variants) */
+    lc_status r = LC_OK;
+    int fused = 0; /* dq written by the main kernel (variant 25) */
     /* run 8 (notes): 2 warpgroups with the block-reduced dQ win dense and W = 4096; one warpgroup W = 512 */
     const int var = (int)lc_tuning_int("LC_ATTN_BWD", narrow ? 1 : 0);
-    if (wgmma) {
+    if (!(stages & 4)) fused = wv == 25 || wv == 26; /* the main kernel not timed (25 has no dq stage) */
+    else if (wgmma) {
         /* 1: one warpgroup, 64 keys per block; 2: two warpgroups, 128 keys, dQ reduced over the
          * block before the atomics; 3: two warpgroups, dQ atomics per warpgroup (first version) */
         /* 4..8: the warp-specialised kernel of attention_bwd_ws.cuh (dh 64 only; dh 128 takes 2):
@@ -1371,13 +1371,13 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
              * 68.54): 19 is the default for W <= 1024, 18 for wider windows and dense. */
             case 18: r = launch_bwd_bq<0, 0>(p, s->B, st, &ran); break;
             case 19: r = launch_bwd_bq<1, 0>(p, s->B, st, &ran); break;
-            /* attn11: 25 / 26 = 19 / 18 with dq written by the main kernel (CV in
-             * attention_bwd_ws.cuh): no conversion kernel */
+            /* attn11: 25 = 19 with dq written by the main kernel (CV in attention_bwd_ws.cuh): no
+             * conversion kernel */
             case 25:
-            case 26:
+            case 26: /* 26: 25 without the async-proxy fence before the count (a test of its cost) */
                 cuda_check(cudaMemsetAsync(cnt, 0, bwd_cnt_bytes(s), st));
                 p.dq_cnt = cnt;
-                r = wv == 25 ? launch_bwd_bq<1, 1>(p, s->B, st, &ran) : launch_bwd_bq<0, 1>(p, s->B, st, &ran);
+                r = wv == 25 ? launch_bwd_bq<1, 1>(p, s->B, st, &ran) : launch_bwd_bq<1, 2>(p, s->B, st, &ran);
                 fused = ran;
                 break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
@@ -1387,7 +1387,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
                 wv = narrow ? 1 : 2;
                 p.ld = NULL;
                 if (ws) {
-                    bwd_dot(s, o, dout, Dv, lse, NULL, st, NULL);
+                    bwd_dot(s, o, dout, Dv, lse, NULL, st);
                     cuda_check_launch("attn_bwd_dot_kernel");
                 }
             }
@@ -1402,7 +1402,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     default: r = var == 1 ? launch_bwd<128, 4, 32>(p, s->B, st) : launch_bwd<128, 8, 32>(p, s->B, st); break;
     }
     if (r != LC_OK) return r;
-    if (fused) return LC_OK;
+    if (fused || !(stages & 8)) return LC_OK;
     const int64_t n4 = rows * D / 4;
     attn_bwd_dq_kernel<<<(unsigned)((n4 + 255) / 256), 256, 0, st>>>(dq_acc, reinterpret_cast<bf16 *>(dq), n4, p.scale);
     cuda_check_launch("attn_bwd_dq_kernel");

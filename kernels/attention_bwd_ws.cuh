@@ -526,8 +526,8 @@ struct bwq_smem {
     static constexpr int CVQ = 4;                        /* CV: boxes queued per consumer warpgroup */
     static constexpr size_t BARS = 8 * (4 + 2 * STAGES);
     /* CV (attn11): 2 dQ-staged + 2 dQ-free barriers, 2 staged-tile records, 2 rings of CVQ boxes with
-     * a full and an empty barrier each */
-    static constexpr size_t CVX = 32 + 2 * 16 + 2 * CVQ * 16 + 2 * CVQ * 16;
+     * a full and an empty barrier each, 2 x 2 records of tiles whose adds may still run */
+    static constexpr size_t CVX = 32 + 2 * 16 + 2 * CVQ * 16 + 2 * CVQ * 16 + 4 * 16;
     static constexpr size_t total = 4 * KV1 + STAGES * SLOT + 2 * DS1 + 2 * DQ1 + STAGES * LD1 + BARS + CVX;
     static constexpr size_t alloc = total + 1024 < 232448 ? total + 1024 : 232448;
     static_assert(total <= 232448 - 512, "shared memory per block");
@@ -593,26 +593,43 @@ __device__ __forceinline__ void bq_cv_push(int4 *ring, uint32_t cvb, int cw, int
     ring[cw * CVQ + i] = make_int4(b, a, qr, 0);
     sm90::mbar_arrive(cvb + 8 * (cw * CVQ + i));
 }
+/* a tile's adds are done (written): count them in its box; the block that completes the box queues it */
+template <int CV>
+__device__ __forceinline__ void bq_cv_done(const bwd_params &p, int64_t nbox, int4 e, int4 *ring, uint32_t cvb, int cw, int &head) {
+    if (CV == 1) asm volatile("fence.proxy.async.global;\n" ::: "memory"); /* 26 (CV 2): without it */
+    __threadfence();
+    if (atomicAdd(p.dq_cnt + ((int64_t)e.x * p.HQ + e.y) * nbox + e.z / 64, 1) == e.w - 1) {
+        __threadfence();
+        bq_cv_push(ring, cvb, cw, head++, e.x, e.y, e.z);
+    }
+}
+/* Lane 0 of producer warp 1 + cw: per staged tile n, its two reduce-adds, the staging buffer freed
+ * once they have read it, and the tile n - 1 counted once its adds are done (one tile late, so the
+ * wait for their completion is normally over before it starts) */
+template <int CV>
 __device__ __forceinline__ void bq_cv_issue(const bwd_params &p, const CUtensorMap *tdq, int cw, uint32_t src, uint32_t b_dqfull,
-                                            uint32_t b_dqfree, const int4 *info, int4 *ring, uint32_t cvb) {
+                                            uint32_t b_dqfree, const int4 *info, int4 *pend, int4 *ring, uint32_t cvb) {
     const int64_t nbox = (p.L + 63) / 64;
     int head = 0;
-    for (uint32_t n = 0;; n++) {
+    uint32_t n = 0;
+    for (;; n++) {
         sm90::mbar_wait(b_dqfull + 8 * cw, n & 1);
         const int4 e = info[cw]; /* b, a, qr, contributions */
         if (e.z < 0) break;      /* the warpgroup is done */
         sm90::tma_reduce_add_4d(tdq, src, 0, e.y, e.z, e.x);
         sm90::tma_reduce_add_4d(tdq, src + 8192, 32, e.y, e.z, e.x);
         sm90::bulk_commit();
+        pend[2 * cw + (n & 1)] = e;
         sm90::bulk_wait_read<0>();
         sm90::mbar_arrive(b_dqfree + 8 * cw); /* the staging buffer may be refilled */
-        sm90::bulk_wait_all();                /* the adds are done (written) */
-        asm volatile("fence.proxy.async.global;\n" ::: "memory");
-        __threadfence();
-        if (atomicAdd(p.dq_cnt + ((int64_t)e.x * p.HQ + e.y) * nbox + e.z / 64, 1) == e.w - 1) { /* the box is complete */
-            __threadfence();
-            bq_cv_push(ring, cvb, cw, head++, e.x, e.y, e.z);
+        if (n > 0) {
+            asm volatile("cp.async.bulk.wait_group 1;\n" ::: "memory"); /* the adds of tile n - 1 are done */
+            bq_cv_done<CV>(p, nbox, pend[2 * cw + ((n - 1) & 1)], ring, cvb, cw, head);
         }
+    }
+    if (n > 0) {
+        sm90::bulk_wait_all();
+        bq_cv_done<CV>(p, nbox, pend[2 * cw + ((n - 1) & 1)], ring, cvb, cw, head);
     }
     bq_cv_push(ring, cvb, cw, head, 0, 0, -1);
 }
@@ -633,8 +650,7 @@ __device__ __forceinline__ void bq_cv_convert(const bwd_params &p, const int4 *r
         const int t = c ? t1 : t0, slot = c * CVQ + t % CVQ;
         sm90::mbar_wait(cvb + 8 * slot, (t / CVQ) & 1); /* complete: every lane acquires the record */
         const int4 e = ring[slot];
-        __syncwarp();
-        if (lane == 0) sm90::mbar_arrive(cvb + 8 * (2 * CVQ + slot));
+        sm90::mbar_arrive(cvb + 8 * (2 * CVQ + slot)); /* every lane has read the record */
         if (c) t1++;
         else t0++;
         if (e.z < 0) {
@@ -684,6 +700,7 @@ __global__ void __launch_bounds__(384, 1)
     int4 *cvInfo = reinterpret_cast<int4 *>(sLD + STAGES * SM::LD1 + SM::BARS + 32); /* [2] staged tile */
     int4 *cvRing = cvInfo + 2;                                                        /* [2][CVQ] full boxes */
     const uint32_t cvb = smem_u32(cvRing + 2 * SM::CVQ);                              /* their barriers */
+    int4 *cvPend = cvRing + 4 * SM::CVQ; /* [2][2] tiles whose adds may still run (after the barriers) */
 
     const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
     const int64_t L = p.L, HQ = p.HQ, H = p.H, G = HQ / H, W = p.W;
@@ -697,7 +714,7 @@ __global__ void __launch_bounds__(384, 1)
             }
         }
         if (CV)
-            for (int i = 0; i < 4 * SM::CVQ; i++) sm90::mbar_init(cvb + 8 * i, 1); /* full: the issuing lane; empty: converter lane 0 */
+            for (int i = 0; i < 4 * SM::CVQ; i++) sm90::mbar_init(cvb + 8 * i, i < 2 * SM::CVQ ? 1 : 32); /* full: the issuing lane; empty: the converter warp */
         for (int s = 0; s < STAGES; s++) {
             sm90::mbar_init(b_full + 8 * s, 1);
             sm90::mbar_init(b_empty + 8 * s, 8);
@@ -732,7 +749,7 @@ __global__ void __launch_bounds__(384, 1)
                     }
             }
         } else if (CV && (warp == 1 || warp == 2) && lane == 0) {
-            bq_cv_issue(p, &tdq, warp - 1, smem_u32(sdQ + (warp - 1) * SM::DQ1), b_dqfull, b_dqfree, cvInfo, cvRing, cvb);
+            bq_cv_issue<CV>(p, &tdq, warp - 1, smem_u32(sdQ + (warp - 1) * SM::DQ1), b_dqfull, b_dqfree, cvInfo, cvPend, cvRing, cvb);
         } else if (CV && warp == 3) {
             bq_cv_convert(p, cvRing, cvb, lane);
         }
@@ -859,7 +876,7 @@ __global__ void __launch_bounds__(384, 1)
                         bws_stage_dq(myDQ, dQ, rrow, tg);
                         sm90::fence_proxy_async();
                         if (tid % 128 == 0) /* the tile and the number of key blocks that add into its box */
-                            cvInfo[cw] = make_int4(b, a, qr, (!p.causal ? nkb : Wi > 0 ? min(q0 / BN, (BN - 1 + Wi) / BN) : q0 / BN) + 1);
+                            cvInfo[cw] = make_int4(b, a, qr, !p.causal ? nkb : (Wi > 0 ? min(q0 / BN, (BN - 1 + Wi) / BN) : q0 / BN) + 1);
                         sm90::mbar_arrive(b_dqfull + 8 * cw);
                         nst++;
                     }

@@ -309,8 +309,8 @@ static void check_ws_forward(void) {
  * case (with the default backward, or LC_ATTN_WGB as set by the caller). */
 static void check_ws_backward(int small, const char *only) {
     /* 18, 19: attn7 (128-query tiles, the defaults; 19 with the MMAs under the softmax steps);
-     * 25, 26: attn11 (19, 18 with dq written by the main kernel: per-box counters, producer warps
-     * issue the dQ reduce-adds and convert complete boxes); attn6's 15-17 were removed in attn7 */
+     * 25: attn11 (19 with dq written by the main kernel: per-box counters, producer warps issue
+     * the dQ reduce-adds and convert complete boxes; 26 = 25 without the async-proxy fence); attn6's 15-17 were removed in attn7 */
     static const char *wsb[] = {"4", "5", "6", "7", "8", "18", "19", "25", "26"};
     char nm[9][96];
     for (int i = 0; i < (int)(sizeof wsb / sizeof wsb[0]); i++) {
