@@ -521,8 +521,6 @@ struct bwd_params {
     int64_t Lp;
     float *dq_acc;
     bf16 *dk, *dv;
-    bf16 *dq;    /* attn11 CV variants: dq written by the main kernel */
-    int *dq_cnt; /* CV: contributions counted per 64-row dQ box, [B*HQ][ceil(L/64)], zeroed */
     int64_t L, HQ, H, W, nkb;
     int causal;
     float scale, scale_log2;
@@ -1107,14 +1105,14 @@ lc_status launch_bwd_ws(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
 
 /* attn7: the 128-query-tile backward of attention_bwd_ws.cuh (variant 18); the same fallback
  * conditions as launch_bwd_ws (L >= 128: the Q, dO boxes are 128 rows, the (lse, D) box 256 floats). */
-template <int OV, int CV>
+template <int OV>
 lc_status launch_bwd_bq(const bwd_params &p0, int64_t B, cudaStream_t st, int *ran) {
     constexpr int BN = bwq_smem::BN, BM = bwq_smem::BM;
     bwd_params p = p0;
     p.nkb = (p.L + BN - 1) / BN;
     *ran = 0;
     CUtensorMap tq, tdo, tk, tv, tdq, tld;
-    if (p.L < BN || p.L < BM || p.L >= ((int64_t)1 << 30) || !p.ld || (CV && !p.dq_cnt) || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, BM) ||
+    if (p.L < BN || p.L < BM || p.L >= ((int64_t)1 << 30) || !p.ld || !ws_tensor_map(&tq, p.q, B, p.L, p.HQ, BM) ||
         !ws_tensor_map(&tdo, p.dout, B, p.L, p.HQ, BM) || !ws_tensor_map(&tk, p.k, B, p.L, p.H, BN) ||
         !ws_tensor_map(&tv, p.v, B, p.L, p.H, BN) || !ws_tensor_map(&tdq, p.dq_acc, B, p.L, p.HQ, 64, 4, 32) ||
         !ld_tensor_map(&tld, p.ld, B * p.HQ, p.L, p.Lp, 2 * BM))
@@ -1125,8 +1123,8 @@ lc_status launch_bwd_bq(const bwd_params &p0, int64_t B, cudaStream_t st, int *r
     const int cap = (int)lc_tuning_int("LC_ATTN_WS_GRID", 0); /* tests: few blocks, many items each */
     if (cap > 0 && cap < grid) grid = cap;
     const size_t smem = bwq_smem::alloc;
-    cuda_check(cudaFuncSetAttribute(attn_bwd_bq_kernel<OV, CV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attn_bwd_bq_kernel<OV, CV><<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
+    cuda_check(cudaFuncSetAttribute(attn_bwd_bq_kernel<OV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attn_bwd_bq_kernel<OV><<<(unsigned)grid, 384, smem, st>>>(p, tq, tdo, tk, tv, tdq, tld, nitems);
     cuda_check_launch("attn_bwd_bq_kernel");
     *ran = 1;
     return LC_OK;
@@ -1255,15 +1253,10 @@ extern "C" lc_status attention_fill_random_cuda(bf16_t *x, size_t n, uint64_t se
  * or the packed (lse, D) pairs [B*HQ][Lp][2] (the warp-specialised dh-64 kernel), Lp = L rounded
  * up to 4; the second region is sized for the larger. */
 static size_t bwd_ld_rows(const struct attn_shape *s) { return (size_t)((s->L + 3) & ~(int64_t)3); }
-/* the CV variants' counters: one int per 64-row dQ box per (batch, query head) */
-static size_t bwd_cnt_bytes(const struct attn_shape *s) {
-    return align256((size_t)s->B * (size_t)s->HQ * (size_t)((s->L + 63) / 64) * sizeof(int));
-}
 
 extern "C" size_t attention_backward_workspace_cuda(const struct attn_shape *s) {
     const size_t rows = (size_t)s->B * (size_t)s->L * (size_t)s->HQ;
-    return align256(rows * (size_t)s->dh * sizeof(float)) + align256((size_t)s->B * (size_t)s->HQ * bwd_ld_rows(s) * 2 * sizeof(float)) +
-           bwd_cnt_bytes(s);
+    return align256(rows * (size_t)s->dh * sizeof(float)) + align256((size_t)s->B * (size_t)s->HQ * bwd_ld_rows(s) * 2 * sizeof(float));
 }
 
 /* step 1 of the backward: D (ld == NULL) or the packed (lse, D) pairs */
@@ -1296,11 +1289,9 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     float *dq_acc = static_cast<float *>(workspace);
     float *Dv = reinterpret_cast<float *>(static_cast<char *>(workspace) + align256((size_t)rows * D * sizeof(float)));
     float2 *ld = reinterpret_cast<float2 *>(Dv); /* the same region, packed form */
-    int *cnt = reinterpret_cast<int *>(reinterpret_cast<char *>(Dv) +
-                                       align256((size_t)s->B * (size_t)s->HQ * bwd_ld_rows(s) * 2 * sizeof(float)));
-    /* LC_ATTN_BWD_STAGES (attn9's timer, attn11; scripts/attention_bench.c --stages only: the results
-     * are wrong with anything but 15): a bit mask of the stages that run, 1 the memset of the fp32 dQ
-     * workspace, 2 the dot kernel, 4 the main kernel (with variant 25's counter memset), 8
+    /* LC_ATTN_BWD_STAGES (attn9's per-stage timer, kept by attn11; for scripts/attention_bench.c
+     * --stages only: the results are wrong with anything but 15): a bit mask of the stages that run,
+     * 1 the memset of the fp32 dQ workspace, 2 the dot kernel, 4 the main kernel, 8
      * attn_bwd_dq_kernel, so each can be timed alone */
     const int stages = (int)lc_tuning_int("LC_ATTN_BWD_STAGES", 15);
     if (stages & 1) cuda_check(cudaMemsetAsync(dq_acc, 0, (size_t)rows * D * sizeof(float), st));
@@ -1326,18 +1317,16 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     p.dq_acc = dq_acc;
     p.dk = reinterpret_cast<bf16 *>(dk);
     p.dv = reinterpret_cast<bf16 *>(dv);
-    p.dq = reinterpret_cast<bf16 *>(dq);
-    p.dq_cnt = NULL;
     p.L = s->L, p.HQ = s->HQ, p.H = s->H, p.W = s->causal ? s->W : 0, p.nkb = 0;
     p.causal = s->causal;
     p.scale = attention_scale(s);
     p.scale_log2 = p.scale * 1.4426950408889634f;
     lc_status r = LC_OK;
-    int fused = 0; /* dq written by the main kernel (variant 25) */
     /* run 8 (notes): 2 warpgroups with the block-reduced dQ win dense and W = 4096; one warpgroup W = 512 */
     const int var = (int)lc_tuning_int("LC_ATTN_BWD", narrow ? 1 : 0);
-    if (!(stages & 4)) fused = wv == 25 || wv == 26; /* the main kernel not timed (25 has no dq stage) */
-    else if (wgmma) {
+    if (!(stages & 4)) {
+        /* the main kernel not timed */
+    } else if (wgmma) {
         /* 1: one warpgroup, 64 keys per block; 2: two warpgroups, 128 keys, dQ reduced over the
          * block before the atomics; 3: two warpgroups, dQ atomics per warpgroup (first version) */
         /* 4..8: the warp-specialised kernel of attention_bwd_ws.cuh (dh 64 only; dh 128 takes 2):
@@ -1369,17 +1358,8 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
              * notes), bwd ms at L = 1M, 16 heads, W = 512 / 4096, dense L = 64K: 7 29.70 / 140.55 /
              * 70.75, 18 30.26 / 131.38 / 67.82, 19 28.85 / 134.14 / 67.51 (again 28.96 / 134.86 /
              * 68.54): 19 is the default for W <= 1024, 18 for wider windows and dense. */
-            case 18: r = launch_bwd_bq<0, 0>(p, s->B, st, &ran); break;
-            case 19: r = launch_bwd_bq<1, 0>(p, s->B, st, &ran); break;
-            /* attn11: 25 = 19 with dq written by the main kernel (CV in attention_bwd_ws.cuh): no
-             * conversion kernel */
-            case 25:
-            case 26: /* 26: 25 without the async-proxy fence before the count (a test of its cost) */
-                cuda_check(cudaMemsetAsync(cnt, 0, bwd_cnt_bytes(s), st));
-                p.dq_cnt = cnt;
-                r = wv == 25 ? launch_bwd_bq<1, 1>(p, s->B, st, &ran) : launch_bwd_bq<1, 2>(p, s->B, st, &ran);
-                fused = ran;
-                break;
+            case 18: r = launch_bwd_bq<0>(p, s->B, st, &ran); break;
+            case 19: r = launch_bwd_bq<1>(p, s->B, st, &ran); break;
             default: r = launch_bwd_ws<2, 1, 3, 1, 0>(p, s->B, st, &ran); break;
             }
             if (r != LC_OK) return r;
@@ -1402,7 +1382,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     default: r = var == 1 ? launch_bwd<128, 4, 32>(p, s->B, st) : launch_bwd<128, 8, 32>(p, s->B, st); break;
     }
     if (r != LC_OK) return r;
-    if (fused || !(stages & 8)) return LC_OK;
+    if (!(stages & 8)) return LC_OK;
     const int64_t n4 = rows * D / 4;
     attn_bwd_dq_kernel<<<(unsigned)((n4 + 255) / 256), 256, 0, st>>>(dq_acc, reinterpret_cast<bf16 *>(dq), n4, p.scale);
     cuda_check_launch("attn_bwd_dq_kernel");

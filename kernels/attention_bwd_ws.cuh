@@ -523,14 +523,9 @@ struct bwq_smem {
     static constexpr size_t DS1 = (size_t)BN * BM * 2;   /* one dS^T buffer: [2 query panels][BN x 128 B] */
     static constexpr size_t DQ1 = 64 * 64 * 4;           /* one warpgroup's dQ: [2 column panels][64 x 128 B] */
     static constexpr size_t LD1 = (size_t)BM * 8;        /* one slot's (lse, D) pairs */
-    static constexpr int CVQ = 4;                        /* CV: boxes queued per consumer warpgroup */
-    static constexpr size_t BARS = 8 * (4 + 2 * STAGES);
-    /* CV (attn11): 2 dQ-staged + 2 dQ-free barriers, 2 staged-tile records, 2 rings of CVQ boxes with
-     * a full and an empty barrier each, 2 x 2 records of tiles whose adds may still run */
-    static constexpr size_t CVX = 32 + 2 * 16 + 2 * CVQ * 16 + 2 * CVQ * 16 + 4 * 16;
-    static constexpr size_t total = 4 * KV1 + STAGES * SLOT + 2 * DS1 + 2 * DQ1 + STAGES * LD1 + BARS + CVX;
+    static constexpr size_t total = 4 * KV1 + STAGES * SLOT + 2 * DS1 + 2 * DQ1 + STAGES * LD1 + 8 * (4 + 2 * STAGES);
     static constexpr size_t alloc = total + 1024 < 232448 ? total + 1024 : 232448;
-    static_assert(total <= 232448 - 512, "shared memory per block");
+    static_assert(total <= 232448 - 960, "shared memory per block");
 };
 
 /* attn_bwd_bq_kernel's dS^T store: this thread's two key rows (srow, srow + 8) of dS^T into both
@@ -566,116 +561,7 @@ __device__ __forceinline__ void bq_issue_dq(float (&dQ)[32], unsigned char *dsT,
         sm90::ss_n64_tt(dQ, sm90::desc_mn(dsA + kk * 16 * 128), sm90::desc_mn(kBlk + kk * 16 * 128));
 }
 
-/* CV (attn11, LC_ATTN_WGB 25 / 26 = 19 / 18 + CV): dq written by the main kernel, without the
- * conversion kernel's pass over the 4 B/element fp32 workspace in DRAM. The consumer warpgroups no
- * longer issue the dQ reduce-adds: they stage dQ, record the tile (b, a, query row qr, number of
- * key blocks that add into it) and arrive on their dQ-staged barrier. Lane 0 of producer warp 1 + w
- * (bq_cv_issue) issues warpgroup w's two reduce-adds, frees the staging buffer once they have read
- * it, waits for their writes, and counts the 64-row box's contributions in a global counter
- * (zeroed by the host); the block that brings a box to its full count queues it for producer warp 3
- * (bq_cv_convert), which reads the box from L2 (just written) and writes dq = bf16(scale * dQ).
- * All the waits on the reduce-adds' completion (the cost of attn9's fused epilogue, where the
- * consumers waited) run in the otherwise idle producer warps. */
-/* the CV queues: ring[w][CVQ] box records (b, a, qr; qr < 0 ends warpgroup w's queue) with full and
- * empty barriers cvb + 8 (w CVQ + i) and cvb + 8 (2 CVQ + w CVQ + i) */
-__device__ __forceinline__ bool bq_test_wait(uint32_t bar, uint32_t parity) {
-    uint32_t done;
-    asm volatile("{\n.reg .pred p;\nmbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-                 : "=r"(done)
-                 : "r"(bar), "r"(parity)
-                 : "memory");
-    return done != 0;
-}
-__device__ __forceinline__ void bq_cv_push(int4 *ring, uint32_t cvb, int cw, int head, int b, int a, int qr) {
-    constexpr int CVQ = bwq_smem::CVQ;
-    const int i = head % CVQ;
-    sm90::mbar_wait(cvb + 8 * (2 * CVQ + cw * CVQ + i), ((head / CVQ) & 1) ^ 1); /* the converter has read it */
-    ring[cw * CVQ + i] = make_int4(b, a, qr, 0);
-    sm90::mbar_arrive(cvb + 8 * (cw * CVQ + i));
-}
-/* a tile's adds are done (written): count them in its box; the block that completes the box queues it */
-template <int CV>
-__device__ __forceinline__ void bq_cv_done(const bwd_params &p, int64_t nbox, int4 e, int4 *ring, uint32_t cvb, int cw, int &head) {
-    if (CV == 1) asm volatile("fence.proxy.async.global;\n" ::: "memory"); /* 26 (CV 2): without it */
-    __threadfence();
-    if (atomicAdd(p.dq_cnt + ((int64_t)e.x * p.HQ + e.y) * nbox + e.z / 64, 1) == e.w - 1) {
-        __threadfence();
-        bq_cv_push(ring, cvb, cw, head++, e.x, e.y, e.z);
-    }
-}
-/* Lane 0 of producer warp 1 + cw: per staged tile n, its two reduce-adds, the staging buffer freed
- * once they have read it, and the tile n - 1 counted once its adds are done (one tile late, so the
- * wait for their completion is normally over before it starts) */
-template <int CV>
-__device__ __forceinline__ void bq_cv_issue(const bwd_params &p, const CUtensorMap *tdq, int cw, uint32_t src, uint32_t b_dqfull,
-                                            uint32_t b_dqfree, const int4 *info, int4 *pend, int4 *ring, uint32_t cvb) {
-    const int64_t nbox = (p.L + 63) / 64;
-    int head = 0;
-    uint32_t n = 0;
-    for (;; n++) {
-        sm90::mbar_wait(b_dqfull + 8 * cw, n & 1);
-        const int4 e = info[cw]; /* b, a, qr, contributions */
-        if (e.z < 0) break;      /* the warpgroup is done */
-        sm90::tma_reduce_add_4d(tdq, src, 0, e.y, e.z, e.x);
-        sm90::tma_reduce_add_4d(tdq, src + 8192, 32, e.y, e.z, e.x);
-        sm90::bulk_commit();
-        pend[2 * cw + (n & 1)] = e;
-        sm90::bulk_wait_read<0>();
-        sm90::mbar_arrive(b_dqfree + 8 * cw); /* the staging buffer may be refilled */
-        if (n > 0) {
-            asm volatile("cp.async.bulk.wait_group 1;\n" ::: "memory"); /* the adds of tile n - 1 are done */
-            bq_cv_done<CV>(p, nbox, pend[2 * cw + ((n - 1) & 1)], ring, cvb, cw, head);
-        }
-    }
-    if (n > 0) {
-        sm90::bulk_wait_all();
-        bq_cv_done<CV>(p, nbox, pend[2 * cw + ((n - 1) & 1)], ring, cvb, cw, head);
-    }
-    bq_cv_push(ring, cvb, cw, head, 0, 0, -1);
-}
-__device__ __forceinline__ void bq_cv_convert(const bwd_params &p, const int4 *ring, uint32_t cvb, int lane) {
-    constexpr int CVQ = bwq_smem::CVQ;
-    int t0 = 0, t1 = 0, live = 3; /* boxes taken from each queue; queues not ended */
-    while (live) {
-        int c = -1;
-        if (lane == 0) {
-            if ((live & 1) && bq_test_wait(cvb + 8 * (t0 % CVQ), (t0 / CVQ) & 1)) c = 0;
-            else if ((live & 2) && bq_test_wait(cvb + 8 * (CVQ + t1 % CVQ), (t1 / CVQ) & 1)) c = 1;
-        }
-        c = __shfl_sync(0xffffffffu, c, 0);
-        if (c < 0) {
-            __nanosleep(256);
-            continue;
-        }
-        const int t = c ? t1 : t0, slot = c * CVQ + t % CVQ;
-        sm90::mbar_wait(cvb + 8 * slot, (t / CVQ) & 1); /* complete: every lane acquires the record */
-        const int4 e = ring[slot];
-        sm90::mbar_arrive(cvb + 8 * (2 * CVQ + slot)); /* every lane has read the record */
-        if (c) t1++;
-        else t0++;
-        if (e.z < 0) {
-            live &= ~(1 << c);
-            continue;
-        }
-        __threadfence();
-        /* rows qr .. qr+63 (those < L) of query head a: 16 lanes x 4 floats a row, two rows at a time */
-        const int64_t o = (((int64_t)e.x * p.L + e.z) * p.HQ + e.y) * 64 + 4 * (lane % 16);
-        const float *src = p.dq_acc + o;
-        bf16 *dst = p.dq + o;
-        const int rs = (int)p.HQ * 64, nrow = (int)min((int64_t)64, p.L - e.z);
-        const float sc = p.scale;
-#pragma unroll 2
-        for (int i = lane / 16; i < nrow; i += 2) {
-            const float4 x = __ldcg(reinterpret_cast<const float4 *>(src + i * rs));
-            uint2 y;
-            y.x = pack_bf16(x.x * sc, x.y * sc);
-            y.y = pack_bf16(x.z * sc, x.w * sc);
-            *reinterpret_cast<uint2 *>(dst + i * rs) = y;
-        }
-    }
-}
-
-template <int OV, int CV>
+template <int OV>
 __global__ void __launch_bounds__(384, 1)
     attn_bwd_bq_kernel(const bwd_params p, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                        const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -695,12 +581,6 @@ __global__ void __launch_bounds__(384, 1)
     unsigned char *sLD = sdQ + 2 * SM::DQ1;               /* [STAGES][BM] (lse, D) */
     const uint32_t bar0 = smem_u32(sLD + STAGES * SM::LD1);
     const uint32_t b_fullKV = bar0, b_emptyKV = bar0 + 16, b_full = bar0 + 32, b_empty = b_full + 8 * STAGES;
-    /* CV: dQ staged (128 consumer arrivals) / staging free (the issuing lane), per consumer warpgroup */
-    const uint32_t b_dqfull = bar0 + SM::BARS, b_dqfree = b_dqfull + 16;
-    int4 *cvInfo = reinterpret_cast<int4 *>(sLD + STAGES * SM::LD1 + SM::BARS + 32); /* [2] staged tile */
-    int4 *cvRing = cvInfo + 2;                                                        /* [2][CVQ] full boxes */
-    const uint32_t cvb = smem_u32(cvRing + 2 * SM::CVQ);                              /* their barriers */
-    int4 *cvPend = cvRing + 4 * SM::CVQ; /* [2][2] tiles whose adds may still run (after the barriers) */
 
     const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32, g = lane / 4, tg = lane % 4;
     const int64_t L = p.L, HQ = p.HQ, H = p.H, G = HQ / H, W = p.W;
@@ -708,13 +588,7 @@ __global__ void __launch_bounds__(384, 1)
         for (int i = 0; i < 2; i++) {
             sm90::mbar_init(b_fullKV + 8 * i, 1);
             sm90::mbar_init(b_emptyKV + 8 * i, 8); /* lane 0 of every consumer warp */
-            if (CV) {
-                sm90::mbar_init(b_dqfull + 8 * i, 128);
-                sm90::mbar_init(b_dqfree + 8 * i, 1);
-            }
         }
-        if (CV)
-            for (int i = 0; i < 4 * SM::CVQ; i++) sm90::mbar_init(cvb + 8 * i, i < 2 * SM::CVQ ? 1 : 32); /* full: the issuing lane; empty: the converter warp */
         for (int s = 0; s < STAGES; s++) {
             sm90::mbar_init(b_full + 8 * s, 1);
             sm90::mbar_init(b_empty + 8 * s, 8);
@@ -748,10 +622,6 @@ __global__ void __launch_bounds__(384, 1)
                         sm90::tma_load_2d(smem_u32(sLD + s * SM::LD1), &tld, 2 * q0, b * HQi + a, bar);
                     }
             }
-        } else if (CV && (warp == 1 || warp == 2) && lane == 0) {
-            bq_cv_issue<CV>(p, &tdq, warp - 1, smem_u32(sdQ + (warp - 1) * SM::DQ1), b_dqfull, b_dqfree, cvInfo, cvPend, cvRing, cvb);
-        } else if (CV && warp == 3) {
-            bq_cv_convert(p, cvRing, cvb, lane);
         }
         return;
     }
@@ -762,7 +632,7 @@ __global__ void __launch_bounds__(384, 1)
     const int Wm = (p.causal && W > 0) ? (int)min(W, (int64_t)1 << 30) : 1 << 30;
     const int rrow = warp * 16 + g; /* this thread's accumulator rows (keys): rrow, rrow + 8 */
     unsigned char *myDQ = sdQ + cw * SM::DQ1;
-    uint32_t it = 0, kc = 0, nst = 0; /* nst: CV, dQ tiles staged */
+    uint32_t it = 0, kc = 0;
     auto wg_sync = [&]() { asm volatile("bar.sync %0, 128;\n" ::"r"(2 + cw) : "memory"); };
 
     /* int32 positions and indices, as in the producer (fewer live registers) */
@@ -869,18 +739,6 @@ __global__ void __launch_bounds__(384, 1)
 
                 }
                 /* dQ -> shared memory (fp32, 128-byte swizzle per 32-column panel) -> bulk reduce-adds */
-                if constexpr (CV) { /* the reduce-adds are issued by producer warp 1 + cw (bq_cv_issue) */
-                    const int qr = q0 + 64 * cw;
-                    if (qr < Li) {
-                        sm90::mbar_wait(b_dqfree + 8 * cw, (nst & 1) ^ 1);
-                        bws_stage_dq(myDQ, dQ, rrow, tg);
-                        sm90::fence_proxy_async();
-                        if (tid % 128 == 0) /* the tile and the number of key blocks that add into its box */
-                            cvInfo[cw] = make_int4(b, a, qr, !p.causal ? nkb : (Wi > 0 ? min(q0 / BN, (BN - 1 + Wi) / BN) : q0 / BN) + 1);
-                        sm90::mbar_arrive(b_dqfull + 8 * cw);
-                        nst++;
-                    }
-                } else {
                 if (tid % 128 == 0) sm90::bulk_wait_read<0>(); /* the previous reduce has read the buffer */
                 wg_sync();
                 bws_stage_dq(myDQ, dQ, rrow, tg);
@@ -894,7 +752,6 @@ __global__ void __launch_bounds__(384, 1)
                         sm90::tma_reduce_add_4d(&tdq, src + 8192, 32, a, qr, b);
                     }
                     sm90::bulk_commit();
-                }
                 }
                 sm90::wait<0>(); /* dV, dK: the slot's Q, dO are read */
                 bws_fence_dkdv(dK, dV, pa, sa);
@@ -919,10 +776,6 @@ __global__ void __launch_bounds__(384, 1)
         }
         if (lane == 0) sm90::mbar_arrive(b_emptyKV + 8 * kvb); /* every MMA that read this K, V is done */
     }
-    if constexpr (CV) { /* a last record with qr = -1 ends the issuing lane's loop */
-        sm90::mbar_wait(b_dqfree + 8 * cw, (nst & 1) ^ 1);
-        if (tid % 128 == 0) cvInfo[cw] = make_int4(0, 0, -1, 0);
-        sm90::mbar_arrive(b_dqfull + 8 * cw);
-    } else if (tid % 128 == 0) sm90::bulk_wait_all();
+    if (tid % 128 == 0) sm90::bulk_wait_all();
 #endif
 }

@@ -6,11 +6,10 @@
  * (backend cuda (default) or cpu). Appends one CSV row per point (header when the file is new):
  * times with bench_time (CUDA events, L2 flushed, median), FLOPs and bytes from the family.
  * A point that cannot run is a row with status oom / error and the reason.
- * attention_bench --stages OUT.csv GIT_SHA POINT...  (attn9; bwd points, CUDA, dh 64): each point is
- * timed five times, with LC_ATTN_BWD_STAGES = 15 (the whole backward), 1 (the memset of the fp32 dQ
- * workspace), 2 (the dot kernel: O, dO in, packed (lse, D) out), 4 (the main kernel; with the fused
- * epilogue of LC_ATTN_WGB 20-23 it includes the counter memset and the dq conversion) and 8
- * (attn_bwd_dq_kernel: fp32 dQ in, bf16 dq out; nothing for 20-23), and prints ms and GB/s per
+ * attention_bench --stages OUT.csv GIT_SHA POINT...  (attn9, attn11; bwd points, CUDA, dh 64): each
+ * point is timed five times, with LC_ATTN_BWD_STAGES = 15 (the whole backward), 1 (the memset of the
+ * fp32 dQ workspace), 2 (the dot kernel: O, dO in, packed (lse, D) out), 4 (the main kernel) and 8
+ * (attn_bwd_dq_kernel: fp32 dQ in, bf16 dq out), and prints ms and GB/s per
  * stage (bytes each stage must move: memset 4 B, dot 2 * 2 B + 12 B / row, dq 4 + 2 B per element)
  * and the sum of the stages against the whole. Only the whole (15) gives correct gradients. */
 #include <stdio.h>

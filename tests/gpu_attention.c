@@ -301,7 +301,7 @@ static void check_ws_forward(void) {
     unsetenv("LC_ATTN_WG");
 }
 
-/* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8, 18, 19, 25, 26), every variant, against the
+/* The warp-specialised dh-64 backward (sm_90a; LC_ATTN_WGB = 4..8, 18, 19), every variant, against the
  * C reference; then with 3 persistent blocks, so each block serves many key blocks (K/V buffers,
  * slot ring, dQ staging wrap around). 19 (W <= 1024) and 18 are the dh-64 defaults (attn7; 7 before). Last, so
  * a fault leaves the tests before it unaffected. --small (for compute-sanitizer) runs variants 4,
@@ -309,12 +309,11 @@ static void check_ws_forward(void) {
  * case (with the default backward, or LC_ATTN_WGB as set by the caller). */
 static void check_ws_backward(int small, const char *only) {
     /* 18, 19: attn7 (128-query tiles, the defaults; 19 with the MMAs under the softmax steps);
-     * 25: attn11 (19 with dq written by the main kernel: per-box counters, producer warps issue
-     * the dQ reduce-adds and convert complete boxes; 26 = 25 without the async-proxy fence); attn6's 15-17 were removed in attn7 */
-    static const char *wsb[] = {"4", "5", "6", "7", "8", "18", "19", "25", "26"};
+     * attn6's 15-17 were removed in attn7 (slower) */
+    static const char *wsb[] = {"4", "5", "6", "7", "8", "18", "19"};
     char nm[9][96];
     for (int i = 0; i < (int)(sizeof wsb / sizeof wsb[0]); i++) {
-        if (small && i != 0 && i != 3 && i < 5) continue; /* --small: 4, 7, 18, 19, 25, 26 */
+        if (small && i != 0 && i != 3 && i < 5) continue; /* --small: 4, 7, 18, 19 */
         if (only) { /* --wsb LIST: only these variants (comma-separated) */
             char pat[8], list[64];
             snprintf(pat, sizeof pat, ",%s,", wsb[i]);
