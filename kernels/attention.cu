@@ -1320,15 +1320,22 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     float *dq_acc = static_cast<float *>(workspace);
     float *Dv = reinterpret_cast<float *>(static_cast<char *>(workspace) + align256((size_t)rows * D * sizeof(float)));
     float2 *ld = reinterpret_cast<float2 *>(Dv); /* the same region, packed form */
-    cuda_check(cudaMemsetAsync(dq_acc, 0, (size_t)rows * D * sizeof(float), st));
+    /* LC_ATTN_BWD_STAGES (attn9's per-stage timer, kept by attn11; for scripts/attention_bench.c
+     * --stages only: the results are wrong with anything but 15): a bit mask of the stages that run,
+     * 1 the memset of the fp32 dQ workspace, 2 the dot kernel, 4 the main kernel, 8
+     * attn_bwd_dq_kernel, so each can be timed alone */
+    const int stages = (int)lc_tuning_int("LC_ATTN_BWD_STAGES", 15);
+    if (stages & 1) cuda_check(cudaMemsetAsync(dq_acc, 0, (size_t)rows * D * sizeof(float), st));
     const bool narrow = s->causal && s->W > 0 && s->W <= 1024; /* 64-key blocks waste less */
     const bool wgmma = (D == 64 || D == 128) && lc_tuning_int("LC_ATTN_WGMMA", 1) && lc_cuda_have_sm90a();
     /* the variant (see below); the warp-specialised kernels (>= 4, dh 64, L >= 128) take the packed pairs */
     int wv = (int)lc_tuning_int("LC_ATTN_WGB", D == 64 ? (narrow ? 19 : 18) : narrow ? 1 : 2);
     if (D != 64 && wv >= 4) wv = 2;
     const bool ws = wgmma && D == 64 && wv >= 4 && s->L >= 128;
-    bwd_dot(s, o, dout, Dv, lse, ws ? ld : NULL, st);
-    cuda_check_launch("attn_bwd_dot_kernel");
+    if (stages & 2) {
+        bwd_dot(s, o, dout, Dv, lse, ws ? ld : NULL, st);
+        cuda_check_launch("attn_bwd_dot_kernel");
+    }
     bwd_params p;
     p.q = reinterpret_cast<const bf16 *>(q);
     p.k = reinterpret_cast<const bf16 *>(k);
@@ -1345,10 +1352,12 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     p.causal = s->causal;
     p.scale = attention_scale(s);
     p.scale_log2 = p.scale * 1.4426950408889634f;
-    lc_status r;
+    lc_status r = LC_OK;
     /* run 8 (notes): 2 warpgroups with the block-reduced dQ win dense and W = 4096; one warpgroup W = 512 */
     const int var = (int)lc_tuning_int("LC_ATTN_BWD", narrow ? 1 : 0);
-    if (wgmma) {
+    if (!(stages & 4)) {
+        /* the main kernel not timed */
+    } else if (wgmma) {
         /* 1: one warpgroup, 64 keys per block; 2: two warpgroups, 128 keys, dQ reduced over the
          * block before the atomics; 3: two warpgroups, dQ atomics per warpgroup (first version) */
         /* 4..8: the warp-specialised kernel of attention_bwd_ws.cuh (dh 64 only; dh 128 takes 2):
@@ -1404,6 +1413,7 @@ extern "C" lc_status attention_backward_cuda(const struct attn_shape *s, const b
     default: r = var == 1 ? launch_bwd<128, 4, 32>(p, s->B, st) : launch_bwd<128, 8, 32>(p, s->B, st); break;
     }
     if (r != LC_OK) return r;
+    if (!(stages & 8)) return LC_OK;
     const int64_t n4 = rows * D / 4;
     attn_bwd_dq_kernel<<<(unsigned)((n4 + 255) / 256), 256, 0, st>>>(dq_acc, reinterpret_cast<bf16 *>(dq), n4, p.scale);
     cuda_check_launch("attn_bwd_dq_kernel");

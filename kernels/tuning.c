@@ -29,6 +29,8 @@ static const struct tuning_switch switches[] = {
     {"LC_ATTN_WG", 'i', "1|2|3|4|5|13|16|24|40"},
     /* attention.cu: the sm_90a backward variant (wgmma 1-3, warp-specialised 4-8, 18, 19) */
     {"LC_ATTN_WGB", 'i', "1|2|3|4|5|6|7|8|18|19"},
+    /* attention.cu: the backward stages that run (bit mask; scripts/attention_bench.c --stages only) */
+    {"LC_ATTN_BWD_STAGES", 'i', "1..15"},
     /* attention.cu: the mma.sync backward tiles */
     {"LC_ATTN_BWD", 'i', "0|1"},
     /* attention.cu: cap on the persistent grid of the warp-specialised kernels (0 = no cap);

@@ -5,7 +5,13 @@
  * Usage: attention_bench OUT.csv GIT_SHA POINT...   with POINT = mixer,dir,B,L,HQ,H,dh,W[,backend]
  * (backend cuda (default) or cpu). Appends one CSV row per point (header when the file is new):
  * times with bench_time (CUDA events, L2 flushed, median), FLOPs and bytes from the family.
- * A point that cannot run is a row with status oom / error and the reason. */
+ * A point that cannot run is a row with status oom / error and the reason.
+ * attention_bench --stages OUT.csv GIT_SHA POINT...  (attn9, attn11; bwd points, CUDA, dh 64): each
+ * point is timed five times, with LC_ATTN_BWD_STAGES = 15 (the whole backward), 1 (the memset of the
+ * fp32 dQ workspace), 2 (the dot kernel: O, dO in, packed (lse, D) out), 4 (the main kernel) and 8
+ * (attn_bwd_dq_kernel: fp32 dQ in, bf16 dq out), and prints ms and GB/s per
+ * stage (bytes each stage must move: memset 4 B, dot 2 * 2 B + 12 B / row, dq 4 + 2 B per element)
+ * and the sum of the stages against the whole. Only the whole (15) gives correct gradients. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +23,27 @@
 static const char *HEADER =
     "kernel,direction,backend,B,L,HQ,H,dh,W,ms,ms_min,ms_max,reps,tflops,gbps,device,git_sha,date,status,anchor,note\n";
 
+/* the stage masks of --stages and their names */
+static const int STAGE_MASK[5] = {15, 1, 2, 4, 8};
+static const char *STAGE_NAME[5] = {"all", "memset", "dot", "main", "dq"};
+
+/* bytes stage si must move for point p (0: not a bandwidth stage) */
+static double stage_bytes(const struct bench_point *p, int si) {
+    const double rows = (double)p->B * (double)p->L * (double)p->HQ, e = rows * (double)p->dh;
+    switch (si) {
+    case 1: return 4 * e;                   /* fp32 zeros */
+    case 2: return 2 * 2 * e + 12 * rows;   /* O, dO in; lse in, (lse, D) out */
+    case 4: return 4 * e + 2 * e;           /* fp32 in, bf16 out */
+    default: return 0;
+    }
+}
+
 int main(int argc, char **argv) {
+    int stages = 0;
+    if (argc > 1 && !strcmp(argv[1], "--stages")) {
+        stages = 1;
+        argv++, argc--;
+    }
     if (argc < 4) {
         fprintf(stderr, "usage: %s OUT.csv GIT_SHA mixer,dir,B,L,HQ,H,dh,W[,cpu|cuda] ...\n", argv[0]);
         return 2;
@@ -35,7 +61,13 @@ int main(int argc, char **argv) {
     int nf = 0;
     const struct bench_family *fam = bench_families_attention(&nf);
     int bad = 0;
-    for (int i = 3; i < argc; i++) {
+    for (int i = 3; i < argc; i++)
+    for (int si = 0; si < (stages ? 5 : 1); si++) {
+        if (stages) {
+            char mv[8];
+            snprintf(mv, sizeof mv, "%d", STAGE_MASK[si]);
+            setenv("LC_ATTN_BWD_STAGES", mv, 1);
+        }
         struct bench_point p;
         memset(&p, 0, sizeof p);
         char mixer[24] = "", dir[8] = "", be[8] = "cuda";
@@ -79,8 +111,9 @@ int main(int argc, char **argv) {
             }
         }
         if (!strcmp(status, "ok")) { /* tuning overrides in force, so rows of different variants stay apart */
-            static const char *envs[] = {"LC_ATTN_WG", "LC_ATTN_WGB", "LC_ATTN_FWD", "LC_ATTN_BWD", "LC_ATTN_WGMMA"};
-            for (int e = 0; e < 5; e++) {
+            static const char *envs[] = {"LC_ATTN_WG", "LC_ATTN_WGB", "LC_ATTN_FWD", "LC_ATTN_BWD", "LC_ATTN_WGMMA",
+                                         "LC_ATTN_BWD_STAGES"};
+            for (int e = 0; e < 6; e++) {
                 const char *v = getenv(envs[e]);
                 if (v && *v) snprintf(note + strlen(note), sizeof note - strlen(note), "%s%s=%s", *note ? " " : "", envs[e], v);
             }
@@ -96,8 +129,21 @@ int main(int argc, char **argv) {
         printf("%-6s %-6s %-4s B=%lld L=%-8lld HQ=%-2lld H=%-2lld dh=%-3lld W=%-5lld %10.3f ms %7.1f TFLOP/s %7.1f GB/s %s %s\n",
                mixer, dir, be, B, L, HQ, H, dh, W, t.ms_median, tf, gb, status, note);
         fflush(stdout);
+        if (stages) { /* the stage's own bandwidth, and the stages' sum against the whole */
+            static double stage_ms[5];
+            const double sb = stage_bytes(&p, si);
+            stage_ms[si] = t.ms_median;
+            printf("  stage %-6s %10.3f ms", STAGE_NAME[si], t.ms_median);
+            if (sb > 0 && t.ms_median > 0) printf(" %7.1f GB/s (%.3g GB)", sb / (t.ms_median * 1e-3) / 1e9, sb / 1e9);
+            if (si == 4)
+                printf("\n  stages summed %10.3f ms against %.3f ms whole", stage_ms[1] + stage_ms[2] + stage_ms[3] + stage_ms[4],
+                       stage_ms[0]);
+            printf("\n");
+            fflush(stdout);
+        }
         if (c.destroy) c.destroy(c.ctx);
     }
+    if (stages) unsetenv("LC_ATTN_BWD_STAGES");
     fclose(f);
     return bad;
 }
