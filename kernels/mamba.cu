@@ -139,7 +139,8 @@ static bool bwd_tc(const struct mamba_scan_shape *s) {
  * pass): 3 = mamba_ssd_wg.cuh (wgmma; the default where the sm_90a code runs), 4 = both passes
  * with two heads of a group per block and TMA loads (mamba_ssd_wg2.cuh; where H / G is even and
  * the tensor maps can be made, else 3; opt-in: -2.9% / -2.2% forward time at 64K / 1M on an H200,
- * fwd+bwd level, racecheck not completed: results/notes-mamba.md, session 6 mamba7), 2 =
+ * -2.0% / -1.1..-2.4% on the H100, fwd+bwd level, racecheck not completed: results/notes-mamba.md,
+ * session 6 mamba7), 2 =
  * mamba_ssd2.cuh (mma.sync; the default elsewhere), 1 = mamba_ssd.cuh (the first, kept for
  * comparison). 3 and 4 fall back to 2 without sm_90a code. Read at every call so tests and
  * benchmarks can switch it. */
