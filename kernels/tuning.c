@@ -25,11 +25,13 @@ static const struct tuning_switch switches[] = {
     {"LC_ATTN_FWD", 'i', "0..3"},
     /* attention.cu: 0 keeps the mma.sync kernels on sm_90a too */
     {"LC_ATTN_WGMMA", 'i', "0|1"},
-    /* attention.cu: the sm_90a forward variant (wgmma 1-5, warp-specialised 13, 16, 24) */
+    /* attention.cu: the sm_90a forward variant (wgmma 1-5, warp-specialised 13, 16, 24, and 40 = 24
+     * with tiles handed out by a counter) */
     {"LC_ATTN_WG", 'i', "1|2|3|4|5|13|16|24|40"},
     /* attention.cu: the sm_90a backward variant (wgmma 1-3, warp-specialised 4-8, 18, 19) */
     {"LC_ATTN_WGB", 'i', "1|2|3|4|5|6|7|8|18|19"},
-    /* attention.cu: the backward stages that run (bit mask; scripts/attention_bench.c --stages only) */
+    /* attention.cu: the backward stages that run (bit mask; for timing with scripts/attention_bench.c
+     * --stages only: the gradients are wrong unless all four run, 15) */
     {"LC_ATTN_BWD_STAGES", 'i', "1..15"},
     /* attention.cu: the mma.sync backward tiles */
     {"LC_ATTN_BWD", 'i', "0|1"},
@@ -51,14 +53,15 @@ static const struct tuning_switch switches[] = {
     {"LC_MAMBA_TBWD", 'i', "64|128|256|512|1024|2048|4096|8192"},
     /* mamba.cu: 1 = the fp32-recurrence backward instead of the tensor-core one */
     {"LC_MAMBA_BWD_FP32", 'i', "0|1"},
-    /* mamba.cu: the tensor-core forward (1 first, 2 mma.sync, 3 wgmma) */
+    /* mamba.cu: the tensor-core forward (1 first, 2 mma.sync, 3 wgmma, 4 wgmma with two heads of a
+     * group per block) */
     {"LC_MAMBA_FWD", 'i', "1|2|3|4"},
     /* mamba.cu: 0 = the backward's local dh pass on mma.sync instead of wgmma */
     {"LC_MAMBA_DHL", 'i', "0|1"},
     /* mamba.cu: 0 = the mma.sync local pass without its decay warp */
     {"LC_MAMBA_LDW", 'i', "0|1"},
     /* mamba.cu: the backward's gradient kernel: 0 = mma.sync (ssd_bwd), 1 = wgmma (ssd_bwd_wg), 2 = wgmma with
-     * two heads of a group per block (ssd_bwd_wg2, opt-in, session 6) */
+     * two heads of a group per block (ssd_bwd_wg2, the default on sm_90a) */
     {"LC_MAMBA_BWG", 'i', "0|1|2"},
 };
 enum { NSWITCH = (int)(sizeof switches / sizeof switches[0]) };
