@@ -137,6 +137,34 @@ __device__ __forceinline__ int half_stage(int k) {
 }
 /* sigmoid with a fast reciprocal (1 / inf = 0 for very negative v) */
 __device__ __forceinline__ float fsig(float v) { return __fdividef(1.0f, 1.0f + fexp(-v)); }
+/* One 16-byte piece (8 bf16 columns) of a swizzled [Q][P] panel triple: G = dy silu(z) in place of
+ * dy at g, the dz factor F = dy sig(z) (1 + z (1 - sig(z))) in place of z at z (without gating,
+ * G = dy and z is not touched), and the piece's part of dD = sum g . x added to dD. */
+__device__ __forceinline__ void gate_piece(unsigned char *g, const unsigned char *x, unsigned char *z, bool gated, float &dD) {
+    uint4 u = *reinterpret_cast<const uint4 *>(g);
+    const uint4 xv = *reinterpret_cast<const uint4 *>(x);
+    uint32_t *up = reinterpret_cast<uint32_t *>(&u);
+    const uint32_t *xp = reinterpret_cast<const uint32_t *>(&xv);
+    if (gated) {
+        uint4 zv = *reinterpret_cast<const uint4 *>(z);
+        uint32_t *zp = reinterpret_cast<uint32_t *>(&zv);
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const float2 zf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&zp[q]));
+            const float s0 = fsig(zf.x), s1 = fsig(zf.y);
+            zp[q] = mamba_ssd2::scale2(up[q], s0 * (1.0f + zf.x * (1.0f - s0)), s1 * (1.0f + zf.y * (1.0f - s1)));
+            up[q] = mamba_ssd2::scale2(up[q], zf.x * s0, zf.y * s1);
+        }
+        *reinterpret_cast<uint4 *>(z) = zv;
+    }
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const float2 gf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&up[q]));
+        const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&xp[q]));
+        dD += gf.x * xf.x + gf.y * xf.y;
+    }
+    *reinterpret_cast<uint4 *>(g) = u;
+}
 #endif
 
 __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfloat16 *scratch_all, int64_t nwork) {
@@ -270,32 +298,11 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
              * dz factor F = dy sig(z) (1 + z (1 - sig(z))) in place of z (bf16: the epilogue's
              * dz = F (ys + D x) needs no dy; a global re-read of dy there serialised on its
              * latency), and this thread's part of dD = sum g . x */
+            const bool gated = a.z != nullptr;
 #pragma unroll
             for (int k = 0; k < Q * (P / 8) / NT; k++) {
                 const int cc = tid + k * NT, off = sw128(cc / (P / 8), cc % (P / 8));
-                uint4 u = *reinterpret_cast<const uint4 *>(smem + O_G + off);
-                const uint4 xv = *reinterpret_cast<const uint4 *>(smem + O_X + off);
-                uint32_t *up = reinterpret_cast<uint32_t *>(&u);
-                const uint32_t *xp = reinterpret_cast<const uint32_t *>(&xv);
-                if (a.z) {
-                    uint4 zv = *reinterpret_cast<const uint4 *>(smem + O_Z + off);
-                    uint32_t *zp = reinterpret_cast<uint32_t *>(&zv);
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        const float2 zf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&zp[q]));
-                        const float s0 = fsig(zf.x), s1 = fsig(zf.y);
-                        zp[q] = mamba_ssd2::scale2(up[q], s0 * (1.0f + zf.x * (1.0f - s0)), s1 * (1.0f + zf.y * (1.0f - s1)));
-                        up[q] = mamba_ssd2::scale2(up[q], zf.x * s0, zf.y * s1);
-                    }
-                    *reinterpret_cast<uint4 *>(smem + O_Z + off) = zv;
-                }
-#pragma unroll
-                for (int q = 0; q < 4; q++) {
-                    const float2 gf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&up[q]));
-                    const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&xp[q]));
-                    dD_acc += gf.x * xf.x + gf.y * xf.y;
-                }
-                *reinterpret_cast<uint4 *>(smem + O_G + off) = u;
+                gate_piece(smem + O_G + off, smem + O_X + off, smem + O_Z + off, gated, dD_acc);
             }
             sm90::fence_proxy_async(); /* G, dh (st.shared) and the copies -> wgmma */
             __syncthreads();           /* [A] */

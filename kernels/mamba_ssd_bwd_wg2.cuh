@@ -49,7 +49,7 @@ using lc_mma::pack_bf16;
 using mamba_scan::fexp;
 using mamba_ssd_bwd::sum_g;
 using mamba_ssd_bwd::sum_t;
-using mamba_ssd_bwd_wg::fsig;
+using mamba_ssd_bwd_wg::gate_piece;
 using mamba_ssd_bwd_wg::ld2;
 using mamba_ssd_bwd_wg::pin;
 using mamba_ssd_bwd_wg::row_frags;
@@ -270,29 +270,7 @@ __global__ void __launch_bounds__(NT2, 1) ssd_bwd_wg2(mamba_scan::args a, __nv_b
 #pragma unroll
             for (int k = 0; k < Q * (P / 8) / 128; k++) {
                 const int cc = lt + k * 128, off = sw128(cc / (P / 8), cc % (P / 8));
-                uint4 u = *reinterpret_cast<const uint4 *>(wsm + R_G + off);
-                const uint4 xv = *reinterpret_cast<const uint4 *>(wsm + R_X + off);
-                uint32_t *up = reinterpret_cast<uint32_t *>(&u);
-                const uint32_t *xp = reinterpret_cast<const uint32_t *>(&xv);
-                if (a.z) {
-                    uint4 zv = *reinterpret_cast<const uint4 *>(wsm + R_Z + off);
-                    uint32_t *zp = reinterpret_cast<uint32_t *>(&zv);
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        const float2 zf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&zp[q]));
-                        const float s0 = fsig(zf.x), s1 = fsig(zf.y);
-                        zp[q] = mamba_ssd2::scale2(up[q], s0 * (1.0f + zf.x * (1.0f - s0)), s1 * (1.0f + zf.y * (1.0f - s1)));
-                        up[q] = mamba_ssd2::scale2(up[q], zf.x * s0, zf.y * s1);
-                    }
-                    *reinterpret_cast<uint4 *>(wsm + R_Z + off) = zv;
-                }
-#pragma unroll
-                for (int q = 0; q < 4; q++) {
-                    const float2 gf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&up[q]));
-                    const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&xp[q]));
-                    dD_acc += gf.x * xf.x + gf.y * xf.y;
-                }
-                *reinterpret_cast<uint4 *>(wsm + R_G + off) = u;
+                gate_piece(wsm + R_G + off, wsm + R_X + off, wsm + R_Z + off, a.z != nullptr, dD_acc);
             }
             sm90::fence_proxy_async(); /* G, dh (st.shared) and the copies -> wgmma */
             __syncthreads();           /* [A] */
