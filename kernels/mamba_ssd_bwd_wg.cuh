@@ -137,6 +137,40 @@ __device__ __forceinline__ int half_stage(int k) {
 }
 /* sigmoid with a fast reciprocal (1 / inf = 0 for very negative v) */
 __device__ __forceinline__ float fsig(float v) { return __fdividef(1.0f, 1.0f + fexp(-v)); }
+/* Row math of the reverse sweep that ssd_bwd_wg and ssd_bwd_wg2 share (one warpgroup; this thread's
+ * accumulator rows r_lo and r_hi = r_lo + 8, column pair 2 t of each 8-column group).
+ * u_i = g_i . (C h^T)_i (the G panel at gp) to uu, then Y = diag(e) C h^T in place. */
+__device__ __forceinline__ void u_and_scale(float (&Y)[32], const unsigned char *gp, const float *ec, float *uu, int r_lo,
+                                            int r_hi, int t) {
+    float u_lo = 0.0f, u_hi = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const float2 gl = ld2(gp + sm90::sw128(r_lo, i) + 4 * t), gh = ld2(gp + sm90::sw128(r_hi, i) + 4 * t);
+        u_lo += gl.x * Y[4 * i] + gl.y * Y[4 * i + 1];
+        u_hi += gh.x * Y[4 * i + 2] + gh.y * Y[4 * i + 3];
+    }
+    u_lo = sum_t(u_lo), u_hi = sum_t(u_hi);
+    if (t == 0) uu[r_lo] = u_lo, uu[r_hi] = u_hi;
+    const float e_lo = ec[r_lo], e_hi = ec[r_hi];
+#pragma unroll
+    for (int i = 0; i < 8; i++) Y[4 * i] *= e_lo, Y[4 * i + 1] *= e_lo, Y[4 * i + 2] *= e_hi, Y[4 * i + 3] *= e_hi;
+}
+/* <dh, h> over this warp's rows (dh in registers, h the two bf16 panels at hp) to dcE[warp] */
+__device__ __forceinline__ void dh_dot_h(const float (&dacc)[64], const unsigned char *hp, float *dcE, int r_lo, int r_hi,
+                                         int warp, int lane, int t) {
+    float pe = 0.0f;
+#pragma unroll
+    for (int pn = 0; pn < 2; pn++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const float *d = dacc + pn * 32 + 4 * i;
+            const float2 lo = ld2(hp + pn * PANEL + sm90::sw128(r_lo, i) + 4 * t);
+            const float2 hi = ld2(hp + pn * PANEL + sm90::sw128(r_hi, i) + 4 * t);
+            pe += d[0] * lo.x + d[1] * lo.y + d[2] * hi.x + d[3] * hi.y;
+        }
+    pe = mamba_scan::warp_sum(pe);
+    if (lane == 0) dcE[warp] = pe;
+}
 /* One 16-byte piece (8 bf16 columns) of a swizzled [Q][P] panel triple: G = dy silu(z) in place of
  * dy at g, the dz factor F = dy sig(z) (1 + z (1 - sig(z))) in place of z at z (without gating,
  * G = dy and z is not touched), and the piece's part of dD = sum g . x added to dD. */
@@ -354,20 +388,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
             sm90::wait<0>();
             pin(Y);
             /* u_i = g_i . (C h^T)_i, then Y = diag(e) C h^T */
-            {
-                float u_lo = 0.0f, u_hi = 0.0f;
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    const float2 gl = ld2(smem + O_G + sw128(r_lo, i) + 4 * t), gh = ld2(smem + O_G + sw128(r_hi, i) + 4 * t);
-                    u_lo += gl.x * Y[4 * i] + gl.y * Y[4 * i + 1];
-                    u_hi += gh.x * Y[4 * i + 2] + gh.y * Y[4 * i + 3];
-                }
-                u_lo = sum_t(u_lo), u_hi = sum_t(u_hi);
-                if (t == 0) uu[r_lo] = u_lo, uu[r_hi] = u_hi;
-                const float e_lo = ec[r_lo], e_hi = ec[r_hi];
-#pragma unroll
-                for (int i = 0; i < 8; i++) Y[4 * i] *= e_lo, Y[4 * i + 1] *= e_lo, Y[4 * i + 2] *= e_hi, Y[4 * i + 3] *= e_hi;
-            }
+            u_and_scale(Y, smem + O_G, ec, uu, r_lo, r_hi, t);
             sm90::fence_proxy_async(); /* M', W1 (st.shared) -> wgmma */
             __syncthreads();           /* [B] */
             /* ---- ys = diag(e) Yc + M' X; B dh^T; M'^T G ---- */
@@ -417,20 +438,7 @@ __global__ void __launch_bounds__(NT, 2) ssd_bwd_wg(mamba_scan::args a, __nv_bfl
             }
             /* ---- E <dh, h> (before the dC staging may overwrite h) ---- */
             const float E = fexp(cum[Q - 1]);
-            {
-                float pe = 0.0f;
-#pragma unroll
-                for (int pn = 0; pn < 2; pn++)
-#pragma unroll
-                    for (int i = 0; i < 8; i++) {
-                        const float *d = dacc + pn * 32 + 4 * i;
-                        const float2 lo = ld2(smem + O_H + pn * PANEL + sw128(r_lo, i) + 4 * t);
-                        const float2 hi = ld2(smem + O_H + pn * PANEL + sw128(r_hi, i) + 4 * t);
-                        pe += d[0] * lo.x + d[1] * lo.y + d[2] * hi.x + d[3] * hi.y;
-                    }
-                pe = mamba_scan::warp_sum(pe);
-                if (lane == 0) dcE[warp] = pe;
-            }
+            dh_dot_h(dacc, smem + O_H, dcE, r_lo, r_hi, warp, lane, t);
             /* ---- dC = (diag(e) G) h + W1 B ---- */
             {
                 float acc[64];

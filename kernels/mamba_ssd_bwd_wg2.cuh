@@ -50,6 +50,8 @@ using mamba_scan::fexp;
 using mamba_ssd_bwd::sum_g;
 using mamba_ssd_bwd::sum_t;
 using mamba_ssd_bwd_wg::gate_piece;
+using mamba_ssd_bwd_wg::dh_dot_h;
+using mamba_ssd_bwd_wg::u_and_scale;
 using mamba_ssd_bwd_wg::ld2;
 using mamba_ssd_bwd_wg::pin;
 using mamba_ssd_bwd_wg::row_frags;
@@ -319,20 +321,7 @@ __global__ void __launch_bounds__(NT2, 1) ssd_bwd_wg2(mamba_scan::args a, __nv_b
             }
             sm90::wait<0>();
             pin(Y);
-            {
-                float u_lo = 0.0f, u_hi = 0.0f;
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    const float2 gl = ld2(wsm + R_G + sw128(r_lo, i) + 4 * t), gh = ld2(wsm + R_G + sw128(r_hi, i) + 4 * t);
-                    u_lo += gl.x * Y[4 * i] + gl.y * Y[4 * i + 1];
-                    u_hi += gh.x * Y[4 * i + 2] + gh.y * Y[4 * i + 3];
-                }
-                u_lo = sum_t(u_lo), u_hi = sum_t(u_hi);
-                if (t == 0) uu[r_lo] = u_lo, uu[r_hi] = u_hi;
-                const float e_lo = ec[r_lo], e_hi = ec[r_hi];
-#pragma unroll
-                for (int i = 0; i < 8; i++) Y[4 * i] *= e_lo, Y[4 * i + 1] *= e_lo, Y[4 * i + 2] *= e_hi, Y[4 * i + 3] *= e_hi;
-            }
+            u_and_scale(Y, wsm + R_G, ec, uu, r_lo, r_hi, t);
             sm90::fence_proxy_async(); /* M', W1 (st.shared) -> wgmma */
             __syncthreads();           /* [B] */
             {
@@ -379,20 +368,7 @@ __global__ void __launch_bounds__(NT2, 1) ssd_bwd_wg2(mamba_scan::args a, __nv_b
             }
             /* ---- E <dh, h> (before the dC staging overwrites h) ---- */
             const float E = fexp(cum[Q - 1]);
-            {
-                float pe = 0.0f;
-#pragma unroll
-                for (int pn = 0; pn < 2; pn++)
-#pragma unroll
-                    for (int i = 0; i < 8; i++) {
-                        const float *d = dacc + pn * 32 + 4 * i;
-                        const float2 lo = ld2(wsm + R_H + pn * PANEL + sw128(r_lo, i) + 4 * t);
-                        const float2 hi = ld2(wsm + R_H + pn * PANEL + sw128(r_hi, i) + 4 * t);
-                        pe += d[0] * lo.x + d[1] * lo.y + d[2] * hi.x + d[3] * hi.y;
-                    }
-                pe = mamba_scan::warp_sum(pe);
-                if (lane == 0) dcE[warp] = pe;
-            }
+            dh_dot_h(dacc, wsm + R_H, dcE, r_lo, r_hi, warp, lane, t);
             unsigned char *st_lo = smem + half_stage2(2 * warp), *st_hi = smem + half_stage2(2 * warp + 1);
             /* ---- dC = (diag(e) G) h + W1 B: the pair's sum, one reduction ---- */
             {
