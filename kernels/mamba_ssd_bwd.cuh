@@ -137,11 +137,9 @@ __device__ __forceinline__ void state_col_grad(float *dst, int64_t G, int64_t g,
     }
 }
 
-/* Warp 0: the sub-chunk's vectors: dt', c, w, e, wd = exp(c_end - c), sg = sig(dt + bias)
- * (zero past nvalid). */
-__device__ __forceinline__ void prefix_raw(float *vec, const args &a, float2 raw, int h, int nvalid) {
-    const int l = threadIdx.x;
-    const float Ah = a.A[h], bias = a.dt_bias ? a.dt_bias[h] : 0.0f;
+/* One warp (lane l): the sub-chunk's vectors from its raw dt pair: dt', c, w, e,
+ * wd = exp(c_end - c), sg = sig(dt + bias) (zero past nvalid). */
+__device__ __forceinline__ void prefix_vec(float *vec, float2 raw, float Ah, float bias, int nvalid, int l) {
     const float r0 = raw.x + bias, r1 = raw.y + bias;
     const mamba_scan::decay_pair p = mamba_scan::decay_scan(r0, r1, Ah, nvalid, l);
     const float d0 = p.d0, d1 = p.d1, c0 = p.c0, c1 = p.c1, cend = p.cend;
@@ -154,6 +152,11 @@ __device__ __forceinline__ void prefix_raw(float *vec, const args &a, float2 raw
     ec[2 * l] = __expf(c0), ec[2 * l + 1] = __expf(c1);
     sg[2 * l] = 2 * l < nvalid ? mamba_scan::sigm(r0) : 0.0f;
     sg[2 * l + 1] = 2 * l + 1 < nvalid ? mamba_scan::sigm(r1) : 0.0f;
+}
+
+/* Warp 0 (lane = threadIdx.x): prefix_vec with head h's A and dt_bias. */
+__device__ __forceinline__ void prefix_raw(float *vec, const args &a, float2 raw, int h, int nvalid) {
+    prefix_vec(vec, raw, a.A[h], a.dt_bias ? a.dt_bias[h] : 0.0f, nvalid, threadIdx.x);
 }
 
 __device__ __forceinline__ void prefix(float *vec, const args &a, int64_t row0, int h, int nvalid) {

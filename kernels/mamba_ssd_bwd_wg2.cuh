@@ -73,24 +73,11 @@ __device__ __forceinline__ void load_sw2(uint32_t dst, const __nv_bfloat16 *src,
     }
 }
 
-/* mamba_ssd_bwd::prefix for warp 0 of either warpgroup (that one indexes by threadIdx.x): dt', c,
+/* mamba_ssd_bwd::prefix_vec for warp 0 of either warpgroup (lane = threadIdx.x & 31): dt', c,
  * w, e, wd = exp(c_end - c), sg = sig(dt + bias) (zero past nvalid) of the sub-chunk whose raw dt
  * column starts at dtrow (dt + row * H + h) */
 __device__ __forceinline__ void prefix2(float *vec, const float *dtrow, int64_t H, float Ah, float bias, int nvalid) {
-    const int l = threadIdx.x & 31;
-    const float2 raw = mamba_ssd2::dt_fetch(dtrow, H, nvalid);
-    const float r0 = raw.x + bias, r1 = raw.y + bias;
-    const mamba_scan::decay_pair p = mamba_scan::decay_scan(r0, r1, Ah, nvalid, l);
-    const float d0 = p.d0, d1 = p.d1, c0 = p.c0, c1 = p.c1, cend = p.cend;
-    float *dtp = vec, *cum = vec + Q, *wv = vec + 2 * Q, *ec = vec + 3 * Q, *wd = vec + 4 * Q, *sg = vec + 5 * Q;
-    dtp[2 * l] = d0, dtp[2 * l + 1] = d1;
-    cum[2 * l] = c0, cum[2 * l + 1] = c1;
-    const float e0 = __expf(cend - c0), e1 = __expf(cend - c1);
-    wd[2 * l] = e0, wd[2 * l + 1] = e1;
-    wv[2 * l] = e0 * d0, wv[2 * l + 1] = e1 * d1;
-    ec[2 * l] = __expf(c0), ec[2 * l + 1] = __expf(c1);
-    sg[2 * l] = 2 * l < nvalid ? mamba_scan::sigm(r0) : 0.0f;
-    sg[2 * l + 1] = 2 * l + 1 < nvalid ? mamba_scan::sigm(r1) : 0.0f;
+    mamba_ssd_bwd::prefix_vec(vec, mamba_ssd2::dt_fetch(dtrow, H, nvalid), Ah, bias, nvalid, threadIdx.x & 31);
 }
 
 /* warp w of warpgroup 0 with warp w of warpgroup 1 (named barrier 1 + w, 64 threads) */
