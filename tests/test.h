@@ -30,9 +30,13 @@ T_UNUSED static void t_end_case(void) {
     fflush(stdout);
 }
 
+/* The name is copied: its PASS line is printed at the next t_begin, by when a caller's buffer may
+ * already hold the next case's name. */
 T_UNUSED static void t_begin(const char *name) {
+    static char buf[512];
     t_end_case();
-    t_case_name = name;
+    snprintf(buf, sizeof buf, "%s", name);
+    t_case_name = buf;
     t_case_failed = 0;
 }
 
