@@ -199,6 +199,18 @@ out:
     free(qs), free(os), free(ls), free(qsb), free(ofull);
 }
 
+/* check_case / check_offset of a kernel variant: the case name is fmt with v for its %s */
+static void check_case_v(const char *fmt, const char *v, struct attn_shape s, uint64_t seed) {
+    char nm[128];
+    snprintf(nm, sizeof nm, fmt, v);
+    check_case(nm, s, seed);
+}
+static void check_offset_v(const char *fmt, const char *v, struct attn_shape s, const int64_t *cuts, int n, uint64_t seed) {
+    char nm[128];
+    snprintf(nm, sizeof nm, fmt, v);
+    check_offset(nm, s, cuts, n, seed);
+}
+
 /* L = 2^24, HQ = H = 2, dh = 64: q has 2^31 elements. Everything but the last `n` tokens is a
  * constant (memset); the last n tokens are random. With window W, rows t >= L-n+W (and keys
  * j >= L-n+W for dk, dv) depend only on the random slice, so a reference run on the slice
@@ -261,7 +273,6 @@ static void check_huge(void) {
  * each persistent block serves many query tiles (key-slot ring and Q buffers wrap around). */
 static void check_ws_repeat(const char *variant);
 static void check_ws_forward(void) {
-    char nm[9][96];
     const int64_t c7[] = {0, 1, 2, 3, 100, 333, 1000, 1001, 2049};
     const int64_t c8[] = {0, 1, 190, 191, 400};
     /* the warp-specialised forward (sm_90a, dh 64), every variant; then with 3 blocks, so each
@@ -273,32 +284,32 @@ static void check_ws_forward(void) {
     const int64_t c9[] = {0, 700, 1601};
     for (int i = 0; i < nwsv; i++) {
         setenv("LC_ATTN_WG", wsv[i], 1);
-        snprintf(nm[0], sizeof nm[0], "ws variant %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsv[i]);
-        check_case(nm[0], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 110 + i);
-        snprintf(nm[1], sizeof nm[1], "ws variant %s: dense dh 64, B=2 L=300 HQ=4 H=2", wsv[i]);
-        check_case(nm[1], (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 120 + i);
-        snprintf(nm[2], sizeof nm[2], "ws variant %s: SWA dh 64, L=1100 W=64 HQ=8 H=2 (G=4)", wsv[i]);
-        check_case(nm[2], (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 130 + i);
-        snprintf(nm[3], sizeof nm[3], "ws variant %s: non-causal dh 64, L=200 HQ=2 H=1", wsv[i]);
-        check_case(nm[3], (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f, 0, 0}, 140 + i);
+        check_case_v("ws variant %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsv[i],
+                     (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 110 + i);
+        check_case_v("ws variant %s: dense dh 64, B=2 L=300 HQ=4 H=2", wsv[i],
+                     (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 120 + i);
+        check_case_v("ws variant %s: SWA dh 64, L=1100 W=64 HQ=8 H=2 (G=4)", wsv[i],
+                     (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 130 + i);
+        check_case_v("ws variant %s: non-causal dh 64, L=200 HQ=2 H=1", wsv[i],
+                     (struct attn_shape){1, 200, 2, 1, 64, 0, 0, 0.2f, 0, 0}, 140 + i);
         /* a window that is no multiple of 64, 128 or 192 keys, longer than one tile of each */
-        snprintf(nm[8], sizeof nm[8], "ws variant %s: SWA dh 64, L=1601 W=1300 HQ=2 H=1", wsv[i]);
-        check_case(nm[8], (struct attn_shape){1, 1601, 2, 1, 64, 1300, 1, 0, 0, 0}, 190 + i);
-        snprintf(nm[4], sizeof nm[4], "offset, ws variant %s: dense dh 64 L=400 HQ=4 H=2", wsv[i]);
-        check_offset(nm[4], (struct attn_shape){1, 400, 4, 2, 64, 0, 1, 0, 0, 0}, c8, 4, 150 + i);
-        snprintf(nm[5], sizeof nm[5], "offset, ws variant %s: SWA dh 64, B=2 L=2049 W=511", wsv[i]);
-        check_offset(nm[5], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, c7, 8, 160 + i);
+        check_case_v("ws variant %s: SWA dh 64, L=1601 W=1300 HQ=2 H=1", wsv[i],
+                     (struct attn_shape){1, 1601, 2, 1, 64, 1300, 1, 0, 0, 0}, 190 + i);
+        check_offset_v("offset, ws variant %s: dense dh 64 L=400 HQ=4 H=2", wsv[i],
+                       (struct attn_shape){1, 400, 4, 2, 64, 0, 1, 0, 0, 0}, c8, 4, 150 + i);
+        check_offset_v("offset, ws variant %s: SWA dh 64, B=2 L=2049 W=511", wsv[i],
+                       (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, c7, 8, 160 + i);
         /* large logits (scale 3: scores of std ~24): the running max moves by more than the lazy
          * rescale's threshold, exponents far below -126 (the FMA-pipe exp2's clamp) */
-        snprintf(nm[8], sizeof nm[8], "offset, ws variant %s: SWA dh 64 L=1601 W=1300, scale 3", wsv[i]);
-        check_offset(nm[8], (struct attn_shape){1, 1601, 2, 1, 64, 1300, 1, 3.0f, 0, 0}, c9, 2, 200 + i);
-        snprintf(nm[8], sizeof nm[8], "offset, ws variant %s: dense dh 64 L=1601 HQ=4 H=2, scale 3", wsv[i]);
-        check_offset(nm[8], (struct attn_shape){1, 1601, 4, 2, 64, 0, 1, 3.0f, 0, 0}, c9, 2, 220 + i);
+        check_offset_v("offset, ws variant %s: SWA dh 64 L=1601 W=1300, scale 3", wsv[i],
+                       (struct attn_shape){1, 1601, 2, 1, 64, 1300, 1, 3.0f, 0, 0}, c9, 2, 200 + i);
+        check_offset_v("offset, ws variant %s: dense dh 64 L=1601 HQ=4 H=2, scale 3", wsv[i],
+                       (struct attn_shape){1, 1601, 4, 2, 64, 0, 1, 3.0f, 0, 0}, c9, 2, 220 + i);
         setenv("LC_ATTN_WS_GRID", "3", 1);
-        snprintf(nm[6], sizeof nm[6], "ws variant %s, 3 blocks: SWA dh 64, B=2 L=3000 W=512 HQ=4 H=2", wsv[i]);
-        check_case(nm[6], (struct attn_shape){2, 3000, 4, 2, 64, 512, 1, 0, 0, 0}, 170 + i);
-        snprintf(nm[7], sizeof nm[7], "ws variant %s, 3 blocks: dense dh 64, L=1500 HQ=3 H=1", wsv[i]);
-        check_case(nm[7], (struct attn_shape){1, 1500, 3, 1, 64, 0, 1, 0, 0, 0}, 180 + i);
+        check_case_v("ws variant %s, 3 blocks: SWA dh 64, B=2 L=3000 W=512 HQ=4 H=2", wsv[i],
+                     (struct attn_shape){2, 3000, 4, 2, 64, 512, 1, 0, 0, 0}, 170 + i);
+        check_case_v("ws variant %s, 3 blocks: dense dh 64, L=1500 HQ=3 H=1", wsv[i],
+                     (struct attn_shape){1, 1500, 3, 1, 64, 0, 1, 0, 0, 0}, 180 + i);
         unsetenv("LC_ATTN_WS_GRID");
     }
     unsetenv("LC_ATTN_WG");
@@ -309,7 +320,7 @@ static void check_ws_forward(void) {
  * last block resets it: 150 launches in a row (every counter reused twice, grids of 132 or fewer,
  * 3 and 7 blocks), each output poisoned first and compared with the reference. */
 static void check_ws_repeat(const char *variant) {
-    static char nm[96]; /* t_begin keeps the pointer until the next case */
+    char nm[96];
     snprintf(nm, sizeof nm, "ws variant %s, 150 launches: SWA dh 64 L=1100 W=64 HQ=8 H=2", variant);
     t_begin(nm);
     const struct attn_shape s = {1, 1100, 8, 2, 64, 64, 1, 0, 0, 0};
@@ -358,7 +369,6 @@ static void check_ws_backward(int small, const char *only) {
     /* 18, 19: attn7 (128-query tiles, the defaults; 19 with the MMAs under the softmax steps);
      * attn6's 15-17 were removed in attn7 (slower) */
     static const char *wsb[] = {"4", "5", "6", "7", "8", "18", "19"};
-    char nm[9][96];
     for (int i = 0; i < (int)(sizeof wsb / sizeof wsb[0]); i++) {
         if (small && i != 0 && i != 3 && i < 5) continue; /* --small: 4, 7, 18, 19 */
         if (only) { /* --wsb LIST: only these variants (comma-separated) */
@@ -368,26 +378,26 @@ static void check_ws_backward(int small, const char *only) {
             if (!strstr(list, pat)) continue;
         }
         setenv("LC_ATTN_WGB", wsb[i], 1);
-        snprintf(nm[0], sizeof nm[0], "ws backward %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsb[i]);
-        check_case(nm[0], (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 210 + i);
-        snprintf(nm[1], sizeof nm[1], "ws backward %s: dense dh 64, B=2 L=300 HQ=4 H=2", wsb[i]);
-        check_case(nm[1], (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 220 + i);
+        check_case_v("ws backward %s: SWA dh 64, B=2 L=2049 W=511 HQ=2 H=1", wsb[i],
+                     (struct attn_shape){2, 2049, 2, 1, 64, 511, 1, 0, 0, 0}, 210 + i);
+        check_case_v("ws backward %s: dense dh 64, B=2 L=300 HQ=4 H=2", wsb[i],
+                     (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 220 + i);
         if (small) continue;
-        snprintf(nm[2], sizeof nm[2], "ws backward %s: SWA dh 64, L=1100 W=64 HQ=8 H=2 (G=4)", wsb[i]);
-        check_case(nm[2], (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 230 + i);
-        snprintf(nm[3], sizeof nm[3], "ws backward %s: non-causal dh 64, B=2 L=77 HQ=2 H=2", wsb[i]);
-        check_case(nm[3], (struct attn_shape){2, 77, 2, 2, 64, 0, 0, 0, 0, 0}, 240 + i);
-        snprintf(nm[4], sizeof nm[4], "ws backward %s: non-causal dh 64, L=333 HQ=2 H=1, scale 0.2", wsb[i]);
-        check_case(nm[4], (struct attn_shape){1, 333, 2, 1, 64, 0, 0, 0.2f, 0, 0}, 245 + i);
-        snprintf(nm[5], sizeof nm[5], "ws backward %s: SWA dh 64, L=700 W=1 HQ=4 H=4", wsb[i]);
-        check_case(nm[5], (struct attn_shape){1, 700, 4, 4, 64, 1, 1, 0, 0, 0}, 250 + i);
-        snprintf(nm[6], sizeof nm[6], "ws backward %s: SWA dh 64, L=1111 W=300 HQ=4 H=2", wsb[i]);
-        check_case(nm[6], (struct attn_shape){1, 1111, 4, 2, 64, 300, 1, 0, 0, 0}, 280 + i);
+        check_case_v("ws backward %s: SWA dh 64, L=1100 W=64 HQ=8 H=2 (G=4)", wsb[i],
+                     (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 230 + i);
+        check_case_v("ws backward %s: non-causal dh 64, B=2 L=77 HQ=2 H=2", wsb[i],
+                     (struct attn_shape){2, 77, 2, 2, 64, 0, 0, 0, 0, 0}, 240 + i);
+        check_case_v("ws backward %s: non-causal dh 64, L=333 HQ=2 H=1, scale 0.2", wsb[i],
+                     (struct attn_shape){1, 333, 2, 1, 64, 0, 0, 0.2f, 0, 0}, 245 + i);
+        check_case_v("ws backward %s: SWA dh 64, L=700 W=1 HQ=4 H=4", wsb[i],
+                     (struct attn_shape){1, 700, 4, 4, 64, 1, 1, 0, 0, 0}, 250 + i);
+        check_case_v("ws backward %s: SWA dh 64, L=1111 W=300 HQ=4 H=2", wsb[i],
+                     (struct attn_shape){1, 1111, 4, 2, 64, 300, 1, 0, 0, 0}, 280 + i);
         setenv("LC_ATTN_WS_GRID", "3", 1);
-        snprintf(nm[7], sizeof nm[7], "ws backward %s, 3 blocks: SWA dh 64, B=2 L=3000 W=512 HQ=4 H=2", wsb[i]);
-        check_case(nm[7], (struct attn_shape){2, 3000, 4, 2, 64, 512, 1, 0, 0, 0}, 260 + i);
-        snprintf(nm[8], sizeof nm[8], "ws backward %s, 3 blocks: dense dh 64, L=1500 HQ=3 H=1", wsb[i]);
-        check_case(nm[8], (struct attn_shape){1, 1500, 3, 1, 64, 0, 1, 0, 0, 0}, 270 + i);
+        check_case_v("ws backward %s, 3 blocks: SWA dh 64, B=2 L=3000 W=512 HQ=4 H=2", wsb[i],
+                     (struct attn_shape){2, 3000, 4, 2, 64, 512, 1, 0, 0, 0}, 260 + i);
+        check_case_v("ws backward %s, 3 blocks: dense dh 64, L=1500 HQ=3 H=1", wsb[i],
+                     (struct attn_shape){1, 1500, 3, 1, 64, 0, 1, 0, 0, 0}, 270 + i);
         unsetenv("LC_ATTN_WS_GRID");
     }
     unsetenv("LC_ATTN_WGB");
@@ -436,22 +446,21 @@ int main(int argc, char **argv) {
         static const char *wg[] = {"1", "2", "3", "4", "5"};
         static const char *mv[] = {"0", "1", "2", "3"};
         const int64_t c8[] = {0, 1, 190, 191, 400};
-        char nm[9][96];
         for (int i = 0; i < 5; i++) {
             setenv("LC_ATTN_WG", wg[i], 1);
-            snprintf(nm[0], sizeof nm[0], "offset, wgmma variant %s: dense dh 64 L=400 HQ=4 H=2", wg[i]);
-            check_offset(nm[0], (struct attn_shape){1, 400, 4, 2, 64, 0, 1, 0, 0, 0}, c8, 4, 30 + i);
-            snprintf(nm[1], sizeof nm[1], "offset, wgmma variant %s: SWA dh 128 L=400 W=70", wg[i]);
-            check_offset(nm[1], (struct attn_shape){1, 400, 2, 1, 128, 70, 1, 0, 0, 0}, c8, 4, 40 + i);
+            check_offset_v("offset, wgmma variant %s: dense dh 64 L=400 HQ=4 H=2", wg[i],
+                           (struct attn_shape){1, 400, 4, 2, 64, 0, 1, 0, 0, 0}, c8, 4, 30 + i);
+            check_offset_v("offset, wgmma variant %s: SWA dh 128 L=400 W=70", wg[i],
+                           (struct attn_shape){1, 400, 2, 1, 128, 70, 1, 0, 0, 0}, c8, 4, 40 + i);
         }
         unsetenv("LC_ATTN_WG");
         setenv("LC_ATTN_WGMMA", "0", 1);
         for (int i = 0; i < 4; i++) {
             setenv("LC_ATTN_FWD", mv[i], 1);
-            snprintf(nm[2], sizeof nm[2], "offset, mma.sync variant %s: dense dh 64 L=400 HQ=4 H=2", mv[i]);
-            check_offset(nm[2], (struct attn_shape){1, 400, 4, 2, 64, 0, 1, 0, 0, 0}, c8, 4, 50 + i);
-            snprintf(nm[3], sizeof nm[3], "offset, mma.sync variant %s: SWA dh 128 L=400 W=70", mv[i]);
-            check_offset(nm[3], (struct attn_shape){1, 400, 2, 1, 128, 70, 1, 0, 0, 0}, c8, 4, 60 + i);
+            check_offset_v("offset, mma.sync variant %s: dense dh 64 L=400 HQ=4 H=2", mv[i],
+                           (struct attn_shape){1, 400, 4, 2, 64, 0, 1, 0, 0, 0}, c8, 4, 50 + i);
+            check_offset_v("offset, mma.sync variant %s: SWA dh 128 L=400 W=70", mv[i],
+                           (struct attn_shape){1, 400, 2, 1, 128, 70, 1, 0, 0, 0}, c8, 4, 60 + i);
         }
         unsetenv("LC_ATTN_FWD");
         unsetenv("LC_ATTN_WGMMA");
@@ -459,14 +468,14 @@ int main(int argc, char **argv) {
         static const char *wgb[] = {"1", "2", "3"};
         for (int i = 0; i < 3; i++) {
             setenv("LC_ATTN_WGB", wgb[i], 1);
-            snprintf(nm[4], sizeof nm[4], "backward variant %s: dense dh 64, B=2 L=300 HQ=4 H=2", wgb[i]);
-            check_case(nm[4], (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 70 + i);
-            snprintf(nm[5], sizeof nm[5], "backward variant %s: SWA dh 128, L=517 W=100 HQ=4 H=2", wgb[i]);
-            check_case(nm[5], (struct attn_shape){1, 517, 4, 2, 128, 100, 1, 0, 0, 0}, 80 + i);
-            snprintf(nm[6], sizeof nm[6], "backward variant %s: non-causal dh 128, B=2 L=77", wgb[i]);
-            check_case(nm[6], (struct attn_shape){2, 77, 2, 2, 128, 0, 0, 0, 0, 0}, 90 + i);
-            snprintf(nm[7], sizeof nm[7], "backward variant %s: SWA dh 64, L=1100 W=64 HQ=8 H=2", wgb[i]);
-            check_case(nm[7], (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 100 + i);
+            check_case_v("backward variant %s: dense dh 64, B=2 L=300 HQ=4 H=2", wgb[i],
+                         (struct attn_shape){2, 300, 4, 2, 64, 0, 1, 0, 0, 0}, 70 + i);
+            check_case_v("backward variant %s: SWA dh 128, L=517 W=100 HQ=4 H=2", wgb[i],
+                         (struct attn_shape){1, 517, 4, 2, 128, 100, 1, 0, 0, 0}, 80 + i);
+            check_case_v("backward variant %s: non-causal dh 128, B=2 L=77", wgb[i],
+                         (struct attn_shape){2, 77, 2, 2, 128, 0, 0, 0, 0, 0}, 90 + i);
+            check_case_v("backward variant %s: SWA dh 64, L=1100 W=64 HQ=8 H=2", wgb[i],
+                         (struct attn_shape){1, 1100, 8, 2, 64, 64, 1, 0, 0, 0}, 100 + i);
         }
         unsetenv("LC_ATTN_WGB");
         check_ws_forward();
