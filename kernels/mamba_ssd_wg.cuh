@@ -69,6 +69,36 @@ __device__ __forceinline__ void load_sw(uint32_t dst, const __nv_bfloat16 *src, 
     }
 }
 
+/* M = S o L diag(dt') packed into A fragments, this thread's rows r_lo and r_lo + 8 of warp's
+ * 16-row block, column pair 2 t of each 8-column group: below the diagonal 16-row block the decay
+ * splits at b = 16 warp into a row and a column factor (both <= 1); the diagonal block is exact and
+ * masked; columns past it are zero (n-tiles 2kk, 2kk+1 -> kk). Shared by ssd_wg and ssd_wg2. */
+__device__ __forceinline__ void m_frags(uint32_t (&ma)[4][4], const float (&S)[32], const float *cum, const float *dtp, int warp,
+                                        int r_lo, int t) {
+    const float cb = cum[warp * 16], c_lo = cum[r_lo], c_hi = cum[r_lo + 8];
+    const float er_lo = fexp(c_lo - cb), er_hi = fexp(c_hi - cb);
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int j = 8 * i + 2 * t;
+        const float2 w = *reinterpret_cast<const float2 *>(dtp + j), cj = *reinterpret_cast<const float2 *>(cum + j);
+        float m0, m1, m2, m3;
+        if (i < 2 * warp) {
+            const float k0 = fexp(cb - cj.x) * w.x, k1 = fexp(cb - cj.y) * w.y;
+            m0 = S[4 * i] * er_lo * k0, m1 = S[4 * i + 1] * er_lo * k1;
+            m2 = S[4 * i + 2] * er_hi * k0, m3 = S[4 * i + 3] * er_hi * k1;
+        } else if (i < 2 * warp + 2) {
+            m0 = j <= r_lo ? S[4 * i] * fexp(c_lo - cj.x) * w.x : 0.0f;
+            m1 = j + 1 <= r_lo ? S[4 * i + 1] * fexp(c_lo - cj.y) * w.y : 0.0f;
+            m2 = j <= r_lo + 8 ? S[4 * i + 2] * fexp(c_hi - cj.x) * w.x : 0.0f;
+            m3 = j + 1 <= r_lo + 8 ? S[4 * i + 3] * fexp(c_hi - cj.y) * w.y : 0.0f;
+        } else {
+            m0 = m1 = m2 = m3 = 0.0f;
+        }
+        ma[i >> 1][2 * (i & 1)] = pack_bf16(m0, m1);
+        ma[i >> 1][2 * (i & 1) + 1] = pack_bf16(m2, m3);
+    }
+}
+
 /* The A fragments of (X diag(w))^T (rows p = 16 warp.., k = token j) for the 4 k-blocks */
 __device__ __forceinline__ void xw_frags(uint32_t (&xa)[4][4], uint32_t xs, const float *wv) {
     const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3, t = lane & 3, m = lane >> 3;
@@ -248,32 +278,8 @@ __global__ void __launch_bounds__(NT, 2) ssd_wg(mamba_scan::args a) {
             sm90::wait<0>();
 #pragma unroll
             for (int i = 0; i < 32; i++) sm90::reg_fence(S[i]), sm90::reg_fence(Y[i]);
-            /* M = S o L diag(dt'): below the diagonal 16-row block the decay splits at b = 16 warp
-             * into a row and a column factor (both <= 1); the diagonal block is exact and masked;
-             * columns past it are zero. Then pack M into A fragments (n-tiles 2kk, 2kk+1 -> kk). */
-            const float cb = cum[warp * 16], c_lo = cum[r_lo], c_hi = cum[r_lo + 8];
-            const float er_lo = fexp(c_lo - cb), er_hi = fexp(c_hi - cb);
             uint32_t ma[4][4];
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                const int j = 8 * i + 2 * t;
-                const float2 w = *reinterpret_cast<const float2 *>(dtp + j), cj = *reinterpret_cast<const float2 *>(cum + j);
-                float m0, m1, m2, m3;
-                if (i < 2 * warp) {
-                    const float k0 = fexp(cb - cj.x) * w.x, k1 = fexp(cb - cj.y) * w.y;
-                    m0 = S[4 * i] * er_lo * k0, m1 = S[4 * i + 1] * er_lo * k1;
-                    m2 = S[4 * i + 2] * er_hi * k0, m3 = S[4 * i + 3] * er_hi * k1;
-                } else if (i < 2 * warp + 2) {
-                    m0 = j <= r_lo ? S[4 * i] * fexp(c_lo - cj.x) * w.x : 0.0f;
-                    m1 = j + 1 <= r_lo ? S[4 * i + 1] * fexp(c_lo - cj.y) * w.y : 0.0f;
-                    m2 = j <= r_lo + 8 ? S[4 * i + 2] * fexp(c_hi - cj.x) * w.x : 0.0f;
-                    m3 = j + 1 <= r_lo + 8 ? S[4 * i + 3] * fexp(c_hi - cj.y) * w.y : 0.0f;
-                } else {
-                    m0 = m1 = m2 = m3 = 0.0f;
-                }
-                ma[i >> 1][2 * (i & 1)] = pack_bf16(m0, m1);
-                ma[i >> 1][2 * (i & 1) + 1] = pack_bf16(m2, m3);
-            }
+            m_frags(ma, S, cum, dtp, warp, r_lo, t);
             const float e_lo = ec[r_lo], e_hi = ec[r_lo + 8];
 #pragma unroll
             for (int i = 0; i < 8; i++) Y[4 * i] *= e_lo, Y[4 * i + 1] *= e_lo, Y[4 * i + 2] *= e_hi, Y[4 * i + 3] *= e_hi;

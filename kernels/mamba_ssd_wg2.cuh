@@ -215,30 +215,8 @@ __global__ void __launch_bounds__(NT2, 1)
         sm90::wait<0>();
 #pragma unroll
         for (int i = 0; i < 32; i++) sm90::reg_fence(S[i]), sm90::reg_fence(Y[i]);
-        /* M = S o L diag(dt') as ssd_wg<false> (the factored decay below the diagonal block) */
-        const float cb = cum[warp * 16], c_lo = cum[r_lo], c_hi = cum[r_lo + 8];
-        const float er_lo = fexp(c_lo - cb), er_hi = fexp(c_hi - cb);
-        uint32_t ma[4][4];
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const int j = 8 * i + 2 * t;
-            const float2 w = *reinterpret_cast<const float2 *>(dtp + j), cj = *reinterpret_cast<const float2 *>(cum + j);
-            float m0, m1, m2, m3;
-            if (i < 2 * warp) {
-                const float k0 = fexp(cb - cj.x) * w.x, k1 = fexp(cb - cj.y) * w.y;
-                m0 = S[4 * i] * er_lo * k0, m1 = S[4 * i + 1] * er_lo * k1;
-                m2 = S[4 * i + 2] * er_hi * k0, m3 = S[4 * i + 3] * er_hi * k1;
-            } else if (i < 2 * warp + 2) {
-                m0 = j <= r_lo ? S[4 * i] * fexp(c_lo - cj.x) * w.x : 0.0f;
-                m1 = j + 1 <= r_lo ? S[4 * i + 1] * fexp(c_lo - cj.y) * w.y : 0.0f;
-                m2 = j <= r_lo + 8 ? S[4 * i + 2] * fexp(c_hi - cj.x) * w.x : 0.0f;
-                m3 = j + 1 <= r_lo + 8 ? S[4 * i + 3] * fexp(c_hi - cj.y) * w.y : 0.0f;
-            } else {
-                m0 = m1 = m2 = m3 = 0.0f;
-            }
-            ma[i >> 1][2 * (i & 1)] = pack_bf16(m0, m1);
-            ma[i >> 1][2 * (i & 1) + 1] = pack_bf16(m2, m3);
-        }
+        uint32_t ma[4][4]; /* M = S o L diag(dt') */
+        mamba_ssd_wg::m_frags(ma, S, cum, dtp, warp, r_lo, t);
         const float e_lo = ec[r_lo], e_hi = ec[r_lo + 8];
 #pragma unroll
         for (int i = 0; i < 8; i++) Y[4 * i] *= e_lo, Y[4 * i + 1] *= e_lo, Y[4 * i + 2] *= e_hi, Y[4 * i + 3] *= e_hi;
